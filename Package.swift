@@ -1,0 +1,41 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Upcoming features the style guide asks for; applied to every target.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "Ensemble",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Raft", targets: ["Raft"]),
+        .library(name: "RaftStorage", targets: ["RaftStorage"]),
+        .executable(name: "raft-sim", targets: ["raft-sim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // Pure consensus state machine: no I/O, no clock, no threads.
+        .target(name: "Raft", swiftSettings: swiftSettings),
+        // Durable log: WAL segments, hard state, snapshot files, recovery.
+        .target(name: "RaftStorage", dependencies: ["Raft"], swiftSettings: swiftSettings),
+        // Deterministic cluster simulation with fault injection and invariant checks.
+        .target(name: "RaftSimulation", dependencies: ["Raft"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "raft-sim",
+            dependencies: [
+                "RaftSimulation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], swiftSettings: swiftSettings),
+        .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"], swiftSettings: swiftSettings),
+        .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"], swiftSettings: swiftSettings),
+    ],
+    swiftLanguageModes: [.v6]
+)

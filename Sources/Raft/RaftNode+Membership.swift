@@ -1,0 +1,40 @@
+// Membership changes take effect when applied (as in etcd-io/raft). One at a time,
+// and never before the leader has committed an entry of its term, which keeps any
+// two configurations in force at once overlapping (docs/raft.md).
+
+extension RaftNode {
+    /// Applies a committed `.confChange` entry: updates the configuration and the
+    /// leader's per-member progress.
+    mutating func applyConfChange(_ entry: Entry) {
+        guard let change = ConfChange(decoding: entry.data),
+            let next = try? confState.applying(change)
+        else { return }
+        confState = next
+        guard role == .leader else { return }
+        let members = confState.voters + confState.learners
+        for member in members {
+            if progress[member] == nil {
+                var pr = Progress(
+                    next: log.lastIndex + 1, isLearner: false,
+                    maxInflight: config.maxInflightMessages, maxInflightBytes: config.maxInflightBytes)
+                // A new member may need a snapshot right away.
+                pr.recentActive = true
+                progress[member] = pr
+            }
+            progress[member]?.isLearner = confState.isLearner(member)
+        }
+        for member in progress.keys where !members.contains(member) {
+            progress[member] = nil
+            reads.acked[member] = nil
+        }
+        if leadTransferee != .none && !confState.isVoter(leadTransferee) { leadTransferee = .none }
+        if !confState.isVoter(id) {
+            // Removed or demoted: the remaining voters elect a leader among themselves.
+            becomeFollower(term: term, leader: .none)
+            return
+        }
+        // A smaller quorum may commit more; new members need entries.
+        _ = maybeCommit()
+        needsBroadcast = true
+    }
+}

@@ -1,0 +1,65 @@
+// Client-facing operations on the leader: proposals, membership changes and
+// leadership transfer.
+
+extension RaftNode {
+    /// Appends `data` to the log. Returns the index and term it was given: the
+    /// proposal succeeded if and only if the entry applied at that index has that
+    /// term (a new leader may overwrite an uncommitted entry).
+    @discardableResult
+    public mutating func propose(_ data: [UInt8]) throws(ProposalError) -> (index: UInt64, term: UInt64) {
+        try checkCanPropose()
+        appendEntries([Entry(term: term, index: 0, data: data)])
+        return (log.lastIndex, term)
+    }
+
+    /// Appends several entries at once; returns the index of the first.
+    @discardableResult
+    public mutating func propose(batch: [[UInt8]]) throws(ProposalError) -> (firstIndex: UInt64, term: UInt64) {
+        try checkCanPropose()
+        let first = log.lastIndex + 1
+        appendEntries(batch.map { Entry(term: term, index: 0, data: $0) })
+        return (first, term)
+    }
+
+    /// Proposes a single-server membership change. Refused while another is being
+    /// applied and until the leader has committed an entry of its own term.
+    @discardableResult
+    public mutating func proposeConfChange(_ change: ConfChange) throws(ProposalError) -> (index: UInt64, term: UInt64) {
+        try checkCanPropose()
+        if pendingConfIndex > log.applied { throw .confChangeInProgress }
+        if log.term(at: log.committed) != term { throw .leaderNotReady }
+        do {
+            _ = try confState.applying(change)
+        } catch {
+            throw .invalidConfChange(error)
+        }
+        appendEntries([Entry(term: term, index: 0, kind: .confChange, data: change.encoded())])
+        pendingConfIndex = log.lastIndex
+        return (log.lastIndex, term)
+    }
+
+    private func checkCanPropose() throws(ProposalError) {
+        guard role == .leader else { throw .notLeader(leader: leader) }
+        if leadTransferee != .none { throw .leadershipTransferInProgress }
+    }
+
+    /// Hands leadership to `target` (thesis §3.10): bring it up to date, then tell
+    /// it to campaign at once. Proposals are refused meanwhile; the attempt is
+    /// abandoned after an election timeout.
+    public mutating func transferLeadership(to target: NodeID) throws(ProposalError) {
+        guard role == .leader else { throw .notLeader(leader: leader) }
+        guard target != id else { return }
+        guard confState.isVoter(target), progress[target] != nil else { throw .unknownTransferTarget(target) }
+        if leadTransferee == target { return }
+        leadTransferee = target
+        electionElapsed = 0
+        if progress[target]?.match == log.lastIndex {
+            send(Message(kind: .timeoutNow, to: target))
+        } else {
+            sendAppend(to: target, sendIfEmpty: true)
+        }
+    }
+
+    /// The member leadership is being handed to, or none.
+    public var transferee: NodeID { leadTransferee }
+}

@@ -1,0 +1,73 @@
+// Handing work to the driver and taking its report back.
+
+extension RaftNode {
+    /// Whether ``ready()`` has anything for the driver.
+    public var hasReady: Bool {
+        if needsBroadcast || reads.hasUnsent { return true }
+        if !messages.isEmpty || !messagesAfterPersist.isEmpty || !readStates.isEmpty { return true }
+        if !log.unstable.entries.isEmpty || log.unstable.snapshot != nil { return true }
+        if log.hasNextCommittedEntries { return true }
+        return hardState != previousHardState || softState != previousSoftState
+    }
+
+    /// Collects what the driver must do now. Call ``advance(_:)`` with the result
+    /// before calling `ready()` again.
+    public mutating func ready() -> Ready {
+        if role == .leader {
+            if needsBroadcast { broadcastAppend() }
+            startReadRound()
+        }
+        needsBroadcast = false
+        var ready = Ready()
+        ready.entries = log.unstable.entries
+        ready.snapshot = log.unstable.snapshot
+        ready.committedEntries = log.nextCommittedEntries()
+        ready.messages = messages
+        ready.messagesAfterPersist = messagesAfterPersist
+        ready.readStates = readStates
+        messages.removeAll(keepingCapacity: true)
+        messagesAfterPersist.removeAll(keepingCapacity: true)
+        readStates.removeAll()
+        let hard = hardState
+        if hard != previousHardState {
+            ready.hardState = hard
+            previousHardState = hard
+        }
+        let soft = softState
+        if soft != previousSoftState {
+            ready.softState = soft
+            previousSoftState = soft
+        }
+        return ready
+    }
+
+    /// The driver did everything `ready` asked: entries and hard state are durable,
+    /// committed entries are applied.
+    public mutating func advance(_ ready: Ready) {
+        if let snapshot = ready.snapshot {
+            log.unstable.stableSnapshotTo(index: snapshot.metadata.index)
+            log.appliedTo(snapshot.metadata.index)
+        }
+        if let last = ready.entries.last {
+            log.unstable.stableTo(index: last.index, term: last.term)
+            leaderPersisted(upTo: log.persistedLastIndex)
+        }
+        for entry in ready.committedEntries where entry.kind == .confChange {
+            applyConfChange(entry)
+        }
+        if let last = ready.committedEntries.last {
+            log.appliedTo(last.index)
+        }
+    }
+
+    /// Entries that bootstrap a brand-new cluster: one committed `addVoter` per
+    /// initial member at term 1, so members that join later learn the initial
+    /// configuration from the log like any other change. Every initial member
+    /// persists the same entries and hard state before creating its node.
+    public static func bootstrap(voters: [NodeID]) -> (hardState: HardState, entries: [Entry]) {
+        let entries = voters.sorted().enumerated().map { offset, voter in
+            Entry(term: 1, index: UInt64(offset + 1), kind: .confChange, data: ConfChange(.addVoter, node: voter).encoded())
+        }
+        return (HardState(term: 1, vote: .none, commit: UInt64(entries.count)), entries)
+    }
+}

@@ -1,0 +1,134 @@
+// Message dispatch: the term rules of Figure 2 ("if RPC request or response
+// contains term T > currentTerm: set currentTerm = T, convert to follower"),
+// vote granting, then one step function per role.
+
+extension RaftNode {
+    /// Feeds a message from a peer. Messages for another member, from an older
+    /// term, or that make no sense in the current role are dropped.
+    public mutating func step(_ message: Message) {
+        guard message.to == id || message.to == .none else { return }
+        if message.term > term {
+            if message.kind == .vote || message.kind == .preVote {
+                let forced = message.context == Message.transferContext
+                let inLease = config.checkQuorum && leader != .none && electionElapsed < config.electionTick
+                // Leader stickiness: while we hear from a leader, a disruptive
+                // candidate (say, a member rejoining after a partition) is ignored.
+                if inLease && !forced { return }
+            }
+            switch message.kind {
+            case .preVote:
+                break  // A pre-vote never changes our term.
+            case .preVoteResponse where !message.reject:
+                break  // The term granted is the one we will campaign in.
+            case .append, .heartbeat, .snapshot:
+                becomeFollower(term: message.term, leader: message.from)
+            default:
+                becomeFollower(term: message.term, leader: .none)
+            }
+        } else if message.term < term {
+            if (config.checkQuorum || config.preVote) && (message.kind == .append || message.kind == .heartbeat) {
+                // A stale leader learns our term and steps down; without this a
+                // member whose term rose while partitioned could never rejoin
+                // (its pre-votes fail while the old leader keeps its lower term).
+                send(Message(kind: .appendResponse, to: message.from))
+            } else if message.kind == .preVote {
+                send(Message(kind: .preVoteResponse, to: message.from, reject: true))
+            }
+            return
+        }
+
+        switch message.kind {
+        case .vote, .preVote:
+            handleVoteRequest(message)
+        default:
+            switch role {
+            case .leader: stepLeader(message)
+            case .candidate, .preCandidate: stepCandidate(message)
+            case .follower: stepFollower(message)
+            }
+        }
+    }
+
+    /// RequestVote receiver rules (Figure 2, §5.4.1).
+    private mutating func handleVoteRequest(_ message: Message) {
+        let canVote =
+            vote == message.from
+            || (vote == .none && leader == .none)
+            || (message.kind == .preVote && message.term > term)
+            || config.brokenRules.contains(.grantEveryVote)
+        let responseKind: MessageKind = message.kind == .vote ? .voteResponse : .preVoteResponse
+        if canVote && log.isUpToDate(index: message.index, term: message.logTerm) {
+            // A granted pre-vote answers in the term it was asked for.
+            send(Message(kind: responseKind, to: message.from, term: message.term))
+            if message.kind == .vote {
+                electionElapsed = 0
+                vote = message.from
+            }
+        } else {
+            send(Message(kind: responseKind, to: message.from, term: term, reject: true))
+        }
+    }
+
+    private mutating func stepCandidate(_ message: Message) {
+        switch message.kind {
+        case .append:
+            becomeFollower(term: message.term, leader: message.from)
+            handleAppend(message)
+        case .heartbeat:
+            becomeFollower(term: message.term, leader: message.from)
+            handleHeartbeat(message)
+        case .snapshot:
+            becomeFollower(term: message.term, leader: message.from)
+            handleSnapshot(message)
+        case .preVoteResponse where role == .preCandidate, .voteResponse where role == .candidate:
+            switch recordVote(from: message.from, granted: !message.reject) {
+            case .won:
+                if role == .preCandidate { campaign(.election) } else { becomeLeader() }
+            case .lost:
+                becomeFollower(term: term, leader: .none)
+            case .pending:
+                break
+            }
+        default:
+            break
+        }
+    }
+
+    private mutating func stepFollower(_ message: Message) {
+        switch message.kind {
+        case .append:
+            electionElapsed = 0
+            leader = message.from
+            handleAppend(message)
+        case .heartbeat:
+            electionElapsed = 0
+            leader = message.from
+            handleHeartbeat(message)
+        case .snapshot:
+            electionElapsed = 0
+            leader = message.from
+            handleSnapshot(message)
+        case .timeoutNow:
+            // Leader transfer (thesis §3.10): campaign at once, skipping pre-vote.
+            campaign(.transfer)
+        case .readIndexResponse:
+            readStates.append(ReadState(index: message.index, context: message.context))
+        default:
+            break
+        }
+    }
+
+    private mutating func stepLeader(_ message: Message) {
+        guard progress[message.from] != nil else { return }
+        switch message.kind {
+        case .appendResponse:
+            handleAppendResponse(message)
+        case .heartbeatResponse:
+            handleHeartbeatResponse(message)
+        case .readIndex:
+            handleReadIndex(from: message.from, context: message.context)
+        default:
+            break
+        }
+    }
+}

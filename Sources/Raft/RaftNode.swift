@@ -1,0 +1,137 @@
+/// A Raft member as a pure, deterministic state machine (etcd-io/raft's RawNode
+/// shape). It does no I/O and reads no clock: the driver calls ``tick()`` for time,
+/// ``step(_:)`` for messages, ``propose(_:)`` for client writes, then takes a
+/// ``Ready`` and reports it done with ``advance(_:)``. The contract for each Ready
+/// field is documented on ``Ready``; docs/raft.md describes the whole protocol.
+///
+/// Not thread-safe: one driver loop owns it.
+public struct RaftNode<Storage: RaftLogStorage> {
+    public let id: NodeID
+    let config: RaftConfig
+
+    // Persistent state (Figure 2), reported through Ready.hardState.
+    public internal(set) var term: UInt64 = 0
+    public internal(set) var vote: NodeID = .none
+    var log: RaftLog<Storage>
+
+    // Volatile state.
+    public internal(set) var role: Role = .follower
+    public internal(set) var leader: NodeID = .none
+    /// The membership in force: the last one applied.
+    public internal(set) var confState: ConfState
+    /// Leader only: one entry per member, this node included.
+    var progress: [NodeID: Progress] = [:]
+    /// Candidate/pre-candidate only: votes received this round.
+    var votes: [NodeID: Bool] = [:]
+
+    var electionElapsed = 0
+    var heartbeatElapsed = 0
+    var randomizedElectionTimeout = 0
+    var random: SplitMix64
+
+    /// Leader only: the member leadership is being handed to, or none.
+    var leadTransferee: NodeID = .none
+    /// Leader only: index of the latest membership change proposed; a new one
+    /// waits until it is applied.
+    var pendingConfIndex: UInt64 = 0
+    /// Leader only: AppendEntries must go out at the next Ready (batched).
+    var needsBroadcast = false
+    var reads = ReadIndexState()
+
+    // Output collected for the next Ready.
+    var messages: [Message] = []
+    var messagesAfterPersist: [Message] = []
+    var readStates: [ReadState] = []
+    var previousHardState: HardState
+    var previousSoftState: SoftState
+
+    /// Creates a member from what `storage` holds (empty for a new member).
+    /// Throws when the configuration is invalid or storage cannot be read.
+    public init(config: RaftConfig, storage: Storage) throws(RaftError) {
+        if let problem = config.validate() { throw .invalidConfig(problem) }
+        let state: (hardState: HardState, confState: ConfState)
+        do { state = try storage.initialState() } catch { throw .storage(error) }
+        self.id = config.id
+        self.config = config
+        self.random = SplitMix64(seed: config.seed &+ config.id &* 0x9E37_79B9)
+        self.log = RaftLog(
+            storage: storage, committed: state.hardState.commit, applied: config.applied,
+            maxApplyBytes: config.maxCommittedSizePerReady)
+        self.confState = state.confState
+        self.term = state.hardState.term
+        self.vote = state.hardState.vote
+        self.previousHardState = state.hardState
+        self.previousSoftState = SoftState(leader: .none, role: .follower)
+        replayAppliedConfChanges()
+        becomeFollower(term: term, leader: .none)
+    }
+
+    /// Membership changes between the snapshot and the applied index were applied
+    /// before the restart; bring the configuration up to date with them.
+    private mutating func replayAppliedConfChanges() {
+        let first = log.firstIndex
+        guard log.applied >= first,
+            let entries = try? log.slice(first, log.applied + 1, maxBytes: .max)
+        else { return }
+        for entry in entries where entry.kind == .confChange {
+            applyConfChange(entry)
+        }
+    }
+
+    /// Every other member, in id order (deterministic: no dictionary iteration).
+    var peers: [NodeID] {
+        (confState.voters + confState.learners).filter { $0 != id }.sorted()
+    }
+
+    /// Whether this member may campaign: only voters do.
+    var isPromotable: Bool { confState.isVoter(id) }
+
+    public var hardState: HardState { HardState(term: term, vote: vote, commit: log.committed) }
+    public var softState: SoftState { SoftState(leader: leader, role: role) }
+    public var commitIndex: UInt64 { log.committed }
+    public var appliedIndex: UInt64 { log.applied }
+    public var lastIndex: UInt64 { log.lastIndex }
+    public var firstIndex: UInt64 { log.firstIndex }
+    public func term(at index: UInt64) -> UInt64? { log.term(at: index) }
+
+    /// The leader's view of a follower's replication, for status pages and tests.
+    public func replicationStatus(of peer: NodeID) -> (match: UInt64, next: UInt64)? {
+        guard role == .leader, let pr = progress[peer] else { return nil }
+        return (pr.match, pr.next)
+    }
+
+    /// Queues a message for the next Ready. A leader's messages may leave before
+    /// its own write completes; everyone else's wait for persistence (see ``Ready``).
+    mutating func send(_ message: Message) {
+        var message = message
+        message.from = id
+        if message.term == 0 { message.term = term }
+        if role == .leader {
+            messages.append(message)
+        } else {
+            messagesAfterPersist.append(message)
+        }
+    }
+}
+
+/// Errors from driving a ``RaftNode``.
+public enum RaftError: Error, Sendable, Equatable {
+    case invalidConfig(String)
+    case storage(StorageError)
+}
+
+/// Why a proposal was not appended. The caller retries elsewhere or later.
+public enum ProposalError: Error, Sendable, Equatable {
+    /// Only the leader appends; `leader` is the one this member knows, or none.
+    case notLeader(leader: NodeID)
+    /// Leadership is being handed over; proposals wait until it is done.
+    case leadershipTransferInProgress
+    /// A membership change is still being applied; one at a time.
+    case confChangeInProgress
+    /// The leader has not yet committed an entry of its own term, so a membership
+    /// change now could be unsafe (Ongaro, raft-dev 2015).
+    case leaderNotReady
+    case invalidConfChange(ConfChangeError)
+    /// The target of a leader transfer is not a voter of this group.
+    case unknownTransferTarget(NodeID)
+}

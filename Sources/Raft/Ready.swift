@@ -1,0 +1,48 @@
+/// A member's role (Raft paper §5.1, plus the pre-candidate of thesis §9.6).
+public enum Role: Sendable, Equatable {
+    case follower, preCandidate, candidate, leader
+}
+
+/// Volatile state worth reporting: who leads, and our role.
+public struct SoftState: Sendable, Equatable {
+    public var leader: NodeID
+    public var role: Role
+}
+
+/// The answer to a ReadIndex request: once the state machine has applied
+/// `index`, a read made then is linearizable (thesis §6.4).
+public struct ReadState: Sendable, Equatable {
+    public var index: UInt64
+    public var context: [UInt8]
+}
+
+/// Everything the driver must do after `step`/`tick`/`propose`. Handle the fields
+/// in this order, then call ``RaftNode/advance(_:)`` with the same value:
+///
+/// 1. Send `messages` at any time, even before persisting: they are a leader's
+///    AppendEntries/heartbeats/snapshots, which do not depend on this node's
+///    unpersisted state (a leader writes its own log in parallel, thesis §10.2.1;
+///    it counts itself toward a quorum only after `advance`).
+/// 2. Persist `snapshot` (if any), then `entries` (replacing any stored entries
+///    from the first one's index on), then `hardState` (if any) — atomically and
+///    durably (fsync) as one unit. Nothing later may be done before this is durable.
+/// 3. Send `messagesAfterPersist`: votes and acknowledgements that promise what
+///    was just persisted (Figure 2: persist before responding).
+/// 4. Apply `snapshot` (if any), then `committedEntries` in order, to the state machine.
+///    Committed entries are always covered by step 2 of this or an earlier Ready.
+/// 5. Answer `readStates` once the applied index reaches each one's index.
+public struct Ready: Sendable {
+    public var softState: SoftState?
+    public var hardState: HardState?
+    public var entries: [Entry] = []
+    public var snapshot: Snapshot?
+    public var committedEntries: [Entry] = []
+    public var messages: [Message] = []
+    public var messagesAfterPersist: [Message] = []
+    public var readStates: [ReadState] = []
+
+    public init() {}
+
+    /// Whether step 2 has anything to write.
+    public var needsPersist: Bool { hardState != nil || !entries.isEmpty || snapshot != nil }
+}

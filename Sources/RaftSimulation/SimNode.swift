@@ -1,0 +1,115 @@
+import Raft
+
+/// One simulated member: a ``RaftNode`` over a ``MemoryStorage`` that plays the
+/// disk, and the state machine it applies to. A crash throws away the node and
+/// the state machine; only the disk survives (and only what was written to it).
+public final class SimNode {
+    public let id: NodeID
+    public let disk: MemoryStorage
+    public internal(set) var raft: RaftNode<MemoryStorage>?
+    public private(set) var stateMachine = SimStateMachine()
+    let baseConfig: RaftConfig
+    /// Highest index applied since this member last started; a restart must not
+    /// come back with a lower commit index.
+    var appliedBeforeCrash: UInt64 = 0
+
+    public var isUp: Bool { raft != nil }
+
+    /// Creates a member. `bootstrap` lists the initial voters for a founding
+    /// member; nil for a member that will join an existing cluster.
+    public init(id: NodeID, config: RaftConfig, bootstrap: [NodeID]?) throws {
+        self.id = id
+        self.disk = MemoryStorage()
+        var config = config
+        config.id = id
+        self.baseConfig = config
+        if let voters = bootstrap {
+            let boot = RaftNode<MemoryStorage>.bootstrap(voters: voters)
+            disk.append(boot.entries)
+            disk.setHardState(boot.hardState)
+        }
+        try start(seedSalt: 0)
+    }
+
+    /// Starts (or restarts) the member from its disk.
+    public func start(seedSalt: UInt64) throws {
+        var config = baseConfig
+        let snapshot = disk.latestSnapshot
+        config.applied = snapshot.metadata.index
+        config.seed = baseConfig.seed &+ seedSalt &* 0x5851_F42D_4C95_7F2D
+        stateMachine = SimStateMachine(snapshotData: snapshot.data) ?? SimStateMachine()
+        raft = try RaftNode(config: config, storage: disk)
+    }
+
+    public func crash() {
+        appliedBeforeCrash = max(appliedBeforeCrash, stateMachine.appliedIndex)
+        raft = nil
+    }
+
+    /// Runs `body` on the live node; nothing when the member is down.
+    @discardableResult
+    public func with<T>(_ body: (inout RaftNode<MemoryStorage>) throws -> T) rethrows -> T? {
+        guard var node = raft else { return nil }
+        raft = nil  // keep the node uniquely referenced while it mutates
+        defer { raft = node }
+        return try body(&node)
+    }
+
+    /// Takes a snapshot at the applied index and compacts the log behind it,
+    /// keeping `keep` entries for slow followers.
+    public func snapshotAndCompact(keep: UInt64) {
+        guard let raft else { return }
+        let applied = stateMachine.appliedIndex
+        guard applied > disk.latestSnapshot.metadata.index else { return }
+        do {
+            try disk.createSnapshot(index: applied, confState: raft.confState, data: stateMachine.snapshotData())
+            if applied > keep { try disk.compact(upTo: applied - keep) }
+        } catch {
+            // The applied entry is always on disk; nothing to do if not.
+        }
+    }
+
+    /// The driver's half of the Ready contract, phase by phase, with hooks so the
+    /// harness can observe (and interrupt) each phase.
+    func processReady(_ handler: some ReadyHandler) {
+        var rounds = 0
+        while let node = raft, node.hasReady, rounds < 1000 {
+            rounds += 1
+            guard let ready = with({ $0.ready() }) else { return }
+            handler.readyTaken(self, ready)
+            for message in ready.messages { handler.send(message) }
+            if ready.needsPersist && handler.crashBeforePersist(self) {
+                crash()
+                return
+            }
+            if let snapshot = ready.snapshot { disk.applySnapshot(snapshot) }
+            disk.append(ready.entries)
+            if let hardState = ready.hardState { disk.setHardState(hardState) }
+            handler.persisted(self, ready)
+            for message in ready.messagesAfterPersist { handler.send(message) }
+            if let snapshot = ready.snapshot {
+                stateMachine = SimStateMachine(snapshotData: snapshot.data) ?? SimStateMachine()
+                handler.installedSnapshot(self, snapshot)
+            }
+            for entry in ready.committedEntries {
+                stateMachine.apply(entry)
+                handler.applied(self, entry)
+            }
+            with { $0.advance(ready) }
+            handler.advanced(self, ready)
+        }
+    }
+}
+
+/// What the harness does at each phase of a member's Ready handling.
+protocol ReadyHandler: AnyObject {
+    func readyTaken(_ node: SimNode, _ ready: Ready)
+    func send(_ message: Message)
+    /// Return true to crash the member after its early messages left but before
+    /// anything of this Ready reached the disk.
+    func crashBeforePersist(_ node: SimNode) -> Bool
+    func persisted(_ node: SimNode, _ ready: Ready)
+    func installedSnapshot(_ node: SimNode, _ snapshot: Snapshot)
+    func applied(_ node: SimNode, _ entry: Entry)
+    func advanced(_ node: SimNode, _ ready: Ready)
+}
