@@ -42,8 +42,8 @@ extension RaftNode {
     private mutating func restore(_ snapshot: Snapshot) -> Bool {
         let meta = snapshot.metadata
         if meta.index <= log.committed { return false }
-        // A snapshot from a configuration that no longer includes us is stale news.
-        if !meta.confState.contains(id) { return false }
+        // The snapshot's configuration may predate our own addition (a new member
+        // catching up): install it anyway; the entries after it add us.
         if log.matchTerm(meta.index, meta.term) {
             // We hold the entry already: just learn that it is committed.
             log.commitTo(meta.index)

@@ -1,0 +1,111 @@
+import Raft
+import RaftSimulation
+import Testing
+
+/// The Ready contract (pitfall 1: persist before replying).
+@Suite struct ReadyContractTests {
+    func makeNode(_ id: NodeID, voters: [NodeID]) throws -> (RaftNode<MemoryStorage>, MemoryStorage) {
+        let storage = MemoryStorage()
+        let boot = RaftNode<MemoryStorage>.bootstrap(voters: voters)
+        storage.append(boot.entries)
+        storage.setHardState(boot.hardState)
+        return (try RaftNode(config: RaftConfig(id: id), storage: storage), storage)
+    }
+
+    func drain(_ node: inout RaftNode<MemoryStorage>, _ storage: MemoryStorage) {
+        while node.hasReady {
+            let ready = node.ready()
+            storage.append(ready.entries)
+            if let hs = ready.hardState { storage.setHardState(hs) }
+            node.advance(ready)
+        }
+    }
+
+    /// A single member counts its own entry only once the driver says it is
+    /// durable: the entry is not committed in the Ready that asks to persist it.
+    @Test func leaderCountsItselfOnlyAfterPersisting() throws {
+        var (node, storage) = try makeNode(1, voters: [1])
+        drain(&node, storage)  // applies the bootstrap configuration
+        node.campaign()
+        drain(&node, storage)
+        let (index, _) = try node.propose(bytes("w"))
+        let ready = node.ready()
+        #expect(ready.entries.last?.index == index)
+        #expect(!ready.committedEntries.contains { $0.index == index }, "committed before it was persisted")
+        storage.append(ready.entries)
+        node.advance(ready)
+        let next = node.ready()
+        #expect(next.committedEntries.last?.index == index)
+        #expect(next.hardState?.commit == index)
+    }
+
+    /// A vote and an append acknowledgement promise persisted state, so they go
+    /// out only after the write; a leader's appends may go out before its own.
+    @Test func acknowledgementsWaitForPersistence() throws {
+        var config = RaftConfig(id: 2)
+        config.preVote = false
+        let storage = MemoryStorage()
+        let boot = RaftNode<MemoryStorage>.bootstrap(voters: [1, 2])
+        storage.append(boot.entries)
+        storage.setHardState(boot.hardState)
+        var follower = try RaftNode(config: config, storage: storage)
+        drain(&follower, storage)
+
+        follower.step(Message(kind: .vote, from: 1, to: 2, term: 2, logTerm: 1, index: 2))
+        var ready = follower.ready()
+        #expect(ready.hardState?.vote == 1)
+        #expect(ready.messages.isEmpty, "a vote must not leave before the vote is durable")
+        #expect(ready.messagesAfterPersist.map(\.kind) == [.voteResponse])
+        storage.setHardState(ready.hardState ?? .empty)
+        follower.advance(ready)
+
+        let entry = Entry(term: 2, index: 3, data: bytes("x"))
+        follower.step(Message(kind: .append, from: 1, to: 2, term: 2, logTerm: 1, index: 2, entries: [entry], commit: 2))
+        ready = follower.ready()
+        #expect(ready.entries == [entry])
+        #expect(ready.messages.isEmpty, "an acknowledgement must not leave before the entry is durable")
+        #expect(ready.messagesAfterPersist.contains { $0.kind == .appendResponse && !$0.reject && $0.index == 3 })
+    }
+
+    @Test func leaderAppendsMayLeaveBeforeItsOwnWrite() throws {
+        var config = RaftConfig(id: 1)
+        config.preVote = false
+        let storage = MemoryStorage()
+        let boot = RaftNode<MemoryStorage>.bootstrap(voters: [1, 2])
+        storage.append(boot.entries)
+        storage.setHardState(boot.hardState)
+        var leader = try RaftNode(config: config, storage: storage)
+        drain(&leader, storage)
+        leader.campaign()
+        drain(&leader, storage)
+        leader.step(Message(kind: .voteResponse, from: 2, to: 1, term: leader.term))
+        #expect(leader.role == .leader)
+        let ready = leader.ready()
+        #expect(ready.entries.count == 1, "the no-op of the new term")
+        #expect(ready.messages.contains { $0.kind == .append && $0.to == 2 })
+        #expect(ready.committedEntries.isEmpty)
+    }
+
+    /// Pitfall 7 (etcd #17780): the commit index never goes back across a restart.
+    @Test func commitIndexSurvivesRestart() throws {
+        let cluster = try Cluster(voters: 3)
+        cluster.elect(1)
+        for i in 0..<5 { _ = try cluster.propose(1, "v\(i)") }
+        cluster.stabilize()
+        let before = cluster.node(2).commitIndex
+        let applied = cluster.members[2]?.stateMachine.appliedIndex ?? 0
+        cluster.crash(2)
+        try cluster.restart(2)
+        #expect(cluster.node(2).commitIndex >= before)
+        #expect(cluster.node(2).commitIndex >= applied)
+        cluster.stabilize()
+        #expect(cluster.oracle.violations.isEmpty)
+    }
+
+    @Test func invalidConfigIsRejected() {
+        var config = RaftConfig(id: 1)
+        config.electionTick = 1
+        #expect(throws: RaftError.self) { _ = try RaftNode(config: config, storage: MemoryStorage()) }
+        #expect(throws: RaftError.self) { _ = try RaftNode(config: RaftConfig(id: 0), storage: MemoryStorage()) }
+    }
+}
