@@ -1,0 +1,168 @@
+import Raft
+
+extension DiskStorage {
+    /// A damaged end of the last segment that recovery cut off.
+    public struct TornTail: Sendable, Equatable {
+        public var file: String
+        /// Where the file was truncated (start of the first incomplete record).
+        public var offset: Int
+        public var droppedBytes: Int
+        public var reason: String
+    }
+
+    /// What ``open(directory:options:)`` found and repaired.
+    public struct RecoveryReport: Sendable {
+        /// True when the directory held no WAL yet.
+        public var createdNew = false
+        /// Human-readable notes: torn tails cut, leftover temp files removed,
+        /// unreadable snapshots skipped, unsynced snapshot files discarded.
+        public var warnings: [String] = []
+        public var tornTail: TornTail?
+        /// Index of the snapshot the state was rebuilt from (0 for none).
+        public var snapshotIndex: UInt64 = 0
+        /// Snapshot files that failed verification and were skipped for an older one.
+        public var skippedSnapshots: [String] = []
+        public var segmentsReplayed = 0
+        public var recordsReplayed = 0
+    }
+
+    // MARK: Opening and recovery
+
+    /// Opens the storage in `directory`, creating it if new and recovering otherwise.
+    ///
+    /// Recovery loads the newest snapshot that the WAL references and that
+    /// verifies (falling back to an older one when the newest is corrupt), then
+    /// replays every segment. A torn final record in the last segment is cut off
+    /// (ftruncate + fsync) and reported in ``recoveryReport``; damage anywhere else
+    /// throws ``WALError/corrupted(file:offset:reason:)``. Afterwards the state is
+    /// exactly what was synced (possibly plus records written but not yet synced
+    /// that happened to reach the disk whole).
+    public static func open(directory: String, options: Options = Options()) throws(WALError) -> DiskStorage {
+        guard options.segmentSize >= 4 * WAL.headerRecordLength else {
+            throw .invalidArgument("segmentSize \(options.segmentSize) is too small (minimum \(4 * WAL.headerRecordLength))")
+        }
+        guard options.snapshotsToKeep >= 1 else {
+            throw .invalidArgument("snapshotsToKeep must be at least 1, got \(options.snapshotsToKeep)")
+        }
+        let walDir = FileIO.joined(directory, "wal")
+        let snapDir = FileIO.joined(directory, "snap")
+        try FileIO.makeDirectories(directory)
+        let lockFD = try FileIO.lock(FileIO.joined(directory, "LOCK"))
+        do {
+            if try FileIO.makeDirectory(walDir) { try FileIO.syncDirectory(directory) }
+            if try FileIO.makeDirectory(snapDir) { try FileIO.syncDirectory(directory) }
+            var report = RecoveryReport()
+
+            let recovered = try WAL.recover(directory: walDir)
+            report.warnings += recovered.warnings
+            report.tornTail = recovered.tornTail
+
+            let base = try loadSnapshot(directory: snapDir, records: recovered.records, hasWAL: !recovered.segments.isEmpty, report: &report)
+            var replay = WALReplay(base: base.metadata)
+            for record in recovered.records { try replay.apply(record) }
+            let entries = try replay.finish()
+            report.snapshotIndex = base.metadata.index
+            report.segmentsReplayed = recovered.segments.count
+            report.recordsReplayed = replay.recordsApplied
+            report.createdNew = recovered.segments.isEmpty
+
+            let cache = MemoryStorage()
+            if !base.isEmpty { cache.applySnapshot(base) }
+            cache.append(entries)
+            cache.setHardState(replay.hardState)
+
+            let wal = try WAL.open(
+                directory: walDir, segmentSize: options.segmentSize, recovered: recovered,
+                position: LogPosition(
+                    lastIndex: cache.lastIndex, snapshotIndex: base.metadata.index, snapshotTerm: base.metadata.term,
+                    hardState: cache.hardState))
+            return DiskStorage(
+                directory: directory, options: options, cache: cache, wal: wal, lockFD: lockFD, report: report)
+        } catch {
+            FileIO.closeFile(lockFD)
+            throw error
+        }
+    }
+
+    /// Picks the snapshot to rebuild from: the newest snapshot file the WAL
+    /// references (a marker or a segment header) that verifies.
+    ///
+    /// A snapshot file is written and synced before its marker; a file newer than
+    /// anything the WAL references was therefore saved by a save that crashed
+    /// before its marker was synced: it is not part of the synced state and is
+    /// deleted. Leftover temp files are deleted too.
+    private static func loadSnapshot(
+        directory: String, records: [LocatedRecord], hasWAL: Bool, report: inout RecoveryReport
+    ) throws(WALError) -> Snapshot {
+        var names: [SnapshotFile.Name] = []
+        for file in try FileIO.listDirectory(directory) {
+            let path = FileIO.joined(directory, file)
+            if file.hasSuffix(SnapshotFile.tempSuffix) {
+                try FileIO.removeFile(path)
+                report.warnings.append("removed leftover temporary snapshot file '\(path)' (interrupted save)")
+            } else if let name = SnapshotFile.Name(fileName: file) {
+                names.append(name)
+            } else {
+                report.warnings.append("ignoring unexpected file '\(path)' in the snapshot directory")
+            }
+        }
+        if !hasWAL {
+            guard names.isEmpty else {
+                throw .unrecoverable(
+                    "'\(directory)' holds snapshot files but the WAL has no segments, so the hard state "
+                        + "(term, vote, commit) is lost; restore this member from a peer")
+            }
+            return Snapshot()
+        }
+
+        var newest: (index: UInt64, term: UInt64) = (0, 0)
+        for located in records {
+            switch located.record {
+            case let .segmentHeader(h) where h.snapshotIndex > newest.index:
+                newest = (h.snapshotIndex, h.snapshotTerm)
+            case let .snapshotMarker(m) where m.index > newest.index:
+                newest = (m.index, m.term)
+            case let .batch(b):
+                if let m = b.snapshot, m.index > newest.index { newest = (m.index, m.term) }
+            default:
+                break
+            }
+        }
+
+        var removedOrphans = false
+        var candidates: [SnapshotFile.Name] = []
+        for name in names {
+            if name.index > newest.index || (name.index == newest.index && name.term != newest.term) {
+                let path = FileIO.joined(directory, name.fileName)
+                try FileIO.removeFile(path)
+                removedOrphans = true
+                report.warnings.append(
+                    "removed snapshot file '\(path)': its save did not complete (no synced WAL marker)")
+            } else {
+                candidates.append(name)
+            }
+        }
+        if removedOrphans { try FileIO.syncDirectory(directory) }
+
+        candidates.sort { $0.index > $1.index }
+        for name in candidates {
+            do {
+                let snapshot = try SnapshotFile.load(directory: directory, name: name)
+                if !report.skippedSnapshots.isEmpty {
+                    report.warnings.append(
+                        "fell back to snapshot at index \(name.index) because newer snapshot files are unreadable")
+                }
+                return snapshot
+            } catch {
+                let path = FileIO.joined(directory, name.fileName)
+                report.skippedSnapshots.append(path)
+                report.warnings.append("skipping unreadable snapshot: \(error.description)")
+            }
+        }
+        if newest.index > 0 {
+            report.warnings.append(
+                "no readable snapshot file for the snapshot at index \(newest.index); rebuilding from the WAL alone")
+        }
+        return Snapshot()
+    }
+}

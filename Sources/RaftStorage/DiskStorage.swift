@@ -1,0 +1,295 @@
+import Raft
+
+/// Durable ``RaftLogStorage``: a segmented write-ahead log plus snapshot files,
+/// with a ``MemoryStorage`` caching everything since the snapshot (as etcd keeps
+/// a MemoryStorage next to its WAL). Reads are served from the cache; writes go
+/// to the WAL first, then to the cache.
+///
+/// Layout under the data directory:
+/// - `wal/<seq:16 hex>-<firstIndex:16 hex>.wal` — segments (see ``WALRecord``);
+/// - `snap/<term:16 hex>-<index:16 hex>.snap` — snapshots (see ``SnapshotFile``);
+/// - `LOCK` — held with `flock` while open, so two instances never share a directory.
+///
+/// Driver contract, per `Ready`: ``append(hardState:entries:snapshot:)`` with its
+/// hard state, entries and snapshot (one atomic record), then ``sync()`` — and only
+/// then send `messagesAfterPersist` (they promise the vote, term or entries).
+/// Several Readys may be appended before one ``sync()`` (group commit).
+/// Snapshots the application takes itself go through ``saveSnapshot(_:)``, and
+/// ``compact(upTo:)`` reclaims the space they make unnecessary.
+///
+/// Not thread-safe: use from one thread at a time (the node loop), like
+/// ``RaftLogStorage`` itself.
+public final class DiskStorage: RaftLogStorage {
+    public struct Options: Sendable {
+        /// Roll over to a new segment once the current one would grow past this.
+        public var segmentSize: Int
+        /// ``compact(upTo:)`` keeps this many newest snapshot files (at least 1).
+        public var snapshotsToKeep: Int
+
+        public init(segmentSize: Int = 64 << 20, snapshotsToKeep: Int = 2) {
+            self.segmentSize = segmentSize
+            self.snapshotsToKeep = snapshotsToKeep
+        }
+    }
+
+    /// Counters since ``open(directory:options:)``, to check group commit
+    /// (`dataSyncs` grows by one per ``sync()`` that had something to sync).
+    public struct Statistics: Sendable, Equatable {
+        /// WAL records written, including segment headers and snapshot markers.
+        public var recordsWritten = 0
+        public var bytesWritten = 0
+        /// fdatasync calls on WAL segments (``sync()``, rollover, new segment).
+        public var dataSyncs = 0
+        /// fsync calls on the WAL or snapshot directory.
+        public var directorySyncs = 0
+        public var segmentsCreated = 0
+        public var segmentsPurged = 0
+        public var snapshotsSaved = 0
+        public var snapshotFilesDeleted = 0
+
+        public init() {}
+    }
+
+    public let directory: String
+    public let options: Options
+    public let recoveryReport: RecoveryReport
+    private let walDirectory: String
+    private let snapDirectory: String
+    private let cache: MemoryStorage
+    private let wal: WAL
+    private var lockFD: Int32
+    private var snapshotsSaved = 0
+    private var snapshotFilesDeleted = 0
+    private var snapshotDirectorySyncs = 0
+
+    /// Use ``open(directory:options:)``.
+    init(
+        directory: String, options: Options, cache: MemoryStorage, wal: WAL, lockFD: Int32, report: RecoveryReport
+    ) {
+        self.directory = directory
+        self.options = options
+        self.walDirectory = FileIO.joined(directory, "wal")
+        self.snapDirectory = FileIO.joined(directory, "snap")
+        self.cache = cache
+        self.wal = wal
+        self.lockFD = lockFD
+        self.recoveryReport = report
+    }
+
+    deinit {
+        wal.close()
+        if lockFD >= 0 { FileIO.closeFile(lockFD) }
+    }
+
+    // MARK: Writes
+
+    /// Where the log stands now; the header a new segment would carry.
+    private var position: LogPosition {
+        let meta = cache.latestSnapshot.metadata
+        return LogPosition(
+            lastIndex: cache.lastIndex, snapshotIndex: meta.index, snapshotTerm: meta.term, hardState: cache.hardState)
+    }
+
+    /// Writes one `Ready`'s snapshot, entries and hard state as a single WAL
+    /// record (so a crash keeps all of it or none — the atomic unit the `Ready`
+    /// contract asks for) and applies them to the cache in that order. Does not
+    /// sync: nothing is durable until ``sync()`` returns.
+    ///
+    /// - `snapshot` (a snapshot the leader sent): its file is written and made
+    ///   durable first (temp file, fsync, rename, directory fsync); the record
+    ///   carries only its marker, so until the record is synced a crash discards
+    ///   the file again. It is applied as in ``saveSnapshot(_:)``: entries after it
+    ///   are kept if the log holds its index and term, otherwise the log is
+    ///   replaced. A snapshot not newer than the current one is ignored.
+    /// - `entries` must be contiguous and ascending. Entries at or below the
+    ///   snapshot index are ignored (they are covered by it); the first remaining
+    ///   one may overwrite a suffix (index `<= lastIndex`: everything from it on
+    ///   is replaced) but must not leave a gap (index `<= lastIndex + 1`).
+    /// - `hardState`, if given, replaces the current one.
+    ///
+    /// A call with nothing left to write does nothing.
+    ///
+    /// - Throws: ``WALError/invalidArgument(_:)`` for a gap or non-contiguous
+    ///   entries (nothing written); an I/O error, after which the storage refuses
+    ///   further writes (``WALError/failed(previous:)``).
+    public func append(hardState: HardState?, entries: [Entry], snapshot: Snapshot? = nil) throws(WALError) {
+        for (a, b) in zip(entries, entries.dropFirst()) where b.index != a.index &+ 1 {
+            throw .invalidArgument("entries are not contiguous: \(b.index) follows \(a.index)")
+        }
+        let marker = snapshot.flatMap(marker(for:))
+        let snapshotIndex = marker?.index ?? cache.latestSnapshot.metadata.index
+        let lastIndex = marker.map { $0.mode == .keepLog ? cache.lastIndex : $0.index } ?? cache.lastIndex
+        let kept = Array(entries.drop { $0.index <= snapshotIndex })
+        if let first = kept.first, first.index > lastIndex &+ 1 {
+            throw .invalidArgument("gap in log: appending entry \(first.index) after last index \(lastIndex)")
+        }
+        if marker == nil && kept.isEmpty && hardState == nil { return }
+        try wal.checkUsable()
+        if let snapshot, marker != nil { try writeSnapshotFile(snapshot) }
+        try wal.append(
+            .batch(Batch(snapshot: marker, hardState: hardState, entries: kept)),
+            maxEntryIndex: kept.last?.index ?? 0, position: position)
+        if let snapshot, let marker { try applyToCache(snapshot, marker) }
+        cache.append(kept)
+        if let hardState { cache.setHardState(hardState) }
+    }
+
+    /// Makes everything appended so far durable with one fdatasync (group commit:
+    /// any number of ``append(hardState:entries:)`` calls share it). A no-op when
+    /// nothing was written since the last sync.
+    ///
+    /// - Throws: an I/O error; the storage then refuses further writes, because
+    ///   after a failed fdatasync the kernel may have dropped the dirty pages.
+    public func sync() throws(WALError) {
+        try wal.sync()
+    }
+
+    /// True when appended records are waiting for ``sync()``.
+    public var hasUnsyncedWrites: Bool { wal.hasUnsyncedWrites }
+
+    /// Saves `snapshot` durably and makes it the log's starting point — for a
+    /// snapshot the application took of its own state. (A snapshot that arrives in
+    /// a `Ready` goes through ``append(hardState:entries:snapshot:)`` so that it is
+    /// atomic with that Ready's hard state.)
+    ///
+    /// Order: the snapshot file is written atomically (temp file, fsync, rename,
+    /// directory fsync); then a snapshot marker is appended to the WAL and synced
+    /// (this also syncs earlier appends); then the cache is updated. A crash
+    /// before the marker is durable leaves the old state (recovery discards the file).
+    ///
+    /// - If the log holds `metadata.index` with `metadata.term` (the member's own
+    ///   snapshot, or a received one that matches), entries after it are kept and
+    ///   entries up to it are dropped from the cache, so `firstIndex == index + 1`
+    ///   (as after a reopen; unlike etcd, no catch-up entries are kept below it).
+    /// - Otherwise the log is replaced by the snapshot (a follower installing the
+    ///   leader's snapshot): `firstIndex == lastIndex + 1 == index + 1`.
+    /// - A snapshot not newer than the current one is ignored (nothing written).
+    ///
+    /// The hard state is not changed.
+    public func saveSnapshot(_ snapshot: Snapshot) throws(WALError) {
+        guard let marker = marker(for: snapshot) else { return }
+        try wal.checkUsable()
+        try writeSnapshotFile(snapshot)
+        try wal.append(.snapshotMarker(marker), maxEntryIndex: 0, position: position)
+        try wal.sync()
+        try applyToCache(snapshot, marker)
+    }
+
+    /// How `snapshot` applies to the log now; nil when it is not newer than the current one.
+    private func marker(for snapshot: Snapshot) -> SnapshotMarker? {
+        let meta = snapshot.metadata
+        guard meta.index > cache.latestSnapshot.metadata.index else { return nil }
+        let matches = meta.index <= cache.lastIndex && (try? cache.term(at: meta.index)) == meta.term
+        return SnapshotMarker(index: meta.index, term: meta.term, mode: matches ? .keepLog : .replaceLog)
+    }
+
+    private func writeSnapshotFile(_ snapshot: Snapshot) throws(WALError) {
+        try SnapshotFile.write(snapshot, directory: snapDirectory)
+        snapshotsSaved += 1
+        snapshotDirectorySyncs += 1
+    }
+
+    private func applyToCache(_ snapshot: Snapshot, _ marker: SnapshotMarker) throws(WALError) {
+        switch marker.mode {
+        case .keepLog:
+            do {
+                try cache.createSnapshot(index: marker.index, confState: snapshot.metadata.confState, data: snapshot.data)
+                try cache.compact(upTo: marker.index)
+            } catch {
+                // Unreachable: `marker(for:)` checked the index is in the log.
+                throw .unrecoverable("cache rejected snapshot at index \(marker.index): \(error)")
+            }
+        case .replaceLog:
+            cache.applySnapshot(snapshot)
+        }
+    }
+
+    /// Reclaims disk space up to `index` (which must be `<=` the saved snapshot's
+    /// index): drops cached entries `<= index` (already done by
+    /// ``saveSnapshot(_:)`` for its own index), deletes the oldest WAL segments
+    /// whose entries all have index `<= index` (never the segment being written,
+    /// and always a prefix, so the sequence stays gapless; the next segment's
+    /// header carries the hard state), and deletes snapshot files beyond the
+    /// newest ``Options/snapshotsToKeep``. Returns the deleted paths.
+    @discardableResult
+    public func compact(upTo index: UInt64) throws(WALError) -> [String] {
+        let snapIndex = cache.latestSnapshot.metadata.index
+        guard index <= snapIndex else {
+            throw .invalidArgument("cannot compact up to \(index): the saved snapshot is at index \(snapIndex)")
+        }
+        do {
+            try cache.compact(upTo: index)
+        } catch {
+            throw .invalidArgument("cache cannot compact up to \(index): \(error)")
+        }
+        var removed = try wal.purge(upTo: index)
+
+        var names: [SnapshotFile.Name] = []
+        for file in try FileIO.listDirectory(snapDirectory) {
+            if let name = SnapshotFile.Name(fileName: file) { names.append(name) }
+        }
+        names.sort { $0.index > $1.index }
+        let stale = names.dropFirst(options.snapshotsToKeep).filter { $0.index < snapIndex }
+        for name in stale {
+            let path = FileIO.joined(snapDirectory, name.fileName)
+            try FileIO.removeFile(path)
+            removed.append(path)
+            snapshotFilesDeleted += 1
+        }
+        if !stale.isEmpty {
+            try FileIO.syncDirectory(snapDirectory)
+            snapshotDirectorySyncs += 1
+        }
+        return removed
+    }
+
+    /// Syncs pending appends, then closes the files and releases the directory
+    /// lock. Later calls throw ``WALError/closed``; reads keep answering from the cache.
+    public func close() throws(WALError) {
+        defer {
+            wal.close()
+            if lockFD >= 0 {
+                FileIO.closeFile(lockFD)
+                lockFD = -1
+            }
+        }
+        if wal.failure == nil && wal.currentSegmentName != nil { try wal.sync() }
+    }
+
+    // MARK: Introspection
+
+    public var statistics: Statistics {
+        var s = wal.stats
+        s.snapshotsSaved = snapshotsSaved
+        s.snapshotFilesDeleted = snapshotFilesDeleted
+        s.directorySyncs += snapshotDirectorySyncs
+        return s
+    }
+
+    /// The latest hard state appended (durable once ``sync()`` returns).
+    public var hardState: HardState { cache.hardState }
+
+    /// Paths of the WAL segments, oldest first; the last is being written.
+    public var segmentPaths: [String] { wal.segments.map { FileIO.joined(walDirectory, $0.name.fileName) } }
+
+    // MARK: RaftLogStorage (served from the cache)
+
+    public func initialState() throws(StorageError) -> (hardState: HardState, confState: ConfState) {
+        try cache.initialState()
+    }
+
+    public func entries(_ range: Range<UInt64>, maxBytes: Int) throws(StorageError) -> [Entry] {
+        try cache.entries(range, maxBytes: maxBytes)
+    }
+
+    public func term(at index: UInt64) throws(StorageError) -> UInt64 {
+        try cache.term(at: index)
+    }
+
+    public var firstIndex: UInt64 { cache.firstIndex }
+    public var lastIndex: UInt64 { cache.lastIndex }
+
+    public func snapshot() throws(StorageError) -> Snapshot {
+        try cache.snapshot()
+    }
+}

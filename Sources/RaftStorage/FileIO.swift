@@ -1,0 +1,176 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Thin wrappers over the POSIX calls the storage needs. Every failure becomes a
+/// ``WALError/io(operation:path:errno:)`` naming the call and the path.
+enum FileIO {
+    static func error(_ operation: String, _ path: String) -> WALError {
+        .io(operation: operation, path: path, errno: errno)
+    }
+
+    static func joined(_ dir: String, _ name: String) -> String {
+        dir.hasSuffix("/") ? dir + name : dir + "/" + name
+    }
+
+    /// Opens `path`, retrying on EINTR.
+    static func openFile(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(WALError) -> Int32 {
+        while true {
+            let fd = path.withCString { open($0, flags | O_CLOEXEC, mode) }
+            if fd >= 0 { return fd }
+            if errno == EINTR { continue }
+            throw error("open", path)
+        }
+    }
+
+    static func closeFile(_ fd: Int32) { _ = close(fd) }
+
+    /// Writes all of `bytes[range]` at `offset` (handles short writes and EINTR).
+    static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(WALError) {
+        var done = 0
+        let count = bytes.count
+        while done < count {
+            let n = bytes.withUnsafeBytes { buf in
+                pwrite(fd, buf.baseAddress.map { $0 + done }, count - done, off_t(offset + done))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw error("write", path)
+            }
+            if n == 0 { throw .io(operation: "write (no progress)", path: path, errno: EIO) }
+            done += n
+        }
+    }
+
+    /// fdatasync: the data and the metadata needed to read it back (size) are durable.
+    static func dataSync(_ fd: Int32, path: String) throws(WALError) {
+        #if os(Linux)
+        while fdatasync(fd) != 0 {
+            if errno == EINTR { continue }
+            throw error("fdatasync", path)
+        }
+        #else
+        // Darwin's fsync does not reach the platter; F_FULLFSYNC does. (Untested here.)
+        while fcntl(fd, F_FULLFSYNC) != 0 {
+            if errno == EINTR { continue }
+            throw error("fcntl(F_FULLFSYNC)", path)
+        }
+        #endif
+    }
+
+    static func fullSync(_ fd: Int32, path: String) throws(WALError) {
+        while fsync(fd) != 0 {
+            if errno == EINTR { continue }
+            throw error("fsync", path)
+        }
+    }
+
+    /// fsyncs a directory so entries created, renamed or removed in it are durable.
+    static func syncDirectory(_ path: String) throws(WALError) {
+        let fd = try openFile(path, O_RDONLY | O_DIRECTORY)
+        defer { closeFile(fd) }
+        try fullSync(fd, path: path)
+    }
+
+    static func truncate(_ fd: Int32, to length: Int, path: String) throws(WALError) {
+        while ftruncate(fd, off_t(length)) != 0 {
+            if errno == EINTR { continue }
+            throw error("ftruncate", path)
+        }
+    }
+
+    static func renameFile(_ from: String, _ to: String) throws(WALError) {
+        let rc = from.withCString { f in to.withCString { t in rename(f, t) } }
+        if rc != 0 { throw error("rename to '\(to)' of", from) }
+    }
+
+    static func removeFile(_ path: String) throws(WALError) {
+        if path.withCString({ unlink($0) }) != 0 && errno != ENOENT { throw error("unlink", path) }
+    }
+
+    /// Creates `path` (one level) if missing. Returns whether it was created.
+    @discardableResult
+    static func makeDirectory(_ path: String) throws(WALError) -> Bool {
+        if path.withCString({ mkdir($0, 0o755) }) == 0 { return true }
+        if errno == EEXIST {
+            var st = stat()
+            if path.withCString({ stat($0, &st) }) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { return false }
+            throw .io(operation: "mkdir (exists, not a directory)", path: path, errno: ENOTDIR)
+        }
+        throw error("mkdir", path)
+    }
+
+    /// Creates `path` and missing parents, like `mkdir -p`, fsyncing each parent
+    /// whose listing changed.
+    static func makeDirectories(_ path: String) throws(WALError) {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for part in path.split(separator: "/") where !part.isEmpty {
+            let parent = prefix.isEmpty ? "." : prefix
+            prefix += prefix.isEmpty || prefix.hasSuffix("/") ? String(part) : "/" + part
+            if try makeDirectory(prefix) { try syncDirectory(parent) }
+        }
+    }
+
+    /// Names in `path`, excluding `.` and `..`.
+    static func listDirectory(_ path: String) throws(WALError) -> [String] {
+        guard let dir = path.withCString({ opendir($0) }) else { throw error("opendir", path) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(dir) else {
+                if errno != 0 { throw error("readdir", path) }
+                break
+            }
+            let name = withUnsafePointer(to: &entry.pointee.d_name) {
+                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// The whole content of `path`.
+    static func readFile(_ path: String) throws(WALError) -> [UInt8] {
+        let fd = try openFile(path, O_RDONLY)
+        defer { closeFile(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw error("fstat", path) }
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        var done = 0
+        while done < bytes.count {
+            let want = bytes.count - done
+            let n = bytes.withUnsafeMutableBytes { buf in
+                read(fd, buf.baseAddress.map { $0 + done }, want)
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw error("read", path)
+            }
+            if n == 0 { break }  // shrank underneath us
+            done += n
+        }
+        if done < bytes.count { bytes.removeSubrange(done...) }
+        return bytes
+    }
+
+    /// Takes an exclusive advisory lock on `path` (created if missing), returning its fd.
+    static func lock(_ path: String) throws(WALError) -> Int32 {
+        let fd = try openFile(path, O_RDWR | O_CREAT)
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let code = errno
+            closeFile(fd)
+            if code == EWOULDBLOCK { throw .locked(path: path) }
+            throw .io(operation: "flock", path: path, errno: code)
+        }
+        return fd
+    }
+}
+
+/// `strerror` text for `code`.
+func errnoString(_ code: Int32) -> String {
+    guard let s = strerror(code) else { return "errno \(code)" }
+    return String(cString: s)
+}

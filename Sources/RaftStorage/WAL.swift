@@ -1,0 +1,286 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Raft
+
+/// Where the log stands when a segment is created; becomes its ``SegmentHeader``.
+struct LogPosition {
+    var lastIndex: UInt64
+    var snapshotIndex: UInt64
+    var snapshotTerm: UInt64
+    var hardState: HardState
+}
+
+/// The segmented write-ahead log in one directory: appends records to the last
+/// segment, rolls over to a new one past the size limit, syncs in groups, and
+/// deletes segments a snapshot made unnecessary. Replaying records into a log is
+/// ``WALReplay``'s job; this type only knows bytes and files.
+final class WAL {
+    struct Segment {
+        var name: SegmentName
+        /// Highest entry index written to the segment (0 if none). A segment may
+        /// be deleted once a snapshot covers this index.
+        var maxEntryIndex: UInt64
+    }
+
+    /// What ``recover(directory:)`` found.
+    struct Recovered {
+        var segments: [Segment]
+        var records: [LocatedRecord]
+        /// Valid length of the last segment (where appending resumes).
+        var lastSegmentLength: Int
+        var warnings: [String]
+        var tornTail: DiskStorage.TornTail?
+    }
+
+    let directory: String
+    let segmentSize: Int
+    private(set) var segments: [Segment]
+    private var writer: SegmentWriter?
+    var stats = DiskStorage.Statistics()
+    /// Set by the first failed write/sync: after it, what is durable is unknown
+    /// (a failed fsync may have dropped dirty pages), so nothing more is written.
+    private(set) var failure: WALError?
+
+    private init(directory: String, segmentSize: Int, segments: [Segment], writer: SegmentWriter?) {
+        self.directory = directory
+        self.segmentSize = segmentSize
+        self.segments = segments
+        self.writer = writer
+    }
+
+    /// True when records were written since the last fdatasync.
+    var hasUnsyncedWrites: Bool { (writer?.unsyncedBytes ?? 0) > 0 }
+
+    var currentSegmentName: SegmentName? { writer?.name }
+
+    // MARK: Recovery
+
+    /// Reads every segment in `directory`, cutting a torn tail off the last one
+    /// (ftruncate + fsync) and removing a last segment left without records
+    /// (a crash while creating it).
+    static func recover(directory: String) throws(WALError) -> Recovered {
+        var warnings: [String] = []
+        var names: [SegmentName] = []
+        for file in try FileIO.listDirectory(directory) {
+            if let name = SegmentName(fileName: file) {
+                names.append(name)
+            } else {
+                warnings.append("ignoring unexpected file '\(FileIO.joined(directory, file))' in the WAL directory")
+            }
+        }
+        names.sort()
+        for (a, b) in zip(names, names.dropFirst()) where b.sequence != a.sequence &+ 1 {
+            if b.sequence == a.sequence {
+                throw .unrecoverable(
+                    "two WAL segments with sequence \(a.sequence) in '\(directory)': \(a.fileName) and \(b.fileName)")
+            }
+            throw .missingSegment(directory: directory, expectedSequence: a.sequence &+ 1, found: b.fileName)
+        }
+
+        var segments: [Segment] = []
+        var records: [LocatedRecord] = []
+        var lastLength = 0
+        var torn: DiskStorage.TornTail?
+        for (i, name) in names.enumerated() {
+            let path = FileIO.joined(directory, name.fileName)
+            let isLast = i == names.count - 1
+            let scan = try SegmentReader.scan(try FileIO.readFile(path), path: path, isLast: isLast)
+            var maxIndex: UInt64 = 0
+            for (j, located) in scan.records.enumerated() {
+                switch located.record {
+                case let .segmentHeader(h):
+                    guard j == 0 else {
+                        throw .corrupted(file: path, offset: located.offset, reason: "segment header in the middle of a segment")
+                    }
+                    guard h.sequence == name.sequence, h.firstIndex == name.firstIndex else {
+                        throw .corrupted(
+                            file: path, offset: 0,
+                            reason: "segment header says sequence \(h.sequence), first index \(h.firstIndex), "
+                                + "which does not match the file name")
+                    }
+                case let .batch(b):
+                    if j == 0 { throw .corrupted(file: path, offset: 0, reason: "segment does not start with a header") }
+                    if let last = b.entries.last { maxIndex = max(maxIndex, last.index) }
+                case .snapshotMarker:
+                    if j == 0 { throw .corrupted(file: path, offset: 0, reason: "segment does not start with a header") }
+                }
+            }
+            if let reason = scan.tornReason {
+                try cut(path: path, at: scan.validLength)
+                let tail = DiskStorage.TornTail(
+                    file: path, offset: scan.validLength, droppedBytes: scan.fileLength - scan.validLength, reason: reason)
+                torn = tail
+                warnings.append("truncated torn tail of '\(path)' at offset \(tail.offset) "
+                    + "(\(tail.droppedBytes) bytes dropped: \(reason))")
+            }
+            if isLast && scan.records.isEmpty {
+                // Created but its header never became durable: the crash hit a rollover
+                // (or the very first open). Everything before it is intact.
+                if segments.isEmpty && name.sequence != 0 {
+                    throw .unrecoverable(
+                        "the only WAL segment '\(path)' holds no valid record, and earlier segments were purged; "
+                            + "the hard state is lost")
+                }
+                try FileIO.removeFile(path)
+                try FileIO.syncDirectory(directory)
+                warnings.append("removed WAL segment '\(path)' that held no complete record")
+                lastLength = -1
+                continue
+            }
+            segments.append(Segment(name: name, maxEntryIndex: maxIndex))
+            records.append(contentsOf: scan.records)
+            lastLength = scan.validLength
+        }
+        if lastLength < 0, let last = segments.last {
+            // The previous segment becomes current again; resume at its end.
+            let path = FileIO.joined(directory, last.name.fileName)
+            lastLength = try FileIO.readFile(path).count
+        }
+        return Recovered(
+            segments: segments, records: records, lastSegmentLength: max(lastLength, 0), warnings: warnings,
+            tornTail: torn)
+    }
+
+    private static func cut(path: String, at length: Int) throws(WALError) {
+        let fd = try FileIO.openFile(path, O_WRONLY)
+        defer { FileIO.closeFile(fd) }
+        try FileIO.truncate(fd, to: length, path: path)
+        try FileIO.fullSync(fd, path: path)
+    }
+
+    /// Opens the WAL for appending after ``recover(directory:)``; creates the
+    /// first segment (with a header for `position`) when there is none.
+    static func open(
+        directory: String, segmentSize: Int, recovered: Recovered, position: LogPosition
+    ) throws(WALError) -> WAL {
+        let wal = WAL(directory: directory, segmentSize: segmentSize, segments: recovered.segments, writer: nil)
+        if let last = recovered.segments.last {
+            let path = FileIO.joined(directory, last.name.fileName)
+            let fd = try FileIO.openFile(path, O_WRONLY)
+            wal.writer = SegmentWriter(path: path, name: last.name, fd: fd, offset: recovered.lastSegmentLength)
+        } else {
+            try wal.createSegment(SegmentName(sequence: 0, firstIndex: position.lastIndex &+ 1), position: position)
+        }
+        return wal
+    }
+
+    // MARK: Writing
+
+    /// Throws unless records can be written (not closed, no earlier failure).
+    func checkUsable() throws(WALError) { _ = try usableWriter() }
+
+    private func usableWriter() throws(WALError) -> SegmentWriter {
+        if let failure { throw .failed(previous: failure.description) }
+        guard let writer else { throw .closed }
+        return writer
+    }
+
+    /// Runs `body`; a failure poisons the WAL.
+    private func guarded<T>(_ body: () throws(WALError) -> T) throws(WALError) -> T {
+        do {
+            return try body()
+        } catch {
+            if failure == nil { failure = error }
+            throw error
+        }
+    }
+
+    /// Writes one record (no sync). Rolls over first if it would push the current
+    /// segment past `segmentSize`; `position` is the state *before* this record,
+    /// which is what a new segment's header must carry.
+    func append(_ record: WALRecord, maxEntryIndex: UInt64, position: LogPosition) throws(WALError) {
+        let bytes = record.framed()
+        guard bytes.count <= Int(UInt32.max) else {
+            throw .invalidArgument("record of \(bytes.count) bytes exceeds the 4 GiB record limit")
+        }
+        var writer = try usableWriter()
+        try guarded { () throws(WALError) in
+            // A record larger than a segment still goes alone into a fresh one.
+            if writer.offset + bytes.count > segmentSize, writer.offset > Self.headerRecordLength {
+                try rollover(position: position)
+                writer = try usableWriter()
+            }
+            try writer.write(bytes)
+        }
+        stats.recordsWritten += 1
+        stats.bytesWritten += bytes.count
+        if maxEntryIndex > 0, !segments.isEmpty {
+            segments[segments.count - 1].maxEntryIndex = max(segments[segments.count - 1].maxEntryIndex, maxEntryIndex)
+        }
+    }
+
+    /// Size of a framed segment header: a segment holding only that is "empty".
+    static let headerRecordLength = WALRecord.segmentHeader(
+        SegmentHeader(sequence: 0, firstIndex: 0, snapshotIndex: 0, snapshotTerm: 0, hardState: HardState())
+    ).framed().count
+
+    /// One fdatasync for everything written since the last one (group commit).
+    func sync() throws(WALError) {
+        let writer = try usableWriter()
+        let synced = try guarded { () throws(WALError) in try writer.sync() }
+        if synced { stats.dataSyncs += 1 }
+    }
+
+    /// Syncs and closes the current segment, then starts the next one.
+    private func rollover(position: LogPosition) throws(WALError) {
+        let old = try usableWriter()
+        if try old.sync() { stats.dataSyncs += 1 }
+        try createSegment(SegmentName(sequence: old.name.sequence &+ 1, firstIndex: position.lastIndex &+ 1), position: position)
+        old.close()
+    }
+
+    /// Creates `name` with its header, makes both the file and its directory entry
+    /// durable (a purge may delete older segments right after, so the header —
+    /// which carries the hard state — must not be lost), and makes it current.
+    private func createSegment(_ name: SegmentName, position: LogPosition) throws(WALError) {
+        let path = FileIO.joined(directory, name.fileName)
+        let fd = try FileIO.openFile(path, O_WRONLY | O_CREAT | O_EXCL)
+        let writer = SegmentWriter(path: path, name: name, fd: fd, offset: 0)
+        let header = WALRecord.segmentHeader(
+            SegmentHeader(
+                sequence: name.sequence, firstIndex: name.firstIndex, snapshotIndex: position.snapshotIndex,
+                snapshotTerm: position.snapshotTerm, hardState: position.hardState))
+        let bytes = header.framed()
+        try writer.write(bytes)
+        try writer.sync()
+        try FileIO.syncDirectory(directory)
+        stats.recordsWritten += 1
+        stats.bytesWritten += bytes.count
+        stats.dataSyncs += 1
+        stats.directorySyncs += 1
+        stats.segmentsCreated += 1
+        self.writer = writer
+        segments.append(Segment(name: name, maxEntryIndex: 0))
+    }
+
+    // MARK: Purge
+
+    /// Deletes the oldest segments whose entries all have index `<= index`,
+    /// stopping at the first that has a later one; never the current segment.
+    /// Returns the deleted paths.
+    @discardableResult
+    func purge(upTo index: UInt64) throws(WALError) -> [String] {
+        _ = try usableWriter()
+        var removed: [String] = []
+        while segments.count > 1, let first = segments.first, first.maxEntryIndex <= index {
+            let path = FileIO.joined(directory, first.name.fileName)
+            try guarded { () throws(WALError) in try FileIO.removeFile(path) }
+            segments.removeFirst()
+            removed.append(path)
+        }
+        if !removed.isEmpty {
+            try guarded { () throws(WALError) in try FileIO.syncDirectory(directory) }
+            stats.directorySyncs += 1
+            stats.segmentsPurged += removed.count
+        }
+        return removed
+    }
+
+    func close() {
+        writer?.close()
+        writer = nil
+    }
+}
