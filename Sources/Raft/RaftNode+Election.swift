@@ -7,6 +7,7 @@ extension RaftNode {
     }
 
     private mutating func tickElection() {
+        if restartLeaseTicks > 0 { restartLeaseTicks -= 1 }
         electionElapsed += 1
         if isPromotable && electionElapsed >= randomizedElectionTimeout {
             electionElapsed = 0
@@ -15,6 +16,7 @@ extension RaftNode {
     }
 
     private mutating func tickLeader() {
+        leaderTicks += 1
         heartbeatElapsed += 1
         electionElapsed += 1
         if electionElapsed >= config.electionTick {
@@ -25,12 +27,14 @@ extension RaftNode {
                 becomeFollower(term: term, leader: .none)
                 return
             }
-            // A transfer that did not finish within an election timeout is abandoned.
+            // A transfer that did not finish within an election timeout is abandoned
+            // (and retried if this leader was removed and must hand over).
             leadTransferee = .none
+            handOverIfRemoved()
         }
         if heartbeatElapsed >= config.heartbeatTick {
             heartbeatElapsed = 0
-            broadcastHeartbeat(context: [])
+            startRound()
         }
     }
 
@@ -154,6 +158,7 @@ extension RaftNode {
         leader = .none
         electionElapsed = 0
         heartbeatElapsed = 0
+        leaderTicks = 0
         randomizedElectionTimeout = config.electionTick + Int(random.next() % UInt64(config.electionTick))
         votes = [:]
         progress = [:]

@@ -28,13 +28,21 @@ extension RaftNode {
             reads.acked[member] = nil
         }
         if leadTransferee != .none && !confState.isVoter(leadTransferee) { leadTransferee = .none }
-        if !confState.isVoter(id) {
-            // Removed or demoted: the remaining voters elect a leader among themselves.
-            becomeFollower(term: term, leader: .none)
-            return
-        }
         // A smaller quorum may commit more; new members need entries.
         _ = maybeCommit()
         needsBroadcast = true
+        // A leader that removed or demoted itself keeps leading — without counting
+        // itself — until it has handed over (thesis §4.2.2). Stepping down at once
+        // can strand the rest: they may not know the change committed, and this
+        // member's log may be ahead of theirs, so none of them could win.
+        handOverIfRemoved()
+    }
+
+    /// A leader outside the voters transfers leadership to its most caught-up voter.
+    mutating func handOverIfRemoved() {
+        guard role == .leader, !confState.isVoter(id), leadTransferee == .none else { return }
+        let target = confState.voters.max { (progress[$0]?.match ?? 0) < (progress[$1]?.match ?? 0) }
+        guard let target else { return }
+        try? transferLeadership(to: target)
     }
 }

@@ -40,6 +40,8 @@ extension RaftNode {
 
     private func checkCanPropose() throws(ProposalError) {
         guard role == .leader else { throw .notLeader(leader: leader) }
+        // Removed from the voters: it only hands over now.
+        guard confState.isVoter(id) else { throw .notLeader(leader: .none) }
         if leadTransferee != .none { throw .leadershipTransferInProgress }
     }
 
@@ -52,6 +54,7 @@ extension RaftNode {
         guard confState.isVoter(target), progress[target] != nil else { throw .unknownTransferTarget(target) }
         if leadTransferee == target { return }
         leadTransferee = target
+        reads.leaseRevoked = true
         electionElapsed = 0
         if progress[target]?.match == log.lastIndex {
             send(Message(kind: .timeoutNow, to: target))

@@ -1,4 +1,5 @@
-// Linearizable reads without writing to the log (thesis §6.4).
+// Linearizable reads without writing to the log (thesis §6.4), and the optional
+// leader lease (§6.4.1).
 
 extension RaftNode {
     /// Asks for a read index. The answer arrives as a ``ReadState`` carrying
@@ -16,15 +17,25 @@ extension RaftNode {
 
     mutating func handleReadIndex(from requester: NodeID, context: [UInt8]) {
         let request = ReadRequest(index: log.committed, from: requester, context: context)
-        if confState.voters == [id] {
-            answerRead(request)
-        } else if log.term(at: log.committed) != term {
+        if log.term(at: log.committed) != term {
             reads.waitingForCommit.append(request)
-        } else if config.readOnly == .leaseBased {
+        } else if leaseIsValid {
             answerRead(request)
         } else {
             reads.unsent.append(request)
         }
+    }
+
+    /// Lease reads (off by default): the leader answers without a round while a
+    /// quorum acknowledged a heartbeat sent less than an election timeout ago,
+    /// minus two ticks for tick phase. Followers ignore votes for an election
+    /// timeout after each heartbeat, so no other leader can exist yet — provided
+    /// clocks tick at the same rate (thesis §6.4.1).
+    var leaseIsValid: Bool {
+        guard config.readOnly == .leaseBased, config.checkQuorum, !reads.leaseRevoked,
+            leadTransferee == .none, let start = reads.leaseStart
+        else { return false }
+        return leaderTicks < start + config.electionTick - 2
     }
 
     /// The first commit of the term makes the waiting requests' index current.
@@ -34,38 +45,45 @@ extension RaftNode {
         reads.waitingForCommit.removeAll()
         for var request in waiting {
             request.index = log.committed
-            if config.readOnly == .leaseBased {
-                answerRead(request)
-            } else {
-                reads.unsent.append(request)
-            }
+            if leaseIsValid { answerRead(request) } else { reads.unsent.append(request) }
         }
     }
 
-    /// Starts one heartbeat round for every request that arrived since the last one.
-    mutating func startReadRound() {
-        guard reads.hasUnsent else { return }
-        let requests = reads.unsent
-        reads.unsent.removeAll()
+    /// Broadcasts one numbered heartbeat round carrying every read that arrived
+    /// since the last one. Periodic heartbeats are rounds too, so a round whose
+    /// messages were lost is confirmed by the next.
+    mutating func startRound() {
         let round = reads.nextRound
         reads.nextRound += 1
-        reads.rounds.append((round, requests))
+        reads.rounds.append(.init(number: round, sentAt: leaderTicks, requests: reads.unsent))
+        reads.unsent.removeAll()
+        reads.pruneEmptyRounds(limit: 4 * config.electionTick)
         broadcastHeartbeat(context: ReadIndexState.encode(round: round))
+        confirmRounds()
     }
 
     mutating func handleReadAck(from peer: NodeID, context: [UInt8]) {
         guard let round = ReadIndexState.decode(context), confState.isVoter(peer) else { return }
         if round > reads.acked[peer, default: 0] { reads.acked[peer] = round }
-        // The highest round a quorum (this leader always included) has acknowledged.
+        confirmRounds()
+    }
+
+    /// Answers every round a quorum (this leader included) has acknowledged.
+    private mutating func confirmRounds() {
         var acks: [UInt64] = []
+        acks.reserveCapacity(confState.voters.count)
         for voter in confState.voters {
             acks.append(voter == id ? UInt64.max : reads.acked[voter, default: 0])
         }
         let confirmed = Quorum.committedIndex(matches: acks)
-        while let first = reads.rounds.first, first.number <= confirmed {
-            reads.rounds.removeFirst()
-            for request in first.requests { answerRead(request) }
+        var answered = 0
+        for round in reads.rounds {
+            guard round.number <= confirmed else { break }
+            reads.leaseStart = round.sentAt
+            for request in round.requests { answerRead(request) }
+            answered += 1
         }
+        if answered > 0 { reads.rounds.removeFirst(answered) }
     }
 
     private mutating func answerRead(_ request: ReadRequest) {

@@ -15,7 +15,7 @@ extension RaftNode {
     public mutating func ready() -> Ready {
         if role == .leader {
             if needsBroadcast { broadcastAppend() }
-            startReadRound()
+            if reads.hasUnsent { startRound() }
         }
         needsBroadcast = false
         var ready = Ready()
@@ -29,6 +29,13 @@ extension RaftNode {
         messagesAfterPersist.removeAll(keepingCapacity: true)
         readStates.removeAll()
         let hard = hardState
+        if hard.term != persistedHardState.term || hard.vote != persistedHardState.vote {
+            // A leader that won within this Ready (a single voter) must not send
+            // before its new term and vote are durable: after a crash it could win
+            // the same term again and send different entries under it.
+            ready.messagesAfterPersist.insert(contentsOf: ready.messages, at: 0)
+            ready.messages.removeAll()
+        }
         if hard != previousHardState {
             ready.hardState = hard
             previousHardState = hard
@@ -44,6 +51,7 @@ extension RaftNode {
     /// The driver did everything `ready` asked: entries and hard state are durable,
     /// committed entries are applied.
     public mutating func advance(_ ready: Ready) {
+        if let hardState = ready.hardState { persistedHardState = hardState }
         if let snapshot = ready.snapshot {
             log.unstable.stableSnapshotTo(index: snapshot.metadata.index)
             log.appliedTo(snapshot.metadata.index)

@@ -95,6 +95,10 @@ extension RaftNode {
             // The snapshot (or an append) caught the follower up.
             progress[peer]?.becomeProbe()
             progress[peer]?.becomeReplicate()
+        case .snapshot where pr.match >= pr.pendingSnapshot:
+            // Installed, but the log was compacted further meanwhile: probing
+            // finds that and sends a newer snapshot.
+            progress[peer]?.becomeProbe()
         case .replicate:
             progress[peer]?.inflights.free(upTo: message.index)
         case .snapshot:

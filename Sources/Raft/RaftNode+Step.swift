@@ -10,7 +10,9 @@ extension RaftNode {
         if message.term > term {
             if message.kind == .vote || message.kind == .preVote {
                 let forced = message.context == Message.transferContext
-                let inLease = config.checkQuorum && leader != .none && electionElapsed < config.electionTick
+                let inLease =
+                    config.checkQuorum
+                    && ((leader != .none && electionElapsed < config.electionTick) || restartLeaseTicks > 0)
                 // Leader stickiness: while we hear from a leader, a disruptive
                 // candidate (say, a member rejoining after a partition) is ignored.
                 if inLease && !forced { return }

@@ -25,6 +25,11 @@ public struct RaftNode<Storage: RaftLogStorage> {
     var votes: [NodeID: Bool] = [:]
 
     var electionElapsed = 0
+    /// Leader only: ticks since it became leader; the clock of its lease.
+    var leaderTicks = 0
+    /// With lease reads, a restarted member honours the lease it may have granted
+    /// before the crash: it ignores vote requests for an election timeout.
+    var restartLeaseTicks = 0
     var heartbeatElapsed = 0
     var randomizedElectionTimeout = 0
     var random: SplitMix64
@@ -43,6 +48,9 @@ public struct RaftNode<Storage: RaftLogStorage> {
     var messagesAfterPersist: [Message] = []
     var readStates: [ReadState] = []
     var previousHardState: HardState
+    /// The hard state the driver last reported durable; a leader's messages wait
+    /// for persistence while its term or vote is newer than this.
+    var persistedHardState: HardState
     var previousSoftState: SoftState
 
     /// Creates a member from what `storage` holds (empty for a new member).
@@ -61,6 +69,8 @@ public struct RaftNode<Storage: RaftLogStorage> {
         self.term = state.hardState.term
         self.vote = state.hardState.vote
         self.previousHardState = state.hardState
+        self.persistedHardState = state.hardState
+        self.restartLeaseTicks = config.readOnly == .leaseBased ? config.electionTick : 0
         self.previousSoftState = SoftState(leader: .none, role: .follower)
         replayAppliedConfChanges()
         becomeFollower(term: term, leader: .none)

@@ -31,6 +31,13 @@ public struct ReadState: Sendable, Equatable {
 /// 4. Apply `snapshot` (if any), then `committedEntries` in order, to the state machine.
 ///    Committed entries are always covered by step 2 of this or an earlier Ready.
 /// 5. Answer `readStates` once the applied index reaches each one's index.
+///
+/// Between `ready()` and `advance(_:)` the node must not be stepped, ticked or
+/// proposed to: one serial loop runs the whole cycle (batching many proposals
+/// and messages into each cycle is what makes it cheap). The driver must also
+/// report every snapshot it sends with ``RaftNode/reportSnapshot(to:succeeded:)``
+/// and may report unreachable peers with ``RaftNode/reportUnreachable(_:)``;
+/// a follower waiting for a snapshot is not sent anything else until then.
 public struct Ready: Sendable {
     public var softState: SoftState?
     public var hardState: HardState?

@@ -160,6 +160,8 @@ extension Cluster: ReadyHandler {
         applied[node.id, default: []].append(entry)
     }
 
+    func readyLoopStuck(_ node: SimNode) { oracle.fail("n\(node.id) kept producing Readys: livelock") }
+
     func advanced(_ node: SimNode, _ ready: Ready) {
         oracle.observeCommit(node)
         readStates[node.id, default: []].append(contentsOf: ready.readStates)

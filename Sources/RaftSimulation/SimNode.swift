@@ -98,6 +98,7 @@ public final class SimNode {
             with { $0.advance(ready) }
             handler.advanced(self, ready)
         }
+        if rounds == 1000 { handler.readyLoopStuck(self) }
     }
 }
 
@@ -112,4 +113,6 @@ protocol ReadyHandler: AnyObject {
     func installedSnapshot(_ node: SimNode, _ snapshot: Snapshot)
     func applied(_ node: SimNode, _ entry: Entry)
     func advanced(_ node: SimNode, _ ready: Ready)
+    /// The member still had a Ready after 1000 rounds in a row: a livelock.
+    func readyLoopStuck(_ node: SimNode)
 }

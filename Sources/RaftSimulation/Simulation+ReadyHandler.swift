@@ -59,6 +59,8 @@ extension Simulation: ReadyHandler {
         }
     }
 
+    func readyLoopStuck(_ node: SimNode) { oracle.fail("n\(node.id) kept producing Readys: livelock") }
+
     func advanced(_ node: SimNode, _ ready: Ready) {
         oracle.observeCommit(node)
         for state in ready.readStates {

@@ -28,6 +28,7 @@ public final class Simulation {
     /// Per member: read context → highest acknowledged index when the read began.
     var pendingReads: [NodeID: [UInt64: UInt64]] = [:]
     var nextRead: UInt64 = 1
+    var finalReads: Set<UInt64> = []
     var snapshotFailures: [(from: NodeID, to: NodeID)] = []
     var stats = (acked: 0, reads: 0, snapshots: 0, confChanges: 0, crashes: 0)
     var leaderTerms: Set<UInt64> = []
@@ -53,6 +54,8 @@ public final class Simulation {
         config.maxSizePerMessage = 256
         config.maxInflightMessages = 4 + Int(options.seed % 3) * 60
         config.brokenRules = options.brokenRules
+        // A third of the seeds serve reads from the leader lease.
+        if options.seed % 3 == 2 { config.readOnly = .leaseBased }
         return config
     }
 
@@ -90,6 +93,7 @@ public final class Simulation {
             }
             restartDueMembers()
             if now < quietFrom { clientLoad() }
+            if now == quietFrom { issueFinalReads() }
             if !healed { injectFaults() }
             now += 1
         }
@@ -275,7 +279,7 @@ public final class Simulation {
             guard let learner = pick(conf.learners) else { return }
             change = ConfChange(.addVoter, node: learner)
         case 2:
-            guard conf.voters.count > 2, let voter = pick(conf.voters) else { return }
+            guard conf.voters.count > 1, let voter = pick(conf.voters) else { return }
             change = ConfChange(.remove, node: voter)
         default:
             guard let learner = pick(conf.learners) else { return }
@@ -296,6 +300,26 @@ public final class Simulation {
 
     // MARK: Liveness
 
+    /// One read on every running member once the load stops; each must be
+    /// answered before the run ends.
+    private func issueFinalReads() {
+        finalReads.removeAll()
+        // Only current members: a removed member may still forward to a leader
+        // that is long gone (a server would time the read out).
+        let leader = liveLeaders.max { ($0.raft?.term ?? 0) < ($1.raft?.term ?? 0) }
+        let conf = leader?.raft?.confState ?? ConfState()
+        for node in members where node.isUp && conf.contains(node.id) {
+            let context = nextRead
+            nextRead += 1
+            let bytes = withUnsafeBytes(of: context.littleEndian) { Array($0) }
+            if (try? node.raft?.readIndex(context: bytes)) != nil {
+                pendingReads[node.id, default: [:]][context] = maxAckedIndex
+                finalReads.insert(context)
+                process(node)
+            }
+        }
+    }
+
     private func checkLiveness() {
         let leaders = liveLeaders.sorted { ($0.raft?.term ?? 0) > ($1.raft?.term ?? 0) }
         guard let leader = leaders.first, let raft = leader.raft else {
@@ -305,6 +329,10 @@ public final class Simulation {
         if !ackedAfterHeal {
             oracle.fail("liveness: nothing committed and acknowledged after healing (leader n\(leader.id), term \(raft.term))")
             return
+        }
+        let unanswered = finalReads.filter { context in pendingReads.values.contains { $0[context] != nil } }
+        if !unanswered.isEmpty {
+            oracle.fail("liveness: \(unanswered.count) read(s) issued after healing were never answered")
         }
         let commit = raft.commitIndex
         if commit < maxAckedIndex {
