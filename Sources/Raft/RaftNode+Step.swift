@@ -42,6 +42,9 @@ extension RaftNode {
         switch message.kind {
         case .vote, .preVote:
             handleVoteRequest(message)
+        case .voteResponse, .preVoteResponse:
+            learnCommit(fromVoter: message)
+            if role == .candidate || role == .preCandidate { stepCandidate(message) }
         default:
             switch role {
             case .leader: stepLeader(message)
@@ -59,16 +62,33 @@ extension RaftNode {
             || (message.kind == .preVote && message.term > term)
             || config.brokenRules.contains(.grantEveryVote)
         let responseKind: MessageKind = message.kind == .vote ? .voteResponse : .preVoteResponse
+        // Every answer carries our commit index and its term (see learnCommit).
+        let commit = log.committed
+        let commitTerm = log.term(at: commit) ?? 0
         if canVote && log.isUpToDate(index: message.index, term: message.logTerm) {
             // A granted pre-vote answers in the term it was asked for.
-            send(Message(kind: responseKind, to: message.from, term: message.term))
+            send(Message(kind: responseKind, to: message.from, term: message.term, logTerm: commitTerm, commit: commit))
             if message.kind == .vote {
                 electionElapsed = 0
                 vote = message.from
             }
         } else {
-            send(Message(kind: responseKind, to: message.from, term: term, reject: true))
+            send(Message(kind: responseKind, to: message.from, term: term, logTerm: commitTerm, commit: commit, reject: true))
         }
+    }
+
+    /// A voter's answer says which index it knows committed, with that entry's
+    /// term. If our log holds the same entry, Log Matching (§5.3) makes our whole
+    /// prefix up to it identical to the voter's, so it is committed here too.
+    /// This extension unblocks a candidate that does not know a membership change
+    /// committed while the only member that knows it cannot lead (say, a leader
+    /// that removed itself and then lost its quorum, seed 20286): applying the
+    /// change gives the candidate the configuration it can win in.
+    private mutating func learnCommit(fromVoter message: Message) {
+        guard role != .leader, message.commit > log.committed, message.commit <= log.lastIndex,
+            log.matchTerm(message.commit, message.logTerm)
+        else { return }
+        log.commitTo(message.commit)
     }
 
     private mutating func stepCandidate(_ message: Message) {

@@ -115,3 +115,38 @@ import Testing
         #expect(cluster.members[3]?.stateMachine == cluster.members[1]?.stateMachine)
     }
 }
+
+/// Seed 20286: a leader removed itself, lost its quorum before handing over, and
+/// its log was longer than the last voter's, which had never learned that the
+/// removal committed. The voter needed the removed member's vote under the old
+/// configuration and could never get it. Vote answers now carry the voter's commit
+/// index, which the candidate adopts when its log holds that entry.
+@Suite struct StrandedVoterTests {
+    @Test func candidateLearnsTheCommitFromAVoterAnswer() throws {
+        let cluster = try Cluster(voters: 2)
+        cluster.elect(2)
+        #expect(cluster.node(2).role == .leader)
+        let proposed = cluster.on(2) { node in try? node.proposeConfChange(ConfChange(.remove, node: 2)) }
+        let removal = try #require(proposed ?? nil)
+        cluster.dropIf = { m in
+            guard m.from == 2 && m.to == 1 else { return false }
+            switch m.kind {
+            case .append: return m.commit >= removal.index || m.entries.contains { $0.index > removal.index }
+            case .heartbeat: return m.commit >= removal.index
+            case .timeoutNow, .snapshot: return true
+            default: return false
+            }
+        }
+        _ = try cluster.propose(2, "after the removal, never replicated")
+        cluster.stabilize()
+        #expect(cluster.node(2).commitIndex >= removal.index, "the removal committed on the leader")
+        #expect(cluster.node(1).commitIndex < removal.index, "member 1 does not know")
+        cluster.tick(2, times: 25)  // check-quorum: the removed leader steps down
+        cluster.stabilize()
+        #expect(cluster.node(2).role == .follower)
+        let leader = cluster.tickUntilAnyLeader(among: [1], rounds: 100)
+        #expect(leader == 1)
+        #expect(cluster.node(1).confState.voters == [1])
+        #expect(cluster.oracle.violations.isEmpty)
+    }
+}
