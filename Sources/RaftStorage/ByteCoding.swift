@@ -6,6 +6,9 @@ struct ByteWriter {
 
     init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
 
+    /// Continues writing at the end of `existing` (which the caller gives up).
+    init(reusing existing: [UInt8]) { bytes = existing }
+
     mutating func u8(_ v: UInt8) { bytes.append(v) }
 
     mutating func u32(_ v: UInt32) {
@@ -94,6 +97,24 @@ struct ByteReader {
 func readU32LE(_ bytes: [UInt8], at offset: Int) -> UInt32 {
     UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16
         | UInt32(bytes[offset + 3]) << 24
+}
+
+/// Reads a little-endian u64 at `offset` (caller checks bounds).
+@inline(__always)
+func readU64LE(_ bytes: [UInt8], at offset: Int) -> UInt64 {
+    var v: UInt64 = 0
+    for i in 0..<8 { v |= UInt64(bytes[offset + i]) << (8 * UInt64(i)) }
+    return v
+}
+
+/// `value` as a u32 field of the on-disk format, or ``WALError/invalidArgument(_:)``
+/// naming `what` when it does not fit: sizes are checked before anything is
+/// encoded, so an oversized record or snapshot is refused instead of trapping.
+func checkedU32(_ value: Int, _ what: String) throws(WALError) -> UInt32 {
+    guard let v = UInt32(exactly: value) else {
+        throw .invalidArgument("\(what) \(value) exceeds the format's limit of \(UInt32.max)")
+    }
+    return v
 }
 
 /// Fixed-width lowercase hex, as used in file names.

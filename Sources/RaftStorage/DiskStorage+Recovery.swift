@@ -30,13 +30,16 @@ extension DiskStorage {
 
     /// Opens the storage in `directory`, creating it if new and recovering otherwise.
     ///
-    /// Recovery loads the newest snapshot that the WAL references and that
-    /// verifies (falling back to an older one when the newest is corrupt), then
-    /// replays every segment. A torn final record in the last segment is cut off
-    /// (ftruncate + fsync) and reported in ``recoveryReport``; damage anywhere else
-    /// throws ``WALError/corrupted(file:offset:reason:)``. Afterwards the state is
-    /// exactly what was synced (possibly plus records written but not yet synced
-    /// that happened to reach the disk whole).
+    /// Recovery runs in two phases. First it only reads: it loads the newest
+    /// snapshot that the WAL references and that verifies (falling back to an
+    /// older one when the newest is corrupt) and replays every segment. Damage
+    /// that a crash cannot explain throws ``WALError/corrupted(file:offset:reason:)``
+    /// and leaves every file untouched. Only then does it repair: a torn tail of
+    /// the last segment is cut off (ftruncate + fsync, reported in
+    /// ``recoveryReport``), files of interrupted saves are deleted, and the last
+    /// segment and the directories are synced, so that everything recovery
+    /// accepted — possibly records that were written but never synced and
+    /// happened to reach the page cache whole — is durable before it is served.
     public static func open(directory: String, options: Options = Options()) throws(WALError) -> DiskStorage {
         guard options.segmentSize >= 4 * WAL.headerRecordLength else {
             throw .invalidArgument("segmentSize \(options.segmentSize) is too small (minimum \(4 * WAL.headerRecordLength))")
@@ -53,11 +56,12 @@ extension DiskStorage {
             if try FileIO.makeDirectory(snapDir) { try FileIO.syncDirectory(directory) }
             var report = RecoveryReport()
 
+            // Phase 1: read and validate; nothing on disk changes.
             let recovered = try WAL.recover(directory: walDir)
             report.warnings += recovered.warnings
             report.tornTail = recovered.tornTail
-
-            let base = try loadSnapshot(directory: snapDir, records: recovered.records, hasWAL: !recovered.segments.isEmpty, report: &report)
+            let (base, obsoleteSnapshots) = try loadSnapshot(
+                directory: snapDir, records: recovered.records, hasWAL: !recovered.segments.isEmpty, report: &report)
             var replay = WALReplay(base: base.metadata)
             for record in recovered.records { try replay.apply(record) }
             let entries = try replay.finish()
@@ -71,13 +75,20 @@ extension DiskStorage {
             cache.append(entries)
             cache.setHardState(replay.hardState)
 
+            // Phase 2: the state is valid; repair, then make what was accepted durable.
+            try WAL.applyRepairs(recovered, directory: walDir)
+            for path in obsoleteSnapshots { try FileIO.removeFile(path) }
             let wal = try WAL.open(
                 directory: walDir, segmentSize: options.segmentSize, recovered: recovered,
                 position: LogPosition(
                     lastIndex: cache.lastIndex, snapshotIndex: base.metadata.index, snapshotTerm: base.metadata.term,
                     hardState: cache.hardState))
+            // Also covers the deletions above and directory entries an earlier crash may have left unsynced.
+            try FileIO.syncDirectory(snapDir)
+            try FileIO.syncDirectory(directory)
             return DiskStorage(
-                directory: directory, options: options, cache: cache, wal: wal, lockFD: lockFD, report: report)
+                directory: directory, options: options, cache: cache, wal: wal, lockFD: lockFD, report: report,
+                durableSnapshotIndex: base.metadata.index, directorySyncs: 2)
         } catch {
             FileIO.closeFile(lockFD)
             throw error
@@ -85,20 +96,22 @@ extension DiskStorage {
     }
 
     /// Picks the snapshot to rebuild from: the newest snapshot file the WAL
-    /// references (a marker or a segment header) that verifies.
+    /// references (a marker or a segment header) that verifies. Deletes nothing;
+    /// returns the files to delete once recovery succeeded.
     ///
     /// A snapshot file is written and synced before its marker; a file newer than
     /// anything the WAL references was therefore saved by a save that crashed
     /// before its marker was synced: it is not part of the synced state and is
-    /// deleted. Leftover temp files are deleted too.
+    /// obsolete. Leftover temp files are obsolete too.
     private static func loadSnapshot(
         directory: String, records: [LocatedRecord], hasWAL: Bool, report: inout RecoveryReport
-    ) throws(WALError) -> Snapshot {
+    ) throws(WALError) -> (Snapshot, obsolete: [String]) {
+        var obsolete: [String] = []
         var names: [SnapshotFile.Name] = []
         for file in try FileIO.listDirectory(directory) {
             let path = FileIO.joined(directory, file)
             if file.hasSuffix(SnapshotFile.tempSuffix) {
-                try FileIO.removeFile(path)
+                obsolete.append(path)
                 report.warnings.append("removed leftover temporary snapshot file '\(path)' (interrupted save)")
             } else if let name = SnapshotFile.Name(fileName: file) {
                 names.append(name)
@@ -112,7 +125,7 @@ extension DiskStorage {
                     "'\(directory)' holds snapshot files but the WAL has no segments, so the hard state "
                         + "(term, vote, commit) is lost; restore this member from a peer")
             }
-            return Snapshot()
+            return (Snapshot(), obsolete)
         }
 
         var newest: (index: UInt64, term: UInt64) = (0, 0)
@@ -129,20 +142,17 @@ extension DiskStorage {
             }
         }
 
-        var removedOrphans = false
         var candidates: [SnapshotFile.Name] = []
         for name in names {
             if name.index > newest.index || (name.index == newest.index && name.term != newest.term) {
                 let path = FileIO.joined(directory, name.fileName)
-                try FileIO.removeFile(path)
-                removedOrphans = true
+                obsolete.append(path)
                 report.warnings.append(
                     "removed snapshot file '\(path)': its save did not complete (no synced WAL marker)")
             } else {
                 candidates.append(name)
             }
         }
-        if removedOrphans { try FileIO.syncDirectory(directory) }
 
         candidates.sort { $0.index > $1.index }
         for name in candidates {
@@ -152,7 +162,7 @@ extension DiskStorage {
                     report.warnings.append(
                         "fell back to snapshot at index \(name.index) because newer snapshot files are unreadable")
                 }
-                return snapshot
+                return (snapshot, obsolete)
             } catch {
                 let path = FileIO.joined(directory, name.fileName)
                 report.skippedSnapshots.append(path)
@@ -163,6 +173,6 @@ extension DiskStorage {
             report.warnings.append(
                 "no readable snapshot file for the snapshot at index \(newest.index); rebuilding from the WAL alone")
         }
-        return Snapshot()
+        return (Snapshot(), obsolete)
     }
 }

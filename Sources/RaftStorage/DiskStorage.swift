@@ -38,9 +38,10 @@ public final class DiskStorage: RaftLogStorage {
         /// WAL records written, including segment headers and snapshot markers.
         public var recordsWritten = 0
         public var bytesWritten = 0
-        /// fdatasync calls on WAL segments (``sync()``, rollover, new segment).
+        /// fdatasync calls on WAL segments (``sync()``, rollover, new segment,
+        /// and one at open for the segment recovery resumes).
         public var dataSyncs = 0
-        /// fsync calls on the WAL or snapshot directory.
+        /// fsync calls on the WAL, snapshot or data directory (open syncs all three).
         public var directorySyncs = 0
         public var segmentsCreated = 0
         public var segmentsPurged = 0
@@ -60,11 +61,17 @@ public final class DiskStorage: RaftLogStorage {
     private var lockFD: Int32
     private var snapshotsSaved = 0
     private var snapshotFilesDeleted = 0
-    private var snapshotDirectorySyncs = 0
+    /// Directory fsyncs outside the WAL (snapshot directory, recovery).
+    private var snapshotDirectorySyncs: Int
+    /// Index of the newest snapshot whose WAL record is synced. A snapshot that
+    /// arrived in an unsynced `Ready` is not yet part of the durable state, so
+    /// ``compact(upTo:)`` must not purge on its strength.
+    private var durableSnapshotIndex: UInt64
 
     /// Use ``open(directory:options:)``.
     init(
-        directory: String, options: Options, cache: MemoryStorage, wal: WAL, lockFD: Int32, report: RecoveryReport
+        directory: String, options: Options, cache: MemoryStorage, wal: WAL, lockFD: Int32, report: RecoveryReport,
+        durableSnapshotIndex: UInt64, directorySyncs: Int
     ) {
         self.directory = directory
         self.options = options
@@ -74,6 +81,8 @@ public final class DiskStorage: RaftLogStorage {
         self.wal = wal
         self.lockFD = lockFD
         self.recoveryReport = report
+        self.durableSnapshotIndex = durableSnapshotIndex
+        self.snapshotDirectorySyncs = directorySyncs
     }
 
     deinit {
@@ -109,8 +118,8 @@ public final class DiskStorage: RaftLogStorage {
     ///
     /// A call with nothing left to write does nothing.
     ///
-    /// - Throws: ``WALError/invalidArgument(_:)`` for a gap or non-contiguous
-    ///   entries (nothing written); an I/O error, after which the storage refuses
+    /// - Throws: ``WALError/invalidArgument(_:)`` for a gap, non-contiguous
+    ///   entries or a record over the 4 GiB limit (nothing written); an I/O error, after which the storage refuses
     ///   further writes (``WALError/failed(previous:)``).
     public func append(hardState: HardState?, entries: [Entry], snapshot: Snapshot? = nil) throws(WALError) {
         for (a, b) in zip(entries, entries.dropFirst()) where b.index != a.index &+ 1 {
@@ -119,16 +128,17 @@ public final class DiskStorage: RaftLogStorage {
         let marker = snapshot.flatMap(marker(for:))
         let snapshotIndex = marker?.index ?? cache.latestSnapshot.metadata.index
         let lastIndex = marker.map { $0.mode == .keepLog ? cache.lastIndex : $0.index } ?? cache.lastIndex
-        let kept = Array(entries.drop { $0.index <= snapshotIndex })
+        // Usually nothing is below the snapshot: keep the caller's array as is.
+        let kept = (entries.first?.index ?? .max) > snapshotIndex ? entries : Array(entries.drop { $0.index <= snapshotIndex })
         if let first = kept.first, first.index > lastIndex &+ 1 {
             throw .invalidArgument("gap in log: appending entry \(first.index) after last index \(lastIndex)")
         }
         if marker == nil && kept.isEmpty && hardState == nil { return }
+        let record = WALRecord.batch(Batch(snapshot: marker, hardState: hardState, entries: kept))
+        let length = try record.framedLength()
         try wal.checkUsable()
         if let snapshot, marker != nil { try writeSnapshotFile(snapshot) }
-        try wal.append(
-            .batch(Batch(snapshot: marker, hardState: hardState, entries: kept)),
-            maxEntryIndex: kept.last?.index ?? 0, position: position)
+        try wal.append(record, length: length, maxEntryIndex: kept.last?.index ?? 0, position: position)
         if let snapshot, let marker { try applyToCache(snapshot, marker) }
         cache.append(kept)
         if let hardState { cache.setHardState(hardState) }
@@ -142,6 +152,12 @@ public final class DiskStorage: RaftLogStorage {
     ///   after a failed fdatasync the kernel may have dropped the dirty pages.
     public func sync() throws(WALError) {
         try wal.sync()
+        durableSnapshotIndex = cache.latestSnapshot.metadata.index
+    }
+
+    /// Hands buffered records to the kernel without syncing; for crash tests.
+    func flushBufferedWrites() throws(WALError) {
+        try wal.flush()
     }
 
     /// True when appended records are waiting for ``sync()``.
@@ -168,11 +184,14 @@ public final class DiskStorage: RaftLogStorage {
     /// The hard state is not changed.
     public func saveSnapshot(_ snapshot: Snapshot) throws(WALError) {
         guard let marker = marker(for: snapshot) else { return }
+        let record = WALRecord.snapshotMarker(marker)
+        let length = try record.framedLength()
         try wal.checkUsable()
         try writeSnapshotFile(snapshot)
-        try wal.append(.snapshotMarker(marker), maxEntryIndex: 0, position: position)
+        try wal.append(record, length: length, maxEntryIndex: 0, position: position)
         try wal.sync()
         try applyToCache(snapshot, marker)
+        durableSnapshotIndex = marker.index
     }
 
     /// How `snapshot` applies to the log now; nil when it is not newer than the current one.
@@ -211,12 +230,17 @@ public final class DiskStorage: RaftLogStorage {
     /// and always a prefix, so the sequence stays gapless; the next segment's
     /// header carries the hard state), and deletes snapshot files beyond the
     /// newest ``Options/snapshotsToKeep``. Returns the deleted paths.
+    ///
+    /// When the snapshot arrived in an ``append(hardState:entries:snapshot:)``
+    /// that is not synced yet, this syncs first: deleting what it replaces before
+    /// its record is durable would lose synced state in a crash.
     @discardableResult
     public func compact(upTo index: UInt64) throws(WALError) -> [String] {
         let snapIndex = cache.latestSnapshot.metadata.index
         guard index <= snapIndex else {
             throw .invalidArgument("cannot compact up to \(index): the saved snapshot is at index \(snapIndex)")
         }
+        if snapIndex > durableSnapshotIndex { try sync() }
         do {
             try cache.compact(upTo: index)
         } catch {

@@ -38,14 +38,24 @@ enum SnapshotFile {
         }
     }
 
-    static func encode(_ snapshot: Snapshot) -> [UInt8] {
+    /// Size of the body for these counts; throws ``WALError/invalidArgument(_:)``
+    /// when a count does not fit its u32 field (checked before encoding).
+    static func bodyLength(voters: Int, learners: Int, dataLength: Int) throws(WALError) -> Int {
+        _ = try checkedU32(voters, "snapshot voter count")
+        _ = try checkedU32(learners, "snapshot learner count")
+        return 8 + 8 + 4 + 8 * voters + 4 + 8 * learners + 8 + dataLength
+    }
+
+    static func encode(_ snapshot: Snapshot) throws(WALError) -> [UInt8] {
         let conf = snapshot.metadata.confState
-        var body = ByteWriter(capacity: 32 + 8 * (conf.voters.count + conf.learners.count) + snapshot.data.count)
+        let length = try bodyLength(
+            voters: conf.voters.count, learners: conf.learners.count, dataLength: snapshot.data.count)
+        var body = ByteWriter(capacity: length)
         body.u64(snapshot.metadata.index)
         body.u64(snapshot.metadata.term)
-        body.u32(UInt32(conf.voters.count))
+        body.u32(UInt32(truncatingIfNeeded: conf.voters.count))
         for v in conf.voters { body.u64(v) }
-        body.u32(UInt32(conf.learners.count))
+        body.u32(UInt32(truncatingIfNeeded: conf.learners.count))
         for l in conf.learners { body.u64(l) }
         body.u64(UInt64(snapshot.data.count))
         body.raw(snapshot.data)
@@ -122,7 +132,7 @@ enum SnapshotFile {
         let name = Name(term: snapshot.metadata.term, index: snapshot.metadata.index)
         let finalPath = FileIO.joined(directory, name.fileName)
         let tempPath = finalPath + tempSuffix
-        let bytes = encode(snapshot)
+        let bytes = try encode(snapshot)
         let fd = try FileIO.openFile(tempPath, O_WRONLY | O_CREAT | O_TRUNC)
         do {
             try FileIO.pwriteAll(fd, bytes, at: 0, path: tempPath)

@@ -25,14 +25,17 @@ final class WAL {
         var maxEntryIndex: UInt64
     }
 
-    /// What ``recover(directory:)`` found.
+    /// What ``recover(directory:)`` found, and the repairs it calls for.
     struct Recovered {
         var segments: [Segment]
         var records: [LocatedRecord]
         /// Valid length of the last segment (where appending resumes).
         var lastSegmentLength: Int
         var warnings: [String]
+        /// A torn tail to cut off (at `offset` of `file`) by ``applyRepairs(_:directory:)``.
         var tornTail: DiskStorage.TornTail?
+        /// A last segment holding no complete record, to delete.
+        var emptySegment: String?
     }
 
     let directory: String
@@ -58,9 +61,11 @@ final class WAL {
 
     // MARK: Recovery
 
-    /// Reads every segment in `directory`, cutting a torn tail off the last one
-    /// (ftruncate + fsync) and removing a last segment left without records
-    /// (a crash while creating it).
+    /// Reads and checks every segment in `directory` without changing anything:
+    /// a torn tail of the last segment and a last segment left without records
+    /// (a crash while creating it) are only reported, for
+    /// ``applyRepairs(_:directory:)`` to fix once the whole state has been
+    /// validated. Refusing to start must leave every file as it was.
     static func recover(directory: String) throws(WALError) -> Recovered {
         var warnings: [String] = []
         var names: [SegmentName] = []
@@ -80,79 +85,90 @@ final class WAL {
             throw .missingSegment(directory: directory, expectedSequence: a.sequence &+ 1, found: b.fileName)
         }
 
-        var segments: [Segment] = []
-        var records: [LocatedRecord] = []
-        var lastLength = 0
-        var torn: DiskStorage.TornTail?
+        var recovered = Recovered(segments: [], records: [], lastSegmentLength: 0, warnings: [])
         for (i, name) in names.enumerated() {
             let path = FileIO.joined(directory, name.fileName)
             let isLast = i == names.count - 1
             let scan = try SegmentReader.scan(try FileIO.readFile(path), path: path, isLast: isLast)
-            var maxIndex: UInt64 = 0
-            for (j, located) in scan.records.enumerated() {
-                switch located.record {
-                case let .segmentHeader(h):
-                    guard j == 0 else {
-                        throw .corrupted(file: path, offset: located.offset, reason: "segment header in the middle of a segment")
-                    }
-                    guard h.sequence == name.sequence, h.firstIndex == name.firstIndex else {
-                        throw .corrupted(
-                            file: path, offset: 0,
-                            reason: "segment header says sequence \(h.sequence), first index \(h.firstIndex), "
-                                + "which does not match the file name")
-                    }
-                case let .batch(b):
-                    if j == 0 { throw .corrupted(file: path, offset: 0, reason: "segment does not start with a header") }
-                    if let last = b.entries.last { maxIndex = max(maxIndex, last.index) }
-                case .snapshotMarker:
-                    if j == 0 { throw .corrupted(file: path, offset: 0, reason: "segment does not start with a header") }
-                }
-            }
+            let maxIndex = try checkStructure(scan.records, of: name, path: path)
             if let reason = scan.tornReason {
-                try cut(path: path, at: scan.validLength)
                 let tail = DiskStorage.TornTail(
                     file: path, offset: scan.validLength, droppedBytes: scan.fileLength - scan.validLength, reason: reason)
-                torn = tail
+                recovered.tornTail = tail
                 warnings.append("truncated torn tail of '\(path)' at offset \(tail.offset) "
                     + "(\(tail.droppedBytes) bytes dropped: \(reason))")
             }
             if isLast && scan.records.isEmpty {
                 // Created but its header never became durable: the crash hit a rollover
                 // (or the very first open). Everything before it is intact.
-                if segments.isEmpty && name.sequence != 0 {
+                if recovered.segments.isEmpty && name.sequence != 0 {
                     throw .unrecoverable(
                         "the only WAL segment '\(path)' holds no valid record, and earlier segments were purged; "
                             + "the hard state is lost")
                 }
-                try FileIO.removeFile(path)
-                try FileIO.syncDirectory(directory)
+                recovered.emptySegment = path
                 warnings.append("removed WAL segment '\(path)' that held no complete record")
-                lastLength = -1
-                continue
+                continue  // the previous segment, complete, becomes current again
             }
-            segments.append(Segment(name: name, maxEntryIndex: maxIndex))
-            records.append(contentsOf: scan.records)
-            lastLength = scan.validLength
+            recovered.segments.append(Segment(name: name, maxEntryIndex: maxIndex))
+            recovered.records.append(contentsOf: scan.records)
+            recovered.lastSegmentLength = scan.validLength
         }
-        if lastLength < 0, let last = segments.last {
-            // The previous segment becomes current again; resume at its end.
-            let path = FileIO.joined(directory, last.name.fileName)
-            lastLength = try FileIO.readFile(path).count
-        }
-        return Recovered(
-            segments: segments, records: records, lastSegmentLength: max(lastLength, 0), warnings: warnings,
-            tornTail: torn)
+        recovered.warnings = warnings
+        return recovered
     }
 
-    private static func cut(path: String, at length: Int) throws(WALError) {
-        let fd = try FileIO.openFile(path, O_WRONLY)
-        defer { FileIO.closeFile(fd) }
-        try FileIO.truncate(fd, to: length, path: path)
-        try FileIO.fullSync(fd, path: path)
+    /// Checks that a segment's records start with its header (and only there);
+    /// returns the highest entry index they hold.
+    private static func checkStructure(
+        _ records: [LocatedRecord], of name: SegmentName, path: String
+    ) throws(WALError) -> UInt64 {
+        var maxIndex: UInt64 = 0
+        for (j, located) in records.enumerated() {
+            switch located.record {
+            case let .segmentHeader(h):
+                guard j == 0 else {
+                    throw .corrupted(file: path, offset: located.offset, reason: "segment header in the middle of a segment")
+                }
+                guard h.sequence == name.sequence, h.firstIndex == name.firstIndex else {
+                    throw .corrupted(
+                        file: path, offset: 0,
+                        reason: "segment header says sequence \(h.sequence), first index \(h.firstIndex), "
+                            + "which does not match the file name")
+                }
+            case let .batch(b):
+                if j == 0 { throw .corrupted(file: path, offset: 0, reason: "segment does not start with a header") }
+                if let last = b.entries.last { maxIndex = max(maxIndex, last.index) }
+            case .snapshotMarker:
+                if j == 0 { throw .corrupted(file: path, offset: 0, reason: "segment does not start with a header") }
+            }
+        }
+        return maxIndex
     }
 
-    /// Opens the WAL for appending after ``recover(directory:)``; creates the
-    /// first segment (with a header for `position`) when there is none.
+    /// Second phase of recovery, once replay accepted the state: cuts the torn
+    /// tail (ftruncate + fsync) and deletes an empty last segment.
+    static func applyRepairs(_ recovered: Recovered, directory: String) throws(WALError) {
+        if let tail = recovered.tornTail, tail.file != recovered.emptySegment {
+            let fd = try FileIO.openFile(tail.file, O_WRONLY)
+            defer { FileIO.closeFile(fd) }
+            try FileIO.truncate(fd, to: tail.offset, path: tail.file)
+            try FileIO.fullSync(fd, path: tail.file)
+        }
+        if let path = recovered.emptySegment {
+            try FileIO.removeFile(path)
+            try FileIO.syncDirectory(directory)
+        }
+    }
+
+    /// Opens the WAL for appending after ``recover(directory:)`` and
+    /// ``applyRepairs(_:directory:)``; creates the first segment (with a header
+    /// for `position`) when there is none.
+    ///
+    /// The last segment is fdatasynced and the directory fsynced before anything
+    /// is served: recovery may have accepted records that reached only the page
+    /// cache before the process died, and the node must not acknowledge entries
+    /// that a later power loss could still erase.
     static func open(
         directory: String, segmentSize: Int, recovered: Recovered, position: LogPosition
     ) throws(WALError) -> WAL {
@@ -160,7 +176,16 @@ final class WAL {
         if let last = recovered.segments.last {
             let path = FileIO.joined(directory, last.name.fileName)
             let fd = try FileIO.openFile(path, O_WRONLY)
+            do {
+                try FileIO.dataSync(fd, path: path)
+            } catch {
+                FileIO.closeFile(fd)
+                throw error
+            }
+            wal.stats.dataSyncs += 1
             wal.writer = SegmentWriter(path: path, name: last.name, fd: fd, offset: recovered.lastSegmentLength)
+            try FileIO.syncDirectory(directory)
+            wal.stats.directorySyncs += 1
         } else {
             try wal.createSegment(SegmentName(sequence: 0, firstIndex: position.lastIndex &+ 1), position: position)
         }
@@ -190,23 +215,20 @@ final class WAL {
 
     /// Writes one record (no sync). Rolls over first if it would push the current
     /// segment past `segmentSize`; `position` is the state *before* this record,
-    /// which is what a new segment's header must carry.
-    func append(_ record: WALRecord, maxEntryIndex: UInt64, position: LogPosition) throws(WALError) {
-        let bytes = record.framed()
-        guard bytes.count <= Int(UInt32.max) else {
-            throw .invalidArgument("record of \(bytes.count) bytes exceeds the 4 GiB record limit")
-        }
+    /// which is what a new segment's header must carry. `length` is
+    /// `record.framedLength()`, which the caller checked before any side effect.
+    func append(_ record: WALRecord, length: Int, maxEntryIndex: UInt64, position: LogPosition) throws(WALError) {
         var writer = try usableWriter()
         try guarded { () throws(WALError) in
             // A record larger than a segment still goes alone into a fresh one.
-            if writer.offset + bytes.count > segmentSize, writer.offset > Self.headerRecordLength {
+            if writer.offset + length > segmentSize, writer.offset > Self.headerRecordLength {
                 try rollover(position: position)
                 writer = try usableWriter()
             }
-            try writer.write(bytes)
+            try writer.append(record)
         }
         stats.recordsWritten += 1
-        stats.bytesWritten += bytes.count
+        stats.bytesWritten += length
         if maxEntryIndex > 0, !segments.isEmpty {
             segments[segments.count - 1].maxEntryIndex = max(segments[segments.count - 1].maxEntryIndex, maxEntryIndex)
         }
@@ -217,7 +239,15 @@ final class WAL {
         SegmentHeader(sequence: 0, firstIndex: 0, snapshotIndex: 0, snapshotTerm: 0, hardState: HardState())
     ).framed().count
 
-    /// One fdatasync for everything written since the last one (group commit).
+    /// Hands buffered records to the kernel without syncing (tests model crashes
+    /// at every byte the kernel could have written).
+    func flush() throws(WALError) {
+        let writer = try usableWriter()
+        try guarded { () throws(WALError) in try writer.flush() }
+    }
+
+    /// One write and one fdatasync for everything appended since the last sync
+    /// (group commit).
     func sync() throws(WALError) {
         let writer = try usableWriter()
         let synced = try guarded { () throws(WALError) in try writer.sync() }
@@ -243,12 +273,11 @@ final class WAL {
             SegmentHeader(
                 sequence: name.sequence, firstIndex: name.firstIndex, snapshotIndex: position.snapshotIndex,
                 snapshotTerm: position.snapshotTerm, hardState: position.hardState))
-        let bytes = header.framed()
-        try writer.write(bytes)
+        try writer.append(header)
         try writer.sync()
         try FileIO.syncDirectory(directory)
         stats.recordsWritten += 1
-        stats.bytesWritten += bytes.count
+        stats.bytesWritten += writer.offset
         stats.dataSyncs += 1
         stats.directorySyncs += 1
         stats.segmentsCreated += 1

@@ -1,11 +1,19 @@
 import Raft
 
-/// Record framing in a WAL segment:
+/// Record framing in a WAL segment (format version 2):
 ///
-///     length u32 LE | crc32c u32 LE | type u8 | payload
+///     length u32 | crc32c u32 | offset u64 | syncedThrough u64 | type u8 | payload
 ///
-/// `length` counts `type + payload`; the CRC covers the same bytes. All integers
-/// are little-endian.
+/// `length` counts everything after the CRC (`offset` through the payload) and
+/// the CRC covers the same bytes. All integers are little-endian.
+///
+/// - `offset`: the record's own byte offset in its segment. A frame found at a
+///   position other than the one it names is not a record written there (for
+///   example a framed record inside some entry's data).
+/// - `syncedThrough`: the segment's durable length when the record was written
+///   (everything before it had survived an fdatasync; always `<= offset`).
+///   Recovery uses it to tell a torn group-commit batch from corruption: damage
+///   at `D` is corruption only if a later record says `syncedThrough > D`.
 enum WALRecordType: UInt8 {
     /// First record of every segment: ``SegmentHeader``.
     case segmentHeader = 1
@@ -22,7 +30,8 @@ enum WALRecordType: UInt8 {
 /// snapshotIndex u64 | snapshotTerm u64 | term u64 | vote u64 | commit u64`.
 struct SegmentHeader: Equatable {
     static let magic: UInt32 = 0x5753_4E45  // "ENSW" read as little-endian
-    static let version: UInt8 = 1
+    /// 2: frames carry `offset` and `syncedThrough` (see ``WALRecord``).
+    static let version: UInt8 = 2
 
     var sequence: UInt64
     /// `lastIndex + 1` of the log when the segment was created.
@@ -73,12 +82,71 @@ enum WALRecord: Equatable {
     case batch(Batch)
     case snapshotMarker(SnapshotMarker)
 
-    /// `length + crc` before the body.
+    /// `length + crc` before the checksummed part.
     static let frameOverhead = 8
+    /// `offset + syncedThrough` between the CRC and the type byte.
+    static let positionLength = 16
+    /// Where the type byte sits in a frame.
+    static let typeOffset = frameOverhead + positionLength
+    /// The smallest value the length field can hold: positions plus a type byte.
+    static let minimumLength = positionLength + 1
 
-    /// The complete framed bytes.
-    func framed() -> [UInt8] {
-        var body = ByteWriter(capacity: 64)
+    /// Size of the framed record. Throws ``WALError/invalidArgument(_:)`` when a
+    /// count or length does not fit its u32 field; call it before ``frame(into:offset:syncedThrough:)``.
+    func framedLength() throws(WALError) -> Int {
+        switch self {
+        case .segmentHeader:
+            return Self.typeOffset + 1 + 4 + 1 + 4 * 8 + 24
+        case let .batch(b):
+            let body = try Self.batchLength(
+                hasSnapshot: b.snapshot != nil, hasHardState: b.hardState != nil,
+                entryDataLengths: b.entries.lazy.map(\.data.count))
+            return Self.frameOverhead + body
+        case .snapshotMarker:
+            return Self.typeOffset + 1 + 17
+        }
+    }
+
+    /// The length field of a batch record (everything after the CRC) with the
+    /// given entry data sizes; throws ``WALError/invalidArgument(_:)`` once a
+    /// count, an entry or the whole record exceeds the u32 limit (checking
+    /// stops there, so a huge count costs nothing).
+    static func batchLength<C: Collection>(
+        hasSnapshot: Bool, hasHardState: Bool, entryDataLengths: C
+    ) throws(WALError) -> Int where C.Element == Int {
+        _ = try checkedU32(entryDataLengths.count, "batch entry count")
+        var length = minimumLength + 1 + (hasSnapshot ? 17 : 0) + (hasHardState ? 24 : 0) + 4
+        for dataLength in entryDataLengths {
+            _ = try checkedU32(dataLength, "entry data length")
+            length += 21 + dataLength  // cannot overflow: both terms are below 2^33
+            if length > Int(UInt32.max) {
+                throw .invalidArgument("batch record exceeds the 4 GiB record limit (\(entryDataLengths.count) entries)")
+            }
+        }
+        return length
+    }
+
+    /// The complete framed bytes (for tests and segment headers).
+    func framed(offset: Int = 0, syncedThrough: Int = 0) -> [UInt8] {
+        var out: [UInt8] = []
+        frame(into: &out, offset: offset, syncedThrough: syncedThrough)
+        return out
+    }
+
+    /// Appends the framed record to `out`: the body is encoded in place and the
+    /// length and CRC patched in front of it, so a reused buffer makes framing
+    /// allocation-free on the hot path. `offset` is where the frame will sit in
+    /// its segment and `syncedThrough` the segment's durable length.
+    ///
+    /// Requires that ``framedLength()`` did not throw (u32 fields are not re-checked).
+    func frame(into out: inout [UInt8], offset: Int, syncedThrough: Int) {
+        let start = out.count
+        var body = ByteWriter(reusing: out)
+        out = []
+        body.u32(0)  // length, patched below
+        body.u32(0)  // CRC, patched below
+        body.u64(UInt64(truncatingIfNeeded: offset))
+        body.u64(UInt64(truncatingIfNeeded: syncedThrough))
         switch self {
         case let .segmentHeader(h):
             body.u8(WALRecordType.segmentHeader.rawValue)
@@ -90,30 +158,37 @@ enum WALRecord: Equatable {
             body.u64(h.snapshotTerm)
             body.hardState(h.hardState)
         case let .batch(b):
-            var size = 1 + 1 + 17 + 24 + 4
+            var size = Self.typeOffset + 1 + 1 + 17 + 24 + 4
             for e in b.entries { size += 21 + e.data.count }
-            body = ByteWriter(capacity: size)
+            // Grow geometrically: `out` may be a buffer collecting many records.
+            if body.bytes.capacity < start + size {
+                body.bytes.reserveCapacity(max(start + size, 2 * body.bytes.capacity))
+            }
             body.u8(WALRecordType.batch.rawValue)
             body.u8((b.hardState == nil ? 0 : 1) | (b.snapshot == nil ? 0 : 2))
             if let m = b.snapshot { body.marker(m) }
             if let hs = b.hardState { body.hardState(hs) }
-            body.u32(UInt32(b.entries.count))
+            body.u32(UInt32(truncatingIfNeeded: b.entries.count))
             for e in b.entries {
                 body.u64(e.term)
                 body.u64(e.index)
                 body.u8(e.kind.rawValue)
-                body.u32(UInt32(e.data.count))
+                body.u32(UInt32(truncatingIfNeeded: e.data.count))
                 body.raw(e.data)
             }
         case let .snapshotMarker(m):
             body.u8(WALRecordType.snapshotMarker.rawValue)
             body.marker(m)
         }
-        var out = ByteWriter(capacity: body.bytes.count + Self.frameOverhead)
-        out.u32(UInt32(body.bytes.count))
-        out.u32(CRC32C.checksum(body.bytes))
-        out.raw(body.bytes)
-        return out.bytes
+        let checked = (start + Self.frameOverhead)..<body.bytes.count
+        let length = UInt32(truncatingIfNeeded: checked.count)
+        let crc = CRC32C.update(0, body.bytes, range: checked)
+        body.bytes.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: length.littleEndian, toByteOffset: start, as: UInt32.self)
+            raw.storeBytes(of: crc.littleEndian, toByteOffset: start + 4, as: UInt32.self)
+        }
+        // Hand the buffer back without a second reference (no copy-on-write).
+        swap(&out, &body.bytes)
     }
 
     /// Decodes the body (`type + payload`) at `range` of `bytes`, whose CRC has

@@ -43,35 +43,47 @@ enum SegmentReader {
     /// Decodes the records of a segment.
     ///
     /// A damaged record at offset `p` (short frame, length past end of file, CRC
-    /// mismatch, zero padding) is an interrupted write when `isLast` and no valid
-    /// record starts anywhere after `p`: writes after the last fdatasync may land
-    /// partially, but nothing after them can be valid. Then the scan stops at `p`
-    /// with `tornReason` set. Otherwise — a valid record follows, or the segment
-    /// is not the last (it was fsynced before its successor was created) — it is
-    /// corruption and throws ``WALError/corrupted(file:offset:reason:)``.
-    /// A record whose CRC matches but does not decode is always corruption.
+    /// mismatch, zero padding) in the last segment is an interrupted write unless
+    /// ``evidence(after:in:crcBudget:)`` finds an intact later record that was written after
+    /// `p` had been synced. Records of one group-commit batch may reach the disk
+    /// in any order, so an intact record after the damage proves nothing by
+    /// itself; a record whose `syncedThrough` lies past `p` does. A torn write
+    /// stops the scan at `p` with `tornReason` set. Damage in any other segment
+    /// (fsynced before its successor was created) is always corruption.
+    ///
+    /// Throws ``WALError/corrupted(file:offset:reason:)`` for corruption, and also
+    /// for a record whose CRC matches but whose position fields or payload are wrong.
     static func scan(_ bytes: [UInt8], path: String, isLast: Bool) throws(WALError) -> SegmentScan {
         var records: [LocatedRecord] = []
         var pos = 0
         let count = bytes.count
 
         func damaged(_ reason: String) throws(WALError) -> SegmentScan {
-            if isLast, let valid = nextValidFrame(bytes, after: pos) {
-                throw .corrupted(file: path, offset: pos, reason: "\(reason); a valid record follows at offset \(valid)")
-            }
-            if !isLast {
+            guard isLast else {
                 throw .corrupted(file: path, offset: pos, reason: "\(reason) (in a segment that is not the last one)")
             }
-            return SegmentScan(records: records, validLength: pos, fileLength: count, tornReason: reason)
+            switch evidence(after: pos, in: bytes) {
+            case .none:
+                return SegmentScan(records: records, validLength: pos, fileLength: count, tornReason: reason)
+            case let .writtenAfterSync(offset, syncedThrough):
+                throw .corrupted(
+                    file: path, offset: pos,
+                    reason: "\(reason); the intact record at offset \(offset) was written after the segment had been "
+                        + "synced through offset \(syncedThrough), so this record was durable")
+            case let .undecided(candidates):
+                throw .corrupted(
+                    file: path, offset: pos,
+                    reason: "\(reason); gave up verifying \(candidates) record-like frames after it, "
+                        + "so corruption cannot be ruled out")
+            }
         }
 
         while pos < count {
             let remaining = count - pos
-            if remaining <= WALRecord.frameOverhead {
+            if remaining < WALRecord.frameOverhead {
                 return try damaged("incomplete record frame (\(remaining) bytes before end of file)")
             }
             let length = Int(readU32LE(bytes, at: pos))
-            let storedCRC = readU32LE(bytes, at: pos + 4)
             if length == 0 {
                 // Zero padding is what a file extended by a crash looks like.
                 let zeros = bytes[pos...].allSatisfy { $0 == 0 }
@@ -80,83 +92,33 @@ enum SegmentReader {
             if length > remaining - WALRecord.frameOverhead {
                 return try damaged("record length \(length) runs past end of file (\(remaining - 8) bytes left)")
             }
-            let body = (pos + WALRecord.frameOverhead)..<(pos + WALRecord.frameOverhead + length)
-            let crc = CRC32C.update(0, bytes, range: body)
+            if length < WALRecord.minimumLength {
+                return try damaged("record length \(length) is below the minimum of \(WALRecord.minimumLength)")
+            }
+            let checked = (pos + WALRecord.frameOverhead)..<(pos + WALRecord.frameOverhead + length)
+            let storedCRC = readU32LE(bytes, at: pos + 4)
+            let crc = CRC32C.update(0, bytes, range: checked)
             if crc != storedCRC {
                 return try damaged(
                     "checksum mismatch (stored 0x\(String(storedCRC, radix: 16)), computed 0x\(String(crc, radix: 16)))")
             }
+            // A crash never moves bytes: a checksummed frame naming another offset was not written here.
+            let ownOffset = readU64LE(bytes, at: pos + WALRecord.frameOverhead)
+            let syncedThrough = readU64LE(bytes, at: pos + WALRecord.frameOverhead + 8)
+            guard ownOffset == UInt64(pos), syncedThrough <= ownOffset else {
+                throw .corrupted(
+                    file: path, offset: pos,
+                    reason: "record with valid checksum claims offset \(ownOffset), synced through \(syncedThrough)")
+            }
             let record: WALRecord
             do {
-                record = try WALRecord.decode(bytes, body: body)
+                record = try WALRecord.decode(bytes, body: (pos + WALRecord.typeOffset)..<checked.upperBound)
             } catch {
                 throw .corrupted(file: path, offset: pos, reason: "undecodable record with valid checksum: \(error.reason)")
             }
             records.append(LocatedRecord(record: record, file: path, offset: pos))
-            pos = body.upperBound
+            pos = checked.upperBound
         }
         return SegmentScan(records: records, validLength: pos, fileLength: count, tornReason: nil)
-    }
-
-    /// The first offset after `start` where a complete record with a matching CRC
-    /// and a known type begins, if any.
-    static func nextValidFrame(_ bytes: [UInt8], after start: Int) -> Int? {
-        let count = bytes.count
-        var q = start + 1
-        while q + WALRecord.frameOverhead < count {
-            let length = Int(readU32LE(bytes, at: q))
-            let bodyStart = q + WALRecord.frameOverhead
-            if length >= 1, length <= count - bodyStart, WALRecordType(rawValue: bytes[bodyStart]) != nil,
-                CRC32C.update(0, bytes, range: bodyStart..<(bodyStart + length)) == readU32LE(bytes, at: q + 4)
-            {
-                return q
-            }
-            q += 1
-        }
-        return nil
-    }
-}
-
-/// Appends framed records to one open segment file. Writes go straight to the
-/// file with `pwrite`; durability only comes from ``sync()``.
-final class SegmentWriter {
-    let path: String
-    let name: SegmentName
-    private(set) var fd: Int32
-    /// End of the valid data; the next record is written here.
-    private(set) var offset: Int
-    /// Bytes written since the last fdatasync.
-    private(set) var unsyncedBytes = 0
-
-    /// Takes ownership of `fd`, positioned logically at `offset`.
-    init(path: String, name: SegmentName, fd: Int32, offset: Int) {
-        self.path = path
-        self.name = name
-        self.fd = fd
-        self.offset = offset
-    }
-
-    deinit { close() }
-
-    func write(_ bytes: [UInt8]) throws(WALError) {
-        try FileIO.pwriteAll(fd, bytes, at: offset, path: path)
-        offset += bytes.count
-        unsyncedBytes += bytes.count
-    }
-
-    /// One fdatasync. Returns false (and does nothing) when there is nothing to sync.
-    @discardableResult
-    func sync() throws(WALError) -> Bool {
-        guard unsyncedBytes > 0 else { return false }
-        try FileIO.dataSync(fd, path: path)
-        unsyncedBytes = 0
-        return true
-    }
-
-    func close() {
-        if fd >= 0 {
-            FileIO.closeFile(fd)
-            fd = -1
-        }
     }
 }

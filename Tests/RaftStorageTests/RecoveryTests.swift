@@ -43,6 +43,7 @@ func recordHistory(dir: String, batches: Int, syncEvery: Int, segmentSize: Int, 
             let at = s.lastIndex + 5
             let snap = Snapshot(metadata: SnapshotMetadata(index: at, term: term, confState: ConfState(voters: [1, 2])), data: [9])
             try s.append(hardState: HardState(term: term, vote: 0, commit: at), entries: makeEntries((at + 1)...(at + 2), term: term), snapshot: snap)
+            try s.flushBufferedWrites()
             h.states.append(try LogState(s))
             h.boundaries.append(totalWALBytes(s))
             continue
@@ -55,6 +56,7 @@ func recordHistory(dir: String, batches: Int, syncEvery: Int, segmentSize: Int, 
         let hs = Bool.random(using: &rng) || entries.isEmpty
             ? HardState(term: term, vote: UInt64(k % 3), commit: max(s.lastIndex, 1) - 1) : nil
         try s.append(hardState: hs, entries: entries)
+        try s.flushBufferedWrites()  // the kernel may hold any prefix of what was handed to it
         h.states.append(try LogState(s))
         h.boundaries.append(totalWALBytes(s))
         if k % syncEvery == 0 {
@@ -145,9 +147,9 @@ func writeCrashImage(_ h: History, prefix: Int, to dir: String, emptyNext: Bool 
         }
     }
 
-    /// Damage followed by valid records is not a torn write: open refuses, naming
-    /// the file and the offset of the damaged record; in any segment but the last,
-    /// even damage at the very end is refused.
+    /// Damage followed by a record written after the damaged one was synced is not
+    /// a torn write: open refuses, naming the file and the offset of the damaged
+    /// record; in any segment but the last, even damage at the very end is refused.
     @Test func midLogCorruptionNamesFileAndOffset() throws {
         try withTempDir { dir in
             let source = dir.sub("source")
@@ -156,6 +158,7 @@ func writeCrashImage(_ h: History, prefix: Int, to dir: String, emptyNext: Bool 
                     try s.append(
                         hardState: HardState(term: 1, vote: 1, commit: UInt64(i - 1)),
                         entries: makeEntries(UInt64(i)...UInt64(i), term: 1, size: 30))
+                    try s.sync()  // each record is durable before the next is written
                 }
             }
             let segments = listFiles(source + "/wal")

@@ -8,13 +8,29 @@ import Testing
 
     @Test func encodeDecodeRoundTrip() throws {
         let snap = Snapshot(metadata: SnapshotMetadata(index: 12, term: 3, confState: conf), data: Array(0..<200))
-        #expect(try SnapshotFile.decode(SnapshotFile.encode(snap), path: "x") == snap)
-        var bytes = SnapshotFile.encode(snap)
+        #expect(try SnapshotFile.decode(try SnapshotFile.encode(snap), path: "x") == snap)
+        var bytes = try SnapshotFile.encode(snap)
         bytes[bytes.count - 1] ^= 1
         guard case .corrupted? = walError({ _ = try SnapshotFile.decode(bytes, path: "x") }) else {
             Issue.record("flipped byte not detected")
             return
         }
+    }
+
+    /// Voter and learner counts beyond the u32 field are refused, not trapped on.
+    @Test func oversizedCountsAreRejected() throws {
+        let tooMany = Int(UInt32.max) + 1
+        for (voters, learners) in [(tooMany, 0), (0, tooMany)] {
+            guard case .invalidArgument? = walError({
+                _ = try SnapshotFile.bodyLength(voters: voters, learners: learners, dataLength: 0)
+            }) else {
+                Issue.record("count \(tooMany) not rejected")
+                continue
+            }
+        }
+        let snap = Snapshot(metadata: SnapshotMetadata(index: 1, term: 1, confState: conf), data: [1, 2])
+        #expect(try SnapshotFile.bodyLength(voters: 3, learners: 1, dataLength: 2) + SnapshotFile.headerLength
+            == SnapshotFile.encode(snap).count)
     }
 
     /// A temp file left by an interrupted save is ignored (and removed).

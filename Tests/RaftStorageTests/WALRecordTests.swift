@@ -38,18 +38,76 @@ import Testing
     /// A record whose CRC matches but whose payload is malformed is corruption,
     /// never a torn tail, even at the end of the last segment.
     @Test func validChecksumButMalformedPayloadIsCorruption() {
-        var body: [UInt8] = [WALRecordType.batch.rawValue, 0]
-        body += [2, 0, 0, 0]  // claims two entries but has none
+        // Claims two entries but has none.
+        expectCorruptedAtZero(body: positions(0, 0) + [WALRecordType.batch.rawValue, 0, 2, 0, 0, 0])
+    }
+
+    /// A checksummed frame naming another offset, or synced past itself, was not
+    /// written where it sits (a crash never moves bytes): corruption.
+    @Test func validChecksumButWrongPositionIsCorruption() {
+        let marker: [UInt8] = [WALRecordType.snapshotMarker.rawValue] + [UInt8](repeating: 1, count: 16) + [0]
+        expectCorruptedAtZero(body: positions(64, 0) + marker)
+        expectCorruptedAtZero(body: positions(0, 8) + marker)
+    }
+
+    private func positions(_ offset: UInt64, _ synced: UInt64) -> [UInt8] {
+        var w = ByteWriter()
+        w.u64(offset)
+        w.u64(synced)
+        return w.bytes
+    }
+
+    private func expectCorruptedAtZero(body: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) {
         var framed = ByteWriter()
         framed.u32(UInt32(body.count))
         framed.u32(CRC32C.checksum(body))
         framed.raw(body)
         let error = walError { _ = try SegmentReader.scan(framed.bytes, path: "seg.wal", isLast: true) }
         guard case let .corrupted(file, offset, _)? = error else {
-            Issue.record("expected corrupted, got \(String(describing: error))")
+            Issue.record("expected corrupted, got \(String(describing: error))", sourceLocation: sourceLocation)
             return
         }
-        #expect(file == "seg.wal" && offset == 0)
+        #expect(file == "seg.wal" && offset == 0, sourceLocation: sourceLocation)
+    }
+
+    /// `framedLength()` is exactly what `frame(into:)` produces, so a rollover
+    /// decided on it is right.
+    @Test func framedLengthMatchesEncoding() throws {
+        let records: [WALRecord] = [
+            .segmentHeader(SegmentHeader(sequence: 1, firstIndex: 2, snapshotIndex: 3, snapshotTerm: 4, hardState: HardState(term: 5))),
+            .batch(Batch(hardState: nil, entries: [])),
+            .batch(Batch(
+                snapshot: SnapshotMarker(index: 9, term: 1, mode: .keepLog), hardState: HardState(term: 1),
+                entries: makeEntries(10...13, term: 1, size: 77))),
+            .snapshotMarker(SnapshotMarker(index: 5, term: 2, mode: .replaceLog)),
+        ]
+        for record in records {
+            #expect(try record.framedLength() == record.framed(offset: 1234, syncedThrough: 1000).count)
+        }
+    }
+
+    /// Sizes that do not fit a u32 field are refused with `.invalidArgument`
+    /// before anything is encoded (a real 4 GiB record is too big for a test, so
+    /// the size check is driven with the sizes alone).
+    @Test func oversizedRecordsAreRejectedBeforeEncoding() throws {
+        let limit = Int(UInt32.max)
+        func rejected(_ lengths: some Collection<Int>) -> Bool {
+            if case .invalidArgument? = walError({
+                _ = try WALRecord.batchLength(hasSnapshot: true, hasHardState: true, entryDataLengths: lengths)
+            }) { return true }
+            return false
+        }
+        #expect(rejected(repeatElement(0, count: limit + 1)))  // entry count
+        #expect(rejected([limit + 1]))  // one entry's data
+        #expect(rejected([limit / 2, limit / 2]))  // the whole record
+        #expect(rejected([Int.max, Int.max]))  // no overflow on the way
+        let small = try WALRecord.batchLength(hasSnapshot: false, hasHardState: false, entryDataLengths: [3, 4])
+        #expect(small == WALRecord.minimumLength + 1 + 4 + 2 * 21 + 7)
+        #expect(try checkedU32(limit, "x") == UInt32.max)
+        guard case .invalidArgument? = walError({ _ = try checkedU32(limit + 1, "x") }) else {
+            Issue.record("u32 overflow not rejected")
+            return
+        }
     }
 
     @Test func fileNamesRoundTrip() {
