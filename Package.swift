@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .library(name: "Raft", targets: ["Raft"]),
         .library(name: "RaftStorage", targets: ["RaftStorage"]),
+        .library(name: "KV", targets: ["KV"]),
         .executable(name: "raft-sim", targets: ["raft-sim"]),
     ],
     dependencies: [
@@ -23,6 +24,8 @@ let package = Package(
         .target(name: "Raft", swiftSettings: swiftSettings),
         // Durable log: WAL segments, hard state, snapshot files, recovery.
         .target(name: "RaftStorage", dependencies: ["Raft"], swiftSettings: swiftSettings),
+        // The multi-version key–value state machine behind the etcd API (no I/O).
+        .target(name: "KV", swiftSettings: swiftSettings),
         // Deterministic cluster simulation with fault injection and invariant checks.
         .target(name: "RaftSimulation", dependencies: ["Raft"], swiftSettings: swiftSettings),
         .executableTarget(
@@ -35,6 +38,7 @@ let package = Package(
         ),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"], swiftSettings: swiftSettings),
+        .testTarget(name: "KVTests", dependencies: ["KV"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,41 @@
+/// Errors from the key–value store, carrying etcd's exact messages (clients match
+/// on the message text; etcd's `rpctypes` map them back to typed errors).
+public enum KVError: Error, Sendable, Hashable, CustomStringConvertible {
+    case compacted
+    case futureRevision
+    case emptyKey
+    case keyNotFound
+    case leaseNotFound
+    case duplicateKeyInTxn
+    case tooManyOperations
+    case valueTooLarge
+
+    /// The gRPC status code etcd answers with.
+    public var grpcCode: GRPCCode {
+        switch self {
+        case .compacted, .futureRevision: .outOfRange
+        case .emptyKey, .keyNotFound, .duplicateKeyInTxn, .tooManyOperations, .valueTooLarge: .invalidArgument
+        case .leaseNotFound: .notFound
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .compacted: "etcdserver: mvcc: required revision has been compacted"
+        case .futureRevision: "etcdserver: mvcc: required revision is a future revision"
+        case .emptyKey: "etcdserver: key is not provided"
+        case .keyNotFound: "etcdserver: key not found"
+        case .leaseNotFound: "etcdserver: requested lease not found"
+        case .duplicateKeyInTxn: "etcdserver: duplicate key given in txn request"
+        case .tooManyOperations: "etcdserver: too many operations in txn request"
+        case .valueTooLarge: "etcdserver: request is too large"
+        }
+    }
+}
+
+/// The gRPC status codes the store's errors map to.
+public enum GRPCCode: Int, Sendable {
+    case invalidArgument = 3
+    case notFound = 5
+    case outOfRange = 11
+}

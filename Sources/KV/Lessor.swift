@@ -1,0 +1,63 @@
+/// The leader's lease clock: when each lease expires, in the leader's monotonic
+/// time. Pure — time is passed in — so it is tested like the Raft core. Only
+/// the leader keeps one; expiries become `revoke` proposals, keep-alives renew
+/// here without touching the log, and periodic checkpoints replicate the
+/// remaining TTLs so a new leader continues the countdown instead of restarting it.
+public struct Lessor: Sendable {
+    /// Deadlines in seconds of the leader's monotonic clock.
+    public private(set) var deadlines: [LeaseID: Double] = [:]
+    /// How often remaining TTLs are checkpointed through the log.
+    public var checkpointInterval: Double = 5 * 60
+    private var lastCheckpoint: Double = 0
+
+    public init() {}
+
+    /// Becoming leader: every lease counts down from its checkpointed remaining
+    /// TTL (or its full TTL) starting now. `extra` adds grace for the election
+    /// itself, as etcd extends leases on promotion.
+    public mutating func promote(_ table: LeaseTable, now: Double, extra: Double = 0) {
+        deadlines = [:]
+        for (id, lease) in table.leases {
+            let remaining = lease.checkpointTTL > 0 ? lease.checkpointTTL : lease.grantedTTL
+            deadlines[id] = now + Double(remaining) + extra
+        }
+        lastCheckpoint = now
+    }
+
+    /// No longer leader: expiry is someone else's business.
+    public mutating func demote() { deadlines = [:] }
+
+    /// A lease was granted (applied): it expires a full TTL from now.
+    public mutating func granted(_ lease: Lease, now: Double) {
+        deadlines[lease.id] = now + Double(lease.grantedTTL)
+    }
+
+    public mutating func revoked(_ id: LeaseID) { deadlines[id] = nil }
+
+    /// A keep-alive: returns the TTL granted again, or 0 for an unknown or expired
+    /// lease (etcd's client treats TTL <= 0 as expired).
+    public mutating func renew(_ id: LeaseID, in table: LeaseTable, now: Double) -> Int64 {
+        guard let lease = table.leases[id], let deadline = deadlines[id], deadline > now else { return 0 }
+        deadlines[id] = now + Double(lease.grantedTTL)
+        return lease.grantedTTL
+    }
+
+    /// Seconds left, rounded up; -1 when unknown here.
+    public func remaining(_ id: LeaseID, now: Double) -> Int64 {
+        guard let deadline = deadlines[id] else { return -1 }
+        let left = deadline - now
+        return left <= 0 ? 0 : Int64(left.rounded(.up))
+    }
+
+    /// Leases whose deadline has passed, in id order: propose their revocation.
+    public func expired(now: Double) -> [LeaseID] {
+        deadlines.filter { $0.value <= now }.keys.sorted()
+    }
+
+    /// Remaining TTLs to replicate, once per `checkpointInterval`.
+    public mutating func checkpointsDue(now: Double) -> [(id: LeaseID, remaining: Int64)] {
+        guard now - lastCheckpoint >= checkpointInterval else { return [] }
+        lastCheckpoint = now
+        return deadlines.keys.sorted().map { ($0, remaining($0, now: now)) }
+    }
+}

@@ -1,0 +1,70 @@
+import KV
+import Testing
+
+@Suite struct LeaseTests {
+    @Test func keysLiveAndDieWithTheirLease() throws {
+        let kv = KVStateMachine()
+        let (granted, _) = kv.apply(.leaseGrant(id: 7, ttl: 1))
+        guard case let .success(.leaseGrant(lease, _)) = granted else { Issue.record("\(granted)"); return }
+        #expect(lease.grantedTTL == 2, "raised to the minimum TTL")
+        _ = kv.apply(.put(PutRequest(key: b("a"), value: b("1"), lease: 7)))
+        _ = kv.apply(.put(PutRequest(key: b("b"), value: b("2"), lease: 7)))
+        _ = kv.apply(.put(PutRequest(key: b("c"), value: b("3"))))
+        #expect(kv.leases.leases[7]?.keys == [b("a"), b("b")])
+        let before = kv.store.revision
+        let (revoked, events) = kv.apply(.leaseRevoke(id: 7))
+        #expect(revoked == .success(.leaseRevoke(revision: before + 1)), "both keys go in one revision")
+        #expect(events.map(\.kind) == [.delete, .delete])
+        #expect(try kv.store.range(RangeRequest(key: [0], rangeEnd: [0])).kvs.map(\.key) == [b("c")])
+        #expect(kv.apply(.leaseRevoke(id: 7)).0 == .failure(.lease(.notFound)))
+    }
+
+    @Test func attachmentsFollowPutsAndDeletes() {
+        let kv = KVStateMachine()
+        _ = kv.apply(.leaseGrant(id: 1, ttl: 10))
+        _ = kv.apply(.leaseGrant(id: 2, ttl: 10))
+        _ = kv.apply(.put(PutRequest(key: b("k"), value: b("v"), lease: 1)))
+        _ = kv.apply(.put(PutRequest(key: b("k"), value: b("w"), lease: 2)))
+        #expect(kv.leases.leases[1]?.keys.isEmpty == true)
+        #expect(kv.leases.leases[2]?.keys == [b("k")])
+        _ = kv.apply(.deleteRange(DeleteRangeRequest(key: b("k"))))
+        #expect(kv.leases.leases[2]?.keys.isEmpty == true)
+        // Revoking a lease whose key was overwritten without a lease leaves it alone.
+        _ = kv.apply(.put(PutRequest(key: b("x"), value: b("1"), lease: 1)))
+        _ = kv.apply(.put(PutRequest(key: b("x"), value: b("2"))))
+        _ = kv.apply(.leaseRevoke(id: 1))
+        #expect((try? kv.store.range(RangeRequest(key: b("x"))).kvs.count) == 1)
+    }
+
+    @Test func grantErrorsAndUnknownLeases() {
+        let kv = KVStateMachine()
+        _ = kv.apply(.leaseGrant(id: 5, ttl: 10))
+        #expect(kv.apply(.leaseGrant(id: 5, ttl: 10)).0 == .failure(.lease(.alreadyExists)))
+        #expect(kv.apply(.leaseGrant(id: 6, ttl: LeaseTable.maxTTL + 1)).0 == .failure(.lease(.ttlTooLarge)))
+        #expect(kv.apply(.put(PutRequest(key: b("k"), value: [], lease: 99))).0 == .failure(.kv(.leaseNotFound)))
+        #expect(LeaseError.alreadyExists.description == "etcdserver: lease already exists")
+    }
+
+    @Test func lessorExpiresRenewsAndResumesFromCheckpoints() {
+        let kv = KVStateMachine()
+        _ = kv.apply(.leaseGrant(id: 1, ttl: 10))
+        _ = kv.apply(.leaseGrant(id: 2, ttl: 100))
+        var lessor = Lessor()
+        lessor.checkpointInterval = 30
+        lessor.promote(kv.leases, now: 0)
+        #expect(lessor.expired(now: 9.5).isEmpty)
+        #expect(lessor.renew(1, in: kv.leases, now: 9.5) == 10)
+        #expect(lessor.expired(now: 19).isEmpty)
+        #expect(lessor.expired(now: 19.5) == [1])
+        #expect(lessor.renew(1, in: kv.leases, now: 20) == 0, "an expired lease is not renewed")
+        #expect(lessor.remaining(2, now: 40.2) == 60)
+        // A checkpoint replicates the remaining TTL; a new leader continues from it.
+        let due = lessor.checkpointsDue(now: 40)
+        #expect(due.contains { $0.id == 2 && $0.remaining == 60 })
+        _ = kv.apply(.leaseCheckpoint(due.map { KVStateMachine.LeaseCheckpoint(id: $0.id, remainingTTL: $0.remaining) }))
+        var next = Lessor()
+        next.promote(kv.leases, now: 1_000)
+        #expect(next.remaining(2, now: 1_000) == 60, "not reset to the full 100 s")
+        #expect(next.remaining(99, now: 1_000) == -1)
+    }
+}
