@@ -28,8 +28,11 @@ struct KeyHistory: Sendable {
         return low == 0 ? nil : versions[low - 1].kv
     }
 
-    /// Drops what no read at or after `main` can see: everything before the last
-    /// version at or below `main`, and that version too if it is a tombstone.
+    /// Drops what no read or watch at or after `main` can see: everything before
+    /// the last version at or below `main`, and that version too if it is a
+    /// tombstone from before `main`. (etcd also drops a tombstone exactly at
+    /// `main`, so a watch starting at the compaction revision misses that delete;
+    /// keeping it until the next compaction makes such a watch complete.)
     /// Returns false when nothing is left (the key can leave the index).
     mutating func compact(upTo main: Int64) -> Bool {
         var low = 0
@@ -39,7 +42,7 @@ struct KeyHistory: Sendable {
             if versions[mid].revision.main <= main { low = mid + 1 } else { high = mid }
         }
         var keepFrom = max(low - 1, 0)
-        if low > 0, versions[low - 1].kv == nil { keepFrom = low }
+        if low > 0, versions[low - 1].kv == nil, versions[low - 1].revision.main < main { keepFrom = low }
         if keepFrom > 0 { versions.removeFirst(keepFrom) }
         return !versions.isEmpty
     }

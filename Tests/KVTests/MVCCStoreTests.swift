@@ -188,6 +188,9 @@ func b(_ s: String) -> [UInt8] { Array(s.utf8) }
         read.revision = 9
         #expect(throws: KVError.futureRevision) { try store.range(read) }
         try store.compact(5)
+        #expect(store.keyCount == 2, "a tombstone at the compaction revision stays, for watches from there")
+        _ = try store.put(PutRequest(key: b("a"), value: b("3")))  // 6
+        try store.compact(6)
         #expect(store.keyCount == 1, "the deleted key left the index")
     }
 }

@@ -1,0 +1,36 @@
+// Replaying changes from history, for watchers that start in the past or fell
+// behind.
+
+extension MVCCStore {
+    /// The changes to keys in `range` with revisions in `first...last`, in
+    /// revision order, each with the key's previous state. `first` must not be
+    /// below the compaction point (the caller checks).
+    func events(in range: KeyRange, from first: Int64, through last: Int64) -> [Event] {
+        guard first <= last else { return [] }
+        var found: [(Revision, Event)] = []
+        visit(range) { key, history in
+            // Versions are sorted: find the first with main >= first.
+            var low = 0
+            var high = history.versions.count
+            while low < high {
+                let mid = (low + high) / 2
+                if history.versions[mid].revision.main < first { low = mid + 1 } else { high = mid }
+            }
+            var i = low
+            while i < history.versions.count, history.versions[i].revision.main <= last {
+                let version = history.versions[i]
+                let previous = i > 0 ? history.versions[i - 1].kv : nil
+                if let kv = version.kv {
+                    found.append((version.revision, Event(kind: .put, kv: kv, previous: previous)))
+                } else {
+                    let tombstone = KeyValue(key: key, createRevision: 0, modRevision: version.revision.main, version: 0, value: [], lease: 0)
+                    found.append((version.revision, Event(kind: .delete, kv: tombstone, previous: previous)))
+                }
+                i += 1
+            }
+            return true
+        }
+        found.sort { $0.0 < $1.0 }
+        return found.map(\.1)
+    }
+}

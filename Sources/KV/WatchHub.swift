@@ -1,0 +1,252 @@
+/// Every watcher on this member and what each has been sent. Pure: the apply
+/// loop calls ``publish(_:revision:)`` after each applied command, and the
+/// server sends the returned deliveries on the watch streams in order.
+///
+/// Guarantees (etcd's watch contract, and the robustness suite's checks): each
+/// watcher receives the events of its range in revision order, without gaps or
+/// duplicates, all events of one revision in one response (or one fragmented
+/// batch), from its start revision on; a start below the compaction point is
+/// cancelled with the compaction revision.
+///
+/// Invariant for a synced watcher: `next == store.revision + 1` — it has been
+/// sent everything up to the current revision. An unsynced (slow) watcher has
+/// `next <= store.revision` and catches up from history.
+public final class WatchHub {
+    struct Watcher {
+        let id: Int64
+        let stream: WatchStreamID
+        let range: KeyRange
+        let request: WatchRequest
+        /// The next revision this watcher must be sent.
+        var next: Int64
+    }
+
+    /// Events per response before a batch is split (etcd's watchBatchMaxRevs
+    /// bounds revisions; a byte bound belongs to the transport).
+    public var maxEventsPerResponse = 1_000
+    private var watchers: [WatchStreamID: [Int64: Watcher]] = [:]
+    private var nextID: [WatchStreamID: Int64] = [:]
+    /// Watchers that fell behind and must catch up from history, by stream and id.
+    private var unsynced: Set<Key> = []
+
+    struct Key: Hashable { var stream: WatchStreamID; var id: Int64 }
+
+    public init() {}
+
+    public var count: Int { watchers.values.reduce(0) { $0 + $1.count } }
+
+    /// Creates a watcher: the `created` response, then — for a start in the
+    /// past — the history since then. A start below the compaction point is
+    /// answered with a cancellation carrying the compaction revision.
+    public func create(_ request: WatchRequest, on stream: WatchStreamID, store: MVCCStore) -> [WatchDelivery] {
+        let current = store.revision
+        var ids = watchers[stream, default: [:]]
+        var id = request.watchID
+        if id == 0 {
+            id = nextID[stream, default: 0]
+            while ids[id] != nil { id += 1 }
+            nextID[stream] = id + 1
+        }
+        var created = WatchResponse(watchID: id, revision: current)
+        created.created = true
+        if ids[id] != nil {
+            created.canceled = true
+            created.cancelReason = "mvcc: duplicate watch ID provided on the WatchStream"
+            return [WatchDelivery(stream: stream, response: created)]
+        }
+        let range = KeyRange(key: request.key, rangeEnd: request.rangeEnd)
+        if let end = range.end, ByteKeyTree<Int>.compare(end, range.start) <= 0 {
+            created.canceled = true
+            created.cancelReason = "mvcc: watcher range is empty"
+            return [WatchDelivery(stream: stream, response: created)]
+        }
+        let start = request.startRevision > 0 ? request.startRevision : current + 1
+        if start < store.compactedRevision {
+            var canceled = created
+            canceled.canceled = true
+            canceled.compactRevision = store.compactedRevision
+            canceled.cancelReason = KVError.compacted.description
+            return [WatchDelivery(stream: stream, response: created), WatchDelivery(stream: stream, response: canceled)]
+        }
+        let watcher = Watcher(id: id, stream: stream, range: range, request: request, next: start)
+        ids[id] = watcher
+        watchers[stream] = ids
+        var out = [WatchDelivery(stream: stream, response: created)]
+        out += catchUp(Key(stream: stream, id: id), store: store, budget: .max)
+        return out
+    }
+
+    /// Cancels a watcher at the client's request.
+    public func cancel(_ id: Int64, on stream: WatchStreamID, revision: Int64) -> [WatchDelivery] {
+        guard watchers[stream]?.removeValue(forKey: id) != nil else { return [] }
+        unsynced.remove(Key(stream: stream, id: id))
+        var response = WatchResponse(watchID: id, revision: revision)
+        response.canceled = true
+        return [WatchDelivery(stream: stream, response: response)]
+    }
+
+    /// The stream closed: forget its watchers.
+    public func close(_ stream: WatchStreamID) {
+        for id in watchers[stream].map({ Array($0.keys) }) ?? [] { unsynced.remove(Key(stream: stream, id: id)) }
+        watchers[stream] = nil
+        nextID[stream] = nil
+    }
+
+    /// The changes of revision `revision` (all events of one applied command),
+    /// for every synced watcher whose range they touch.
+    public func publish(_ events: [Event], revision: Int64) -> [WatchDelivery] {
+        var out: [WatchDelivery] = []
+        for stream in watchers.keys.sorted() {
+            guard var ids = watchers[stream] else { continue }
+            for id in ids.keys.sorted() {
+                guard var watcher = ids[id], !unsynced.contains(Key(stream: stream, id: id)) else { continue }
+                guard watcher.next <= revision else { continue }
+                let mine = events.filter { wanted($0, by: watcher) }
+                watcher.next = revision + 1
+                ids[id] = watcher
+                if !mine.isEmpty {
+                    out += responses(for: watcher, events: mine.map { strip($0, for: watcher) }, revision: revision)
+                }
+            }
+            watchers[stream] = ids
+        }
+        return out
+    }
+
+    /// The transport could not keep up with this watcher: stop sending it live
+    /// events; ``catchUp(store:budget:)`` replays what it missed from history.
+    public func markSlow(_ id: Int64, on stream: WatchStreamID) {
+        if watchers[stream]?[id] != nil { unsynced.insert(Key(stream: stream, id: id)) }
+    }
+
+    /// Replays history to slow watchers, at most `budget` events in all.
+    public func catchUp(store: MVCCStore, budget: Int = 10_000) -> [WatchDelivery] {
+        var out: [WatchDelivery] = []
+        var left = budget
+        for key in unsynced.sorted(by: { ($0.stream, $0.id) < ($1.stream, $1.id) }) where left > 0 {
+            let delivered = catchUp(key, store: store, budget: left)
+            left -= delivered.reduce(0) { $0 + $1.response.events.count }
+            out += delivered
+        }
+        return out
+    }
+
+    private func catchUp(_ key: Key, store: MVCCStore, budget: Int) -> [WatchDelivery] {
+        guard var watcher = watchers[key.stream]?[key.id] else { return [] }
+        let current = store.revision
+        // A start in the future: nothing to replay; live publishing takes over.
+        if watcher.next > current {
+            unsynced.remove(key)
+            return []
+        }
+        if watcher.next < store.compactedRevision {
+            // History it needs is gone: cancel, telling the client where to resume.
+            watchers[key.stream]?[key.id] = nil
+            unsynced.remove(key)
+            var response = WatchResponse(watchID: watcher.id, revision: current)
+            response.canceled = true
+            response.compactRevision = store.compactedRevision
+            response.cancelReason = KVError.compacted.description
+            return [WatchDelivery(stream: key.stream, response: response)]
+        }
+        var events = store.events(in: watcher.range, from: watcher.next, through: current)
+            .filter { wanted($0, by: watcher) }
+        var through = current
+        if events.count > budget, budget > 0 {
+            // Stop at a revision boundary so a revision is never split across catch-ups.
+            let cut = events[budget - 1].kv.modRevision
+            if let firstBeyond = events.firstIndex(where: { $0.kv.modRevision > cut }) {
+                events.removeSubrange(firstBeyond...)
+                through = cut
+            }
+        }
+        watcher.next = through + 1
+        watchers[key.stream]?[key.id] = watcher
+        if through == current { unsynced.remove(key) } else { unsynced.insert(key) }
+        guard !events.isEmpty else { return [] }
+        return responses(for: watcher, events: events.map { strip($0, for: watcher) }, revision: current)
+    }
+
+    /// Progress notifications: an empty response with the current revision to
+    /// each synced watcher that asked for them (etcd sends these every 10 min).
+    public func progress(revision: Int64) -> [WatchDelivery] {
+        var out: [WatchDelivery] = []
+        for stream in watchers.keys.sorted() {
+            for (id, watcher) in (watchers[stream] ?? [:]).sorted(by: { $0.key < $1.key })
+            where watcher.request.progressNotify && !unsynced.contains(Key(stream: stream, id: id)) {
+                out.append(WatchDelivery(stream: stream, response: WatchResponse(watchID: id, revision: revision)))
+            }
+        }
+        return out
+    }
+
+    /// A client's progress request (etcd 3.4): one stream-wide response, only
+    /// when every watcher on the stream is synced (otherwise its revision could
+    /// run ahead of events not yet sent).
+    public func requestProgress(on stream: WatchStreamID, revision: Int64) -> [WatchDelivery] {
+        let ids = watchers[stream].map { Array($0.keys) } ?? []
+        guard !ids.contains(where: { unsynced.contains(Key(stream: stream, id: $0)) }) else { return [] }
+        return [WatchDelivery(stream: stream, response: WatchResponse(watchID: WatchResponse.streamWideID, revision: revision))]
+    }
+
+    private func wanted(_ event: Event, by watcher: Watcher) -> Bool {
+        switch event.kind {
+        case .put where watcher.request.filterPuts: return false
+        case .delete where watcher.request.filterDeletes: return false
+        default: return watcher.range.contains(event.kv.key)
+        }
+    }
+
+    private func strip(_ event: Event, for watcher: Watcher) -> Event {
+        guard !watcher.request.prevKV else { return event }
+        var event = event
+        event.previous = nil
+        return event
+    }
+
+    /// Splits events into responses: whole revisions per response up to the
+    /// event limit; a single revision larger than the limit is fragmented when
+    /// the client allows it, else sent whole.
+    private func responses(for watcher: Watcher, events: [Event], revision: Int64) -> [WatchDelivery] {
+        var out: [WatchDelivery] = []
+        var batch: [Event] = []
+        func flush(fragment: Bool) {
+            guard !batch.isEmpty else { return }
+            var response = WatchResponse(watchID: watcher.id, revision: revision)
+            response.events = batch
+            response.fragment = fragment
+            out.append(WatchDelivery(stream: watcher.stream, response: response))
+            batch = []
+        }
+        var index = 0
+        while index < events.count {
+            // One revision's events.
+            let rev = events[index].kv.modRevision
+            var end = index
+            while end < events.count, events[end].kv.modRevision == rev { end += 1 }
+            let group = events[index..<end]
+            if batch.count + group.count > maxEventsPerResponse { flush(fragment: false) }
+            if group.count > maxEventsPerResponse && watcher.request.fragment {
+                var chunks = Array(group).chunked(maxEventsPerResponse)
+                let last = chunks.removeLast()
+                for chunk in chunks {
+                    batch = chunk
+                    flush(fragment: true)
+                }
+                batch = last
+                flush(fragment: false)
+            } else {
+                batch += group
+            }
+            index = end
+        }
+        flush(fragment: false)
+        return out
+    }
+}
+
+extension Array {
+    func chunked(_ size: Int) -> [[Element]] {
+        stride(from: 0, to: count, by: size).map { Array(self[$0..<Swift.min($0 + size, count)]) }
+    }
+}

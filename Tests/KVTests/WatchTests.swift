@@ -1,0 +1,188 @@
+@testable import KV
+import Testing
+
+/// Applies commands and feeds the hub, as the server's apply loop will.
+final class WatchBench {
+    let kv = KVStateMachine()
+    let hub = WatchHub()
+    var received: [WatchStreamID: [Int64: [WatchResponse]]] = [:]
+    /// Every event ever applied, in order (the ground truth).
+    var history: [Event] = []
+
+    func apply(_ command: KVStateMachine.Command) {
+        let (_, events) = kv.apply(command)
+        history += events
+        if !events.isEmpty { deliver(hub.publish(events, revision: kv.store.revision)) }
+    }
+
+    func deliver(_ deliveries: [WatchDelivery]) {
+        for d in deliveries { received[d.stream, default: [:]][d.response.watchID, default: []].append(d.response) }
+    }
+
+    func watch(_ request: WatchRequest, stream: WatchStreamID = 1) -> Int64? {
+        let out = hub.create(request, on: stream, store: kv.store)
+        deliver(out)
+        return out.first?.response.watchID
+    }
+
+    func events(_ stream: WatchStreamID, _ id: Int64) -> [Event] {
+        (received[stream]?[id] ?? []).flatMap(\.events)
+    }
+}
+
+@Suite struct WatchTests {
+    @Test func liveEventsForARange() throws {
+        let bench = WatchBench()
+        let id = try #require(bench.watch(WatchRequest(key: b("a"), rangeEnd: b("b"))))
+        #expect(bench.received[1]?[id]?.first?.created == true)
+        bench.apply(.put(PutRequest(key: b("a1"), value: b("x"))))
+        bench.apply(.put(PutRequest(key: b("zz"), value: b("x"))))
+        bench.apply(.deleteRange(DeleteRangeRequest(key: b("a1"))))
+        #expect(bench.events(1, id).map(\.kind) == [.put, .delete])
+        #expect(bench.events(1, id).map(\.kv.modRevision) == [2, 4])
+        #expect(bench.events(1, id).allSatisfy { $0.previous == nil }, "prev_kv only on request")
+    }
+
+    @Test func replayFromThePastThenLive() throws {
+        let bench = WatchBench()
+        for i in 0..<5 { bench.apply(.put(PutRequest(key: b("k"), value: b("v\(i)")))) }
+        var request = WatchRequest(key: b("k"), startRevision: 3)
+        request.prevKV = true
+        let id = try #require(bench.watch(request))
+        bench.apply(.put(PutRequest(key: b("k"), value: b("v5"))))
+        let events = bench.events(1, id)
+        #expect(events.map(\.kv.modRevision) == [3, 4, 5, 6, 7])
+        #expect(events.first?.previous?.value == b("v0"))
+    }
+
+    @Test func aTransactionArrivesInOneResponse() throws {
+        let bench = WatchBench()
+        let id = try #require(bench.watch(WatchRequest(key: [0], rangeEnd: [0])))
+        bench.apply(.txn(TxnRequest(success: [
+            .put(PutRequest(key: b("x"), value: b("1"))), .put(PutRequest(key: b("y"), value: b("2"))),
+        ])))
+        let responses = bench.received[1]?[id]?.filter { !$0.events.isEmpty } ?? []
+        #expect(responses.count == 1 && responses.first?.events.count == 2)
+    }
+
+    @Test func compactedStartIsCanceledWithTheCompactionRevision() throws {
+        let bench = WatchBench()
+        for i in 0..<5 { bench.apply(.put(PutRequest(key: b("k"), value: b("v\(i)")))) }
+        bench.apply(.compact(revision: 4))
+        let out = bench.hub.create(WatchRequest(key: b("k"), startRevision: 2), on: 1, store: bench.kv.store)
+        #expect(out.count == 2)
+        #expect(out[1].response.canceled && out[1].response.compactRevision == 4)
+        #expect(out[1].response.cancelReason == "etcdserver: mvcc: required revision has been compacted")
+        // Starting exactly at the compaction revision is complete, deletes included.
+        bench.apply(.deleteRange(DeleteRangeRequest(key: b("k"))))  // 7
+        bench.apply(.compact(revision: 7))
+        let fromCompaction = bench.hub.create(WatchRequest(key: b("k"), startRevision: 7), on: 2, store: bench.kv.store)
+        #expect(fromCompaction.flatMap(\.response.events).map(\.kind) == [.delete])
+    }
+
+    @Test func filtersIdsAndCancel() throws {
+        let bench = WatchBench()
+        var noPuts = WatchRequest(key: b("k"))
+        noPuts.filterPuts = true
+        let a = try #require(bench.watch(noPuts))
+        let second = try #require(bench.watch(WatchRequest(key: b("k"))))
+        #expect(a == 0 && second == 1, "server-assigned ids count from 0 per stream")
+        var chosen = WatchRequest(key: b("k"))
+        chosen.watchID = 1
+        let duplicate = bench.hub.create(chosen, on: 1, store: bench.kv.store)
+        #expect(duplicate.first?.response.canceled == true)
+        bench.apply(.put(PutRequest(key: b("k"), value: b("1"))))
+        bench.apply(.deleteRange(DeleteRangeRequest(key: b("k"))))
+        #expect(bench.events(1, a).map(\.kind) == [.delete])
+        bench.deliver(bench.hub.cancel(second, on: 1, revision: bench.kv.store.revision))
+        #expect(bench.received[1]?[second]?.last?.canceled == true)
+        bench.apply(.put(PutRequest(key: b("k"), value: b("2"))))
+        #expect(bench.events(1, second).count == 2, "nothing after cancel")
+        let empty = bench.hub.create(WatchRequest(key: b("z"), rangeEnd: b("a")), on: 1, store: bench.kv.store)
+        #expect(empty.first?.response.cancelReason == "mvcc: watcher range is empty")
+    }
+
+    @Test func bigBatchesAreFragmentedOnlyWhenAsked() throws {
+        let bench = WatchBench()
+        bench.hub.maxEventsPerResponse = 3
+        var fragmented = WatchRequest(key: [0], rangeEnd: [0])
+        fragmented.fragment = true
+        let f = try #require(bench.watch(fragmented))
+        let whole = try #require(bench.watch(WatchRequest(key: [0], rangeEnd: [0])))
+        bench.apply(.txn(TxnRequest(success: (0..<7).map { .put(PutRequest(key: b("k\($0)"), value: [])) })))
+        let pieces = (bench.received[1]?[f] ?? []).filter { !$0.events.isEmpty }
+        #expect(pieces.map(\.events.count) == [3, 3, 1])
+        #expect(pieces.map(\.fragment) == [true, true, false])
+        #expect((bench.received[1]?[whole] ?? []).filter { !$0.events.isEmpty }.map(\.events.count) == [7])
+    }
+
+    @Test func progressNotifications() throws {
+        let bench = WatchBench()
+        var request = WatchRequest(key: b("k"))
+        request.progressNotify = true
+        let id = try #require(bench.watch(request))
+        let progress = bench.hub.progress(revision: 1)
+        #expect(progress.map(\.response.watchID) == [id] && progress.first?.response.events.isEmpty == true)
+        #expect(bench.hub.requestProgress(on: 1, revision: 1).first?.response.watchID == -1)
+        bench.hub.markSlow(id, on: 1)
+        #expect(bench.hub.requestProgress(on: 1, revision: 1).isEmpty, "not while a watcher lags")
+    }
+
+    /// Random writes, compactions, slow watchers and catch-ups: every watcher gets
+    /// exactly the history of its range from its start — in order, no gaps, no
+    /// duplicates, each revision whole.
+    @Test(arguments: 1...8)
+    func everyWatcherSeesExactlyItsHistory(seed: UInt64) throws {
+        var rng = SeededRandom(seed: seed)
+        let bench = WatchBench()
+        let keys = (0..<6).map { b("k\($0)") }
+        var watches: [(stream: WatchStreamID, id: Int64, request: WatchRequest, createdAt: Int64)] = []
+        var canceledByCompaction: Set<Int64> = []
+        for step in 0..<300 {
+            switch Int.random(in: 0..<12, using: &rng) {
+            case 0...5:
+                bench.apply(.put(PutRequest(key: keys[Int.random(in: 0..<6, using: &rng)], value: b("\(step)"))))
+            case 6:
+                bench.apply(.deleteRange(DeleteRangeRequest(key: b("k"), rangeEnd: b("k\(Int.random(in: 0...6, using: &rng))"))))
+            case 7:
+                bench.apply(.txn(TxnRequest(success: [.put(PutRequest(key: keys[0], value: b("t"))), .put(PutRequest(key: keys[5], value: b("t")))])))
+            case 8:
+                let store = bench.kv.store
+                let low = max(store.compactedRevision - 2, 1)
+                var request = WatchRequest(key: keys[Int.random(in: 0..<3, using: &rng)], rangeEnd: b("k\(Int.random(in: 3...6, using: &rng))"))
+                request.startRevision = Bool.random(using: &rng) ? Int64.random(in: low...(store.revision + 1), using: &rng) : 0
+                let stream = WatchStreamID.random(in: 1...3, using: &rng)
+                let out = bench.hub.create(request, on: stream, store: store)
+                bench.deliver(out)
+                if let id = out.first?.response.watchID {
+                    if out.contains(where: { $0.response.canceled }) { canceledByCompaction.insert(id) }
+                    watches.append((stream, id, request, store.revision))
+                }
+            case 9:
+                if let w = watches.randomElement(using: &rng) { bench.hub.markSlow(w.id, on: w.stream) }
+            case 10:
+                bench.deliver(bench.hub.catchUp(store: bench.kv.store, budget: Int.random(in: 1...5, using: &rng)))
+            default:
+                let store = bench.kv.store
+                if store.revision > store.compactedRevision + 3, Int.random(in: 0..<4, using: &rng) == 0 {
+                    bench.apply(.compact(revision: store.revision - 2))
+                }
+            }
+        }
+        bench.deliver(bench.hub.catchUp(store: bench.kv.store, budget: .max))
+        for w in watches {
+            let responses = bench.received[w.stream]?[w.id] ?? []
+            if responses.contains(where: { $0.canceled && $0.compactRevision > 0 }) { continue }
+            let start = w.request.startRevision > 0 ? w.request.startRevision : w.createdAt + 1
+            let range = KeyRange(key: w.request.key, rangeEnd: w.request.rangeEnd)
+            let expected = bench.history.filter { $0.kv.modRevision >= start && range.contains($0.kv.key) }
+            let got = responses.flatMap(\.events)
+            #expect(got.map(\.kv) == expected.map(\.kv), "seed \(seed) watch \(w.id) on \(w.stream) from \(start)")
+            // A revision never straddles two responses.
+            let revisionsPerResponse = responses.filter { !$0.events.isEmpty }.map { Set($0.events.map(\.kv.modRevision)) }
+            for (a, b) in zip(revisionsPerResponse, revisionsPerResponse.dropFirst()) {
+                #expect(a.isDisjoint(with: b), "seed \(seed): a revision was split")
+            }
+        }
+    }
+}
