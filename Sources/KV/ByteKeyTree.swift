@@ -139,6 +139,13 @@ final class ByteKeyTree<Value> {
         for (key, value) in kept { insert(key, value) }
     }
 
+    /// Replaces everything with `entries`, which must be sorted by key.
+    func replaceAll(_ entries: [([UInt8], Value)]) {
+        root = Node()
+        count = 0
+        for (key, value) in entries { insert(key, value) }
+    }
+
     /// Index of `key` in `keys`, or where it would be inserted.
     private static func search(_ keys: [[UInt8]], _ key: [UInt8]) -> (index: Int, found: Bool) {
         var low = 0

@@ -6,7 +6,7 @@
 /// Not thread-safe: owned by the apply loop.
 public final class KVStateMachine {
     public let store = MVCCStore()
-    public private(set) var leases = LeaseTable()
+    public internal(set) var leases = LeaseTable()
 
     public init() {
         store.leaseExists = { [unowned self] id in self.leases.contains(id) }

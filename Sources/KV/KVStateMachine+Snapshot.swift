@@ -1,0 +1,176 @@
+// The whole state as bytes (for Raft snapshots and restarts), and the hash
+// members compare to check they agree (etcd's Hash/HashKV).
+
+extension KVStateMachine {
+    static let snapshotMagic: [UInt8] = Array("ENKV".utf8)
+    static let snapshotVersion: UInt8 = 1
+
+    /// Encodes revision, compaction point, leases and every key's retained
+    /// history. Format: `ENKV | version u8 | revision | compacted | leases |
+    /// keys`, integers little-endian (see docs/kv.md).
+    public func snapshot() -> [UInt8] {
+        var w = SnapshotWriter()
+        w.bytes += Self.snapshotMagic
+        w.u8(Self.snapshotVersion)
+        w.i64(store.revision)
+        w.i64(store.compactedRevision)
+        let ids = leases.ids
+        w.u64(UInt64(ids.count))
+        for id in ids {
+            guard let lease = leases.leases[id] else { continue }
+            w.i64(lease.id)
+            w.i64(lease.grantedTTL)
+            w.i64(lease.checkpointTTL)
+        }
+        w.u64(UInt64(store.index.count))
+        store.index.scan(from: [], to: nil) { key, history in
+            w.blob(key)
+            w.u64(UInt64(history.versions.count))
+            for version in history.versions {
+                w.i64(version.revision.main)
+                w.i64(version.revision.sub)
+                if let kv = version.kv {
+                    w.u8(1)
+                    w.i64(kv.createRevision)
+                    w.i64(kv.version)
+                    w.i64(kv.lease)
+                    w.blob(kv.value)
+                } else {
+                    w.u8(0)
+                }
+            }
+            return true
+        }
+        return w.bytes
+    }
+
+    /// Replaces the whole state with a snapshot's. On error nothing changes.
+    public func restore(_ bytes: [UInt8]) throws(SnapshotDecodeError) {
+        var r = SnapshotReader(bytes)
+        try r.need(4, "magic")
+        guard Array(bytes[0..<4]) == Self.snapshotMagic else {
+            throw SnapshotDecodeError(reason: "not a KV snapshot", offset: 0)
+        }
+        r.position = 4
+        let version = try r.u8("version")
+        guard version == Self.snapshotVersion else {
+            throw SnapshotDecodeError(reason: "unsupported version \(version)", offset: 4)
+        }
+        let revision = try r.i64("revision")
+        let compacted = try r.i64("compacted revision")
+        guard revision >= 1, compacted >= 0, compacted <= revision else {
+            throw SnapshotDecodeError(reason: "revision \(revision) / compacted \(compacted) inconsistent", offset: 5)
+        }
+        var table = LeaseTable()
+        table.minimumTTL = leases.minimumTTL
+        let leaseCount = try r.count("lease count", elementSize: 24)
+        var checkpoints: [(LeaseID, Int64)] = []
+        for _ in 0..<leaseCount {
+            let id = try r.i64("lease id")
+            let granted = try r.i64("lease ttl")
+            let checkpoint = try r.i64("lease checkpoint")
+            do {
+                _ = try table.grant(id: id, ttl: granted)
+            } catch {
+                throw SnapshotDecodeError(reason: "lease \(id): \(error)", offset: r.position)
+            }
+            checkpoints.append((id, checkpoint))
+        }
+        for (id, ttl) in checkpoints { table.checkpoint(id: id, remainingTTL: ttl) }
+        let keyCount = try r.count("key count", elementSize: 16)
+        var entries: [([UInt8], KeyHistory)] = []
+        entries.reserveCapacity(keyCount)
+        var previousKey: [UInt8]?
+        var live = 0
+        for _ in 0..<keyCount {
+            let key = try r.blob("key")
+            if let previousKey, ByteKeyTree<Int>.compare(previousKey, key) >= 0 {
+                throw SnapshotDecodeError(reason: "keys out of order", offset: r.position)
+            }
+            previousKey = key
+            let versionCount = try r.count("version count", elementSize: 17)
+            var history = KeyHistory()
+            history.versions.reserveCapacity(versionCount)
+            for _ in 0..<versionCount {
+                let main = try r.i64("revision")
+                let sub = try r.i64("sub revision")
+                let revisionOf = Revision(main: main, sub: sub)
+                if let last = history.versions.last, !(last.revision < revisionOf) {
+                    throw SnapshotDecodeError(reason: "versions out of order", offset: r.position)
+                }
+                guard main <= revision else {
+                    throw SnapshotDecodeError(reason: "version beyond the store revision", offset: r.position)
+                }
+                switch try r.u8("version kind") {
+                case 0:
+                    history.versions.append(.init(revision: revisionOf, kv: nil))
+                case 1:
+                    let create = try r.i64("create revision")
+                    let count = try r.i64("version")
+                    let lease = try r.i64("lease")
+                    let value = try r.blob("value")
+                    let kv = KeyValue(key: key, createRevision: create, modRevision: main, version: count, value: value, lease: lease)
+                    history.versions.append(.init(revision: revisionOf, kv: kv))
+                default:
+                    throw SnapshotDecodeError(reason: "unknown version kind", offset: r.position - 1)
+                }
+            }
+            if let latest = history.latest {
+                live += 1
+                if latest.lease != 0 { table.attach(key, to: latest.lease) }
+            }
+            entries.append((key, history))
+        }
+        guard r.isAtEnd else { throw SnapshotDecodeError(reason: "trailing bytes", offset: r.position) }
+        // Decoded completely: now replace the state.
+        store.replace(revision: revision, compacted: compacted, live: live, entries: entries)
+        leases = table
+    }
+
+    /// A hash of every version at or below `revision` (0: the current one) above
+    /// the compaction point, plus both revisions (etcd's HashKV). Members with
+    /// the same history report the same hash.
+    public func hashKV(revision: Int64 = 0) throws(KVError) -> (hash: UInt32, revision: Int64, compactRevision: Int64) {
+        let at = revision > 0 ? revision : store.revision
+        if at > store.revision { throw .futureRevision }
+        if at < store.compactedRevision { throw .compacted }
+        var h: UInt32 = 2_166_136_261
+        func mix(_ bytes: [UInt8]) {
+            for byte in bytes { h = (h ^ UInt32(byte)) &* 16_777_619 }
+        }
+        func mix(_ v: Int64) {
+            var x = UInt64(bitPattern: v)
+            for _ in 0..<8 {
+                h = (h ^ UInt32(x & 0xFF)) &* 16_777_619
+                x >>= 8
+            }
+        }
+        store.index.scan(from: [], to: nil) { key, history in
+            for version in history.versions where version.revision.main <= at {
+                mix(key)
+                mix(version.revision.main)
+                mix(version.revision.sub)
+                if let kv = version.kv {
+                    mix(kv.createRevision)
+                    mix(kv.version)
+                    mix(kv.lease)
+                    mix(kv.value)
+                } else {
+                    mix(-1)
+                }
+            }
+            return true
+        }
+        return (h, store.revision, store.compactedRevision)
+    }
+}
+
+extension MVCCStore {
+    /// Installs decoded state (from a snapshot).
+    func replace(revision: Int64, compacted: Int64, live: Int, entries: [([UInt8], KeyHistory)]) {
+        index.replaceAll(entries)
+        self.revision = revision
+        self.compactedRevision = compacted
+        self.liveKeys = live
+    }
+}

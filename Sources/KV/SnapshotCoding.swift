@@ -1,0 +1,69 @@
+/// Little-endian writer and bounds-checked reader for the KV snapshot format.
+struct SnapshotWriter {
+    var bytes: [UInt8] = []
+
+    mutating func u8(_ v: UInt8) { bytes.append(v) }
+    mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
+    mutating func u64(_ v: UInt64) {
+        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
+    }
+    mutating func blob(_ v: [UInt8]) {
+        u64(UInt64(v.count))
+        bytes.append(contentsOf: v)
+    }
+}
+
+/// Why a snapshot could not be read.
+public struct SnapshotDecodeError: Error, Sendable, Hashable, CustomStringConvertible {
+    public let reason: String
+    public let offset: Int
+    public var description: String { "KV snapshot unreadable at byte \(offset): \(reason)" }
+}
+
+struct SnapshotReader {
+    let bytes: [UInt8]
+    var position = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    var isAtEnd: Bool { position == bytes.count }
+
+    mutating func need(_ n: Int, _ what: String) throws(SnapshotDecodeError) {
+        if n < 0 || bytes.count - position < n {
+            throw SnapshotDecodeError(reason: "truncated \(what)", offset: position)
+        }
+    }
+
+    mutating func u8(_ what: String) throws(SnapshotDecodeError) -> UInt8 {
+        try need(1, what)
+        defer { position += 1 }
+        return bytes[position]
+    }
+
+    mutating func u64(_ what: String) throws(SnapshotDecodeError) -> UInt64 {
+        try need(8, what)
+        var v: UInt64 = 0
+        for i in 0..<8 { v |= UInt64(bytes[position + i]) << (8 * UInt64(i)) }
+        position += 8
+        return v
+    }
+
+    mutating func i64(_ what: String) throws(SnapshotDecodeError) -> Int64 {
+        Int64(bitPattern: try u64(what))
+    }
+
+    mutating func count(_ what: String, elementSize: Int) throws(SnapshotDecodeError) -> Int {
+        let n = try u64(what)
+        // A count can never exceed what the remaining bytes could hold.
+        guard n <= UInt64(max(0, bytes.count - position) / max(elementSize, 1)) else {
+            throw SnapshotDecodeError(reason: "\(what) \(n) exceeds the data", offset: position - 8)
+        }
+        return Int(n)
+    }
+
+    mutating func blob(_ what: String) throws(SnapshotDecodeError) -> [UInt8] {
+        let n = try count(what, elementSize: 1)
+        defer { position += n }
+        return Array(bytes[position..<(position + n)])
+    }
+}
