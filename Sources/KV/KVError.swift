@@ -8,13 +8,19 @@ public enum KVError: Error, Sendable, Hashable, CustomStringConvertible {
     case leaseNotFound
     case duplicateKeyInTxn
     case tooManyOperations
+    /// `ignore_value` together with a value.
+    case valueProvided
+    /// `ignore_lease` together with a lease.
+    case leaseProvided
+    /// Over the request size limit; raised by the API layer (etcd: 1.5 MiB).
     case valueTooLarge
 
     /// The gRPC status code etcd answers with.
     public var grpcCode: GRPCCode {
         switch self {
         case .compacted, .futureRevision: .outOfRange
-        case .emptyKey, .keyNotFound, .duplicateKeyInTxn, .tooManyOperations, .valueTooLarge: .invalidArgument
+        case .emptyKey, .keyNotFound, .duplicateKeyInTxn, .tooManyOperations, .valueProvided, .leaseProvided, .valueTooLarge:
+            .invalidArgument
         case .leaseNotFound: .notFound
         }
     }
@@ -28,6 +34,8 @@ public enum KVError: Error, Sendable, Hashable, CustomStringConvertible {
         case .leaseNotFound: "etcdserver: requested lease not found"
         case .duplicateKeyInTxn: "etcdserver: duplicate key given in txn request"
         case .tooManyOperations: "etcdserver: too many operations in txn request"
+        case .valueProvided: "etcdserver: value is provided"
+        case .leaseProvided: "etcdserver: lease is provided"
         case .valueTooLarge: "etcdserver: request is too large"
         }
     }

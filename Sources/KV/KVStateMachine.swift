@@ -65,7 +65,7 @@ public final class KVStateMachine {
                 track(events)
                 return (.success(.put(response)), events)
             case let .deleteRange(request):
-                let (response, events) = store.deleteRange(request)
+                let (response, events) = try store.deleteRange(request)
                 track(events)
                 return (.success(.deleteRange(response)), events)
             case let .txn(request):

@@ -30,9 +30,9 @@ struct KeyHistory: Sendable {
 
     /// Drops what no read or watch at or after `main` can see: everything before
     /// the last version at or below `main`, and that version too if it is a
-    /// tombstone from before `main`. (etcd also drops a tombstone exactly at
-    /// `main`, so a watch starting at the compaction revision misses that delete;
-    /// keeping it until the next compaction makes such a watch complete.)
+    /// tombstone from before `main`. A tombstone exactly at `main` stays until
+    /// the next compaction, so a watch starting at the compaction revision sees
+    /// that delete (etcd's `keyIndex.compact` keeps it too).
     /// Returns false when nothing is left (the key can leave the index).
     mutating func compact(upTo main: Int64) -> Bool {
         var low = 0

@@ -34,19 +34,35 @@ public struct Lessor: Sendable {
 
     public mutating func revoked(_ id: LeaseID) { deadlines[id] = nil }
 
-    /// A keep-alive: returns the TTL granted again, or 0 for an unknown or expired
-    /// lease (etcd's client treats TTL <= 0 as expired).
-    public mutating func renew(_ id: LeaseID, in table: LeaseTable, now: Double) -> Int64 {
-        guard let lease = table.leases[id], let deadline = deadlines[id], deadline > now else { return 0 }
-        deadlines[id] = now + Double(lease.grantedTTL)
-        return lease.grantedTTL
+    /// The answer to a keep-alive.
+    public struct Renewal: Sendable, Equatable {
+        /// The TTL granted again, or 0 for an unknown or expired lease (etcd's
+        /// client treats TTL <= 0 as expired).
+        public var ttl: Int64
+        /// The lease had a checkpointed TTL, now stale: propose a checkpoint of 0
+        /// so a new leader does not expire it early (as etcd's `Renew` does).
+        public var clearCheckpoint: Bool
+
+        public init(ttl: Int64, clearCheckpoint: Bool) {
+            self.ttl = ttl
+            self.clearCheckpoint = clearCheckpoint
+        }
     }
 
-    /// Seconds left, rounded up; -1 when unknown here.
+    /// A keep-alive, served without the log.
+    public mutating func renew(_ id: LeaseID, in table: LeaseTable, now: Double) -> Renewal {
+        guard let lease = table.leases[id], let deadline = deadlines[id], deadline > now else {
+            return Renewal(ttl: 0, clearCheckpoint: false)
+        }
+        deadlines[id] = now + Double(lease.grantedTTL)
+        return Renewal(ttl: lease.grantedTTL, clearCheckpoint: lease.checkpointTTL > 0)
+    }
+
+    /// Seconds left, truncated as etcd's TimeToLive reports them (a fresh 10 s
+    /// lease reads 9 a moment later); -1 when unknown here.
     public func remaining(_ id: LeaseID, now: Double) -> Int64 {
         guard let deadline = deadlines[id] else { return -1 }
-        let left = deadline - now
-        return left <= 0 ? 0 : Int64(left.rounded(.up))
+        return Int64((deadline - now).rounded(.towardZero))
     }
 
     /// Leases whose deadline has passed, in id order: propose their revocation.

@@ -2,42 +2,82 @@
 // single revision.
 
 extension MVCCStore {
-    /// etcd's limit on operations per branch (`--max-txn-ops`).
+    /// etcd's limit on operations per txn, nested ones included (`--max-txn-ops`).
     public static let maxTxnOperations = 128
 
     public func txn(_ request: TxnRequest) throws(KVError) -> (TxnResponse, [Event]) {
         try Self.validate(request)
-        let succeeded = request.compare.allSatisfy { evaluate($0, at: revision) }
-        let branch = succeeded ? request.success : request.failure
-        try check(branch, at: revision)
-        let (responses, events) = try write { (context: inout WriteContext) throws(KVError) in
-            try apply(branch, &context)
+        // Every compare, nested ones included, is evaluated once against the state
+        // before the txn (etcd's compareToPath); checking and applying both follow
+        // this path, so the branch checked is the branch applied.
+        var path: [Bool] = []
+        choosePath(request, at: revision, into: &path)
+        var cursor = 0
+        try checkPuts(request, path, &cursor)
+        cursor = 0
+        try checkRanges(request, path, &cursor, at: revision)
+        cursor = 0
+        let (response, events) = try write { (context: inout WriteContext) throws(KVError) in
+            apply(request, path, &cursor, &context)
         }
-        var response = TxnResponse(succeeded: succeeded, responses: responses, revision: revision)
-        response.fillRevisions(revision)
-        return (response, events)
+        var top = response
+        top.revision = revision
+        return (top, events)
     }
 
-    /// Checks done before a txn is proposed (etcd's `checkTxnRequest`): operation
-    /// counts, and no key written twice (a put inside another put's key or a
-    /// delete range) in one branch, nested txns included.
+    // MARK: Validation before proposing (etcd's v3rpc checks)
+
+    /// The checks etcd makes before a txn is proposed (`checkTxnRequest`): at most
+    /// ``maxTxnOperations`` operations in all, nested txns counting their own ops
+    /// against what is left; no empty keys anywhere; the put options' rules; and
+    /// no key written twice in a branch (`checkIntervals`).
     public static func validate(_ request: TxnRequest) throws(KVError) {
-        if request.compare.count > maxTxnOperations || request.success.count > maxTxnOperations
-            || request.failure.count > maxTxnOperations
-        {
-            throw .tooManyOperations
-        }
+        var budget = maxTxnOperations
+        try validate(request, budget: &budget)
         _ = try checkIntervals(request.success)
         _ = try checkIntervals(request.failure)
+    }
+
+    private static func validate(_ request: TxnRequest, budget: inout Int) throws(KVError) {
+        let ops = max(request.compare.count, request.success.count, request.failure.count)
+        if ops > budget { throw .tooManyOperations }
+        budget -= ops
+        for compare in request.compare where compare.key.isEmpty { throw .emptyKey }
+        for op in request.success + request.failure {
+            switch op {
+            case let .range(r): try validate(range: r)
+            case let .put(p): try validate(put: p)
+            case let .deleteRange(d): try validate(delete: d)
+            case let .txn(inner): try validate(inner, budget: &budget)
+            }
+        }
+    }
+
+    /// etcd's `checkRangeRequest`.
+    public static func validate(range request: RangeRequest) throws(KVError) {
+        if request.key.isEmpty { throw .emptyKey }
+    }
+
+    /// etcd's `checkPutRequest`.
+    public static func validate(put request: PutRequest) throws(KVError) {
+        if request.key.isEmpty { throw .emptyKey }
+        if request.ignoreValue && !request.value.isEmpty { throw .valueProvided }
+        if request.ignoreLease && request.lease != 0 { throw .leaseProvided }
+    }
+
+    /// etcd's `checkDeleteRequest`.
+    public static func validate(delete request: DeleteRangeRequest) throws(KVError) {
+        if request.key.isEmpty { throw .emptyKey }
     }
 
     /// etcd's `checkIntervals`: the keys a branch puts, and the ranges it deletes,
     /// nested txns included; a key put twice, or put and deleted, is an error.
     /// The two branches of a nested txn exclude each other, so they may both put
-    /// the same key.
+    /// the same key. A delete to `[0]` ("from key") is an interval etcd's ordering
+    /// treats as empty, so it conflicts with nothing.
     private static func checkIntervals(_ ops: [RequestOp]) throws(KVError) -> (puts: Set<[UInt8]>, deletes: [KeyRange]) {
         var deletes: [KeyRange] = []
-        for case let .deleteRange(d) in ops {
+        for case let .deleteRange(d) in ops where d.rangeEnd != [0] {
             deletes.append(KeyRange(key: d.key, rangeEnd: d.rangeEnd))
         }
         func deleted(_ key: [UInt8]) -> Bool { deletes.contains { $0.contains(key) } }
@@ -63,47 +103,85 @@ extension MVCCStore {
         return (puts, deletes)
     }
 
-    /// Checks a branch against the store before applying anything, so a txn
-    /// either applies whole or fails with no effect (etcd's `checkRequests`).
-    private func check(_ ops: [RequestOp], at current: Int64) throws(KVError) {
-        for op in ops {
+    // MARK: The path, checks and application
+
+    /// Appends the outcome of `request`'s compares, then of every nested txn in
+    /// the chosen branch, depth first (etcd's `compareToPath`).
+    private func choosePath(_ request: TxnRequest, at main: Int64, into path: inout [Bool]) {
+        let succeeded = request.compare.allSatisfy { evaluate($0, at: main) }
+        path.append(succeeded)
+        for case let .txn(inner) in succeeded ? request.success : request.failure {
+            choosePath(inner, at: main, into: &path)
+        }
+    }
+
+    /// etcd checks every put on the path first (`checkRequestPut`)...
+    private func checkPuts(_ request: TxnRequest, _ path: [Bool], _ cursor: inout Int) throws(KVError) {
+        let succeeded = path[cursor]
+        cursor += 1
+        for op in succeeded ? request.success : request.failure {
+            switch op {
+            case let .put(p): try checkPut(p)
+            case let .txn(inner): try checkPuts(inner, path, &cursor)
+            default: break
+            }
+        }
+    }
+
+    /// ...then every range's revision (`checkRequestRange`), so a txn either
+    /// applies whole or fails with no effect.
+    private func checkRanges(_ request: TxnRequest, _ path: [Bool], _ cursor: inout Int, at current: Int64) throws(KVError) {
+        let succeeded = path[cursor]
+        cursor += 1
+        for op in succeeded ? request.success : request.failure {
             switch op {
             case let .range(r):
-                let at = r.revision > 0 ? r.revision : current
-                if at > current { throw .futureRevision }
-                if at < compactedRevision { throw .compacted }
-            case let .put(p):
-                try checkPut(p)
+                if r.revision == 0 { continue }
+                if r.revision > current { throw .futureRevision }
+                if r.revision < compactedRevision { throw .compacted }
             case let .txn(inner):
-                let succeeded = inner.compare.allSatisfy { evaluate($0, at: current) }
-                try check(succeeded ? inner.success : inner.failure, at: current)
-            case .deleteRange:
+                try checkRanges(inner, path, &cursor, at: current)
+            default:
                 break
             }
         }
     }
 
-    private func apply(_ ops: [RequestOp], _ context: inout WriteContext) throws(KVError) -> [ResponseOp] {
+    /// Applies the path. Cannot fail: everything that could was checked first.
+    /// Each response reports the revision as etcd's headers do: a read sees the
+    /// revision before the txn, or the txn's own once it has written; a write
+    /// reports the txn's revision; a delete that deleted nothing before any write
+    /// reports the revision before; a nested txn's own header stays 0.
+    private func apply(_ request: TxnRequest, _ path: [Bool], _ cursor: inout Int, _ context: inout WriteContext) -> TxnResponse {
+        let succeeded = path[cursor]
+        cursor += 1
         var responses: [ResponseOp] = []
-        responses.reserveCapacity(ops.count)
-        for op in ops {
+        for op in succeeded ? request.success : request.failure {
             switch op {
             case let .range(r):
-                responses.append(.range(try range(r, at: context.readRevision)))
+                var response: RangeResponse
+                do {
+                    response = try range(r, at: context.readRevision)
+                } catch {
+                    assertionFailure("range failed after its checks passed: \(error)")
+                    response = RangeResponse()
+                }
+                response.revision = context.readRevision
+                responses.append(.range(response))
             case let .put(p):
                 let previous = applyPut(p, &context)
-                responses.append(.put(PutResponse(previous: p.prevKV ? previous : nil)))
+                responses.append(.put(PutResponse(previous: p.prevKV ? previous : nil, revision: context.main)))
             case let .deleteRange(d):
                 let deleted = applyDelete(d, &context)
                 responses.append(.deleteRange(DeleteRangeResponse(
-                    deleted: Int64(deleted.count), previous: d.prevKV ? deleted : [])))
+                    deleted: Int64(deleted.count), previous: d.prevKV ? deleted : [], revision: context.readRevision)))
             case let .txn(inner):
-                let succeeded = inner.compare.allSatisfy { evaluate($0, at: context.readRevision) }
-                let nested = try apply(succeeded ? inner.success : inner.failure, &context)
-                responses.append(.txn(TxnResponse(succeeded: succeeded, responses: nested)))
+                var nested = apply(inner, path, &cursor, &context)
+                nested.revision = 0
+                responses.append(.txn(nested))
             }
         }
-        return responses
+        return TxnResponse(succeeded: succeeded, responses: responses, revision: 0)
     }
 
     /// etcd's `applyCompare`: every key in the range must satisfy the comparison;
@@ -136,30 +214,6 @@ extension MVCCStore {
         case .notEqual: return order != 0
         case .greater: return order > 0
         case .less: return order < 0
-        }
-    }
-}
-
-extension TxnResponse {
-    /// Every response in the txn reports the store revision after it, as etcd's
-    /// response headers do.
-    mutating func fillRevisions(_ revision: Int64) {
-        self.revision = revision
-        for i in responses.indices {
-            switch responses[i] {
-            case var .range(r):
-                r.revision = revision
-                responses[i] = .range(r)
-            case var .put(p):
-                p.revision = revision
-                responses[i] = .put(p)
-            case var .deleteRange(d):
-                d.revision = revision
-                responses[i] = .deleteRange(d)
-            case var .txn(t):
-                t.fillRevisions(revision)
-                responses[i] = .txn(t)
-            }
         }
     }
 }

@@ -27,6 +27,7 @@ extension MVCCStore {
 
     /// Puts a key. Returns the response and the one event.
     public func put(_ request: PutRequest) throws(KVError) -> (PutResponse, [Event]) {
+        try Self.validate(put: request)
         try checkPut(request)
         let (previous, events) = try write { (context: inout WriteContext) throws(KVError) in
             applyPut(request, &context)
@@ -35,7 +36,8 @@ extension MVCCStore {
     }
 
     /// Deletes a key or range. Deleting nothing does not advance the revision.
-    public func deleteRange(_ request: DeleteRangeRequest) -> (DeleteRangeResponse, [Event]) {
+    public func deleteRange(_ request: DeleteRangeRequest) throws(KVError) -> (DeleteRangeResponse, [Event]) {
+        try Self.validate(delete: request)
         let result = try? write { (context: inout WriteContext) throws(KVError) in
             applyDelete(request, &context)
         }
@@ -45,12 +47,14 @@ extension MVCCStore {
         return (response, events)
     }
 
+    /// What etcd checks when applying a put (`checkRequestPut`): the lease
+    /// first, then that a key exists when its value or lease is kept.
     func checkPut(_ request: PutRequest) throws(KVError) {
         if request.key.isEmpty { throw .emptyKey }
+        if request.lease != 0 && !leaseExists(request.lease) { throw .leaseNotFound }
         if request.ignoreValue || request.ignoreLease {
             if index.value(for: request.key)?.latest == nil { throw .keyNotFound }
         }
-        if !request.ignoreLease && request.lease != 0 && !leaseExists(request.lease) { throw .leaseNotFound }
     }
 
     /// Applies a validated put; returns the previous state.

@@ -13,8 +13,9 @@
 public final class MVCCStore {
     /// The revision of the last write transaction (1 for an empty store, as etcd).
     public internal(set) var revision: Int64 = 1
-    /// Reads below this revision fail with ``KVError/compacted``.
-    public internal(set) var compactedRevision: Int64 = 0
+    /// Reads below this revision fail with ``KVError/compacted``; -1 until the
+    /// first compaction, as etcd's `compactMainRev` (so compacting at 0 works).
+    public internal(set) var compactedRevision: Int64 = -1
     /// Keys that exist at the current revision.
     public internal(set) var liveKeys = 0
     let index = ByteKeyTree<KeyHistory>()
@@ -28,7 +29,8 @@ public final class MVCCStore {
     // MARK: Reads
 
     public func range(_ request: RangeRequest) throws(KVError) -> RangeResponse {
-        try range(request, at: revision)
+        try Self.validate(range: request)
+        return try range(request, at: revision)
     }
 
     /// Reads as of `request.revision`, or `current` (inside a write transaction
@@ -44,7 +46,9 @@ public final class MVCCStore {
             || request.minCreateRevision != 0 || request.maxCreateRevision != 0
         // Without sorting or filters the limit can stop the scan early (one extra
         // key tells whether there is more); the count still covers the range.
-        let pushLimit = request.limit > 0 && request.sortOrder == .none && request.sortTarget == .key && !filters
+        // (etcd pushes the limit down whenever the sort order is NONE — even for a
+        // non-key target, which then sorts only the keys the limit kept.)
+        let pushLimit = request.limit > 0 && request.sortOrder == .none && !filters
         var kvs: [KeyValue] = []
         var count: Int64 = 0
         visit(keys) { _, history in

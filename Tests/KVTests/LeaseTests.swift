@@ -53,18 +53,20 @@ import Testing
         lessor.checkpointInterval = 30
         lessor.promote(kv.leases, now: 0)
         #expect(lessor.expired(now: 9.5).isEmpty)
-        #expect(lessor.renew(1, in: kv.leases, now: 9.5) == 10)
+        #expect(lessor.renew(1, in: kv.leases, now: 9.5) == .init(ttl: 10, clearCheckpoint: false))
         #expect(lessor.expired(now: 19).isEmpty)
         #expect(lessor.expired(now: 19.5) == [1])
-        #expect(lessor.renew(1, in: kv.leases, now: 20) == 0, "an expired lease is not renewed")
-        #expect(lessor.remaining(2, now: 40.2) == 60)
+        #expect(lessor.renew(1, in: kv.leases, now: 20).ttl == 0, "an expired lease is not renewed")
+        #expect(lessor.remaining(2, now: 40.2) == 59, "truncated, as etcd reports it")
         // A checkpoint replicates the remaining TTL; a new leader continues from it.
         let due = lessor.checkpointsDue(now: 40)
         #expect(due.contains { $0.id == 2 && $0.remaining == 60 })
+        // Renewing a checkpointed lease asks for the stale checkpoint to be cleared.
         _ = kv.apply(.leaseCheckpoint(due.map { KVStateMachine.LeaseCheckpoint(id: $0.id, remainingTTL: $0.remaining) }))
         var next = Lessor()
         next.promote(kv.leases, now: 1_000)
         #expect(next.remaining(2, now: 1_000) == 60, "not reset to the full 100 s")
         #expect(next.remaining(99, now: 1_000) == -1)
+        #expect(next.renew(2, in: kv.leases, now: 1_001).clearCheckpoint)
     }
 }

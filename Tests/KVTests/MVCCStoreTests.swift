@@ -14,7 +14,7 @@ func b(_ s: String) -> [UInt8] { Array(s.utf8) }
         _ = try store.put(PutRequest(key: b("a"), value: b("2")))
         var kv = try #require(try store.range(RangeRequest(key: b("a"))).kvs.first)
         #expect(kv.createRevision == 2 && kv.modRevision == 3 && kv.version == 2 && kv.value == b("2"))
-        let (deleted, deleteEvents) = store.deleteRange(DeleteRangeRequest(key: b("a")))
+        let (deleted, deleteEvents) = try store.deleteRange(DeleteRangeRequest(key: b("a")))
         #expect(deleted.deleted == 1 && deleted.revision == 4)
         #expect(deleteEvents.first?.kind == .delete)
         #expect(deleteEvents.first?.kv.modRevision == 4)
@@ -30,9 +30,9 @@ func b(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(try store.range(old).kvs.isEmpty)
     }
 
-    @Test func deletingNothingKeepsTheRevision() {
+    @Test func deletingNothingKeepsTheRevision() throws {
         let store = MVCCStore()
-        let (response, events) = store.deleteRange(DeleteRangeRequest(key: b("missing")))
+        let (response, events) = try store.deleteRange(DeleteRangeRequest(key: b("missing")))
         #expect(response.deleted == 0 && response.revision == 1 && events.isEmpty)
     }
 
@@ -176,7 +176,7 @@ func b(_ s: String) -> [UInt8] { Array(s.utf8) }
         _ = try store.put(PutRequest(key: b("a"), value: b("1")))  // 2
         _ = try store.put(PutRequest(key: b("a"), value: b("2")))  // 3
         _ = try store.put(PutRequest(key: b("gone"), value: b("x")))  // 4
-        _ = store.deleteRange(DeleteRangeRequest(key: b("gone")))  // 5
+        _ = try store.deleteRange(DeleteRangeRequest(key: b("gone")))  // 5
         try store.compact(4)
         var read = RangeRequest(key: b("a"))
         read.revision = 3

@@ -83,7 +83,7 @@ struct Model {
                 model.put(key, value)
             case 5:
                 let (start, end) = randomRange()
-                let (response, events) = store.deleteRange(DeleteRangeRequest(key: start, rangeEnd: end))
+                let (response, events) = try store.deleteRange(DeleteRangeRequest(key: start, rangeEnd: end))
                 let deleted = model.delete(start, end)
                 #expect(response.deleted == Int64(deleted) && events.count == deleted, "step \(step)")
             case 6:

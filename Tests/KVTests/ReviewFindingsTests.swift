@@ -1,0 +1,104 @@
+import KV
+import Testing
+
+/// etcd behaviours found in review, each checked against etcd v3.4's source.
+@Suite struct ReviewFindingsTests {
+    /// Nested compares are evaluated once, against the state before the txn
+    /// (etcd's compareToPath), not after the txn's own earlier writes.
+    @Test func nestedComparesSeeTheStateBeforeTheTxn() throws {
+        let store = MVCCStore()
+        let txn = TxnRequest(success: [
+            .put(PutRequest(key: b("k"), value: b("1"))),
+            .txn(TxnRequest(
+                compare: [Compare(key: b("k"), .version(0), .equal)],
+                success: [.put(PutRequest(key: b("x"), value: []))],
+                failure: [.put(PutRequest(key: b("y"), value: []))])),
+        ])
+        let (response, _) = try store.txn(txn)
+        guard case let .txn(nested)? = response.responses.last else { Issue.record("no nested response"); return }
+        #expect(nested.succeeded)
+        #expect(try store.range(RangeRequest(key: b("x"))).count == 1)
+        #expect(try store.range(RangeRequest(key: b("y"))).count == 0)
+    }
+
+    @Test func innerResponsesCarryEtcdsHeaderRevisions() throws {
+        let store = MVCCStore()
+        _ = try store.put(PutRequest(key: b("a"), value: b("1")))  // revision 2
+        let txn = TxnRequest(success: [
+            .range(RangeRequest(key: b("a"))),
+            .deleteRange(DeleteRangeRequest(key: b("missing"))),
+            .put(PutRequest(key: b("b"), value: [])),
+            .range(RangeRequest(key: b("b"))),
+            .txn(TxnRequest(success: [.range(RangeRequest(key: b("a")))])),
+        ])
+        let (response, _) = try store.txn(txn)
+        #expect(response.revision == 3)
+        let revisions: [Int64] = response.responses.map {
+            switch $0 {
+            case let .range(r): r.revision
+            case let .deleteRange(d): d.revision
+            case let .put(p): p.revision
+            case let .txn(t): t.revision
+            }
+        }
+        #expect(revisions == [2, 2, 3, 3, 0])
+    }
+
+    /// With sort order NONE, etcd keeps the first `limit` keys in key order and
+    /// sorts only those by the target.
+    @Test func limitWithNonKeyTargetAndNoOrder() throws {
+        let store = MVCCStore()
+        for _ in 0..<3 { _ = try store.put(PutRequest(key: b("a"), value: [])) }
+        for _ in 0..<2 { _ = try store.put(PutRequest(key: b("b"), value: [])) }
+        _ = try store.put(PutRequest(key: b("c"), value: []))
+        var request = RangeRequest(key: b("a"), rangeEnd: b("d"))
+        request.sortTarget = .version
+        request.limit = 1
+        let response = try store.range(request)
+        #expect(response.kvs.map(\.key) == [b("b")] && response.more)
+    }
+
+    @Test func apiChecksMirrorEtcd() throws {
+        let store = MVCCStore()
+        var ignoreWithValue = PutRequest(key: b("k"), value: b("v"))
+        ignoreWithValue.ignoreValue = true
+        #expect(throws: KVError.valueProvided) { try store.put(ignoreWithValue) }
+        var ignoreWithLease = PutRequest(key: b("k"), value: [], lease: 3)
+        ignoreWithLease.ignoreLease = true
+        #expect(throws: KVError.leaseProvided) { try store.put(ignoreWithLease) }
+        #expect(throws: KVError.emptyKey) { try store.deleteRange(DeleteRangeRequest(key: [], rangeEnd: [0])) }
+        #expect(throws: KVError.emptyKey) { try store.range(RangeRequest(key: [])) }
+        #expect(throws: KVError.emptyKey) { try store.txn(TxnRequest(compare: [Compare(key: [], .version(0), .equal)])) }
+        // Empty keys in the branch not taken are refused too.
+        #expect(throws: KVError.emptyKey) { try store.txn(TxnRequest(failure: [.put(PutRequest(key: [], value: []))])) }
+        // Nested txns spend the same budget of 128 operations.
+        let nested = TxnRequest(success: Array(repeating: .range(RangeRequest(key: b("k"))), count: 100)
+            + [.txn(TxnRequest(success: Array(repeating: .range(RangeRequest(key: b("k"))), count: 50)))])
+        #expect(throws: KVError.tooManyOperations) { try store.txn(nested) }
+        // A from-key delete conflicts with nothing in etcd's interval check.
+        let fromKey = TxnRequest(success: [.deleteRange(DeleteRangeRequest(key: b("a"), rangeEnd: [0])), .put(PutRequest(key: b("b"), value: []))])
+        _ = try store.txn(fromKey)
+        #expect(KVError.valueProvided.description == "etcdserver: value is provided")
+    }
+
+    @Test func compactingAFreshStoreAtZeroWorks() throws {
+        let store = MVCCStore()
+        try store.compact(0)
+        #expect(throws: KVError.compacted) { try store.compact(0) }
+    }
+
+    /// A txn that would fail a check in its taken branch changes nothing, even
+    /// when the failing op sits in a nested txn after a write.
+    @Test func nestedCheckFailureLeavesNoTrace() throws {
+        let store = MVCCStore()
+        var future = RangeRequest(key: b("k"))
+        future.revision = 99
+        let txn = TxnRequest(success: [
+            .put(PutRequest(key: b("a"), value: [])),
+            .txn(TxnRequest(success: [.range(future)])),
+        ])
+        #expect(throws: KVError.futureRevision) { try store.txn(txn) }
+        #expect(store.revision == 1)
+        #expect(try store.range(RangeRequest(key: b("a"))).count == 0)
+    }
+}
