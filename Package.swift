@@ -14,10 +14,12 @@ let package = Package(
         .library(name: "Raft", targets: ["Raft"]),
         .library(name: "RaftStorage", targets: ["RaftStorage"]),
         .library(name: "KV", targets: ["KV"]),
+        .library(name: "Linearizability", targets: ["Linearizability"]),
         .executable(name: "raft-sim", targets: ["raft-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // Pure consensus state machine: no I/O, no clock, no threads.
@@ -26,8 +28,24 @@ let package = Package(
         .target(name: "RaftStorage", dependencies: ["Raft"], swiftSettings: swiftSettings),
         // The multi-version key–value state machine behind the etcd API (no I/O).
         .target(name: "KV", swiftSettings: swiftSettings),
+        // The node runtime: the loop that drives Raft, storage and the state machine,
+        // and the peer transports.
+        .target(
+            name: "EnsembleServer",
+            dependencies: ["Raft", "RaftStorage", "KV"],
+            swiftSettings: swiftSettings
+        ),
+        // Test support: a Wing–Gong/Lowe linearizability checker for recorded histories.
+        .target(name: "Linearizability", swiftSettings: swiftSettings),
         // Deterministic cluster simulation with fault injection and invariant checks.
         .target(name: "RaftSimulation", dependencies: ["Raft"], swiftSettings: swiftSettings),
+        // etcd v3.4 wire messages (etcdserverpb, mvccpb, authpb), gRPC health and the
+        // Raft log command, generated from Protos/ by scripts/generate-protos.
+        .target(
+            name: "EnsembleAPI",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "raft-sim",
             dependencies: [
@@ -39,7 +57,18 @@ let package = Package(
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "KVTests", dependencies: ["KV"], swiftSettings: swiftSettings),
+        .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "EnsembleServerTests",
+            dependencies: ["EnsembleServer", "Raft", "Linearizability"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "EnsembleAPITests",
+            dependencies: ["EnsembleAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: swiftSettings
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

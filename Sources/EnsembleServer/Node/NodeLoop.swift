@@ -1,0 +1,340 @@
+import Dispatch
+import Foundation
+import Raft
+import RaftStorage
+import Synchronization
+
+/// Runs one member: the single serial loop that owns a ``RaftNode``, its
+/// durable log and the replicated state machine. Everything that reaches the
+/// member — client proposals and reads, peer messages, ticks — goes through one
+/// inbox and is handled in batches: many proposals become one Ready, one WAL
+/// write with one fdatasync, one transport call. Clients wait on continuations
+/// that the apply step resumes; there is no actor hop per request.
+///
+/// Thread safety: the inbox and the published status are locked; everything else
+/// belongs to the loop thread (hence `@unchecked Sendable`).
+public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var tickInterval: Duration = .milliseconds(100)
+        /// Take a snapshot after this many applied entries.
+        public var snapshotEvery: UInt64 = 10_000
+        /// Entries kept behind a snapshot for slow followers.
+        public var snapshotKeep: UInt64 = 5_000
+        public init() {}
+    }
+
+    typealias ProposalReply = @Sendable (Result<Machine.Result, NodeError>) -> Void
+    typealias ReadReply = @Sendable (Result<Machine.ReadResult, NodeError>) -> Void
+
+    enum Work {
+        case messages([Message])
+        case propose([UInt8], ProposalReply)
+        case read(Machine.Query, linearizable: Bool, ReadReply)
+        case campaign
+        case transfer(NodeID)
+    }
+
+    struct Inbox {
+        var work: [Work] = []
+        var stopping = false
+    }
+
+    public let id: NodeID
+    private let options: Options
+    private let transport: any PeerTransport
+    private let inbox = Mutex(Inbox())
+    private let wakeup = DispatchSemaphore(value: 0)
+    private let published: Mutex<NodeStatus>
+    private let finished = DispatchSemaphore(value: 0)
+
+    // Loop-thread state.
+    private var raft: RaftNode<DiskStorage>
+    private let storage: DiskStorage
+    private let machine: Machine
+    private var proposals: [UInt64: (term: UInt64, reply: ProposalReply)] = [:]
+    private var reads: [UInt64: (query: Machine.Query, reply: ReadReply)] = [:]
+    private var confirmedReads: [(index: UInt64, context: UInt64)] = []
+    private var nextReadContext: UInt64 = 1
+    private var lastSoftState: SoftState?
+    private var lastSnapshotIndex: UInt64
+
+    /// Opens (or creates) the member's data directory and restores the state
+    /// machine from the latest snapshot. `bootstrap` lists the founding voters
+    /// for a brand-new member of a new cluster; it is ignored once the directory
+    /// holds a log, as etcd ignores `--initial-cluster` on restart.
+    public init(
+        config: RaftConfig, directory: String, bootstrap: [NodeID]?, machine: Machine,
+        transport: any PeerTransport, options: Options = Options()
+    ) throws {
+        let storage = try DiskStorage.open(directory: directory)
+        if storage.lastIndex == 0, storage.hardState == HardState(), let voters = bootstrap {
+            let boot = RaftNode<DiskStorage>.bootstrap(voters: voters)
+            try storage.append(hardState: boot.hardState, entries: boot.entries)
+            try storage.sync()
+        }
+        let snapshot = try storage.snapshot()
+        if !snapshot.isEmpty { try machine.restore(snapshot.data) }
+        var config = config
+        config.applied = snapshot.metadata.index
+        self.raft = try RaftNode(config: config, storage: storage)
+        self.id = config.id
+        self.storage = storage
+        self.machine = machine
+        self.transport = transport
+        self.options = options
+        self.published = Mutex(NodeStatus(id: config.id))
+        self.lastSnapshotIndex = snapshot.metadata.index
+    }
+
+    /// Starts the loop thread and connects to the transport.
+    public func start() {
+        transport.register(id) { [weak self] messages in self?.enqueue(.messages(messages)) }
+        let thread = Thread { [self] in
+            self.run()
+            self.finished.signal()
+        }
+        thread.name = "ensemble-node-\(id)"
+        thread.start()
+    }
+
+    /// Stops the loop; waiting requests fail with ``NodeError/stopped``. Unsynced
+    /// state is never left behind: every cycle syncs before it replies.
+    public func stop() {
+        transport.unregister(id)
+        inbox.withLock { $0.stopping = true }
+        wakeup.signal()
+        finished.wait()
+    }
+
+    public var status: NodeStatus { published.withLock { $0 } }
+
+    /// Proposes `data`; returns what applying it produced once it is committed
+    /// and applied here. Only the leader accepts proposals.
+    public func propose(_ data: [UInt8]) async throws(NodeError) -> Machine.Result {
+        let result: Result<Machine.Result, NodeError> = await withCheckedContinuation { continuation in
+            enqueue(.propose(data, { continuation.resume(returning: $0) }))
+        }
+        return try result.get()
+    }
+
+    /// Reads from the state machine. Linearizable reads wait for a ReadIndex
+    /// round (thesis §6.4) and for this member to apply up to it; serializable
+    /// reads are served from local state at once.
+    public func read(_ query: Machine.Query, linearizable: Bool = true) async throws(NodeError) -> Machine.ReadResult {
+        let result: Result<Machine.ReadResult, NodeError> = await withCheckedContinuation { continuation in
+            enqueue(.read(query, linearizable: linearizable, { continuation.resume(returning: $0) }))
+        }
+        return try result.get()
+    }
+
+    /// Starts an election now (tests, and `ensemble dev` to speed up the first one).
+    public func campaign() { enqueue(.campaign) }
+
+    public func transferLeadership(to target: NodeID) { enqueue(.transfer(target)) }
+
+    private func enqueue(_ work: Work) {
+        let accepted = inbox.withLock { inbox -> Bool in
+            guard !inbox.stopping else { return false }
+            inbox.work.append(work)
+            return true
+        }
+        if accepted {
+            wakeup.signal()
+        } else {
+            fail(work, .stopped)
+        }
+    }
+
+    private func fail(_ work: Work, _ error: NodeError) {
+        switch work {
+        case let .propose(_, reply): reply(.failure(error))
+        case let .read(_, _, reply): reply(.failure(error))
+        default: break
+        }
+    }
+}
+
+// MARK: - The loop
+
+extension NodeLoop {
+    private func run() {
+        published.withLock { $0.running = true }
+        let clock = ContinuousClock()
+        var nextTick = clock.now + options.tickInterval
+        while true {
+            let wait = clock.now.duration(to: nextTick)
+            if wait > .zero {
+                let nanos = wait.components.seconds * 1_000_000_000 + wait.components.attoseconds / 1_000_000_000
+                _ = wakeup.wait(timeout: .now() + .nanoseconds(Int(nanos)))
+            }
+            let (work, stopping) = inbox.withLock { inbox in
+                defer { inbox.work.removeAll(keepingCapacity: true) }
+                return (inbox.work, inbox.stopping)
+            }
+            if stopping {
+                for item in work { fail(item, .stopped) }
+                failAllPending(.stopped)
+                published.withLock { $0.running = false }
+                return
+            }
+            for item in work { handle(item) }
+            if clock.now >= nextTick {
+                raft.tick()
+                nextTick = nextTick + options.tickInterval
+                if clock.now > nextTick { nextTick = clock.now + options.tickInterval }
+            }
+            do {
+                try processReadies()
+            } catch {
+                // The log could not be written: this member must not go on (it
+                // could acknowledge what is not durable). Fail everything and stop.
+                failAllPending(.proposalDropped("storage failure: \(error)"))
+                published.withLock { $0.running = false }
+                transport.unregister(id)
+                inbox.withLock { $0.stopping = true }
+                return
+            }
+        }
+    }
+
+    private func handle(_ work: Work) {
+        switch work {
+        case let .messages(messages):
+            for message in messages { raft.step(message) }
+        case let .propose(data, reply):
+            do {
+                let (index, term) = try raft.propose(data)
+                proposals[index] = (term, reply)
+            } catch let ProposalError.notLeader(leader) {
+                reply(.failure(leader == .none ? .noLeader : .notLeader(leader: leader)))
+            } catch {
+                reply(.failure(.proposalDropped("\(error)")))
+            }
+        case let .read(query, linearizable, reply):
+            guard linearizable else {
+                reply(.success(machine.read(query)))
+                return
+            }
+            let context = nextReadContext
+            nextReadContext += 1
+            do {
+                try raft.readIndex(context: withUnsafeBytes(of: context.littleEndian) { Array($0) })
+                reads[context] = (query, reply)
+            } catch {
+                reply(.failure(.noLeader))
+            }
+        case .campaign:
+            raft.campaign()
+        case let .transfer(target):
+            try? raft.transferLeadership(to: target)
+        }
+    }
+
+    /// Does what each Ready asks, in the order its contract gives.
+    private func processReadies() throws {
+        while raft.hasReady {
+            let ready = raft.ready()
+            if let soft = ready.softState, soft != lastSoftState {
+                // Reads waiting on a round die with a leadership change (Raft drops
+                // them); the client retries.
+                if lastSoftState != nil { failReads(.leaderChanged) }
+                lastSoftState = soft
+            }
+            transport.send(ready.messages)
+            reportSnapshots(ready.messages)
+            if ready.needsPersist {
+                try storage.append(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
+                try storage.sync()
+            }
+            transport.send(ready.messagesAfterPersist)
+            reportSnapshots(ready.messagesAfterPersist)
+            if let snapshot = ready.snapshot {
+                try machine.restore(snapshot.data)
+                // Entries the snapshot covered were never applied here one by one:
+                // whether a pending proposal is among them cannot be told.
+                for index in proposals.keys where index <= snapshot.metadata.index {
+                    proposals.removeValue(forKey: index)?.reply(.failure(.outcomeUnknown))
+                }
+            }
+            for entry in ready.committedEntries {
+                var result: Machine.Result?
+                if entry.kind == .normal && !entry.data.isEmpty {
+                    result = machine.apply(entry.data, index: entry.index)
+                }
+                if let pending = proposals.removeValue(forKey: entry.index) {
+                    if pending.term == entry.term, let result {
+                        pending.reply(.success(result))
+                    } else {
+                        // Another leader's entry took this index: ours is gone.
+                        pending.reply(.failure(.leaderChanged))
+                    }
+                }
+            }
+            for state in ready.readStates {
+                guard state.context.count == 8 else { continue }
+                var context: UInt64 = 0
+                for i in 0..<8 { context |= UInt64(state.context[i]) << (8 * UInt64(i)) }
+                confirmedReads.append((state.index, context))
+            }
+            raft.advance(ready)
+            serveConfirmedReads()
+            maybeSnapshot()
+        }
+        publishStatus()
+    }
+
+    /// Raft needs to hear how a snapshot send ended; the transports here hand
+    /// the message over in one piece, so reaching the transport counts.
+    private func reportSnapshots(_ messages: [Message]) {
+        for message in messages where message.kind == .snapshot {
+            raft.reportSnapshot(to: message.to, succeeded: true)
+        }
+    }
+
+    private func serveConfirmedReads() {
+        let applied = raft.appliedIndex
+        var waiting: [(index: UInt64, context: UInt64)] = []
+        for read in confirmedReads {
+            if read.index <= applied, let pending = reads.removeValue(forKey: read.context) {
+                pending.reply(.success(machine.read(pending.query)))
+            } else if read.index > applied {
+                waiting.append(read)
+            }
+        }
+        confirmedReads = waiting
+    }
+
+    private func maybeSnapshot() {
+        let applied = raft.appliedIndex
+        guard applied >= lastSnapshotIndex + options.snapshotEvery, let term = raft.term(at: applied) else { return }
+        let snapshot = Snapshot(
+            metadata: SnapshotMetadata(index: applied, term: term, confState: raft.confState), data: machine.snapshot())
+        do {
+            try storage.saveSnapshot(snapshot)
+            lastSnapshotIndex = applied
+            if applied > options.snapshotKeep { try storage.compact(upTo: applied - options.snapshotKeep) }
+        } catch {
+            // A failed snapshot is retried at the next threshold; the log still has everything.
+        }
+    }
+
+    private func failReads(_ error: NodeError) {
+        for (_, pending) in reads { pending.reply(.failure(error)) }
+        reads.removeAll()
+        confirmedReads.removeAll()
+    }
+
+    private func failAllPending(_ error: NodeError) {
+        for (_, pending) in proposals { pending.reply(.failure(error)) }
+        proposals.removeAll()
+        failReads(error)
+    }
+
+    private func publishStatus() {
+        let status = NodeStatus(
+            id: id, role: raft.role, leader: raft.leader, term: raft.term, commitIndex: raft.commitIndex,
+            appliedIndex: raft.appliedIndex, voters: raft.confState.voters, learners: raft.confState.learners,
+            running: true)
+        published.withLock { $0 = status }
+    }
+}

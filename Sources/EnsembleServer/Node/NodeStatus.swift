@@ -1,0 +1,15 @@
+import Raft
+
+/// A snapshot of a node's Raft state, published by the loop after every cycle
+/// for status endpoints, metrics and tests.
+public struct NodeStatus: Sendable, Equatable {
+    public var id: NodeID
+    public var role: Role = .follower
+    public var leader: NodeID = .none
+    public var term: UInt64 = 0
+    public var commitIndex: UInt64 = 0
+    public var appliedIndex: UInt64 = 0
+    public var voters: [NodeID] = []
+    public var learners: [NodeID] = []
+    public var running = false
+}

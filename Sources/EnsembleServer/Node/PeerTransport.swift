@@ -1,0 +1,61 @@
+import Raft
+import Synchronization
+
+/// Carries Raft messages between members. The node loop hands it each cycle's
+/// messages in one call (one write per peer per cycle on a real network);
+/// received messages go to the handler the loop registered.
+public protocol PeerTransport: AnyObject, Sendable {
+    /// Sends messages; never blocks the loop. Delivery is best effort: Raft
+    /// retries what is lost.
+    func send(_ messages: [Message])
+    /// Registers where messages for `member` are delivered.
+    func register(_ member: NodeID, deliver: @escaping @Sendable ([Message]) -> Void)
+    func unregister(_ member: NodeID)
+}
+
+/// Delivers messages between members in one process, for tests and the local
+/// development cluster. Links can be cut to model partitions.
+public final class InMemoryTransport: PeerTransport {
+    private struct State {
+        var handlers: [NodeID: @Sendable ([Message]) -> Void] = [:]
+        var cut: Set<[NodeID]> = []
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func register(_ member: NodeID, deliver: @escaping @Sendable ([Message]) -> Void) {
+        state.withLock { $0.handlers[member] = deliver }
+    }
+
+    public func unregister(_ member: NodeID) {
+        state.withLock { $0.handlers[member] = nil }
+    }
+
+    /// Drops everything between `a` and `b`, both ways.
+    public func partition(_ a: NodeID, _ b: NodeID) {
+        state.withLock {
+            $0.cut.insert([a, b])
+            $0.cut.insert([b, a])
+        }
+    }
+
+    /// Cuts `member` off from everyone.
+    public func isolate(_ member: NodeID, from others: [NodeID]) {
+        for other in others where other != member { partition(member, other) }
+    }
+
+    public func heal() { state.withLock { $0.cut.removeAll() } }
+
+    public func send(_ messages: [Message]) {
+        var batches: [NodeID: [Message]] = [:]
+        let handlers = state.withLock { state -> [NodeID: @Sendable ([Message]) -> Void] in
+            for message in messages where !state.cut.contains([message.from, message.to]) {
+                batches[message.to, default: []].append(message)
+            }
+            return state.handlers
+        }
+        for (to, batch) in batches { handlers[to]?(batch) }
+    }
+}

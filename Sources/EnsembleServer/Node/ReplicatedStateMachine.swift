@@ -1,0 +1,41 @@
+import Raft
+
+/// What a node replicates: the application's state machine, fed committed
+/// entries in log order by the node loop (and only by it).
+public protocol ReplicatedStateMachine: AnyObject {
+    /// The result a proposer receives for an applied entry.
+    associatedtype Result: Sendable
+    /// Applies one committed normal entry's data.
+    func apply(_ data: [UInt8], index: UInt64) -> Result
+    /// Runs a read against the current state (called once the read is linearizable).
+    associatedtype ReadResult: Sendable
+    associatedtype Query: Sendable
+    func read(_ query: Query) -> ReadResult
+    /// The whole state, for Raft snapshots.
+    func snapshot() -> [UInt8]
+    /// Replaces the state with a snapshot's.
+    func restore(_ data: [UInt8]) throws
+}
+
+/// Why a node could not serve a request. Messages are etcd's where etcd has one.
+public enum NodeError: Error, Sendable, Equatable, CustomStringConvertible {
+    case notLeader(leader: NodeID)
+    case noLeader
+    case leaderChanged
+    case stopped
+    case proposalDropped(String)
+    /// The proposal may or may not have been applied (its entry was covered by a
+    /// snapshot this member installed); etcd reports such a wait as timed out.
+    case outcomeUnknown
+
+    public var description: String {
+        switch self {
+        case let .notLeader(leader): "etcdserver: not leader (leader is \(leader))"
+        case .noLeader: "etcdserver: no leader"
+        case .leaderChanged: "etcdserver: leader changed"
+        case .stopped: "etcdserver: server stopped"
+        case let .proposalDropped(why): "etcdserver: request cancelled (\(why))"
+        case .outcomeUnknown: "etcdserver: request timed out"
+        }
+    }
+}

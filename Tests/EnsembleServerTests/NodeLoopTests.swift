@@ -1,0 +1,243 @@
+import EnsembleServer
+import Foundation
+import Linearizability
+import Raft
+import Testing
+
+/// Three real node loops (threads, durable logs on disk) over the in-memory
+/// transport.
+final class TestCluster: @unchecked Sendable {
+    let directory: String
+    let transport = InMemoryTransport()
+    let ids: [NodeID] = [1, 2, 3]
+    var nodes: [NodeID: NodeLoop<RegisterMachine>] = [:]
+    var options = NodeLoop<RegisterMachine>.Options()
+
+    init() throws {
+        directory = NSTemporaryDirectory() + "ensemble-node-\(UUID().uuidString)"
+        options.tickInterval = .milliseconds(10)
+        options.snapshotEvery = 50
+        options.snapshotKeep = 10
+        for id in ids { try start(id) }
+    }
+
+    func start(_ id: NodeID) throws {
+        var config = RaftConfig(id: id)
+        config.seed = id
+        let node = try NodeLoop(
+            config: config, directory: directory + "/n\(id)", bootstrap: ids, machine: RegisterMachine(),
+            transport: transport, options: options)
+        nodes[id] = node
+        node.start()
+    }
+
+    func stop(_ id: NodeID) {
+        nodes.removeValue(forKey: id)?.stop()
+    }
+
+    func shutdown() {
+        for id in nodes.keys.sorted() { stop(id) }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Waits until one running member leads with a quorum of followers agreeing.
+    func waitForLeader(timeout: Duration = .seconds(5)) async throws -> NodeID {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let statuses = nodes.values.map(\.status)
+            if let leader = statuses.first(where: { $0.role == .leader }),
+                statuses.filter({ $0.leader == leader.id && $0.term == leader.term }).count >= 2
+            {
+                return leader.id
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw NodeError.noLeader
+    }
+
+    /// A linearizable read on `id`, retried while leadership settles, as a
+    /// client would.
+    func read(_ key: String, on id: NodeID) async throws -> String? {
+        for _ in 0..<100 {
+            guard let node = nodes[id] else { break }
+            do {
+                return try await node.read(key)
+            } catch {
+                guard definitelyNotApplied(error) else { throw error }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        throw NodeError.noLeader
+    }
+
+    /// Proposes through whichever member leads, following redirects.
+    func propose(_ data: [UInt8]) async throws -> String {
+        for _ in 0..<50 {
+            let leader = try await waitForLeader()
+            guard let node = nodes[leader] else { continue }
+            do {
+                return try await node.propose(data)
+            } catch {
+                guard definitelyNotApplied(error) else { throw error }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        throw NodeError.noLeader
+    }
+}
+
+@Suite(.serialized) struct NodeLoopTests {
+    @Test func writesCommitAndFollowersReadThemLinearizably() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        let leader = try await cluster.waitForLeader()
+        #expect(try await cluster.propose(RegisterMachine.put("x", "1")) == "ok")
+        #expect(try await cluster.propose(RegisterMachine.cas("x", "1", "2")) == "swapped")
+        #expect(try await cluster.propose(RegisterMachine.cas("x", "1", "3")) == "kept")
+        for id in cluster.ids where id != leader {
+            // A linearizable read on a follower goes through the leader's ReadIndex.
+            let value = try await cluster.read("x", on: id)
+            #expect(value == "2", "member \(id)")
+        }
+        let follower = try #require(cluster.ids.first { $0 != leader })
+        await #expect(throws: NodeError.self) { try await cluster.nodes[follower]?.propose(RegisterMachine.put("y", "1")) }
+    }
+
+    @Test func leaderFailureElectsANewLeaderAndNothingAcknowledgedIsLost() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        for i in 0..<20 { _ = try await cluster.propose(RegisterMachine.put("k\(i)", "v\(i)")) }
+        let first = try await cluster.waitForLeader()
+        cluster.stop(first)
+        let second = try await cluster.waitForLeader()
+        #expect(second != first)
+        for i in 20..<80 { _ = try await cluster.propose(RegisterMachine.put("k\(i)", "v\(i)")) }
+        // The old leader restarts from its data directory and catches up
+        // (by snapshot: the others compacted past what it has).
+        try cluster.start(first)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline, (cluster.nodes[first]?.status.appliedIndex ?? 0) < (cluster.nodes[second]?.status.appliedIndex ?? 0) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        for i in [0, 19, 20, 79] {
+            let value = try await cluster.nodes[first]?.read("k\(i)", linearizable: false)
+            #expect(value == "v\(i)")
+        }
+    }
+
+    @Test func wholeClusterRestartKeepsAcknowledgedWrites() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        for i in 0..<30 { _ = try await cluster.propose(RegisterMachine.put("k\(i)", "v\(i)")) }
+        for id in cluster.ids { cluster.stop(id) }
+        for id in cluster.ids { try cluster.start(id) }
+        let leader = try await cluster.waitForLeader()
+        let value = try await cluster.read("k29", on: leader)
+        #expect(value == "v29")
+    }
+
+    /// Concurrent clients against a cluster whose leader is repeatedly cut off:
+    /// the recorded history must be linearizable (a write whose outcome the
+    /// client did not learn may or may not have happened).
+    @Test func historyUnderPartitionsIsLinearizable() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        _ = try await cluster.waitForLeader()
+        let recorder = HistoryRecorder()
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<4 {
+                group.addTask {
+                    var counter = 0
+                    while ContinuousClock.now - start < .seconds(2) {
+                        counter += 1
+                        let key = "k\(counter % 2)"
+                        let value = "c\(client)-\(counter)"
+                        let statuses = cluster.nodes.values.map(\.status)
+                        guard let target = statuses.first(where: { $0.role == .leader })?.id ?? statuses.first?.id,
+                            let node = cluster.nodes[target]
+                        else { continue }
+                        let called = recorder.now()
+                        switch counter % 3 {
+                        case 0:
+                            do {
+                                let read = try await node.read(key)
+                                recorder.record(.init(client: client, input: .get(key: key), output: .value(read), called: called, returned: recorder.now()))
+                            } catch {}
+                        case 1:
+                            do {
+                                _ = try await node.propose(RegisterMachine.put(key, value))
+                                recorder.record(.init(client: client, input: .put(key: key, value: value), output: .ok, called: called, returned: recorder.now()))
+                            } catch {
+                                // Refused or overwritten: it did not happen. Otherwise unknown.
+                                if !definitelyNotApplied(error) {
+                                    recorder.record(.init(client: client, input: .put(key: key, value: value), output: nil, called: called, returned: nil))
+                                }
+                            }
+                        default:
+                            let expected = "c\(client)-\(counter - 1)"
+                            do {
+                                let outcome = try await node.propose(RegisterMachine.cas(key, expected, value))
+                                recorder.record(.init(client: client, input: .cas(key: key, expected: expected, value: value),
+                                                      output: .swapped(outcome == "swapped"), called: called, returned: recorder.now()))
+                            } catch {
+                                if !definitelyNotApplied(error) {
+                                    recorder.record(.init(client: client, input: .cas(key: key, expected: expected, value: value),
+                                                          output: nil, called: called, returned: nil))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            group.addTask {
+                // The fault: isolate the leader for 300 ms, three times.
+                for _ in 0..<3 {
+                    try await Task.sleep(for: .milliseconds(300))
+                    if let leader = cluster.nodes.values.first(where: { $0.status.role == .leader })?.id {
+                        cluster.transport.isolate(leader, from: cluster.ids)
+                        try await Task.sleep(for: .milliseconds(300))
+                        cluster.transport.heal()
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let history = recorder.history
+        #expect(history.count > 50, "too few operations completed: \(history.count)")
+        #expect(LinearizabilityChecker<KeyValueModel>.check(history) == .linearizable)
+    }
+}
+
+/// Errors after which the proposal certainly was not applied: refused before
+/// proposing, or its log slot was taken by another leader's entry.
+func definitelyNotApplied(_ error: any Error) -> Bool {
+    switch error as? NodeError {
+    case .notLeader?, .noLeader?, .leaderChanged?: true
+    default: false
+    }
+}
+
+/// Collects operations from concurrent clients with a shared clock.
+final class HistoryRecorder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var operations: [ClientOperation<KeyValueModel.Input, KeyValueModel.Output>] = []
+    private let origin = ContinuousClock.now
+
+    func now() -> UInt64 {
+        let elapsed = ContinuousClock.now - origin
+        return UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+    }
+
+    func record(_ op: ClientOperation<KeyValueModel.Input, KeyValueModel.Output>) {
+        lock.lock()
+        operations.append(op)
+        lock.unlock()
+    }
+
+    var history: [ClientOperation<KeyValueModel.Input, KeyValueModel.Output>] {
+        lock.lock()
+        defer { lock.unlock() }
+        return operations
+    }
+}

@@ -1,0 +1,42 @@
+import EnsembleServer
+import Foundation
+import Synchronization
+
+/// A tiny replicated state machine for node tests: string registers with put
+/// and compare-and-swap, commands encoded as `put\u{0}key\u{0}value` and
+/// `cas\u{0}key\u{0}expected\u{0}value` ("\u{1}" as expected means absent).
+final class RegisterMachine: ReplicatedStateMachine {
+    private(set) var values: [String: String] = [:]
+
+    static func put(_ key: String, _ value: String) -> [UInt8] { Array("put\u{0}\(key)\u{0}\(value)".utf8) }
+    static func cas(_ key: String, _ expected: String?, _ value: String) -> [UInt8] {
+        Array("cas\u{0}\(key)\u{0}\(expected ?? "\u{1}")\u{0}\(value)".utf8)
+    }
+
+    /// "ok", or for cas "swapped"/"kept".
+    func apply(_ data: [UInt8], index: UInt64) -> String {
+        let parts = String(decoding: data, as: UTF8.self).split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
+        switch parts.first {
+        case "put" where parts.count == 3:
+            values[parts[1]] = parts[2]
+            return "ok"
+        case "cas" where parts.count == 4:
+            let expected = parts[2] == "\u{1}" ? nil : parts[2]
+            guard values[parts[1]] == expected else { return "kept" }
+            values[parts[1]] = parts[3]
+            return "swapped"
+        default:
+            return "bad command"
+        }
+    }
+
+    func read(_ key: String) -> String? { values[key] }
+
+    func snapshot() -> [UInt8] {
+        (try? JSONEncoder().encode(values)).map(Array.init) ?? []
+    }
+
+    func restore(_ data: [UInt8]) throws {
+        values = try JSONDecoder().decode([String: String].self, from: Data(data))
+    }
+}
