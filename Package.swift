@@ -32,7 +32,10 @@ let package = Package(
         // and the peer transports.
         .target(
             name: "EnsembleServer",
-            dependencies: ["Raft", "RaftStorage", "KV"],
+            dependencies: [
+                "Raft", "RaftStorage", "KV", "EnsembleAPI",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Test support: a Wing–Gong/Lowe linearizability checker for recorded histories.
@@ -60,7 +63,10 @@ let package = Package(
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EnsembleServerTests",
-            dependencies: ["EnsembleServer", "Raft", "Linearizability"],
+            dependencies: [
+                "EnsembleServer", "Raft", "KV", "EnsembleAPI", "Linearizability",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"], swiftSettings: swiftSettings),

@@ -20,6 +20,10 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         public var snapshotEvery: UInt64 = 10_000
         /// Entries kept behind a snapshot for slow followers.
         public var snapshotKeep: UInt64 = 5_000
+        /// A proposal or read not answered by then fails: a proposal with
+        /// ``NodeError/outcomeUnknown`` (it may still commit), a read with
+        /// ``NodeError/leaderChanged`` (retry). etcd waits 5 s plus the election timeout.
+        public var requestTimeout: Duration = .seconds(7)
         public init() {}
     }
 
@@ -51,11 +55,14 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var raft: RaftNode<DiskStorage>
     private let storage: DiskStorage
     private let machine: Machine
-    private var proposals: [UInt64: (term: UInt64, reply: ProposalReply)] = [:]
-    private var reads: [UInt64: (query: Machine.Query, reply: ReadReply)] = [:]
+    private var proposals: [UInt64: (term: UInt64, reply: ProposalReply, deadline: ContinuousClock.Instant)] = [:]
+    private var reads: [UInt64: (query: Machine.Query, reply: ReadReply, deadline: ContinuousClock.Instant)] = [:]
     private var confirmedReads: [(index: UInt64, context: UInt64)] = []
-    private var nextReadContext: UInt64 = 1
-    private var lastSoftState: SoftState?
+    /// Read contexts start at a random value each start, so a reply meant for
+    /// this member's previous incarnation can never answer a new read.
+    private var nextReadContext = UInt64.random(in: 1...(UInt64.max / 2))
+    /// Leader, role and term at the last Ready: any change fails waiting reads.
+    private var lastLeadership: (leader: NodeID, role: Role, term: UInt64)?
     private var lastSnapshotIndex: UInt64
 
     /// Opens (or creates) the member's data directory and restores the state
@@ -86,11 +93,20 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         self.lastSnapshotIndex = snapshot.metadata.index
     }
 
-    /// Starts the loop thread and connects to the transport.
+    private let lifecycle = Mutex((started: false, stopped: false))
+
+    /// Starts the loop thread and connects to the transport. Calling it again
+    /// does nothing.
     public func start() {
+        guard lifecycle.withLock({ state -> Bool in
+            defer { state.started = true }
+            return !state.started
+        }) else { return }
         transport.register(id) { [weak self] messages in self?.enqueue(.messages(messages)) }
         let thread = Thread { [self] in
             self.run()
+            // Release the data directory before anyone may reopen it.
+            try? self.storage.close()
             self.finished.signal()
         }
         thread.name = "ensemble-node-\(id)"
@@ -100,8 +116,13 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// Stops the loop; waiting requests fail with ``NodeError/stopped``. Unsynced
     /// state is never left behind: every cycle syncs before it replies.
     public func stop() {
-        transport.unregister(id)
+        let (started, alreadyStopped) = lifecycle.withLock { state in
+            defer { state.stopped = true }
+            return (state.started, state.stopped)
+        }
         inbox.withLock { $0.stopping = true }
+        guard started, !alreadyStopped else { return }
+        transport.unregister(id)
         wakeup.signal()
         finished.wait()
     }
@@ -167,33 +188,63 @@ extension NodeLoop {
                 let nanos = wait.components.seconds * 1_000_000_000 + wait.components.attoseconds / 1_000_000_000
                 _ = wakeup.wait(timeout: .now() + .nanoseconds(Int(nanos)))
             }
+            // Time first: ticks missed during a slow cycle are caught up (to one
+            // election timeout) before any request is served, so a stalled leader
+            // learns it may have lost its lease before it answers anything.
+            var missed = 0
+            while clock.now >= nextTick && missed < 64 {
+                raft.tick()
+                nextTick = nextTick + options.tickInterval
+                missed += 1
+            }
+            if clock.now > nextTick { nextTick = clock.now + options.tickInterval }
             let (work, stopping) = inbox.withLock { inbox in
                 defer { inbox.work.removeAll(keepingCapacity: true) }
                 return (inbox.work, inbox.stopping)
             }
             if stopping {
-                for item in work { fail(item, .stopped) }
-                failAllPending(.stopped)
-                published.withLock { $0.running = false }
+                shutDown(leftover: work, pending: .outcomeUnknown)
                 return
             }
             for item in work { handle(item) }
-            if clock.now >= nextTick {
-                raft.tick()
-                nextTick = nextTick + options.tickInterval
-                if clock.now > nextTick { nextTick = clock.now + options.tickInterval }
-            }
             do {
                 try processReadies()
             } catch {
                 // The log could not be written: this member must not go on (it
-                // could acknowledge what is not durable). Fail everything and stop.
-                failAllPending(.proposalDropped("storage failure: \(error)"))
-                published.withLock { $0.running = false }
+                // could acknowledge what is not durable). Whatever was proposed may
+                // still commit through the others.
                 transport.unregister(id)
-                inbox.withLock { $0.stopping = true }
+                let leftover = inbox.withLock { inbox in
+                    inbox.stopping = true
+                    defer { inbox.work.removeAll() }
+                    return inbox.work
+                }
+                shutDown(leftover: leftover, pending: .outcomeUnknown)
                 return
             }
+            expireRequests(now: clock.now)
+        }
+    }
+
+    /// Answers everything still waiting, once, and marks the member stopped.
+    private func shutDown(leftover: [Work], pending error: NodeError) {
+        for item in leftover { fail(item, .stopped) }
+        for (_, pending) in proposals { pending.reply(.failure(error)) }
+        proposals.removeAll()
+        failReads(.stopped)
+        published.withLock { $0.running = false }
+    }
+
+    /// Requests past their deadline fail instead of waiting forever (a read whose
+    /// forward was lost, a proposal on a deposed leader past the new log's end).
+    private func expireRequests(now: ContinuousClock.Instant) {
+        for (index, pending) in proposals where pending.deadline <= now {
+            proposals.removeValue(forKey: index)
+            pending.reply(.failure(.outcomeUnknown))
+        }
+        for (context, pending) in reads where pending.deadline <= now {
+            reads.removeValue(forKey: context)
+            pending.reply(.failure(.leaderChanged))
         }
     }
 
@@ -202,9 +253,16 @@ extension NodeLoop {
         case let .messages(messages):
             for message in messages { raft.step(message) }
         case let .propose(data, reply):
+            guard !data.isEmpty else {
+                reply(.failure(.proposalDropped("empty proposal")))
+                return
+            }
             do {
                 let (index, term) = try raft.propose(data)
-                proposals[index] = (term, reply)
+                // A proposal still waiting at this index lost its slot to a newer
+                // term's entry: it certainly did not happen.
+                proposals.removeValue(forKey: index)?.reply(.failure(.leaderChanged))
+                proposals[index] = (term, reply, ContinuousClock.now + options.requestTimeout)
             } catch let ProposalError.notLeader(leader) {
                 reply(.failure(leader == .none ? .noLeader : .notLeader(leader: leader)))
             } catch {
@@ -219,7 +277,7 @@ extension NodeLoop {
             nextReadContext += 1
             do {
                 try raft.readIndex(context: withUnsafeBytes(of: context.littleEndian) { Array($0) })
-                reads[context] = (query, reply)
+                reads[context] = (query, reply, ContinuousClock.now + options.requestTimeout)
             } catch {
                 reply(.failure(.noLeader))
             }
@@ -234,12 +292,13 @@ extension NodeLoop {
     private func processReadies() throws {
         while raft.hasReady {
             let ready = raft.ready()
-            if let soft = ready.softState, soft != lastSoftState {
-                // Reads waiting on a round die with a leadership change (Raft drops
-                // them); the client retries.
-                if lastSoftState != nil { failReads(.leaderChanged) }
-                lastSoftState = soft
+            let leadership = (raft.leader, raft.role, raft.term)
+            if let last = lastLeadership, last != leadership {
+                // Reads waiting on a round die with any change of leader, role or
+                // term (Raft drops them); the client retries.
+                failReads(.leaderChanged)
             }
+            lastLeadership = leadership
             transport.send(ready.messages)
             reportSnapshots(ready.messages)
             if ready.needsPersist {
@@ -255,6 +314,7 @@ extension NodeLoop {
                 for index in proposals.keys where index <= snapshot.metadata.index {
                     proposals.removeValue(forKey: index)?.reply(.failure(.outcomeUnknown))
                 }
+                lastSnapshotIndex = max(lastSnapshotIndex, snapshot.metadata.index)
             }
             for entry in ready.committedEntries {
                 var result: Machine.Result?
@@ -283,8 +343,9 @@ extension NodeLoop {
         publishStatus()
     }
 
-    /// Raft needs to hear how a snapshot send ended; the transports here hand
-    /// the message over in one piece, so reaching the transport counts.
+    /// Raft needs to hear how a snapshot send ended. It is reported sent; if the
+    /// transport lost it, the follower's next answer shows it still lags and
+    /// Raft probes and sends a snapshot again.
     private func reportSnapshots(_ messages: [Message]) {
         for message in messages where message.kind == .snapshot {
             raft.reportSnapshot(to: message.to, succeeded: true)
@@ -322,12 +383,6 @@ extension NodeLoop {
         for (_, pending) in reads { pending.reply(.failure(error)) }
         reads.removeAll()
         confirmedReads.removeAll()
-    }
-
-    private func failAllPending(_ error: NodeError) {
-        for (_, pending) in proposals { pending.reply(.failure(error)) }
-        proposals.removeAll()
-        failReads(error)
     }
 
     private func publishStatus() {

@@ -1,0 +1,73 @@
+import EnsembleAPI
+import Foundation
+import KV
+import SwiftProtobuf
+
+/// The key–value store as a node replicates it: log entries are serialized
+/// `ensemble.v1.Command`s, applied to a ``KVStateMachine``; every applied
+/// change is published to the member's ``WatchHub``, whose deliveries go to
+/// `onWatchDeliveries` (the watch streams).
+public final class KVReplica: ReplicatedStateMachine {
+    public let machine = KVStateMachine()
+    public let watches = WatchHub()
+    /// Receives watch responses produced by applying entries, in order.
+    public var onWatchDeliveries: ([WatchDelivery]) -> Void = { _ in }
+
+    public init() {}
+
+    public typealias Result = Swift.Result<KVStateMachine.Response, KVStateMachine.Failure>
+
+    /// Serializes a command for the log.
+    public static func encode(_ command: Ensemble_V1_Command) throws -> [UInt8] {
+        try [UInt8](command.serializedData())
+    }
+
+    public func apply(_ data: [UInt8], index: UInt64) -> Result {
+        let command: KVStateMachine.Command
+        do {
+            command = try Self.decode(data)
+        } catch let error as KVError {
+            return .failure(.kv(error))
+        } catch {
+            // An entry that does not decode was never a valid proposal; every
+            // member rejects it the same way, so state stays identical.
+            return .failure(.kv(.keyNotFound))
+        }
+        let (result, events) = machine.apply(command)
+        if !events.isEmpty {
+            let deliveries = watches.publish(events, revision: machine.store.revision)
+            if !deliveries.isEmpty { onWatchDeliveries(deliveries) }
+        }
+        return result
+    }
+
+    static func decode(_ data: [UInt8]) throws -> KVStateMachine.Command {
+        let command = try Ensemble_V1_Command(serializedBytes: data)
+        switch command.command {
+        case let .put(p)?: return .put(PutRequest(p))
+        case let .deleteRange(d)?: return .deleteRange(DeleteRangeRequest(d))
+        case let .txn(t)?: return .txn(try TxnRequest(t))
+        case let .compaction(c)?: return .compact(revision: c.revision)
+        case let .leaseGrant(g)?: return .leaseGrant(id: g.id, ttl: g.ttl)
+        case let .leaseRevoke(r)?: return .leaseRevoke(id: r.id)
+        case let .leaseCheckpoints(c)?:
+            return .leaseCheckpoint(c.checkpoints.map { .init(id: $0.id, remainingTTL: $0.remainingTtl) })
+        case .range?, nil:
+            throw KVError.keyNotFound
+        }
+    }
+
+    public func read(_ query: RangeRequest) -> Swift.Result<RangeResponse, KVError> {
+        do {
+            return .success(try machine.store.range(query))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    public func snapshot() -> [UInt8] { machine.snapshot() }
+
+    public func restore(_ data: [UInt8]) throws {
+        try machine.restore(data)
+    }
+}
