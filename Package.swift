@@ -28,12 +28,13 @@ let package = Package(
         .target(name: "RaftStorage", dependencies: ["Raft"], swiftSettings: swiftSettings),
         // The multi-version key–value state machine behind the etcd API (no I/O).
         .target(name: "KV", swiftSettings: swiftSettings),
-        // The node runtime: the loop that drives Raft, storage and the state machine,
-        // and the peer transports.
+        // Peer messaging: the wire codec and transports (in memory; SwiftNIO next).
+        .target(name: "RaftTransport", dependencies: ["Raft"], swiftSettings: swiftSettings),
+        // The node runtime: the loop that drives Raft, storage and the state machine.
         .target(
             name: "EnsembleServer",
             dependencies: [
-                "Raft", "RaftStorage", "KV", "EnsembleAPI",
+                "Raft", "RaftStorage", "RaftTransport", "KV", "EnsembleAPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
@@ -60,11 +61,12 @@ let package = Package(
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "KVTests", dependencies: ["KV"], swiftSettings: swiftSettings),
+        .testTarget(name: "RaftTransportTests", dependencies: ["RaftTransport", "Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EnsembleServerTests",
             dependencies: [
-                "EnsembleServer", "Raft", "KV", "EnsembleAPI", "Linearizability",
+                "EnsembleServer", "Raft", "RaftTransport", "KV", "EnsembleAPI", "Linearizability",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings

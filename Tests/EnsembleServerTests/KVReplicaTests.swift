@@ -3,6 +3,7 @@ import EnsembleServer
 import Foundation
 import KV
 import Raft
+import RaftTransport
 import Testing
 
 func command(_ build: (inout Ensemble_V1_Command) -> Void) throws -> [UInt8] {

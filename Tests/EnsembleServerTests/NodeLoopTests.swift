@@ -2,6 +2,7 @@ import EnsembleServer
 import Foundation
 import Linearizability
 import Raft
+import RaftTransport
 import Testing
 
 /// Three real node loops (threads, durable logs on disk) over the in-memory

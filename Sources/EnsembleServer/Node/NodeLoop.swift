@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Raft
+import RaftTransport
 import RaftStorage
 import Synchronization
 

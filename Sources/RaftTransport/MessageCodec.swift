@@ -1,0 +1,215 @@
+import Raft
+
+/// The peer wire format for Raft messages: a frame is
+/// `length u32 | version u8 | body`, integers little-endian, `length` counting
+/// the version byte and the body. Body fields, in order:
+///
+/// ```
+/// kind u8 | from u64 | to u64 | term u64 | logTerm u64 | index u64 | commit u64
+/// | reject u8 | rejectHint u64 | contextLength u32 | context
+/// | entryCount u32 | { term u64 | index u64 | kind u8 | dataLength u32 | data }*
+/// | hasSnapshot u8 | [ index u64 | term u64 | voterCount u32 | voters u64*
+///                    | learnerCount u32 | learners u64* | dataLength u64 | data ]
+/// ```
+///
+/// TCP already protects the bytes; the decoder's job is to refuse anything
+/// malformed — from a buggy or hostile peer — with an error, never a crash or an
+/// unbounded allocation.
+public enum MessageCodec {
+    public static let version: UInt8 = 1
+    /// Frames larger than this are refused (a snapshot bigger than this must be
+    /// sent in chunks).
+    public static let defaultMaxFrame = 64 << 20
+
+    public struct DecodeError: Error, Sendable, Equatable, CustomStringConvertible {
+        public let reason: String
+        public var description: String { "malformed peer frame: \(reason)" }
+    }
+
+    /// Appends one framed message to `out`.
+    public static func encode(_ m: Message, into out: inout [UInt8]) {
+        let start = out.count
+        out.append(contentsOf: [0, 0, 0, 0])
+        out.append(version)
+        out.append(m.kind.rawValue)
+        for v in [m.from, m.to, m.term, m.logTerm, m.index, m.commit] { put64(v, &out) }
+        out.append(m.reject ? 1 : 0)
+        put64(m.rejectHint, &out)
+        put32(UInt32(truncatingIfNeeded: m.context.count), &out)
+        out.append(contentsOf: m.context)
+        put32(UInt32(truncatingIfNeeded: m.entries.count), &out)
+        for e in m.entries {
+            put64(e.term, &out)
+            put64(e.index, &out)
+            out.append(e.kind.rawValue)
+            put32(UInt32(truncatingIfNeeded: e.data.count), &out)
+            out.append(contentsOf: e.data)
+        }
+        if let s = m.snapshot {
+            out.append(1)
+            put64(s.metadata.index, &out)
+            put64(s.metadata.term, &out)
+            put32(UInt32(truncatingIfNeeded: s.metadata.confState.voters.count), &out)
+            for v in s.metadata.confState.voters { put64(v, &out) }
+            put32(UInt32(truncatingIfNeeded: s.metadata.confState.learners.count), &out)
+            for l in s.metadata.confState.learners { put64(l, &out) }
+            put64(UInt64(s.data.count), &out)
+            out.append(contentsOf: s.data)
+        } else {
+            out.append(0)
+        }
+        let length = UInt32(truncatingIfNeeded: out.count - start - 4)
+        for i in 0..<4 { out[start + i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(i))) }
+    }
+
+    public static func encode(_ m: Message) -> [UInt8] {
+        var out: [UInt8] = []
+        encode(m, into: &out)
+        return out
+    }
+
+    /// Decodes one frame body (version byte onwards).
+    public static func decodeBody(_ bytes: ArraySlice<UInt8>) throws(DecodeError) -> Message {
+        var r = Reader(bytes: bytes)
+        let v = try r.u8("version")
+        guard v == version else { throw DecodeError(reason: "unsupported version \(v)") }
+        let rawKind = try r.u8("kind")
+        guard let kind = MessageKind(rawValue: rawKind) else { throw DecodeError(reason: "unknown kind \(rawKind)") }
+        var m = Message(kind: kind)
+        m.from = try r.u64("from")
+        m.to = try r.u64("to")
+        m.term = try r.u64("term")
+        m.logTerm = try r.u64("logTerm")
+        m.index = try r.u64("index")
+        m.commit = try r.u64("commit")
+        m.reject = try r.u8("reject") != 0
+        m.rejectHint = try r.u64("rejectHint")
+        m.context = try r.bytes(Int(try r.u32("context length")), "context")
+        let entryCount = Int(try r.u32("entry count"))
+        // Each entry takes at least 21 bytes: refuse counts the frame cannot hold.
+        guard entryCount <= r.remaining / 21 else { throw DecodeError(reason: "entry count \(entryCount) exceeds the frame") }
+        m.entries.reserveCapacity(entryCount)
+        for _ in 0..<entryCount {
+            let term = try r.u64("entry term")
+            let index = try r.u64("entry index")
+            let rawEntryKind = try r.u8("entry kind")
+            guard let entryKind = Entry.Kind(rawValue: rawEntryKind) else {
+                throw DecodeError(reason: "unknown entry kind \(rawEntryKind)")
+            }
+            let data = try r.bytes(Int(try r.u32("entry length")), "entry data")
+            m.entries.append(Entry(term: term, index: index, kind: entryKind, data: data))
+        }
+        switch try r.u8("snapshot flag") {
+        case 0:
+            break
+        case 1:
+            let index = try r.u64("snapshot index")
+            let term = try r.u64("snapshot term")
+            let voters = try r.ids("voters")
+            let learners = try r.ids("learners")
+            let length = try r.u64("snapshot length")
+            guard length <= UInt64(r.remaining) else { throw DecodeError(reason: "snapshot length exceeds the frame") }
+            let data = try r.bytes(Int(length), "snapshot data")
+            m.snapshot = Snapshot(
+                metadata: SnapshotMetadata(index: index, term: term, confState: ConfState(voters: voters, learners: learners)),
+                data: data)
+        default:
+            throw DecodeError(reason: "bad snapshot flag")
+        }
+        guard r.remaining == 0 else { throw DecodeError(reason: "\(r.remaining) trailing bytes") }
+        return m
+    }
+
+    private static func put64(_ v: UInt64, _ out: inout [UInt8]) {
+        for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
+    }
+
+    private static func put32(_ v: UInt32, _ out: inout [UInt8]) {
+        for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) }
+    }
+
+    struct Reader {
+        let bytes: ArraySlice<UInt8>
+        var position: Int
+
+        init(bytes: ArraySlice<UInt8>) {
+            self.bytes = bytes
+            self.position = bytes.startIndex
+        }
+
+        var remaining: Int { bytes.endIndex - position }
+
+        mutating func need(_ n: Int, _ what: String) throws(DecodeError) {
+            if n < 0 || remaining < n { throw DecodeError(reason: "truncated \(what)") }
+        }
+
+        mutating func u8(_ what: String) throws(DecodeError) -> UInt8 {
+            try need(1, what)
+            defer { position += 1 }
+            return bytes[position]
+        }
+
+        mutating func u32(_ what: String) throws(DecodeError) -> UInt32 {
+            try need(4, what)
+            var v: UInt32 = 0
+            for i in 0..<4 { v |= UInt32(bytes[position + i]) << (8 * UInt32(i)) }
+            position += 4
+            return v
+        }
+
+        mutating func u64(_ what: String) throws(DecodeError) -> UInt64 {
+            try need(8, what)
+            var v: UInt64 = 0
+            for i in 0..<8 { v |= UInt64(bytes[position + i]) << (8 * UInt64(i)) }
+            position += 8
+            return v
+        }
+
+        mutating func bytes(_ n: Int, _ what: String) throws(DecodeError) -> [UInt8] {
+            try need(n, what)
+            defer { position += n }
+            return Array(bytes[position..<(position + n)])
+        }
+
+        mutating func ids(_ what: String) throws(DecodeError) -> [NodeID] {
+            let count = Int(try u32("\(what) count"))
+            guard count <= remaining / 8 else { throw DecodeError(reason: "\(what) count exceeds the frame") }
+            var ids: [NodeID] = []
+            ids.reserveCapacity(count)
+            for _ in 0..<count { ids.append(try u64(what)) }
+            return ids
+        }
+    }
+}
+
+/// Splits a byte stream into frames. Feed it whatever the socket delivered;
+/// it returns every complete message and keeps the rest for later.
+public struct FrameDecoder: Sendable {
+    private var buffer: [UInt8] = []
+    public let maxFrame: Int
+
+    public init(maxFrame: Int = MessageCodec.defaultMaxFrame) { self.maxFrame = maxFrame }
+
+    /// Bytes received but not yet part of a complete frame.
+    public var buffered: Int { buffer.count }
+
+    /// Decodes every complete frame in `bytes` (plus what was buffered). A
+    /// malformed or oversized frame is an error: the connection should close.
+    public mutating func feed(_ bytes: some Collection<UInt8>) throws(MessageCodec.DecodeError) -> [Message] {
+        buffer.append(contentsOf: bytes)
+        var messages: [Message] = []
+        var start = 0
+        while buffer.count - start >= 4 {
+            var length = 0
+            for i in 0..<4 { length |= Int(buffer[start + i]) << (8 * i) }
+            guard length > 0, length <= maxFrame else {
+                throw MessageCodec.DecodeError(reason: "frame length \(length) outside 1...\(maxFrame)")
+            }
+            guard buffer.count - start - 4 >= length else { break }
+            messages.append(try MessageCodec.decodeBody(buffer[(start + 4)..<(start + 4 + length)]))
+            start += 4 + length
+        }
+        if start > 0 { buffer.removeFirst(start) }
+        return messages
+    }
+}

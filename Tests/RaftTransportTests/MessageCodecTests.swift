@@ -1,0 +1,87 @@
+import Raft
+import RaftTransport
+import Testing
+
+func randomMessage(_ rng: inout SplitMix64) -> Message {
+    let kinds = MessageKind.allCases
+    var m = Message(kind: kinds[Int(rng.next() % UInt64(kinds.count))])
+    m.from = rng.next() % 9
+    m.to = rng.next() % 9
+    m.term = rng.next()
+    m.logTerm = rng.next() % 100
+    m.index = rng.next()
+    m.commit = rng.next() % 1_000
+    m.reject = rng.next() % 2 == 0
+    m.rejectHint = rng.next() % 1_000
+    m.context = (0..<Int(rng.next() % 12)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+    m.entries = (0..<Int(rng.next() % 5)).map { i in
+        Entry(term: rng.next() % 10, index: UInt64(i + 1), kind: rng.next() % 3 == 0 ? .confChange : .normal,
+              data: (0..<Int(rng.next() % 40)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+    }
+    if rng.next() % 4 == 0 {
+        m.snapshot = Snapshot(
+            metadata: SnapshotMetadata(index: rng.next() % 1_000, term: rng.next() % 9,
+                                       confState: ConfState(voters: [1, 2, 3], learners: rng.next() % 2 == 0 ? [4] : [])),
+            data: (0..<Int(rng.next() % 100)).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+    }
+    return m
+}
+
+@Suite struct MessageCodecTests {
+    @Test func roundTripsThroughAStreamInArbitraryPieces() throws {
+        var rng = SplitMix64(seed: 1)
+        let messages = (0..<300).map { _ in randomMessage(&rng) }
+        var stream: [UInt8] = []
+        for m in messages { MessageCodec.encode(m, into: &stream) }
+        var decoder = FrameDecoder()
+        var decoded: [Message] = []
+        var offset = 0
+        while offset < stream.count {
+            let n = min(Int(rng.next() % 200) + 1, stream.count - offset)
+            decoded += try decoder.feed(stream[offset..<(offset + n)])
+            offset += n
+        }
+        #expect(decoded == messages)
+        #expect(decoder.buffered == 0)
+    }
+
+    @Test func oversizedAndZeroLengthFramesAreRefused() {
+        var decoder = FrameDecoder(maxFrame: 1_000)
+        #expect(throws: MessageCodec.DecodeError.self) { _ = try decoder.feed([0xFF, 0xFF, 0xFF, 0x7F]) }
+        var zero = FrameDecoder()
+        #expect(throws: MessageCodec.DecodeError.self) { _ = try zero.feed([0, 0, 0, 0]) }
+    }
+
+    /// Random damage — truncation, flipped bytes, hostile lengths — is refused
+    /// with an error, never a crash or a giant allocation.
+    @Test func fuzzedFramesNeverCrashTheDecoder() {
+        var rng = SplitMix64(seed: 7)
+        var refused = 0
+        for round in 0..<20_000 {
+            var frame = MessageCodec.encode(randomMessage(&rng))
+            switch round % 4 {
+            case 0:
+                frame.removeLast(Int(rng.next() % UInt64(frame.count - 4)) + 1)
+                let length = frame.count - 4
+                for i in 0..<4 { frame[i] = UInt8(truncatingIfNeeded: length >> (8 * i)) }
+            case 1:
+                let i = 4 + Int(rng.next() % UInt64(frame.count - 4))
+                frame[i] ^= UInt8(truncatingIfNeeded: rng.next() | 1)
+            case 2:
+                // A count or length field set to a huge value.
+                let i = 4 + Int(rng.next() % UInt64(max(frame.count - 8, 1)))
+                for j in 0..<min(4, frame.count - i) { frame[i + j] = 0xFF }
+            default:
+                frame = (0..<Int(rng.next() % 64) + 4).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                frame[3] = 0
+            }
+            var decoder = FrameDecoder(maxFrame: 1 << 20)
+            do {
+                _ = try decoder.feed(frame)
+            } catch {
+                refused += 1
+            }
+        }
+        #expect(refused > 10_000, "most damaged frames are refused (\(refused))")
+    }
+}
