@@ -20,6 +20,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Pure consensus state machine: no I/O, no clock, no threads.
@@ -29,7 +30,15 @@ let package = Package(
         // The multi-version key–value state machine behind the etcd API (no I/O).
         .target(name: "KV", swiftSettings: swiftSettings),
         // Peer messaging: the wire codec and transports (in memory; SwiftNIO next).
-        .target(name: "RaftTransport", dependencies: ["Raft"], swiftSettings: swiftSettings),
+        .target(
+            name: "RaftTransport",
+            dependencies: [
+                "Raft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The node runtime: the loop that drives Raft, storage and the state machine.
         .target(
             name: "EnsembleServer",
@@ -61,13 +70,21 @@ let package = Package(
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"], swiftSettings: swiftSettings),
         .testTarget(name: "KVTests", dependencies: ["KV"], swiftSettings: swiftSettings),
-        .testTarget(name: "RaftTransportTests", dependencies: ["RaftTransport", "Raft"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "RaftTransportTests",
+            dependencies: [
+                "RaftTransport", "Raft",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EnsembleServerTests",
             dependencies: [
                 "EnsembleServer", "Raft", "RaftTransport", "KV", "EnsembleAPI", "Linearizability",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,201 @@
+import NIOCore
+import NIOPosix
+import Raft
+import Synchronization
+
+/// Raft messages over TCP with SwiftNIO. Each ``send(_:)`` call — one node-loop
+/// cycle — becomes at most one write and one flush per peer. Outbound
+/// connections are made lazily and re-made with exponential backoff; messages
+/// for a peer that is not connected are dropped (Raft retries them). Inbound
+/// bytes go through ``FrameDecoder``; a malformed frame closes the connection.
+public final class NIOPeerTransport: PeerTransport {
+    public struct Peer: Sendable, Hashable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    private struct Outbound {
+        var channel: (any Channel)?
+        var connecting = false
+        var retryAt: NIODeadline = .distantPast
+        var backoff: TimeAmount = .milliseconds(50)
+    }
+
+    private struct State {
+        var peers: [NodeID: Peer] = [:]
+        var outbound: [NodeID: Outbound] = [:]
+        var handler: (@Sendable ([Message]) -> Void)?
+        var server: (any Channel)?
+        /// Accepted connections: closing the listener does not close them.
+        var inbound: [ObjectIdentifier: any Channel] = [:]
+        var closed = false
+    }
+
+    private let group: any EventLoopGroup
+    private let state = Mutex(State())
+    /// Frames larger than this are refused on receive.
+    public let maxFrame: Int
+
+    public init(group: any EventLoopGroup, peers: [NodeID: Peer] = [:], maxFrame: Int = MessageCodec.defaultMaxFrame) {
+        self.group = group
+        self.maxFrame = maxFrame
+        state.withLock { $0.peers = peers }
+    }
+
+    /// Listens for peers on `host:port` (port 0 picks a free one); returns the
+    /// bound port.
+    public func listen(host: String, port: Int) async throws -> Int {
+        let maxFrame = self.maxFrame
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [weak self] channel in
+                self?.track(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        FrameReceiver(maxFrame: maxFrame) { messages in self?.deliver(messages) })
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        state.withLock { $0.server = server }
+        return server.localAddress?.port ?? port
+    }
+
+    private func track(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        let accepted = state.withLock { state -> Bool in
+            guard !state.closed else { return false }
+            state.inbound[id] = channel
+            return true
+        }
+        guard accepted else {
+            channel.close(promise: nil)
+            return
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.state.withLock { $0.inbound.removeValue(forKey: id) }
+        }
+    }
+
+    /// Adds or moves a peer (a member added, or its address changed).
+    public func setPeer(_ id: NodeID, _ peer: Peer) {
+        let stale = state.withLock { state -> (any Channel)? in
+            state.peers[id] = peer
+            return state.outbound.removeValue(forKey: id)?.channel
+        }
+        stale?.close(promise: nil)
+    }
+
+    public func register(_ member: NodeID, deliver: @escaping @Sendable ([Message]) -> Void) {
+        state.withLock { $0.handler = deliver }
+    }
+
+    public func unregister(_ member: NodeID) {
+        state.withLock { $0.handler = nil }
+    }
+
+    private func deliver(_ messages: [Message]) {
+        guard let handler = state.withLock({ $0.handler }) else { return }
+        handler(messages)
+    }
+
+    public func send(_ messages: [Message]) {
+        guard !messages.isEmpty else { return }
+        var batches: [NodeID: [Message]] = [:]
+        for message in messages { batches[message.to, default: []].append(message) }
+        for (peer, batch) in batches {
+            guard let channel = connection(to: peer) else { continue }
+            var bytes: [UInt8] = []
+            for message in batch { MessageCodec.encode(message, into: &bytes) }
+            // Bounded memory per peer: a peer that does not read is not buffered for.
+            guard channel.isWritable else { continue }
+            channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+        }
+    }
+
+    /// The connected channel to `peer`, starting a connection if none is up and
+    /// the backoff allows; nil while not connected.
+    private func connection(to peer: NodeID) -> (any Channel)? {
+        let now = NIODeadline.now()
+        let attempt = state.withLock { state -> Peer? in
+            guard !state.closed, let address = state.peers[peer] else { return nil }
+            var out = state.outbound[peer] ?? Outbound()
+            defer { state.outbound[peer] = out }
+            if let channel = out.channel, channel.isActive { return nil }
+            out.channel = nil
+            guard !out.connecting, now >= out.retryAt else { return nil }
+            out.connecting = true
+            return address
+        }
+        if let address = attempt { connect(peer, address) }
+        return state.withLock { $0.outbound[peer]?.channel }
+    }
+
+    private func connect(_ peer: NodeID, _ address: Peer) {
+        let future = ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(1))
+            .connect(host: address.host, port: address.port)
+        future.whenComplete { [weak self] result in
+            guard let self else { return }
+            let leftover = self.state.withLock { state -> (any Channel)? in
+                var out = state.outbound[peer] ?? Outbound()
+                out.connecting = false
+                switch result {
+                case let .success(channel):
+                    if state.closed { return channel }
+                    out.channel = channel
+                    out.backoff = .milliseconds(50)
+                case .failure:
+                    out.retryAt = .now() + out.backoff
+                    out.backoff = min(out.backoff * 2, .seconds(2))
+                }
+                state.outbound[peer] = out
+                return nil
+            }
+            leftover?.close(promise: nil)
+        }
+    }
+
+    /// Closes the listener and every connection, inbound and outbound.
+    public func shutdown() async {
+        let channels = state.withLock { state -> [any Channel] in
+            state.closed = true
+            var all = state.outbound.values.compactMap(\.channel) + Array(state.inbound.values)
+            if let server = state.server { all.append(server) }
+            state.outbound = [:]
+            state.inbound = [:]
+            state.server = nil
+            return all
+        }
+        for channel in channels { try? await channel.close() }
+    }
+}
+
+/// Turns inbound bytes into messages; closes the connection on a bad frame.
+final class FrameReceiver: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private var decoder: FrameDecoder
+    private let deliver: ([Message]) -> Void
+
+    init(maxFrame: Int, deliver: @escaping ([Message]) -> Void) {
+        self.decoder = FrameDecoder(maxFrame: maxFrame)
+        self.deliver = deliver
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        do {
+            let messages = try decoder.feed(buffer.readableBytesView)
+            if !messages.isEmpty { deliver(messages) }
+        } catch {
+            context.close(promise: nil)
+        }
+    }
+}

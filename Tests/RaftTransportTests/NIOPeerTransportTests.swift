@@ -1,0 +1,76 @@
+import NIOCore
+import NIOPosix
+import Raft
+import RaftTransport
+import Synchronization
+import Testing
+
+/// Collects what a transport delivered.
+final class Inbox: Sendable {
+    private let messages = Mutex<[Message]>([])
+    func add(_ batch: [Message]) { messages.withLock { $0 += batch } }
+    var all: [Message] { messages.withLock { $0 } }
+
+    func wait(for count: Int, seconds: Int = 10) async throws {
+        for _ in 0..<(seconds * 100) where all.count < count {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}
+
+@Suite(.serialized, .timeLimit(.minutes(1))) struct NIOPeerTransportTests {
+    /// Keeps sending until the lazily made connection is up and `count` arrived.
+    func sendUntilDelivered(_ transport: NIOPeerTransport, _ messages: [Message], to inbox: Inbox, count: Int) async throws {
+        for _ in 0..<500 where inbox.all.count < count {
+            transport.send(messages)
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    @Test func messagesCrossLoopbackInOrder() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let a = NIOPeerTransport(group: group)
+        let b = NIOPeerTransport(group: group)
+        let portB = try await b.listen(host: "127.0.0.1", port: 0)
+        a.setPeer(2, .init(host: "127.0.0.1", port: portB))
+        let inbox = Inbox()
+        b.register(2) { inbox.add($0) }
+        // Wait for the connection with a probe, then send a numbered burst.
+        try await sendUntilDelivered(a, [Message(kind: .heartbeat, from: 1, to: 2, term: 0)], to: inbox, count: 1)
+        let burst = (1...200).map { i in
+            Message(kind: .append, from: 1, to: 2, term: 7, index: UInt64(i),
+                    entries: [Entry(term: 7, index: UInt64(i), data: Array(repeating: UInt8(i % 256), count: i))])
+        }
+        let before = inbox.all.count
+        a.send(burst)
+        try await inbox.wait(for: before + 200)
+        let received = inbox.all.dropFirst(before)
+        #expect(received.map(\.index) == (1...200).map(UInt64.init))
+        #expect(Array(received) == burst)
+        await a.shutdown()
+        await b.shutdown()
+        try await group.shutdownGracefully()
+    }
+
+    @Test func reconnectsAfterThePeerRestarts() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let a = NIOPeerTransport(group: group)
+        var b = NIOPeerTransport(group: group)
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        a.setPeer(2, .init(host: "127.0.0.1", port: port))
+        let first = Inbox()
+        b.register(2) { first.add($0) }
+        try await sendUntilDelivered(a, [Message(kind: .heartbeat, from: 1, to: 2, term: 1)], to: first, count: 1)
+        await b.shutdown()
+        // The peer comes back on the same port; sends resume after backoff.
+        b = NIOPeerTransport(group: group)
+        _ = try await b.listen(host: "127.0.0.1", port: port)
+        let second = Inbox()
+        b.register(2) { second.add($0) }
+        try await sendUntilDelivered(a, [Message(kind: .heartbeat, from: 1, to: 2, term: 2)], to: second, count: 1)
+        #expect(second.all.first?.term == 2)
+        await a.shutdown()
+        await b.shutdown()
+        try await group.shutdownGracefully()
+    }
+}
