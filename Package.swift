@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "RaftStorage", dependencies: ["Raft"], swiftSettings: swiftSettings),
         // The multi-version key–value state machine behind the etcd API (no I/O).
         .target(name: "KV", swiftSettings: swiftSettings),
-        // Peer messaging: the wire codec and transports (in memory; SwiftNIO next).
+        // Peer messaging: the wire codec and transports (in memory, and TCP over SwiftNIO).
         .target(
             name: "RaftTransport",
             dependencies: [

@@ -41,7 +41,7 @@ struct RaftSim: ParsableCommand {
     @Option(help: "Break a Raft rule on purpose to show the checks catch it: grant-every-vote or commit-previous-term.")
     var breakRule: [String] = []
 
-    @Option(help: "Parallel workers (default: all cores).")
+    @Option(help: "Parallel workers (default: 2, the cores of the machines this runs on).")
     var jobs: Int?
 
     mutating func run() throws {

@@ -189,8 +189,8 @@ extension NodeLoop {
                 let nanos = wait.components.seconds * 1_000_000_000 + wait.components.attoseconds / 1_000_000_000
                 _ = wakeup.wait(timeout: .now() + .nanoseconds(Int(nanos)))
             }
-            // Time first: ticks missed during a slow cycle are caught up (to one
-            // election timeout) before any request is served, so a stalled leader
+            // Time first: ticks missed during a slow cycle are caught up (up to 64)
+            // before any request is served, so a stalled leader
             // learns it may have lost its lease before it answers anything.
             var missed = 0
             while clock.now >= nextTick && missed < 64 {
