@@ -1,0 +1,154 @@
+import EnsembleAPI
+import Foundation
+import KV
+import SwiftProtobuf
+
+/// etcd's KV service (Range, Put, DeleteRange, Txn, Compact) over a node that
+/// replicates the KV store. Writes are proposed through Raft and answered when
+/// applied; reads are linearizable (ReadIndex) unless the request asks for
+/// serializable. Every response carries the header etcd fills.
+public struct KVService: Sendable {
+    let node: NodeLoop<KVReplica>
+    let clusterID: UInt64
+
+    public init(node: NodeLoop<KVReplica>, clusterID: UInt64) {
+        self.node = node
+        self.clusterID = clusterID
+    }
+
+    /// Registers the KV methods on `router`.
+    public func register(on router: inout GRPCRouter) {
+        let service = self
+        router.unary["/etcdserverpb.KV/Range"] = { bytes in await service.range(bytes) }
+        router.unary["/etcdserverpb.KV/Put"] = { bytes in
+            await service.write(bytes, as: Etcdserverpb_PutRequest.self) { request throws(KVError) in
+                try MVCCStore.validate(put: PutRequest(request))
+                var command = Ensemble_V1_Command()
+                command.put = request
+                return command
+            }
+        }
+        router.unary["/etcdserverpb.KV/DeleteRange"] = { bytes in
+            await service.write(bytes, as: Etcdserverpb_DeleteRangeRequest.self) { request throws(KVError) in
+                try MVCCStore.validate(delete: DeleteRangeRequest(request))
+                var command = Ensemble_V1_Command()
+                command.deleteRange = request
+                return command
+            }
+        }
+        router.unary["/etcdserverpb.KV/Txn"] = { bytes in
+            await service.write(bytes, as: Etcdserverpb_TxnRequest.self) { request throws(KVError) in
+                try MVCCStore.validate(TxnRequest(request))
+                var command = Ensemble_V1_Command()
+                command.txn = request
+                return command
+            }
+        }
+        router.unary["/etcdserverpb.KV/Compact"] = { bytes in
+            await service.write(bytes, as: Etcdserverpb_CompactionRequest.self) { request throws(KVError) in
+                var command = Ensemble_V1_Command()
+                command.compaction = request
+                return command
+            }
+        }
+    }
+
+    var headers: HeaderSource {
+        let status = node.status
+        return HeaderSource(clusterID: clusterID, memberID: status.id, raftTerm: status.term)
+    }
+
+    func range(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+        let request: Etcdserverpb_RangeRequest
+        do {
+            request = try Etcdserverpb_RangeRequest(serializedBytes: bytes)
+        } catch {
+            return .failure(.invalidArgument("malformed RangeRequest"))
+        }
+        let query = RangeRequest(request)
+        do {
+            try MVCCStore.validate(range: query)
+        } catch {
+            return .failure(Self.status(error))
+        }
+        let result: Result<RangeResponse, KVError>
+        do {
+            result = try await node.read(query, linearizable: !request.serializable)
+        } catch {
+            return .failure(Self.status(error))
+        }
+        switch result {
+        case let .success(response):
+            return Self.serialize(Etcdserverpb_RangeResponse(response, headers))
+        case let .failure(error):
+            return .failure(Self.status(error))
+        }
+    }
+
+    func write<Request: SwiftProtobuf.Message>(
+        _ bytes: [UInt8], as: Request.Type, _ makeCommand: (Request) throws(KVError) -> Ensemble_V1_Command
+    ) async -> Result<[UInt8], GRPCStatus> {
+        let request: Request
+        do {
+            request = try Request(serializedBytes: bytes)
+        } catch {
+            return .failure(.invalidArgument("malformed \(Request.protoMessageName)"))
+        }
+        let entry: [UInt8]
+        do {
+            entry = try KVReplica.encode(try makeCommand(request))
+        } catch let error as KVError {
+            return .failure(Self.status(error))
+        } catch {
+            return .failure(.internal("cannot encode the command"))
+        }
+        let applied: KVReplica.Result
+        do {
+            applied = try await node.propose(entry)
+        } catch {
+            return .failure(Self.status(error))
+        }
+        let headers = self.headers
+        switch applied {
+        case let .success(.put(r)): return Self.serialize(Etcdserverpb_PutResponse(r, headers))
+        case let .success(.deleteRange(r)): return Self.serialize(Etcdserverpb_DeleteRangeResponse(r, headers))
+        case let .success(.txn(r)): return Self.serialize(Etcdserverpb_TxnResponse(r, headers))
+        case let .success(.compact(revision)):
+            var response = Etcdserverpb_CompactionResponse()
+            response.header = headers.header(revision: revision)
+            return Self.serialize(response)
+        case .success:
+            return .failure(.internal("unexpected response"))
+        case let .failure(.kv(error)):
+            return .failure(Self.status(error))
+        case let .failure(.lease(error)):
+            return .failure(GRPCStatus(code: error.grpcCode, message: error.description))
+        }
+    }
+
+    static func serialize(_ message: some SwiftProtobuf.Message) -> Result<[UInt8], GRPCStatus> {
+        do {
+            return .success(try [UInt8](message.serializedData()))
+        } catch {
+            return .failure(.internal("cannot encode the response"))
+        }
+    }
+
+    /// etcd's status for each error (rpctypes).
+    static func status(_ error: any Error) -> GRPCStatus {
+        switch error {
+        case let kv as KVError:
+            return GRPCStatus(code: kv.grpcCode.rawValue, message: kv.description)
+        case let node as NodeError:
+            switch node {
+            case .noLeader, .notLeader: return .unavailable("etcdserver: no leader")
+            case .leaderChanged: return .unavailable("etcdserver: leader changed")
+            case .outcomeUnknown: return .unavailable("etcdserver: request timed out")
+            case .stopped: return .unavailable("etcdserver: server stopped")
+            case let .proposalDropped(why): return .unavailable("etcdserver: request cancelled: \(why)")
+            }
+        default:
+            return .internal("\(error)")
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import EnsembleServer
+import Foundation
+import NIOCore
+import NIOPosix
+import Raft
+import RaftTransport
+import Testing
+
+/// Runs the real etcdctl (Debian's etcd-client 3.4) against an Ensemble node.
+/// CI installs etcdctl; its absence is a failure, never a skip.
+func etcdctl(_ port: Int, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let path = ["/usr/bin/etcdctl", "/usr/local/bin/etcdctl"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    guard let path else {
+        throw GRPCStatus(code: 5, message: "etcdctl not found: apt-get install -y etcd-client")
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = ["--endpoints=127.0.0.1:\(port)", "--command-timeout=5s"] + arguments
+    process.environment = ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+@Suite(.serialized, .timeLimit(.minutes(1))) struct EtcdctlTests {
+    @Test func etcdctlPutGetDeleteAndTxnAgainstEnsemble() async throws {
+        let directory = NSTemporaryDirectory() + "ensemble-etcdctl-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let node = try NodeLoop(config: RaftConfig(id: 1), directory: directory, bootstrap: [1],
+                                machine: KVReplica(), transport: InMemoryTransport())
+        node.start()
+        defer { node.stop() }
+        for _ in 0..<500 where node.status.role != .leader {
+            node.campaign()
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        var router = GRPCRouter()
+        KVService(node: node, clusterID: 0x1234).register(on: &router)
+        let server = try await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: 0)
+        let port = try #require(server.localAddress?.port)
+
+        // etcdctl blocks; keep it off the cooperative pool's threads.
+        func run(_ arguments: String...) async throws -> (Int32, String) {
+            try await withCheckedThrowingContinuation { continuation in
+                Thread {
+                    continuation.resume(with: Result { try etcdctl(port, arguments) })
+                }.start()
+            }
+        }
+        var (status, output) = try await run("put", "foo", "bar")
+        #expect(status == 0 && output == "OK\n", "\(output)")
+        (status, output) = try await run("put", "fop", "baz")
+        (status, output) = try await run("get", "foo")
+        #expect(output == "foo\nbar\n", "\(output)")
+        (status, output) = try await run("get", "fo", "--prefix", "--keys-only")
+        #expect(output == "foo\n\nfop\n\n", "\(output)")
+        (status, output) = try await run("get", "foo", "-w", "fields")
+        #expect(output.contains("\"Key\" : \"foo\"") && output.contains("\"Version\" : 1"), "\(output)")
+        (status, output) = try await run("del", "fo", "--prefix")
+        #expect(output == "2\n", "\(output)")
+        (status, output) = try await run("put", "k", "v", "--lease=1234abcd")
+        #expect(status != 0 && output.contains("etcdserver: requested lease not found"), "\(output)")
+        (status, output) = try await run("get", "nothing-here")
+        #expect(status == 0 && output.isEmpty, "\(output)")
+
+        try await server.close()
+        try await group.shutdownGracefully()
+    }
+}
