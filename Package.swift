@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "KV", targets: ["KV"]),
         .library(name: "Linearizability", targets: ["Linearizability"]),
         .executable(name: "raft-sim", targets: ["raft-sim"]),
+        .executable(name: "ensemble", targets: ["ensemble"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -68,6 +69,15 @@ let package = Package(
             name: "raft-sim",
             dependencies: [
                 "RaftSimulation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The CLI: thin; parses arguments and calls into the modules.
+        .executableTarget(
+            name: "ensemble",
+            dependencies: [
+                "EnsembleServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

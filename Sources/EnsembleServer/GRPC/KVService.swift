@@ -1,6 +1,7 @@
 import EnsembleAPI
 import Foundation
 import KV
+import Raft
 import SwiftProtobuf
 
 /// etcd's KV service (Range, Put, DeleteRange, Txn, Compact) over a node that
@@ -10,10 +11,18 @@ import SwiftProtobuf
 public struct KVService: Sendable {
     let node: NodeLoop<KVReplica>
     let clusterID: UInt64
+    /// Finds the leader's node when it runs in this process, so a follower can
+    /// hand a write to it (etcd followers forward proposals to the leader).
+    /// Forwarding between processes comes with the gRPC client.
+    let leaderInProcess: @Sendable (NodeID) -> NodeLoop<KVReplica>?
 
-    public init(node: NodeLoop<KVReplica>, clusterID: UInt64) {
+    public init(
+        node: NodeLoop<KVReplica>, clusterID: UInt64,
+        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil }
+    ) {
         self.node = node
         self.clusterID = clusterID
+        self.leaderInProcess = leaderInProcess
     }
 
     /// Registers the KV methods on `router`.
@@ -104,7 +113,7 @@ public struct KVService: Sendable {
         }
         let applied: KVReplica.Result
         do {
-            applied = try await node.propose(entry)
+            applied = try await propose(entry)
         } catch {
             return .failure(Self.status(error))
         }
@@ -123,6 +132,18 @@ public struct KVService: Sendable {
             return .failure(Self.status(error))
         case let .failure(.lease(error)):
             return .failure(GRPCStatus(code: error.grpcCode, message: error.description))
+        }
+    }
+
+    /// Proposes on this node, or on the leader when this node is a follower and
+    /// the leader runs in this process. Only refusals are retried elsewhere: a
+    /// refused proposal certainly did not happen.
+    private func propose(_ entry: [UInt8]) async throws(NodeError) -> KVReplica.Result {
+        do {
+            return try await node.propose(entry)
+        } catch let NodeError.notLeader(leader) {
+            guard let other = leaderInProcess(leader), other !== node else { throw NodeError.notLeader(leader: leader) }
+            return try await other.propose(entry)
         }
     }
 

@@ -1,0 +1,31 @@
+import EnsembleServer
+import Foundation
+import Raft
+import Testing
+
+/// `ensemble dev`'s cluster: three members over loopback TCP; etcdctl works
+/// against a follower's endpoint too (writes are handed to the leader).
+@Suite(.serialized, .timeLimit(.minutes(1))) struct DevClusterTests {
+    @Test func etcdctlWorksAgainstEveryMember() async throws {
+        let directory = NSTemporaryDirectory() + "ensemble-dev-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cluster = try await DevCluster(
+            dataDirectory: directory, clientPorts: [0, 0, 0], peerPorts: [0, 0, 0], tickInterval: .milliseconds(25))
+        let leader = try await cluster.waitForLeader()
+        func run(_ port: Int, _ arguments: String...) async throws -> (Int32, String) {
+            try await withCheckedThrowingContinuation { continuation in
+                Thread { continuation.resume(with: Result { try etcdctl(port, arguments) }) }.start()
+            }
+        }
+        for member in cluster.members {
+            let key = "from-\(member.id)"
+            let (status, output) = try await run(member.clientPort, "put", key, member.id == leader ? "leader" : "follower")
+            #expect(status == 0 && output == "OK\n", "member \(member.id): \(output)")
+        }
+        for member in cluster.members {
+            let (_, output) = try await run(member.clientPort, "get", "from-", "--prefix", "--print-value-only")
+            #expect(output.split(separator: "\n").count == 3, "member \(member.id): \(output)")
+        }
+        await cluster.shutdown()
+    }
+}
