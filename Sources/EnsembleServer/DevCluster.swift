@@ -50,16 +50,28 @@ public final class DevCluster: @unchecked Sendable {
                 transport: transports[i], options: options)
             nodes[id] = node
         }
+        // Bind every client port first, so the member list can name them all.
+        var bound: [NodeID: any Channel] = [:]
+        var routers: [NodeID: GRPCRouterBox] = [:]
+        for (i, id) in ids.enumerated() {
+            let box = GRPCRouterBox()
+            routers[id] = box
+            bound[id] = try await GRPCServer(group: group, router: box).listen(host: "127.0.0.1", port: clientPorts[i])
+            members.append(Member(id: id, clientPort: bound[id]?.localAddress?.port ?? clientPorts[i], peerPort: peers[id] ?? 0))
+        }
+        let directory = members.map {
+            MemberInfo(id: $0.id, name: "member-\($0.id)", peerURLs: ["http://127.0.0.1:\($0.peerPort)"],
+                       clientURLs: ["http://127.0.0.1:\($0.clientPort)"])
+        }
+        let all = nodes
         for id in ids {
-            guard let node = nodes[id] else { continue }
+            guard let node = nodes[id], let box = routers[id] else { continue }
             node.start()
             var router = GRPCRouter()
-            let all = nodes
             KVService(node: node, clusterID: Self.clusterID, leaderInProcess: { all[$0] }).register(on: &router)
-            let i = Int(id) - 1
-            let server = try await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: clientPorts[i])
-            servers.append(server)
-            members.append(Member(id: id, clientPort: server.localAddress?.port ?? clientPorts[i], peerPort: peers[id] ?? 0))
+            ClusterServices(node: node, clusterID: Self.clusterID, members: directory).register(on: &router)
+            box.install(router)
+            if let server = bound[id] { servers.append(server) }
         }
         nodes[1]?.campaign()
     }

@@ -26,6 +26,13 @@ import Testing
             let (_, output) = try await run(member.clientPort, "get", "from-", "--prefix", "--print-value-only")
             #expect(output.split(separator: "\n").count == 3, "member \(member.id): \(output)")
         }
+        let first = try #require(cluster.members.first)
+        let (_, members) = try await run(first.clientPort, "member", "list")
+        #expect(members.split(separator: "\n").count == 3 && members.contains("member-2"), "\(members)")
+        let (statusCode, status) = try await run(first.clientPort, "endpoint", "status")
+        #expect(statusCode == 0 && status.contains("3.4.0+ensemble"), "\(status)")
+        let (_, health) = try await run(first.clientPort, "endpoint", "health")
+        #expect(health.contains("is healthy"), "\(health)")
         await cluster.shutdown()
     }
 }

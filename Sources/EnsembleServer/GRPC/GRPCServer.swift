@@ -12,11 +12,18 @@ import NIOPosix
 /// keepalive policy and the frame-level handler come next.
 public final class GRPCServer: Sendable {
     private let group: any EventLoopGroup
-    private let router: GRPCRouter
+    private let router: GRPCRouterBox
     /// Requests larger than this are refused (etcd: 1.5 MiB plus gRPC overhead).
     public let maxRequestBytes: Int
 
     public init(group: any EventLoopGroup, router: GRPCRouter, maxRequestBytes: Int = 2 << 20) {
+        self.group = group
+        self.router = GRPCRouterBox(router)
+        self.maxRequestBytes = maxRequestBytes
+    }
+
+    /// A server whose routes are installed later (the port must be known first).
+    public init(group: any EventLoopGroup, router: GRPCRouterBox, maxRequestBytes: Int = 2 << 20) {
         self.group = group
         self.router = router
         self.maxRequestBytes = maxRequestBytes
@@ -46,13 +53,13 @@ final class UnaryCallHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
 
-    private let router: GRPCRouter
+    private let router: GRPCRouterBox
     private let maxRequestBytes: Int
     private var path = ""
     private var body: [UInt8] = []
     private var answered = false
 
-    init(router: GRPCRouter, maxRequestBytes: Int) {
+    init(router: GRPCRouterBox, maxRequestBytes: Int) {
         self.router = router
         self.maxRequestBytes = maxRequestBytes
     }
@@ -78,7 +85,7 @@ final class UnaryCallHandler: ChannelInboundHandler {
 
     private func finish(context: ChannelHandlerContext) {
         guard !answered else { return }
-        guard let handler = router.unary[path] else {
+        guard let handler = router.current.unary[path] else {
             respond(context: context, .failure(.unimplemented(path)))
             return
         }

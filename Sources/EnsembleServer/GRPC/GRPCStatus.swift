@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A gRPC status: the code and message sent in the `grpc-status` and
 /// `grpc-message` trailers. etcd clients match errors by message, so services
 /// pass etcd's exact text.
@@ -17,6 +19,18 @@ public struct GRPCStatus: Error, Sendable, Equatable {
     public static func invalidArgument(_ message: String) -> GRPCStatus { GRPCStatus(code: 3, message: message) }
     public static func unavailable(_ message: String) -> GRPCStatus { GRPCStatus(code: 14, message: message) }
     public static func `internal`(_ message: String) -> GRPCStatus { GRPCStatus(code: 13, message: message) }
+}
+
+/// Routes that can be installed after the server is listening (members must know
+/// each other's bound ports before their services exist).
+public final class GRPCRouterBox: Sendable {
+    private let routes: Mutex<GRPCRouter>
+
+    public init(_ router: GRPCRouter = GRPCRouter()) { routes = Mutex(router) }
+
+    public func install(_ router: GRPCRouter) { routes.withLock { $0 = router } }
+
+    var current: GRPCRouter { routes.withLock { $0 } }
 }
 
 /// Unary handlers by full method path (`/etcdserverpb.KV/Range`).
