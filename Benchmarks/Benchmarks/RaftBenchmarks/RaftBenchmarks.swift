@@ -31,41 +31,15 @@ let benchmarks: @Sendable () -> Void = {
 
     for size in [100, 1_024] {
         Benchmark("wal \(size) B, fdatasync per record (×100 records)") { benchmark in
-            let wal = try TemporaryWAL()
-            let entries = TemporaryWAL.entries(count: 100, size: size)
-            benchmark.startMeasurement()
-            for _ in benchmark.scaledIterations {
-                for entry in entries {
-                    try wal.storage.append(hardState: nil, entries: [wal.next(entry)])
-                    try wal.storage.sync()
-                }
-            }
-            benchmark.stopMeasurement()
+            try walBenchmark(benchmark, recordSize: size, syncEvery: 1)
         }
         Benchmark("wal \(size) B, one fdatasync per 100 records (×100 records)") { benchmark in
-            let wal = try TemporaryWAL()
-            let entries = TemporaryWAL.entries(count: 100, size: size)
-            benchmark.startMeasurement()
-            for _ in benchmark.scaledIterations {
-                for entry in entries {
-                    try wal.storage.append(hardState: nil, entries: [wal.next(entry)])
-                }
-                try wal.storage.sync()
-            }
-            benchmark.stopMeasurement()
+            try walBenchmark(benchmark, recordSize: size, syncEvery: 100)
         }
     }
 
     Benchmark("wal 100 B, append only, no fdatasync (×100 records)") { benchmark in
-        let wal = try TemporaryWAL()
-        let entries = TemporaryWAL.entries(count: 100, size: 100)
-        benchmark.startMeasurement()
-        for _ in benchmark.scaledIterations {
-            for entry in entries {
-                try wal.storage.append(hardState: nil, entries: [wal.next(entry)])
-            }
-        }
-        benchmark.stopMeasurement()
+        try walBenchmark(benchmark, recordSize: 100, syncEvery: .max)
     }
 
     Benchmark("disk: 100 writes of 128 B + one fdatasync (×100), no WAL") { benchmark in
@@ -99,4 +73,18 @@ let benchmarks: @Sendable () -> Void = {
             }
         }
     }
+}
+
+/// Appends 100 records per iteration, with one fdatasync every `syncEvery`.
+func walBenchmark(_ benchmark: Benchmark, recordSize: Int, syncEvery: Int) throws {
+    let wal = try TemporaryWAL()
+    let entries = TemporaryWAL.entries(count: 100, size: recordSize)
+    benchmark.startMeasurement()
+    for _ in benchmark.scaledIterations {
+        for (i, entry) in entries.enumerated() {
+            try wal.storage.append(hardState: nil, entries: [wal.next(entry)])
+            if (i + 1) % syncEvery == 0 { try wal.storage.sync() }
+        }
+    }
+    benchmark.stopMeasurement()
 }
