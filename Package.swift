@@ -84,7 +84,7 @@ let package = Package(
         ),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"], swiftSettings: swiftSettings),
-        .testTarget(name: "KVTests", dependencies: ["KV"], swiftSettings: swiftSettings),
+        .testTarget(name: "KVTests", dependencies: ["KV", "Raft"], swiftSettings: swiftSettings),
         .testTarget(
             name: "RaftTransportTests",
             dependencies: [
@@ -93,7 +93,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability"], swiftSettings: swiftSettings),
+        .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability", "Raft"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EnsembleServerTests",
             dependencies: [
@@ -106,7 +106,7 @@ let package = Package(
         .testTarget(name: "RaftSimulationTests", dependencies: ["RaftSimulation", "Raft"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EnsembleAPITests",
-            dependencies: ["EnsembleAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: ["EnsembleAPI", "Raft", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: swiftSettings
         ),
     ],

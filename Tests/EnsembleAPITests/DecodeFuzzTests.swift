@@ -1,5 +1,6 @@
 import EnsembleAPI
 import SwiftProtobuf
+import Raft
 import Testing
 
 /// Hostile or damaged input must never crash the decoder: it either throws

@@ -1,4 +1,5 @@
 import KV
+import Raft
 import Testing
 
 /// Model-based test: random operations run against the store and against a
@@ -127,15 +128,5 @@ struct Model {
     }
 }
 
-/// SplitMix64, so each seed is one reproducible history.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The Raft core's seeded generator, so each seed is one reproducible run.
+typealias SeededRandom = SplitMix64

@@ -1,4 +1,5 @@
 @testable import KV
+import Raft
 import Testing
 
 @Suite struct KVSnapshotTests {

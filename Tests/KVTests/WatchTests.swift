@@ -1,4 +1,5 @@
 @testable import KV
+import Raft
 import Testing
 
 /// Applies commands and feeds the hub, as the server's apply loop will.

@@ -1,4 +1,5 @@
 import Linearizability
+import Raft
 import Testing
 
 typealias KV = LinearizabilityChecker<KeyValueModel>
@@ -109,14 +110,5 @@ func cas(_ client: Int, _ key: String, _ expected: String?, _ value: String, _ s
     }
 }
 
-struct SplitRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The Raft core's seeded generator, so each seed is one reproducible run.
+typealias SplitRandom = SplitMix64
