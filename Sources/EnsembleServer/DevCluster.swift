@@ -6,8 +6,9 @@ import RaftTransport
 
 /// A local three-member cluster in one process for development (`ensemble dev`):
 /// each member has its own data directory, peer port (Raft over TCP on
-/// loopback) and client port (etcd's gRPC API). A follower hands writes to the
-/// leader, so etcdctl works against any endpoint.
+/// loopback) and client port (etcd's gRPC API: KV, Watch, Lease, Cluster,
+/// Maintenance). A follower hands writes and lease renewals to the leader, so
+/// etcdctl works against any endpoint.
 public final class DevCluster: @unchecked Sendable {
     public struct Member: Sendable {
         public var id: NodeID
@@ -69,6 +70,8 @@ public final class DevCluster: @unchecked Sendable {
             node.start()
             var router = GRPCRouter()
             KVService(node: node, clusterID: Self.clusterID, leaderInProcess: { all[$0] }).register(on: &router)
+            LeaseService(node: node, clusterID: Self.clusterID, leaderInProcess: { all[$0] }).register(on: &router)
+            WatchService(node: node, clusterID: Self.clusterID, on: group.next()).register(on: &router)
             ClusterServices(node: node, clusterID: Self.clusterID, members: directory).register(on: &router)
             box.install(router)
             if let server = bound[id] { servers.append(server) }

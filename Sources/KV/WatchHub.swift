@@ -62,7 +62,10 @@ public final class WatchHub {
         }
         let start = request.startRevision > 0 ? request.startRevision : current + 1
         if start < store.compactedRevision {
+            // A second response, not a created one: clients match each created
+            // response to a pending create (etcd's clientv3 panics otherwise).
             var canceled = created
+            canceled.created = false
             canceled.canceled = true
             canceled.compactRevision = store.compactedRevision
             canceled.cancelReason = KVError.compacted.description
@@ -114,16 +117,37 @@ public final class WatchHub {
     }
 
     /// The transport could not keep up with this watcher: stop sending it live
-    /// events; ``catchUp(store:budget:)`` replays what it missed from history.
-    public func markSlow(_ id: Int64, on stream: WatchStreamID) {
-        if watchers[stream]?[id] != nil { unsynced.insert(Key(stream: stream, id: id)) }
+    /// events; ``catchUp(store:budget:ready:)`` replays what it missed from
+    /// history. `revision`: the first revision of a response that was not sent
+    /// after all (the watcher resumes there); nil when nothing was dropped.
+    public func markSlow(_ id: Int64, on stream: WatchStreamID, from revision: Int64? = nil) {
+        guard var watcher = watchers[stream]?[id] else { return }
+        if let revision, revision < watcher.next {
+            watcher.next = revision
+            watchers[stream]?[id] = watcher
+        }
+        unsynced.insert(Key(stream: stream, id: id))
     }
 
-    /// Replays history to slow watchers, at most `budget` events in all.
-    public func catchUp(store: MVCCStore, budget: Int = 10_000) -> [WatchDelivery] {
+    /// Whether any watcher waits to catch up.
+    public var hasSlowWatchers: Bool { !unsynced.isEmpty }
+
+    /// The store was replaced (a snapshot was installed): every watcher catches
+    /// up from history instead of expecting live events.
+    public func resyncAll() {
+        for (stream, ids) in watchers {
+            for id in ids.keys { unsynced.insert(Key(stream: stream, id: id)) }
+        }
+    }
+
+    /// Replays history to slow watchers, at most `budget` events in all, only
+    /// on streams that are `ready` to take more.
+    public func catchUp(
+        store: MVCCStore, budget: Int = 10_000, ready: (WatchStreamID) -> Bool = { _ in true }
+    ) -> [WatchDelivery] {
         var out: [WatchDelivery] = []
         var left = budget
-        for key in unsynced.sorted(by: { ($0.stream, $0.id) < ($1.stream, $1.id) }) where left > 0 {
+        for key in unsynced.sorted(by: { ($0.stream, $0.id) < ($1.stream, $1.id) }) where left > 0 && ready(key.stream) {
             let delivered = catchUp(key, store: store, budget: left)
             left -= delivered.reduce(0) { $0 + $1.response.events.count }
             out += delivered

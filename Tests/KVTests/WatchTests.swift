@@ -16,6 +16,25 @@ final class WatchBench {
         if !events.isEmpty { deliver(hub.publish(events, revision: kv.store.revision)) }
     }
 
+    /// Applies, then refuses some watchers' deliveries as a congested stream
+    /// would, marking them slow from the refused revision (what WatchService does).
+    func apply(_ command: KVStateMachine.Command, dropping rng: inout SeededRandom) {
+        let (_, events) = kv.apply(command)
+        history += events
+        guard !events.isEmpty else { return }
+        var refused: Set<[Int64]> = []
+        for d in hub.publish(events, revision: kv.store.revision) {
+            let key = [Int64(d.stream), d.response.watchID]
+            if refused.contains(key) { continue }
+            if let first = d.response.events.first, Bool.random(using: &rng) {
+                refused.insert(key)
+                hub.markSlow(d.response.watchID, on: d.stream, from: first.kv.modRevision)
+                continue
+            }
+            deliver([d])
+        }
+    }
+
     func deliver(_ deliveries: [WatchDelivery]) {
         for d in deliveries { received[d.stream, default: [:]][d.response.watchID, default: []].append(d.response) }
     }
@@ -73,6 +92,7 @@ final class WatchBench {
         let out = bench.hub.create(WatchRequest(key: b("k"), startRevision: 2), on: 1, store: bench.kv.store)
         #expect(out.count == 2)
         #expect(out[1].response.canceled && out[1].response.compactRevision == 4)
+        #expect(!out[1].response.created, "only the first response answers the create")
         #expect(out[1].response.cancelReason == "etcdserver: mvcc: required revision has been compacted")
         // Starting exactly at the compaction revision is complete, deletes included.
         bench.apply(.deleteRange(DeleteRangeRequest(key: b("k"))))  // 7
@@ -161,6 +181,10 @@ final class WatchBench {
                 }
             case 9:
                 if let w = watches.randomElement(using: &rng) { bench.hub.markSlow(w.id, on: w.stream) }
+            case 10 where Bool.random(using: &rng):
+                // The transport refuses a live delivery: the watcher resumes at its revision.
+                let key = keys[Int.random(in: 0..<6, using: &rng)]
+                bench.apply(.put(PutRequest(key: key, value: b("\(step)"))), dropping: &rng)
             case 10:
                 bench.deliver(bench.hub.catchUp(store: bench.kv.store, budget: Int.random(in: 1...5, using: &rng)))
             default:

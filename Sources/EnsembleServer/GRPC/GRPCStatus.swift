@@ -1,5 +1,3 @@
-import Synchronization
-
 /// A gRPC status: the code and message sent in the `grpc-status` and
 /// `grpc-message` trailers. etcd clients match errors by message, so services
 /// pass etcd's exact text.
@@ -17,25 +15,23 @@ public struct GRPCStatus: Error, Sendable, Equatable {
         GRPCStatus(code: 12, message: "unknown method \(path)")
     }
     public static func invalidArgument(_ message: String) -> GRPCStatus { GRPCStatus(code: 3, message: message) }
+    public static func notFound(_ message: String) -> GRPCStatus { GRPCStatus(code: 5, message: message) }
     public static func unavailable(_ message: String) -> GRPCStatus { GRPCStatus(code: 14, message: message) }
     public static func `internal`(_ message: String) -> GRPCStatus { GRPCStatus(code: 13, message: message) }
-}
+    public static let deadlineExceeded = GRPCStatus(code: 4, message: "context deadline exceeded")
+    public static let cancelled = GRPCStatus(code: 1, message: "context canceled")
 
-/// Routes that can be installed after the server is listening (members must know
-/// each other's bound ports before their services exist).
-public final class GRPCRouterBox: Sendable {
-    private let routes: Mutex<GRPCRouter>
-
-    public init(_ router: GRPCRouter = GRPCRouter()) { routes = Mutex(router) }
-
-    public func install(_ router: GRPCRouter) { routes.withLock { $0 = router } }
-
-    var current: GRPCRouter { routes.withLock { $0 } }
-}
-
-/// Unary handlers by full method path (`/etcdserverpb.KV/Range`).
-public struct GRPCRouter: Sendable {
-    public typealias Unary = @Sendable ([UInt8]) async -> Result<[UInt8], GRPCStatus>
-    public var unary: [String: Unary] = [:]
-    public init() {}
+    /// gRPC's grpc-message encoding: percent-encode bytes outside printable ASCII and '%'.
+    static func percentEncode(_ message: String) -> String {
+        var out = ""
+        for byte in message.utf8 {
+            if byte >= 0x20 && byte <= 0x7E && byte != 0x25 {
+                out.append(Character(Unicode.Scalar(byte)))
+            } else {
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "%" + (hex.count < 2 ? "0" + hex : hex)
+            }
+        }
+        return out
+    }
 }

@@ -11,18 +11,17 @@ import SwiftProtobuf
 public struct KVService: Sendable {
     let node: NodeLoop<KVReplica>
     let clusterID: UInt64
-    /// Finds the leader's node when it runs in this process, so a follower can
-    /// hand a write to it (etcd followers forward proposals to the leader).
-    /// Forwarding between processes comes with the gRPC client.
-    let leaderInProcess: @Sendable (NodeID) -> NodeLoop<KVReplica>?
+    let routing: LeaderRouting
 
+    /// `leaderInProcess` finds the leader's node when it runs in this process,
+    /// so a follower can hand a write to it (etcd followers forward proposals).
     public init(
         node: NodeLoop<KVReplica>, clusterID: UInt64,
         leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil }
     ) {
         self.node = node
         self.clusterID = clusterID
-        self.leaderInProcess = leaderInProcess
+        self.routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
     }
 
     /// Registers the KV methods on `router`.
@@ -103,47 +102,28 @@ public struct KVService: Sendable {
         } catch {
             return .failure(.invalidArgument("malformed \(Request.protoMessageName)"))
         }
-        let entry: [UInt8]
+        let command: Ensemble_V1_Command
         do {
-            entry = try KVReplica.encode(try makeCommand(request))
-        } catch let error as KVError {
-            return .failure(Self.status(error))
+            command = try makeCommand(request)
         } catch {
-            return .failure(.internal("cannot encode the command"))
+            return .failure(Self.status(error))
         }
-        let applied: KVReplica.Result
-        do {
-            applied = try await propose(entry)
-        } catch {
-            return .failure(Self.status(error))
+        let applied: KVStateMachine.Response
+        switch await routing.submit(command) {
+        case let .success(response): applied = response
+        case let .failure(status): return .failure(status)
         }
         let headers = self.headers
         switch applied {
-        case let .success(.put(r)): return Self.serialize(Etcdserverpb_PutResponse(r, headers))
-        case let .success(.deleteRange(r)): return Self.serialize(Etcdserverpb_DeleteRangeResponse(r, headers))
-        case let .success(.txn(r)): return Self.serialize(Etcdserverpb_TxnResponse(r, headers))
-        case let .success(.compact(revision)):
+        case let .put(r): return Self.serialize(Etcdserverpb_PutResponse(r, headers))
+        case let .deleteRange(r): return Self.serialize(Etcdserverpb_DeleteRangeResponse(r, headers))
+        case let .txn(r): return Self.serialize(Etcdserverpb_TxnResponse(r, headers))
+        case let .compact(revision):
             var response = Etcdserverpb_CompactionResponse()
             response.header = headers.header(revision: revision)
             return Self.serialize(response)
-        case .success:
+        default:
             return .failure(.internal("unexpected response"))
-        case let .failure(.kv(error)):
-            return .failure(Self.status(error))
-        case let .failure(.lease(error)):
-            return .failure(GRPCStatus(code: error.grpcCode, message: error.description))
-        }
-    }
-
-    /// Proposes on this node, or on the leader when this node is a follower and
-    /// the leader runs in this process. Only refusals are retried elsewhere: a
-    /// refused proposal certainly did not happen.
-    private func propose(_ entry: [UInt8]) async throws(NodeError) -> KVReplica.Result {
-        do {
-            return try await node.propose(entry)
-        } catch let NodeError.notLeader(leader) {
-            guard let other = leaderInProcess(leader), other !== node else { throw NodeError.notLeader(leader: leader) }
-            return try await other.propose(entry)
         }
     }
 

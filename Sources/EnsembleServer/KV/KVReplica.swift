@@ -13,7 +13,35 @@ public final class KVReplica: ReplicatedStateMachine {
     /// Receives watch responses produced by applying entries, in order.
     public var onWatchDeliveries: ([WatchDelivery]) -> Void = { _ in }
 
-    public init() {}
+    // Leader-only lease clock (KVReplica+Leases.swift).
+    var lessor = Lessor()
+    var leading = false
+    /// Revocations proposed and not yet applied, with when they were proposed
+    /// (re-proposed if the entry was lost).
+    var revoking: [LeaseID: Double] = [:]
+    /// Leases whose stale checkpoint a keep-alive made obsolete; cleared by the next tick.
+    var staleCheckpoints: Set<LeaseID> = []
+    /// Seconds on a monotonic clock; injected by tests.
+    let now: @Sendable () -> Double
+    /// Grace added to every lease when this member becomes leader, covering the
+    /// election (etcd extends leases by the election timeout on promotion).
+    let promotionGrace: Double
+
+    public init(
+        checkpointInterval: Double = 5, promotionGrace: Double = 2,
+        now: @escaping @Sendable () -> Double = KVReplica.monotonicSeconds
+    ) {
+        self.now = now
+        self.promotionGrace = promotionGrace
+        lessor.checkpointInterval = checkpointInterval
+    }
+
+    /// Seconds since an arbitrary fixed point of the monotonic clock.
+    public static let monotonicSeconds: @Sendable () -> Double = {
+        let elapsed = ContinuousClock.now - epoch
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    }
+    private static let epoch = ContinuousClock.now
 
     public typealias Result = Swift.Result<KVStateMachine.Response, KVStateMachine.Failure>
 
@@ -34,6 +62,7 @@ public final class KVReplica: ReplicatedStateMachine {
             return .failure(.kv(.keyNotFound))
         }
         let (result, events) = machine.apply(command)
+        leaseApplied(command, result)
         if !events.isEmpty {
             let deliveries = watches.publish(events, revision: machine.store.revision)
             if !deliveries.isEmpty { onWatchDeliveries(deliveries) }
@@ -69,5 +98,8 @@ public final class KVReplica: ReplicatedStateMachine {
 
     public func restore(_ data: [UInt8]) throws {
         try machine.restore(data)
+        // Events between the old state and the snapshot were never published.
+        watches.resyncAll()
+        if leading { lessor.promote(machine.leases, now: now(), extra: promotionGrace) }
     }
 }

@@ -37,6 +37,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         case read(Machine.Query, linearizable: Bool, ReadReply)
         case campaign
         case transfer(NodeID)
+        case perform(@Sendable (Machine) -> Void)
     }
 
     struct Inbox {
@@ -154,6 +155,26 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
 
     public func transferLeadership(to target: NodeID) { enqueue(.transfer(target)) }
 
+    /// Runs `body` on the loop thread, between cycles, with the state machine:
+    /// for work that must be ordered with apply (creating a watch at the current
+    /// revision, renewing a lease on the leader). It must be quick. Not run if
+    /// the member has stopped taking work.
+    public func perform(_ body: @escaping @Sendable (Machine) -> Void) { enqueue(.perform(body)) }
+
+    /// ``perform(_:)`` with a result; nil if the member stopped first.
+    public func withMachine<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T) async -> T? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+            let once = Mutex(Optional(continuation))
+            let resume: @Sendable (T?) -> Void = { value in once.withLock { $0.take() }?.resume(returning: value) }
+            let accepted = inbox.withLock { inbox -> Bool in
+                guard !inbox.stopping else { return false }
+                inbox.work.append(.perform({ machine in resume(body(machine)) }))
+                return true
+            }
+            if accepted { wakeup.signal() } else { resume(nil) }
+        }
+    }
+
     private func enqueue(_ work: Work) {
         let accepted = inbox.withLock { inbox -> Bool in
             guard !inbox.stopping else { return false }
@@ -199,6 +220,10 @@ extension NodeLoop {
                 missed += 1
             }
             if clock.now > nextTick { nextTick = clock.now + options.tickInterval }
+            if missed > 0 && raft.role == .leader {
+                // The machine's own leader-side proposals (lease expiries), fire and forget.
+                for data in machine.leaderTick() where !data.isEmpty { _ = try? raft.propose(data) }
+            }
             let (work, stopping) = inbox.withLock { inbox in
                 defer { inbox.work.removeAll(keepingCapacity: true) }
                 return (inbox.work, inbox.stopping)
@@ -229,7 +254,11 @@ extension NodeLoop {
 
     /// Answers everything still waiting, once, and marks the member stopped.
     private func shutDown(leftover: [Work], pending error: NodeError) {
-        for item in leftover { fail(item, .stopped) }
+        for item in leftover {
+            // Accepted work that only touches the machine still runs, so its
+            // caller hears back (this is still the loop thread).
+            if case let .perform(body) = item { body(machine) } else { fail(item, .stopped) }
+        }
         for (_, pending) in proposals { pending.reply(.failure(error)) }
         proposals.removeAll()
         failReads(.stopped)
@@ -286,6 +315,8 @@ extension NodeLoop {
             raft.campaign()
         case let .transfer(target):
             try? raft.transferLeadership(to: target)
+        case let .perform(body):
+            body(machine)
         }
     }
 
@@ -298,6 +329,9 @@ extension NodeLoop {
                 // Reads waiting on a round die with any change of leader, role or
                 // term (Raft drops them); the client retries.
                 failReads(.leaderChanged)
+            }
+            if (lastLeadership?.role == .leader) != (raft.role == .leader) {
+                machine.roleChanged(isLeader: raft.role == .leader)
             }
             lastLeadership = leadership
             transport.send(ready.messages)

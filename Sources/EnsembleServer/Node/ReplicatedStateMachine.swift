@@ -2,7 +2,7 @@ import Raft
 
 /// What a node replicates: the application's state machine, fed committed
 /// entries in log order by the node loop (and only by it).
-public protocol ReplicatedStateMachine: AnyObject {
+public protocol ReplicatedStateMachine: AnyObject, SendableMetatype {
     /// The result a proposer receives for an applied entry.
     associatedtype Result: Sendable
     /// Applies one committed normal entry's data.
@@ -15,6 +15,18 @@ public protocol ReplicatedStateMachine: AnyObject {
     func snapshot() -> [UInt8]
     /// Replaces the state with a snapshot's.
     func restore(_ data: [UInt8]) throws
+    /// This member became leader or stopped being one (called before the
+    /// Ready that shows the change is applied).
+    func roleChanged(isLeader: Bool)
+    /// Called on the leader once per loop cycle in which time advanced; returns
+    /// entries the machine itself wants proposed (lease expiries, checkpoints).
+    /// Their outcome is not reported: the machine sees them when they apply.
+    func leaderTick() -> [[UInt8]]
+}
+
+extension ReplicatedStateMachine {
+    public func roleChanged(isLeader: Bool) {}
+    public func leaderTick() -> [[UInt8]] { [] }
 }
 
 /// Why a node could not serve a request. Messages are etcd's where etcd has one.

@@ -1,0 +1,68 @@
+import EnsembleAPI
+import KV
+import Raft
+
+/// How a member's services reach the leader for what only the leader can do
+/// (proposals, lease renewals). Today a follower reaches a leader that runs in
+/// the same process (`ensemble dev`); forwarding between processes takes the
+/// peer gRPC client.
+public struct LeaderRouting: Sendable {
+    let node: NodeLoop<KVReplica>
+    /// The leader's node when it runs in this process.
+    let leaderInProcess: @Sendable (NodeID) -> NodeLoop<KVReplica>?
+
+    public init(
+        node: NodeLoop<KVReplica>,
+        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil }
+    ) {
+        self.node = node
+        self.leaderInProcess = leaderInProcess
+    }
+
+    /// Proposes on this node, or on the leader when this node is a follower and
+    /// the leader runs in this process. Only refusals are retried elsewhere: a
+    /// refused proposal certainly did not happen.
+    func propose(_ entry: [UInt8]) async throws(NodeError) -> KVReplica.Result {
+        do {
+            return try await node.propose(entry)
+        } catch let NodeError.notLeader(leader) {
+            guard let other = leaderInProcess(leader), other !== node else { throw NodeError.notLeader(leader: leader) }
+            return try await other.propose(entry)
+        }
+    }
+
+    /// Runs `body` on the leader's loop. `body` returns nil when the machine it
+    /// ran on does not lead after all (then the leader it names is tried).
+    func onLeader<T: Sendable>(_ body: @escaping @Sendable (KVReplica) -> T?) async throws(NodeError) -> T {
+        if let result = await node.withMachine(body), let result { return result }
+        let leader = node.status.leader
+        guard leader != .none else { throw NodeError.noLeader }
+        guard let other = leaderInProcess(leader), other !== node else { throw NodeError.notLeader(leader: leader) }
+        if let result = await other.withMachine(body), let result { return result }
+        throw NodeError.leaderChanged
+    }
+}
+
+extension LeaderRouting {
+    /// Proposes `command` and returns what applying it produced, or the
+    /// status etcd answers for the failure.
+    func submit(_ command: Ensemble_V1_Command) async -> Result<KVStateMachine.Response, GRPCStatus> {
+        let entry: [UInt8]
+        do {
+            entry = try KVReplica.encode(command)
+        } catch {
+            return .failure(.internal("cannot encode the command"))
+        }
+        let applied: KVReplica.Result
+        do {
+            applied = try await propose(entry)
+        } catch {
+            return .failure(KVService.status(error))
+        }
+        switch applied {
+        case let .success(response): return .success(response)
+        case let .failure(.kv(error)): return .failure(KVService.status(error))
+        case let .failure(.lease(error)): return .failure(GRPCStatus(code: error.grpcCode, message: error.description))
+        }
+    }
+}

@@ -1,0 +1,194 @@
+import EnsembleAPI
+import KV
+import Raft
+import NIOCore
+import SwiftProtobuf
+import Foundation
+
+/// etcd's Lease service. Grants and revocations go through the log; the
+/// leader's lessor (``KVReplica`` leases) decides expiry, renews keep-alives
+/// without the log and reports remaining TTLs, so keep-alive and TimeToLive
+/// are served on the leader (a follower hands them to it).
+public struct LeaseService: Sendable {
+    let node: NodeLoop<KVReplica>
+    let clusterID: UInt64
+    let routing: LeaderRouting
+
+    public init(
+        node: NodeLoop<KVReplica>, clusterID: UInt64,
+        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil }
+    ) {
+        self.node = node
+        self.clusterID = clusterID
+        self.routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
+    }
+
+    public func register(on router: inout GRPCRouter) {
+        let service = self
+        router.unary["/etcdserverpb.Lease/LeaseGrant"] = { await service.grant($0) }
+        router.unary["/etcdserverpb.Lease/LeaseRevoke"] = { await service.revoke($0) }
+        router.unary["/etcdserverpb.Lease/LeaseTimeToLive"] = { await service.timeToLive($0) }
+        router.unary["/etcdserverpb.Lease/LeaseLeases"] = { await service.leases($0) }
+        router.streaming["/etcdserverpb.Lease/LeaseKeepAlive"] = { stream in
+            LeaseKeepAliveStream(service: service, stream: stream)
+        }
+    }
+
+    var headers: HeaderSource {
+        let status = node.status
+        return HeaderSource(clusterID: clusterID, memberID: status.id, raftTerm: status.term)
+    }
+
+    func grant(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+        guard let request = try? Etcdserverpb_LeaseGrantRequest(serializedBytes: bytes) else {
+            return .failure(.invalidArgument("malformed LeaseGrantRequest"))
+        }
+        if request.ttl > LeaseTable.maxTTL {
+            return .failure(GRPCStatus(code: LeaseError.ttlTooLarge.grpcCode, message: LeaseError.ttlTooLarge.description))
+        }
+        // The id is chosen here, before proposing, so every member grants the
+        // same lease (etcd draws it from its request-id generator). Positive,
+        // as etcd's clients print and parse lease ids.
+        var command = Ensemble_V1_Command()
+        command.leaseGrant.ttl = request.ttl
+        command.leaseGrant.id = request.id != 0 ? request.id : Int64.random(in: 1...Int64.max)
+        switch await routing.submit(command) {
+        case let .success(.leaseGrant(lease, revision)):
+            var response = Etcdserverpb_LeaseGrantResponse()
+            response.header = headers.header(revision: revision)
+            response.id = lease.id
+            response.ttl = lease.grantedTTL
+            return KVService.serialize(response)
+        case .success:
+            return .failure(.internal("unexpected response"))
+        case let .failure(status):
+            return .failure(status)
+        }
+    }
+
+    func revoke(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+        guard let request = try? Etcdserverpb_LeaseRevokeRequest(serializedBytes: bytes) else {
+            return .failure(.invalidArgument("malformed LeaseRevokeRequest"))
+        }
+        var command = Ensemble_V1_Command()
+        command.leaseRevoke.id = request.id
+        switch await routing.submit(command) {
+        case let .success(.leaseRevoke(revision)):
+            var response = Etcdserverpb_LeaseRevokeResponse()
+            response.header = headers.header(revision: revision)
+            return KVService.serialize(response)
+        case .success:
+            return .failure(.internal("unexpected response"))
+        case let .failure(status):
+            return .failure(status)
+        }
+    }
+
+    func timeToLive(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+        guard let request = try? Etcdserverpb_LeaseTimeToLiveRequest(serializedBytes: bytes) else {
+            return .failure(.invalidArgument("malformed LeaseTimeToLiveRequest"))
+        }
+        let id = request.id
+        let answer: (remaining: Int64, granted: Int64, keys: [[UInt8]], revision: Int64)
+        do {
+            answer = try await routing.onLeader { replica in
+                replica.timeToLive(id).map { ($0.remaining, $0.granted, $0.keys, replica.machine.store.revision) }
+            }
+        } catch {
+            return .failure(KVService.status(error))
+        }
+        var response = Etcdserverpb_LeaseTimeToLiveResponse()
+        response.header = headers.header(revision: answer.revision)
+        response.id = id
+        response.ttl = answer.remaining
+        response.grantedTtl = answer.granted
+        if request.keys { response.keys = answer.keys.map { Data($0) } }
+        return KVService.serialize(response)
+    }
+
+    func leases(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+        guard let listed = await node.withMachine({ ($0.machine.leases.ids, $0.machine.store.revision) }) else {
+            return .failure(KVService.status(NodeError.stopped))
+        }
+        var response = Etcdserverpb_LeaseLeasesResponse()
+        response.header = headers.header(revision: listed.1)
+        response.leases = listed.0.map { id in
+            var status = Etcdserverpb_LeaseStatus()
+            status.id = id
+            return status
+        }
+        return KVService.serialize(response)
+    }
+
+    /// One keep-alive: the TTL granted again, or 0 for a lease that is gone
+    /// (etcd answers an unknown lease with TTL 0, not an error).
+    func keepAlive(_ id: LeaseID) async -> Result<[UInt8], GRPCStatus> {
+        let ttl: (Int64, Int64)
+        do {
+            ttl = try await routing.onLeader { replica in
+                replica.renew(id).map { ($0, replica.machine.store.revision) }
+            }
+        } catch {
+            return .failure(KVService.status(error))
+        }
+        var response = Etcdserverpb_LeaseKeepAliveResponse()
+        response.header = headers.header(revision: ttl.1)
+        response.id = id
+        response.ttl = ttl.0
+        return KVService.serialize(response)
+    }
+}
+
+/// One `LeaseKeepAlive` call: every request is answered, in order.
+final class LeaseKeepAliveStream: GRPCStreamReceiver {
+    let service: LeaseService
+    let stream: GRPCServerStream
+    /// Answers are produced one at a time so they go out in request order.
+    private var queue: [LeaseID] = []
+    private var busy = false
+    private var done = false
+
+    init(service: LeaseService, stream: GRPCServerStream) {
+        self.service = service
+        self.stream = stream
+    }
+
+    func received(_ message: [UInt8]) {
+        guard let request = try? Etcdserverpb_LeaseKeepAliveRequest(serializedBytes: message) else {
+            stream.finish(.invalidArgument("malformed LeaseKeepAliveRequest"))
+            return
+        }
+        queue.append(request.id)
+        next()
+    }
+
+    private func next() {
+        guard !busy, !done, !queue.isEmpty else { return }
+        busy = true
+        let id = queue.removeFirst()
+        let service = self.service
+        let loop = stream.channel.eventLoop
+        let bound = NIOLoopBoundBox(self, eventLoop: loop)
+        loop.makeFutureWithTask { await service.keepAlive(id) }.whenSuccess { result in
+            let receiver = bound.value
+            receiver.busy = false
+            switch result {
+            case let .success(bytes): receiver.stream.send(bytes)
+            case let .failure(status):
+                receiver.done = true
+                receiver.stream.finish(status)
+            }
+            receiver.next()
+        }
+    }
+
+    func clientFinished() {
+        done = true
+        stream.finish(.ok)
+    }
+
+    func closed() {
+        done = true
+        queue = []
+    }
+}

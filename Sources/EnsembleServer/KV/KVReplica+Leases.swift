@@ -1,0 +1,97 @@
+import EnsembleAPI
+import KV
+
+/// The leader's side of leases. Only the leader keeps a running ``Lessor``:
+/// it decides expiry and proposes the revocation through the log, renews on
+/// keep-alive without the log, and checkpoints remaining TTLs through the log so
+/// that a new leader continues each countdown instead of restarting it (etcd
+/// 3.4 restarts it unless lease checkpointing is enabled). Everything here runs
+/// on the node loop's thread.
+extension KVReplica {
+    public func roleChanged(isLeader: Bool) {
+        leading = isLeader
+        revoking = [:]
+        staleCheckpoints = []
+        if isLeader {
+            lessor.promote(machine.leases, now: now(), extra: promotionGrace)
+        } else {
+            lessor.demote()
+        }
+    }
+
+    /// Expired leases become revoke proposals (one each, as etcd proposes
+    /// them; re-proposed after 3 s if not applied); due checkpoints and cleared
+    /// checkpoints become one checkpoint proposal.
+    public func leaderTick() -> [[UInt8]] {
+        guard leading else { return [] }
+        let time = now()
+        var out: [[UInt8]] = []
+        for id in lessor.expired(now: time) where (revoking[id].map { time - $0 >= 3 } ?? true) {
+            revoking[id] = time
+            var command = Ensemble_V1_Command()
+            command.leaseRevoke.id = id
+            if let data = try? Self.encode(command) { out.append(data) }
+        }
+        // A remaining TTL of 0 would mean "no checkpoint" (full TTL): a lease
+        // about to expire is recorded with 1 s left instead.
+        var checkpoints = lessor.checkpointsDue(now: time).map { checkpoint(id: $0.id, remaining: max($0.remaining, 1)) }
+        if !staleCheckpoints.isEmpty {
+            let due = Set(checkpoints.map(\.id))
+            checkpoints += staleCheckpoints.sorted().filter { !due.contains($0) }.map { checkpoint(id: $0, remaining: 0) }
+            staleCheckpoints = []
+        }
+        // Leases with nothing to say are left out (a checkpoint of the full TTL
+        // and no checkpoint mean the same to a new leader).
+        checkpoints = checkpoints.filter { entry in
+            guard let lease = machine.leases.leases[entry.id] else { return false }
+            return entry.remainingTtl > 0 ? entry.remainingTtl < lease.grantedTTL : lease.checkpointTTL > 0
+        }
+        for start in stride(from: 0, to: checkpoints.count, by: 1_000) {
+            var command = Ensemble_V1_Command()
+            command.leaseCheckpoints.checkpoints = Array(checkpoints[start..<min(start + 1_000, checkpoints.count)])
+            if let data = try? Self.encode(command) { out.append(data) }
+        }
+        return out
+    }
+
+    private func checkpoint(id: LeaseID, remaining: Int64) -> Ensemble_V1_LeaseCheckpoint {
+        var checkpoint = Ensemble_V1_LeaseCheckpoint()
+        checkpoint.id = id
+        checkpoint.remainingTtl = remaining
+        return checkpoint
+    }
+
+    /// Keeps the lessor in step with applied grants and revocations.
+    func leaseApplied(_ command: KVStateMachine.Command, _ result: Result) {
+        guard leading else { return }
+        switch (command, result) {
+        case let (.leaseGrant, .success(.leaseGrant(lease, _))):
+            lessor.granted(lease, now: now())
+        case let (.leaseRevoke(id), _):
+            // Applied or already gone: either way it no longer counts down.
+            lessor.revoked(id)
+            revoking[id] = nil
+        default:
+            break
+        }
+    }
+
+    /// What a keep-alive gets. nil: this member does not lead, so it cannot
+    /// renew (the caller forwards to the leader).
+    public func renew(_ id: LeaseID) -> Int64? {
+        guard leading else { return nil }
+        let renewal = lessor.renew(id, in: machine.leases, now: now())
+        if renewal.clearCheckpoint { staleCheckpoints.insert(id) }
+        return renewal.ttl
+    }
+
+    /// A lease's remaining and granted TTL and its keys, as LeaseTimeToLive
+    /// reports them. nil: this member does not lead. A lease that does not
+    /// exist reports a remaining TTL of -1 (etcd's answer).
+    public func timeToLive(_ id: LeaseID) -> (remaining: Int64, granted: Int64, keys: [[UInt8]])? {
+        guard leading else { return nil }
+        guard let lease = machine.leases.leases[id] else { return (-1, 0, []) }
+        let remaining = max(lessor.remaining(id, now: now()), 0)
+        return (remaining, lease.grantedTTL, lease.keys.sorted { $0.lexicographicallyPrecedes($1) })
+    }
+}

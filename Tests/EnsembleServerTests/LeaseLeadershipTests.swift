@@ -1,0 +1,98 @@
+import EnsembleAPI
+import EnsembleServer
+import Foundation
+import KV
+import SwiftProtobuf
+import Synchronization
+import Testing
+
+/// The leader's lease clock in ``KVReplica``: expiry proposed by the leader
+/// only, keep-alives, and remaining TTLs that survive a change of leader.
+@Suite struct LeaseLeadershipTests {
+    final class FakeClock: Sendable {
+        let seconds = Mutex(0.0)
+        func advance(_ by: Double) { seconds.withLock { $0 += by } }
+        var read: @Sendable () -> Double { { [self] in seconds.withLock { $0 } } }
+    }
+
+    func grant(_ id: Int64, ttl: Int64) throws -> [UInt8] {
+        try command {
+            $0.leaseGrant.id = id
+            $0.leaseGrant.ttl = ttl
+        }
+    }
+
+    func decoded(_ entries: [[UInt8]]) throws -> [Ensemble_V1_Command] {
+        try entries.map { try Ensemble_V1_Command(serializedBytes: $0) }
+    }
+
+    @Test func onlyTheLeaderProposesExpiryAndTheRevocationDeletesKeys() throws {
+        let clock = FakeClock()
+        let replica = KVReplica(checkpointInterval: 1_000, now: clock.read)
+        _ = replica.apply(try grant(7, ttl: 10), index: 1)
+        _ = replica.apply(try putCommand("k", "v", lease: 7), index: 2)
+        clock.advance(20)
+        #expect(replica.leaderTick().isEmpty, "a follower never expires leases")
+
+        replica.roleChanged(isLeader: true)
+        clock.advance(11)
+        #expect(replica.leaderTick().isEmpty, "promotion restarts the countdown, plus grace")
+        clock.advance(1.5)
+        let proposed = try decoded(replica.leaderTick())
+        #expect(proposed.map(\.leaseRevoke.id) == [7])
+        clock.advance(1)
+        #expect(replica.leaderTick().isEmpty, "one revocation in flight at a time")
+        clock.advance(3)
+        #expect(try decoded(replica.leaderTick()).map(\.leaseRevoke.id) == [7], "re-proposed if never applied")
+
+        _ = replica.apply(try command { $0.leaseRevoke.id = 7 }, index: 3)
+        #expect(replica.read(RangeRequest(key: Array("k".utf8))).map(\.kvs.count) == .success(0))
+        clock.advance(100)
+        #expect(replica.leaderTick().isEmpty)
+    }
+
+    @Test func keepAliveRenewsOnTheLeaderOnly() throws {
+        let clock = FakeClock()
+        let replica = KVReplica(checkpointInterval: 1_000, now: clock.read)
+        _ = replica.apply(try grant(7, ttl: 10), index: 1)
+        #expect(replica.renew(7) == nil, "a follower cannot renew")
+        replica.roleChanged(isLeader: true)
+        clock.advance(8)
+        #expect(replica.renew(7) == 10)
+        clock.advance(8)
+        #expect(replica.leaderTick().isEmpty, "renewed 8 s ago with a 10 s TTL")
+        #expect(replica.timeToLive(7)?.remaining == 2)
+        #expect(replica.timeToLive(99)?.remaining == -1, "unknown lease")
+        #expect(replica.renew(99) == 0, "unknown lease: TTL 0, not an error")
+    }
+
+    /// etcd 3.4 restarts every lease's countdown on a leader change; here the
+    /// leader checkpoints remaining TTLs through the log and the next leader
+    /// continues from them.
+    @Test func remainingTTLSurvivesALeaderChange() throws {
+        let clock = FakeClock()
+        let old = KVReplica(checkpointInterval: 5, now: clock.read)
+        let new = KVReplica(checkpointInterval: 5, now: clock.read)
+        func applyBoth(_ entry: [UInt8], _ index: UInt64) {
+            _ = old.apply(entry, index: index)
+            _ = new.apply(entry, index: index)
+        }
+        old.roleChanged(isLeader: true)
+        applyBoth(try grant(7, ttl: 60), 1)
+        clock.advance(40)
+        let checkpoints = old.leaderTick()
+        let checkpoint = try #require(try decoded(checkpoints).first?.leaseCheckpoints.checkpoints.first)
+        #expect(checkpoint.id == 7 && checkpoint.remainingTtl == 20)
+        for entry in checkpoints { applyBoth(entry, 2) }
+
+        old.roleChanged(isLeader: false)
+        new.roleChanged(isLeader: true)
+        let remaining = try #require(new.timeToLive(7)?.remaining)
+        #expect(remaining >= 20 && remaining <= 22, "continues from the checkpoint (plus grace), not from 60: \(remaining)")
+
+        // A keep-alive makes the checkpoint stale: the leader clears it.
+        #expect(new.renew(7) == 60)
+        let cleared = try decoded(new.leaderTick()).first?.leaseCheckpoints.checkpoints.first
+        #expect(cleared?.id == 7 && cleared?.remainingTtl == 0)
+    }
+}

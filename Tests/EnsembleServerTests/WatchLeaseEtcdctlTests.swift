@@ -1,0 +1,132 @@
+import EnsembleServer
+import Foundation
+import Raft
+import Testing
+
+/// Watch, Lease and the recipes built on them (lock), driven by the real
+/// etcdctl 3.4 against a three-member dev cluster. Follower endpoints are used
+/// on purpose: watches are served locally, lease renewals go to the leader.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct WatchLeaseEtcdctlTests {
+    final class Fixture {
+        let directory = NSTemporaryDirectory() + "ensemble-watch-lease-\(UUID().uuidString)"
+        let cluster: DevCluster
+        let leader: NodeID
+        init() async throws {
+            cluster = try await DevCluster(
+                dataDirectory: directory, clientPorts: [0, 0, 0], peerPorts: [0, 0, 0], tickInterval: .milliseconds(25))
+            leader = try await cluster.waitForLeader()
+        }
+        var leaderPort: Int { cluster.members.first { $0.id == leader }?.clientPort ?? 0 }
+        var followerPort: Int { cluster.members.first { $0.id != leader }?.clientPort ?? 0 }
+
+        func run(_ port: Int, _ arguments: String...) async throws -> (Int32, String) {
+            try await withCheckedThrowingContinuation { continuation in
+                Thread { continuation.resume(with: Result { try etcdctl(port, arguments) }) }.start()
+            }
+        }
+
+        func close() async {
+            await cluster.shutdown()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    @Test func watchDeliversLiveEventsWithPrevKVAndReplaysHistory() async throws {
+        let f = try await Fixture()
+        let watch = try EtcdctlProcess(port: f.followerPort, ["watch", "w/", "--prefix", "--prev-kv"])
+        // The watch is created when etcdctl connects; give it a moment, then write.
+        try await Task.sleep(for: .milliseconds(500))
+        _ = try await f.run(f.leaderPort, "put", "w/a", "1")
+        _ = try await f.run(f.followerPort, "put", "w/a", "2")
+        _ = try await f.run(f.leaderPort, "put", "other", "x")
+        _ = try await f.run(f.leaderPort, "del", "w/a")
+        let expected = "PUT\nw/a\n1\nPUT\nw/a\n1\nw/a\n2\nDELETE\nw/a\n2\nw/a\n\n"
+        let live = await watch.waitFor { $0 == expected }
+        #expect(live, "\(watch.text)")
+        watch.stop()
+
+        // A start revision replays what happened since, then continues live.
+        let (_, json) = try await f.run(f.leaderPort, "get", "other", "-w", "json")
+        #expect(json.contains("\"revision\""), "\(json)")
+        let replay = try EtcdctlProcess(port: f.followerPort, ["watch", "w/a", "--rev=1"])
+        let replayed = await replay.waitFor { $0 == "PUT\nw/a\n1\nPUT\nw/a\n2\nDELETE\nw/a\n\n" }
+        #expect(replayed, "\(replay.text)")
+        _ = try await f.run(f.leaderPort, "put", "w/a", "3")
+        let continued = await replay.waitFor { $0.hasSuffix("PUT\nw/a\n3\n") }
+        #expect(continued, "\(replay.text)")
+        replay.stop()
+
+        // A compacted start revision is refused with the compaction revision.
+        let (_, compact) = try await f.run(f.leaderPort, "compact", "5")
+        #expect(compact.contains("compacted revision 5"), "\(compact)")
+        let old = try EtcdctlProcess(port: f.leaderPort, ["watch", "w/a", "--rev=2"])
+        let refused = await old.waitFor { $0.contains("required revision has been compacted") }
+        #expect(refused, "\(old.text)")
+        old.stop()
+        await f.close()
+    }
+
+    @Test func leaseGrantAttachTimeToLiveKeepAliveRevoke() async throws {
+        let f = try await Fixture()
+        let (status, granted) = try await f.run(f.followerPort, "lease", "grant", "60")
+        #expect(status == 0 && granted.hasSuffix(" granted with TTL(60s)\n"), "\(granted)")
+        let id = try #require(granted.split(separator: " ").dropFirst().first.map(String.init))
+        #expect(id.count == 16, "etcdctl prints ids as %016x: \(id)")
+
+        var (code, output) = try await f.run(f.followerPort, "put", "leased", "v", "--lease=\(id)")
+        #expect(code == 0 && output == "OK\n", "\(output)")
+        (_, output) = try await f.run(f.followerPort, "lease", "timetolive", id, "--keys")
+        #expect(output.hasPrefix("lease \(id) granted with TTL(60s), remaining(") && output.contains("attached keys([leased])"), "\(output)")
+        (_, output) = try await f.run(f.leaderPort, "lease", "list")
+        #expect(output == "found 1 leases\n\(id)\n", "\(output)")
+        (_, output) = try await f.run(f.followerPort, "lease", "keep-alive", "--once", id)
+        #expect(output == "lease \(id) keepalived with TTL(60)\n", "\(output)")
+        (_, output) = try await f.run(f.followerPort, "get", "leased", "-w", "fields")
+        #expect(output.contains("\"Lease\" : \(Int64(id, radix: 16) ?? 0)"), "\(output)")
+
+        (code, output) = try await f.run(f.followerPort, "lease", "revoke", id)
+        #expect(code == 0 && output == "lease \(id) revoked\n", "\(output)")
+        (_, output) = try await f.run(f.leaderPort, "get", "leased")
+        #expect(output.isEmpty, "the lease's key goes with it: \(output)")
+        (_, output) = try await f.run(f.leaderPort, "lease", "timetolive", id)
+        #expect(output == "lease \(id) already expired\n", "\(output)")
+        (code, output) = try await f.run(f.leaderPort, "lease", "revoke", id)
+        #expect(code != 0 && output.contains("etcdserver: requested lease not found"), "\(output)")
+        await f.close()
+    }
+
+    @Test func anExpiredLeaseTakesItsKeysAndAKeptAliveOneDoesNot() async throws {
+        let f = try await Fixture()
+        let (_, short) = try await f.run(f.leaderPort, "lease", "grant", "2")
+        let expiring = try #require(short.split(separator: " ").dropFirst().first.map(String.init))
+        let (_, long) = try await f.run(f.leaderPort, "lease", "grant", "2")
+        let kept = try #require(long.split(separator: " ").dropFirst().first.map(String.init))
+        _ = try await f.run(f.leaderPort, "put", "expiring", "v", "--lease=\(expiring)")
+        _ = try await f.run(f.leaderPort, "put", "kept", "v", "--lease=\(kept)")
+        let keepAlive = try EtcdctlProcess(port: f.followerPort, ["lease", "keep-alive", kept])
+        try await Task.sleep(for: .seconds(4))
+        var (_, output) = try await f.run(f.followerPort, "get", "expiring")
+        #expect(output.isEmpty, "expired by the leader and deleted everywhere: \(output)")
+        (_, output) = try await f.run(f.followerPort, "get", "kept", "--print-value-only")
+        #expect(output == "v\n", "\(output)")
+        #expect(keepAlive.text.contains("lease \(kept) keepalived with TTL(2)"), "\(keepAlive.text)")
+        keepAlive.stop()
+        await f.close()
+    }
+
+    @Test func lockIsMutuallyExclusiveAndFreedWhenTheHolderDies() async throws {
+        let f = try await Fixture()
+        let first = try EtcdctlProcess(port: f.followerPort, ["lock", "--ttl=2", "mutex"])
+        let holds = await first.waitFor { $0.hasPrefix("mutex/") }
+        #expect(holds, "\(first.text)")
+        let second = try EtcdctlProcess(port: f.leaderPort, ["lock", "--ttl=2", "mutex"])
+        try await Task.sleep(for: .seconds(1))
+        #expect(second.text.isEmpty, "the lock is held: \(second.text)")
+        // The holder crashes: its session lease expires and the waiter gets the lock.
+        first.kill()
+        let acquired = await second.waitFor(timeout: .seconds(15)) { $0.hasPrefix("mutex/") }
+        #expect(acquired, "\(second.text)")
+        second.stop()
+        await f.close()
+    }
+}
