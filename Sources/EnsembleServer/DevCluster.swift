@@ -25,7 +25,11 @@ public final class DevCluster: @unchecked Sendable {
     public static let clusterID: UInt64 = 0xE45E_4B1E
 
     /// `clientPorts`/`peerPorts`: three each (0 picks free ports, for tests).
-    public init(dataDirectory: String, clientPorts: [Int], peerPorts: [Int], tickInterval: Duration = .milliseconds(100)) async throws {
+    /// `spaceQuota`: bytes each member's store may hold (0: none).
+    public init(
+        dataDirectory: String, clientPorts: [Int], peerPorts: [Int], tickInterval: Duration = .milliseconds(100),
+        spaceQuota: Int = 2 << 30
+    ) async throws {
         precondition(clientPorts.count == 3 && peerPorts.count == 3, "a dev cluster has three members")
         self.dataDirectory = dataDirectory
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -43,11 +47,14 @@ public final class DevCluster: @unchecked Sendable {
         }
         var options = NodeLoop<KVReplica>.Options()
         options.tickInterval = tickInterval
+        var replicas: [NodeID: KVReplica] = [:]
         for (i, id) in ids.enumerated() {
             var config = RaftConfig(id: id)
             config.seed = UInt64.random(in: 1...UInt64.max)
+            let replica = KVReplica(space: SpaceQuota(limit: spaceQuota))
+            replicas[id] = replica
             let node = try NodeLoop(
-                config: config, directory: "\(dataDirectory)/member-\(id)", bootstrap: ids, machine: KVReplica(),
+                config: config, directory: "\(dataDirectory)/member-\(id)", bootstrap: ids, machine: replica,
                 transport: transports[i], options: options)
             nodes[id] = node
         }
@@ -69,10 +76,13 @@ public final class DevCluster: @unchecked Sendable {
             guard let node = nodes[id], let box = routers[id] else { continue }
             node.start()
             var router = GRPCRouter()
-            KVService(node: node, clusterID: Self.clusterID, leaderInProcess: { all[$0] }).register(on: &router)
-            LeaseService(node: node, clusterID: Self.clusterID, leaderInProcess: { all[$0] }).register(on: &router)
+            let space = replicas[id]?.space ?? SpaceQuota()
+            KVService(node: node, clusterID: Self.clusterID, space: space, leaderInProcess: { all[$0] }).register(on: &router)
+            LeaseService(node: node, clusterID: Self.clusterID, space: space, leaderInProcess: { all[$0] }).register(on: &router)
             WatchService(node: node, clusterID: Self.clusterID, on: group.next()).register(on: &router)
-            ClusterServices(node: node, clusterID: Self.clusterID, members: directory).register(on: &router)
+            ClusterService(node: node, clusterID: Self.clusterID, members: directory).register(on: &router)
+            MaintenanceService(node: node, clusterID: Self.clusterID, leaderInProcess: { all[$0] }).register(on: &router)
+            HealthService(node: node).register(on: &router)
             box.install(router)
             if let server = bound[id] { servers.append(server) }
         }

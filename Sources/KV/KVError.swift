@@ -14,6 +14,8 @@ public enum KVError: Error, Sendable, Hashable, CustomStringConvertible {
     case leaseProvided
     /// Over the request size limit; raised by the API layer (etcd: 1.5 MiB).
     case valueTooLarge
+    /// The space quota is exhausted (the NOSPACE alarm is raised).
+    case noSpace
 
     /// The gRPC status code etcd answers with.
     public var grpcCode: GRPCCode {
@@ -22,6 +24,7 @@ public enum KVError: Error, Sendable, Hashable, CustomStringConvertible {
         case .emptyKey, .keyNotFound, .duplicateKeyInTxn, .tooManyOperations, .valueProvided, .leaseProvided, .valueTooLarge:
             .invalidArgument
         case .leaseNotFound: .notFound
+        case .noSpace: .resourceExhausted
         }
     }
 
@@ -37,6 +40,7 @@ public enum KVError: Error, Sendable, Hashable, CustomStringConvertible {
         case .valueProvided: "etcdserver: value is provided"
         case .leaseProvided: "etcdserver: lease is provided"
         case .valueTooLarge: "etcdserver: request is too large"
+        case .noSpace: "etcdserver: mvcc: database space exceeded"
         }
     }
 }
@@ -45,5 +49,6 @@ public enum KVError: Error, Sendable, Hashable, CustomStringConvertible {
 public enum GRPCCode: Int, Sendable {
     case invalidArgument = 3
     case notFound = 5
+    case resourceExhausted = 8
     case outOfRange = 11
 }

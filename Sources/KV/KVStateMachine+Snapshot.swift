@@ -3,11 +3,12 @@
 
 extension KVStateMachine {
     static let snapshotMagic: [UInt8] = Array("ENKV".utf8)
-    static let snapshotVersion: UInt8 = 1
+    /// 2 added the alarms; version 1 snapshots (no alarms) still restore.
+    static let snapshotVersion: UInt8 = 2
 
-    /// Encodes revision, compaction point, leases and every key's retained
-    /// history. Format: `ENKV | version u8 | revision | compacted | leases |
-    /// keys`, integers little-endian (see docs/kv.md).
+    /// Encodes revision, compaction point, leases, every key's retained
+    /// history and the alarms. Format: `ENKV | version u8 | revision | compacted
+    /// | leases | keys | alarms`, integers little-endian (see docs/kv.md).
     public func snapshot() -> [UInt8] {
         var w = SnapshotWriter()
         w.bytes += Self.snapshotMagic
@@ -41,6 +42,12 @@ extension KVStateMachine {
             }
             return true
         }
+        let raised = alarms.sorted()
+        w.u64(UInt64(raised.count))
+        for alarm in raised {
+            w.u64(alarm.member)
+            w.i64(Int64(alarm.kind.rawValue))
+        }
         return w.bytes
     }
 
@@ -53,12 +60,13 @@ extension KVStateMachine {
         }
         r.position = 4
         let version = try r.u8("version")
-        guard version == Self.snapshotVersion else {
+        guard version == 1 || version == Self.snapshotVersion else {
             throw SnapshotDecodeError(reason: "unsupported version \(version)", offset: 4)
         }
         let revision = try r.i64("revision")
         let compacted = try r.i64("compacted revision")
-        guard revision >= 1, compacted >= 0, compacted <= revision else {
+        // -1: never compacted (a fresh store), which snapshots must carry too.
+        guard revision >= 1, compacted >= -1, compacted <= revision else {
             throw SnapshotDecodeError(reason: "revision \(revision) / compacted \(compacted) inconsistent", offset: 5)
         }
         var table = LeaseTable()
@@ -121,10 +129,23 @@ extension KVStateMachine {
             }
             entries.append((key, history))
         }
+        var raised: Set<Alarm> = []
+        if version >= 2 {
+            let alarmCount = try r.count("alarm count", elementSize: 16)
+            for _ in 0..<alarmCount {
+                let member = UInt64(bitPattern: try r.i64("alarm member"))
+                let kind = try r.i64("alarm kind")
+                guard let known = Int32(exactly: kind).flatMap(Alarm.Kind.init(rawValue:)) else {
+                    throw SnapshotDecodeError(reason: "unknown alarm \(kind)", offset: r.position - 8)
+                }
+                raised.insert(Alarm(member: member, kind: known))
+            }
+        }
         guard r.isAtEnd else { throw SnapshotDecodeError(reason: "trailing bytes", offset: r.position) }
         // Decoded completely: now replace the state.
         store.replace(revision: revision, compacted: compacted, live: live, entries: entries)
         leases = table
+        alarms = raised
     }
 
     /// A hash of every version at or below `revision` (0: the current one) above
@@ -172,5 +193,8 @@ extension MVCCStore {
         self.revision = revision
         self.compactedRevision = compacted
         self.liveKeys = live
+        approximateBytes = entries.reduce(0) { total, entry in
+            entry.1.versions.reduce(total) { $0 + KeyHistory.size(key: entry.0, kv: $1.kv) }
+        }
     }
 }

@@ -7,6 +7,8 @@
 public final class KVStateMachine {
     public let store = MVCCStore()
     public internal(set) var leases = LeaseTable()
+    /// Raised alarms (``Alarm``); NOSPACE refuses writes that add data.
+    public internal(set) var alarms: Set<Alarm> = []
 
     public init() {
         store.leaseExists = { [unowned self] id in self.leases.contains(id) }
@@ -22,6 +24,8 @@ public final class KVStateMachine {
         case leaseGrant(id: LeaseID, ttl: Int64)
         case leaseRevoke(id: LeaseID)
         case leaseCheckpoint([LeaseCheckpoint])
+        /// Raises (`activate`) or clears an alarm.
+        case alarm(activate: Bool, Alarm)
     }
 
     public struct LeaseCheckpoint: Sendable, Hashable {
@@ -41,6 +45,8 @@ public final class KVStateMachine {
         case leaseGrant(Lease, revision: Int64)
         case leaseRevoke(revision: Int64)
         case leaseCheckpoint
+        /// The alarms raised after the change.
+        case alarms([Alarm])
     }
 
     public enum Failure: Error, Sendable, Hashable, CustomStringConvertible {
@@ -58,8 +64,12 @@ public final class KVStateMachine {
     /// Applies one command; returns its response (or the error the client gets)
     /// and the events it produced, in revision order.
     public func apply(_ command: Command) -> (Result<Response, Failure>, [Event]) {
+        if refusedForSpace(command) { return (.failure(.kv(.noSpace)), []) }
         do {
             switch command {
+            case let .alarm(activate, alarm):
+                if activate { alarms.insert(alarm) } else { alarms.remove(alarm) }
+                return (.success(.alarms(alarms.sorted())), [])
             case let .put(request):
                 let (response, events) = try store.put(request)
                 track(events)

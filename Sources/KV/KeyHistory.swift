@@ -13,6 +13,18 @@ struct KeyHistory: Sendable {
 
     var versions: [Version] = []
 
+    /// Bytes counted per version besides its key and value (revisions, version,
+    /// lease, index entry), for ``MVCCStore/approximateBytes``.
+    static let versionOverhead = 64
+
+    static func size(key: [UInt8], kv: KeyValue?) -> Int {
+        key.count + (kv?.value.count ?? 0) + versionOverhead
+    }
+
+    func size(key: [UInt8]) -> Int {
+        versions.reduce(0) { $0 + Self.size(key: key, kv: $1.kv) }
+    }
+
     /// The current state, if the key exists now.
     var latest: KeyValue? { versions.last?.kv }
 

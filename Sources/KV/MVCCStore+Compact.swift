@@ -7,9 +7,14 @@ extension MVCCStore {
         if target <= compactedRevision { throw .compacted }
         if target > revision { throw .futureRevision }
         compactedRevision = target
-        index.filter { _, history in
+        var freed = 0
+        index.filter { key, history in
             var history = history
-            return history.compact(upTo: target) ? history : nil
+            let before = history.size(key: key)
+            let keep = history.compact(upTo: target)
+            freed += before - history.size(key: key)
+            return keep ? history : nil
         }
+        approximateBytes -= freed
     }
 }

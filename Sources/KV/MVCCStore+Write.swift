@@ -71,6 +71,7 @@ extension MVCCStore {
                 value: request.ignoreValue ? previous?.value ?? [] : request.value,
                 lease: request.ignoreLease ? previous?.lease ?? 0 : request.lease)
             history.versions.append(.init(revision: revision, kv: kv))
+            approximateBytes += KeyHistory.size(key: request.key, kv: kv)
             event = Event(kind: .put, kv: kv, previous: previous)
             return previous
         }
@@ -94,6 +95,7 @@ extension MVCCStore {
             index.modify(key) { history in
                 guard let previous = history.latest else { return }
                 history.versions.append(.init(revision: revision, kv: nil))
+                approximateBytes += KeyHistory.size(key: key, kv: nil)
                 deleted.append(previous)
                 let tombstone = KeyValue(key: key, createRevision: 0, modRevision: revision.main, version: 0, value: [], lease: 0)
                 context.events.append(Event(kind: .delete, kv: tombstone, previous: previous))

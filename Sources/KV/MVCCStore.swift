@@ -18,6 +18,10 @@ public final class MVCCStore {
     public internal(set) var compactedRevision: Int64 = -1
     /// Keys that exist at the current revision.
     public internal(set) var liveKeys = 0
+    /// What the retained history occupies, roughly: keys and values of every
+    /// version plus a fixed overhead each (``KeyHistory/versionOverhead``). It is
+    /// what etcd calls the database size (Status `dbSize`, the space quota).
+    public internal(set) var approximateBytes = 0
     let index = ByteKeyTree<KeyHistory>()
     /// Keys with any retained history (live or deleted but not yet compacted).
     public var keyCount: Int { index.count }

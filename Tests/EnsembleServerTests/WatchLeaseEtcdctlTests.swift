@@ -7,32 +7,8 @@ import Testing
 /// etcdctl 3.4 against a three-member dev cluster. Follower endpoints are used
 /// on purpose: watches are served locally, lease renewals go to the leader.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct WatchLeaseEtcdctlTests {
-    final class Fixture {
-        let directory = NSTemporaryDirectory() + "ensemble-watch-lease-\(UUID().uuidString)"
-        let cluster: DevCluster
-        let leader: NodeID
-        init() async throws {
-            cluster = try await DevCluster(
-                dataDirectory: directory, clientPorts: [0, 0, 0], peerPorts: [0, 0, 0], tickInterval: .milliseconds(25))
-            leader = try await cluster.waitForLeader()
-        }
-        var leaderPort: Int { cluster.members.first { $0.id == leader }?.clientPort ?? 0 }
-        var followerPort: Int { cluster.members.first { $0.id != leader }?.clientPort ?? 0 }
-
-        func run(_ port: Int, _ arguments: String...) async throws -> (Int32, String) {
-            try await withCheckedThrowingContinuation { continuation in
-                Thread { continuation.resume(with: Result { try etcdctl(port, arguments) }) }.start()
-            }
-        }
-
-        func close() async {
-            await cluster.shutdown()
-            try? FileManager.default.removeItem(atPath: directory)
-        }
-    }
-
     @Test func watchDeliversLiveEventsWithPrevKVAndReplaysHistory() async throws {
-        let f = try await Fixture()
+        let f = try await DevClusterFixture()
         let watch = try EtcdctlProcess(port: f.followerPort, ["watch", "w/", "--prefix", "--prev-kv"])
         // The watch is created when etcdctl connects; give it a moment, then write.
         try await Task.sleep(for: .milliseconds(500))
@@ -67,7 +43,7 @@ import Testing
     }
 
     @Test func leaseGrantAttachTimeToLiveKeepAliveRevoke() async throws {
-        let f = try await Fixture()
+        let f = try await DevClusterFixture()
         let (status, granted) = try await f.run(f.followerPort, "lease", "grant", "60")
         #expect(status == 0 && granted.hasSuffix(" granted with TTL(60s)\n"), "\(granted)")
         let id = try #require(granted.split(separator: " ").dropFirst().first.map(String.init))
@@ -96,7 +72,7 @@ import Testing
     }
 
     @Test func anExpiredLeaseTakesItsKeysAndAKeptAliveOneDoesNot() async throws {
-        let f = try await Fixture()
+        let f = try await DevClusterFixture()
         let (_, short) = try await f.run(f.leaderPort, "lease", "grant", "2")
         let expiring = try #require(short.split(separator: " ").dropFirst().first.map(String.init))
         let (_, long) = try await f.run(f.leaderPort, "lease", "grant", "2")
@@ -115,7 +91,7 @@ import Testing
     }
 
     @Test func lockIsMutuallyExclusiveAndFreedWhenTheHolderDies() async throws {
-        let f = try await Fixture()
+        let f = try await DevClusterFixture()
         let first = try EtcdctlProcess(port: f.followerPort, ["lock", "--ttl=2", "mutex"])
         let holds = await first.waitFor { $0.hasPrefix("mutex/") }
         #expect(holds, "\(first.text)")

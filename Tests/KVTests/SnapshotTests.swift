@@ -26,6 +26,65 @@ import Testing
         return kv
     }
 
+    /// Found by the snapshot-save test: a store never compacted (compaction
+    /// point -1) wrote a snapshot it then refused to restore.
+    @Test func neverCompactedStoreRoundTrips() throws {
+        let original = KVStateMachine()
+        _ = original.apply(.put(PutRequest(key: b("a"), value: b("1"))))
+        #expect(original.store.compactedRevision == -1)
+        let copy = KVStateMachine()
+        try copy.restore(original.snapshot())
+        #expect(copy.store.compactedRevision == -1 && copy.store.revision == 2)
+        let empty = KVStateMachine()
+        try empty.restore(KVStateMachine().snapshot())
+        #expect(empty.store.revision == 1)
+    }
+
+    @Test func alarmsAndSizeSurviveASnapshot() throws {
+        let original = randomMachine(seed: 5)
+        _ = original.apply(.alarm(activate: true, Alarm(member: 3, kind: .noSpace)))
+        let copy = KVStateMachine()
+        try copy.restore(original.snapshot())
+        #expect(copy.alarms == [Alarm(member: 3, kind: .noSpace)])
+        #expect(copy.store.approximateBytes == original.store.approximateBytes && copy.store.approximateBytes > 0)
+    }
+
+    @Test func noSpaceRefusesWritesThatAddDataOnly() {
+        let kv = KVStateMachine()
+        _ = kv.apply(.put(PutRequest(key: b("a"), value: b("1"))))
+        _ = kv.apply(.alarm(activate: true, Alarm(member: 1, kind: .noSpace)))
+        #expect(kv.apply(.put(PutRequest(key: b("b"), value: b("2")))).0 == .failure(.kv(.noSpace)))
+        #expect(kv.apply(.leaseGrant(id: 1, ttl: 10)).0 == .failure(.kv(.noSpace)))
+        #expect(kv.apply(.txn(TxnRequest(success: [.put(PutRequest(key: b("c"), value: []))]))).0 == .failure(.kv(.noSpace)))
+        guard case .success = kv.apply(.txn(TxnRequest(success: [.range(RangeRequest(key: b("a")))]))).0 else {
+            Issue.record("read-only txns still work")
+            return
+        }
+        guard case .success = kv.apply(.deleteRange(DeleteRangeRequest(key: b("a")))).0 else {
+            Issue.record("deletes free space and still work")
+            return
+        }
+        _ = kv.apply(.alarm(activate: false, Alarm(member: 1, kind: .noSpace)))
+        guard case .success = kv.apply(.put(PutRequest(key: b("b"), value: b("2")))).0 else {
+            Issue.record("disarmed")
+            return
+        }
+    }
+
+    /// The size estimate grows with every version and shrinks with compaction,
+    /// and always equals a recount.
+    @Test func approximateBytesFollowsHistory() throws {
+        let kv = randomMachine(seed: 9)
+        let recount = KVStateMachine()
+        try recount.restore(kv.snapshot())
+        #expect(kv.store.approximateBytes == recount.store.approximateBytes)
+        let before = kv.store.approximateBytes
+        _ = kv.apply(.compact(revision: kv.store.revision))
+        #expect(kv.store.approximateBytes < before)
+        try recount.restore(kv.snapshot())
+        #expect(kv.store.approximateBytes == recount.store.approximateBytes)
+    }
+
     @Test func roundTripReproducesEverythingObservable() throws {
         let original = randomMachine(seed: 1)
         let copy = KVStateMachine()

@@ -12,15 +12,18 @@ public struct KVService: Sendable {
     let node: NodeLoop<KVReplica>
     let clusterID: UInt64
     let routing: LeaderRouting
+    let space: SpaceQuota
 
+    /// `space` is the member's quota, shared with its ``KVReplica``.
     /// `leaderInProcess` finds the leader's node when it runs in this process,
     /// so a follower can hand a write to it (etcd followers forward proposals).
     public init(
-        node: NodeLoop<KVReplica>, clusterID: UInt64,
+        node: NodeLoop<KVReplica>, clusterID: UInt64, space: SpaceQuota = SpaceQuota(),
         leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil }
     ) {
         self.node = node
         self.clusterID = clusterID
+        self.space = space
         self.routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
     }
 
@@ -29,7 +32,7 @@ public struct KVService: Sendable {
         let service = self
         router.unary["/etcdserverpb.KV/Range"] = { bytes in await service.range(bytes) }
         router.unary["/etcdserverpb.KV/Put"] = { bytes in
-            await service.write(bytes, as: Etcdserverpb_PutRequest.self) { request throws(KVError) in
+            await service.write(bytes, as: Etcdserverpb_PutRequest.self, adds: { $0.key.count + $0.value.count }) { request throws(KVError) in
                 try MVCCStore.validate(put: PutRequest(request))
                 var command = Ensemble_V1_Command()
                 command.put = request
@@ -45,7 +48,9 @@ public struct KVService: Sendable {
             }
         }
         router.unary["/etcdserverpb.KV/Txn"] = { bytes in
-            await service.write(bytes, as: Etcdserverpb_TxnRequest.self) { request throws(KVError) in
+            await service.write(bytes, as: Etcdserverpb_TxnRequest.self, adds: { r in
+                (try? TxnRequest(r))?.mayPut == true ? bytes.count : nil
+            }) { request throws(KVError) in
                 try MVCCStore.validate(TxnRequest(request))
                 var command = Ensemble_V1_Command()
                 command.txn = request
@@ -94,13 +99,17 @@ public struct KVService: Sendable {
     }
 
     func write<Request: SwiftProtobuf.Message>(
-        _ bytes: [UInt8], as: Request.Type, _ makeCommand: (Request) throws(KVError) -> Ensemble_V1_Command
+        _ bytes: [UInt8], as: Request.Type, adds: (Request) -> Int? = { _ in nil },
+        _ makeCommand: (Request) throws(KVError) -> Ensemble_V1_Command
     ) async -> Result<[UInt8], GRPCStatus> {
         let request: Request
         do {
             request = try Request(serializedBytes: bytes)
         } catch {
             return .failure(.invalidArgument("malformed \(Request.protoMessageName)"))
+        }
+        if let size = adds(request), let refused = await routing.checkSpace(space, adding: size) {
+            return .failure(refused)
         }
         let command: Ensemble_V1_Command
         do {

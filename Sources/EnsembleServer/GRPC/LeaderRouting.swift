@@ -66,3 +66,19 @@ extension LeaderRouting {
         }
     }
 }
+
+extension LeaderRouting {
+    /// etcd's quota check before proposing a write that adds `bytes`: refused
+    /// while NOSPACE is raised, and over the quota this member raises it
+    /// (through the log, so every member refuses the same writes).
+    func checkSpace(_ space: SpaceQuota, adding bytes: Int) async -> GRPCStatus? {
+        if space.isAlarmed { return KVService.status(KVError.noSpace) }
+        guard !space.allows(adding: bytes) else { return nil }
+        var command = Ensemble_V1_Command()
+        command.alarm.action = .activate
+        command.alarm.memberID = node.id
+        command.alarm.alarm = .nospace
+        _ = await submit(command)
+        return KVService.status(KVError.noSpace)
+    }
+}

@@ -13,12 +13,14 @@ public struct LeaseService: Sendable {
     let node: NodeLoop<KVReplica>
     let clusterID: UInt64
     let routing: LeaderRouting
+    let space: SpaceQuota
 
     public init(
-        node: NodeLoop<KVReplica>, clusterID: UInt64,
+        node: NodeLoop<KVReplica>, clusterID: UInt64, space: SpaceQuota = SpaceQuota(),
         leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil }
     ) {
         self.node = node
+        self.space = space
         self.clusterID = clusterID
         self.routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
     }
@@ -46,6 +48,8 @@ public struct LeaseService: Sendable {
         if request.ttl > LeaseTable.maxTTL {
             return .failure(GRPCStatus(code: LeaseError.ttlTooLarge.grpcCode, message: LeaseError.ttlTooLarge.description))
         }
+        // A lease takes space too (etcd checks the quota for grants).
+        if let refused = await routing.checkSpace(space, adding: 64) { return .failure(refused) }
         // The id is chosen here, before proposing, so every member grants the
         // same lease (etcd draws it from its request-id generator). Positive,
         // as etcd's clients print and parse lease ids.

@@ -10,6 +10,8 @@ import SwiftProtobuf
 public final class KVReplica: ReplicatedStateMachine {
     public let machine = KVStateMachine()
     public let watches = WatchHub()
+    /// Published after every apply for the API services' quota checks.
+    public let space: SpaceQuota
     /// Receives watch responses produced by applying entries, in order.
     public var onWatchDeliveries: ([WatchDelivery]) -> Void = { _ in }
 
@@ -28,9 +30,10 @@ public final class KVReplica: ReplicatedStateMachine {
     let promotionGrace: Double
 
     public init(
-        checkpointInterval: Double = 5, promotionGrace: Double = 2,
+        space: SpaceQuota = SpaceQuota(), checkpointInterval: Double = 5, promotionGrace: Double = 2,
         now: @escaping @Sendable () -> Double = KVReplica.monotonicSeconds
     ) {
+        self.space = space
         self.now = now
         self.promotionGrace = promotionGrace
         lessor.checkpointInterval = checkpointInterval
@@ -63,6 +66,7 @@ public final class KVReplica: ReplicatedStateMachine {
         }
         let (result, events) = machine.apply(command)
         leaseApplied(command, result)
+        publishSpace()
         if !events.isEmpty {
             let deliveries = watches.publish(events, revision: machine.store.revision)
             if !deliveries.isEmpty { onWatchDeliveries(deliveries) }
@@ -81,6 +85,18 @@ public final class KVReplica: ReplicatedStateMachine {
         case let .leaseRevoke(r)?: return .leaseRevoke(id: r.id)
         case let .leaseCheckpoints(c)?:
             return .leaseCheckpoint(c.checkpoints.map { .init(id: $0.id, remainingTTL: $0.remainingTtl) })
+        case let .alarm(a)?:
+            let kind: Alarm.Kind
+            switch a.alarm {
+            case .nospace: kind = .noSpace
+            case .corrupt: kind = .corrupt
+            default: throw KVError.keyNotFound
+            }
+            switch a.action {
+            case .activate: return .alarm(activate: true, Alarm(member: a.memberID, kind: kind))
+            case .deactivate: return .alarm(activate: false, Alarm(member: a.memberID, kind: kind))
+            default: throw KVError.keyNotFound
+            }
         case .range?, nil:
             throw KVError.keyNotFound
         }
@@ -98,8 +114,13 @@ public final class KVReplica: ReplicatedStateMachine {
 
     public func restore(_ data: [UInt8]) throws {
         try machine.restore(data)
+        publishSpace()
         // Events between the old state and the snapshot were never published.
         watches.resyncAll()
         if leading { lessor.promote(machine.leases, now: now(), extra: promotionGrace) }
+    }
+
+    private func publishSpace() {
+        space.publish(used: machine.store.approximateBytes, alarmed: machine.alarms.contains { $0.kind == .noSpace })
     }
 }

@@ -95,6 +95,14 @@ public nonisolated struct Ensemble_V1_Command: Sendable {
     set {command = .leaseCheckpoints(newValue)}
   }
 
+  public var alarm: Etcdserverpb_AlarmRequest {
+    get {
+      if case .alarm(let v)? = command {return v}
+      return Etcdserverpb_AlarmRequest()
+    }
+    set {command = .alarm(newValue)}
+  }
+
   /// Identifies the proposal so the proposing node can answer its caller.
   public var requestID: UInt64 = 0
 
@@ -109,6 +117,7 @@ public nonisolated struct Ensemble_V1_Command: Sendable {
     case leaseGrant(Etcdserverpb_LeaseGrantRequest)
     case leaseRevoke(Etcdserverpb_LeaseRevokeRequest)
     case leaseCheckpoints(Ensemble_V1_LeaseCheckpoints)
+    case alarm(Etcdserverpb_AlarmRequest)
 
   }
 
@@ -148,7 +157,7 @@ fileprivate nonisolated let _protobuf_package = "ensemble.v1"
 
 nonisolated extension Ensemble_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}range\0\u{1}put\0\u{3}delete_range\0\u{1}txn\0\u{1}compaction\0\u{3}lease_grant\0\u{3}lease_revoke\0\u{3}lease_checkpoints\0\u{4}\u{7}request_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}range\0\u{1}put\0\u{3}delete_range\0\u{1}txn\0\u{1}compaction\0\u{3}lease_grant\0\u{3}lease_revoke\0\u{3}lease_checkpoints\0\u{1}alarm\0\u{4}\u{6}request_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -260,6 +269,19 @@ nonisolated extension Ensemble_V1_Command: SwiftProtobuf.Message, SwiftProtobuf.
           self.command = .leaseCheckpoints(v)
         }
       }()
+      case 9: try {
+        var v: Etcdserverpb_AlarmRequest?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .alarm(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .alarm(v)
+        }
+      }()
       case 15: try { try decoder.decodeSingularUInt64Field(value: &self.requestID) }()
       default: break
       }
@@ -303,6 +325,10 @@ nonisolated extension Ensemble_V1_Command: SwiftProtobuf.Message, SwiftProtobuf.
     case .leaseCheckpoints?: try {
       guard case .leaseCheckpoints(let v)? = self.command else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    }()
+    case .alarm?: try {
+      guard case .alarm(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
     }()
     case nil: break
     }

@@ -17,15 +17,12 @@ public struct MemberInfo: Sendable {
     }
 }
 
-/// etcd's Cluster.MemberList and Maintenance.Status, answered from the node's
-/// published Raft status and the member directory. (Member changes, Snapshot,
-/// Hash/HashKV, MoveLeader, Alarm and Defragment come next.)
-public struct ClusterServices: Sendable {
+/// etcd's Cluster service: MemberList, answered from the member directory and
+/// the node's published Raft status (learners). Member changes come next.
+public struct ClusterService: Sendable {
     let node: NodeLoop<KVReplica>
     let clusterID: UInt64
     let members: [MemberInfo]
-    /// Reported as the server version (semver with build metadata).
-    public static let version = "3.4.0+ensemble"
 
     public init(node: NodeLoop<KVReplica>, clusterID: UInt64, members: [MemberInfo]) {
         self.node = node
@@ -34,20 +31,14 @@ public struct ClusterServices: Sendable {
     }
 
     public func register(on router: inout GRPCRouter) {
-        let services = self
-        router.unary["/etcdserverpb.Cluster/MemberList"] = { _ in services.memberList() }
-        router.unary["/etcdserverpb.Maintenance/Status"] = { _ in services.status() }
-    }
-
-    private var header: Etcdserverpb_ResponseHeader {
-        let status = node.status
-        return HeaderSource(clusterID: clusterID, memberID: status.id, raftTerm: status.term).header(revision: 0)
+        let service = self
+        router.unary["/etcdserverpb.Cluster/MemberList"] = { _ in service.memberList() }
     }
 
     func memberList() -> Result<[UInt8], GRPCStatus> {
         let status = node.status
         var response = Etcdserverpb_MemberListResponse()
-        response.header = header
+        response.header = HeaderSource(clusterID: clusterID, memberID: status.id, raftTerm: status.term).header(revision: 0)
         response.members = members.map { info in
             var member = Etcdserverpb_Member()
             member.id = info.id
@@ -57,19 +48,6 @@ public struct ClusterServices: Sendable {
             member.isLearner = status.learners.contains(info.id)
             return member
         }
-        return KVService.serialize(response)
-    }
-
-    func status() -> Result<[UInt8], GRPCStatus> {
-        let status = node.status
-        var response = Etcdserverpb_StatusResponse()
-        response.header = header
-        response.version = Self.version
-        response.leader = status.leader
-        response.raftIndex = status.commitIndex
-        response.raftTerm = status.term
-        response.raftAppliedIndex = status.appliedIndex
-        response.isLearner = status.learners.contains(status.id)
         return KVService.serialize(response)
     }
 }

@@ -1,0 +1,300 @@
+import Crypto
+import EnsembleAPI
+import Foundation
+import KV
+import Raft
+import SwiftProtobuf
+
+/// etcd's Maintenance service: Status, Hash, HashKV, Alarm, Defragment,
+/// Snapshot and MoveLeader, answered from the member's applied state and
+/// published Raft status.
+public struct MaintenanceService: Sendable {
+    let node: NodeLoop<KVReplica>
+    let clusterID: UInt64
+    let routing: LeaderRouting
+    /// Reported as the server version (semver with build metadata).
+    public static let version = "3.4.0+ensemble"
+    /// Snapshot stream chunk size (etcd sends 32 KiB blobs).
+    static let snapshotChunk = 32 * 1024
+
+    public init(
+        node: NodeLoop<KVReplica>, clusterID: UInt64,
+        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil }
+    ) {
+        self.node = node
+        self.clusterID = clusterID
+        self.routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
+    }
+
+    public func register(on router: inout GRPCRouter) {
+        let service = self
+        router.unary["/etcdserverpb.Maintenance/Status"] = { _ in await service.status() }
+        router.unary["/etcdserverpb.Maintenance/Hash"] = { _ in await service.hash() }
+        router.unary["/etcdserverpb.Maintenance/HashKV"] = { await service.hashKV($0) }
+        router.unary["/etcdserverpb.Maintenance/Alarm"] = { await service.alarm($0) }
+        router.unary["/etcdserverpb.Maintenance/Defragment"] = { _ in await service.defragment() }
+        router.unary["/etcdserverpb.Maintenance/MoveLeader"] = { await service.moveLeader($0) }
+        router.streaming["/etcdserverpb.Maintenance/Snapshot"] = { stream in
+            SnapshotStream(service: service, stream: stream)
+        }
+    }
+
+    func header(revision: Int64) -> Etcdserverpb_ResponseHeader {
+        let status = node.status
+        return HeaderSource(clusterID: clusterID, memberID: status.id, raftTerm: status.term).header(revision: revision)
+    }
+
+    /// What the applied state says, read on the loop.
+    struct Applied: Sendable {
+        var revision: Int64
+        var bytes: Int
+        var alarms: [Alarm]
+    }
+
+    func applied() async throws(NodeError) -> Applied {
+        guard let state = await node.withMachine({ replica in
+            Applied(revision: replica.machine.store.revision, bytes: replica.machine.store.approximateBytes,
+                    alarms: replica.machine.alarms.sorted())
+        }) else { throw NodeError.stopped }
+        return state
+    }
+
+    func status() async -> Result<[UInt8], GRPCStatus> {
+        let state: Applied
+        do { state = try await applied() } catch { return .failure(KVService.status(error)) }
+        let status = node.status
+        var response = Etcdserverpb_StatusResponse()
+        response.header = header(revision: state.revision)
+        response.version = Self.version
+        response.dbSize = Int64(state.bytes)
+        response.dbSizeInUse = Int64(state.bytes)
+        response.leader = status.leader
+        response.raftIndex = status.commitIndex
+        response.raftTerm = status.term
+        response.raftAppliedIndex = status.appliedIndex
+        response.isLearner = status.learners.contains(status.id)
+        if status.leader == .none { response.errors.append(NodeError.noLeader.description) }
+        response.errors += state.alarms.map { "memberID:\($0.member) alarm:\($0.kind.name) " }
+        return KVService.serialize(response)
+    }
+
+    /// etcd hashes its whole database file; here the hash covers the same
+    /// content, the retained key history (HashKV at the current revision).
+    func hash() async -> Result<[UInt8], GRPCStatus> {
+        switch await hashKV(revision: 0) {
+        case let .success((hash, revision, _)):
+            var response = Etcdserverpb_HashResponse()
+            response.header = header(revision: revision)
+            response.hash = hash
+            return KVService.serialize(response)
+        case let .failure(status):
+            return .failure(status)
+        }
+    }
+
+    func hashKV(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+        guard let request = try? Etcdserverpb_HashKVRequest(serializedBytes: bytes) else {
+            return .failure(.invalidArgument("malformed HashKVRequest"))
+        }
+        switch await hashKV(revision: request.revision) {
+        case let .success((hash, revision, compacted)):
+            var response = Etcdserverpb_HashKVResponse()
+            response.header = header(revision: revision)
+            response.hash = hash
+            response.compactRevision = max(compacted, 0)
+            return KVService.serialize(response)
+        case let .failure(status):
+            return .failure(status)
+        }
+    }
+
+    private func hashKV(revision: Int64) async -> Result<(UInt32, Int64, Int64), GRPCStatus> {
+        let result = await node.withMachine { replica -> Result<(UInt32, Int64, Int64), KVError> in
+            Result { () throws(KVError) in
+                let h = try replica.machine.hashKV(revision: revision)
+                return (h.hash, replica.machine.store.revision, h.compactRevision)
+            }
+        }
+        switch result {
+        case let .success(value)?: return .success(value)
+        case let .failure(error)?: return .failure(KVService.status(error))
+        case nil: return .failure(KVService.status(NodeError.stopped))
+        }
+    }
+
+    /// GET lists the raised alarms; ACTIVATE and DEACTIVATE go through the log
+    /// and answer with the alarm they changed (etcdctl's `alarm disarm` lists
+    /// and then deactivates each).
+    func alarm(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+        guard let request = try? Etcdserverpb_AlarmRequest(serializedBytes: bytes) else {
+            return .failure(.invalidArgument("malformed AlarmRequest"))
+        }
+        var response = Etcdserverpb_AlarmResponse()
+        switch request.action {
+        case .get:
+            let state: Applied
+            do { state = try await applied() } catch { return .failure(KVService.status(error)) }
+            response.header = header(revision: state.revision)
+            response.alarms = state.alarms
+                .filter { request.alarm == .none || $0.kind.proto == request.alarm }
+                .map(Etcdserverpb_AlarmMember.init)
+        case .activate, .deactivate:
+            guard request.alarm == .nospace || request.alarm == .corrupt else {
+                return .failure(.invalidArgument("etcdserver: unknown alarm"))
+            }
+            var command = Ensemble_V1_Command()
+            command.alarm = request
+            let before: Applied
+            do { before = try await applied() } catch { return .failure(KVService.status(error)) }
+            switch await routing.submit(command) {
+            case .success:
+                let changed = Alarm(member: request.memberID, kind: request.alarm == .nospace ? .noSpace : .corrupt)
+                let wasRaised = before.alarms.contains(changed)
+                response.header = header(revision: before.revision)
+                if request.action == .activate || wasRaised {
+                    response.alarms = [Etcdserverpb_AlarmMember(changed)]
+                }
+            case let .failure(status):
+                return .failure(status)
+            }
+        case .UNRECOGNIZED:
+            return .failure(.invalidArgument("etcdserver: unknown alarm action"))
+        }
+        return KVService.serialize(response)
+    }
+
+    /// Nothing to defragment: the store lives in memory and the log is
+    /// append-only segments that snapshots purge. Answered as success so
+    /// operators' scripts (etcdctl defrag) work.
+    func defragment() async -> Result<[UInt8], GRPCStatus> {
+        var response = Etcdserverpb_DefragmentResponse()
+        let revision = (try? await applied().revision) ?? 0
+        response.header = header(revision: revision)
+        return KVService.serialize(response)
+    }
+
+    /// Hands leadership to `targetID` and waits until it leads (etcd's
+    /// MoveLeader: only the leader accepts it).
+    func moveLeader(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+        guard let request = try? Etcdserverpb_MoveLeaderRequest(serializedBytes: bytes) else {
+            return .failure(.invalidArgument("malformed MoveLeaderRequest"))
+        }
+        let status = node.status
+        guard status.role == .leader else {
+            return .failure(GRPCStatus(code: 9, message: "etcdserver: not leader"))
+        }
+        guard request.targetID != status.id, status.voters.contains(request.targetID) else {
+            return .failure(GRPCStatus(code: 9, message: "etcdserver: bad leader transferee"))
+        }
+        node.transferLeadership(to: request.targetID)
+        let deadline = ContinuousClock.now + .seconds(7)
+        while ContinuousClock.now < deadline {
+            if node.status.leader == request.targetID {
+                var response = Etcdserverpb_MoveLeaderResponse()
+                response.header = header(revision: (try? await applied().revision) ?? 0)
+                return KVService.serialize(response)
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return .failure(GRPCStatus(code: 14, message: "etcdserver: request timed out, leader transfer took too long"))
+    }
+
+    /// The whole applied state as a snapshot file, laid out the way etcd's
+    /// clients check one: a body whose size is a multiple of 512 (etcd's is a
+    /// bbolt file of whole pages), then the body's SHA-256, so a truncated or
+    /// damaged file is detected. The body is the state, zero padding, and the
+    /// state's length as a little-endian UInt64 in its last 8 bytes.
+    func snapshotBytes() async -> (bytes: [UInt8], revision: Int64)? {
+        guard let (state, revision) = await node.withMachine({ ($0.snapshot(), $0.machine.store.revision) }) else {
+            return nil
+        }
+        return (Self.snapshotFile(state: state), revision)
+    }
+
+    static func snapshotFile(state: [UInt8]) -> [UInt8] {
+        let size = (state.count + 8 + 511) / 512 * 512
+        var body = state
+        body.append(contentsOf: repeatElement(0, count: size - state.count - 8))
+        withUnsafeBytes(of: UInt64(state.count).littleEndian) { body.append(contentsOf: $0) }
+        return body + Array(SHA256.hash(data: body))
+    }
+
+    /// The state inside a snapshot file, after checking its hash and layout.
+    public static func state(inSnapshotFile file: [UInt8]) throws -> [UInt8] {
+        struct Damaged: Error, CustomStringConvertible { var description: String }
+        guard file.count >= 512 + 32, (file.count - 32) % 512 == 0 else {
+            throw Damaged(description: "not an Ensemble snapshot file (\(file.count) bytes)")
+        }
+        let body = file[..<(file.count - 32)]
+        guard Array(SHA256.hash(data: body)) == Array(file[(file.count - 32)...]) else {
+            throw Damaged(description: "snapshot file damaged: SHA-256 mismatch")
+        }
+        var length: UInt64 = 0
+        for (i, byte) in body.suffix(8).enumerated() { length |= UInt64(byte) << (8 * UInt64(i)) }
+        guard length <= UInt64(body.count - 8) else {
+            throw Damaged(description: "snapshot file damaged: state length \(length) beyond the body")
+        }
+        return Array(body.prefix(Int(length)))
+    }
+}
+
+/// One `Snapshot` call: the client sends its request, then gets the snapshot in
+/// chunks, each saying how many bytes remain.
+final class SnapshotStream: GRPCStreamReceiver {
+    let service: MaintenanceService
+    let stream: GRPCServerStream
+    private var started = false
+
+    init(service: MaintenanceService, stream: GRPCServerStream) {
+        self.service = service
+        self.stream = stream
+    }
+
+    func received(_ message: [UInt8]) {
+        guard !started else { return }
+        started = true
+        let service = self.service
+        let stream = self.stream
+        Task {
+            guard let (bytes, revision) = await service.snapshotBytes() else {
+                stream.finish(KVService.status(NodeError.stopped))
+                return
+            }
+            let header = service.header(revision: revision)
+            var offset = 0
+            repeat {
+                let end = min(offset + MaintenanceService.snapshotChunk, bytes.count)
+                var response = Etcdserverpb_SnapshotResponse()
+                response.header = header
+                response.blob = Data(bytes[offset..<end])
+                response.remainingBytes = UInt64(bytes.count - end)
+                guard let encoded = try? [UInt8](response.serializedData()) else {
+                    stream.finish(.internal("cannot encode the snapshot"))
+                    return
+                }
+                // Keep memory bounded for a slow reader.
+                while stream.queuedBytes > 4 << 20 { try? await Task.sleep(for: .milliseconds(5)) }
+                stream.send(encoded)
+                offset = end
+            } while offset < bytes.count
+            stream.finish(.ok)
+        }
+    }
+
+    func clientFinished() {}
+    func closed() {}
+}
+
+extension Alarm.Kind {
+    var proto: Etcdserverpb_AlarmType { self == .noSpace ? .nospace : .corrupt }
+    /// etcd's alarm names.
+    var name: String { self == .noSpace ? "NOSPACE" : "CORRUPT" }
+}
+
+extension Etcdserverpb_AlarmMember {
+    init(_ alarm: Alarm) {
+        self.init()
+        memberID = alarm.member
+        self.alarm = alarm.kind.proto
+    }
+}

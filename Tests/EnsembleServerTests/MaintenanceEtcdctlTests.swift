@@ -1,0 +1,88 @@
+import EnsembleServer
+import Foundation
+import KV
+import Raft
+import Testing
+
+/// Maintenance and health through the real etcdctl 3.4: status, hashes,
+/// alarms and the space quota, snapshot, defrag, move-leader.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct MaintenanceEtcdctlTests {
+    @Test func statusHashesHealthSnapshotDefragAndMoveLeader() async throws {
+        let f = try await DevClusterFixture()
+        for i in 0..<20 { _ = try await f.run(f.leaderPort, "put", "k\(i)", String(repeating: "v", count: 100)) }
+
+        var (code, output) = try await f.run(f.followerPort, "endpoint", "status", "-w", "json")
+        #expect(code == 0, "\(output)")
+        #expect(output.contains("\"revision\":21") && !output.contains("\"dbSize\":0,"), "\(output)")
+
+        // Every member holds the same history, so the same hash.
+        (code, output) = try await f.run(f.leaderPort, "endpoint", "hashkv", "--cluster")
+        let hashes = output.split(separator: "\n").map { $0.split(separator: ",").last.map(String.init) ?? "" }
+        #expect(code == 0 && hashes.count == 3 && Set(hashes).count == 1, "\(output)")
+
+        (code, output) = try await f.run(f.leaderPort, "endpoint", "health", "--cluster")
+        #expect(code == 0 && output.split(separator: "\n").filter { $0.contains("is healthy") }.count == 3, "\(output)")
+
+        let file = f.directory + "/saved.db"
+        (code, output) = try await f.run(f.followerPort, "snapshot", "save", file)
+        #expect(code == 0 && output.contains("Snapshot saved at \(file)"), "\(output)")
+        let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
+        #expect(size > 20 * 100, "the whole state: \(size) bytes")
+        // The file is the state, checked by its SHA-256: it restores a replica.
+        let state = try MaintenanceService.state(inSnapshotFile: Array(try Data(contentsOf: URL(fileURLWithPath: file))))
+        let restored = KVReplica()
+        try restored.restore(state)
+        #expect(restored.machine.store.revision == 21)
+        var damaged = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
+        damaged[10] ^= 1
+        #expect(throws: (any Error).self) { try MaintenanceService.state(inSnapshotFile: damaged) }
+
+        (code, output) = try await f.run(f.followerPort, "defrag")
+        #expect(code == 0 && output.contains("Finished defragmenting etcd member"), "\(output)")
+
+        let target = try #require(f.cluster.members.first { $0.id != f.leader })
+        let endpoints = f.cluster.endpoints
+        (code, output) = try await f.run(f.leaderPort, ["--endpoints=\(endpoints)", "move-leader", String(target.id, radix: 16)])
+        #expect(code == 0 && output.contains("Leadership transferred"), "\(output)")
+        #expect(f.cluster.status(of: target.id)?.role == .leader)
+        await f.close()
+    }
+
+    /// etcd's space quota: over it, the member raises NOSPACE for the whole
+    /// cluster; writes that add data fail with etcd's message until space is
+    /// freed and the alarm disarmed.
+    @Test func spaceQuotaRaisesNoSpaceUntilDisarmed() async throws {
+        let f = try await DevClusterFixture(spaceQuota: 8 * 1024)
+        let big = String(repeating: "x", count: 1_000)
+        var refused = ""
+        for i in 0..<20 {
+            let (code, output) = try await f.run(f.followerPort, "put", "big\(i)", big)
+            if code != 0 {
+                refused = output
+                break
+            }
+        }
+        #expect(refused.contains("etcdserver: mvcc: database space exceeded"), "\(refused)")
+        var (code, output) = try await f.run(f.leaderPort, "alarm", "list")
+        #expect(output.contains("alarm:NOSPACE"), "\(output)")
+        (code, output) = try await f.run(f.leaderPort, "put", "small", "v")
+        #expect(code != 0 && output.contains("database space exceeded"), "every member refuses: \(output)")
+        (code, output) = try await f.run(f.leaderPort, "endpoint", "status", "-w", "json")
+        #expect(output.contains("NOSPACE"), "status reports the alarm: \(output)")
+
+        // Free space, then disarm.
+        (code, output) = try await f.run(f.leaderPort, "del", "big", "--prefix")
+        #expect(code == 0, "deletes still work: \(output)")
+        let (_, json) = try await f.run(f.leaderPort, "get", "none", "-w", "json")
+        let revision = try #require(json.firstMatch(of: /"revision":(\d+)/).map { String($0.1) })
+        (code, output) = try await f.run(f.leaderPort, "compact", revision)
+        #expect(code == 0, "\(output)")
+        (code, output) = try await f.run(f.leaderPort, "alarm", "disarm")
+        #expect(code == 0 && output.contains("alarm:NOSPACE"), "\(output)")
+        (code, output) = try await f.run(f.leaderPort, "alarm", "list")
+        #expect(output.isEmpty, "\(output)")
+        (code, output) = try await f.run(f.followerPort, "put", "small", "v")
+        #expect(code == 0 && output == "OK\n", "\(output)")
+        await f.close()
+    }
+}
