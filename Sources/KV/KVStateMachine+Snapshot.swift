@@ -3,8 +3,8 @@
 
 extension KVStateMachine {
     static let snapshotMagic: [UInt8] = Array("ENKV".utf8)
-    /// 2 added the alarms; version 1 snapshots (no alarms) still restore.
-    static let snapshotVersion: UInt8 = 2
+    /// 2 added the alarms, 3 the member directory; older snapshots still restore.
+    static let snapshotVersion: UInt8 = 3
 
     /// Encodes revision, compaction point, leases, every key's retained
     /// history and the alarms. Format: `ENKV | version u8 | revision | compacted
@@ -48,6 +48,21 @@ extension KVStateMachine {
             w.u64(alarm.member)
             w.i64(Int64(alarm.kind.rawValue))
         }
+        w.u64(members.clusterID)
+        let directory = members.sorted
+        w.u64(UInt64(directory.count))
+        for member in directory {
+            w.u64(member.id)
+            w.blob(Array(member.name.utf8))
+            w.u64(UInt64(member.peerURLs.count))
+            for url in member.peerURLs { w.blob(Array(url.utf8)) }
+            w.u64(UInt64(member.clientURLs.count))
+            for url in member.clientURLs { w.blob(Array(url.utf8)) }
+            w.u8(member.isLearner ? 1 : 0)
+        }
+        let removed = members.removed.sorted()
+        w.u64(UInt64(removed.count))
+        for id in removed { w.u64(id) }
         return w.bytes
     }
 
@@ -60,7 +75,7 @@ extension KVStateMachine {
         }
         r.position = 4
         let version = try r.u8("version")
-        guard version == 1 || version == Self.snapshotVersion else {
+        guard version >= 1 && version <= Self.snapshotVersion else {
             throw SnapshotDecodeError(reason: "unsupported version \(version)", offset: 4)
         }
         let revision = try r.i64("revision")
@@ -141,11 +156,34 @@ extension KVStateMachine {
                 raised.insert(Alarm(member: member, kind: known))
             }
         }
+        var directory = MemberTable()
+        if version >= 3 {
+            directory.clusterID = try r.u64("cluster id")
+            let memberCount = try r.count("member count", elementSize: 33)
+            for _ in 0..<memberCount {
+                let id = try r.u64("member id")
+                let name = String(decoding: try r.blob("member name"), as: UTF8.self)
+                var peers: [String] = []
+                for _ in 0..<(try r.count("peer URL count", elementSize: 8)) {
+                    peers.append(String(decoding: try r.blob("peer URL"), as: UTF8.self))
+                }
+                var clients: [String] = []
+                for _ in 0..<(try r.count("client URL count", elementSize: 8)) {
+                    clients.append(String(decoding: try r.blob("client URL"), as: UTF8.self))
+                }
+                let learner = try r.u8("learner flag") == 1
+                directory.members[id] = Member(id: id, name: name, peerURLs: peers, clientURLs: clients, isLearner: learner)
+            }
+            for _ in 0..<(try r.count("removed count", elementSize: 8)) {
+                directory.removed.insert(try r.u64("removed id"))
+            }
+        }
         guard r.isAtEnd else { throw SnapshotDecodeError(reason: "trailing bytes", offset: r.position) }
         // Decoded completely: now replace the state.
         store.replace(revision: revision, compacted: compacted, live: live, entries: entries)
         leases = table
         alarms = raised
+        members = directory
     }
 
     /// A hash of every version at or below `revision` (0: the current one) above

@@ -9,6 +9,8 @@ public final class KVStateMachine {
     public internal(set) var leases = LeaseTable()
     /// Raised alarms (``Alarm``); NOSPACE refuses writes that add data.
     public internal(set) var alarms: Set<Alarm> = []
+    /// The member directory (``MemberTable``).
+    public internal(set) var members = MemberTable()
 
     public init() {
         store.leaseExists = { [unowned self] id in self.leases.contains(id) }
@@ -26,6 +28,12 @@ public final class KVStateMachine {
         case leaseCheckpoint([LeaseCheckpoint])
         /// Raises (`activate`) or clears an alarm.
         case alarm(activate: Bool, Alarm)
+        /// A membership change Raft accepted.
+        case member(MemberChange)
+        /// A member publishes its name and client URLs.
+        case memberAttributes(id: UInt64, name: String, clientURLs: [String])
+        /// MemberUpdate: a member's new peer URLs.
+        case memberPeerURLs(id: UInt64, peerURLs: [String])
     }
 
     public struct LeaseCheckpoint: Sendable, Hashable {
@@ -47,16 +55,20 @@ public final class KVStateMachine {
         case leaseCheckpoint
         /// The alarms raised after the change.
         case alarms([Alarm])
+        /// The members after the change.
+        case members([Member])
     }
 
     public enum Failure: Error, Sendable, Hashable, CustomStringConvertible {
         case kv(KVError)
         case lease(LeaseError)
+        case member(MemberError)
 
         public var description: String {
             switch self {
             case let .kv(error): error.description
             case let .lease(error): error.description
+            case let .member(error): error.description
             }
         }
     }
@@ -67,6 +79,12 @@ public final class KVStateMachine {
         if refusedForSpace(command) { return (.failure(.kv(.noSpace)), []) }
         do {
             switch command {
+            case let .member(change):
+                return (.success(.members(applyMember(change))), [])
+            case let .memberAttributes(id, name, clientURLs):
+                return (.success(.members(try applyAttributes(id: id, name: name, clientURLs: clientURLs))), [])
+            case let .memberPeerURLs(id, peerURLs):
+                return (.success(.members(try applyPeerURLs(id: id, peerURLs: peerURLs))), [])
             case let .alarm(activate, alarm):
                 if activate { alarms.insert(alarm) } else { alarms.remove(alarm) }
                 return (.success(.alarms(alarms.sorted())), [])
@@ -101,6 +119,8 @@ public final class KVStateMachine {
             return (.failure(.kv(error)), [])
         } catch let error as LeaseError {
             return (.failure(.lease(error)), [])
+        } catch let error as MemberError {
+            return (.failure(.member(error)), [])
         } catch {
             preconditionFailure("unexpected error \(error)")
         }

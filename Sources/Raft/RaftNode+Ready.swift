@@ -72,9 +72,14 @@ extension RaftNode {
     /// initial member at term 1, so members that join later learn the initial
     /// configuration from the log like any other change. Every initial member
     /// persists the same entries and hard state before creating its node.
-    public static func bootstrap(voters: [NodeID]) -> (hardState: HardState, entries: [Entry]) {
+    /// `contexts` travels in each member's change (the application's member
+    /// record: name, addresses), as etcd's bootstrap entries carry its members.
+    public static func bootstrap(
+        voters: [NodeID], contexts: [NodeID: [UInt8]] = [:]
+    ) -> (hardState: HardState, entries: [Entry]) {
         let entries = voters.sorted().enumerated().map { offset, voter in
-            Entry(term: 1, index: UInt64(offset + 1), kind: .confChange, data: ConfChange(.addVoter, node: voter).encoded())
+            let change = ConfChange(.addVoter, node: voter, context: contexts[voter] ?? [])
+            return Entry(term: 1, index: UInt64(offset + 1), kind: .confChange, data: change.encoded())
         }
         return (HardState(term: 1, vote: .none, commit: UInt64(entries.count)), entries)
     }

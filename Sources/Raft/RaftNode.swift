@@ -21,6 +21,14 @@ public struct RaftNode<Storage: RaftLogStorage> {
     public internal(set) var confState: ConfState
     /// Leader only: one entry per member, this node included.
     var progress: [NodeID: Progress] = [:]
+
+    /// On the leader: the highest log index known to be replicated on each
+    /// member (itself included); empty elsewhere. For promoting learners only
+    /// once they have caught up, and for status pages.
+    public var matchIndexes: [NodeID: UInt64] {
+        guard role == .leader else { return [:] }
+        return progress.mapValues(\.match)
+    }
     /// Candidate/pre-candidate only: votes received this round.
     var votes: [NodeID: Bool] = [:]
 

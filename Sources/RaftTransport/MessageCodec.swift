@@ -182,6 +182,52 @@ public enum MessageCodec {
     }
 }
 
+/// The first frame on a connection a member opens: who it is and the peer
+/// address it is reached at, so a member that does not know it yet (one just
+/// added, whose directory is still empty) can answer. Body: `version u8
+/// (0xFE) | id u64 | port u16 | hostLength u16 | host (UTF-8)`.
+public struct Hello: Sendable, Hashable {
+    public static let version: UInt8 = 0xFE
+    public var id: NodeID
+    public var host: String
+    public var port: Int
+
+    public init(id: NodeID, host: String, port: Int) {
+        self.id = id
+        self.host = host
+        self.port = port
+    }
+
+    public func encoded() -> [UInt8] {
+        let host = Array(self.host.utf8.prefix(1024))
+        var body: [UInt8] = [Self.version]
+        withUnsafeBytes(of: id.littleEndian) { body.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt16(truncatingIfNeeded: port).littleEndian) { body.append(contentsOf: $0) }
+        withUnsafeBytes(of: UInt16(host.count).littleEndian) { body.append(contentsOf: $0) }
+        body += host
+        var frame: [UInt8] = []
+        withUnsafeBytes(of: UInt32(body.count).littleEndian) { frame.append(contentsOf: $0) }
+        return frame + body
+    }
+
+    static func decode(_ body: ArraySlice<UInt8>) throws(MessageCodec.DecodeError) -> Hello {
+        let bytes = Array(body)
+        guard bytes.count >= 13, bytes[0] == version else { throw MessageCodec.DecodeError(reason: "short hello") }
+        var id: UInt64 = 0
+        for i in 0..<8 { id |= UInt64(bytes[1 + i]) << (8 * UInt64(i)) }
+        let port = Int(bytes[9]) | Int(bytes[10]) << 8
+        let length = Int(bytes[11]) | Int(bytes[12]) << 8
+        guard bytes.count == 13 + length else { throw MessageCodec.DecodeError(reason: "hello length mismatch") }
+        return Hello(id: id, host: String(decoding: bytes[13...], as: UTF8.self), port: port)
+    }
+}
+
+/// What a frame carries.
+public enum Frame: Sendable, Hashable {
+    case message(Message)
+    case hello(Hello)
+}
+
 /// Splits a byte stream into frames. Feed it whatever the socket delivered;
 /// it returns every complete message and keeps the rest for later.
 public struct FrameDecoder: Sendable {
@@ -196,8 +242,16 @@ public struct FrameDecoder: Sendable {
     /// Decodes every complete frame in `bytes` (plus what was buffered). A
     /// malformed or oversized frame is an error: the connection should close.
     public mutating func feed(_ bytes: some Collection<UInt8>) throws(MessageCodec.DecodeError) -> [Message] {
+        try feedFrames(bytes).compactMap { frame in
+            if case let .message(message) = frame { return message }
+            return nil
+        }
+    }
+
+    /// ``feed(_:)`` with hellos too.
+    public mutating func feedFrames(_ bytes: some Collection<UInt8>) throws(MessageCodec.DecodeError) -> [Frame] {
         buffer.append(contentsOf: bytes)
-        var messages: [Message] = []
+        var messages: [Frame] = []
         var start = 0
         while buffer.count - start >= 4 {
             var length = 0
@@ -206,7 +260,12 @@ public struct FrameDecoder: Sendable {
                 throw MessageCodec.DecodeError(reason: "frame length \(length) outside 1...\(maxFrame)")
             }
             guard buffer.count - start - 4 >= length else { break }
-            messages.append(try MessageCodec.decodeBody(buffer[(start + 4)..<(start + 4 + length)]))
+            let body = buffer[(start + 4)..<(start + 4 + length)]
+            if body.first == Hello.version {
+                messages.append(.hello(try Hello.decode(body)))
+            } else {
+                messages.append(.message(try MessageCodec.decodeBody(body)))
+            }
             start += 4 + length
         }
         if start > 0 { buffer.removeFirst(start) }

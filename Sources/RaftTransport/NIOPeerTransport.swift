@@ -27,6 +27,10 @@ public final class NIOPeerTransport: PeerTransport {
 
     private struct State {
         var peers: [NodeID: Peer] = [:]
+        /// Addresses peers announced in their hellos, used for ids not in `peers`.
+        var learned: [NodeID: Peer] = [:]
+        /// This member's hello, sent first on every connection it opens.
+        var hello: Hello?
         var outbound: [NodeID: Outbound] = [:]
         var handler: (@Sendable ([Message]) -> Void)?
         var server: (any Channel)?
@@ -57,7 +61,8 @@ public final class NIOPeerTransport: PeerTransport {
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        FrameReceiver(maxFrame: maxFrame) { messages in self?.deliver(messages) })
+                        FrameReceiver(maxFrame: maxFrame, deliver: { messages in self?.deliver(messages) },
+                                      hello: { hello in self?.learn(hello) }))
                 }
             }
             .bind(host: host, port: port)
@@ -89,6 +94,16 @@ public final class NIOPeerTransport: PeerTransport {
             return state.outbound.removeValue(forKey: id)?.channel
         }
         stale?.close(promise: nil)
+    }
+
+    /// Announces this member as `id`, reached at `peer`, on every connection it
+    /// opens from now on.
+    public func advertise(_ id: NodeID, as peer: Peer) {
+        state.withLock { $0.hello = Hello(id: id, host: peer.host, port: peer.port) }
+    }
+
+    private func learn(_ hello: Hello) {
+        state.withLock { $0.learned[hello.id] = Peer(host: hello.host, port: hello.port) }
     }
 
     public func register(_ member: NodeID, deliver: @escaping @Sendable ([Message]) -> Void) {
@@ -123,7 +138,7 @@ public final class NIOPeerTransport: PeerTransport {
     private func connection(to peer: NodeID) -> (any Channel)? {
         let now = NIODeadline.now()
         let attempt = state.withLock { state -> Peer? in
-            guard !state.closed, let address = state.peers[peer] else { return nil }
+            guard !state.closed, let address = state.peers[peer] ?? state.learned[peer] else { return nil }
             var out = state.outbound[peer] ?? Outbound()
             defer { state.outbound[peer] = out }
             if let channel = out.channel, channel.isActive { return nil }
@@ -149,6 +164,9 @@ public final class NIOPeerTransport: PeerTransport {
                 switch result {
                 case let .success(channel):
                     if state.closed { return channel }
+                    if let hello = state.hello {
+                        channel.writeAndFlush(channel.allocator.buffer(bytes: hello.encoded()), promise: nil)
+                    }
                     out.channel = channel
                     out.backoff = .milliseconds(50)
                 case .failure:
@@ -183,16 +201,24 @@ final class FrameReceiver: ChannelInboundHandler {
 
     private var decoder: FrameDecoder
     private let deliver: ([Message]) -> Void
+    private let hello: (Hello) -> Void
 
-    init(maxFrame: Int, deliver: @escaping ([Message]) -> Void) {
+    init(maxFrame: Int, deliver: @escaping ([Message]) -> Void, hello: @escaping (Hello) -> Void) {
         self.decoder = FrameDecoder(maxFrame: maxFrame)
         self.deliver = deliver
+        self.hello = hello
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         do {
-            let messages = try decoder.feed(buffer.readableBytesView)
+            var messages: [Message] = []
+            for frame in try decoder.feedFrames(buffer.readableBytesView) {
+                switch frame {
+                case let .message(message): messages.append(message)
+                case let .hello(announced): hello(announced)
+                }
+            }
             if !messages.isEmpty { deliver(messages) }
         } catch {
             context.close(promise: nil)

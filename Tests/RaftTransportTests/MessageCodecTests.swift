@@ -45,6 +45,26 @@ func randomMessage(_ rng: inout SplitMix64) -> Message {
         #expect(decoder.buffered == 0)
     }
 
+    /// A connection opens with a hello (who is calling, and where it is
+    /// reached); messages follow; `feed` skips hellos, `feedFrames` shows them.
+    @Test func helloFramesTravelBeforeMessages() throws {
+        var rng = SplitMix64(seed: 8)
+        let hello = Hello(id: 0xABCD_EF01_2345_6789, host: "10.0.0.7", port: 2380)
+        let messages = (0..<5).map { _ in randomMessage(&rng) }
+        let stream = hello.encoded() + messages.flatMap { MessageCodec.encode($0) }
+        for cut in [0, 3, 7, stream.count / 2, stream.count] {
+            var decoder = FrameDecoder()
+            let frames = try decoder.feedFrames(stream[..<cut]) + decoder.feedFrames(stream[cut...])
+            #expect(frames == [.hello(hello)] + messages.map(Frame.message))
+            var plain = FrameDecoder()
+            #expect(try plain.feed(stream) == messages)
+        }
+        var damaged = hello.encoded()
+        damaged[0] = UInt8(damaged.count)  // claims a longer host than it carries
+        var decoder = FrameDecoder()
+        #expect(throws: MessageCodec.DecodeError.self) { try decoder.feedFrames(damaged + [0, 0, 0, 0, 0]) }
+    }
+
     @Test func oversizedAndZeroLengthFramesAreRefused() {
         var decoder = FrameDecoder(maxFrame: 1_000)
         #expect(throws: MessageCodec.DecodeError.self) { _ = try decoder.feed([0xFF, 0xFF, 0xFF, 0x7F]) }

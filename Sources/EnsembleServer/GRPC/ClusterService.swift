@@ -1,53 +1,215 @@
+import Crypto
 import EnsembleAPI
 import Foundation
+import KV
 import Raft
+import SwiftProtobuf
 
-/// What the cluster knows about a member, as etcd's `Member`.
-public struct MemberInfo: Sendable {
-    public var id: NodeID
-    public var name: String
-    public var peerURLs: [String]
-    public var clientURLs: [String]
-
-    public init(id: NodeID, name: String, peerURLs: [String], clientURLs: [String]) {
-        self.id = id
-        self.name = name
-        self.peerURLs = peerURLs
-        self.clientURLs = clientURLs
-    }
-}
-
-/// etcd's Cluster service: MemberList, answered from the member directory and
-/// the node's published Raft status (learners). Member changes come next.
+/// etcd's Cluster service over the replicated member directory
+/// (``KV/MemberTable``): MemberList, and MemberAdd, MemberRemove, MemberUpdate
+/// and MemberPromote. Adding, removing and promoting are Raft configuration
+/// changes carrying the member's record; updating peer URLs is an ordinary
+/// command. Checks run on the applied state before proposing, with etcd's
+/// errors; the leader applies the change, one at a time.
 public struct ClusterService: Sendable {
     let node: NodeLoop<KVReplica>
-    let clusterID: UInt64
-    let members: [MemberInfo]
+    let routing: LeaderRouting
 
-    public init(node: NodeLoop<KVReplica>, clusterID: UInt64, members: [MemberInfo]) {
+    public init(
+        node: NodeLoop<KVReplica>,
+        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil }
+    ) {
         self.node = node
-        self.clusterID = clusterID
-        self.members = members
+        self.routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
     }
 
     public func register(on router: inout GRPCRouter) {
         let service = self
-        router.unary["/etcdserverpb.Cluster/MemberList"] = { _ in service.memberList() }
+        router.unary["/etcdserverpb.Cluster/MemberList"] = { _ in await service.memberList() }
+        router.unary["/etcdserverpb.Cluster/MemberAdd"] = { await service.memberAdd($0) }
+        router.unary["/etcdserverpb.Cluster/MemberRemove"] = { await service.memberRemove($0) }
+        router.unary["/etcdserverpb.Cluster/MemberUpdate"] = { await service.memberUpdate($0) }
+        router.unary["/etcdserverpb.Cluster/MemberPromote"] = { await service.memberPromote($0) }
     }
 
-    func memberList() -> Result<[UInt8], GRPCStatus> {
+    func header(_ directory: MemberTable) -> Etcdserverpb_ResponseHeader {
         let status = node.status
+        var header = Etcdserverpb_ResponseHeader()
+        header.clusterID = directory.clusterID
+        header.memberID = status.id
+        header.raftTerm = status.term
+        return header
+    }
+
+    func directory() async throws(NodeError) -> MemberTable {
+        guard let table = await node.withMachine({ $0.machine.members }) else { throw NodeError.stopped }
+        return table
+    }
+
+    func memberList() async -> Result<[UInt8], GRPCStatus> {
+        let table: MemberTable
+        do { table = try await directory() } catch { return .failure(KVService.status(error)) }
         var response = Etcdserverpb_MemberListResponse()
-        response.header = HeaderSource(clusterID: clusterID, memberID: status.id, raftTerm: status.term).header(revision: 0)
-        response.members = members.map { info in
-            var member = Etcdserverpb_Member()
-            member.id = info.id
-            member.name = info.name
-            member.peerUrls = info.peerURLs
-            member.clientUrls = info.clientURLs
-            member.isLearner = status.learners.contains(info.id)
-            return member
-        }
+        response.header = header(table)
+        response.members = table.sorted.map(Etcdserverpb_Member.init)
         return KVService.serialize(response)
+    }
+
+    func memberAdd(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+        guard let request = try? Etcdserverpb_MemberAddRequest(serializedBytes: bytes) else {
+            return .failure(.invalidArgument("malformed MemberAddRequest"))
+        }
+        let table: MemberTable
+        do { table = try await directory() } catch { return .failure(KVService.status(error)) }
+        guard !request.peerUrls.isEmpty, request.peerUrls.allSatisfy(Self.isValidURL) else {
+            return .failure(Self.status(.badURLs))
+        }
+        if table.member(usingPeerURLs: request.peerUrls) != nil { return .failure(Self.status(.peerURLExists)) }
+        // etcd 3.4 allows one learner at a time.
+        if request.isLearner && table.members.values.contains(where: \.isLearner) {
+            return .failure(Self.status(.tooManyLearners))
+        }
+        // A new id every time (etcd mixes in the time too), so a member that
+        // was removed never comes back under its old id.
+        var id: UInt64 = 0
+        repeat {
+            id = Self.memberID(peerURLs: request.peerUrls, salt: "\(table.clusterID)/\(Date().timeIntervalSince1970)/\(UInt64.random(in: 0...UInt64.max))")
+        } while id == 0 || table.members[id] != nil || table.removed.contains(id)
+        let record = Member(id: id, peerURLs: request.peerUrls, isLearner: request.isLearner)
+        let change = ConfChange(request.isLearner ? .addLearner : .addVoter, node: id, context: KVReplica.memberContext(record))
+        switch await apply(change) {
+        case let .success(members):
+            var response = Etcdserverpb_MemberAddResponse()
+            response.header = header(table)
+            response.member = Etcdserverpb_Member(record)
+            response.members = members.map(Etcdserverpb_Member.init)
+            return KVService.serialize(response)
+        case let .failure(status):
+            return .failure(status)
+        }
+    }
+
+    func memberRemove(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+        guard let request = try? Etcdserverpb_MemberRemoveRequest(serializedBytes: bytes) else {
+            return .failure(.invalidArgument("malformed MemberRemoveRequest"))
+        }
+        let table: MemberTable
+        do { table = try await directory() } catch { return .failure(KVService.status(error)) }
+        if table.removed.contains(request.id) { return .failure(Self.status(.idRemoved)) }
+        guard table.members[request.id] != nil else { return .failure(Self.status(.notFound)) }
+        switch await apply(ConfChange(.remove, node: request.id)) {
+        case let .success(members):
+            var response = Etcdserverpb_MemberRemoveResponse()
+            response.header = header(table)
+            response.members = members.map(Etcdserverpb_Member.init)
+            return KVService.serialize(response)
+        case let .failure(status):
+            return .failure(status)
+        }
+    }
+
+    func memberUpdate(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+        guard let request = try? Etcdserverpb_MemberUpdateRequest(serializedBytes: bytes) else {
+            return .failure(.invalidArgument("malformed MemberUpdateRequest"))
+        }
+        guard !request.peerUrls.isEmpty, request.peerUrls.allSatisfy(Self.isValidURL) else {
+            return .failure(Self.status(.badURLs))
+        }
+        var command = Ensemble_V1_Command()
+        command.memberPeerUrls.id = request.id
+        command.memberPeerUrls.peerUrls = request.peerUrls
+        switch await routing.submit(command) {
+        case let .success(.members(members)):
+            var response = Etcdserverpb_MemberUpdateResponse()
+            let table = (try? await directory()) ?? MemberTable()
+            response.header = header(table)
+            response.members = members.map(Etcdserverpb_Member.init)
+            return KVService.serialize(response)
+        case .success:
+            return .failure(.internal("unexpected response"))
+        case let .failure(status):
+            return .failure(status)
+        }
+    }
+
+    /// A learner becomes a voter once it has caught up: its log must reach 90%
+    /// of the leader's (etcd's readiness rule).
+    func memberPromote(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+        guard let request = try? Etcdserverpb_MemberPromoteRequest(serializedBytes: bytes) else {
+            return .failure(.invalidArgument("malformed MemberPromoteRequest"))
+        }
+        let table: MemberTable
+        do { table = try await directory() } catch { return .failure(KVService.status(error)) }
+        guard let member = table.members[request.id] else { return .failure(Self.status(.notFound)) }
+        guard member.isLearner else { return .failure(Self.status(.notLearner)) }
+        if let leader = routing.leaderStatus() {
+            let leaderMatch = leader.matchIndexes[leader.id] ?? leader.commitIndex
+            let learnerMatch = leader.matchIndexes[request.id] ?? 0
+            if Double(learnerMatch) < Double(leaderMatch) * 0.9 { return .failure(Self.status(.learnerNotReady)) }
+        }
+        switch await apply(ConfChange(.addVoter, node: request.id)) {
+        case let .success(members):
+            var response = Etcdserverpb_MemberPromoteResponse()
+            response.header = header(table)
+            response.members = members.map(Etcdserverpb_Member.init)
+            return KVService.serialize(response)
+        case let .failure(status):
+            return .failure(status)
+        }
+    }
+
+    private func apply(_ change: ConfChange) async -> Result<[Member], GRPCStatus> {
+        let result: KVReplica.Result
+        do {
+            result = try await routing.proposeConfChange(change)
+        } catch let NodeError.proposalDropped(why) where why.contains("confChangeInProgress") {
+            return .failure(.unavailable("etcdserver: unhealthy cluster"))
+        } catch {
+            return .failure(KVService.status(error))
+        }
+        switch result {
+        case let .success(.members(members)): return .success(members)
+        case .success: return .failure(.internal("unexpected response"))
+        case let .failure(.member(error)): return .failure(Self.status(error))
+        case let .failure(error): return .failure(.internal(error.description))
+        }
+    }
+
+    static func status(_ error: MemberError) -> GRPCStatus {
+        GRPCStatus(code: error.grpcCode, message: error.description)
+    }
+
+    /// etcd accepts `scheme://host:port` URLs with http or https.
+    static func isValidURL(_ string: String) -> Bool {
+        guard let url = URL(string: string), let scheme = url.scheme, ["http", "https", "unix", "unixs"].contains(scheme),
+            let host = url.host, !host.isEmpty, url.port != nil, url.path.isEmpty || url.path == "/"
+        else { return false }
+        return true
+    }
+
+    /// A member id from its peer URLs (etcd: SHA-1 of the sorted URLs, the
+    /// cluster token and, for added members, the time): the first 8 bytes of
+    /// the SHA-256 of the same, big-endian.
+    public static func memberID(peerURLs: [String], salt: String) -> UInt64 {
+        let digest = Array(SHA256.hash(data: Array((peerURLs.sorted().joined() + salt).utf8)))
+        return digest.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// The cluster id from the founding members' ids (etcd hashes them too).
+    public static func clusterID(memberIDs: [UInt64]) -> UInt64 {
+        var bytes: [UInt8] = []
+        for id in memberIDs.sorted() { withUnsafeBytes(of: id.bigEndian) { bytes.append(contentsOf: $0) } }
+        return Array(SHA256.hash(data: bytes)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}
+
+extension Etcdserverpb_Member {
+    init(_ member: Member) {
+        self.init()
+        id = member.id
+        name = member.name
+        peerUrls = member.peerURLs
+        clientUrls = member.clientURLs
+        isLearner = member.isLearner
     }
 }

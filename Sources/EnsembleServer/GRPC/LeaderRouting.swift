@@ -31,6 +31,23 @@ public struct LeaderRouting: Sendable {
         }
     }
 
+    /// Proposes a membership change on this node or the in-process leader.
+    func proposeConfChange(_ change: ConfChange) async throws(NodeError) -> KVReplica.Result {
+        do {
+            return try await node.proposeConfChange(change)
+        } catch let NodeError.notLeader(leader) {
+            guard let other = leaderInProcess(leader), other !== node else { throw NodeError.notLeader(leader: leader) }
+            return try await other.proposeConfChange(change)
+        }
+    }
+
+    /// The leader's published status (this node's or the in-process leader's).
+    func leaderStatus() -> NodeStatus? {
+        let status = node.status
+        if status.role == .leader { return status }
+        return leaderInProcess(status.leader)?.status
+    }
+
     /// Runs `body` on the leader's loop. `body` returns nil when the machine it
     /// ran on does not lead after all (then the leader it names is tried).
     func onLeader<T: Sendable>(_ body: @escaping @Sendable (KVReplica) -> T?) async throws(NodeError) -> T {
@@ -63,6 +80,7 @@ extension LeaderRouting {
         case let .success(response): return .success(response)
         case let .failure(.kv(error)): return .failure(KVService.status(error))
         case let .failure(.lease(error)): return .failure(GRPCStatus(code: error.grpcCode, message: error.description))
+        case let .failure(.member(error)): return .failure(GRPCStatus(code: error.grpcCode, message: error.description))
         }
     }
 }

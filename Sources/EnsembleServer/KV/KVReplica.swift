@@ -1,6 +1,7 @@
 import EnsembleAPI
 import Foundation
 import KV
+import Raft
 import SwiftProtobuf
 
 /// The key–value store as a node replicates it: log entries are serialized
@@ -14,6 +15,9 @@ public final class KVReplica: ReplicatedStateMachine {
     public let space: SpaceQuota
     /// Receives watch responses produced by applying entries, in order.
     public var onWatchDeliveries: ([WatchDelivery]) -> Void = { _ in }
+    /// Hears the member directory after every change (and after a restore):
+    /// the server points its peer transport at the members' addresses.
+    public var onMembersChanged: ([Member]) -> Void = { _ in }
 
     // Leader-only lease clock (KVReplica+Leases.swift).
     var lessor = Lessor()
@@ -67,6 +71,7 @@ public final class KVReplica: ReplicatedStateMachine {
         let (result, events) = machine.apply(command)
         leaseApplied(command, result)
         publishSpace()
+        if case .success(.members(let members)) = result { onMembersChanged(members) }
         if !events.isEmpty {
             let deliveries = watches.publish(events, revision: machine.store.revision)
             if !deliveries.isEmpty { onWatchDeliveries(deliveries) }
@@ -85,6 +90,10 @@ public final class KVReplica: ReplicatedStateMachine {
         case let .leaseRevoke(r)?: return .leaseRevoke(id: r.id)
         case let .leaseCheckpoints(c)?:
             return .leaseCheckpoint(c.checkpoints.map { .init(id: $0.id, remainingTTL: $0.remainingTtl) })
+        case let .memberAttributes(m)?:
+            return .memberAttributes(id: m.id, name: m.name, clientURLs: m.clientUrls)
+        case let .memberPeerUrls(m)?:
+            return .memberPeerURLs(id: m.id, peerURLs: m.peerUrls)
         case let .alarm(a)?:
             let kind: Alarm.Kind
             switch a.alarm {
@@ -115,6 +124,7 @@ public final class KVReplica: ReplicatedStateMachine {
     public func restore(_ data: [UInt8]) throws {
         try machine.restore(data)
         publishSpace()
+        onMembersChanged(machine.members.sorted)
         // Events between the old state and the snapshot were never published.
         watches.resyncAll()
         if leading { lessor.promote(machine.leases, now: now(), extra: promotionGrace) }
@@ -122,5 +132,39 @@ public final class KVReplica: ReplicatedStateMachine {
 
     private func publishSpace() {
         space.publish(used: machine.store.approximateBytes, alarmed: machine.alarms.contains { $0.kind == .noSpace })
+    }
+
+    /// A membership change: the directory follows what Raft accepted; the
+    /// change's context carries the member's record (and at bootstrap the
+    /// cluster id).
+    public func applyConfChange(_ change: ConfChange, accepted: Bool, index: UInt64) -> Result? {
+        guard accepted else {
+            return .failure(.member(change.kind == .remove ? .notFound : .idExists))
+        }
+        let context = (try? Ensemble_V1_MemberContext(serializedBytes: change.context)) ?? Ensemble_V1_MemberContext()
+        let record = context.hasMember
+            ? Member(id: change.node, name: context.member.name, peerURLs: context.member.peerUrls,
+                     clientURLs: context.member.clientUrls)
+            : nil
+        let kind: MemberChange.Kind
+        switch change.kind {
+        case .addVoter: kind = .addVoter
+        case .addLearner: kind = .addLearner
+        case .remove: kind = .remove
+        }
+        let (result, _) = machine.apply(.member(MemberChange(kind: kind, id: change.node, record: record, clusterID: context.clusterID)))
+        if case .success(.members(let members)) = result { onMembersChanged(members) }
+        return result
+    }
+
+    /// The context a membership change carries for `member`.
+    public static func memberContext(_ member: Member, clusterID: UInt64 = 0) -> [UInt8] {
+        var context = Ensemble_V1_MemberContext()
+        context.clusterID = clusterID
+        context.member.id = member.id
+        context.member.name = member.name
+        context.member.peerUrls = member.peerURLs
+        context.member.clientUrls = member.clientURLs
+        return (try? [UInt8](context.serializedData())) ?? []
     }
 }

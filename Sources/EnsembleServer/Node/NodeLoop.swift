@@ -34,6 +34,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     enum Work {
         case messages([Message])
         case propose([UInt8], ProposalReply)
+        case proposeConfChange(ConfChange, ProposalReply)
         case read(Machine.Query, linearizable: Bool, ReadReply)
         case campaign
         case transfer(NodeID)
@@ -72,12 +73,12 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// for a brand-new member of a new cluster; it is ignored once the directory
     /// holds a log, as etcd ignores `--initial-cluster` on restart.
     public init(
-        config: RaftConfig, directory: String, bootstrap: [NodeID]?, machine: Machine,
-        transport: any PeerTransport, options: Options = Options()
+        config: RaftConfig, directory: String, bootstrap: [NodeID]?, bootstrapContexts: [NodeID: [UInt8]] = [:],
+        machine: Machine, transport: any PeerTransport, options: Options = Options()
     ) throws {
         let storage = try DiskStorage.open(directory: directory)
         if storage.lastIndex == 0, storage.hardState == HardState(), let voters = bootstrap {
-            let boot = RaftNode<DiskStorage>.bootstrap(voters: voters)
+            let boot = RaftNode<DiskStorage>.bootstrap(voters: voters, contexts: bootstrapContexts)
             try storage.append(hardState: boot.hardState, entries: boot.entries)
             try storage.sync()
         }
@@ -140,6 +141,16 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         return try result.get()
     }
 
+    /// Proposes a membership change; returns what the machine made of it when
+    /// applied here (``ReplicatedStateMachine/applyConfChange(_:accepted:index:)``).
+    /// Only the leader accepts it, one change at a time.
+    public func proposeConfChange(_ change: ConfChange) async throws(NodeError) -> Machine.Result {
+        let result: Result<Machine.Result, NodeError> = await withCheckedContinuation { continuation in
+            enqueue(.proposeConfChange(change, { continuation.resume(returning: $0) }))
+        }
+        return try result.get()
+    }
+
     /// Reads from the state machine. Linearizable reads wait for a ReadIndex
     /// round (thesis §6.4) and for this member to apply up to it; serializable
     /// reads are served from local state at once.
@@ -190,7 +201,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
 
     private func fail(_ work: Work, _ error: NodeError) {
         switch work {
-        case let .propose(_, reply): reply(.failure(error))
+        case let .propose(_, reply), let .proposeConfChange(_, reply): reply(.failure(error))
         case let .read(_, _, reply): reply(.failure(error))
         default: break
         }
@@ -298,6 +309,16 @@ extension NodeLoop {
             } catch {
                 reply(.failure(.proposalDropped("\(error)")))
             }
+        case let .proposeConfChange(change, reply):
+            do {
+                let (index, term) = try raft.proposeConfChange(change)
+                proposals.removeValue(forKey: index)?.reply(.failure(.leaderChanged))
+                proposals[index] = (term, reply, ContinuousClock.now + options.requestTimeout)
+            } catch let ProposalError.notLeader(leader) {
+                reply(.failure(leader == .none ? .noLeader : .notLeader(leader: leader)))
+            } catch {
+                reply(.failure(.proposalDropped("\(error)")))
+            }
         case let .read(query, linearizable, reply):
             guard linearizable else {
                 reply(.success(machine.read(query)))
@@ -351,10 +372,17 @@ extension NodeLoop {
                 }
                 lastSnapshotIndex = max(lastSnapshotIndex, snapshot.metadata.index)
             }
+            // Raft applies configuration changes in advance(); the machine hears
+            // of each in log order, with whether Raft will accept it.
+            var conf = raft.confState
             for entry in ready.committedEntries {
                 var result: Machine.Result?
                 if entry.kind == .normal && !entry.data.isEmpty {
                     result = machine.apply(entry.data, index: entry.index)
+                } else if entry.kind == .confChange, let change = ConfChange(decoding: entry.data) {
+                    let next = try? conf.applying(change)
+                    if let next { conf = next }
+                    result = machine.applyConfChange(change, accepted: next != nil, index: entry.index)
                 }
                 if let pending = proposals.removeValue(forKey: entry.index) {
                     if pending.term == entry.term, let result {
@@ -424,7 +452,7 @@ extension NodeLoop {
         let status = NodeStatus(
             id: id, role: raft.role, leader: raft.leader, term: raft.term, commitIndex: raft.commitIndex,
             appliedIndex: raft.appliedIndex, voters: raft.confState.voters, learners: raft.confState.learners,
-            running: true)
+            running: true, matchIndexes: raft.matchIndexes)
         published.withLock { $0 = status }
     }
 }

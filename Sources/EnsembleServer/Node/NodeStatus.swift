@@ -12,4 +12,6 @@ public struct NodeStatus: Sendable, Equatable {
     public var voters: [NodeID] = []
     public var learners: [NodeID] = []
     public var running = false
+    /// On the leader: each member's replicated log position (``Raft/RaftNode/matchIndexes``).
+    public var matchIndexes: [NodeID: UInt64] = [:]
 }

@@ -22,11 +22,17 @@ public protocol ReplicatedStateMachine: AnyObject, SendableMetatype {
     /// entries the machine itself wants proposed (lease expiries, checkpoints).
     /// Their outcome is not reported: the machine sees them when they apply.
     func leaderTick() -> [[UInt8]]
+    /// A committed membership change, in log order with ``apply(_:index:)``.
+    /// `accepted`: whether Raft applies it (a change that no longer fits the
+    /// configuration is ignored by Raft). The result answers its proposer;
+    /// nil answers it as failed.
+    func applyConfChange(_ change: ConfChange, accepted: Bool, index: UInt64) -> Result?
 }
 
 extension ReplicatedStateMachine {
     public func roleChanged(isLeader: Bool) {}
     public func leaderTick() -> [[UInt8]] { [] }
+    public func applyConfChange(_ change: ConfChange, accepted: Bool, index: UInt64) -> Result? { nil }
 }
 
 /// Why a node could not serve a request. Messages are etcd's where etcd has one.

@@ -103,6 +103,24 @@ public nonisolated struct Ensemble_V1_Command: Sendable {
     set {command = .alarm(newValue)}
   }
 
+  /// A member publishes its name and client URLs (id, name, client_urls).
+  public var memberAttributes: Etcdserverpb_Member {
+    get {
+      if case .memberAttributes(let v)? = command {return v}
+      return Etcdserverpb_Member()
+    }
+    set {command = .memberAttributes(newValue)}
+  }
+
+  /// MemberUpdate: new peer URLs (id, peer_urls).
+  public var memberPeerUrls: Etcdserverpb_Member {
+    get {
+      if case .memberPeerUrls(let v)? = command {return v}
+      return Etcdserverpb_Member()
+    }
+    set {command = .memberPeerUrls(newValue)}
+  }
+
   /// Identifies the proposal so the proposing node can answer its caller.
   public var requestID: UInt64 = 0
 
@@ -118,6 +136,10 @@ public nonisolated struct Ensemble_V1_Command: Sendable {
     case leaseRevoke(Etcdserverpb_LeaseRevokeRequest)
     case leaseCheckpoints(Ensemble_V1_LeaseCheckpoints)
     case alarm(Etcdserverpb_AlarmRequest)
+    /// A member publishes its name and client URLs (id, name, client_urls).
+    case memberAttributes(Etcdserverpb_Member)
+    /// MemberUpdate: new peer URLs (id, peer_urls).
+    case memberPeerUrls(Etcdserverpb_Member)
 
   }
 
@@ -151,13 +173,38 @@ public nonisolated struct Ensemble_V1_LeaseCheckpoint: Sendable {
   public init() {}
 }
 
+/// The context of a membership-change log entry: the member's record, and in the
+/// bootstrap entries the cluster's id.
+public nonisolated struct Ensemble_V1_MemberContext: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var clusterID: UInt64 = 0
+
+  public var member: Etcdserverpb_Member {
+    get {_member ?? Etcdserverpb_Member()}
+    set {_member = newValue}
+  }
+  /// Returns true if `member` has been explicitly set.
+  public var hasMember: Bool {self._member != nil}
+  /// Clears the value of `member`. Subsequent reads from it will return its default value.
+  public mutating func clearMember() {self._member = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _member: Etcdserverpb_Member? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "ensemble.v1"
 
 nonisolated extension Ensemble_V1_Command: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Command"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}range\0\u{1}put\0\u{3}delete_range\0\u{1}txn\0\u{1}compaction\0\u{3}lease_grant\0\u{3}lease_revoke\0\u{3}lease_checkpoints\0\u{1}alarm\0\u{4}\u{6}request_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}range\0\u{1}put\0\u{3}delete_range\0\u{1}txn\0\u{1}compaction\0\u{3}lease_grant\0\u{3}lease_revoke\0\u{3}lease_checkpoints\0\u{1}alarm\0\u{3}member_attributes\0\u{3}member_peer_urls\0\u{4}\u{4}request_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -282,6 +329,32 @@ nonisolated extension Ensemble_V1_Command: SwiftProtobuf.Message, SwiftProtobuf.
           self.command = .alarm(v)
         }
       }()
+      case 10: try {
+        var v: Etcdserverpb_Member?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .memberAttributes(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .memberAttributes(v)
+        }
+      }()
+      case 11: try {
+        var v: Etcdserverpb_Member?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .memberPeerUrls(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .memberPeerUrls(v)
+        }
+      }()
       case 15: try { try decoder.decodeSingularUInt64Field(value: &self.requestID) }()
       default: break
       }
@@ -329,6 +402,14 @@ nonisolated extension Ensemble_V1_Command: SwiftProtobuf.Message, SwiftProtobuf.
     case .alarm?: try {
       guard case .alarm(let v)? = self.command else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    }()
+    case .memberAttributes?: try {
+      guard case .memberAttributes(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    }()
+    case .memberPeerUrls?: try {
+      guard case .memberPeerUrls(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
     }()
     case nil: break
     }
@@ -406,6 +487,45 @@ nonisolated extension Ensemble_V1_LeaseCheckpoint: SwiftProtobuf.Message, SwiftP
   public static func ==(lhs: Ensemble_V1_LeaseCheckpoint, rhs: Ensemble_V1_LeaseCheckpoint) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.remainingTtl != rhs.remainingTtl {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ensemble_V1_MemberContext: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MemberContext"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cluster_id\0\u{1}member\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.clusterID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._member) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.clusterID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.clusterID, fieldNumber: 1)
+    }
+    try { if let v = self._member {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ensemble_V1_MemberContext, rhs: Ensemble_V1_MemberContext) -> Bool {
+    if lhs.clusterID != rhs.clusterID {return false}
+    if lhs._member != rhs._member {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,148 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Raft
+import Synchronization
+
+/// A local three-member cluster in one process for development (`ensemble dev`):
+/// three ``EnsembleMember``s named member-1…3, each with its own data
+/// directory, peer port (Raft over TCP on loopback) and client port (etcd's
+/// gRPC API). A follower hands requests that need the leader to it, so etcdctl
+/// works against any endpoint.
+public final class DevCluster: Sendable {
+    public struct Member: Sendable {
+        public var id: NodeID
+        public var name: String
+        public var clientPort: Int
+        public var peerPort: Int
+    }
+
+    public let members: [Member]
+    private let running: [EnsembleMember]
+    /// Members started later with ``join(name:peerPort:clientPort:)``.
+    private let joined = Mutex<[EnsembleMember]>([])
+    /// Every node in this process by id, so followers reach the leader.
+    private let nodeDirectory = NodeDirectory()
+    private let group: MultiThreadedEventLoopGroup
+    public let dataDirectory: String
+    public let clusterID: UInt64
+
+    /// `clientPorts`/`peerPorts`: three each (0 picks free ports, for tests).
+    /// `spaceQuota`: bytes each member's store may hold (0: etcd's default).
+    public init(
+        dataDirectory: String, clientPorts: [Int], peerPorts: [Int], tickInterval: Duration = .milliseconds(100),
+        spaceQuota: Int = 0
+    ) async throws {
+        precondition(clientPorts.count == 3 && peerPorts.count == 3, "a dev cluster has three members")
+        self.dataDirectory = dataDirectory
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        self.group = group
+        // Peer ports must be known before the initial cluster can be written.
+        var peers: [Int] = []
+        for port in peerPorts { peers.append(port == 0 ? try Self.freePort() : port) }
+        let initialCluster = (0..<3).map { "member-\($0 + 1)=http://127.0.0.1:\(peers[$0])" }.joined(separator: ",")
+        let nodes = nodeDirectory
+        let lookup: @Sendable (NodeID) -> NodeLoop<KVReplica>? = { id in nodes.nodes.withLock { $0[id] } }
+        var started: [EnsembleMember] = []
+        do {
+            for i in 0..<3 {
+                var configuration = MemberConfiguration()
+                configuration.name = "member-\(i + 1)"
+                configuration.dataDirectory = "\(dataDirectory)/member-\(i + 1)"
+                configuration.listenPeerURLs = ["http://127.0.0.1:\(peers[i])"]
+                configuration.initialAdvertisePeerURLs = configuration.listenPeerURLs
+                configuration.initialCluster = initialCluster
+                configuration.initialClusterToken = "ensemble-dev"
+                configuration.heartbeatInterval = tickInterval
+                configuration.electionTimeout = tickInterval * 10
+                configuration.quotaBackendBytes = spaceQuota
+                configuration.listenClientURLs = ["http://127.0.0.1:\(clientPorts[i])"]
+                if clientPorts[i] == 0 {
+                    let port = try Self.freePort()
+                    configuration.listenClientURLs = ["http://127.0.0.1:\(port)"]
+                }
+                configuration.advertiseClientURLs = configuration.listenClientURLs
+                let member = try await EnsembleMember.start(configuration, group: group, leaderInProcess: lookup)
+                nodes.nodes.withLock { $0[member.id] = member.node }
+                started.append(member)
+            }
+        } catch {
+            for member in started { await member.shutdown() }
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        running = started
+        clusterID = started.first?.clusterID ?? 0
+        members = started.map {
+            Member(id: $0.id, name: $0.configuration.name, clientPort: $0.clientPorts.first ?? 0, peerPort: $0.peerPort)
+        }
+        // Speeds up the first election of a new cluster.
+        started.first?.node.campaign()
+    }
+
+    /// Starts one more member that joins this cluster after `member add`
+    /// (`--initial-cluster-state existing`), listening on `peerPort`.
+    public func join(name: String, peerPort: Int, clientPort: Int = 0) async throws -> EnsembleMember {
+        var configuration = MemberConfiguration()
+        configuration.name = name
+        configuration.dataDirectory = "\(dataDirectory)/\(name)"
+        configuration.listenPeerURLs = ["http://127.0.0.1:\(peerPort)"]
+        configuration.initialAdvertisePeerURLs = configuration.listenPeerURLs
+        configuration.initialClusterState = .existing
+        configuration.heartbeatInterval = running.first?.configuration.heartbeatInterval ?? .milliseconds(100)
+        configuration.electionTimeout = configuration.heartbeatInterval * 10
+        let port = clientPort == 0 ? try Self.freePort() : clientPort
+        configuration.listenClientURLs = ["http://127.0.0.1:\(port)"]
+        configuration.advertiseClientURLs = configuration.listenClientURLs
+        let nodes = nodeDirectory
+        let member = try await EnsembleMember.start(configuration, group: group, leaderInProcess: { id in nodes.nodes.withLock { $0[id] } })
+        nodes.nodes.withLock { $0[member.id] = member.node }
+        joined.withLock { $0.append(member) }
+        return member
+    }
+
+    /// A port that was free a moment ago (for tests and URLs that must be known before binding).
+    static func freePort() throws -> Int {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { throw ConfigurationError("cannot open a socket to find a free port") }
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+        }
+        guard bound else { throw ConfigurationError("cannot find a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// The comma-separated client endpoints, for `etcdctl --endpoints=`.
+    public var endpoints: String { members.map { "127.0.0.1:\($0.clientPort)" }.joined(separator: ",") }
+
+    public func status(of id: NodeID) -> NodeStatus? { running.first { $0.id == id }?.node.status }
+
+    /// Waits until a member leads.
+    public func waitForLeader(timeout: Duration = .seconds(10)) async throws -> NodeID {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let leader = running.first(where: { $0.node.status.role == .leader }) { return leader.id }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw NodeError.noLeader
+    }
+
+    /// Stops every member cleanly: servers, node loops (which sync and close
+    /// their logs), transports, threads.
+    public func shutdown() async {
+        for member in joined.withLock({ $0 }) { await member.shutdown() }
+        for member in running { await member.shutdown() }
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// The nodes running in one process, by id.
+final class NodeDirectory: Sendable {
+    let nodes = Mutex<[NodeID: NodeLoop<KVReplica>]>([:])
+}

@@ -1,0 +1,271 @@
+import EnsembleAPI
+import Foundation
+import KV
+import NIOCore
+import NIOPosix
+import Raft
+import RaftTransport
+import Synchronization
+
+/// One running Ensemble member: its node loop (Raft, WAL, KV replica), peer
+/// transport and gRPC servers with every etcd service. `ensemble serve` runs
+/// one; `ensemble dev` runs three in one process.
+///
+/// Start-up, as etcd's:
+/// 1. A data directory with `member.json` restarts that member; the
+///    `--initial-*` flags are ignored.
+/// 2. Otherwise, with `--initial-cluster-state new`, the member is one of the
+///    founders: member ids come from each founder's peer URLs and the cluster
+///    token, the cluster id from the member ids, and every founder writes the
+///    same bootstrap entries (each carrying a founder's name and peer URLs).
+/// 3. With `existing`, the member was added by `member add`: it listens on its
+///    peer URL and takes the id the leader's first message is addressed to,
+///    then catches up and learns the cluster id from the replicated directory
+///    before serving clients.
+///
+/// Each member publishes its name and client URLs through the log once it
+/// runs, and points its peer transport at the directory's peer URLs whenever
+/// the directory changes.
+public final class EnsembleMember: @unchecked Sendable {
+    public let configuration: MemberConfiguration
+    public let id: NodeID
+    public let clusterID: UInt64
+    public let node: NodeLoop<KVReplica>
+    public let replica: KVReplica
+    /// Bound client (gRPC) ports, one per `--listen-client-urls`.
+    public let clientPorts: [Int]
+    public let peerPort: Int
+    let transport: NIOPeerTransport
+    let router: GRPCRouterBox
+    private let servers: [any Channel]
+    private let publisher: Task<Void, Never>
+    /// Event loop threads this member started itself (``start(_:log:)``).
+    private let ownedGroup = Mutex<MultiThreadedEventLoopGroup?>(nil)
+    private let peers = Mutex<[NodeID: NIOPeerTransport.Peer]>([:])
+
+    /// Starts a member on event loop threads of its own, stopped by ``shutdown()``.
+    public static func start(
+        _ configuration: MemberConfiguration, log: @escaping @Sendable (String) -> Void = { _ in }
+    ) async throws -> EnsembleMember {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        do {
+            let member = try await start(configuration, group: group, log: log)
+            member.ownedGroup.withLock { $0 = group }
+            return member
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    /// Starts a member. `leaderInProcess` lets followers hand requests to a
+    /// leader in the same process (`ensemble dev`). `log` reports progress.
+    public static func start(
+        _ configuration: MemberConfiguration, group: any EventLoopGroup,
+        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil },
+        log: @escaping @Sendable (String) -> Void = { _ in }
+    ) async throws -> EnsembleMember {
+        try configuration.validate()
+        guard let peerListen = configuration.listenPeerURLs.first.flatMap(HostPort.init(url:)) else {
+            throw ConfigurationError("--listen-peer-urls: no usable URL")
+        }
+        let transport = NIOPeerTransport(group: group)
+        let peerPort = try await transport.listen(host: peerListen.host, port: peerListen.port)
+        do {
+            return try await start(configuration, group: group, transport: transport, peerPort: peerPort,
+                                   leaderInProcess: leaderInProcess, log: log)
+        } catch {
+            await transport.shutdown()
+            throw error
+        }
+    }
+
+    private static func start(
+        _ configuration: MemberConfiguration, group: any EventLoopGroup, transport: NIOPeerTransport, peerPort: Int,
+        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?, log: @escaping @Sendable (String) -> Void
+    ) async throws -> EnsembleMember {
+        let dataDirectory = configuration.dataDirectory
+        var identity = try MemberIdentity.load(from: dataDirectory)
+        if let identity, identity.name != configuration.name {
+            throw ConfigurationError(
+                "\(dataDirectory) belongs to member \(identity.name), not \(configuration.name) (--name)")
+        }
+        var bootstrap: [NodeID]?
+        var contexts: [NodeID: [UInt8]] = [:]
+        if identity == nil {
+            switch configuration.initialClusterState {
+            case .new:
+                let founders = try configuration.parsedInitialCluster().map { founder in
+                    (founder.name, founder.peerURLs,
+                     ClusterService.memberID(peerURLs: founder.peerURLs, salt: configuration.initialClusterToken))
+                }
+                let clusterID = ClusterService.clusterID(memberIDs: founders.map(\.2))
+                guard let me = founders.first(where: { $0.0 == configuration.name }) else {
+                    throw ConfigurationError("--initial-cluster has no member named \(configuration.name)")
+                }
+                for (name, peerURLs, id) in founders {
+                    // Identical on every founder: the bootstrap entries must match.
+                    contexts[id] = KVReplica.memberContext(Member(id: id, name: name, peerURLs: peerURLs), clusterID: clusterID)
+                }
+                bootstrap = founders.map(\.2)
+                identity = MemberIdentity(name: configuration.name, memberID: me.2, clusterID: clusterID)
+                log("new cluster \(hex(clusterID)): member \(configuration.name) is \(hex(me.2))")
+            case .existing:
+                log("joining: waiting for the leader to contact \(configuration.initialAdvertisePeerURLs.joined(separator: ",")) (added with `member add`?)")
+                let id = try await learnID(from: transport)
+                identity = MemberIdentity(name: configuration.name, memberID: id, clusterID: 0)
+                log("joining as member \(hex(id))")
+            }
+        }
+        guard var identity else { throw ConfigurationError("no identity") }
+        // Announce ourselves on every peer connection, so a member whose
+        // directory does not list us yet (a joiner) can answer.
+        if let advertised = configuration.initialAdvertisePeerURLs.lazy.compactMap(HostPort.init(url:)).first {
+            transport.advertise(identity.memberID, as: .init(host: advertised.host, port: advertised.port))
+        }
+
+        var options = NodeLoop<KVReplica>.Options()
+        options.tickInterval = configuration.heartbeatInterval
+        options.snapshotEvery = configuration.snapshotCount
+        options.snapshotKeep = max(configuration.snapshotCount / 2, 1)
+        var raft = RaftConfig(id: identity.memberID)
+        raft.electionTick = configuration.electionTicks
+        raft.seed = UInt64.random(in: 1...UInt64.max)
+        let replica = KVReplica(space: SpaceQuota(limit: configuration.quotaBackendBytes == 0 ? 2 << 30 : configuration.quotaBackendBytes))
+        let node = try NodeLoop(
+            config: raft, directory: dataDirectory + "/member", bootstrap: bootstrap, bootstrapContexts: contexts,
+            machine: replica, transport: transport, options: options)
+
+        let router = GRPCRouterBox()
+        var servers: [any Channel] = []
+        var clientPorts: [Int] = []
+        do {
+            for url in configuration.listenClientURLs {
+                guard let address = HostPort(url: url) else { throw ConfigurationError("--listen-client-urls: \(url)") }
+                let server = try await GRPCServer(group: group, router: router, maxRequestBytes: configuration.maxRequestBytes + 1024)
+                    .listen(host: address.host, port: address.port)
+                servers.append(server)
+                clientPorts.append(server.localAddress?.port ?? address.port)
+            }
+        } catch {
+            for server in servers { try? await server.close() }
+            throw error
+        }
+        let member = EnsembleMember(
+            configuration: configuration, id: identity.memberID, clusterID: identity.clusterID, node: node, replica: replica,
+            clientPorts: clientPorts, peerPort: peerPort, transport: transport, router: router, servers: servers,
+            leaderInProcess: leaderInProcess)
+        node.perform { [weak member] replica in
+            replica.onMembersChanged = { members in member?.pointTransport(at: members) }
+            member?.pointTransport(at: replica.machine.members.sorted)
+        }
+        node.start()
+
+        if identity.clusterID == 0 {
+            // A joiner learns the cluster id from the directory it replicates.
+            while true {
+                if let learned = await node.withMachine({ $0.machine.members.clusterID }), learned != 0 {
+                    identity.clusterID = learned
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            log("caught up with cluster \(hex(identity.clusterID))")
+        }
+        try identity.save(in: dataDirectory)
+        member.install(clusterID: identity.clusterID, leaderInProcess: leaderInProcess)
+        return member
+    }
+
+    private init(
+        configuration: MemberConfiguration, id: NodeID, clusterID: UInt64, node: NodeLoop<KVReplica>, replica: KVReplica,
+        clientPorts: [Int], peerPort: Int, transport: NIOPeerTransport, router: GRPCRouterBox, servers: [any Channel],
+        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?
+    ) {
+        self.configuration = configuration
+        self.id = id
+        self.clusterID = clusterID
+        self.node = node
+        self.replica = replica
+        self.clientPorts = clientPorts
+        self.peerPort = peerPort
+        self.transport = transport
+        self.router = router
+        self.servers = servers
+        let routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
+        let name = configuration.name
+        let clientURLs = configuration.advertiseClientURLs
+        self.publisher = Task { await Self.publish(name: name, clientURLs: clientURLs, id: id, node: node, routing: routing) }
+    }
+
+    /// Installs the etcd services (once the cluster id is known).
+    private func install(clusterID: UInt64, leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?) {
+        var routes = GRPCRouter()
+        let space = replica.space
+        KVService(node: node, clusterID: clusterID, space: space, leaderInProcess: leaderInProcess).register(on: &routes)
+        LeaseService(node: node, clusterID: clusterID, space: space, leaderInProcess: leaderInProcess).register(on: &routes)
+        if let loop = servers.first?.eventLoop {
+            WatchService(node: node, clusterID: clusterID, on: loop).register(on: &routes)
+        }
+        ClusterService(node: node, leaderInProcess: leaderInProcess).register(on: &routes)
+        MaintenanceService(node: node, clusterID: clusterID, leaderInProcess: leaderInProcess).register(on: &routes)
+        HealthService(node: node).register(on: &routes)
+        router.install(routes)
+    }
+
+    /// Keeps the transport's addresses in step with the directory.
+    func pointTransport(at members: [Member]) {
+        for member in members where member.id != id {
+            guard let address = member.peerURLs.lazy.compactMap(HostPort.init(url:)).first else { continue }
+            let peer = NIOPeerTransport.Peer(host: address.host, port: address.port)
+            let changed = peers.withLock { known -> Bool in
+                guard known[member.id] != peer else { return false }
+                known[member.id] = peer
+                return true
+            }
+            if changed { transport.setPeer(member.id, peer) }
+        }
+    }
+
+    /// The id the first Raft message to arrive is addressed to: the leader
+    /// contacts a member added with `member add` at the peer URL it was added with.
+    private static func learnID(from transport: NIOPeerTransport) async throws -> NodeID {
+        let learned = Mutex<NodeID?>(nil)
+        transport.register(.none) { messages in
+            learned.withLock { id in if id == nil { id = messages.first { $0.to != .none }?.to } }
+        }
+        defer { transport.unregister(.none) }
+        while true {
+            if let id = learned.withLock({ $0 }) { return id }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Publishes this member's name and client URLs through the log (etcd's
+    /// publish), retrying until the directory shows them.
+    private static func publish(name: String, clientURLs: [String], id: NodeID, node: NodeLoop<KVReplica>, routing: LeaderRouting) async {
+        while !Task.isCancelled {
+            guard let current = await node.withMachine({ $0.machine.members.members[id] }) else { return }
+            if let current, current.name == name, current.clientURLs == clientURLs { return }
+            if current != nil {
+                var command = Ensemble_V1_Command()
+                command.memberAttributes.id = id
+                command.memberAttributes.name = name
+                command.memberAttributes.clientUrls = clientURLs
+                _ = await routing.submit(command)
+            }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    /// Stops serving, then the node (which syncs and closes its log), then the transport.
+    public func shutdown() async {
+        publisher.cancel()
+        for server in servers { try? await server.close() }
+        node.stop()
+        await transport.shutdown()
+        if let group = ownedGroup.withLock({ $0.take() }) { try? await group.shutdownGracefully() }
+    }
+}
+
+func hex(_ id: UInt64) -> String { String(id, radix: 16) }

@@ -1,0 +1,59 @@
+import Foundation
+import Yams
+
+extension MemberConfiguration {
+    /// Reads etcd's configuration file format (`--config-file`): YAML with the
+    /// flag names as keys (`name`, `data-dir`, `listen-client-urls`, …; URL
+    /// lists comma-separated, durations in milliseconds). Unknown keys are
+    /// refused by name, so a typo does not pass silently; etcd keys Ensemble does
+    /// not implement are refused the same way.
+    public init(yaml text: String) throws {
+        self.init()
+        guard let loaded = try Yams.load(yaml: text) else { return }
+        guard let entries = loaded as? [String: Any] else {
+            throw ConfigurationError("config file: expected a mapping of flag names to values")
+        }
+        for (key, value) in entries {
+            try apply(key: key, value: value)
+        }
+    }
+
+    private mutating func apply(key: String, value: Any) throws {
+        func string() throws -> String {
+            if let text = value as? String { return text }
+            if let number = value as? Int { return String(number) }
+            throw ConfigurationError("config file: \(key) must be a string")
+        }
+        func urls() throws -> [String] {
+            if let list = value as? [String] { return list }
+            return try string().split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) }
+        }
+        func integer() throws -> Int {
+            if let number = value as? Int { return number }
+            if let text = value as? String, let number = Int(text) { return number }
+            throw ConfigurationError("config file: \(key) must be an integer")
+        }
+        switch key {
+        case "name": name = try string()
+        case "data-dir": dataDirectory = try string()
+        case "listen-client-urls": listenClientURLs = try urls()
+        case "advertise-client-urls": advertiseClientURLs = try urls()
+        case "listen-peer-urls": listenPeerURLs = try urls()
+        case "initial-advertise-peer-urls": initialAdvertisePeerURLs = try urls()
+        case "initial-cluster": initialCluster = try string()
+        case "initial-cluster-state":
+            guard let state = ClusterState(rawValue: try string()) else {
+                throw ConfigurationError("config file: initial-cluster-state must be new or existing")
+            }
+            initialClusterState = state
+        case "initial-cluster-token": initialClusterToken = try string()
+        case "heartbeat-interval": heartbeatInterval = .milliseconds(try integer())
+        case "election-timeout": electionTimeout = .milliseconds(try integer())
+        case "snapshot-count": snapshotCount = UInt64(max(try integer(), 1))
+        case "quota-backend-bytes": quotaBackendBytes = try integer()
+        case "max-request-bytes": maxRequestBytes = try integer()
+        default:
+            throw ConfigurationError("config file: unknown or unsupported key \(key)")
+        }
+    }
+}

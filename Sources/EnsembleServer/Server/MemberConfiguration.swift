@@ -1,0 +1,126 @@
+import Foundation
+
+/// How one member is started: etcd's flag names and meanings, so an etcd
+/// command line or config file carries over. `ensemble serve` fills it from
+/// flags or YAML; `ensemble dev` builds three.
+public struct MemberConfiguration: Sendable {
+    public enum ClusterState: String, Sendable {
+        /// A founding member of a new cluster (`--initial-cluster` lists all).
+        case new
+        /// A member added to a running cluster with `member add`.
+        case existing
+    }
+
+    /// `--name`: human-readable name, matched against `--initial-cluster`.
+    public var name = "default"
+    /// `--data-dir`: the WAL, snapshots and member.json.
+    public var dataDirectory = "default.etcd"
+    /// `--listen-client-urls`: where the etcd gRPC API is served.
+    public var listenClientURLs = ["http://localhost:2379"]
+    /// `--advertise-client-urls`: what other members and clients are told.
+    public var advertiseClientURLs = ["http://localhost:2379"]
+    /// `--listen-peer-urls`: where Raft traffic is received.
+    public var listenPeerURLs = ["http://localhost:2380"]
+    /// `--initial-advertise-peer-urls`: this member's peer URLs, as the others reach it.
+    public var initialAdvertisePeerURLs = ["http://localhost:2380"]
+    /// `--initial-cluster`: `name=peerURL,…` of the founding members. Ignored
+    /// once the data directory holds a member, as in etcd.
+    public var initialCluster = "default=http://localhost:2380"
+    /// `--initial-cluster-state`.
+    public var initialClusterState = ClusterState.new
+    /// `--initial-cluster-token`: distinguishes clusters started from the same
+    /// URLs (mixed into member and cluster ids).
+    public var initialClusterToken = "etcd-cluster"
+    /// `--heartbeat-interval` (ms): one Raft tick.
+    public var heartbeatInterval: Duration = .milliseconds(100)
+    /// `--election-timeout` (ms): a multiple of the heartbeat.
+    public var electionTimeout: Duration = .milliseconds(1000)
+    /// `--snapshot-count`: applied entries between snapshots.
+    public var snapshotCount: UInt64 = 10_000
+    /// `--quota-backend-bytes`: the space quota (0: etcd's default, 2 GiB).
+    public var quotaBackendBytes = 0
+    /// `--max-request-bytes`: the largest request message (etcd: 1.5 MiB).
+    public var maxRequestBytes = 1_572_864
+
+    public init() {}
+
+    /// The founding members, in `--initial-cluster` order.
+    public func parsedInitialCluster() throws(ConfigurationError) -> [(name: String, peerURLs: [String])] {
+        var members: [(name: String, peerURLs: [String])] = []
+        for entry in initialCluster.split(separator: ",") {
+            let parts = entry.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw ConfigurationError("--initial-cluster: \"\(entry)\" is not name=peerURL")
+            }
+            let name = String(parts[0])
+            let url = String(parts[1])
+            guard HostPort(url: url) != nil else { throw ConfigurationError("--initial-cluster: \(url) is not a valid URL") }
+            if let i = members.firstIndex(where: { $0.name == name }) {
+                members[i].peerURLs.append(url)
+            } else {
+                members.append((name, [url]))
+            }
+        }
+        guard !members.isEmpty else { throw ConfigurationError("--initial-cluster is empty") }
+        return members
+    }
+
+    /// Checks what etcd checks at start.
+    public func validate() throws(ConfigurationError) {
+        guard !name.isEmpty else { throw ConfigurationError("--name must not be empty") }
+        for (flag, urls) in [
+            ("--listen-client-urls", listenClientURLs), ("--advertise-client-urls", advertiseClientURLs),
+            ("--listen-peer-urls", listenPeerURLs), ("--initial-advertise-peer-urls", initialAdvertisePeerURLs),
+        ] {
+            guard !urls.isEmpty else { throw ConfigurationError("\(flag) must not be empty") }
+            for url in urls where HostPort(url: url) == nil {
+                throw ConfigurationError("\(flag): \(url) is not a valid URL (want http://host:port)")
+            }
+        }
+        guard electionTimeout >= heartbeatInterval * 5 else {
+            throw ConfigurationError("--election-timeout should be at least 5 times --heartbeat-interval")
+        }
+        if initialClusterState == .new {
+            let founding = try parsedInitialCluster()
+            guard let mine = founding.first(where: { $0.name == name }) else {
+                throw ConfigurationError("--initial-cluster has no member named \(name) (--name)")
+            }
+            guard Set(mine.peerURLs) == Set(initialAdvertisePeerURLs) else {
+                throw ConfigurationError(
+                    "--initial-cluster has \(name)=\(mine.peerURLs.joined(separator: ",")) but --initial-advertise-peer-urls is \(initialAdvertisePeerURLs.joined(separator: ","))")
+            }
+        }
+    }
+
+    /// Election timeout in ticks.
+    var electionTicks: Int {
+        max(Int(electionTimeout.nanoseconds / max(heartbeatInterval.nanoseconds, 1)), 5)
+    }
+}
+
+/// A configuration that cannot work, with a message naming the flag.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// `scheme://host:port`, split for binding and connecting.
+public struct HostPort: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses an http(s) URL; nil if it has no host or port.
+    public init?(url: String) {
+        guard let parsed = URL(string: url), let scheme = parsed.scheme, scheme == "http" || scheme == "https",
+            let host = parsed.host, !host.isEmpty, let port = parsed.port, (0...65535).contains(port)
+        else { return nil }
+        // Brackets of IPv6 literals are not part of the address to bind.
+        self.host = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+        self.port = port
+    }
+}

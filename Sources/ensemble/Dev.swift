@@ -1,0 +1,41 @@
+import ArgumentParser
+import Dispatch
+import EnsembleServer
+import Foundation
+
+/// `ensemble dev`: a local three-member cluster on loopback.
+struct Dev: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a local 3-member cluster on loopback (data under ./.ensemble). Ctrl-C stops it.")
+
+    @Option(help: "Data directory for the three members.")
+    var dataDir = ".ensemble"
+
+    @Option(help: "Client (etcd gRPC) ports of the three members.")
+    var clientPorts = "2379,22379,32379"
+
+    @Option(help: "Peer (Raft) ports of the three members.")
+    var peerPorts = "2380,22380,32380"
+
+    func run() async throws {
+        let client = clientPorts.split(separator: ",").compactMap { Int($0) }
+        let peer = peerPorts.split(separator: ",").compactMap { Int($0) }
+        guard client.count == 3, peer.count == 3 else {
+            throw ValidationError("--client-ports and --peer-ports need three ports each")
+        }
+        say("ensemble dev: starting 3 members, data in \(dataDir)/")
+        let cluster = try await DevCluster(dataDirectory: dataDir, clientPorts: client, peerPorts: peer)
+        for member in cluster.members {
+            say("  \(member.name) (\(String(member.id, radix: 16))): client 127.0.0.1:\(member.clientPort)  peer 127.0.0.1:\(member.peerPort)")
+        }
+        let leader = try await cluster.waitForLeader()
+        say("leader: \(cluster.members.first { $0.id == leader }?.name ?? String(leader, radix: 16))")
+        say("try:    etcdctl --endpoints=\(cluster.endpoints) put hello world")
+        say("        etcdctl --endpoints=\(cluster.endpoints) get hello")
+        say("Ctrl-C stops all members.")
+        await waitForInterrupt()
+        say("\nensemble dev: stopping…")
+        await cluster.shutdown()
+        say("ensemble dev: stopped; data kept in \(dataDir)/")
+    }
+}

@@ -1,0 +1,94 @@
+import ArgumentParser
+import EnsembleServer
+import Foundation
+
+/// `ensemble serve`: one member, with etcd's flags (or its YAML config file).
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one Ensemble member (etcd's flags and config file).",
+        discussion: """
+            Starting a 3-member cluster on one machine, like etcd:
+              ensemble serve --name a --data-dir a.ens --listen-client-urls http://127.0.0.1:2379 \\
+                --advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \\
+                --initial-advertise-peer-urls http://127.0.0.1:2380 \\
+                --initial-cluster a=http://127.0.0.1:2380,b=http://127.0.0.1:12380,c=http://127.0.0.1:22380
+            (and b, c likewise). Restart with the same command: the data directory
+            remembers the member, and the --initial-* flags are then ignored.
+            """)
+
+    @Option(name: .customLong("config-file"), help: "YAML file with the flags below as keys (flags are then ignored).")
+    var configFile: String?
+    @Option(help: "Human-readable name of this member.")
+    var name = "default"
+    @Option(name: .customLong("data-dir"), help: "Path to the data directory (default: <name>.etcd).")
+    var dataDir: String?
+    @Option(name: .customLong("listen-client-urls"), help: "URLs to serve clients (etcd gRPC) on.")
+    var listenClientURLs = "http://localhost:2379"
+    @Option(name: .customLong("advertise-client-urls"), help: "Client URLs to tell the cluster.")
+    var advertiseClientURLs = "http://localhost:2379"
+    @Option(name: .customLong("listen-peer-urls"), help: "URL to receive Raft traffic on.")
+    var listenPeerURLs = "http://localhost:2380"
+    @Option(name: .customLong("initial-advertise-peer-urls"), help: "This member's peer URLs, as the others reach it.")
+    var initialAdvertisePeerURLs = "http://localhost:2380"
+    @Option(name: .customLong("initial-cluster"), help: "Founding members: name=peerURL,…")
+    var initialCluster = "default=http://localhost:2380"
+    @Option(name: .customLong("initial-cluster-state"), help: "new (founding member) or existing (added with member add).")
+    var initialClusterState = "new"
+    @Option(name: .customLong("initial-cluster-token"), help: "Distinguishes clusters started from the same URLs.")
+    var initialClusterToken = "etcd-cluster"
+    @Option(name: .customLong("heartbeat-interval"), help: "Milliseconds between heartbeats (one Raft tick).")
+    var heartbeatInterval = 100
+    @Option(name: .customLong("election-timeout"), help: "Milliseconds without a leader before an election.")
+    var electionTimeout = 1000
+    @Option(name: .customLong("snapshot-count"), help: "Applied entries between snapshots.")
+    var snapshotCount: UInt64 = 10_000
+    @Option(name: .customLong("quota-backend-bytes"), help: "Space quota in bytes (0: 2 GiB).")
+    var quotaBackendBytes = 0
+    @Option(name: .customLong("max-request-bytes"), help: "Largest request message in bytes.")
+    var maxRequestBytes = 1_572_864
+
+    func configurationFromFlags() throws -> MemberConfiguration {
+        var c = MemberConfiguration()
+        func list(_ value: String) -> [String] { value.split(separator: ",").map(String.init) }
+        c.name = name
+        c.dataDirectory = dataDir ?? "\(name).etcd"
+        c.listenClientURLs = list(listenClientURLs)
+        c.advertiseClientURLs = list(advertiseClientURLs)
+        c.listenPeerURLs = list(listenPeerURLs)
+        c.initialAdvertisePeerURLs = list(initialAdvertisePeerURLs)
+        c.initialCluster = initialCluster
+        guard let state = MemberConfiguration.ClusterState(rawValue: initialClusterState) else {
+            throw ValidationError("--initial-cluster-state must be new or existing")
+        }
+        c.initialClusterState = state
+        c.initialClusterToken = initialClusterToken
+        c.heartbeatInterval = .milliseconds(heartbeatInterval)
+        c.electionTimeout = .milliseconds(electionTimeout)
+        c.snapshotCount = snapshotCount
+        c.quotaBackendBytes = quotaBackendBytes
+        c.maxRequestBytes = maxRequestBytes
+        return c
+    }
+
+    func run() async throws {
+        var configuration: MemberConfiguration
+        if let configFile {
+            let text = try String(contentsOfFile: configFile, encoding: .utf8)
+            configuration = try MemberConfiguration(yaml: text)
+            if configuration.dataDirectory == MemberConfiguration().dataDirectory {
+                configuration.dataDirectory = "\(configuration.name).etcd"
+            }
+        } else {
+            configuration = try configurationFromFlags()
+        }
+        say("ensemble serve: \(configuration.name), data in \(configuration.dataDirectory)/")
+        let member = try await EnsembleMember.start(configuration, log: { say("  \($0)") })
+        say("  member \(String(member.id, radix: 16)) of cluster \(String(member.clusterID, radix: 16))")
+        say("  clients: \(configuration.listenClientURLs.joined(separator: ","))  peers: \(configuration.listenPeerURLs.joined(separator: ","))")
+        say("  try: etcdctl --endpoints=\(configuration.advertiseClientURLs.joined(separator: ",")) endpoint status -w table")
+        await waitForInterrupt()
+        say("\nensemble serve: stopping…")
+        await member.shutdown()
+        say("ensemble serve: stopped")
+    }
+}

@@ -1,0 +1,90 @@
+import EnsembleServer
+import Foundation
+import Testing
+
+/// `ensemble serve`'s configuration: etcd's flags and config file, checked as
+/// etcd checks them, and the identity a data directory keeps.
+@Suite struct MemberConfigurationTests {
+    func founder(_ name: String = "a") -> MemberConfiguration {
+        var c = MemberConfiguration()
+        c.name = name
+        c.initialCluster = "a=http://127.0.0.1:2380,b=http://127.0.0.1:12380"
+        c.initialAdvertisePeerURLs = ["http://127.0.0.1:2380"]
+        c.listenPeerURLs = ["http://127.0.0.1:2380"]
+        return c
+    }
+
+    @Test func foundingMemberMustBeInTheInitialClusterWithItsURLs() throws {
+        try founder().validate()
+        #expect(throws: ConfigurationError.self) { try founder("z").validate() }
+        var moved = founder()
+        moved.initialAdvertisePeerURLs = ["http://127.0.0.1:9999"]
+        #expect(throws: ConfigurationError.self) { try moved.validate() }
+        var bad = founder()
+        bad.listenClientURLs = ["not a url"]
+        #expect(throws: ConfigurationError.self) { try bad.validate() }
+        var fast = founder()
+        fast.electionTimeout = .milliseconds(200)
+        #expect(throws: ConfigurationError.self, "election timeout under 5 heartbeats") { try fast.validate() }
+        var joiner = founder("z")
+        joiner.initialClusterState = .existing
+        try joiner.validate()
+    }
+
+    @Test func initialClusterParsesRepeatedNamesAsSeveralURLs() throws {
+        var c = MemberConfiguration()
+        c.initialCluster = "a=http://h1:1,b=http://h2:2,a=http://h3:3"
+        let parsed = try c.parsedInitialCluster()
+        #expect(parsed.map(\.name) == ["a", "b"])
+        #expect(parsed.first?.peerURLs == ["http://h1:1", "http://h3:3"])
+        c.initialCluster = "a"
+        #expect(throws: ConfigurationError.self) { try c.parsedInitialCluster() }
+    }
+
+    @Test func yamlConfigFileUsesEtcdKeys() throws {
+        let c = try MemberConfiguration(yaml: """
+            name: infra1
+            data-dir: /var/lib/ensemble/infra1
+            listen-client-urls: http://127.0.0.1:2379,http://10.0.0.1:2379
+            advertise-client-urls: http://10.0.0.1:2379
+            listen-peer-urls: http://10.0.0.1:2380
+            initial-advertise-peer-urls: http://10.0.0.1:2380
+            initial-cluster: infra1=http://10.0.0.1:2380
+            initial-cluster-state: new
+            initial-cluster-token: prod
+            heartbeat-interval: 50
+            election-timeout: 500
+            snapshot-count: 5000
+            quota-backend-bytes: 8589934592
+            """)
+        #expect(c.name == "infra1" && c.dataDirectory == "/var/lib/ensemble/infra1")
+        #expect(c.listenClientURLs == ["http://127.0.0.1:2379", "http://10.0.0.1:2379"])
+        #expect(c.heartbeatInterval == .milliseconds(50) && c.electionTimeout == .milliseconds(500))
+        #expect(c.snapshotCount == 5000 && c.quotaBackendBytes == 8_589_934_592 && c.initialClusterToken == "prod")
+        try c.validate()
+        #expect(throws: ConfigurationError.self, "typos are refused by name") {
+            try MemberConfiguration(yaml: "nmae: x")
+        }
+        #expect(throws: ConfigurationError.self) { try MemberConfiguration(yaml: "initial-cluster-state: maybe") }
+    }
+
+    @Test func identitySurvivesInTheDataDirectory() throws {
+        let directory = NSTemporaryDirectory() + "ensemble-identity-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        #expect(try MemberIdentity.load(from: directory) == nil)
+        let identity = MemberIdentity(name: "a", memberID: 0xDEAD_BEEF_0000_0001, clusterID: 42)
+        try identity.save(in: directory)
+        #expect(try MemberIdentity.load(from: directory) == identity)
+        try Data("{garbage".utf8).write(to: URL(fileURLWithPath: directory + "/member.json"))
+        #expect(throws: ConfigurationError.self) { try MemberIdentity.load(from: directory) }
+    }
+
+    /// Ids depend only on peer URLs and the token, so every founder computes
+    /// the same ids and the same cluster id.
+    @Test func memberAndClusterIDsAreDeterministic() {
+        let a = ClusterService.memberID(peerURLs: ["http://h:1", "http://h:2"], salt: "t")
+        #expect(a == ClusterService.memberID(peerURLs: ["http://h:2", "http://h:1"], salt: "t"))
+        #expect(a != ClusterService.memberID(peerURLs: ["http://h:1", "http://h:2"], salt: "other"))
+        #expect(ClusterService.clusterID(memberIDs: [3, 1, 2]) == ClusterService.clusterID(memberIDs: [1, 2, 3]))
+    }
+}

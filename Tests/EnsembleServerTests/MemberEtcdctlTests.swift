@@ -1,0 +1,102 @@
+import EnsembleServer
+import Foundation
+import Raft
+import Testing
+
+/// Membership through the real etcdctl 3.4: a member added with `member add`
+/// joins with `--initial-cluster-state existing`, catches up and serves; a
+/// learner is added and promoted; members are updated and removed.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct MemberEtcdctlTests {
+    @Test func addJoinPromoteUpdateRemove() async throws {
+        let f = try await DevClusterFixture()
+        for i in 0..<30 { _ = try await f.run(f.leaderPort, "put", "before-\(i)", "v") }
+
+        // A voter joins.
+        let dPort = try freePortForTests()
+        var (code, output) = try await f.run(f.followerPort, "member", "add", "d", "--peer-urls=http://127.0.0.1:\(dPort)")
+        #expect(code == 0 && output.contains("added to cluster"), "\(output)")
+        #expect(output.contains("ETCD_NAME=\"d\"") && output.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "\(output)")
+        #expect(output.contains("d=http://127.0.0.1:\(dPort)") && output.contains("member-1=http://127.0.0.1:"), "\(output)")
+        let d = try await f.cluster.join(name: "d", peerPort: dPort)
+        let dClient = try #require(d.clientPorts.first)
+        (code, output) = try await f.run(dClient, "get", "before-", "--prefix", "--keys-only", "--consistency=s", "-w", "json")
+        #expect(output.contains("\"count\":30"), "the new member caught up: \(output)")
+        (code, output) = try await f.run(dClient, "put", "from-d", "hello")
+        #expect(code == 0, "\(output)")
+        output = try await f.memberList(until: { $0.contains(", started, d, ") })
+        #expect(output.split(separator: "\n").count == 4, "\(output)")
+        #expect(output.contains(", started, d, http://127.0.0.1:\(dPort), http://127.0.0.1:\(dClient), false"), "d published its client URL: \(output)")
+
+        // Adding the same peer URL again is refused with etcd's error.
+        (code, output) = try await f.run(f.leaderPort, "member", "add", "again", "--peer-urls=http://127.0.0.1:\(dPort)")
+        #expect(code != 0 && output.contains("etcdserver: Peer URLs already exists"), "\(output)")
+
+        // A learner joins, cannot vote until promoted.
+        let ePort = try freePortForTests()
+        (code, output) = try await f.run(f.leaderPort, "member", "add", "e", "--learner", "--peer-urls=http://127.0.0.1:\(ePort)")
+        #expect(code == 0 && output.contains("added to cluster"), "\(output)")
+        let e = try await f.cluster.join(name: "e", peerPort: ePort)
+        output = try await f.memberList(until: { $0.contains(", e, ") })
+        #expect(output.contains(", e, http://127.0.0.1:\(ePort)") && output.contains(", true\n"), "\(output)")
+        let eID = String(e.id, radix: 16)
+        var promoted = false
+        for _ in 0..<50 where !promoted {
+            (code, output) = try await f.run(f.leaderPort, "member", "promote", eID)
+            promoted = code == 0
+            if !promoted {
+                #expect(output.contains("in sync with leader"), "\(output)")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        #expect(promoted && output.contains("promoted in cluster"), "\(output)")
+        (code, output) = try await f.run(f.leaderPort, "member", "promote", eID)
+        #expect(code != 0 && output.contains("etcdserver: can only promote a learner member"), "\(output)")
+
+        // Update d's peer URLs, then remove d and e.
+        let dID = String(d.id, radix: 16)
+        (code, output) = try await f.run(f.leaderPort, "member", "update", dID, "--peer-urls=http://localhost:\(dPort)")
+        #expect(code == 0 && output.contains("updated in cluster"), "\(output)")
+        (code, output) = try await f.run(f.leaderPort, "member", "list")
+        #expect(output.contains("http://localhost:\(dPort)"), "\(output)")
+        (code, output) = try await f.run(f.leaderPort, "member", "remove", dID)
+        #expect(code == 0 && output.contains("removed from cluster"), "\(output)")
+        (code, output) = try await f.run(f.leaderPort, "member", "remove", eID)
+        #expect(code == 0, "\(output)")
+        (code, output) = try await f.run(f.leaderPort, "member", "remove", dID)
+        #expect(code != 0 && output.contains("etcdserver: ID removed"), "\(output)")
+        (code, output) = try await f.run(f.leaderPort, "member", "remove", "1234")
+        #expect(code != 0 && output.contains("etcdserver: member not found"), "\(output)")
+        (code, output) = try await f.run(f.leaderPort, "member", "list")
+        #expect(output.split(separator: "\n").count == 3, "\(output)")
+        (code, output) = try await f.run(f.leaderPort, "put", "after", "v")
+        #expect(code == 0, "the three remaining members still commit: \(output)")
+        await f.close()
+    }
+}
+
+func freePortForTests() throws -> Int {
+    let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+extension DevClusterFixture {
+    /// `member list` once it satisfies `condition` (members publish their
+    /// names asynchronously), or the last answer after 5 s.
+    func memberList(until condition: (String) -> Bool) async throws -> String {
+        var output = ""
+        for _ in 0..<50 {
+            (_, output) = try await run(leaderPort, "member", "list")
+            if condition(output) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return output
+    }
+}
