@@ -11,12 +11,16 @@ final class EtcdctlProcess: Sendable {
         let text = Mutex("")
     }
 
-    init(port: Int, _ arguments: [String]) throws {
+    convenience init(port: Int, _ arguments: [String]) throws {
+        try self.init(endpoints: "127.0.0.1:\(port)", arguments)
+    }
+
+    init(endpoints: String, _ arguments: [String]) throws {
         let path = ["/usr/bin/etcdctl", "/usr/local/bin/etcdctl"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let path else { throw EtcdctlMissing() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = ["--endpoints=127.0.0.1:\(port)"] + arguments
+        process.arguments = ["--endpoints=\(endpoints)"] + arguments
         process.environment = ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"]
         let pipe = Pipe()
         process.standardOutput = pipe

@@ -178,6 +178,9 @@ extension Etcdserverpb_TxnResponse {
         // A nested txn's own header carries revision 0, as etcd's does.
         header = headers.header(revision: r.revision)
         succeeded = r.succeeded
+        // Responses inside a txn carry only their revision in the header, as
+        // etcd's applier leaves them (the server fills the outer header only).
+        let headers = HeaderSource(clusterID: 0, memberID: 0, raftTerm: 0)
         responses = r.responses.map { op in
             var out = Etcdserverpb_ResponseOp()
             switch op {
