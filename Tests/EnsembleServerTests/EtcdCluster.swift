@@ -32,7 +32,7 @@ final class EtcdCluster {
             ]
             process.environment = ["PATH": "/usr/bin:/bin"]
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: "\(directory)/e\(i).log", contents: nil)
+            _ = FileManager.default.createFile(atPath: "\(directory)/e\(i).log", contents: nil)
             let log = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(directory)/e\(i).log"))
             process.standardOutput = log
             process.standardError = log

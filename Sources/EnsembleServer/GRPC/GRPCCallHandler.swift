@@ -34,6 +34,8 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     private var headersSent = false
     private var ended = false
     private var deadline: Scheduled<Void>?
+    private var path = ""
+    private var started = ContinuousClock.now
 
     init(router: GRPCRouterBox, maxRequestBytes: Int) {
         self.router = router
@@ -78,7 +80,8 @@ final class GRPCCallHandler: ChannelDuplexHandler {
     // MARK: - Inbound
 
     private func open(context: ChannelHandlerContext, headers: HPACKHeaders) {
-        let path = headers.first(name: ":path") ?? ""
+        path = headers.first(name: ":path") ?? ""
+        started = ContinuousClock.now
         if let value = headers.first(name: "grpc-timeout"), let timeout = parseGRPCTimeout(Substring(value)) {
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             deadline = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.nanoseconds))) {
@@ -189,6 +192,9 @@ final class GRPCCallHandler: ChannelDuplexHandler {
         }
         headersSent = true
         context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
+        var streaming = false
+        if case .streaming = call { streaming = true }
+        router.observer?.handled(path: path, streaming: streaming, code: status.code, duration: ContinuousClock.now - started)
         if case let .streaming(receiver) = call {
             call = .refused
             receiver.closed()

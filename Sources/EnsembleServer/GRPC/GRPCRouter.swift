@@ -13,6 +13,8 @@ public struct GRPCRouter: Sendable {
     public typealias Streaming = @Sendable (GRPCServerStream) -> any GRPCStreamReceiver
     public var unary: [String: Unary] = [:]
     public var streaming: [String: Streaming] = [:]
+    /// Plain HTTP/1.1 GET endpoints on the same port, by path (`/metrics`).
+    public var http: [String: @Sendable () async -> HTTPResponse] = [:]
     public init() {}
 }
 
@@ -28,12 +30,25 @@ public protocol GRPCStreamReceiver: AnyObject {
     func closed()
 }
 
+/// Hears every finished call, for metrics: its method path, status code and
+/// how long it took from request headers to trailers. Called on the stream's
+/// event loop; must be cheap.
+public protocol GRPCCallObserver: Sendable {
+    func handled(path: String, streaming: Bool, code: Int, duration: Duration)
+}
+
 /// Routes that can be installed after the server is listening (members must know
 /// each other's bound ports before their services exist).
 public final class GRPCRouterBox: Sendable {
     private let routes: Mutex<GRPCRouter>
+    private let observers = Mutex<(any GRPCCallObserver)?>(nil)
 
     public init(_ router: GRPCRouter = GRPCRouter()) { routes = Mutex(router) }
+
+    /// Sets who hears finished calls.
+    public func observe(with observer: any GRPCCallObserver) { observers.withLock { $0 = observer } }
+
+    var observer: (any GRPCCallObserver)? { observers.withLock { $0 } }
 
     public func install(_ router: GRPCRouter) { routes.withLock { $0 = router } }
 

@@ -1,10 +1,12 @@
 import NIOCore
+import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
 
 /// A gRPC server over HTTP/2 (h2c) on SwiftNIO: every request stream gets a
 /// ``GRPCCallHandler`` on NIOHTTP2's per-stream child channel, which serves
-/// unary and streaming calls from the router.
+/// unary and streaming calls from the router. The same port answers plain
+/// HTTP/1.1 for the router's `http` endpoints (``ProtocolSniffer``).
 ///
 /// The lean gRPC layer of shared/reference/performance.md: no generic
 /// interceptor machinery, protobuf coding in the services. HTTP/2 flow control
@@ -38,11 +40,24 @@ public final class GRPCServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.configureHTTP2Pipeline(mode: .server, inboundStreamInitializer: { stream in
-                    stream.eventLoop.makeCompletedFuture {
-                        try stream.pipeline.syncOperations.addHandler(GRPCCallHandler(router: router, maxRequestBytes: limit))
-                    }
-                }).map { _ in () }
+                channel.eventLoop.makeCompletedFuture {
+                    let sniffer = ProtocolSniffer(
+                        // Handlers go after the sniffer (it is first), which then leaves.
+                        http2: { pipeline in
+                            _ = try pipeline.configureHTTP2Pipeline(
+                                mode: .server, connectionConfiguration: .init(), streamConfiguration: .init()
+                            ) { stream in
+                                stream.eventLoop.makeCompletedFuture {
+                                    try stream.pipeline.syncOperations.addHandler(GRPCCallHandler(router: router, maxRequestBytes: limit))
+                                }
+                            }
+                        },
+                        http1: { pipeline in
+                            try pipeline.configureHTTPServerPipeline()
+                            try pipeline.addHandler(HTTPEndpointHandler(router: router))
+                        })
+                    try channel.pipeline.syncOperations.addHandler(sniffer)
+                }
             }
             .bind(host: host, port: port)
             .get()

@@ -25,6 +25,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         /// ``NodeError/outcomeUnknown`` (it may still commit), a read with
         /// ``NodeError/leaderChanged`` (retry). etcd waits 5 s plus the election timeout.
         public var requestTimeout: Duration = .seconds(7)
+        /// Hears syncs, applies and leader changes (metrics).
+        public var observer: (any NodeObserver)?
         public init() {}
     }
 
@@ -282,6 +284,7 @@ extension NodeLoop {
         for (index, pending) in proposals where pending.deadline <= now {
             proposals.removeValue(forKey: index)
             pending.reply(.failure(.outcomeUnknown))
+            options.observer?.proposalFailed()
         }
         for (context, pending) in reads where pending.deadline <= now {
             reads.removeValue(forKey: context)
@@ -346,6 +349,7 @@ extension NodeLoop {
         while raft.hasReady {
             let ready = raft.ready()
             let leadership = (raft.leader, raft.role, raft.term)
+            if lastLeadership?.leader != raft.leader { options.observer?.leaderChanged(to: raft.leader) }
             if let last = lastLeadership, last != leadership {
                 // Reads waiting on a round die with any change of leader, role or
                 // term (Raft drops them); the client retries.
@@ -358,8 +362,10 @@ extension NodeLoop {
             transport.send(ready.messages)
             reportSnapshots(ready.messages)
             if ready.needsPersist {
+                let started = ContinuousClock.now
                 try storage.append(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
                 try storage.sync()
+                options.observer?.walSynced(duration: ContinuousClock.now - started)
             }
             transport.send(ready.messagesAfterPersist)
             reportSnapshots(ready.messagesAfterPersist)
@@ -375,6 +381,7 @@ extension NodeLoop {
             // Raft applies configuration changes in advance(); the machine hears
             // of each in log order, with whether Raft will accept it.
             var conf = raft.confState
+            let applyStarted = ContinuousClock.now
             for entry in ready.committedEntries {
                 var result: Machine.Result?
                 if entry.kind == .normal && !entry.data.isEmpty {
@@ -390,8 +397,12 @@ extension NodeLoop {
                     } else {
                         // Another leader's entry took this index: ours is gone.
                         pending.reply(.failure(.leaderChanged))
+                        options.observer?.proposalFailed()
                     }
                 }
+            }
+            if !ready.committedEntries.isEmpty {
+                options.observer?.applied(entries: ready.committedEntries.count, duration: ContinuousClock.now - applyStarted)
             }
             for state in ready.readStates {
                 guard state.context.count == 8 else { continue }
@@ -452,7 +463,7 @@ extension NodeLoop {
         let status = NodeStatus(
             id: id, role: raft.role, leader: raft.leader, term: raft.term, commitIndex: raft.commitIndex,
             appliedIndex: raft.appliedIndex, voters: raft.confState.voters, learners: raft.confState.learners,
-            running: true, matchIndexes: raft.matchIndexes)
+            running: true, matchIndexes: raft.matchIndexes, pendingProposals: proposals.count)
         published.withLock { $0 = status }
     }
 }

@@ -14,4 +14,6 @@ public struct NodeStatus: Sendable, Equatable {
     public var running = false
     /// On the leader: each member's replicated log position (``Raft/RaftNode/matchIndexes``).
     public var matchIndexes: [NodeID: UInt64] = [:]
+    /// Proposals waiting to be applied.
+    public var pendingProposals = 0
 }

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Raft
+import RaftTransport
 import Synchronization
 
 /// A local three-member cluster in one process for development (`ensemble dev`):
@@ -37,10 +38,14 @@ public final class DevCluster: Sendable {
         self.dataDirectory = dataDirectory
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         self.group = group
-        // Peer ports must be known before the initial cluster can be written.
-        var peers: [Int] = []
-        for port in peerPorts { peers.append(port == 0 ? try Self.freePort() : port) }
-        let initialCluster = (0..<3).map { "member-\($0 + 1)=http://127.0.0.1:\(peers[$0])" }.joined(separator: ",")
+        // Peer ports must be known before the initial cluster can be written:
+        // bind every peer transport first (port 0 picks a free one, race-free).
+        var transports: [(NIOPeerTransport, Int)] = []
+        for port in peerPorts {
+            let transport = NIOPeerTransport(group: group)
+            transports.append((transport, try await transport.listen(host: "127.0.0.1", port: port)))
+        }
+        let initialCluster = (0..<3).map { "member-\($0 + 1)=http://127.0.0.1:\(transports[$0].1)" }.joined(separator: ",")
         let nodes = nodeDirectory
         let lookup: @Sendable (NodeID) -> NodeLoop<KVReplica>? = { id in nodes.nodes.withLock { $0[id] } }
         var started: [EnsembleMember] = []
@@ -49,7 +54,7 @@ public final class DevCluster: Sendable {
                 var configuration = MemberConfiguration()
                 configuration.name = "member-\(i + 1)"
                 configuration.dataDirectory = "\(dataDirectory)/member-\(i + 1)"
-                configuration.listenPeerURLs = ["http://127.0.0.1:\(peers[i])"]
+                configuration.listenPeerURLs = ["http://127.0.0.1:\(transports[i].1)"]
                 configuration.initialAdvertisePeerURLs = configuration.listenPeerURLs
                 configuration.initialCluster = initialCluster
                 configuration.initialClusterToken = "ensemble-dev"
@@ -57,17 +62,17 @@ public final class DevCluster: Sendable {
                 configuration.electionTimeout = tickInterval * 10
                 configuration.quotaBackendBytes = spaceQuota
                 configuration.listenClientURLs = ["http://127.0.0.1:\(clientPorts[i])"]
-                if clientPorts[i] == 0 {
-                    let port = try Self.freePort()
-                    configuration.listenClientURLs = ["http://127.0.0.1:\(port)"]
-                }
                 configuration.advertiseClientURLs = configuration.listenClientURLs
-                let member = try await EnsembleMember.start(configuration, group: group, leaderInProcess: lookup)
+                try configuration.validate()
+                let member = try await EnsembleMember.start(
+                    configuration, group: group, transport: transports[i].0, peerPort: transports[i].1,
+                    leaderInProcess: lookup, log: { _ in })
                 nodes.nodes.withLock { $0[member.id] = member.node }
                 started.append(member)
             }
         } catch {
             for member in started { await member.shutdown() }
+            for (transport, _) in transports.dropFirst(started.count) { await transport.shutdown() }
             try? await group.shutdownGracefully()
             throw error
         }
@@ -82,7 +87,7 @@ public final class DevCluster: Sendable {
 
     /// Starts one more member that joins this cluster after `member add`
     /// (`--initial-cluster-state existing`), listening on `peerPort`.
-    public func join(name: String, peerPort: Int, clientPort: Int = 0) async throws -> EnsembleMember {
+    public func join(name: String, peerPort: Int) async throws -> EnsembleMember {
         var configuration = MemberConfiguration()
         configuration.name = name
         configuration.dataDirectory = "\(dataDirectory)/\(name)"
@@ -91,31 +96,13 @@ public final class DevCluster: Sendable {
         configuration.initialClusterState = .existing
         configuration.heartbeatInterval = running.first?.configuration.heartbeatInterval ?? .milliseconds(100)
         configuration.electionTimeout = configuration.heartbeatInterval * 10
-        let port = clientPort == 0 ? try Self.freePort() : clientPort
-        configuration.listenClientURLs = ["http://127.0.0.1:\(port)"]
+        configuration.listenClientURLs = ["http://127.0.0.1:0"]
         configuration.advertiseClientURLs = configuration.listenClientURLs
         let nodes = nodeDirectory
         let member = try await EnsembleMember.start(configuration, group: group, leaderInProcess: { id in nodes.nodes.withLock { $0[id] } })
         nodes.nodes.withLock { $0[member.id] = member.node }
         joined.withLock { $0.append(member) }
         return member
-    }
-
-    /// A port that was free a moment ago (for tests and URLs that must be known before binding).
-    static func freePort() throws -> Int {
-        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard socket >= 0 else { throw ConfigurationError("cannot open a socket to find a free port") }
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
-        }
-        guard bound else { throw ConfigurationError("cannot find a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// The comma-separated client endpoints, for `etcdctl --endpoints=`.

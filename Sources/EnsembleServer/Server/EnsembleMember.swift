@@ -32,6 +32,8 @@ public final class EnsembleMember: @unchecked Sendable {
     public let clusterID: UInt64
     public let node: NodeLoop<KVReplica>
     public let replica: KVReplica
+    /// Prometheus metrics, served at `/metrics` on every client port.
+    public let metrics: ServerMetrics
     /// Bound client (gRPC) ports, one per `--listen-client-urls`.
     public let clientPorts: [Int]
     public let peerPort: Int
@@ -80,7 +82,9 @@ public final class EnsembleMember: @unchecked Sendable {
         }
     }
 
-    private static func start(
+    /// Starts a member on a peer transport that already listens (`ensemble dev`
+    /// binds every peer port first, so the initial cluster names real ports).
+    static func start(
         _ configuration: MemberConfiguration, group: any EventLoopGroup, transport: NIOPeerTransport, peerPort: Int,
         leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?, log: @escaping @Sendable (String) -> Void
     ) async throws -> EnsembleMember {
@@ -124,7 +128,9 @@ public final class EnsembleMember: @unchecked Sendable {
             transport.advertise(identity.memberID, as: .init(host: advertised.host, port: advertised.port))
         }
 
+        let metrics = ServerMetrics()
         var options = NodeLoop<KVReplica>.Options()
+        options.observer = metrics
         options.tickInterval = configuration.heartbeatInterval
         options.snapshotEvery = configuration.snapshotCount
         options.snapshotKeep = max(configuration.snapshotCount / 2, 1)
@@ -137,6 +143,7 @@ public final class EnsembleMember: @unchecked Sendable {
             machine: replica, transport: transport, options: options)
 
         let router = GRPCRouterBox()
+        router.observe(with: metrics)
         var servers: [any Channel] = []
         var clientPorts: [Int] = []
         do {
@@ -151,8 +158,15 @@ public final class EnsembleMember: @unchecked Sendable {
             for server in servers { try? await server.close() }
             throw error
         }
+        // A client URL advertised with port 0 names the port actually bound.
+        var configuration = configuration
+        configuration.advertiseClientURLs = configuration.advertiseClientURLs.enumerated().map { index, url in
+            guard HostPort(url: url)?.port == 0, clientPorts.indices.contains(index) else { return url }
+            return url.replacingOccurrences(of: ":0", with: ":\(clientPorts[index])")
+        }
         let member = EnsembleMember(
             configuration: configuration, id: identity.memberID, clusterID: identity.clusterID, node: node, replica: replica,
+            metrics: metrics,
             clientPorts: clientPorts, peerPort: peerPort, transport: transport, router: router, servers: servers,
             leaderInProcess: leaderInProcess)
         node.perform { [weak member] replica in
@@ -179,7 +193,7 @@ public final class EnsembleMember: @unchecked Sendable {
 
     private init(
         configuration: MemberConfiguration, id: NodeID, clusterID: UInt64, node: NodeLoop<KVReplica>, replica: KVReplica,
-        clientPorts: [Int], peerPort: Int, transport: NIOPeerTransport, router: GRPCRouterBox, servers: [any Channel],
+        metrics: ServerMetrics, clientPorts: [Int], peerPort: Int, transport: NIOPeerTransport, router: GRPCRouterBox, servers: [any Channel],
         leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?
     ) {
         self.configuration = configuration
@@ -187,6 +201,7 @@ public final class EnsembleMember: @unchecked Sendable {
         self.clusterID = clusterID
         self.node = node
         self.replica = replica
+        self.metrics = metrics
         self.clientPorts = clientPorts
         self.peerPort = peerPort
         self.transport = transport
@@ -210,6 +225,7 @@ public final class EnsembleMember: @unchecked Sendable {
         ClusterService(node: node, leaderInProcess: leaderInProcess).register(on: &routes)
         MaintenanceService(node: node, clusterID: clusterID, leaderInProcess: leaderInProcess).register(on: &routes)
         HealthService(node: node).register(on: &routes)
+        MemberEndpoints(node: node, metrics: metrics, space: space).install(on: &routes)
         router.install(routes)
     }
 

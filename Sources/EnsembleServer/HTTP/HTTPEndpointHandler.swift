@@ -1,0 +1,67 @@
+import NIOCore
+import NIOHTTP1
+
+/// An HTTP/1.1 response from a plain endpoint.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var contentType: String
+    public var body: [UInt8]
+
+    public init(status: Int = 200, contentType: String = "application/json", body: [UInt8]) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+    }
+}
+
+/// Serves GET requests on the plain HTTP endpoints of the router (`/metrics`,
+/// `/health`, `/version`); anything else is 404, other methods 405.
+final class HTTPEndpointHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let router: GRPCRouterBox
+    private var request: HTTPRequestHead?
+
+    init(router: GRPCRouterBox) {
+        self.router = router
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .head(head): request = head
+        case .body: break
+        case .end:
+            guard let head = request else { return }
+            request = nil
+            let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
+            guard head.method == .GET || head.method == .HEAD else {
+                write(context: context, head: head, HTTPResponse(status: 405, contentType: "text/plain", body: Array("method not allowed\n".utf8)))
+                return
+            }
+            guard let endpoint = router.current.http[path] else {
+                write(context: context, head: head, HTTPResponse(status: 404, contentType: "text/plain", body: Array("404 page not found\n".utf8)))
+                return
+            }
+            let promise = context.eventLoop.makePromise(of: HTTPResponse.self)
+            promise.completeWithTask { await endpoint() }
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            promise.futureResult.whenSuccess { response in
+                let (handler, context) = bound.value
+                handler.write(context: context, head: head, response)
+            }
+        }
+    }
+
+    private func write(context: ChannelHandlerContext, head: HTTPRequestHead, _ response: HTTPResponse) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: response.contentType)
+        headers.add(name: "Content-Length", value: String(response.body.count))
+        let status = HTTPResponseStatus(statusCode: response.status)
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        if head.method != .HEAD {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))), promise: nil)
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import KV
+import Raft
+import Synchronization
+
+/// A member's plain HTTP endpoints, as etcd serves them on its client port:
+/// `/metrics` (Prometheus text format), `/health` and `/version`.
+struct MemberEndpoints: Sendable {
+    let node: NodeLoop<KVReplica>
+    let metrics: ServerMetrics
+    let space: SpaceQuota
+
+    func install(on router: inout GRPCRouter) {
+        let endpoints = self
+        router.http["/metrics"] = { await endpoints.metricsPage() }
+        router.http["/health"] = { await endpoints.health() }
+        router.http["/version"] = { endpoints.version() }
+    }
+
+    func metricsPage() async -> HTTPResponse {
+        let counts = await node.withMachine { ($0.machine.store.keyCount, $0.watches.count) } ?? (0, 0)
+        let body = metrics.scrape(status: node.status, dbBytes: space.usedBytes, keyCount: counts.0, watcherCount: counts.1)
+        return HTTPResponse(contentType: "text/plain; version=0.0.4", body: body)
+    }
+
+    /// etcd's `/health`: healthy when the member knows a leader, no NOSPACE
+    /// alarm is raised, and a linearizable read succeeds (within 2 s).
+    func health() async -> HTTPResponse {
+        func answer(_ healthy: Bool, _ reason: String = "") -> HTTPResponse {
+            let body = healthy ? #"{"health":"true"}"# : #"{"health":"false","reason":"\#(reason)"}"#
+            return HTTPResponse(status: healthy ? 200 : 503, body: Array(body.utf8))
+        }
+        let status = node.status
+        guard status.running else { return answer(false, "STOPPED") }
+        guard status.leader != .none else { return answer(false, "RAFT NO LEADER") }
+        if space.isAlarmed { return answer(false, "ALARM NOSPACE") }
+        // The read cannot be withdrawn; whichever comes first answers.
+        let node = self.node
+        let healthy: Bool = await withCheckedContinuation { continuation in
+            let once = Mutex(Optional(continuation))
+            let answer: @Sendable (Bool) -> Void = { value in once.withLock { $0.take() }?.resume(returning: value) }
+            Task {
+                let ok = (try? await node.read(RangeRequest(key: Array("health".utf8))).get()) != nil
+                answer(ok)
+            }
+            Task {
+                try? await Task.sleep(for: .seconds(2))
+                answer(false)
+            }
+        }
+        return answer(healthy, "QGET ERROR")
+    }
+
+    func version() -> HTTPResponse {
+        HTTPResponse(body: Array(#"{"etcdserver":"3.4.0","etcdcluster":"3.4.0","ensemble":"\#(MaintenanceService.version)"}"#.utf8))
+    }
+}

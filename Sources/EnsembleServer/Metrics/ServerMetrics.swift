@@ -1,0 +1,124 @@
+import Prometheus
+import Raft
+import Synchronization
+
+/// A member's Prometheus metrics, named as etcd names them where etcd has
+/// the metric (dashboards and alerts written for etcd keep working), served
+/// at `/metrics` on the client port.
+///
+/// Events (WAL syncs, applies, leader changes, failed proposals, gRPC calls)
+/// are recorded as they happen through ``NodeObserver`` and
+/// ``GRPCCallObserver``; levels (term, indexes, sizes, watchers) are read from
+/// the member when scraped.
+public final class ServerMetrics: NodeObserver, GRPCCallObserver {
+    public let registry = PrometheusCollectorRegistry()
+
+    // Levels, set at scrape time.
+    let hasLeader: Gauge
+    let isLeader: Gauge
+    let term: Gauge
+    let committed: Gauge
+    let applied: Gauge
+    let pending: Gauge
+    let applyLag: Gauge
+    let dbSize: Gauge
+    let keys: Gauge
+    let watchers: Gauge
+    let isLearner: Gauge
+    // Events.
+    let leaderChanges: Counter
+    let proposalsFailed: Counter
+    let walFsync: DurationHistogram
+    let applyDuration: DurationHistogram
+    private let grpc = Mutex<[String: (handled: [Int: Counter], latency: DurationHistogram)]>([:])
+
+    /// etcd's disk histogram buckets: 1 ms to about 8 s, doubling.
+    static let diskBuckets: [Duration] = (0..<14).map { .microseconds(1000 << $0) }
+    /// gRPC latency buckets, 100 µs to about 26 s.
+    static let callBuckets: [Duration] = (0..<19).map { .microseconds(100 << $0) }
+
+    public init() {
+        func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+        }
+        hasLeader = registry.makeGauge(descriptor: describe("etcd_server_has_leader", "Whether a leader exists: 1 yes, 0 no."))
+        isLeader = registry.makeGauge(descriptor: describe("etcd_server_is_leader", "Whether this member is the leader."))
+        isLearner = registry.makeGauge(descriptor: describe("etcd_server_is_learner", "Whether this member is a learner."))
+        term = registry.makeGauge(descriptor: describe("ensemble_server_raft_term", "The current Raft term."))
+        committed = registry.makeGauge(descriptor: describe("etcd_server_proposals_committed_total", "The committed Raft index."))
+        applied = registry.makeGauge(descriptor: describe("etcd_server_proposals_applied_total", "The applied Raft index."))
+        pending = registry.makeGauge(descriptor: describe("etcd_server_proposals_pending", "Proposals waiting to commit."))
+        applyLag = registry.makeGauge(descriptor: describe("ensemble_server_apply_lag", "Committed but not yet applied entries."))
+        dbSize = registry.makeGauge(descriptor: describe("etcd_mvcc_db_total_size_in_bytes", "Size of the retained key history."))
+        keys = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_keys_total", "Keys with retained history."))
+        watchers = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_watcher_total", "Watchers on this member."))
+        leaderChanges = registry.makeCounter(descriptor: describe("etcd_server_leader_changes_seen_total", "Leader changes seen."))
+        proposalsFailed = registry.makeCounter(descriptor: describe("etcd_server_proposals_failed_total", "Failed proposals."))
+        walFsync = registry.makeDurationHistogram(
+            descriptor: describe("etcd_disk_wal_fsync_duration_seconds", "WAL write and fdatasync latency."), buckets: Self.diskBuckets)
+        applyDuration = registry.makeDurationHistogram(
+            descriptor: describe("ensemble_server_apply_duration_seconds", "Time to apply one batch of committed entries."),
+            buckets: Self.diskBuckets)
+    }
+
+    // MARK: NodeObserver
+
+    public func walSynced(duration: Duration) { walFsync.record(duration) }
+    public func applied(entries: Int, duration: Duration) { applyDuration.record(duration) }
+    public func leaderChanged(to leader: NodeID) { leaderChanges.increment() }
+    public func proposalFailed() { proposalsFailed.increment() }
+
+    // MARK: GRPCCallObserver
+
+    /// `grpc_server_handled_total` and `grpc_server_handling_seconds`, labelled
+    /// as go-grpc-prometheus labels them (etcd's gRPC metrics).
+    public func handled(path: String, streaming: Bool, code: Int, duration: Duration) {
+        let (counter, histogram) = grpc.withLock { table -> (Counter, DurationHistogram) in
+            let parts = path.split(separator: "/")
+            let service = parts.first.map(String.init) ?? "unknown"
+            let method = parts.dropFirst().first.map(String.init) ?? "unknown"
+            let type = streaming ? "bidi_stream" : "unary"
+            var entry = table[path] ?? (
+                [:],
+                registry.makeDurationHistogram(
+                    descriptor: MetricNameDescriptor(
+                        metricName: "grpc_server_handling_seconds", unitName: "",
+                        helpText: "Latency of gRPC calls handled by the server."),
+                    labels: [("grpc_service", service), ("grpc_method", method), ("grpc_type", type)],
+                    buckets: Self.callBuckets))
+            let counter = entry.handled[code] ?? registry.makeCounter(
+                descriptor: MetricNameDescriptor(
+                    metricName: "grpc_server_handled_total", unitName: "", helpText: "gRPC calls completed, by status code."),
+                labels: [("grpc_service", service), ("grpc_method", method), ("grpc_type", type),
+                         ("grpc_code", Self.codeName(code))])
+            entry.handled[code] = counter
+            table[path] = entry
+            return (counter, entry.latency)
+        }
+        counter.increment()
+        histogram.record(duration)
+    }
+
+    static func codeName(_ code: Int) -> String {
+        let names = ["OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound", "AlreadyExists",
+                     "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
+                     "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"]
+        return names.indices.contains(code) ? names[code] : "Code\(code)"
+    }
+
+    /// Sets the levels from the member's state and returns the exposition text.
+    func scrape(status: NodeStatus, dbBytes: Int, keyCount: Int, watcherCount: Int) -> [UInt8] {
+        hasLeader.set(to: status.leader == .none ? 0.0 : 1.0)
+        isLeader.set(to: status.role == .leader ? 1.0 : 0.0)
+        isLearner.set(to: status.learners.contains(status.id) ? 1.0 : 0.0)
+        term.set(to: Double(status.term))
+        committed.set(to: Double(status.commitIndex))
+        applied.set(to: Double(status.appliedIndex))
+        pending.set(to: Double(status.pendingProposals))
+        applyLag.set(to: Double(status.commitIndex &- min(status.appliedIndex, status.commitIndex)))
+        dbSize.set(to: Double(dbBytes))
+        keys.set(to: Double(keyCount))
+        watchers.set(to: Double(watcherCount))
+        return registry.emitToBuffer()
+    }
+}

@@ -1,0 +1,21 @@
+import Raft
+
+/// Hears what a node loop does, for metrics. Called on the loop thread, so it
+/// must be cheap and must not block; every method has a no-op default.
+public protocol NodeObserver: Sendable {
+    /// One WAL write and fdatasync finished (`bytes` written since the last one).
+    func walSynced(duration: Duration)
+    /// A batch of committed entries was applied.
+    func applied(entries: Int, duration: Duration)
+    /// The leader this member knows changed (`.none` when it lost one).
+    func leaderChanged(to leader: NodeID)
+    /// A proposal was answered with a failure.
+    func proposalFailed()
+}
+
+extension NodeObserver {
+    public func walSynced(duration: Duration) {}
+    public func applied(entries: Int, duration: Duration) {}
+    public func leaderChanged(to leader: NodeID) {}
+    public func proposalFailed() {}
+}

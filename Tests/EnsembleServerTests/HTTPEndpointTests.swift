@@ -1,0 +1,42 @@
+import EnsembleServer
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// The client port also answers plain HTTP/1.1, as etcd's does: Prometheus
+/// `/metrics` with etcd's metric names, `/health`, `/version`.
+@Suite(.serialized, .timeLimit(.minutes(1))) struct HTTPEndpointTests {
+    func get(_ port: Int, _ path: String) async throws -> (Int, String) {
+        let url = try #require(URL(string: "http://127.0.0.1:\(port)\(path)"))
+        let (data, response) = try await URLSession.shared.data(from: url)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func metricsHealthAndVersionOnTheClientPort() async throws {
+        let f = try await DevClusterFixture()
+        for i in 0..<5 { _ = try await f.run(f.followerPort, "put", "k\(i)", "v") }
+        let (code, metrics) = try await get(f.leaderPort, "/metrics")
+        #expect(code == 200)
+        for name in ["etcd_server_has_leader 1", "etcd_server_is_leader 1", "etcd_server_leader_changes_seen_total",
+                     "etcd_disk_wal_fsync_duration_seconds_bucket", "etcd_mvcc_db_total_size_in_bytes",
+                     "etcd_debugging_mvcc_keys_total 5", "etcd_server_proposals_committed_total"] {
+            #expect(metrics.contains(name), "\(name) missing from:\n\(metrics.prefix(3000))")
+        }
+        // The puts were served by the follower's gRPC server.
+        let (_, follower) = try await get(f.followerPort, "/metrics")
+        let put = #"grpc_server_handled_total{grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_type="unary",grpc_code="OK"} 5"#
+        #expect(follower.contains(put), "\(follower.prefix(3000))")
+        let (healthCode, health) = try await get(f.followerPort, "/health")
+        #expect(healthCode == 200 && health == #"{"health":"true"}"#, "\(health)")
+        let (_, version) = try await get(f.followerPort, "/version")
+        #expect(version.contains(#""etcdserver":"3.4.0""#), "\(version)")
+        let (missing, _) = try await get(f.followerPort, "/nope")
+        #expect(missing == 404)
+        // gRPC on the same port still works.
+        let (status, output) = try await f.run(f.leaderPort, "get", "k0", "--print-value-only")
+        #expect(status == 0 && output == "v\n")
+        await f.close()
+    }
+}
