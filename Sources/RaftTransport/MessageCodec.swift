@@ -68,6 +68,34 @@ public enum MessageCodec {
         return out
     }
 
+    /// The version byte of a chunk frame: `version u8 (0xFD) | total u64 |
+    /// offset u64 | bytes`. A message whose body is larger than one chunk (a
+    /// snapshot) travels as consecutive chunk frames of its body, which the
+    /// receiver reassembles; every frame stays below the frame limit.
+    public static let chunkVersion: UInt8 = 0xFD
+    /// Bytes of message body per chunk frame.
+    public static let defaultChunk = 8 << 20
+
+    /// Appends `m` as one frame, or as chunk frames if its body exceeds `chunk`.
+    public static func encodeFrames(_ m: Message, chunk: Int = defaultChunk, into out: inout [UInt8]) {
+        let start = out.count
+        encode(m, into: &out)
+        let body = out.count - start - 4
+        guard body > chunk else { return }
+        let frame = Array(out[(start + 4)...])
+        out.removeSubrange(start...)
+        var offset = 0
+        while offset < body {
+            let n = min(chunk, body - offset)
+            put32(UInt32(1 + 8 + 8 + n), &out)
+            out.append(chunkVersion)
+            put64(UInt64(body), &out)
+            put64(UInt64(offset), &out)
+            out.append(contentsOf: frame[offset..<(offset + n)])
+            offset += n
+        }
+    }
+
     /// Decodes one frame body (version byte onwards).
     public static func decodeBody(_ bytes: ArraySlice<UInt8>) throws(DecodeError) -> Message {
         var r = Reader(bytes: bytes)
@@ -233,8 +261,16 @@ public enum Frame: Sendable, Hashable {
 public struct FrameDecoder: Sendable {
     private var buffer: [UInt8] = []
     public let maxFrame: Int
+    /// The largest message reassembled from chunks (a snapshot).
+    public let maxMessage: Int
+    /// A chunked message being reassembled, and its announced size.
+    private var assembling: [UInt8] = []
+    private var assemblingTotal = 0
 
-    public init(maxFrame: Int = MessageCodec.defaultMaxFrame) { self.maxFrame = maxFrame }
+    public init(maxFrame: Int = MessageCodec.defaultMaxFrame, maxMessage: Int = 16 << 30) {
+        self.maxFrame = maxFrame
+        self.maxMessage = maxMessage
+    }
 
     /// Bytes received but not yet part of a complete frame.
     public var buffered: Int { buffer.count }
@@ -263,6 +299,8 @@ public struct FrameDecoder: Sendable {
             let body = buffer[(start + 4)..<(start + 4 + length)]
             if body.first == Hello.version {
                 messages.append(.hello(try Hello.decode(body)))
+            } else if body.first == MessageCodec.chunkVersion {
+                if let message = try reassemble(body) { messages.append(.message(message)) }
             } else {
                 messages.append(.message(try MessageCodec.decodeBody(body)))
             }
@@ -270,5 +308,36 @@ public struct FrameDecoder: Sendable {
         }
         if start > 0 { buffer.removeFirst(start) }
         return messages
+    }
+
+    /// Adds one chunk; returns the message once its last chunk arrived. Chunks
+    /// must come in order and add up to the announced size.
+    private mutating func reassemble(_ body: ArraySlice<UInt8>) throws(MessageCodec.DecodeError) -> Message? {
+        let bytes = Array(body)
+        guard bytes.count >= 17 else { throw MessageCodec.DecodeError(reason: "short chunk") }
+        var total = 0
+        var offset = 0
+        for i in 0..<8 {
+            total |= Int(bytes[1 + i]) << (8 * i)
+            offset |= Int(bytes[9 + i]) << (8 * i)
+        }
+        let data = bytes[17...]
+        guard total > 0, total <= maxMessage else {
+            throw MessageCodec.DecodeError(reason: "chunked message of \(total) bytes outside 1...\(maxMessage)")
+        }
+        if offset == 0 {
+            assembling = []
+            assemblingTotal = total
+        }
+        guard total == assemblingTotal, offset == assembling.count, offset + data.count <= total else {
+            throw MessageCodec.DecodeError(reason: "chunk at \(offset) out of sequence (have \(assembling.count) of \(assemblingTotal))")
+        }
+        assembling.append(contentsOf: data)
+        guard assembling.count == total else { return nil }
+        defer {
+            assembling = []
+            assemblingTotal = 0
+        }
+        return try MessageCodec.decodeBody(assembling[...])
     }
 }

@@ -126,7 +126,7 @@ public final class NIOPeerTransport: PeerTransport {
         for (peer, batch) in batches {
             guard let channel = connection(to: peer) else { continue }
             var bytes: [UInt8] = []
-            for message in batch { MessageCodec.encode(message, into: &bytes) }
+            for message in batch { MessageCodec.encodeFrames(message, into: &bytes) }
             // Bounded memory per peer: a peer that does not read is not buffered for.
             guard channel.isWritable else { continue }
             channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)

@@ -65,6 +65,43 @@ func randomMessage(_ rng: inout SplitMix64) -> Message {
         #expect(throws: MessageCodec.DecodeError.self) { try decoder.feedFrames(damaged + [0, 0, 0, 0, 0]) }
     }
 
+    /// A snapshot larger than a chunk travels as chunk frames and comes out
+    /// whole, between ordinary messages, whatever pieces the socket delivers.
+    @Test func largeMessagesTravelInChunks() throws {
+        var rng = SplitMix64(seed: 12)
+        var snapshot = Message(kind: .snapshot)
+        snapshot.from = 1
+        snapshot.to = 2
+        snapshot.snapshot = Snapshot(
+            metadata: SnapshotMetadata(index: 99, term: 3, confState: ConfState(voters: [1, 2, 3], learners: [])),
+            data: (0..<50_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+        let before = randomMessage(&rng)
+        let after = randomMessage(&rng)
+        var stream: [UInt8] = []
+        MessageCodec.encodeFrames(before, chunk: 4096, into: &stream)
+        MessageCodec.encodeFrames(snapshot, chunk: 4096, into: &stream)
+        MessageCodec.encodeFrames(after, chunk: 4096, into: &stream)
+        #expect(stream.count > MessageCodec.encode(snapshot).count, "chunk headers add bytes")
+        var decoder = FrameDecoder(maxFrame: 8192)
+        var got: [Message] = []
+        var offset = 0
+        while offset < stream.count {
+            let n = Int.random(in: 1...10_000, using: &rng)
+            got += try decoder.feed(stream[offset..<min(offset + n, stream.count)])
+            offset += n
+        }
+        #expect(got == [before, snapshot, after])
+
+        // Out of sequence, or larger than allowed: refused.
+        var frames: [UInt8] = []
+        MessageCodec.encodeFrames(snapshot, chunk: 4096, into: &frames)
+        let firstLength = Int(frames[0]) | Int(frames[1]) << 8 | Int(frames[2]) << 16 | Int(frames[3]) << 24
+        var skipping = FrameDecoder(maxFrame: 8192)
+        #expect(throws: MessageCodec.DecodeError.self) { try skipping.feed(frames[(4 + firstLength)...]) }
+        var small = FrameDecoder(maxFrame: 8192, maxMessage: 10_000)
+        #expect(throws: MessageCodec.DecodeError.self) { try small.feed(frames) }
+    }
+
     @Test func oversizedAndZeroLengthFramesAreRefused() {
         var decoder = FrameDecoder(maxFrame: 1_000)
         #expect(throws: MessageCodec.DecodeError.self) { _ = try decoder.feed([0xFF, 0xFF, 0xFF, 0x7F]) }
