@@ -86,8 +86,23 @@ struct Serve: AsyncParsableCommand {
         say("  member \(String(member.id, radix: 16)) of cluster \(String(member.clusterID, radix: 16))")
         say("  clients: \(configuration.listenClientURLs.joined(separator: ","))  peers: \(configuration.listenPeerURLs.joined(separator: ","))")
         say("  try: etcdctl --endpoints=\(configuration.advertiseClientURLs.joined(separator: ",")) endpoint status -w table")
-        await waitForInterrupt()
-        say("\nensemble serve: stopping…")
+        // Whichever comes first: Ctrl-C/SIGTERM, or removal from the cluster.
+        let removed: Bool = await withCheckedContinuation { continuation in
+            let once = OnceFlag()
+            Task {
+                await waitForInterrupt()
+                if once.take() { continuation.resume(returning: false) }
+            }
+            Task {
+                await member.waitUntilRemoved()
+                if once.take() { continuation.resume(returning: true) }
+            }
+        }
+        if removed {
+            say("ensemble serve: this member was removed from the cluster; stopping")
+        } else {
+            say("\nensemble serve: stopping…")
+        }
         await member.shutdown()
         say("ensemble serve: stopped")
     }

@@ -60,6 +60,15 @@ import Testing
         #expect(output.contains("http://localhost:\(dPort)"), "\(output)")
         (code, output) = try await f.run(f.leaderPort, "member", "remove", dID)
         #expect(code == 0 && output.contains("removed from cluster"), "\(output)")
+        // The removed member learns it (`ensemble serve` then stops).
+        let noticed = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await d.waitUntilRemoved(); return true }
+            group.addTask { try? await Task.sleep(for: .seconds(5)); return false }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        #expect(noticed, "d heard of its removal")
         (code, output) = try await f.run(f.leaderPort, "member", "remove", eID)
         #expect(code == 0, "\(output)")
         (code, output) = try await f.run(f.leaderPort, "member", "remove", dID)

@@ -44,6 +44,8 @@ public final class EnsembleMember: @unchecked Sendable {
     /// Event loop threads this member started itself (``start(_:log:)``).
     private let ownedGroup = Mutex<MultiThreadedEventLoopGroup?>(nil)
     private let peers = Mutex<[NodeID: NIOPeerTransport.Peer]>([:])
+    /// Set once the directory shows this member removed; waiters are resumed.
+    private let removal = Mutex<(removed: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     /// Starts a member on event loop threads of its own, stopped by ``shutdown()``.
     public static func start(
@@ -170,7 +172,10 @@ public final class EnsembleMember: @unchecked Sendable {
             clientPorts: clientPorts, peerPort: peerPort, transport: transport, router: router, servers: servers,
             leaderInProcess: leaderInProcess)
         node.perform { [weak member] replica in
-            replica.onMembersChanged = { members in member?.pointTransport(at: members) }
+            replica.onMembersChanged = { [unowned replica] members in
+                member?.pointTransport(at: members)
+                if let member, replica.machine.members.removed.contains(member.id) { member.markRemoved() }
+            }
             member?.pointTransport(at: replica.machine.members.sorted)
         }
         node.start()
@@ -227,6 +232,30 @@ public final class EnsembleMember: @unchecked Sendable {
         HealthService(node: node).register(on: &routes)
         MemberEndpoints(node: node, metrics: metrics, space: space).install(on: &routes)
         router.install(routes)
+    }
+
+    /// Returns once this member has been removed from the cluster (`member
+    /// remove`): like etcd's, it should then stop, as it will never hear from
+    /// the cluster again.
+    public func waitUntilRemoved() async {
+        await withCheckedContinuation { continuation in
+            let resumeNow = removal.withLock { state -> Bool in
+                if state.removed { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    func markRemoved() {
+        let waiters = removal.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard !state.removed else { return [] }
+            state.removed = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Keeps the transport's addresses in step with the directory.
