@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "RaftStorage", targets: ["RaftStorage"]),
         .library(name: "KV", targets: ["KV"]),
         .library(name: "Linearizability", targets: ["Linearizability"]),
+        .library(name: "EnsembleClient", targets: ["EnsembleClient"]),
         .executable(name: "raft-sim", targets: ["raft-sim"]),
         .executable(name: "ensemble", targets: ["ensemble"]),
     ],
@@ -46,6 +47,20 @@ let package = Package(
             name: "EnsembleServer",
             dependencies: [
                 "Raft", "RaftStorage", "RaftTransport", "KV", "EnsembleAPI",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // A gRPC client (h2c on SwiftNIO) and typed etcd v3 calls: for tools, and for a
+        // follower that forwards to its leader. Independent of the server.
+        .target(
+            name: "EnsembleClient",
+            dependencies: [
+                "EnsembleAPI",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -100,6 +115,16 @@ let package = Package(
                 "EnsembleServer", "Raft", "RaftTransport", "KV", "EnsembleAPI", "Linearizability",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EnsembleClientTests",
+            dependencies: [
+                "EnsembleClient", "EnsembleServer", "EnsembleAPI", "Raft", "RaftTransport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"), .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ],
             swiftSettings: swiftSettings
         ),
