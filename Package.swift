@@ -69,6 +69,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // `ensemble bench`: etcd's tools/benchmark workloads and report, over EnsembleClient.
+        .target(
+            name: "EnsembleBench",
+            dependencies: [
+                "EnsembleClient", "EnsembleAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Test support: a Wing–Gong/Lowe linearizability checker for recorded histories.
         .target(name: "Linearizability", swiftSettings: swiftSettings),
         // Deterministic cluster simulation with fault injection and invariant checks.
@@ -92,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "ensemble",
             dependencies: [
-                "EnsembleServer",
+                "EnsembleServer", "EnsembleBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -121,7 +131,7 @@ let package = Package(
         .testTarget(
             name: "EnsembleClientTests",
             dependencies: [
-                "EnsembleClient", "EnsembleServer", "EnsembleAPI", "Raft", "RaftTransport",
+                "EnsembleClient", "EnsembleBench", "EnsembleServer", "EnsembleAPI", "Raft", "RaftTransport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"), .product(name: "NIOHPACK", package: "swift-nio-http2"),

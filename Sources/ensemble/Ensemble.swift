@@ -10,7 +10,7 @@ struct Ensemble: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ensemble",
         abstract: "Ensemble: a strongly consistent control plane that speaks etcd's v3 API.",
-        subcommands: [Dev.self])
+        subcommands: [Dev.self, Bench.self])
 }
 
 /// `ensemble dev`: a local three-member cluster on loopback.
