@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "RaftStorage", targets: ["RaftStorage"]),
         .library(name: "KV", targets: ["KV"]),
         .library(name: "Linearizability", targets: ["Linearizability"]),
+        .library(name: "EnsembleClient", targets: ["EnsembleClient"]),
         .executable(name: "raft-sim", targets: ["raft-sim"]),
         .executable(name: "ensemble", targets: ["ensemble"]),
     ],
@@ -61,6 +62,30 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A gRPC client (h2c on SwiftNIO) and typed etcd v3 calls: for tools, and for a
+        // follower that forwards to its leader. Independent of the server.
+        .target(
+            name: "EnsembleClient",
+            dependencies: [
+                "EnsembleAPI",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // `ensemble bench`: etcd's tools/benchmark workloads and report, over EnsembleClient.
+        .target(
+            name: "EnsembleBench",
+            dependencies: [
+                "EnsembleClient", "EnsembleAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Test support: a Wing–Gong/Lowe linearizability checker for recorded histories.
         .target(name: "Linearizability", swiftSettings: swiftSettings),
         // Deterministic cluster simulation with fault injection and invariant checks.
@@ -84,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "ensemble",
             dependencies: [
-                "EnsembleServer",
+                "EnsembleServer", "EnsembleBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -107,6 +132,16 @@ let package = Package(
                 "EnsembleServer", "Raft", "RaftTransport", "KV", "EnsembleAPI", "Linearizability",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EnsembleClientTests",
+            dependencies: [
+                "EnsembleClient", "EnsembleBench", "EnsembleServer", "EnsembleAPI", "Raft", "RaftTransport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"), .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,52 @@
+import EnsembleClient
+import NIOCore
+import NIOPosix
+
+/// The connections of one run, etcd's `--conns`: connection `i` goes to
+/// endpoint `i % endpoints.count`, and requester `k` (of `--clients`) uses
+/// connection `k % conns`, as etcd's `mustCreateClients` spreads them.
+///
+/// (etcd's clientv3 balances one connection's requests over every endpoint;
+/// here a connection talks to one endpoint, so give at least as many
+/// connections as endpoints to load them all.)
+public final class BenchConnections: Sendable {
+    public let group: MultiThreadedEventLoopGroup
+    public let clients: [EtcdClient]
+
+    private init(group: MultiThreadedEventLoopGroup, clients: [EtcdClient]) {
+        self.group = group
+        self.clients = clients
+    }
+
+    /// Opens `count` connections; throws a ``BenchError`` naming the endpoint
+    /// that could not be reached.
+    public static func open(
+        _ count: Int, to endpoints: [BenchEndpoint], eventLoopThreads: Int
+    ) async throws -> BenchConnections {
+        guard !endpoints.isEmpty else { throw BenchError("no endpoints") }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, eventLoopThreads))
+        var clients: [EtcdClient] = []
+        do {
+            for i in 0..<max(1, count) {
+                let endpoint = endpoints[i % endpoints.count]
+                let connection = try await GRPCConnection.connect(host: endpoint.host, port: endpoint.port, group: group)
+                clients.append(EtcdClient(connection))
+            }
+        } catch {
+            for client in clients { await client.connection.close() }
+            try? await group.shutdownGracefully()
+            throw BenchError("\(error)")
+        }
+        return BenchConnections(group: group, clients: clients)
+    }
+
+    /// The connection requester `k` uses.
+    public func client(forRequester k: Int) -> EtcdClient {
+        clients[k % clients.count]
+    }
+
+    public func close() async {
+        for client in clients { await client.connection.close() }
+        try? await group.shutdownGracefully()
+    }
+}

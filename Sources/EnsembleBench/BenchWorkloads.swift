@@ -1,0 +1,79 @@
+import EnsembleAPI
+import EnsembleClient
+import Foundation
+
+/// The requests of etcd's benchmark subcommands (etcd v3.4 `tools/benchmark`).
+public enum BenchWorkloads {
+    /// Key and value sizes and the key space of put and txn-put.
+    public struct Writes: Sendable {
+        public var keySize: Int
+        public var valueSize: Int
+        public var keys: KeyPicker
+
+        public init(keySize: Int, valueSize: Int, keys: KeyPicker) {
+            self.keySize = keySize
+            self.valueSize = valueSize
+            self.keys = keys
+        }
+
+        public func validate() throws(BenchError) {
+            guard keys.keySpaceSize > 0 else { throw BenchError("--key-space-size must be positive") }
+            guard valueSize >= 0 else { throw BenchError("--val-size must not be negative") }
+            let needed = BenchKeys.minimumKeySize(keySpaceSize: keys.keySpaceSize)
+            guard keySize >= needed else {
+                throw BenchError("--key-size \(keySize) cannot hold \(keys.keySpaceSize) distinct keys; use at least \(needed)")
+            }
+        }
+    }
+
+    /// `put`: one Put per request, of key `index(i)` and one random value
+    /// (the same bytes for the whole run, as etcd).
+    public static func put(_ writes: Writes) -> BenchRequest {
+        let value = Data(randomBytes(writes.valueSize))
+        return { client, i, random in
+            var request = Etcdserverpb_PutRequest()
+            request.key = Data(BenchKeys.key(index: writes.keys.index(forRequest: i, using: &random), size: writes.keySize))
+            request.value = value
+            _ = try await client.put(request)
+        }
+    }
+
+    /// `txn-put`: one Txn per request whose success branch puts `opsPerTxn`
+    /// keys (`(i × ops + j)` in the key space with `--sequential-keys`, as
+    /// etcd's txn-put always does; random ones otherwise), with no compares.
+    public static func txnPut(_ writes: Writes, opsPerTxn: Int) -> BenchRequest {
+        let value = Data(randomBytes(writes.valueSize))
+        return { client, i, random in
+            var txn = Etcdserverpb_TxnRequest()
+            txn.success = (0..<opsPerTxn).map { j in
+                let index = writes.keys.sequential
+                    ? (i * opsPerTxn + j) % writes.keys.keySpaceSize
+                    : writes.keys.index(forRequest: i, using: &random)
+                var op = Etcdserverpb_RequestOp()
+                op.requestPut.key = Data(BenchKeys.key(index: index, size: writes.keySize))
+                op.requestPut.value = value
+                return op
+            }
+            _ = try await client.txn(txn)
+        }
+    }
+
+    /// `range KEY [END]`: the same Range every request; linearizable unless
+    /// `serializable`.
+    public static func range(key: String, end: String?, serializable: Bool) -> BenchRequest {
+        var request = Etcdserverpb_RangeRequest()
+        request.key = Data(key.utf8)
+        if let end { request.rangeEnd = Data(end.utf8) }
+        request.serializable = serializable
+        let fixed = request
+        return { client, _, _ in
+            _ = try await client.range(fixed)
+        }
+    }
+
+    /// Random bytes, drawn once per run (etcd's `mustRandBytes`).
+    static func randomBytes(_ count: Int) -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<max(0, count)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }
+}

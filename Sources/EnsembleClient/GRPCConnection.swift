@@ -1,0 +1,245 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+import Synchronization
+
+/// One gRPC connection: HTTP/2 over cleartext TCP with prior knowledge (h2c),
+/// as etcd serves it without TLS. Any number of calls run on it at once, each
+/// on its own HTTP/2 stream (NIOHTTP2's inline stream multiplexer).
+///
+/// ```swift
+/// let connection = try await GRPCConnection.connect(host: "127.0.0.1", port: 2379, group: group)
+/// let reply = try await connection.unary("/etcdserverpb.KV/Range", requestBytes, timeout: .seconds(5))
+/// await connection.close()
+/// ```
+///
+/// Contract:
+/// - A unary call resolves exactly once: with the single response message, or
+///   by throwing ``GRPCCallError`` (the server's status, or one of the client's
+///   own listed there). A call whose deadline passes or whose task is cancelled
+///   is reset on the wire; a write it carried may still have been applied.
+/// - No task is created per call: the call's promise is completed on the
+///   connection's event loop and resumes the caller directly.
+/// - When the connection is lost, every open call fails with 14 UNAVAILABLE;
+///   later calls fail the same way at once. There is no reconnection: make a
+///   new connection.
+/// - More calls than the server's SETTINGS_MAX_CONCURRENT_STREAMS wait in
+///   NIOHTTP2 for a free stream.
+/// - Not yet: TLS, compression, keepalive pings of our own, reconnection.
+public final class GRPCConnection: Sendable {
+    /// Settings for a connection.
+    public struct Options: Sendable {
+        /// Response messages above this fail the call with 8 RESOURCE_EXHAUSTED
+        /// (etcd's client allows `math.MaxInt32`).
+        public var maxResponseBytes = Int(Int32.max)
+        /// How long connecting may take.
+        public var connectTimeout: Duration = .seconds(5)
+        /// The HTTP/2 receive window of each stream; a larger one lets a big
+        /// response arrive without waiting for WINDOW_UPDATE round trips.
+        public var streamWindowBytes = 1 << 20
+        /// The HTTP/2 receive window of the whole connection, shared by its
+        /// streams (grpc-go grows its own up to 16 MiB).
+        public var connectionWindowBytes = 16 << 20
+
+        public init() {}
+    }
+
+    /// What every call on the connection shares.
+    final class Shared: Sendable {
+        /// `host:port`, for `:authority` and error messages.
+        let target: String
+        let maxResponseBytes: Int
+        /// Why the connection takes no new calls, once it does not.
+        private let ending = Mutex<Ending?>(nil)
+
+        enum Ending {
+            /// ``GRPCConnection/close()`` was called.
+            case closedByClient
+            /// The server sent GOAWAY: calls already open may finish.
+            case goAway(String)
+            /// A connection error (NIOHTTP2 closes nothing itself).
+            case failed(String)
+        }
+
+        init(target: String, maxResponseBytes: Int) {
+            self.target = target
+            self.maxResponseBytes = maxResponseBytes
+        }
+
+        var isEnding: Bool { ending.withLock { $0 != nil } }
+
+        /// Records the first reason only.
+        func end(_ why: Ending) {
+            ending.withLock { if $0 == nil { $0 = why } }
+        }
+
+        /// Why a new call is refused.
+        var whyRefused: String {
+            switch ending.withLock({ $0 }) {
+            case .closedByClient?: return "connection to \(target) is closed"
+            case let .goAway(why)?: return "connection to \(target) is going away: \(why)"
+            case let .failed(why)?: return "connection to \(target) failed: \(why)"
+            case nil: return "connection to \(target) is closed"
+            }
+        }
+
+        /// Why an open call's stream closed without the server's status.
+        var whyStreamClosed: String {
+            switch ending.withLock({ $0 }) {
+            case .closedByClient?: return "connection to \(target) closed by the client before the call completed"
+            case let .goAway(why)?: return "connection to \(target) went away before the call completed: \(why)"
+            case let .failed(why)?: return "connection to \(target) failed before the call completed: \(why)"
+            case nil: return "connection to \(target) lost before the call completed"
+            }
+        }
+    }
+
+    public let host: String
+    public let port: Int
+    let channel: any Channel
+    private let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+    let shared: Shared
+
+    private init(host: String, port: Int, channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer, shared: Shared) {
+        self.host = host
+        self.port = port
+        self.channel = channel
+        self.multiplexer = multiplexer
+        self.shared = shared
+    }
+
+    /// Connects to `host:port`. Throws ``GRPCCallError`` 14 UNAVAILABLE if the
+    /// server cannot be reached.
+    public static func connect(
+        host: String, port: Int, group: any EventLoopGroup, options: Options = Options()
+    ) async throws -> GRPCConnection {
+        var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
+        streamConfiguration.targetWindowSize = options.streamWindowBytes
+        var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
+        connectionConfiguration.initialSettings = [
+            HTTP2Setting(parameter: .initialWindowSize, value: options.streamWindowBytes),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
+        ]
+        connectionConfiguration.targetWindowSize = options.connectionWindowBytes
+        // grpc-go servers (etcd) send a PING with the WINDOW_UPDATE for nearly
+        // every request they read (BDP estimation). NIOHTTP2's flood guard
+        // allows 200 control frames per 30 s and then ends the connection with
+        // GOAWAY ENHANCE_YOUR_CALM — after about 200 calls. The client trusts
+        // the server it chose to call, so the guard is set far out of reach.
+        connectionConfiguration.controlFrameRateLimit.maximumCount = Int(Int32.max)
+        let shared = Shared(target: "\(host):\(port)", maxResponseBytes: options.maxResponseBytes)
+        let timeout = TimeAmount.nanoseconds(options.connectTimeout.nanosecondsSaturated)
+        let connected: (any Channel, NIOHTTP2Handler.StreamMultiplexer)
+        do {
+            connected = try await ClientBootstrap(group: group)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(timeout)
+                .connect(host: host, port: port) { [connectionConfiguration, streamConfiguration, shared] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(GRPCFlushCoalescer())
+                        let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                            mode: .client, connectionConfiguration: connectionConfiguration,
+                            streamConfiguration: streamConfiguration,
+                            // A client serves no streams the server opens.
+                            inboundStreamInitializer: { stream in stream.close() })
+                        try channel.pipeline.syncOperations.addHandler(GRPCConnectionHandler(shared))
+                        return (channel, multiplexer)
+                    }
+                }
+        } catch {
+            throw GRPCCallError.unavailable("cannot connect to \(host):\(port): \(error)")
+        }
+        return GRPCConnection(host: host, port: port, channel: connected.0, multiplexer: connected.1, shared: shared)
+    }
+
+    /// False once the connection has closed or been lost.
+    public var isOpen: Bool { channel.isActive && !shared.isEnding }
+
+    /// Calls a unary method (`/package.Service/Method`) with one request
+    /// message and returns the one response message.
+    ///
+    /// `timeout` is sent as `grpc-timeout` and enforced here too: when it
+    /// passes, the call throws 4 DEADLINE_EXCEEDED and the stream is reset.
+    public func unary(_ path: String, _ request: [UInt8], timeout: Duration? = nil) async throws -> [UInt8] {
+        let eventLoop = channel.eventLoop
+        let promise = eventLoop.makePromise(of: [UInt8].self)
+        guard isOpen else {
+            promise.fail(GRPCCallError.unavailable(shared.whyRefused))
+            return try await promise.futureResult.get()
+        }
+        if let timeout {
+            let deadline = eventLoop.scheduleTask(in: .nanoseconds(timeout.nanosecondsSaturated)) {
+                promise.fail(GRPCCallError.deadlineExceeded)
+            }
+            promise.futureResult.whenComplete { _ in deadline.cancel() }
+        }
+        open(path: path, timeout: timeout, sink: .unary(request: request, promise)) { error in
+            promise.fail(error)
+        }
+        return try await withTaskCancellationHandler {
+            try await promise.futureResult.get()
+        } onCancel: {
+            promise.fail(GRPCCallError.cancelled)
+        }
+    }
+
+    /// Opens a streaming call on `path`. Messages may be sent at once.
+    public func stream(_ path: String) -> GRPCClientStream {
+        let (messages, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+        let call = GRPCClientStream(messages: messages)
+        continuation.onTermination = { termination in
+            if case .cancelled = termination { call.cancel() }
+        }
+        guard isOpen else {
+            continuation.finish(throwing: GRPCCallError.unavailable(shared.whyRefused))
+            call.ended()
+            return call
+        }
+        open(path: path, timeout: nil, sink: .stream(continuation, call)) { error in
+            continuation.finish(throwing: error)
+            call.ended()
+        }
+        return call
+    }
+
+    /// Closes the connection. Calls still open fail with 14 UNAVAILABLE.
+    public func close() async {
+        shared.end(.closedByClient)
+        try? await channel.close()
+    }
+
+    /// Opens the HTTP/2 stream for one call; `failed` runs if it cannot be opened.
+    private func open(
+        path: String, timeout: Duration?, sink: GRPCClientCallHandler.Sink,
+        failed: @escaping @Sendable (GRPCCallError) -> Void
+    ) {
+        var head: HPACKHeaders = [
+            ":method": "POST", ":scheme": "http", ":path": path, ":authority": shared.target,
+            "content-type": "application/grpc", "te": "trailers", "user-agent": "ensemble-grpc-client/1",
+        ]
+        if let timeout { head.add(name: "grpc-timeout", value: grpcTimeoutHeader(timeout)) }
+        let shared = self.shared
+        let created = channel.eventLoop.makePromise(of: (any Channel).self)
+        created.futureResult.whenFailure { error in
+            failed(.unavailable("cannot open a stream to \(shared.target): \(error)"))
+        }
+        multiplexer.createStreamChannel(promise: created) { [head] stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(
+                    GRPCClientCallHandler(head: head, sink: sink, connection: shared))
+            }
+        }
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, saturating instead of overflowing.
+    var nanosecondsSaturated: Int64 {
+        let (seconds, attoseconds) = components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let (sum, sumOverflow) = product.addingReportingOverflow(attoseconds / 1_000_000_000)
+        return sumOverflow ? .max : sum
+    }
+}

@@ -1,0 +1,77 @@
+import EnsembleAPI
+import EnsembleBench
+import EnsembleClient
+import Foundation
+import Testing
+
+/// `ensemble bench`'s runners end to end against an in-process node.
+@Suite(.serialized, .timeLimit(.minutes(1))) struct BenchRunTests {
+    @Test func putRunsEveryRequestOverSeveralConnections() async throws {
+        let server = try await TestServer.start()
+        let load = BenchLoad(
+            endpoints: [BenchEndpoint(host: "127.0.0.1", port: server.port)], conns: 2, clients: 10, total: 300, rate: 0)
+        let connections = try await BenchConnections.open(load.conns, to: load.endpoints, eventLoopThreads: 1)
+        let writes = BenchWorkloads.Writes(keySize: 8, valueSize: 16, keys: KeyPicker(keySpaceSize: 50, sequential: true))
+        let progress = BenchProgress(total: load.total)
+        let report = await BenchRunner.run(load, on: connections, progress: progress, request: BenchWorkloads.put(writes))
+        #expect(report.latencies.count == 300)
+        #expect(report.errors.isEmpty, "\(report.errors)")
+        #expect(progress.done == 300)
+
+        var range = Etcdserverpb_RangeRequest()
+        range.key = Data([0])
+        range.rangeEnd = Data([0xFF])
+        range.countOnly = true
+        #expect(try await connections.clients[0].range(range).count == 50, "sequential keys cover the key space")
+        await connections.close()
+        await server.stop()
+    }
+
+    @Test func aRateLimitHoldsTheRunBack() async throws {
+        let server = try await TestServer.start()
+        let load = BenchLoad(
+            endpoints: [BenchEndpoint(host: "127.0.0.1", port: server.port)], conns: 1, clients: 4, total: 20, rate: 50)
+        let connections = try await BenchConnections.open(1, to: load.endpoints, eventLoopThreads: 1)
+        let report = await BenchRunner.run(
+            load, on: connections, progress: BenchProgress(total: 20),
+            request: BenchWorkloads.range(key: "a", end: nil, serializable: true))
+        #expect(report.latencies.count == 20)
+        // 20 starts 20 ms apart take at least 380 ms.
+        #expect(report.total >= .milliseconds(380), "\(report.total)")
+        await connections.close()
+        await server.stop()
+    }
+
+    @Test func errorsAreCountedByEtcdsText() async throws {
+        let server = try await TestServer.start()
+        let load = BenchLoad(
+            endpoints: [BenchEndpoint(host: "127.0.0.1", port: server.port)], conns: 1, clients: 3, total: 30, rate: 0)
+        let connections = try await BenchConnections.open(1, to: load.endpoints, eventLoopThreads: 1)
+        let report = await BenchRunner.run(load, on: connections, progress: BenchProgress(total: 30)) { client, _, _ in
+            var request = Etcdserverpb_PutRequest()
+            request.key = Data("k".utf8)
+            request.lease = 42
+            _ = try await client.put(request)
+        }
+        #expect(report.latencies.isEmpty)
+        #expect(report.errors == ["etcdserver: requested lease not found": 30])
+        await connections.close()
+        await server.stop()
+    }
+
+    @Test func watchSeesEveryPutOnEveryWatcher() async throws {
+        let server = try await TestServer.start()
+        let load = BenchLoad(
+            endpoints: [BenchEndpoint(host: "127.0.0.1", port: server.port)], conns: 2, clients: 4, total: 40, rate: 0)
+        let connections = try await BenchConnections.open(load.conns, to: load.endpoints, eventLoopThreads: 1)
+        let watch = WatchLoad(watchers: 6, streams: 4, keySize: 16, valueSize: 12)
+        let progress = BenchProgress(total: 6 * 40)
+        let result = try await WatchBench.run(load, watch, on: connections, progress: progress)
+        #expect(result.puts.latencies.count == 40)
+        #expect(result.events.latencies.count == 240)
+        #expect(result.events.errors.isEmpty, "\(result.events.errors)")
+        #expect(result.events.fastest > 0)
+        await connections.close()
+        await server.stop()
+    }
+}

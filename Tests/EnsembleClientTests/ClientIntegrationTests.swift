@@ -1,0 +1,248 @@
+import EnsembleAPI
+import EnsembleClient
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The client against a real in-process Ensemble node (see ``TestServer``).
+@Suite(.serialized, .timeLimit(.minutes(1))) struct ClientIntegrationTests {
+    func withServer(_ body: (TestServer, GRPCConnection, EtcdClient) async throws -> Void) async throws {
+        let server = try await TestServer.start()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            let connection = try await GRPCConnection.connect(host: "127.0.0.1", port: server.port, group: group)
+            try await body(server, connection, EtcdClient(connection))
+            await connection.close()
+        } catch {
+            try? await group.shutdownGracefully()
+            await server.stop()
+            throw error
+        }
+        try await group.shutdownGracefully()
+        await server.stop()
+    }
+
+    func put(_ key: String, _ value: String, lease: Int64 = 0) -> Etcdserverpb_PutRequest {
+        var request = Etcdserverpb_PutRequest()
+        request.key = Data(key.utf8)
+        request.value = Data(value.utf8)
+        request.lease = lease
+        return request
+    }
+
+    func error(of body: () async throws -> Void) async -> GRPCCallError? {
+        do {
+            try await body()
+            return nil
+        } catch let error as GRPCCallError {
+            return error
+        } catch {
+            Issue.record("not a GRPCCallError: \(error)")
+            return nil
+        }
+    }
+
+    @Test func putRangeTxnAndDeleteRoundTrip() async throws {
+        try await withServer { _, _, etcd in
+            let first = try await etcd.put(put("foo", "bar"))
+            #expect(first.header.revision >= 2)
+            #expect(first.header.clusterID == 0x1234)
+            _ = try await etcd.put(put("fop", "baz"))
+
+            var range = Etcdserverpb_RangeRequest()
+            range.key = Data("fo".utf8)
+            range.rangeEnd = Data("fp".utf8)
+            let read = try await etcd.range(range)
+            #expect(read.kvs.map { String(decoding: $0.value, as: UTF8.self) } == ["bar", "baz"])
+            #expect(read.count == 2)
+
+            var txn = Etcdserverpb_TxnRequest()
+            var compare = Etcdserverpb_Compare()
+            compare.key = Data("foo".utf8)
+            compare.target = .value
+            compare.result = .equal
+            compare.value = Data("bar".utf8)
+            txn.compare = [compare]
+            var op = Etcdserverpb_RequestOp()
+            op.requestPut = put("foo", "qux")
+            txn.success = [op]
+            let applied = try await etcd.txn(txn)
+            #expect(applied.succeeded)
+            #expect(try await etcd.txn(txn).succeeded == false, "the value is no longer bar")
+
+            var delete = Etcdserverpb_DeleteRangeRequest()
+            delete.key = Data("fo".utf8)
+            delete.rangeEnd = Data("fp".utf8)
+            #expect(try await etcd.deleteRange(delete).deleted == 2)
+            #expect(try await etcd.range(range).kvs.isEmpty)
+        }
+    }
+
+    @Test func anUnknownLeaseFailsWithEtcdsCodeAndMessage() async throws {
+        try await withServer { _, _, etcd in
+            let failure = await error { _ = try await etcd.put(put("k", "v", lease: 0x1234_ABCD)) }
+            #expect(failure == GRPCCallError(code: 5, message: "etcdserver: requested lease not found"))
+
+            var grant = Etcdserverpb_LeaseGrantRequest()
+            grant.ttl = 60
+            let lease = try await etcd.leaseGrant(grant)
+            #expect(lease.id != 0 && lease.ttl == 60)
+            _ = try await etcd.put(put("k", "v", lease: lease.id))
+        }
+    }
+
+    @Test func aStatusMessageArrivesPercentDecoded() async throws {
+        try await withServer { _, connection, _ in
+            let failure = await error { _ = try await connection.unary("/test.Test/Fail", [1]) }
+            #expect(failure == GRPCCallError(code: 9, message: TestServer.failMessage))
+            let unknown = await error { _ = try await connection.unary("/test.Test/Nothing", [1]) }
+            #expect(unknown?.code == 12)
+        }
+    }
+
+    @Test func aDeadlineEndsTheCallAndLeavesTheConnectionUsable() async throws {
+        try await withServer { _, connection, _ in
+            let started = ContinuousClock.now
+            let failure = await error { _ = try await connection.unary("/test.Test/Slow", [], timeout: .milliseconds(200)) }
+            let elapsed = ContinuousClock.now - started
+            #expect(failure == .deadlineExceeded)
+            #expect(elapsed >= .milliseconds(190) && elapsed < .seconds(2), "\(elapsed)")
+            let echoed = try await connection.unary("/test.Test/Echo", [4, 2], timeout: .seconds(5))
+            #expect(echoed == [4, 2])
+        }
+    }
+
+    @Test func cancellingTheCallingTaskCancelsTheCall() async throws {
+        try await withServer { _, connection, _ in
+            let call = Task { try await connection.unary("/test.Test/Slow", []) }
+            try await Task.sleep(for: .milliseconds(100))
+            let started = ContinuousClock.now
+            call.cancel()
+            let failure = await error { _ = try await call.value }
+            #expect(failure == .cancelled)
+            #expect(ContinuousClock.now - started < .seconds(1))
+            #expect(try await connection.unary("/test.Test/Echo", [1]) == [1])
+        }
+    }
+
+    @Test func aWatchStreamSeesPutsAndEndsOKOnHalfClose() async throws {
+        try await withServer { _, _, etcd in
+            let watch = etcd.watch()
+            var create = Etcdserverpb_WatchCreateRequest()
+            create.key = Data("w/".utf8)
+            create.rangeEnd = Data("w0".utf8)
+            create.prevKv = true
+            try watch.create(create)
+            var responses = watch.responses.makeAsyncIterator()
+            let created = try #require(try await responses.next())
+            #expect(created.created)
+
+            for i in 0..<3 { _ = try await etcd.put(put("w/\(i)", "v\(i)")) }
+            _ = try await etcd.put(put("elsewhere", "x"))
+            var keys: [String] = []
+            while keys.count < 3, let response = try await responses.next() {
+                #expect(response.watchID == created.watchID)
+                keys += response.events.map { String(decoding: $0.kv.key, as: UTF8.self) }
+            }
+            #expect(keys == ["w/0", "w/1", "w/2"])
+
+            watch.finish()
+            while let extra = try await responses.next() {
+                Issue.record("unexpected response after half-close: \(extra)")
+            }
+        }
+    }
+
+    @Test func aBidirectionalStreamEchoesInOrderIncludingSendsBeforeItOpens() async throws {
+        try await withServer { _, connection, _ in
+            let stream = connection.stream("/test.Test/EchoStream")
+            let sent = (0..<200).map { i in [UInt8(i % 256), UInt8(i / 256)] }
+            for message in sent { stream.send(message) }
+            stream.finish()
+            stream.send([99])  // after the half-close: dropped
+            var got: [[UInt8]] = []
+            for try await message in stream.messages { got.append(message) }
+            #expect(got == sent)
+        }
+    }
+
+    @Test func cancellingAStreamEndsItWithCancelled() async throws {
+        try await withServer { _, connection, _ in
+            let stream = connection.stream("/test.Test/EchoStream")
+            stream.send([1])
+            var messages = stream.messages.makeAsyncIterator()
+            let first = try await messages.next()
+            #expect(first == [1])
+            stream.cancel()
+            let failure = await error { _ = try await messages.next() }
+            #expect(failure == .cancelled)
+        }
+    }
+
+    @Test func manyConcurrentCallsShareOneConnection() async throws {
+        try await withServer { _, connection, etcd in
+            // More calls at once than the server's 100 concurrent streams: the
+            // rest wait in NIOHTTP2 for a free stream.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<600 {
+                    group.addTask {
+                        let payload = Array("call \(i)".utf8)
+                        let reply = try await connection.unary("/test.Test/Echo", payload, timeout: .seconds(20))
+                        #expect(reply == payload)
+                    }
+                }
+                for i in 0..<200 {
+                    group.addTask { _ = try await etcd.put(put("c/\(i)", "\(i)")) }
+                }
+                try await group.waitForAll()
+            }
+            var range = Etcdserverpb_RangeRequest()
+            range.key = Data("c/".utf8)
+            range.rangeEnd = Data("c0".utf8)
+            range.countOnly = true
+            let counted = try await etcd.range(range).count
+            #expect(counted == 200)
+        }
+    }
+
+    @Test func aLostConnectionFailsOpenAndLaterCallsWithUnavailable() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        // A peer that accepts, never answers, and drops the connection after 200 ms.
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.scheduleTask(in: .milliseconds(200)) { channel.close(promise: nil) }
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = try #require(server.localAddress?.port)
+        let connection = try await GRPCConnection.connect(host: "127.0.0.1", port: port, group: group)
+        let stream = connection.stream("/test.Test/EchoStream")
+        stream.send([1])
+
+        let failure = await error { _ = try await connection.unary("/test.Test/Slow", []) }
+        #expect(failure == GRPCCallError(code: 14, message: "connection to 127.0.0.1:\(port) lost before the call completed"))
+        let streamFailure = await error { for try await _ in stream.messages {} }
+        #expect(streamFailure?.code == GRPCCallError.unavailableCode)
+        #expect(!connection.isOpen)
+        let later = await error { _ = try await connection.unary("/test.Test/Echo", [1]) }
+        #expect(later?.code == GRPCCallError.unavailableCode)
+        try await server.close()
+        try await group.shutdownGracefully()
+    }
+
+    @Test func aClosedConnectionRefusesCallsAndARefusedConnectIsUnavailable() async throws {
+        try await withServer { _, connection, _ in
+            await connection.close()
+            let unary = await error { _ = try await connection.unary("/test.Test/Echo", [1]) }
+            #expect(unary == GRPCCallError(code: 14, message: "connection to 127.0.0.1:\(connection.port) is closed"))
+            let stream = await error { for try await _ in connection.stream("/test.Test/EchoStream").messages {} }
+            #expect(stream?.code == 14)
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let refused = await error { _ = try await GRPCConnection.connect(host: "127.0.0.1", port: 1, group: group) }
+        #expect(refused?.code == 14)
+        #expect(refused?.message.hasPrefix("cannot connect to 127.0.0.1:1") == true)
+        try await group.shutdownGracefully()
+    }
+}
