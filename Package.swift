@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "EnsembleServer",
             dependencies: [
-                "Raft", "RaftStorage", "RaftTransport", "KV", "EnsembleAPI",
+                "Raft", "RaftStorage", "RaftTransport", "KV", "EnsembleAPI", "EnsembleClient",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

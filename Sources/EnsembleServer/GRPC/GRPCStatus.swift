@@ -4,10 +4,14 @@
 public struct GRPCStatus: Error, Sendable, Equatable {
     public var code: Int
     public var message: String
+    /// Not sent: for a refusal because another member leads, which one (the
+    /// server may forward the request there; ``LeaderForwarder``).
+    public var leader: UInt64 = 0
 
-    public init(code: Int, message: String) {
+    public init(code: Int, message: String, leader: UInt64 = 0) {
         self.code = code
         self.message = message
+        self.leader = leader
     }
 
     public static let ok = GRPCStatus(code: 0, message: "")

@@ -151,7 +151,8 @@ public struct KVService: Sendable {
             return GRPCStatus(code: kv.grpcCode.rawValue, message: kv.description)
         case let node as NodeError:
             switch node {
-            case .noLeader, .notLeader: return .unavailable("etcdserver: no leader")
+            case .noLeader: return .unavailable("etcdserver: no leader")
+            case let .notLeader(leader): return GRPCStatus(code: 14, message: "etcdserver: no leader", leader: leader)
             case .leaderChanged: return .unavailable("etcdserver: leader changed")
             case .outcomeUnknown: return .unavailable("etcdserver: request timed out")
             case .stopped: return .unavailable("etcdserver: server stopped")

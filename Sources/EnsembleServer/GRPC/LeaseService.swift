@@ -14,13 +14,17 @@ public struct LeaseService: Sendable {
     let clusterID: UInt64
     let routing: LeaderRouting
     let space: SpaceQuota
+    /// Reaches a leader in another process for keep-alives.
+    let forwarder: LeaderForwarder?
 
     public init(
         node: NodeLoop<KVReplica>, clusterID: UInt64, space: SpaceQuota = SpaceQuota(),
-        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil }
+        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil },
+        forwarder: LeaderForwarder? = nil
     ) {
         self.node = node
         self.space = space
+        self.forwarder = forwarder
         self.clusterID = clusterID
         self.routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
     }
@@ -31,6 +35,14 @@ public struct LeaseService: Sendable {
         router.unary["/etcdserverpb.Lease/LeaseRevoke"] = { await service.revoke($0) }
         router.unary["/etcdserverpb.Lease/LeaseTimeToLive"] = { await service.timeToLive($0) }
         router.unary["/etcdserverpb.Lease/LeaseLeases"] = { await service.leases($0) }
+        // One renewal as a unary call: what a follower forwards to a leader in
+        // another process for each keep-alive on its streams.
+        router.unary[Self.keepAliveOncePath] = { bytes in
+            guard let request = try? Etcdserverpb_LeaseKeepAliveRequest(serializedBytes: bytes) else {
+                return .failure(.invalidArgument("malformed LeaseKeepAliveRequest"))
+            }
+            return await service.keepAlive(request.id, forwarding: false)
+        }
         router.streaming["/etcdserverpb.Lease/LeaseKeepAlive"] = { stream in
             LeaseKeepAliveStream(service: service, stream: stream)
         }
@@ -124,14 +136,24 @@ public struct LeaseService: Sendable {
         return KVService.serialize(response)
     }
 
+    static let keepAliveOncePath = "/ensemble.internal.Lease/KeepAliveOnce"
+
     /// One keep-alive: the TTL granted again, or 0 for a lease that is gone
-    /// (etcd answers an unknown lease with TTL 0, not an error).
-    func keepAlive(_ id: LeaseID) async -> Result<[UInt8], GRPCStatus> {
+    /// (etcd answers an unknown lease with TTL 0, not an error). A follower
+    /// hands it to the leader, in this process or another.
+    func keepAlive(_ id: LeaseID, forwarding: Bool = true) async -> Result<[UInt8], GRPCStatus> {
         let ttl: (Int64, Int64)
         do {
             ttl = try await routing.onLeader { replica in
                 replica.renew(id).map { ($0, replica.machine.store.revision) }
             }
+        } catch let NodeError.notLeader(leader) where forwarding {
+            var request = Etcdserverpb_LeaseKeepAliveRequest()
+            request.id = id
+            guard let forwarder, let bytes = try? [UInt8](request.serializedData()),
+                let forwarded = await forwarder.forward(Self.keepAliveOncePath, bytes, to: leader)
+            else { return .failure(KVService.status(NodeError.notLeader(leader: leader))) }
+            return forwarded
         } catch {
             return .failure(KVService.status(error))
         }

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import Raft
 import RaftTransport
+import SwiftProtobuf
 import Synchronization
 
 /// One running Ensemble member: its node loop (Raft, WAL, KV replica), peer
@@ -44,6 +45,8 @@ public final class EnsembleMember: @unchecked Sendable {
     /// Event loop threads this member started itself (``start(_:log:)``).
     private let ownedGroup = Mutex<MultiThreadedEventLoopGroup?>(nil)
     private let peers = Mutex<[NodeID: NIOPeerTransport.Peer]>([:])
+    /// Hands requests to a leader in another process.
+    let forwarder: LeaderForwarder
     /// Set once the directory shows this member removed; waiters are resumed.
     private let removal = Mutex<(removed: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
@@ -212,10 +215,14 @@ public final class EnsembleMember: @unchecked Sendable {
         self.transport = transport
         self.router = router
         self.servers = servers
+        self.forwarder = LeaderForwarder(group: servers.first?.eventLoop ?? MultiThreadedEventLoopGroup.singleton)
         let routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
         let name = configuration.name
         let clientURLs = configuration.advertiseClientURLs
-        self.publisher = Task { await Self.publish(name: name, clientURLs: clientURLs, id: id, node: node, routing: routing) }
+        let forwarder = self.forwarder
+        self.publisher = Task {
+            await Self.publish(name: name, clientURLs: clientURLs, id: id, node: node, routing: routing, forwarder: forwarder)
+        }
     }
 
     /// Installs the etcd services (once the cluster id is known).
@@ -223,14 +230,25 @@ public final class EnsembleMember: @unchecked Sendable {
         var routes = GRPCRouter()
         let space = replica.space
         KVService(node: node, clusterID: clusterID, space: space, leaderInProcess: leaderInProcess).register(on: &routes)
-        LeaseService(node: node, clusterID: clusterID, space: space, leaderInProcess: leaderInProcess).register(on: &routes)
+        LeaseService(node: node, clusterID: clusterID, space: space, leaderInProcess: leaderInProcess, forwarder: forwarder)
+            .register(on: &routes)
         if let loop = servers.first?.eventLoop {
             WatchService(node: node, clusterID: clusterID, on: loop).register(on: &routes)
         }
         ClusterService(node: node, leaderInProcess: leaderInProcess).register(on: &routes)
         MaintenanceService(node: node, clusterID: clusterID, leaderInProcess: leaderInProcess).register(on: &routes)
         HealthService(node: node).register(on: &routes)
+        let routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
+        routes.unary[Self.publishPath] = { bytes in
+            guard let member = try? Etcdserverpb_Member(serializedBytes: bytes) else {
+                return .failure(.invalidArgument("malformed Member"))
+            }
+            var command = Ensemble_V1_Command()
+            command.memberAttributes = member
+            return await routing.submit(command).map { _ in [] }
+        }
         MemberEndpoints(node: node, metrics: metrics, space: space).install(on: &routes)
+        forwarder.install(on: &routes)
         router.install(routes)
     }
 
@@ -260,6 +278,7 @@ public final class EnsembleMember: @unchecked Sendable {
 
     /// Keeps the transport's addresses in step with the directory.
     func pointTransport(at members: [Member]) {
+        forwarder.setClientURLs(Dictionary(members.map { ($0.id, $0.clientURLs) }, uniquingKeysWith: { a, _ in a }))
         for member in members where member.id != id {
             guard let address = member.peerURLs.lazy.compactMap(HostPort.init(url:)).first else { continue }
             let peer = NIOPeerTransport.Peer(host: address.host, port: address.port)
@@ -288,7 +307,10 @@ public final class EnsembleMember: @unchecked Sendable {
 
     /// Publishes this member's name and client URLs through the log (etcd's
     /// publish), retrying until the directory shows them.
-    private static func publish(name: String, clientURLs: [String], id: NodeID, node: NodeLoop<KVReplica>, routing: LeaderRouting) async {
+    private static func publish(
+        name: String, clientURLs: [String], id: NodeID, node: NodeLoop<KVReplica>, routing: LeaderRouting,
+        forwarder: LeaderForwarder
+    ) async {
         while !Task.isCancelled {
             guard let current = await node.withMachine({ $0.machine.members.members[id] }) else { return }
             if let current, current.name == name, current.clientURLs == clientURLs { return }
@@ -297,16 +319,25 @@ public final class EnsembleMember: @unchecked Sendable {
                 command.memberAttributes.id = id
                 command.memberAttributes.name = name
                 command.memberAttributes.clientUrls = clientURLs
-                _ = await routing.submit(command)
+                if case let .failure(status) = await routing.submit(command), status.leader != .none,
+                    let bytes = try? [UInt8](command.memberAttributes.serializedData())
+                {
+                    // The leader runs elsewhere: it proposes for us.
+                    _ = await forwarder.forward(Self.publishPath, bytes, to: status.leader)
+                }
             }
             try? await Task.sleep(for: .milliseconds(500))
         }
     }
 
+    /// A member publishing its attributes through a leader in another process.
+    static let publishPath = "/ensemble.internal.Cluster/Publish"
+
     /// Stops serving, then the node (which syncs and closes its log), then the transport.
     public func shutdown() async {
         publisher.cancel()
         for server in servers { try? await server.close() }
+        await forwarder.shutdown()
         node.stop()
         await transport.shutdown()
         if let group = ownedGroup.withLock({ $0.take() }) { try? await group.shutdownGracefully() }

@@ -1,0 +1,102 @@
+import EnsembleClient
+import NIOCore
+import Raft
+import Synchronization
+
+/// Hands requests that need the leader to the leader's client port when it
+/// runs in another process, as etcd followers forward to their leader: the
+/// request's bytes go unchanged to `/ensemble.forward` + the method path on
+/// the leader, which serves them without forwarding again (so two members
+/// that each think the other leads cannot bounce a request between them).
+///
+/// Only refusals are forwarded — a write this member refused certainly did
+/// not happen here — so nothing is ever applied twice.
+public final class LeaderForwarder: Sendable {
+    /// Forwarded calls arrive under this prefix.
+    public static let prefix = "/ensemble.forward"
+
+    private let group: any EventLoopGroup
+    private let state = Mutex<(urls: [NodeID: HostPort], connections: [NodeID: GRPCConnection])>(([:], [:]))
+    /// How long a forwarded call may take (etcd's request timeout plus margin).
+    let timeout: Duration
+
+    public init(group: any EventLoopGroup, timeout: Duration = .seconds(8)) {
+        self.group = group
+        self.timeout = timeout
+    }
+
+    /// The members' client addresses, from the directory (first usable URL each).
+    public func setClientURLs(_ urls: [NodeID: [String]]) {
+        let parsed = urls.compactMapValues { $0.lazy.compactMap(HostPort.init(url:)).first }
+        let stale = state.withLock { state -> [GRPCConnection] in
+            let changed = state.connections.filter { parsed[$0.key] != state.urls[$0.key] }
+            for id in changed.keys { state.connections[id] = nil }
+            state.urls = parsed
+            return Array(changed.values)
+        }
+        for connection in stale { Task { await connection.close() } }
+    }
+
+    /// Sends `request` for `path` to `leader`; nil when its address is unknown.
+    public func forward(_ path: String, _ request: [UInt8], to leader: NodeID) async -> Result<[UInt8], GRPCStatus>? {
+        guard let connection = await connection(to: leader) else { return nil }
+        do {
+            return .success(try await connection.unary(Self.prefix + path, request, timeout: timeout))
+        } catch let error as GRPCCallError {
+            if error.code == 14 { drop(leader, connection) }
+            return .failure(GRPCStatus(code: error.code, message: error.message))
+        } catch {
+            drop(leader, connection)
+            return .failure(.unavailable("etcdserver: leader unreachable: \(error)"))
+        }
+    }
+
+    private func connection(to id: NodeID) async -> GRPCConnection? {
+        let (existing, address) = state.withLock { ($0.connections[id], $0.urls[id]) }
+        if let existing { return existing }
+        guard let address else { return nil }
+        guard let made = try? await GRPCConnection.connect(host: address.host, port: address.port, group: group) else {
+            return nil
+        }
+        let (winner, loser) = state.withLock { state -> (GRPCConnection, GRPCConnection?) in
+            if let raced = state.connections[id] { return (raced, made) }
+            state.connections[id] = made
+            return (made, nil)
+        }
+        if let loser { await loser.close() }
+        return winner
+    }
+
+    private func drop(_ id: NodeID, _ connection: GRPCConnection) {
+        let removed = state.withLock { state -> Bool in
+            guard state.connections[id] === connection else { return false }
+            state.connections[id] = nil
+            return true
+        }
+        if removed { Task { await connection.close() } }
+    }
+
+    /// Closes every connection.
+    public func shutdown() async {
+        let all = state.withLock { state -> [GRPCConnection] in
+            defer { state.connections = [:] }
+            return Array(state.connections.values)
+        }
+        for connection in all { await connection.close() }
+    }
+
+    /// Wraps every unary route: a refusal naming another leader is forwarded
+    /// there; the route is also offered under ``prefix`` without forwarding.
+    public func install(on router: inout GRPCRouter) {
+        for (path, handler) in router.unary {
+            router.unary[Self.prefix + path] = handler
+            router.unary[path] = { [self] bytes in
+                let result = await handler(bytes)
+                guard case let .failure(status) = result, status.leader != .none,
+                    let forwarded = await forward(path, bytes, to: status.leader)
+                else { return result }
+                return forwarded
+            }
+        }
+    }
+}
