@@ -1,0 +1,147 @@
+import EnsembleAPI
+import EnsembleClient
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Three real `ensemble serve` processes on loopback, for fault tests:
+/// members can be killed (SIGKILL), paused (SIGSTOP/SIGCONT) and restarted
+/// with the same command line, as an operator would.
+final class ProcessCluster: @unchecked Sendable {
+    struct Member {
+        var name: String
+        var clientPort: Int
+        var peerPort: Int
+        var process: Process?
+    }
+
+    let directory = NSTemporaryDirectory() + "ensemble-processes-\(UUID().uuidString)"
+    private(set) var members: [Member]
+    let binary: String
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    /// The `ensemble` executable built next to the tests (`swift build`).
+    static func binaryPath() throws -> String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for candidate in [".build/debug/ensemble", ".build/release/ensemble"] {
+            let path = root.appendingPathComponent(candidate).path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        throw EtcdMissing(reason: "the ensemble executable is not built: run `swift build` first (scripts/test does)")
+    }
+
+    init() throws {
+        binary = try Self.binaryPath()
+        let ports = try freePortsForTests(6)
+        members = (0..<3).map { Member(name: "p\($0)", clientPort: ports[$0], peerPort: ports[3 + $0]) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for i in members.indices { try start(i) }
+    }
+
+    var endpoints: [Int] { members.map(\.clientPort) }
+
+    func arguments(_ i: Int) -> [String] {
+        let initial = members.map { "\($0.name)=http://127.0.0.1:\($0.peerPort)" }.joined(separator: ",")
+        let m = members[i]
+        return [
+            "serve", "--name", m.name, "--data-dir", "\(directory)/\(m.name)",
+            "--listen-client-urls", "http://127.0.0.1:\(m.clientPort)", "--advertise-client-urls", "http://127.0.0.1:\(m.clientPort)",
+            "--listen-peer-urls", "http://127.0.0.1:\(m.peerPort)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(m.peerPort)",
+            "--initial-cluster", initial, "--heartbeat-interval", "50", "--election-timeout", "500",
+        ]
+    }
+
+    /// Starts member `i` (again) with its command line; output goes to `<name>.log`.
+    func start(_ i: Int) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments(i)
+        let logPath = "\(directory)/\(members[i].name).log"
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        members[i].process = process
+    }
+
+    func signal(_ i: Int, _ signal: Int32) {
+        guard let process = members[i].process, process.isRunning else { return }
+        kill(process.processIdentifier, signal)
+        if signal == SIGKILL {
+            process.waitUntilExit()
+            members[i].process = nil
+        }
+    }
+
+    func log(_ i: Int) -> String {
+        (try? String(contentsOfFile: "\(directory)/\(members[i].name).log", encoding: .utf8)) ?? ""
+    }
+
+    func stop() {
+        for i in members.indices {
+            if let process = members[i].process, process.isRunning {
+                kill(process.processIdentifier, SIGCONT)
+                process.terminate()
+                process.waitUntilExit()
+            }
+            members[i].process = nil
+        }
+        try? group.syncShutdownGracefully()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// The index of the member that leads, asked of every live member.
+    func leader(timeout: Duration = .seconds(15)) async -> Int? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            for (i, member) in members.enumerated() where member.process?.isRunning == true {
+                guard let client = try? await EtcdClient.connect(host: "127.0.0.1", port: member.clientPort, group: group) else { continue }
+                defer { Task { await client.connection.close() } }
+                if let status = try? await client.call(
+                    "/etcdserverpb.Maintenance/Status", Etcdserverpb_StatusRequest(), as: Etcdserverpb_StatusResponse.self,
+                    timeout: .seconds(1)), status.leader != 0
+                {
+                    if status.leader == status.header.memberID { return i }
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return nil
+    }
+}
+
+/// A client of the whole cluster: one connection per member, remade when it
+/// breaks; each call goes to the next member that answers.
+final class ClusterClient: Sendable {
+    private let ports: [Int]
+    private let group: any EventLoopGroup
+    private let connections = Mutex<[Int: EtcdClient]>([:])
+    private let next = Atomic<Int>(0)
+
+    init(ports: [Int], group: any EventLoopGroup) {
+        self.ports = ports
+        self.group = group
+    }
+
+    /// Which member the next call goes to, and its client.
+    func client(_ attempt: Int = 0) async -> (Int, EtcdClient?) {
+        let index = (next.add(1, ordering: .relaxed).oldValue + attempt) % ports.count
+        if let existing = connections.withLock({ $0[index] }) { return (index, existing) }
+        let made = try? await EtcdClient.connect(host: "127.0.0.1", port: ports[index], group: group)
+        if let made { connections.withLock { $0[index] = made } }
+        return (index, made)
+    }
+
+    /// Forgets a broken connection so the next call reconnects.
+    func failed(_ index: Int) {
+        let broken = connections.withLock { $0.removeValue(forKey: index) }
+        if let broken { Task { await broken.connection.close() } }
+    }
+
+    func close() async {
+        for client in connections.withLock({ Array($0.values) }) { await client.connection.close() }
+    }
+}

@@ -1,0 +1,195 @@
+import EnsembleAPI
+import EnsembleClient
+import Foundation
+import Linearizability
+import Synchronization
+import Testing
+
+/// Faults with real processes (`ensemble serve` ×3): SIGKILL, SIGSTOP/SIGCONT,
+/// whole-cluster crashes. Acknowledged writes must survive, and a history of
+/// concurrent put/get/compare-and-swap must be linearizable.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct ProcessFaultTests {
+    /// Errors after which a write certainly did not happen: the member refused it.
+    static func refused(_ error: any Error) -> Bool {
+        guard let error = error as? GRPCCallError else { return false }
+        return error.message == "etcdserver: no leader" || error.message == "etcdserver: leader changed"
+    }
+
+    static func put(_ key: String, _ value: String) -> Etcdserverpb_PutRequest {
+        var request = Etcdserverpb_PutRequest()
+        request.key = Data(key.utf8)
+        request.value = Data(value.utf8)
+        return request
+    }
+
+    @Test func acknowledgedWritesSurviveLeaderKillsAndAWholeClusterCrash() async throws {
+        let cluster = try ProcessCluster()
+        defer { cluster.stop() }
+        let first = try #require(await cluster.leader(), "no leader; log:\n\(cluster.log(0))")
+        let client = ClusterClient(ports: cluster.endpoints, group: cluster.group)
+        let acknowledged = SharedKeys()
+        let stop = StopFlag()
+        let writers = (0..<3).map { writer in
+            Task {
+                var n = 0
+                while !stop.isSet {
+                    let key = "w-\(writer)-\(n)"
+                    let (index, etcd) = await client.client()
+                    guard let etcd else {
+                        try? await Task.sleep(for: .milliseconds(20))
+                        continue
+                    }
+                    do {
+                        _ = try await etcd.put(Self.put(key, "v"), timeout: .seconds(3))
+                        acknowledged.append(key)
+                        n += 1
+                    } catch {
+                        if (error as? GRPCCallError)?.code == 14 { client.failed(index) }
+                        // Refused: retry the same key; unknown: move on (it may exist).
+                        if !Self.refused(error) { n += 1 }
+                    }
+                }
+            }
+        }
+        try await Task.sleep(for: .seconds(1))
+        let beforeKill = acknowledged.count
+        cluster.signal(first, SIGKILL)
+        let second = try #require(await cluster.leader(), "no new leader after SIGKILL")
+        #expect(second != first)
+        try await Task.sleep(for: .seconds(1))
+        let afterKill = acknowledged.count
+        #expect(afterKill > beforeKill, "writes resume under the new leader")
+        try cluster.start(first)
+        try await Task.sleep(for: .seconds(1))
+        // The whole cluster crashes mid-load.
+        for i in 0..<3 { cluster.signal(i, SIGKILL) }
+        stop.set()
+        for writer in writers { await writer.value }
+        await client.close()
+        for i in 0..<3 { try cluster.start(i) }
+        _ = try #require(await cluster.leader(), "no leader after restarting everything")
+
+        let written = Set(acknowledged.all)
+        print("process faults: \(written.count) acknowledged writes, \(beforeKill) before the first kill")
+        #expect(written.count > 50, "too few writes: \(written.count)")
+        for port in cluster.endpoints {
+            let etcd = try await EtcdClient.connect(host: "127.0.0.1", port: port, group: cluster.group)
+            var range = Etcdserverpb_RangeRequest()
+            range.key = Data("w-".utf8)
+            range.rangeEnd = Data("w.".utf8)
+            range.keysOnly = true
+            var keys: Set<String> = []
+            for _ in 0..<50 {
+                if let response = try? await etcd.range(range, timeout: .seconds(3)) {
+                    keys = Set(response.kvs.map { String(decoding: $0.key, as: UTF8.self) })
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let lost = written.subtracting(keys)
+            #expect(lost.isEmpty, "member on \(port) lost \(lost.count) acknowledged writes, e.g. \(lost.prefix(5))")
+            await etcd.connection.close()
+        }
+    }
+
+    @Test func historyUnderProcessFaultsIsLinearizable() async throws {
+        let cluster = try ProcessCluster()
+        defer { cluster.stop() }
+        _ = try #require(await cluster.leader())
+        let client = ClusterClient(ports: cluster.endpoints, group: cluster.group)
+        let recorder = HistoryRecorder()
+        let stop = StopFlag()
+        let clients = (0..<3).map { id in
+            Task {
+                var counter = 0
+                while !stop.isSet {
+                    counter += 1
+                    let key = "r\(counter % 2)"
+                    let value = "c\(id)-\(counter)"
+                    let (index, etcd) = await client.client()
+                    guard let etcd else {
+                        try? await Task.sleep(for: .milliseconds(20))
+                        continue
+                    }
+                    let called = recorder.now()
+                    do {
+                        switch counter % 3 {
+                        case 0:
+                            var range = Etcdserverpb_RangeRequest()
+                            range.key = Data(key.utf8)
+                            let response = try await etcd.range(range, timeout: .seconds(2))
+                            let read = response.kvs.first.map { String(decoding: $0.value, as: UTF8.self) }
+                            recorder.record(.init(client: id, input: .get(key: key), output: .value(read), called: called, returned: recorder.now()))
+                        case 1:
+                            _ = try await etcd.put(Self.put(key, value), timeout: .seconds(2))
+                            recorder.record(.init(client: id, input: .put(key: key, value: value), output: .ok, called: called, returned: recorder.now()))
+                        default:
+                            let expected = "c\(id)-\(counter - 1)"
+                            var txn = Etcdserverpb_TxnRequest()
+                            var compare = Etcdserverpb_Compare()
+                            compare.key = Data(key.utf8)
+                            compare.target = .value
+                            compare.result = .equal
+                            compare.value = Data(expected.utf8)
+                            txn.compare = [compare]
+                            var op = Etcdserverpb_RequestOp()
+                            op.requestPut = Self.put(key, value)
+                            txn.success = [op]
+                            let response = try await etcd.txn(txn, timeout: .seconds(2))
+                            recorder.record(.init(client: id, input: .cas(key: key, expected: expected, value: value),
+                                                  output: .swapped(response.succeeded), called: called, returned: recorder.now()))
+                        }
+                    } catch {
+                        if (error as? GRPCCallError)?.code == 14 { client.failed(index) }
+                        // A write that may have happened is open-ended; a failed read tells nothing.
+                        if counter % 3 != 0 && !Self.refused(error) {
+                            let input: KeyValueModel.Input = counter % 3 == 1
+                                ? .put(key: key, value: value) : .cas(key: key, expected: "c\(id)-\(counter - 1)", value: value)
+                            recorder.record(.init(client: id, input: input, output: nil, called: called, returned: nil))
+                        }
+                    }
+                }
+            }
+        }
+        // Faults: pause the leader, kill the next leader and bring it back, pause a follower.
+        try await Task.sleep(for: .milliseconds(700))
+        if let leader = await cluster.leader() {
+            cluster.signal(leader, SIGSTOP)
+            try await Task.sleep(for: .milliseconds(1500))
+            cluster.signal(leader, SIGCONT)
+        }
+        try await Task.sleep(for: .milliseconds(700))
+        if let leader = await cluster.leader() {
+            cluster.signal(leader, SIGKILL)
+            try await Task.sleep(for: .milliseconds(1500))
+            try cluster.start(leader)
+            try await Task.sleep(for: .milliseconds(700))
+            let follower = (leader + 1) % 3
+            cluster.signal(follower, SIGSTOP)
+            try await Task.sleep(for: .milliseconds(1000))
+            cluster.signal(follower, SIGCONT)
+        }
+        try await Task.sleep(for: .milliseconds(700))
+        stop.set()
+        for task in clients { await task.value }
+        await client.close()
+        let history = recorder.history
+        print("process faults: \(history.count) operations, \(history.filter { $0.output == nil }.count) with unknown outcome")
+        #expect(history.filter { $0.output != nil }.count > 50, "too few operations completed: \(history.count)")
+        #expect(LinearizabilityChecker<KeyValueModel>.check(history) == .linearizable)
+    }
+}
+
+/// Sendable boxes the concurrent clients share.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
+}
+
+final class SharedKeys: Sendable {
+    private let keys = Mutex<[String]>([])
+    func append(_ key: String) { keys.withLock { $0.append(key) } }
+    var count: Int { keys.withLock { $0.count } }
+    var all: [String] { keys.withLock { $0 } }
+}
