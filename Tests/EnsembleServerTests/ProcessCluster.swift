@@ -11,9 +11,12 @@ import Synchronization
 final class ProcessCluster: @unchecked Sendable {
     struct Member {
         var name: String
+        var host = "127.0.0.1"
         var clientPort: Int
         var peerPort: Int
         var process: Process?
+        /// The network namespace the member runs in (``NetworkNamespaces``).
+        var namespace: String?
     }
 
     let directory = NSTemporaryDirectory() + "ensemble-processes-\(UUID().uuidString)"
@@ -31,23 +34,37 @@ final class ProcessCluster: @unchecked Sendable {
         throw EtcdMissing(reason: "the ensemble executable is not built: run `swift build` first (scripts/test does)")
     }
 
-    init() throws {
+    /// The network, when members run in namespaces of their own.
+    let network: NetworkNamespaces?
+
+    /// `network`: run each member in its own namespace, so links between
+    /// members can be cut while clients (here, in the root namespace) still
+    /// reach every member.
+    init(network: NetworkNamespaces? = nil) throws {
         binary = try Self.binaryPath()
-        let ports = try freePortsForTests(6)
-        members = (0..<3).map { Member(name: "p\($0)", clientPort: ports[$0], peerPort: ports[3 + $0]) }
+        self.network = network
+        if let network {
+            members = (0..<3).map {
+                Member(name: "p\($0)", host: network.address(of: $0), clientPort: 2379, peerPort: 2380, namespace: network.name(of: $0))
+            }
+        } else {
+            let ports = try freePortsForTests(6)
+            members = (0..<3).map { Member(name: "p\($0)", clientPort: ports[$0], peerPort: ports[3 + $0]) }
+        }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for i in members.indices { try start(i) }
     }
 
     var endpoints: [Int] { members.map(\.clientPort) }
+    var hosts: [String] { members.map(\.host) }
 
     func arguments(_ i: Int) -> [String] {
-        let initial = members.map { "\($0.name)=http://127.0.0.1:\($0.peerPort)" }.joined(separator: ",")
+        let initial = members.map { "\($0.name)=http://\($0.host):\($0.peerPort)" }.joined(separator: ",")
         let m = members[i]
         return [
             "serve", "--name", m.name, "--data-dir", "\(directory)/\(m.name)",
-            "--listen-client-urls", "http://127.0.0.1:\(m.clientPort)", "--advertise-client-urls", "http://127.0.0.1:\(m.clientPort)",
-            "--listen-peer-urls", "http://127.0.0.1:\(m.peerPort)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(m.peerPort)",
+            "--listen-client-urls", "http://\(m.host):\(m.clientPort)", "--advertise-client-urls", "http://\(m.host):\(m.clientPort)",
+            "--listen-peer-urls", "http://\(m.host):\(m.peerPort)", "--initial-advertise-peer-urls", "http://\(m.host):\(m.peerPort)",
             "--initial-cluster", initial, "--heartbeat-interval", "50", "--election-timeout", "500",
         ]
     }
@@ -55,8 +72,13 @@ final class ProcessCluster: @unchecked Sendable {
     /// Starts member `i` (again) with its command line; output goes to `<name>.log`.
     func start(_ i: Int) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments(i)
+        if let namespace = members[i].namespace, let network {
+            process.executableURL = URL(fileURLWithPath: network.ip)
+            process.arguments = ["netns", "exec", namespace, binary] + arguments(i)
+        } else {
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = arguments(i)
+        }
         let logPath = "\(directory)/\(members[i].name).log"
         if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -91,6 +113,7 @@ final class ProcessCluster: @unchecked Sendable {
         }
         try? group.syncShutdownGracefully()
         try? FileManager.default.removeItem(atPath: directory)
+        network?.remove()
     }
 
     /// The index of the member that leads, asked of every live member.
@@ -98,7 +121,7 @@ final class ProcessCluster: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             for (i, member) in members.enumerated() where member.process?.isRunning == true {
-                guard let client = try? await EtcdClient.connect(host: "127.0.0.1", port: member.clientPort, group: group) else { continue }
+                guard let client = try? await EtcdClient.connect(host: member.host, port: member.clientPort, group: group) else { continue }
                 defer { Task { await client.connection.close() } }
                 if let status = try? await client.call(
                     "/etcdserverpb.Maintenance/Status", Etcdserverpb_StatusRequest(), as: Etcdserverpb_StatusResponse.self,
@@ -117,12 +140,14 @@ final class ProcessCluster: @unchecked Sendable {
 /// breaks; each call goes to the next member that answers.
 final class ClusterClient: Sendable {
     private let ports: [Int]
+    private let hosts: [String]
     private let group: any EventLoopGroup
     private let connections = Mutex<[Int: EtcdClient]>([:])
     private let next = Atomic<Int>(0)
 
-    init(ports: [Int], group: any EventLoopGroup) {
+    init(ports: [Int], hosts: [String]? = nil, group: any EventLoopGroup) {
         self.ports = ports
+        self.hosts = hosts ?? ports.map { _ in "127.0.0.1" }
         self.group = group
     }
 
@@ -130,7 +155,7 @@ final class ClusterClient: Sendable {
     func client(_ attempt: Int = 0) async -> (Int, EtcdClient?) {
         let index = (next.add(1, ordering: .relaxed).oldValue + attempt) % ports.count
         if let existing = connections.withLock({ $0[index] }) { return (index, existing) }
-        let made = try? await EtcdClient.connect(host: "127.0.0.1", port: ports[index], group: group)
+        let made = try? await EtcdClient.connect(host: hosts[index], port: ports[index], group: group)
         if let made { connections.withLock { $0[index] = made } }
         return (index, made)
     }

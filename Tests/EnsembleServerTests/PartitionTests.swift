@@ -1,0 +1,78 @@
+import EnsembleAPI
+import EnsembleClient
+import Foundation
+import Testing
+
+/// Network partitions between real processes, each member in a network
+/// namespace of its own (root and iproute2 required; CI runs as root).
+@Suite(.serialized, .timeLimit(.minutes(2))) struct PartitionTests {
+    func status(_ cluster: ProcessCluster, _ i: Int) async -> Etcdserverpb_StatusResponse? {
+        guard let client = try? await EtcdClient.connect(host: cluster.hosts[i], port: cluster.endpoints[i], group: cluster.group)
+        else { return nil }
+        defer { Task { await client.connection.close() } }
+        return try? await client.call(
+            "/etcdserverpb.Maintenance/Status", Etcdserverpb_StatusRequest(), as: Etcdserverpb_StatusResponse.self,
+            timeout: .seconds(1))
+    }
+
+    /// The member among `candidates` that says it leads.
+    func leader(_ cluster: ProcessCluster, among candidates: [Int], timeout: Duration = .seconds(10)) async -> (Int, UInt64)? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            for i in candidates {
+                if let s = await status(cluster, i), s.leader == s.header.memberID { return (i, s.raftTerm) }
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return nil
+    }
+
+    func put(_ key: String, _ value: String) -> Etcdserverpb_PutRequest {
+        var request = Etcdserverpb_PutRequest()
+        request.key = Data(key.utf8)
+        request.value = Data(value.utf8)
+        return request
+    }
+
+    func get(_ key: String) -> Etcdserverpb_RangeRequest {
+        var request = Etcdserverpb_RangeRequest()
+        request.key = Data(key.utf8)
+        return request
+    }
+
+    @Test func anIsolatedLeaderNeitherCommitsNorServesStaleReadsAndPreVoteKeepsTheNewLeader() async throws {
+        let network = try NetworkNamespaces()
+        let cluster = try ProcessCluster(network: network)
+        defer { cluster.stop() }
+        let (old, _) = try #require(await leader(cluster, among: [0, 1, 2], timeout: .seconds(15)), "no leader:\n\(cluster.log(0))")
+        let others = [0, 1, 2].filter { $0 != old }
+        let isolated = try await EtcdClient.connect(host: cluster.hosts[old], port: cluster.endpoints[old], group: cluster.group)
+        _ = try await isolated.put(put("k", "v1"), timeout: .seconds(3))
+
+        try network.isolate(old)
+        // The isolated leader can still be reached by clients, but commits nothing.
+        await #expect(throws: (any Error).self, "a write through the isolated leader must not be acknowledged") {
+            _ = try await isolated.put(put("k", "v2"), timeout: .seconds(3))
+        }
+        // The majority elects a leader of its own and takes writes.
+        let (new, term) = try #require(await leader(cluster, among: others), "the majority elects a leader")
+        let majority = try await EtcdClient.connect(host: cluster.hosts[new], port: cluster.endpoints[new], group: cluster.group)
+        _ = try await majority.put(put("k", "v3"), timeout: .seconds(3))
+        // A linearizable read on the old leader must not return what it has (v1).
+        do {
+            let stale = try await isolated.range(get("k"), timeout: .seconds(3))
+            Issue.record("the isolated member served a linearizable read: \(stale.kvs.map { String(decoding: $0.value, as: UTF8.self) })")
+        } catch {}
+
+        // Healing: pre-vote keeps the rejoining member from forcing an election.
+        try network.heal(old)
+        try await Task.sleep(for: .seconds(3))
+        let after = await status(cluster, new)
+        #expect(after?.leader == after?.header.memberID, "the majority's leader still leads")
+        #expect(after?.raftTerm == term, "no election after healing: term \(term) became \(after?.raftTerm ?? 0)")
+        let read = try await isolated.range(get("k"), timeout: .seconds(3))
+        #expect(read.kvs.first.map { String(decoding: $0.value, as: UTF8.self) } == "v3", "the old leader caught up; v2 never happened")
+        await isolated.connection.close()
+        await majority.connection.close()
+    }
+}
