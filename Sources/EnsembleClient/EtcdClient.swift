@@ -1,5 +1,6 @@
 import EnsembleAPI
 import NIOCore
+import NIOPosix
 import SwiftProtobuf
 
 /// etcd's v3 API over one ``GRPCConnection``: typed calls that take and return
@@ -100,4 +101,24 @@ public enum EtcdMethod {
     public static let leaseGrant = "/etcdserverpb.Lease/LeaseGrant"
     public static let leaseRevoke = "/etcdserverpb.Lease/LeaseRevoke"
     public static let watch = "/etcdserverpb.Watch/Watch"
+}
+
+extension EtcdClient {
+    /// Connects to the first of `endpoints` (`host:port,…`) that answers, on
+    /// NIO's shared event loop threads (for command-line tools).
+    public static func connect(endpoints: String) async throws -> EtcdClient {
+        var failures: [String] = []
+        for entry in endpoints.split(separator: ",") {
+            let parts = entry.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]) else {
+                throw GRPCCallError(code: 3, message: "endpoint \(entry) is not host:port")
+            }
+            do {
+                return try await connect(host: String(parts[0]), port: port, group: MultiThreadedEventLoopGroup.singleton)
+            } catch {
+                failures.append("\(entry): \(error)")
+            }
+        }
+        throw GRPCCallError.unavailable("no endpoint answered: \(failures.joined(separator: "; "))")
+    }
 }

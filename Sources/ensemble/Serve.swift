@@ -1,6 +1,9 @@
 import ArgumentParser
 import EnsembleServer
 import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
 
 /// `ensemble serve`: one member, with etcd's flags (or its YAML config file).
 struct Serve: AsyncParsableCommand {
@@ -46,6 +49,10 @@ struct Serve: AsyncParsableCommand {
     var quotaBackendBytes = 0
     @Option(name: .customLong("max-request-bytes"), help: "Largest request message in bytes.")
     var maxRequestBytes = 1_572_864
+    @Option(name: .customLong("auto-compaction-mode"), help: "periodic or revision.")
+    var autoCompactionMode = "periodic"
+    @Option(name: .customLong("auto-compaction-retention"), help: "History to keep: a duration (periodic: 1h, 30m) or a revision count; 0 is off.")
+    var autoCompactionRetention = "0"
 
     func configurationFromFlags() throws -> MemberConfiguration {
         var c = MemberConfiguration()
@@ -67,43 +74,37 @@ struct Serve: AsyncParsableCommand {
         c.snapshotCount = snapshotCount
         c.quotaBackendBytes = quotaBackendBytes
         c.maxRequestBytes = maxRequestBytes
+        c.autoCompactionMode = autoCompactionMode
+        c.autoCompactionRetention = autoCompactionRetention
         return c
     }
 
     func run() async throws {
-        var configuration: MemberConfiguration
+        var loaded: MemberConfiguration
         if let configFile {
             let text = try String(contentsOfFile: configFile, encoding: .utf8)
-            configuration = try MemberConfiguration(yaml: text)
-            if configuration.dataDirectory == MemberConfiguration().dataDirectory {
-                configuration.dataDirectory = "\(configuration.name).etcd"
+            loaded = try MemberConfiguration(yaml: text)
+            if loaded.dataDirectory == MemberConfiguration().dataDirectory {
+                loaded.dataDirectory = "\(loaded.name).etcd"
             }
         } else {
-            configuration = try configurationFromFlags()
+            loaded = try configurationFromFlags()
         }
-        say("ensemble serve: \(configuration.name), data in \(configuration.dataDirectory)/")
-        let member = try await EnsembleMember.start(configuration, log: { say("  \($0)") })
-        say("  member \(String(member.id, radix: 16)) of cluster \(String(member.clusterID, radix: 16))")
-        say("  clients: \(configuration.listenClientURLs.joined(separator: ","))  peers: \(configuration.listenPeerURLs.joined(separator: ","))")
-        say("  try: etcdctl --endpoints=\(configuration.advertiseClientURLs.joined(separator: ",")) endpoint status -w table")
-        // Whichever comes first: Ctrl-C/SIGTERM, or removal from the cluster.
-        let removed: Bool = await withCheckedContinuation { continuation in
-            let once = OnceFlag()
-            Task {
-                await waitForInterrupt()
-                if once.take() { continuation.resume(returning: false) }
-            }
-            Task {
-                await member.waitUntilRemoved()
-                if once.take() { continuation.resume(returning: true) }
-            }
+        var named = Logger(label: "ensemble")
+        named[metadataKey: "name"] = "\(loaded.name)"
+        let logger = named
+        let configuration = loaded
+        logger.info("starting", metadata: ["data-dir": "\(configuration.dataDirectory)"])
+        let service = MemberService(configuration, logger: logger) { member in
+            logger.info("serving", metadata: [
+                "member": "\(String(member.id, radix: 16))", "cluster": "\(String(member.clusterID, radix: 16))",
+                "clients": "\(configuration.listenClientURLs.joined(separator: ","))",
+                "peers": "\(configuration.listenPeerURLs.joined(separator: ","))",
+            ])
+            say("try: etcdctl --endpoints=\(configuration.advertiseClientURLs.joined(separator: ",")) endpoint status -w table")
         }
-        if removed {
-            say("ensemble serve: this member was removed from the cluster; stopping")
-        } else {
-            say("\nensemble serve: stopping…")
-        }
-        await member.shutdown()
-        say("ensemble serve: stopped")
+        // SIGTERM and SIGINT shut down gracefully: servers close, the log syncs.
+        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
     }
 }

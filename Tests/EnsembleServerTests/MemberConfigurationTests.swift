@@ -88,3 +88,36 @@ import Testing
         #expect(ClusterService.clusterID(memberIDs: [3, 1, 2]) == ClusterService.clusterID(memberIDs: [1, 2, 3]))
     }
 }
+
+/// etcd's auto-compaction policies, driven by a fake clock.
+@Suite struct AutoCompactionTests {
+    @Test func periodicKeepsTheRetentionPeriodOfHistory() throws {
+        var policy = try #require(try AutoCompactionPolicy.parse(mode: "periodic", retention: "1h"))
+        #expect(policy.checkInterval == .seconds(360))
+        // A sample every 6 minutes; revision grows by 100 each time.
+        var compacted: [Int64] = []
+        for step in 0...20 {
+            if let target = policy.observe(now: .seconds(360 * step), revision: Int64(100 * step + 1)) { compacted.append(target) }
+        }
+        // From the 10th check on, the revision current one hour earlier.
+        #expect(compacted.first == 1 + 0 * 100 || compacted.first == 101, "\(compacted)")
+        #expect(compacted.last == 1001, "one hour (10 samples) before revision 2001: \(compacted)")
+        #expect(compacted == compacted.sorted() && Set(compacted).count == compacted.count, "never twice, never backwards")
+    }
+
+    @Test func revisionKeepsTheLastNRevisions() throws {
+        var policy = try #require(try AutoCompactionPolicy.parse(mode: "revision", retention: "1000"))
+        #expect(policy.observe(now: .zero, revision: 500) == nil, "nothing to compact yet")
+        #expect(policy.observe(now: .seconds(300), revision: 5000) == 4000)
+        #expect(policy.observe(now: .seconds(301), revision: 9000) == nil, "checks every 5 minutes")
+        #expect(policy.observe(now: .seconds(600), revision: 9000) == 8000)
+    }
+
+    @Test func flagsAreCheckedAsEtcdChecksThem() throws {
+        #expect(try AutoCompactionPolicy.parse(mode: "periodic", retention: "0") == nil)
+        #expect(try AutoCompactionPolicy.parse(mode: "periodic", retention: "2")?.mode == .periodic(.seconds(7200)), "bare number: hours")
+        #expect(try AutoCompactionPolicy.parse(mode: "periodic", retention: "1h30m")?.mode == .periodic(.seconds(5400)))
+        #expect(throws: ConfigurationError.self) { try AutoCompactionPolicy.parse(mode: "weekly", retention: "1") }
+        #expect(throws: ConfigurationError.self) { try AutoCompactionPolicy.parse(mode: "revision", retention: "1h") }
+    }
+}

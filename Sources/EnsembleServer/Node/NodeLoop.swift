@@ -349,7 +349,7 @@ extension NodeLoop {
         while raft.hasReady {
             let ready = raft.ready()
             let leadership = (raft.leader, raft.role, raft.term)
-            if lastLeadership?.leader != raft.leader { options.observer?.leaderChanged(to: raft.leader) }
+            if (lastLeadership?.leader ?? .none) != raft.leader { options.observer?.leaderChanged(to: raft.leader) }
             if let last = lastLeadership, last != leadership {
                 // Reads waiting on a round die with any change of leader, role or
                 // term (Raft drops them); the client retries.

@@ -66,7 +66,7 @@ public final class DevCluster: Sendable {
                 try configuration.validate()
                 let member = try await EnsembleMember.start(
                     configuration, group: group, transport: transports[i].0, peerPort: transports[i].1,
-                    leaderInProcess: lookup, log: { _ in })
+                    leaderInProcess: lookup, logger: EnsembleMember.silent)
                 nodes.nodes.withLock { $0[member.id] = member.node }
                 started.append(member)
             }

@@ -1,6 +1,7 @@
 import EnsembleAPI
 import Foundation
 import KV
+import Logging
 import NIOCore
 import NIOPosix
 import Raft
@@ -42,6 +43,8 @@ public final class EnsembleMember: @unchecked Sendable {
     let router: GRPCRouterBox
     private let servers: [any Channel]
     private let publisher: Task<Void, Never>
+    /// The leader's auto-compaction loop, when configured.
+    private let compactor: Task<Void, Never>?
     /// Event loop threads this member started itself (``start(_:log:)``).
     private let ownedGroup = Mutex<MultiThreadedEventLoopGroup?>(nil)
     private let peers = Mutex<[NodeID: NIOPeerTransport.Peer]>([:])
@@ -52,11 +55,11 @@ public final class EnsembleMember: @unchecked Sendable {
 
     /// Starts a member on event loop threads of its own, stopped by ``shutdown()``.
     public static func start(
-        _ configuration: MemberConfiguration, log: @escaping @Sendable (String) -> Void = { _ in }
+        _ configuration: MemberConfiguration, logger: Logger = EnsembleMember.silent
     ) async throws -> EnsembleMember {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         do {
-            let member = try await start(configuration, group: group, log: log)
+            let member = try await start(configuration, group: group, logger: logger)
             member.ownedGroup.withLock { $0 = group }
             return member
         } catch {
@@ -70,7 +73,7 @@ public final class EnsembleMember: @unchecked Sendable {
     public static func start(
         _ configuration: MemberConfiguration, group: any EventLoopGroup,
         leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil },
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        logger: Logger = EnsembleMember.silent
     ) async throws -> EnsembleMember {
         try configuration.validate()
         guard let peerListen = configuration.listenPeerURLs.first.flatMap(HostPort.init(url:)) else {
@@ -80,7 +83,7 @@ public final class EnsembleMember: @unchecked Sendable {
         let peerPort = try await transport.listen(host: peerListen.host, port: peerListen.port)
         do {
             return try await start(configuration, group: group, transport: transport, peerPort: peerPort,
-                                   leaderInProcess: leaderInProcess, log: log)
+                                   leaderInProcess: leaderInProcess, logger: logger)
         } catch {
             await transport.shutdown()
             throw error
@@ -91,7 +94,7 @@ public final class EnsembleMember: @unchecked Sendable {
     /// binds every peer port first, so the initial cluster names real ports).
     static func start(
         _ configuration: MemberConfiguration, group: any EventLoopGroup, transport: NIOPeerTransport, peerPort: Int,
-        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?, log: @escaping @Sendable (String) -> Void
+        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?, logger: Logger
     ) async throws -> EnsembleMember {
         let dataDirectory = configuration.dataDirectory
         var identity = try MemberIdentity.load(from: dataDirectory)
@@ -118,12 +121,14 @@ public final class EnsembleMember: @unchecked Sendable {
                 }
                 bootstrap = founders.map(\.2)
                 identity = MemberIdentity(name: configuration.name, memberID: me.2, clusterID: clusterID)
-                log("new cluster \(hex(clusterID)): member \(configuration.name) is \(hex(me.2))")
+                logger.info("founding a new cluster", metadata: ["cluster": "\(hex(clusterID))", "member": "\(hex(me.2))"])
             case .existing:
-                log("joining: waiting for the leader to contact \(configuration.initialAdvertisePeerURLs.joined(separator: ",")) (added with `member add`?)")
+                logger.info(
+                    "joining: waiting for the leader to contact this member (was it added with `member add`?)",
+                    metadata: ["peer-urls": "\(configuration.initialAdvertisePeerURLs.joined(separator: ","))"])
                 let id = try await learnID(from: transport)
                 identity = MemberIdentity(name: configuration.name, memberID: id, clusterID: 0)
-                log("joining as member \(hex(id))")
+                logger.info("joining", metadata: ["member": "\(hex(id))"])
             }
         }
         guard var identity else { throw ConfigurationError("no identity") }
@@ -135,7 +140,9 @@ public final class EnsembleMember: @unchecked Sendable {
 
         let metrics = ServerMetrics()
         var options = NodeLoop<KVReplica>.Options()
-        options.observer = metrics
+        var nodeLogger = logger
+        nodeLogger[metadataKey: "member"] = "\(hex(identity.memberID))"
+        options.observer = LoggingNodeObserver(next: metrics, logger: nodeLogger)
         options.tickInterval = configuration.heartbeatInterval
         options.snapshotEvery = configuration.snapshotCount
         options.snapshotKeep = max(configuration.snapshotCount / 2, 1)
@@ -192,7 +199,7 @@ public final class EnsembleMember: @unchecked Sendable {
                 }
                 try await Task.sleep(for: .milliseconds(50))
             }
-            log("caught up with cluster \(hex(identity.clusterID))")
+            logger.info("caught up", metadata: ["cluster": "\(hex(identity.clusterID))"])
         }
         try identity.save(in: dataDirectory)
         member.install(clusterID: identity.clusterID, leaderInProcess: leaderInProcess)
@@ -219,6 +226,13 @@ public final class EnsembleMember: @unchecked Sendable {
         let routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
         let name = configuration.name
         let clientURLs = configuration.advertiseClientURLs
+        if let policy = try? AutoCompactionPolicy.parse(
+            mode: configuration.autoCompactionMode, retention: configuration.autoCompactionRetention)
+        {
+            self.compactor = Task { await Self.autoCompact(policy, node: node, routing: routing) }
+        } else {
+            self.compactor = nil
+        }
         let forwarder = self.forwarder
         self.publisher = Task {
             await Self.publish(name: name, clientURLs: clientURLs, id: id, node: node, routing: routing, forwarder: forwarder)
@@ -252,9 +266,23 @@ public final class EnsembleMember: @unchecked Sendable {
         router.install(routes)
     }
 
+    /// A logger that drops everything (tests, embedding).
+    public static let silent = Logger(label: "ensemble", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    /// Resumes every ``waitUntilRemoved()`` without a removal (shutting down).
+    public func wakeWaiters() {
+        let waiters = removal.withLock { state -> [CheckedContinuation<Void, Never>] in
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    public var isRemoved: Bool { removal.withLock { $0.removed } }
+
     /// Returns once this member has been removed from the cluster (`member
     /// remove`): like etcd's, it should then stop, as it will never hear from
-    /// the cluster again.
+    /// the cluster again. Also returns on ``wakeWaiters()``.
     public func waitUntilRemoved() async {
         await withCheckedContinuation { continuation in
             let resumeNow = removal.withLock { state -> Bool in
@@ -330,12 +358,31 @@ public final class EnsembleMember: @unchecked Sendable {
         }
     }
 
+    /// Runs the auto-compaction policy while this member leads: compactions
+    /// go through the log like any write.
+    private static func autoCompact(_ policy: AutoCompactionPolicy, node: NodeLoop<KVReplica>, routing: LeaderRouting) async {
+        var policy = policy
+        let clock = ContinuousClock()
+        let start = clock.now
+        while !Task.isCancelled {
+            try? await Task.sleep(for: policy.checkInterval)
+            guard node.status.role == .leader,
+                let revision = await node.withMachine({ $0.machine.store.revision }),
+                let target = policy.observe(now: clock.now - start, revision: revision)
+            else { continue }
+            var command = Ensemble_V1_Command()
+            command.compaction.revision = target
+            _ = await routing.submit(command)
+        }
+    }
+
     /// A member publishing its attributes through a leader in another process.
     static let publishPath = "/ensemble.internal.Cluster/Publish"
 
     /// Stops serving, then the node (which syncs and closes its log), then the transport.
     public func shutdown() async {
         publisher.cancel()
+        compactor?.cancel()
         for server in servers { try? await server.close() }
         await forwarder.shutdown()
         node.stop()

@@ -52,6 +52,8 @@ extension MemberConfiguration {
         case "snapshot-count": snapshotCount = UInt64(max(try integer(), 1))
         case "quota-backend-bytes": quotaBackendBytes = try integer()
         case "max-request-bytes": maxRequestBytes = try integer()
+        case "auto-compaction-mode": autoCompactionMode = try string()
+        case "auto-compaction-retention": autoCompactionRetention = try string()
         default:
             throw ConfigurationError("config file: unknown or unsupported key \(key)")
         }

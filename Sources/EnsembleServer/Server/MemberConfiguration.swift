@@ -41,6 +41,11 @@ public struct MemberConfiguration: Sendable {
     public var quotaBackendBytes = 0
     /// `--max-request-bytes`: the largest request message (etcd: 1.5 MiB).
     public var maxRequestBytes = 1_572_864
+    /// `--auto-compaction-mode`: periodic or revision.
+    public var autoCompactionMode = "periodic"
+    /// `--auto-compaction-retention`: a duration (periodic) or a revision
+    /// count (revision); "0" turns auto-compaction off (etcd's default).
+    public var autoCompactionRetention = "0"
 
     public init() {}
 
@@ -77,6 +82,7 @@ public struct MemberConfiguration: Sendable {
                 throw ConfigurationError("\(flag): \(url) is not a valid URL (want http://host:port)")
             }
         }
+        _ = try AutoCompactionPolicy.parse(mode: autoCompactionMode, retention: autoCompactionRetention)
         guard electionTimeout >= heartbeatInterval * 5 else {
             throw ConfigurationError("--election-timeout should be at least 5 times --heartbeat-interval")
         }

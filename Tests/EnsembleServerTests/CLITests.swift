@@ -1,0 +1,44 @@
+import EnsembleServer
+import Foundation
+import Testing
+
+/// The `ensemble` client commands against a dev cluster, as a user runs them.
+@Suite(.serialized, .timeLimit(.minutes(1))) struct CLITests {
+    func ensemble(_ arguments: [String]) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try ProcessCluster.binaryPath())
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    func run(_ arguments: String...) async throws -> (Int32, String) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try ensemble(arguments) }) }.start()
+        }
+    }
+
+    @Test func kvMemberAndStatusCommands() async throws {
+        let f = try await DevClusterFixture()
+        let endpoints = "--endpoints=\(f.cluster.endpoints)"
+        var (code, output) = try await run("kv", "put", endpoints, "app/greeting", "hello")
+        #expect(code == 0 && output.hasPrefix("OK (revision 2)"), "\(output)")
+        _ = try await run("kv", "put", endpoints, "app/name", "ensemble")
+        (code, output) = try await run("kv", "get", endpoints, "app/", "--prefix")
+        #expect(output == "app/greeting\nhello\napp/name\nensemble\n", "\(output)")
+        (code, output) = try await run("kv", "del", endpoints, "app/", "--prefix")
+        #expect(output == "2\n", "\(output)")
+        (code, output) = try await run("member", "list", endpoints)
+        #expect(output.split(separator: "\n").count == 3 && output.contains(", started, member-1, "), "\(output)")
+        (code, output) = try await run("status", endpoints)
+        #expect(output.split(separator: "\n").count == 4 && output.contains(" yes "), "\(output)")
+        (code, output) = try await run("kv", "get", "--endpoints=127.0.0.1:9", "x")
+        #expect(code != 0 && output.contains("no endpoint answered"), "\(output)")
+        await f.close()
+    }
+}
