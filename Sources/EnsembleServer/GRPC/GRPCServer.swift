@@ -51,6 +51,7 @@ public final class GRPCServer: Sendable {
                                     try stream.pipeline.syncOperations.addHandler(GRPCCallHandler(router: router, maxRequestBytes: limit))
                                 }
                             }
+                            try pipeline.addHandler(CloseOnConnectionError())
                         },
                         http1: { pipeline in
                             try pipeline.configureHTTPServerPipeline()
@@ -61,5 +62,15 @@ public final class GRPCServer: Sendable {
             }
             .bind(host: host, port: port)
             .get()
+    }
+}
+
+/// NIOHTTP2 answers a connection error with GOAWAY but leaves the socket
+/// open; this closes it, so calls on it end instead of waiting forever.
+final class CloseOnConnectionError: ChannelInboundHandler {
+    typealias InboundIn = Any
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
     }
 }
