@@ -44,7 +44,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("election-timeout"), help: "Milliseconds without a leader before an election.")
     var electionTimeout = 1000
     @Option(name: .customLong("snapshot-count"), help: "Applied entries between snapshots.")
-    var snapshotCount: UInt64 = 10_000
+    var snapshotCount: UInt64 = 100_000
     @Option(name: .customLong("quota-backend-bytes"), help: "Space quota in bytes (0: 2 GiB).")
     var quotaBackendBytes = 0
     @Option(name: .customLong("max-request-bytes"), help: "Largest request message in bytes.")

@@ -43,10 +43,12 @@ public final class LeaderForwarder: Sendable {
         do {
             return .success(try await connection.unary(Self.prefix + path, request, timeout: timeout))
         } catch let error as GRPCCallError {
-            if error.code == 14 { drop(leader, connection) }
+            // The connection is shared by every forwarded call: only a broken one
+            // is dropped (a status such as "no leader" from the leader is not).
+            if !connection.isOpen { drop(leader, connection) }
             return .failure(GRPCStatus(code: error.code, message: error.message))
         } catch {
-            drop(leader, connection)
+            if !connection.isOpen { drop(leader, connection) }
             return .failure(.unavailable("etcdserver: leader unreachable: \(error)"))
         }
     }

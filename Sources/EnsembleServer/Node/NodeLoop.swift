@@ -69,6 +69,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// Leader, role and term at the last Ready: any change fails waiting reads.
     private var lastLeadership: (leader: NodeID, role: Role, term: UInt64)?
     private var lastSnapshotIndex: UInt64
+    /// Reads served on the leader's lease: time must then be caught up first.
+    private let leaseReads: Bool
 
     /// Opens (or creates) the member's data directory and restores the state
     /// machine from the latest snapshot. `bootstrap` lists the founding voters
@@ -96,6 +98,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         self.options = options
         self.published = Mutex(NodeStatus(id: config.id))
         self.lastSnapshotIndex = snapshot.metadata.index
+        self.leaseReads = config.readOnly == .leaseBased
     }
 
     private let lifecycle = Mutex((started: false, stopped: false))
@@ -223,20 +226,6 @@ extension NodeLoop {
                 let nanos = wait.components.seconds * 1_000_000_000 + wait.components.attoseconds / 1_000_000_000
                 _ = wakeup.wait(timeout: .now() + .nanoseconds(Int(nanos)))
             }
-            // Time first: ticks missed during a slow cycle are caught up (up to 64)
-            // before any request is served, so a stalled leader
-            // learns it may have lost its lease before it answers anything.
-            var missed = 0
-            while clock.now >= nextTick && missed < 64 {
-                raft.tick()
-                nextTick = nextTick + options.tickInterval
-                missed += 1
-            }
-            if clock.now > nextTick { nextTick = clock.now + options.tickInterval }
-            if missed > 0 && raft.role == .leader {
-                // The machine's own leader-side proposals (lease expiries), fire and forget.
-                for data in machine.leaderTick() where !data.isEmpty { _ = try? raft.propose(data) }
-            }
             let (work, stopping) = inbox.withLock { inbox in
                 defer { inbox.work.removeAll(keepingCapacity: true) }
                 return (inbox.work, inbox.stopping)
@@ -245,7 +234,23 @@ extension NodeLoop {
                 shutDown(leftover: work, pending: .outcomeUnknown)
                 return
             }
+            // With lease reads, time comes first: ticks missed during a slow
+            // cycle are caught up before any request is served, so a stalled
+            // leader learns it may have lost its lease before it answers
+            // anything. Otherwise peer messages come first: a member starved of
+            // CPU must not count the heartbeats and acknowledgements waiting in
+            // its inbox as missing (it would step down or call an election
+            // that nothing justifies); ReadIndex needs no lease. For the same
+            // reason, once peers have been heard in this cycle the backlog of
+            // missed ticks is not replayed: the time was lost to starvation, not
+            // to silence.
+            var missed = 0
+            if leaseReads { missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: 64) }
             for item in work { handle(item) }
+            if !leaseReads {
+                let heardPeers = work.contains { if case .messages = $0 { true } else { false } }
+                missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: heardPeers ? 1 : 64)
+            }
             do {
                 try processReadies()
             } catch {
@@ -265,6 +270,23 @@ extension NodeLoop {
             // keeps a scan of every waiting request off the per-cycle path.
             if missed > 0 { expireRequests(now: clock.now) }
         }
+    }
+
+    /// Runs the ticks that are due, at most `limit`; returns how many. The rest
+    /// of a backlog is dropped (the next tick is scheduled from now).
+    private func catchUpTicks(clock: ContinuousClock, nextTick: inout ContinuousClock.Instant, limit: Int) -> Int {
+        var missed = 0
+        while clock.now >= nextTick && missed < limit {
+            raft.tick()
+            nextTick = nextTick + options.tickInterval
+            missed += 1
+        }
+        if clock.now > nextTick { nextTick = clock.now + options.tickInterval }
+        if missed > 0 && raft.role == .leader {
+            // The machine's own leader-side proposals (lease expiries), fire and forget.
+            for data in machine.leaderTick() where !data.isEmpty { _ = try? raft.propose(data) }
+        }
+        return missed
     }
 
     /// Answers everything still waiting, once, and marks the member stopped.

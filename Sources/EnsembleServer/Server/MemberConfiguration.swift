@@ -35,8 +35,8 @@ public struct MemberConfiguration: Sendable {
     public var heartbeatInterval: Duration = .milliseconds(100)
     /// `--election-timeout` (ms): a multiple of the heartbeat.
     public var electionTimeout: Duration = .milliseconds(1000)
-    /// `--snapshot-count`: applied entries between snapshots.
-    public var snapshotCount: UInt64 = 10_000
+    /// `--snapshot-count`: applied entries between snapshots (etcd 3.4's default).
+    public var snapshotCount: UInt64 = 100_000
     /// `--quota-backend-bytes`: the space quota (0: etcd's default, 2 GiB).
     public var quotaBackendBytes = 0
     /// `--max-request-bytes`: the largest request message (etcd: 1.5 MiB).
