@@ -9,21 +9,7 @@ import Testing
 /// Runs the real etcdctl (Debian's etcd-client 3.4) against an Ensemble node.
 /// CI installs etcdctl; its absence is a failure, never a skip.
 func etcdctl(_ port: Int, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let path = ["/usr/bin/etcdctl", "/usr/local/bin/etcdctl"].first { FileManager.default.isExecutableFile(atPath: $0) }
-    guard let path else {
-        throw GRPCStatus(code: 5, message: "etcdctl not found: apt-get install -y etcd-client")
-    }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = ["--endpoints=127.0.0.1:\(port)", "--command-timeout=5s"] + arguments
-    process.environment = ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    try etcdctl(endpoints: "127.0.0.1:\(port)", arguments)
 }
 
 @Suite(.serialized, .timeLimit(.minutes(1))) struct EtcdctlTests {

@@ -316,6 +316,21 @@ extension NodeLoop {
         }
     }
 
+    /// Makes a proposal and waits for the entry at its index, or answers the refusal.
+    private func track(_ reply: @escaping ProposalReply, _ propose: () throws(ProposalError) -> (index: UInt64, term: UInt64)) {
+        do {
+            let (index, term) = try propose()
+            // A proposal still waiting at this index lost its slot to a newer
+            // term's entry: it certainly did not happen.
+            proposals.removeValue(forKey: index)?.reply(.failure(.leaderChanged))
+            proposals[index] = (term, reply, ContinuousClock.now + options.requestTimeout)
+        } catch let .notLeader(leader) {
+            reply(.failure(leader == .none ? .noLeader : .notLeader(leader: leader)))
+        } catch {
+            reply(.failure(.proposalDropped("\(error)")))
+        }
+    }
+
     private func handle(_ work: Work) {
         switch work {
         case let .messages(messages):
@@ -325,27 +340,9 @@ extension NodeLoop {
                 reply(.failure(.proposalDropped("empty proposal")))
                 return
             }
-            do {
-                let (index, term) = try raft.propose(data)
-                // A proposal still waiting at this index lost its slot to a newer
-                // term's entry: it certainly did not happen.
-                proposals.removeValue(forKey: index)?.reply(.failure(.leaderChanged))
-                proposals[index] = (term, reply, ContinuousClock.now + options.requestTimeout)
-            } catch let ProposalError.notLeader(leader) {
-                reply(.failure(leader == .none ? .noLeader : .notLeader(leader: leader)))
-            } catch {
-                reply(.failure(.proposalDropped("\(error)")))
-            }
+            track(reply) { () throws(ProposalError) in try raft.propose(data) }
         case let .proposeConfChange(change, reply):
-            do {
-                let (index, term) = try raft.proposeConfChange(change)
-                proposals.removeValue(forKey: index)?.reply(.failure(.leaderChanged))
-                proposals[index] = (term, reply, ContinuousClock.now + options.requestTimeout)
-            } catch let ProposalError.notLeader(leader) {
-                reply(.failure(leader == .none ? .noLeader : .notLeader(leader: leader)))
-            } catch {
-                reply(.failure(.proposalDropped("\(error)")))
-            }
+            track(reply) { () throws(ProposalError) in try raft.proposeConfChange(change) }
         case let .read(query, linearizable, reply):
             guard linearizable else {
                 reply(.success(machine.read(query)))
