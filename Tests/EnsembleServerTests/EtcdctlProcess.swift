@@ -51,6 +51,12 @@ final class EtcdctlProcess: Sendable {
         process.waitUntilExit()
     }
 
+    /// SIGINT, as Ctrl-C: etcdctl cleans up (an elected candidate resigns).
+    func interrupt() {
+        if process.isRunning { process.interrupt() }
+        process.waitUntilExit()
+    }
+
     /// SIGKILL: the client dies without cleaning up (a lock holder that crashes).
     func kill() {
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }

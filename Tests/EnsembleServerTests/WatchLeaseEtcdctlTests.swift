@@ -105,4 +105,27 @@ import Testing
         second.stop()
         await f.close()
     }
+
+    /// `etcdctl elect`: one leader at a time, observers see who leads, and a
+    /// candidate that resigns (Ctrl-C) hands over to the next.
+    @Test func electionHasOneLeaderAndHandsOver() async throws {
+        let f = try await DevClusterFixture()
+        let alpha = try EtcdctlProcess(port: f.followerPort, ["elect", "service", "alpha"])
+        let leads = await alpha.waitFor { $0.hasPrefix("service/") && $0.contains("alpha") }
+        #expect(leads, "\(alpha.text)")
+        let beta = try EtcdctlProcess(port: f.leaderPort, ["elect", "service", "beta"])
+        let observer = try EtcdctlProcess(port: f.leaderPort, ["elect", "--listen", "service"])
+        let observed = await observer.waitFor { $0.contains("alpha") }
+        #expect(observed, "\(observer.text)")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(beta.text.isEmpty, "only one leader: \(beta.text)")
+        alpha.interrupt()
+        let handedOver = await beta.waitFor { $0.hasPrefix("service/") && $0.contains("beta") }
+        #expect(handedOver, "\(beta.text)")
+        let seen = await observer.waitFor { $0.contains("beta") }
+        #expect(seen, "\(observer.text)")
+        beta.stop()
+        observer.stop()
+        await f.close()
+    }
 }
