@@ -104,21 +104,8 @@ public enum EtcdMethod {
 }
 
 extension EtcdClient {
-    /// Connects to the first of `endpoints` (`host:port,…`) that answers, on
-    /// NIO's shared event loop threads (for command-line tools).
-    public static func connect(endpoints: String) async throws -> EtcdClient {
-        var failures: [String] = []
-        for entry in endpoints.split(separator: ",") {
-            let parts = entry.split(separator: ":")
-            guard parts.count == 2, let port = Int(parts[1]) else {
-                throw GRPCCallError(code: 3, message: "endpoint \(entry) is not host:port")
-            }
-            do {
-                return try await connect(host: String(parts[0]), port: port, group: MultiThreadedEventLoopGroup.singleton)
-            } catch {
-                failures.append("\(entry): \(error)")
-            }
-        }
-        throw GRPCCallError.unavailable("no endpoint answered: \(failures.joined(separator: "; "))")
+    /// Connects on NIO's shared event loop threads (for command-line tools).
+    public static func connect(host: String, port: Int) async throws -> EtcdClient {
+        try await connect(host: host, port: port, group: MultiThreadedEventLoopGroup.singleton)
     }
 }

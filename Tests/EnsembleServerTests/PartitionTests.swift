@@ -6,21 +6,12 @@ import Testing
 /// Network partitions between real processes, each member in a network
 /// namespace of its own (root and iproute2 required; CI runs as root).
 @Suite(.serialized, .timeLimit(.minutes(2))) struct PartitionTests {
-    func status(_ cluster: ProcessCluster, _ i: Int) async -> Etcdserverpb_StatusResponse? {
-        guard let client = try? await EtcdClient.connect(host: cluster.hosts[i], port: cluster.endpoints[i], group: cluster.group)
-        else { return nil }
-        defer { Task { await client.connection.close() } }
-        return try? await client.call(
-            "/etcdserverpb.Maintenance/Status", Etcdserverpb_StatusRequest(), as: Etcdserverpb_StatusResponse.self,
-            timeout: .seconds(1))
-    }
-
     /// The member among `candidates` that says it leads.
     func leader(_ cluster: ProcessCluster, among candidates: [Int], timeout: Duration = .seconds(10)) async -> (Int, UInt64)? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             for i in candidates {
-                if let s = await status(cluster, i), s.leader == s.header.memberID { return (i, s.raftTerm) }
+                if let s = await cluster.status(i), s.leader == s.header.memberID { return (i, s.raftTerm) }
             }
             try? await Task.sleep(for: .milliseconds(100))
         }
@@ -67,7 +58,7 @@ import Testing
         // Healing: pre-vote keeps the rejoining member from forcing an election.
         try network.heal(old)
         try await Task.sleep(for: .seconds(3))
-        let after = await status(cluster, new)
+        let after = await cluster.status(new)
         #expect(after?.leader == after?.header.memberID, "the majority's leader still leads")
         #expect(after?.raftTerm == term, "no election after healing: term \(term) became \(after?.raftTerm ?? 0)")
         let read = try await isolated.range(get("k"), timeout: .seconds(3))

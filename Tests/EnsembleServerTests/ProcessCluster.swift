@@ -116,19 +116,22 @@ final class ProcessCluster: @unchecked Sendable {
         network?.remove()
     }
 
+    /// Member `i`'s Maintenance.Status, or nil if it does not answer within 1 s.
+    func status(_ i: Int) async -> Etcdserverpb_StatusResponse? {
+        guard let client = try? await EtcdClient.connect(host: members[i].host, port: members[i].clientPort, group: group)
+        else { return nil }
+        defer { Task { await client.connection.close() } }
+        return try? await client.call(
+            "/etcdserverpb.Maintenance/Status", Etcdserverpb_StatusRequest(), as: Etcdserverpb_StatusResponse.self,
+            timeout: .seconds(1))
+    }
+
     /// The index of the member that leads, asked of every live member.
     func leader(timeout: Duration = .seconds(15)) async -> Int? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             for (i, member) in members.enumerated() where member.process?.isRunning == true {
-                guard let client = try? await EtcdClient.connect(host: member.host, port: member.clientPort, group: group) else { continue }
-                defer { Task { await client.connection.close() } }
-                if let status = try? await client.call(
-                    "/etcdserverpb.Maintenance/Status", Etcdserverpb_StatusRequest(), as: Etcdserverpb_StatusResponse.self,
-                    timeout: .seconds(1)), status.leader != 0
-                {
-                    if status.leader == status.header.memberID { return i }
-                }
+                if let status = await status(i), status.leader != 0, status.leader == status.header.memberID { return i }
             }
             try? await Task.sleep(for: .milliseconds(100))
         }

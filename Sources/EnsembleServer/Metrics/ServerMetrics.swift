@@ -1,3 +1,4 @@
+import EnsembleClient
 import Prometheus
 import Raft
 import Synchronization
@@ -90,20 +91,13 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
                 descriptor: MetricNameDescriptor(
                     metricName: "grpc_server_handled_total", unitName: "", helpText: "gRPC calls completed, by status code."),
                 labels: [("grpc_service", service), ("grpc_method", method), ("grpc_type", type),
-                         ("grpc_code", Self.codeName(code))])
+                         ("grpc_code", GRPCCallError.name(of: code))])
             entry.handled[code] = counter
             table[path] = entry
             return (counter, entry.latency)
         }
         counter.increment()
         histogram.record(duration)
-    }
-
-    static func codeName(_ code: Int) -> String {
-        let names = ["OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound", "AlreadyExists",
-                     "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
-                     "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"]
-        return names.indices.contains(code) ? names[code] : "Code\(code)"
     }
 
     /// Sets the levels from the member's state and returns the exposition text.
