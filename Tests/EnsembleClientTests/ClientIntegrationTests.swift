@@ -182,8 +182,7 @@ import Testing
 
     @Test func manyConcurrentCallsShareOneConnection() async throws {
         try await withServer { _, connection, etcd in
-            // More calls at once than the server's 100 concurrent streams: the
-            // rest wait in NIOHTTP2 for a free stream.
+            // Hundreds of calls at once, every one its own stream.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for i in 0..<600 {
                     group.addTask {
@@ -203,6 +202,35 @@ import Testing
             range.countOnly = true
             let counted = try await etcd.range(range).count
             #expect(counted == 200)
+        }
+    }
+
+    @Test func requestsFarBeyondTheFlowControlWindowsKeepFlowing() async throws {
+        // The server credits the connection's and each stream's inbound
+        // window back (it has no multiplexer to do it): 24 MiB of requests on
+        // one connection, and 3 MiB on one long-lived stream, exceed both
+        // windows several times.
+        try await withServer { _, connection, _ in
+            let payload = [UInt8](repeating: 7, count: 64 << 10)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        for _ in 0..<48 {
+                            let reply = try await connection.unary("/test.Test/Echo", payload, timeout: .seconds(20))
+                            #expect(reply.count == payload.count)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let stream = connection.stream("/test.Test/EchoStream")
+            var messages = stream.messages.makeAsyncIterator()
+            for i in 0..<48 {
+                stream.send(payload + [UInt8(i)])
+                let echoed = try await messages.next()
+                #expect(echoed?.last == UInt8(i))
+            }
+            stream.finish()
         }
     }
 

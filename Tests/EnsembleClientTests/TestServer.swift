@@ -52,12 +52,12 @@ final class TestServer: Sendable {
         LeaseService(node: node, clusterID: 0x1234).register(on: &router)
         WatchService(node: node, clusterID: 0x1234, on: group.next()).register(on: &router)
         let stopping = StopFlag()
-        router.unary["/test.Test/Slow"] = { _ in
+        router.unary["/test.Test/Slow"] = .task { _ in
             for _ in 0..<500 where !stopping.isSet { try? await Task.sleep(for: .milliseconds(10)) }
             return .success([])
         }
-        router.unary["/test.Test/Fail"] = { _ in .failure(GRPCStatus(code: 9, message: failMessage)) }
-        router.unary["/test.Test/Echo"] = { request in .success(request) }
+        router.unary["/test.Test/Fail"] = .task { _ in .failure(GRPCStatus(code: 9, message: failMessage)) }
+        router.unary["/test.Test/Echo"] = .task { request in .success(request) }
         router.streaming["/test.Test/EchoStream"] = { stream in EchoReceiver(stream) }
         let server = try await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: 0)
         guard let port = server.localAddress?.port else { throw GRPCStatus(code: 14, message: "no port") }

@@ -25,11 +25,11 @@ public struct ClusterService: Sendable {
 
     public func register(on router: inout GRPCRouter) {
         let service = self
-        router.unary["/etcdserverpb.Cluster/MemberList"] = { _ in await service.memberList() }
-        router.unary["/etcdserverpb.Cluster/MemberAdd"] = { await service.memberAdd($0) }
-        router.unary["/etcdserverpb.Cluster/MemberRemove"] = { await service.memberRemove($0) }
-        router.unary["/etcdserverpb.Cluster/MemberUpdate"] = { await service.memberUpdate($0) }
-        router.unary["/etcdserverpb.Cluster/MemberPromote"] = { await service.memberPromote($0) }
+        router.unary["/etcdserverpb.Cluster/MemberList"] = .task { _ in await service.memberList() }
+        router.unary["/etcdserverpb.Cluster/MemberAdd"] = .task { await service.memberAdd($0) }
+        router.unary["/etcdserverpb.Cluster/MemberRemove"] = .task { await service.memberRemove($0) }
+        router.unary["/etcdserverpb.Cluster/MemberUpdate"] = .task { await service.memberUpdate($0) }
+        router.unary["/etcdserverpb.Cluster/MemberPromote"] = .task { await service.memberPromote($0) }
     }
 
     func header(_ directory: MemberTable) -> Etcdserverpb_ResponseHeader {

@@ -1,25 +1,60 @@
+import SwiftProtobuf
 import Synchronization
 
 /// Handlers by full method path (`/etcdserverpb.KV/Range`).
 ///
-/// - A unary handler gets the request message and returns the response
-///   message or a status.
-/// - A streaming handler is called on the stream's event loop when a call
+/// - A unary handler gets the request message and answers once through its
+///   reply callback, from any thread (``GRPCUnary``).
+/// - A streaming handler is called on the connection's event loop when a call
 ///   opens; it gets the ``GRPCServerStream`` to send on and returns the
 ///   ``GRPCStreamReceiver`` that hears the client's messages. It serves
 ///   client-, server- and bidirectional-streaming calls alike.
 public struct GRPCRouter: Sendable {
-    public typealias Unary = @Sendable ([UInt8]) async -> Result<[UInt8], GRPCStatus>
     public typealias Streaming = @Sendable (GRPCServerStream) -> any GRPCStreamReceiver
-    public var unary: [String: Unary] = [:]
+    public var unary: [String: GRPCUnary] = [:]
     public var streaming: [String: Streaming] = [:]
     /// Plain HTTP/1.1 GET endpoints on the same port, by path (`/metrics`).
     public var http: [String: @Sendable () async -> HTTPResponse] = [:]
     public init() {}
 }
 
-/// Receives one streaming call's inbound side. Called on the stream's event
-/// loop, in order: any number of `received`, then at most one
+/// A unary method. The hot ones (KV) are ``direct``: they hand the request to
+/// the node with a callback and answer from the thread that applies it, with
+/// no Swift task per call. The rest run as a task (``task(_:)``).
+public struct GRPCUnary: Sendable {
+    /// Answers a call, exactly once, from any thread.
+    public typealias Reply = @Sendable (Result<GRPCResponse, GRPCStatus>) -> Void
+    let serve: @Sendable (_ request: [UInt8], _ reply: @escaping Reply) -> Void
+
+    /// A handler that answers through `reply` whenever its work is done.
+    public static func direct(_ serve: @escaping @Sendable (_ request: [UInt8], _ reply: @escaping Reply) -> Void) -> GRPCUnary {
+        GRPCUnary(serve: serve)
+    }
+
+    /// A handler written as an async function, run as a task per call.
+    public static func task(_ body: @escaping @Sendable ([UInt8]) async -> Result<[UInt8], GRPCStatus>) -> GRPCUnary {
+        GRPCUnary { request, reply in
+            Task { reply(await body(request).map(GRPCResponse.init(bytes:))) }
+        }
+    }
+}
+
+/// A response message that is encoded where it is written — on the
+/// connection's event loop — rather than on the thread that produced it (the
+/// node loop, which every request shares).
+public struct GRPCResponse: Sendable {
+    let encode: @Sendable () -> Result<[UInt8], GRPCStatus>
+
+    public init(bytes: [UInt8]) { encode = { .success(bytes) } }
+
+    /// The message `make` builds, serialized when written.
+    public init<M: SwiftProtobuf.Message>(_ make: @escaping @Sendable () -> M) {
+        encode = { KVService.serialize(make()) }
+    }
+}
+
+/// Receives one streaming call's inbound side. Called on the connection's
+/// event loop, in order: any number of `received`, then at most one
 /// `clientFinished`, then exactly one `closed` when the stream is gone
 /// (finished by the server, reset by the client, or the connection lost).
 public protocol GRPCStreamReceiver: AnyObject {
@@ -31,8 +66,8 @@ public protocol GRPCStreamReceiver: AnyObject {
 }
 
 /// Hears every finished call, for metrics: its method path, status code and
-/// how long it took from request headers to trailers. Called on the stream's
-/// event loop; must be cheap.
+/// how long it took from request headers to trailers. Called on the
+/// connection's event loop; must be cheap.
 public protocol GRPCCallObserver: Sendable {
     func handled(path: String, streaming: Bool, code: Int, duration: Duration)
 }

@@ -3,15 +3,16 @@ import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
 
-/// A gRPC server over HTTP/2 (h2c) on SwiftNIO: every request stream gets a
-/// ``GRPCCallHandler`` on NIOHTTP2's per-stream child channel, which serves
-/// unary and streaming calls from the router. The same port answers plain
+/// A gRPC server over HTTP/2 (h2c) on SwiftNIO: each connection gets a
+/// ``GRPCServerHandler`` after NIOHTTP2's connection handler, which serves
+/// every stream's unary or streaming call from the router. The same port answers plain
 /// HTTP/1.1 for the router's `http` endpoints (``ProtocolSniffer``).
 ///
 /// The lean gRPC layer of shared/reference/performance.md: no generic
 /// interceptor machinery, protobuf coding in the services. HTTP/2 flow control
-/// and PING answers are NIOHTTP2's. A frame-level handler without child
-/// channels is the measured next step.
+/// and PING answers are NIOHTTP2's. No per-stream child channels: measured
+/// cheaper per call (shared/reference/performance.md), and writes from many
+/// calls share one flush.
 public final class GRPCServer: Sendable {
     private let group: any EventLoopGroup
     private let router: GRPCRouterBox
@@ -44,14 +45,13 @@ public final class GRPCServer: Sendable {
                     let sniffer = ProtocolSniffer(
                         // Handlers go after the sniffer (it is first), which then leaves.
                         http2: { pipeline in
-                            _ = try pipeline.configureHTTP2Pipeline(
-                                mode: .server, connectionConfiguration: .init(), streamConfiguration: .init()
-                            ) { stream in
-                                stream.eventLoop.makeCompletedFuture {
-                                    try stream.pipeline.syncOperations.addHandler(GRPCCallHandler(router: router, maxRequestBytes: limit))
-                                }
-                            }
-                            try pipeline.addHandler(CloseOnConnectionError())
+                            var configuration = NIOHTTP2Handler.ConnectionConfiguration()
+                            configuration.initialSettings = GRPCServerHandler.settings
+                            try pipeline.addHandler(
+                                NIOHTTP2Handler(
+                                    mode: .server, frameDelegate: CloseAfterGoAway(channel: channel),
+                                    connectionConfiguration: configuration))
+                            try pipeline.addHandler(GRPCServerHandler(router: router, maxRequestBytes: limit))
                         },
                         http1: { pipeline in
                             try pipeline.configureHTTPServerPipeline()
@@ -66,11 +66,14 @@ public final class GRPCServer: Sendable {
 }
 
 /// NIOHTTP2 answers a connection error with GOAWAY but leaves the socket
-/// open; this closes it, so calls on it end instead of waiting forever.
-final class CloseOnConnectionError: ChannelInboundHandler {
-    typealias InboundIn = Any
+/// open; this closes it once that GOAWAY is out, so calls on it end instead
+/// of waiting forever. (A stream error only resets its stream.)
+struct CloseAfterGoAway: NIOHTTP2FrameDelegate {
+    let channel: any Channel
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+    func wroteFrame(_ frame: HTTP2Frame) {
+        guard case let .goAway(_, errorCode, _) = frame.payload, errorCode != .noError else { return }
+        let channel = self.channel
+        channel.eventLoop.execute { channel.close(promise: nil) }
     }
 }

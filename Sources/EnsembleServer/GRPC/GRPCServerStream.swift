@@ -1,40 +1,40 @@
 import NIOCore
+import NIOHTTP2
 import Synchronization
 
 /// The sending side of one streaming call, safe to use from any thread:
-/// messages are written and flushed on the stream's channel in call order.
-/// Response headers go out before the first message; ``finish(_:)`` sends the
-/// trailers and ends the call.
+/// messages are written on the connection in call order. Response headers go
+/// out before the first message; ``finish(_:)`` sends the trailers and ends
+/// the call.
 ///
 /// ``queuedBytes`` counts what has been handed to the stream but not yet to the
-/// connection (HTTP/2 flow control holds it back from a slow reader), so a
+/// socket (HTTP/2 flow control holds it back from a slow reader), so a
 /// producer such as a watch can stop feeding a client that does not keep up.
 public final class GRPCServerStream: Sendable {
-    let channel: any Channel
+    private let outbox: GRPCOutbox
+    private let stream: HTTP2StreamID
     private let queued = Atomic<Int>(0)
 
-    init(channel: any Channel) {
-        self.channel = channel
+    init(outbox: GRPCOutbox, stream: HTTP2StreamID) {
+        self.outbox = outbox
+        self.stream = stream
     }
 
     public var queuedBytes: Int { queued.load(ordering: .relaxed) }
 
+    /// The connection's event loop, where the call's receiver is called.
+    public var eventLoop: any EventLoop { outbox.eventLoop }
+
     public func send(_ message: [UInt8]) {
         let size = message.count + 5
         queued.add(size, ordering: .relaxed)
-        let promise = channel.eventLoop.makePromise(of: Void.self)
-        promise.futureResult.whenComplete { [self] _ in queued.subtract(size, ordering: .relaxed) }
-        channel.writeAndFlush(GRPCOutbound.message(message), promise: promise)
+        let sent = outbox.eventLoop.makePromise(of: Void.self)
+        sent.futureResult.whenComplete { [self] _ in queued.subtract(size, ordering: .relaxed) }
+        outbox.push(.message(stream, message, sent: sent))
     }
 
     /// Ends the call with `status` (``GRPCStatus/ok`` for success).
     public func finish(_ status: GRPCStatus) {
-        channel.writeAndFlush(GRPCOutbound.end(status), promise: nil)
+        outbox.push(.end(stream, status))
     }
-}
-
-/// What a call handler writes: a response message, or the end of the call.
-enum GRPCOutbound: Sendable {
-    case message([UInt8])
-    case end(GRPCStatus)
 }

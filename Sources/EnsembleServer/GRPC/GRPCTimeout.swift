@@ -14,3 +14,9 @@ func parseGRPCTimeout(_ value: Substring) -> Duration? {
     default: return nil
     }
 }
+
+extension Duration {
+    var nanoseconds: Int64 {
+        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
+    }
+}

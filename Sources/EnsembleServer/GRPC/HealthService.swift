@@ -14,7 +14,9 @@ public struct HealthService: Sendable {
 
     public func register(on router: inout GRPCRouter) {
         let service = self
-        router.unary["/grpc.health.v1.Health/Check"] = { bytes in service.check(bytes) }
+        router.unary["/grpc.health.v1.Health/Check"] = .direct { bytes, reply in
+            reply(service.check(bytes).map(GRPCResponse.init(bytes:)))
+        }
     }
 
     func check(_ bytes: [UInt8]) -> Result<[UInt8], GRPCStatus> {

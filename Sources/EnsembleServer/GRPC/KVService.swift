@@ -27,28 +27,31 @@ public struct KVService: Sendable {
         self.routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
     }
 
-    /// Registers the KV methods on `router`.
+    /// Registers the KV methods on `router`. They are direct handlers: the
+    /// request goes to the node loop with a callback, and the response is
+    /// encoded on the connection's event loop.
     public func register(on router: inout GRPCRouter) {
         let service = self
-        router.unary["/etcdserverpb.KV/Range"] = { bytes in await service.range(bytes) }
-        router.unary["/etcdserverpb.KV/Put"] = { bytes in
-            await service.write(bytes, as: Etcdserverpb_PutRequest.self, adds: { $0.key.count + $0.value.count }) { request throws(KVError) in
+        router.unary["/etcdserverpb.KV/Range"] = .direct { bytes, reply in service.range(bytes, reply: reply) }
+        router.unary["/etcdserverpb.KV/Put"] = .direct { bytes, reply in
+            service.write(bytes, as: Etcdserverpb_PutRequest.self, reply: reply, adds: { $0.key.count + $0.value.count }) {
+                request throws(KVError) in
                 try MVCCStore.validate(put: PutRequest(request))
                 var command = Ensemble_V1_Command()
                 command.put = request
                 return command
             }
         }
-        router.unary["/etcdserverpb.KV/DeleteRange"] = { bytes in
-            await service.write(bytes, as: Etcdserverpb_DeleteRangeRequest.self) { request throws(KVError) in
+        router.unary["/etcdserverpb.KV/DeleteRange"] = .direct { bytes, reply in
+            service.write(bytes, as: Etcdserverpb_DeleteRangeRequest.self, reply: reply) { request throws(KVError) in
                 try MVCCStore.validate(delete: DeleteRangeRequest(request))
                 var command = Ensemble_V1_Command()
                 command.deleteRange = request
                 return command
             }
         }
-        router.unary["/etcdserverpb.KV/Txn"] = { bytes in
-            await service.write(bytes, as: Etcdserverpb_TxnRequest.self, adds: { r in
+        router.unary["/etcdserverpb.KV/Txn"] = .direct { bytes, reply in
+            service.write(bytes, as: Etcdserverpb_TxnRequest.self, reply: reply, adds: { r in
                 (try? TxnRequest(r))?.mayPut == true ? bytes.count : nil
             }) { request throws(KVError) in
                 try MVCCStore.validate(TxnRequest(request))
@@ -57,8 +60,8 @@ public struct KVService: Sendable {
                 return command
             }
         }
-        router.unary["/etcdserverpb.KV/Compact"] = { bytes in
-            await service.write(bytes, as: Etcdserverpb_CompactionRequest.self) { request throws(KVError) in
+        router.unary["/etcdserverpb.KV/Compact"] = .direct { bytes, reply in
+            service.write(bytes, as: Etcdserverpb_CompactionRequest.self, reply: reply) { request throws(KVError) in
                 var command = Ensemble_V1_Command()
                 command.compaction = request
                 return command
@@ -71,66 +74,71 @@ public struct KVService: Sendable {
         return HeaderSource(clusterID: clusterID, memberID: status.id, raftTerm: status.term)
     }
 
-    func range(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
+    func range(_ bytes: [UInt8], reply: @escaping GRPCUnary.Reply) {
         let request: Etcdserverpb_RangeRequest
         do {
             request = try Etcdserverpb_RangeRequest(serializedBytes: bytes)
         } catch {
-            return .failure(.invalidArgument("malformed RangeRequest"))
+            return reply(.failure(.invalidArgument("malformed RangeRequest")))
         }
         let query = RangeRequest(request)
         do {
             try MVCCStore.validate(range: query)
         } catch {
-            return .failure(Self.status(error))
+            return reply(.failure(Self.status(error)))
         }
-        let result: Result<RangeResponse, KVError>
-        do {
-            result = try await node.read(query, linearizable: !request.serializable)
-        } catch {
-            return .failure(Self.status(error))
-        }
-        switch result {
-        case let .success(response):
-            return Self.serialize(Etcdserverpb_RangeResponse(response, headers))
-        case let .failure(error):
-            return .failure(Self.status(error))
+        let service = self
+        node.read(query, linearizable: !request.serializable) { result in
+            switch result {
+            case let .success(.success(response)):
+                reply(.success(GRPCResponse { Etcdserverpb_RangeResponse(response, service.headers) }))
+            case let .success(.failure(error)):
+                reply(.failure(Self.status(error)))
+            case let .failure(error):
+                reply(.failure(Self.status(error)))
+            }
         }
     }
 
     func write<Request: SwiftProtobuf.Message>(
-        _ bytes: [UInt8], as: Request.Type, adds: (Request) -> Int? = { _ in nil },
+        _ bytes: [UInt8], as: Request.Type, reply: @escaping GRPCUnary.Reply, adds: (Request) -> Int? = { _ in nil },
         _ makeCommand: (Request) throws(KVError) -> Ensemble_V1_Command
-    ) async -> Result<[UInt8], GRPCStatus> {
+    ) {
         let request: Request
         do {
             request = try Request(serializedBytes: bytes)
         } catch {
-            return .failure(.invalidArgument("malformed \(Request.protoMessageName)"))
-        }
-        if let size = adds(request), let refused = await routing.checkSpace(space, adding: size) {
-            return .failure(refused)
+            return reply(.failure(.invalidArgument("malformed \(Request.protoMessageName)")))
         }
         let command: Ensemble_V1_Command
         do {
             command = try makeCommand(request)
         } catch {
-            return .failure(Self.status(error))
+            return reply(.failure(Self.status(error)))
         }
-        let applied: KVStateMachine.Response
-        switch await routing.submit(command) {
-        case let .success(response): applied = response
-        case let .failure(status): return .failure(status)
+        let service = self
+        let submit: @Sendable () -> Void = {
+            service.routing.submit(command) { result in reply(result.flatMap { service.response($0) }) }
         }
-        let headers = self.headers
+        guard let size = adds(request) else { return submit() }
+        routing.checkSpace(space, adding: size) { refused in
+            if let refused { reply(.failure(refused)) } else { submit() }
+        }
+    }
+
+    /// The response message for what applying a write produced, with its header.
+    private func response(_ applied: KVStateMachine.Response) -> Result<GRPCResponse, GRPCStatus> {
+        let service = self
         switch applied {
-        case let .put(r): return Self.serialize(Etcdserverpb_PutResponse(r, headers))
-        case let .deleteRange(r): return Self.serialize(Etcdserverpb_DeleteRangeResponse(r, headers))
-        case let .txn(r): return Self.serialize(Etcdserverpb_TxnResponse(r, headers))
+        case let .put(r): return .success(GRPCResponse { Etcdserverpb_PutResponse(r, service.headers) })
+        case let .deleteRange(r): return .success(GRPCResponse { Etcdserverpb_DeleteRangeResponse(r, service.headers) })
+        case let .txn(r): return .success(GRPCResponse { Etcdserverpb_TxnResponse(r, service.headers) })
         case let .compact(revision):
-            var response = Etcdserverpb_CompactionResponse()
-            response.header = headers.header(revision: revision)
-            return Self.serialize(response)
+            return .success(GRPCResponse {
+                var response = Etcdserverpb_CompactionResponse()
+                response.header = service.headers.header(revision: revision)
+                return response
+            })
         default:
             return .failure(.internal("unexpected response"))
         }

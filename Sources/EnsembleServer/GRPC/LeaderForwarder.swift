@@ -92,12 +92,14 @@ public final class LeaderForwarder: Sendable {
     public func install(on router: inout GRPCRouter) {
         for (path, handler) in router.unary {
             router.unary[Self.prefix + path] = handler
-            router.unary[path] = { [self] bytes in
-                let result = await handler(bytes)
-                guard case let .failure(status) = result, status.leader != .none,
-                    let forwarded = await forward(path, bytes, to: status.leader)
-                else { return result }
-                return forwarded
+            router.unary[path] = .direct { [self] bytes, reply in
+                handler.serve(bytes) { result in
+                    guard case let .failure(status) = result, status.leader != .none else { return reply(result) }
+                    Task {
+                        let forwarded = await self.forward(path, bytes, to: status.leader)
+                        reply(forwarded.map { $0.map(GRPCResponse.init(bytes:)) } ?? result)
+                    }
+                }
             }
         }
     }

@@ -23,11 +23,21 @@ public struct LeaderRouting: Sendable {
     /// the leader runs in this process. Only refusals are retried elsewhere: a
     /// refused proposal certainly did not happen.
     func propose(_ entry: [UInt8]) async throws(NodeError) -> KVReplica.Result {
-        do {
-            return try await node.propose(entry)
-        } catch let NodeError.notLeader(leader) {
-            guard let other = leaderInProcess(leader), other !== node else { throw NodeError.notLeader(leader: leader) }
-            return try await other.propose(entry)
+        let result: Result<KVReplica.Result, NodeError> = await withCheckedContinuation { continuation in
+            propose(entry) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// ``propose(_:)`` with a callback (run once, on a node loop's thread).
+    func propose(_ entry: [UInt8], reply: @escaping @Sendable (Result<KVReplica.Result, NodeError>) -> Void) {
+        let node = self.node
+        let leaderInProcess = self.leaderInProcess
+        node.propose(entry) { result in
+            guard case let .failure(.notLeader(leader)) = result, let other = leaderInProcess(leader), other !== node else {
+                return reply(result)
+            }
+            other.propose(entry, reply: reply)
         }
     }
 
@@ -64,23 +74,27 @@ extension LeaderRouting {
     /// Proposes `command` and returns what applying it produced, or the
     /// status etcd answers for the failure.
     func submit(_ command: Ensemble_V1_Command) async -> Result<KVStateMachine.Response, GRPCStatus> {
+        await withCheckedContinuation { continuation in
+            submit(command) { continuation.resume(returning: $0) }
+        }
+    }
+
+    /// ``submit(_:)`` with a callback (run once, on a node loop's thread or here).
+    func submit(_ command: Ensemble_V1_Command, reply: @escaping @Sendable (Result<KVStateMachine.Response, GRPCStatus>) -> Void) {
         let entry: [UInt8]
         do {
             entry = try KVReplica.encode(command)
         } catch {
-            return .failure(.internal("cannot encode the command"))
+            return reply(.failure(.internal("cannot encode the command")))
         }
-        let applied: KVReplica.Result
-        do {
-            applied = try await propose(entry)
-        } catch {
-            return .failure(KVService.status(error))
-        }
-        switch applied {
-        case let .success(response): return .success(response)
-        case let .failure(.kv(error)): return .failure(KVService.status(error))
-        case let .failure(.lease(error)): return .failure(GRPCStatus(code: error.grpcCode, message: error.description))
-        case let .failure(.member(error)): return .failure(GRPCStatus(code: error.grpcCode, message: error.description))
+        propose(entry) { result in
+            switch result {
+            case let .failure(error): reply(.failure(KVService.status(error)))
+            case let .success(.success(response)): reply(.success(response))
+            case let .success(.failure(.kv(error))): reply(.failure(KVService.status(error)))
+            case let .success(.failure(.lease(error))): reply(.failure(GRPCStatus(code: error.grpcCode, message: error.description)))
+            case let .success(.failure(.member(error))): reply(.failure(GRPCStatus(code: error.grpcCode, message: error.description)))
+            }
         }
     }
 }
@@ -90,13 +104,20 @@ extension LeaderRouting {
     /// while NOSPACE is raised, and over the quota this member raises it
     /// (through the log, so every member refuses the same writes).
     func checkSpace(_ space: SpaceQuota, adding bytes: Int) async -> GRPCStatus? {
-        if space.isAlarmed { return KVService.status(KVError.noSpace) }
-        guard !space.allows(adding: bytes) else { return nil }
+        await withCheckedContinuation { continuation in
+            checkSpace(space, adding: bytes) { continuation.resume(returning: $0) }
+        }
+    }
+
+    /// ``checkSpace(_:adding:)`` with a callback; answers at once unless the
+    /// alarm must be raised first.
+    func checkSpace(_ space: SpaceQuota, adding bytes: Int, then: @escaping @Sendable (GRPCStatus?) -> Void) {
+        if space.isAlarmed { return then(KVService.status(KVError.noSpace)) }
+        guard !space.allows(adding: bytes) else { return then(nil) }
         var command = Ensemble_V1_Command()
         command.alarm.action = .activate
         command.alarm.memberID = node.id
         command.alarm.alarm = .nospace
-        _ = await submit(command)
-        return KVService.status(KVError.noSpace)
+        submit(command) { _ in then(KVService.status(KVError.noSpace)) }
     }
 }

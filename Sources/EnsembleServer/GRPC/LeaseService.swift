@@ -31,13 +31,13 @@ public struct LeaseService: Sendable {
 
     public func register(on router: inout GRPCRouter) {
         let service = self
-        router.unary["/etcdserverpb.Lease/LeaseGrant"] = { await service.grant($0) }
-        router.unary["/etcdserverpb.Lease/LeaseRevoke"] = { await service.revoke($0) }
-        router.unary["/etcdserverpb.Lease/LeaseTimeToLive"] = { await service.timeToLive($0) }
-        router.unary["/etcdserverpb.Lease/LeaseLeases"] = { await service.leases($0) }
+        router.unary["/etcdserverpb.Lease/LeaseGrant"] = .task { await service.grant($0) }
+        router.unary["/etcdserverpb.Lease/LeaseRevoke"] = .task { await service.revoke($0) }
+        router.unary["/etcdserverpb.Lease/LeaseTimeToLive"] = .task { await service.timeToLive($0) }
+        router.unary["/etcdserverpb.Lease/LeaseLeases"] = .task { await service.leases($0) }
         // One renewal as a unary call: what a follower forwards to a leader in
         // another process for each keep-alive on its streams.
-        router.unary[Self.keepAliveOncePath] = { bytes in
+        router.unary[Self.keepAliveOncePath] = .task { bytes in
             guard let request = try? Etcdserverpb_LeaseKeepAliveRequest(serializedBytes: bytes) else {
                 return .failure(.invalidArgument("malformed LeaseKeepAliveRequest"))
             }
@@ -193,7 +193,7 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
         busy = true
         let id = queue.removeFirst()
         let service = self.service
-        let loop = stream.channel.eventLoop
+        let loop = stream.eventLoop
         let bound = NIOLoopBoundBox(self, eventLoop: loop)
         loop.makeFutureWithTask { await service.keepAlive(id) }.whenSuccess { result in
             let receiver = bound.value

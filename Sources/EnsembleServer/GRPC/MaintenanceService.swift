@@ -28,12 +28,12 @@ public struct MaintenanceService: Sendable {
 
     public func register(on router: inout GRPCRouter) {
         let service = self
-        router.unary["/etcdserverpb.Maintenance/Status"] = { _ in await service.status() }
-        router.unary["/etcdserverpb.Maintenance/Hash"] = { _ in await service.hash() }
-        router.unary["/etcdserverpb.Maintenance/HashKV"] = { await service.hashKV($0) }
-        router.unary["/etcdserverpb.Maintenance/Alarm"] = { await service.alarm($0) }
-        router.unary["/etcdserverpb.Maintenance/Defragment"] = { _ in await service.defragment() }
-        router.unary["/etcdserverpb.Maintenance/MoveLeader"] = { await service.moveLeader($0) }
+        router.unary["/etcdserverpb.Maintenance/Status"] = .task { _ in await service.status() }
+        router.unary["/etcdserverpb.Maintenance/Hash"] = .task { _ in await service.hash() }
+        router.unary["/etcdserverpb.Maintenance/HashKV"] = .task { await service.hashKV($0) }
+        router.unary["/etcdserverpb.Maintenance/Alarm"] = .task { await service.alarm($0) }
+        router.unary["/etcdserverpb.Maintenance/Defragment"] = .task { _ in await service.defragment() }
+        router.unary["/etcdserverpb.Maintenance/MoveLeader"] = .task { await service.moveLeader($0) }
         router.streaming["/etcdserverpb.Maintenance/Snapshot"] = { stream in
             SnapshotStream(service: service, stream: stream)
         }

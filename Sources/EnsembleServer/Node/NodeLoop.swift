@@ -141,9 +141,15 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// and applied here. Only the leader accepts proposals.
     public func propose(_ data: [UInt8]) async throws(NodeError) -> Machine.Result {
         let result: Result<Machine.Result, NodeError> = await withCheckedContinuation { continuation in
-            enqueue(.propose(data, { continuation.resume(returning: $0) }))
+            propose(data) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// ``propose(_:)`` for callers that start no task per request (the gRPC
+    /// KV handlers): `reply` runs once, on the loop thread, and must be quick.
+    public func propose(_ data: [UInt8], reply: @escaping @Sendable (Result<Machine.Result, NodeError>) -> Void) {
+        enqueue(.propose(data, reply))
     }
 
     /// Proposes a membership change; returns what the machine made of it when
@@ -161,9 +167,17 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// reads are served from local state at once.
     public func read(_ query: Machine.Query, linearizable: Bool = true) async throws(NodeError) -> Machine.ReadResult {
         let result: Result<Machine.ReadResult, NodeError> = await withCheckedContinuation { continuation in
-            enqueue(.read(query, linearizable: linearizable, { continuation.resume(returning: $0) }))
+            read(query, linearizable: linearizable) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// ``read(_:linearizable:)`` with a callback that runs once, on the loop
+    /// thread, and must be quick.
+    public func read(
+        _ query: Machine.Query, linearizable: Bool, reply: @escaping @Sendable (Result<Machine.ReadResult, NodeError>) -> Void
+    ) {
+        enqueue(.read(query, linearizable: linearizable, reply))
     }
 
     /// Starts an election now (tests, and `ensemble dev` to speed up the first one).

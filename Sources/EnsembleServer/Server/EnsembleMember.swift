@@ -253,7 +253,7 @@ public final class EnsembleMember: @unchecked Sendable {
         MaintenanceService(node: node, clusterID: clusterID, leaderInProcess: leaderInProcess).register(on: &routes)
         HealthService(node: node).register(on: &routes)
         let routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
-        routes.unary[Self.publishPath] = { bytes in
+        routes.unary[Self.publishPath] = .task { bytes in
             guard let member = try? Etcdserverpb_Member(serializedBytes: bytes) else {
                 return .failure(.invalidArgument("malformed Member"))
             }
