@@ -4,7 +4,13 @@
 ///
 /// Supports lookup, insertion, in-place update and ordered scans. Removal is done
 /// in bulk by ``filter(_:)``, which rebuilds the tree (compaction visits every
-/// key anyway). Not thread-safe; a reference type, so copies share nodes.
+/// key anyway). Not thread-safe.
+///
+/// ``frozenCopy()`` is O(1): the copy shares every node, and a mutation of
+/// either tree copies the nodes on its path that are shared (uniqueness is
+/// checked on the way down) instead of changing them. A frozen copy may
+/// therefore be read on another thread while this tree goes on changing — how
+/// a snapshot is encoded without stopping the node loop.
 final class ByteKeyTree<Value> {
     final class Node {
         var keys: [[UInt8]] = []
@@ -12,6 +18,15 @@ final class ByteKeyTree<Value> {
         /// Empty for a leaf; otherwise `keys.count + 1` children.
         var children: [Node] = []
         var isLeaf: Bool { children.isEmpty }
+
+        init() {}
+
+        /// A shallow copy: the arrays are shared until either side changes them.
+        init(copying node: Node) {
+            keys = node.keys
+            values = node.values
+            children = node.children
+        }
     }
 
     /// Minimum degree: nodes hold between `t - 1` and `2t - 1` keys.
@@ -20,6 +35,32 @@ final class ByteKeyTree<Value> {
     private(set) var count = 0
 
     init() {}
+
+    private init(root: Node, count: Int) {
+        self.root = root
+        self.count = count
+    }
+
+    /// A copy that shares all nodes with this tree (see the type's notes).
+    /// Neither tree's later changes show in the other.
+    func frozenCopy() -> ByteKeyTree {
+        ByteKeyTree(root: root, count: count)
+    }
+
+    /// The root, copied first if another tree shares it.
+    private func uniqueRoot() -> Node {
+        if !isKnownUniquelyReferenced(&root) { root = Node(copying: root) }
+        return root
+    }
+
+    /// `parent`'s child at `index`, copied first if another tree shares it.
+    /// `parent` must itself be unique to this tree.
+    private static func uniqueChild(_ parent: Node, _ index: Int) -> Node {
+        if !isKnownUniquelyReferenced(&parent.children[index]) {
+            parent.children[index] = Node(copying: parent.children[index])
+        }
+        return parent.children[index]
+    }
 
     /// The value for `key`, if present.
     func value(for key: [UInt8]) -> Value? {
@@ -52,13 +93,15 @@ final class ByteKeyTree<Value> {
         return body(&node.values[index])
     }
 
+    /// The node holding `key`, made unique to this tree on the way down (for
+    /// changing its value in place); nil when absent.
     private func locate(_ key: [UInt8]) -> Node? {
-        var node = root
+        var node = uniqueRoot()
         while true {
             let (index, found) = Self.search(node.keys, key)
             if found { return node }
             if node.isLeaf { return nil }
-            node = node.children[index]
+            node = Self.uniqueChild(node, index)
         }
     }
 
@@ -68,10 +111,10 @@ final class ByteKeyTree<Value> {
         if root.keys.count == 2 * Self.t - 1 {
             let newRoot = Node()
             newRoot.children = [root]
-            split(newRoot, child: 0)
             root = newRoot
+            split(newRoot, child: 0)
         }
-        var node = root
+        var node = uniqueRoot()
         while true {
             var (index, _) = Self.search(node.keys, key)
             if node.isLeaf {
@@ -84,12 +127,13 @@ final class ByteKeyTree<Value> {
                 split(node, child: index)
                 if Self.compare(key, node.keys[index]) > 0 { index += 1 }
             }
-            node = node.children[index]
+            node = Self.uniqueChild(node, index)
         }
     }
 
+    /// Splits `parent`'s full child at `index` (`parent` unique to this tree).
     private func split(_ parent: Node, child index: Int) {
-        let full = parent.children[index]
+        let full = Self.uniqueChild(parent, index)
         let t = Self.t
         let right = Node()
         right.keys = Array(full.keys[t...])

@@ -9,61 +9,14 @@ extension KVStateMachine {
     /// Encodes revision, compaction point, leases, every key's retained
     /// history and the alarms. Format: `ENKV | version u8 | revision | compacted
     /// | leases | keys | alarms`, integers little-endian (see docs/kv.md).
-    public func snapshot() -> [UInt8] {
-        var w = SnapshotWriter()
-        w.bytes += Self.snapshotMagic
-        w.u8(Self.snapshotVersion)
-        w.i64(store.revision)
-        w.i64(store.compactedRevision)
-        let ids = leases.ids
-        w.u64(UInt64(ids.count))
-        for id in ids {
-            guard let lease = leases.leases[id] else { continue }
-            w.i64(lease.id)
-            w.i64(lease.grantedTTL)
-            w.i64(lease.checkpointTTL)
-        }
-        w.u64(UInt64(store.index.count))
-        store.index.scan(from: [], to: nil) { key, history in
-            w.blob(key)
-            w.u64(UInt64(history.versions.count))
-            for version in history.versions {
-                w.i64(version.revision.main)
-                w.i64(version.revision.sub)
-                if let kv = version.kv {
-                    w.u8(1)
-                    w.i64(kv.createRevision)
-                    w.i64(kv.version)
-                    w.i64(kv.lease)
-                    w.blob(kv.value)
-                } else {
-                    w.u8(0)
-                }
-            }
-            return true
-        }
-        let raised = alarms.sorted()
-        w.u64(UInt64(raised.count))
-        for alarm in raised {
-            w.u64(alarm.member)
-            w.i64(Int64(alarm.kind.rawValue))
-        }
-        w.u64(members.clusterID)
-        let directory = members.sorted
-        w.u64(UInt64(directory.count))
-        for member in directory {
-            w.u64(member.id)
-            w.blob(Array(member.name.utf8))
-            w.u64(UInt64(member.peerURLs.count))
-            for url in member.peerURLs { w.blob(Array(url.utf8)) }
-            w.u64(UInt64(member.clientURLs.count))
-            for url in member.clientURLs { w.blob(Array(url.utf8)) }
-            w.u8(member.isLearner ? 1 : 0)
-        }
-        let removed = members.removed.sorted()
-        w.u64(UInt64(removed.count))
-        for id in removed { w.u64(id) }
-        return w.bytes
+    public func snapshot() -> [UInt8] { freeze().encode() }
+
+    /// The state now, frozen in O(1) (the key index is shared copy-on-write):
+    /// call on the apply thread, encode on any.
+    public func freeze() -> FrozenKVState {
+        FrozenKVState(
+            revision: store.revision, compacted: store.compactedRevision, leases: leases,
+            index: store.index.frozenCopy(), alarms: alarms, members: members)
     }
 
     /// Replaces the whole state with a snapshot's. On error nothing changes.
@@ -234,5 +187,76 @@ extension MVCCStore {
         approximateBytes = entries.reduce(0) { total, entry in
             entry.1.versions.reduce(total) { $0 + KeyHistory.size(key: entry.0, kv: $1.kv) }
         }
+    }
+}
+
+/// The whole KV state at one moment (``KVStateMachine/freeze()``), to be
+/// encoded as a snapshot off the apply thread. Sendable by construction: the
+/// value fields are copies, and the key index is a frozen copy that no one
+/// mutates (the live tree copies shared nodes before changing them).
+public struct FrozenKVState: @unchecked Sendable {
+    let revision: Int64
+    let compacted: Int64
+    let leases: LeaseTable
+    let index: ByteKeyTree<KeyHistory>
+    let alarms: Set<Alarm>
+    let members: MemberTable
+
+    /// The snapshot bytes (``KVStateMachine/snapshot()``'s format).
+    public func encode() -> [UInt8] {
+        var w = SnapshotWriter()
+        w.bytes += KVStateMachine.snapshotMagic
+        w.u8(KVStateMachine.snapshotVersion)
+        w.i64(revision)
+        w.i64(compacted)
+        let ids = leases.ids
+        w.u64(UInt64(ids.count))
+        for id in ids {
+            guard let lease = leases.leases[id] else { continue }
+            w.i64(lease.id)
+            w.i64(lease.grantedTTL)
+            w.i64(lease.checkpointTTL)
+        }
+        w.u64(UInt64(index.count))
+        index.scan(from: [], to: nil) { key, history in
+            w.blob(key)
+            w.u64(UInt64(history.versions.count))
+            for version in history.versions {
+                w.i64(version.revision.main)
+                w.i64(version.revision.sub)
+                if let kv = version.kv {
+                    w.u8(1)
+                    w.i64(kv.createRevision)
+                    w.i64(kv.version)
+                    w.i64(kv.lease)
+                    w.blob(kv.value)
+                } else {
+                    w.u8(0)
+                }
+            }
+            return true
+        }
+        let raised = alarms.sorted()
+        w.u64(UInt64(raised.count))
+        for alarm in raised {
+            w.u64(alarm.member)
+            w.i64(Int64(alarm.kind.rawValue))
+        }
+        w.u64(members.clusterID)
+        let directory = members.sorted
+        w.u64(UInt64(directory.count))
+        for member in directory {
+            w.u64(member.id)
+            w.blob(Array(member.name.utf8))
+            w.u64(UInt64(member.peerURLs.count))
+            for url in member.peerURLs { w.blob(Array(url.utf8)) }
+            w.u64(UInt64(member.clientURLs.count))
+            for url in member.clientURLs { w.blob(Array(url.utf8)) }
+            w.u8(member.isLearner ? 1 : 0)
+        }
+        let removed = members.removed.sorted()
+        w.u64(UInt64(removed.count))
+        for id in removed { w.u64(id) }
+        return w.bytes
     }
 }

@@ -137,7 +137,11 @@ public final class DiskStorage: RaftLogStorage {
         let record = WALRecord.batch(Batch(snapshot: marker, hardState: hardState, entries: kept))
         let length = try record.framedLength()
         try wal.checkUsable()
-        if let snapshot, marker != nil { try writeSnapshotFile(snapshot) }
+        if let snapshot, marker != nil {
+            try Self.writeSnapshotFile(snapshot, storageDirectory: directory)
+            snapshotsSaved += 1
+            snapshotDirectorySyncs += 1
+        }
         try wal.append(record, length: length, maxEntryIndex: kept.last?.index ?? 0, position: position)
         if let snapshot, let marker { try applyToCache(snapshot, marker) }
         cache.append(kept)
@@ -183,11 +187,38 @@ public final class DiskStorage: RaftLogStorage {
     ///
     /// The hard state is not changed.
     public func saveSnapshot(_ snapshot: Snapshot) throws(WALError) {
-        guard let marker = marker(for: snapshot) else { return }
+        guard marker(for: snapshot) != nil else { return }
+        try wal.checkUsable()
+        try Self.writeSnapshotFile(snapshot, storageDirectory: directory)
+        try installSnapshotFile(snapshot)
+    }
+
+    /// The first half of ``saveSnapshot(_:)``, for a snapshot taken in the
+    /// background: writes and syncs the snapshot file of the storage opened on
+    /// `storageDirectory`. Safe on any thread, while the storage is in use: it
+    /// touches only that file (a file without a WAL marker is ignored, and
+    /// removed, by recovery). Then call ``installSnapshotFile(_:)``.
+    public static func writeSnapshotFile(_ snapshot: Snapshot, storageDirectory: String) throws(WALError) {
+        try SnapshotFile.write(snapshot, directory: FileIO.joined(storageDirectory, "snap"))
+    }
+
+    /// The second half of ``saveSnapshot(_:)``: makes a snapshot whose file
+    /// ``writeSnapshotFile(_:storageDirectory:)`` wrote the current one (WAL
+    /// marker, sync, cache). A snapshot that is no longer newer than the
+    /// current one (another was installed meanwhile) is dropped with its file.
+    public func installSnapshotFile(_ snapshot: Snapshot) throws(WALError) {
+        guard let marker = marker(for: snapshot) else {
+            let name = SnapshotFile.Name(term: snapshot.metadata.term, index: snapshot.metadata.index)
+            if name.index != cache.latestSnapshot.metadata.index {
+                try? FileIO.removeFile(FileIO.joined(snapDirectory, name.fileName))
+            }
+            return
+        }
         let record = WALRecord.snapshotMarker(marker)
         let length = try record.framedLength()
         try wal.checkUsable()
-        try writeSnapshotFile(snapshot)
+        snapshotsSaved += 1
+        snapshotDirectorySyncs += 1
         try wal.append(record, length: length, maxEntryIndex: 0, position: position)
         try wal.sync()
         try applyToCache(snapshot, marker)
@@ -200,12 +231,6 @@ public final class DiskStorage: RaftLogStorage {
         guard meta.index > cache.latestSnapshot.metadata.index else { return nil }
         let matches = meta.index <= cache.lastIndex && (try? cache.term(at: meta.index)) == meta.term
         return SnapshotMarker(index: meta.index, term: meta.term, mode: matches ? .keepLog : .replaceLog)
-    }
-
-    private func writeSnapshotFile(_ snapshot: Snapshot) throws(WALError) {
-        try SnapshotFile.write(snapshot, directory: snapDirectory)
-        snapshotsSaved += 1
-        snapshotDirectorySyncs += 1
     }
 
     private func applyToCache(_ snapshot: Snapshot, _ marker: SnapshotMarker) throws(WALError) {

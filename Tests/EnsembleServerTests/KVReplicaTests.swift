@@ -136,6 +136,9 @@ func putCommand(_ key: String, _ value: String, lease: Int64 = 0) throws -> [UIn
             try await Task.sleep(for: .milliseconds(10))
         }
         for i in 0..<12 { _ = try await node.propose(try putCommand("k\(i)", "v\(i)")) }
+        // Snapshots are written in the background: wait for one past most of the puts.
+        for _ in 0..<500 where node.status.snapshotIndex < 10 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(node.status.snapshotIndex >= 10)
         node.stop()
         node = try open()
         defer { node.stop() }

@@ -35,4 +35,65 @@ import Testing
         tree.filter { _, value in value % 2 == 0 ? value : nil }
         #expect(tree.count == reference.values.filter { $0 % 2 == 0 }.count)
     }
+
+    func contents(_ tree: ByteKeyTree<[Int]>) -> [([UInt8], [Int])] {
+        var out: [([UInt8], [Int])] = []
+        tree.scan(from: [], to: nil) { key, value in
+            out.append((key, value))
+            return true
+        }
+        return out
+    }
+
+    /// A frozen copy keeps the state it was taken at while the live tree goes
+    /// on changing in every way (updates in place, inserts that split nodes up
+    /// to the root, bulk filtering), and vice versa.
+    @Test func frozenCopiesNeverSeeLaterChanges() {
+        var rng = SeededRandom(seed: 11)
+        let tree = ByteKeyTree<[Int]>()
+        var frozen: [(ByteKeyTree<[Int]>, [([UInt8], [Int])])] = []
+        for round in 0..<40 {
+            for i in 0..<400 {
+                let key = (0..<Int.random(in: 1...3, using: &rng)).map { _ in UInt8.random(in: 0...15, using: &rng) }
+                tree.update(key, orInsert: { [] }) { $0.append(round * 1000 + i) }
+                if i % 7 == 0 { tree.modify(key) { $0.removeFirst(min(1, $0.count)) } }
+            }
+            if round % 9 == 8 { tree.filter { _, value in value.count % 3 == 0 ? nil : value } }
+            let copy = tree.frozenCopy()
+            frozen.append((copy, contents(tree)))
+            #expect(copy.count == tree.count)
+        }
+        for (copy, expected) in frozen {
+            let got = contents(copy)
+            #expect(got.map(\.0) == expected.map(\.0))
+            #expect(got.map(\.1) == expected.map(\.1))
+        }
+    }
+
+    /// The snapshot use: a frozen copy is read on another thread while the
+    /// live tree is changed on this one.
+    @Test func aFrozenCopyIsReadableWhileTheTreeChanges() async {
+        let tree = ByteKeyTree<[Int]>()
+        for i in 0..<20_000 { tree.update(Array("k\(i % 5000)".utf8), orInsert: { [] }) { $0.append(i) } }
+        let expected = contents(tree)
+        let copy = UncheckedBox(tree.frozenCopy())
+        let reader = Task.detached { () -> [([UInt8], [Int])] in
+            var out: [([UInt8], [Int])] = []
+            copy.value.scan(from: [], to: nil) { key, value in
+                out.append((key, value))
+                return true
+            }
+            return out
+        }
+        for i in 0..<20_000 { tree.update(Array("k\(i % 7000)".utf8), orInsert: { [] }) { $0.append(-i) } }
+        let read = await reader.value
+        #expect(read.map(\.0) == expected.map(\.0))
+        #expect(read.map(\.1) == expected.map(\.1))
+    }
+}
+
+/// Hands a non-Sendable value to another task in a test that owns the proof.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

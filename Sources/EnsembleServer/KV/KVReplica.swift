@@ -121,6 +121,11 @@ public final class KVReplica: ReplicatedStateMachine {
 
     public func snapshot() -> [UInt8] { machine.snapshot() }
 
+    public func freezeSnapshot() -> @Sendable () -> [UInt8] {
+        let frozen = machine.freeze()
+        return { frozen.encode() }
+    }
+
     public func restore(_ data: [UInt8]) throws {
         try machine.restore(data)
         publishSpace()

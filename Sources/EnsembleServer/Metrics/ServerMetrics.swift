@@ -75,6 +75,8 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     /// as go-grpc-prometheus labels them (etcd's gRPC metrics).
     public func handled(path: String, streaming: Bool, code: Int, duration: Duration) {
         let (counter, histogram) = grpc.withLock { table -> (Counter, DurationHistogram) in
+            // Every call after a method's first with a code: a lookup, nothing built.
+            if let entry = table[path], let counter = entry.handled[code] { return (counter, entry.latency) }
             let parts = path.split(separator: "/")
             let service = parts.first.map(String.init) ?? "unknown"
             let method = parts.dropFirst().first.map(String.init) ?? "unknown"

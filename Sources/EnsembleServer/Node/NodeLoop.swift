@@ -41,6 +41,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         case campaign
         case transfer(NodeID)
         case perform(@Sendable (Machine) -> Void)
+        /// A snapshot's file was written in the background (or failed).
+        case snapshotWritten(Result<Snapshot, WALError>)
     }
 
     struct Inbox {
@@ -69,6 +71,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// Leader, role and term at the last Ready: any change fails waiting reads.
     private var lastLeadership: (leader: NodeID, role: Role, term: UInt64)?
     private var lastSnapshotIndex: UInt64
+    /// A snapshot is being encoded and written off the loop; one at a time.
+    private var snapshotInFlight = false
+    private let snapshotQueue: DispatchQueue
     /// Reads served on the leader's lease: time must then be caught up first.
     private let leaseReads: Bool
 
@@ -98,6 +103,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         self.options = options
         self.published = Mutex(NodeStatus(id: config.id))
         self.lastSnapshotIndex = snapshot.metadata.index
+        self.snapshotQueue = DispatchQueue(label: "ensemble-snapshot-\(config.id)")
         self.leaseReads = config.readOnly == .leaseBased
     }
 
@@ -113,6 +119,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         transport.register(id) { [weak self] messages in self?.enqueue(.messages(messages)) }
         let thread = Thread { [self] in
             self.run()
+            // A snapshot still being written finishes first (its file is then
+            // harmless: without its WAL marker, recovery removes it).
+            self.snapshotQueue.sync {}
             // Release the data directory before anyone may reopen it.
             try? self.storage.close()
             self.finished.signal()
@@ -376,6 +385,11 @@ extension NodeLoop {
             try? raft.transferLeadership(to: target)
         case let .perform(body):
             body(machine)
+        case let .snapshotWritten(result):
+            snapshotInFlight = false
+            guard case let .success(snapshot) = result else { return }
+            installSnapshot(snapshot)
+            publishStatus()
         }
     }
 
@@ -474,15 +488,39 @@ extension NodeLoop {
         confirmedReads = waiting
     }
 
+    /// Every `snapshotEvery` applied entries, snapshots the machine without
+    /// stopping the loop: the state is frozen here (cheap), then encoded and
+    /// its file written and synced on a background queue; the loop installs it
+    /// (WAL marker, log compaction) when told it is written. A large state
+    /// written on the loop stalled heartbeats long enough to lose the leader.
     private func maybeSnapshot() {
         let applied = raft.appliedIndex
-        guard applied >= lastSnapshotIndex + options.snapshotEvery, let term = raft.term(at: applied) else { return }
-        let snapshot = Snapshot(
-            metadata: SnapshotMetadata(index: applied, term: term, confState: raft.confState), data: machine.snapshot())
+        guard !snapshotInFlight, applied >= lastSnapshotIndex + options.snapshotEvery,
+            let term = raft.term(at: applied)
+        else { return }
+        let metadata = SnapshotMetadata(index: applied, term: term, confState: raft.confState)
+        let encode = machine.freezeSnapshot()
+        let directory = storage.directory
+        snapshotInFlight = true
+        snapshotQueue.async { [weak self] in
+            let result: Result<Snapshot, WALError>
+            do throws(WALError) {
+                let snapshot = Snapshot(metadata: metadata, data: encode())
+                try DiskStorage.writeSnapshotFile(snapshot, storageDirectory: directory)
+                result = .success(snapshot)
+            } catch {
+                result = .failure(error)
+            }
+            self?.enqueue(.snapshotWritten(result))
+        }
+    }
+
+    private func installSnapshot(_ snapshot: Snapshot) {
+        let index = snapshot.metadata.index
         do {
-            try storage.saveSnapshot(snapshot)
-            lastSnapshotIndex = applied
-            if applied > options.snapshotKeep { try storage.compact(upTo: applied - options.snapshotKeep) }
+            try storage.installSnapshotFile(snapshot)
+            lastSnapshotIndex = max(lastSnapshotIndex, index)
+            if index > options.snapshotKeep { try storage.compact(upTo: index - options.snapshotKeep) }
         } catch {
             // A failed snapshot is retried at the next threshold; the log still has everything.
         }
@@ -498,7 +536,8 @@ extension NodeLoop {
         let status = NodeStatus(
             id: id, role: raft.role, leader: raft.leader, term: raft.term, commitIndex: raft.commitIndex,
             appliedIndex: raft.appliedIndex, voters: raft.confState.voters, learners: raft.confState.learners,
-            running: true, matchIndexes: raft.matchIndexes, pendingProposals: proposals.count)
+            running: true, matchIndexes: raft.matchIndexes, pendingProposals: proposals.count,
+            snapshotIndex: lastSnapshotIndex)
         published.withLock { $0 = status }
     }
 }

@@ -16,4 +16,6 @@ public struct NodeStatus: Sendable, Equatable {
     public var matchIndexes: [NodeID: UInt64] = [:]
     /// Proposals waiting to be applied.
     public var pendingProposals = 0
+    /// The index of the latest snapshot saved in the member's data directory.
+    public var snapshotIndex: UInt64 = 0
 }

@@ -13,6 +13,10 @@ public protocol ReplicatedStateMachine: AnyObject, SendableMetatype {
     func read(_ query: Query) -> ReadResult
     /// The whole state, for Raft snapshots.
     func snapshot() -> [UInt8]
+    /// The whole state now, captured quickly on the loop thread; the closure
+    /// encodes it (as ``snapshot()`` would have) on any thread, later, while
+    /// the machine goes on applying. The default encodes at once.
+    func freezeSnapshot() -> @Sendable () -> [UInt8]
     /// Replaces the state with a snapshot's.
     func restore(_ data: [UInt8]) throws
     /// This member became leader or stopped being one (called before the
@@ -31,6 +35,10 @@ public protocol ReplicatedStateMachine: AnyObject, SendableMetatype {
 
 extension ReplicatedStateMachine {
     public func roleChanged(isLeader: Bool) {}
+    public func freezeSnapshot() -> @Sendable () -> [UInt8] {
+        let bytes = snapshot()
+        return { bytes }
+    }
     public func leaderTick() -> [[UInt8]] { [] }
     public func applyConfChange(_ change: ConfChange, accepted: Bool, index: UInt64) -> Result? { nil }
 }
