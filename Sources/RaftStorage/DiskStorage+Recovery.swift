@@ -79,7 +79,7 @@ extension DiskStorage {
             try WAL.applyRepairs(recovered, directory: walDir)
             for path in obsoleteSnapshots { try FileIO.removeFile(path) }
             let wal = try WAL.open(
-                directory: walDir, segmentSize: options.segmentSize, recovered: recovered,
+                directory: walDir, segmentSize: options.segmentSize, preallocate: options.preallocate, recovered: recovered,
                 position: LogPosition(
                     lastIndex: cache.lastIndex, snapshotIndex: base.metadata.index, snapshotTerm: base.metadata.term,
                     hardState: cache.hardState))

@@ -25,10 +25,16 @@ public final class DiskStorage: RaftLogStorage {
         public var segmentSize: Int
         /// ``compact(upTo:)`` keeps this many newest snapshot files (at least 1).
         public var snapshotsToKeep: Int
+        /// Allocate each new segment's full size up front (zeros), as etcd
+        /// does: appends then never grow the file, so fdatasync has less to
+        /// do. Only the last segment keeps unused zeros; recovery reads them
+        /// as the end of the log.
+        public var preallocate: Bool
 
-        public init(segmentSize: Int = 64 << 20, snapshotsToKeep: Int = 2) {
+        public init(segmentSize: Int = 64 << 20, snapshotsToKeep: Int = 2, preallocate: Bool = true) {
             self.segmentSize = segmentSize
             self.snapshotsToKeep = snapshotsToKeep
+            self.preallocate = preallocate
         }
     }
 

@@ -81,6 +81,32 @@ enum FileIO {
         }
     }
 
+    /// Allocates `length` bytes of zeros for `fd`, extending the file (best
+    /// effort: a file system that cannot is used as it is). fdatasync after an
+    /// append inside the allocated size need not update the file's size, which
+    /// measured about a third faster here.
+    static func preallocate(_ fd: Int32, length: Int) {
+        _ = posix_fallocate(fd, 0, off_t(length))
+    }
+
+    /// Whether `bytes[start...]` is all zeros (a preallocated segment's
+    /// unused tail: megabytes, so compared with memcmp, not byte by byte).
+    static func isAllZero(_ bytes: [UInt8], from start: Int) -> Bool {
+        let zeros = [UInt8](repeating: 0, count: 64 << 10)
+        return bytes.withUnsafeBytes { all in
+            zeros.withUnsafeBytes { zero in
+                guard let base = all.baseAddress, let zeroBase = zero.baseAddress else { return true }
+                var offset = start
+                while offset < all.count {
+                    let n = min(zero.count, all.count - offset)
+                    if memcmp(base + offset, zeroBase, n) != 0 { return false }
+                    offset += n
+                }
+                return true
+            }
+        }
+    }
+
     static func renameFile(_ from: String, _ to: String) throws(WALError) {
         let rc = from.withCString { f in to.withCString { t in rename(f, t) } }
         if rc != 0 { throw error("rename to '\(to)' of", from) }

@@ -40,6 +40,8 @@ final class WAL {
 
     let directory: String
     let segmentSize: Int
+    /// Allocate each new segment's full size when creating it.
+    let preallocate: Bool
     private(set) var segments: [Segment]
     private var writer: SegmentWriter?
     var stats = DiskStorage.Statistics()
@@ -47,9 +49,10 @@ final class WAL {
     /// (a failed fsync may have dropped dirty pages), so nothing more is written.
     private(set) var failure: WALError?
 
-    private init(directory: String, segmentSize: Int, segments: [Segment], writer: SegmentWriter?) {
+    private init(directory: String, segmentSize: Int, preallocate: Bool, segments: [Segment], writer: SegmentWriter?) {
         self.directory = directory
         self.segmentSize = segmentSize
+        self.preallocate = preallocate
         self.segments = segments
         self.writer = writer
     }
@@ -170,9 +173,10 @@ final class WAL {
     /// cache before the process died, and the node must not acknowledge entries
     /// that a later power loss could still erase.
     static func open(
-        directory: String, segmentSize: Int, recovered: Recovered, position: LogPosition
+        directory: String, segmentSize: Int, preallocate: Bool, recovered: Recovered, position: LogPosition
     ) throws(WALError) -> WAL {
-        let wal = WAL(directory: directory, segmentSize: segmentSize, segments: recovered.segments, writer: nil)
+        let wal = WAL(
+            directory: directory, segmentSize: segmentSize, preallocate: preallocate, segments: recovered.segments, writer: nil)
         if let last = recovered.segments.last {
             let path = FileIO.joined(directory, last.name.fileName)
             let fd = try FileIO.openFile(path, O_WRONLY)
@@ -254,10 +258,14 @@ final class WAL {
         if synced { stats.dataSyncs += 1 }
     }
 
-    /// Syncs and closes the current segment, then starts the next one.
+    /// Syncs and closes the current segment, then starts the next one. The old
+    /// segment's unused preallocated space is cut off first (and that made
+    /// durable): only the last segment may end in zeros.
     private func rollover(position: LogPosition) throws(WALError) {
         let old = try usableWriter()
         if try old.sync() { stats.dataSyncs += 1 }
+        try FileIO.truncate(old.fd, to: old.offset, path: old.path)
+        try FileIO.fullSync(old.fd, path: old.path)
         try createSegment(SegmentName(sequence: old.name.sequence &+ 1, firstIndex: position.lastIndex &+ 1), position: position)
         old.close()
     }
@@ -268,6 +276,7 @@ final class WAL {
     private func createSegment(_ name: SegmentName, position: LogPosition) throws(WALError) {
         let path = FileIO.joined(directory, name.fileName)
         let fd = try FileIO.openFile(path, O_WRONLY | O_CREAT | O_EXCL)
+        if preallocate { FileIO.preallocate(fd, length: segmentSize) }
         let writer = SegmentWriter(path: path, name: name, fd: fd, offset: 0)
         let header = WALRecord.segmentHeader(
             SegmentHeader(

@@ -85,8 +85,13 @@ enum SegmentReader {
             }
             let length = Int(readU32LE(bytes, at: pos))
             if length == 0 {
-                // Zero padding is what a file extended by a crash looks like.
-                let zeros = bytes[pos...].allSatisfy { $0 == 0 }
+                let zeros = FileIO.isAllZero(bytes, from: pos)
+                // The last segment is preallocated: zeros to the end are its
+                // unused space, where the next record goes.
+                if zeros && isLast {
+                    return SegmentScan(records: records, validLength: pos, fileLength: count, tornReason: nil)
+                }
+                // Zero padding elsewhere is what a file extended by a crash looks like.
                 return try damaged(zeros ? "\(remaining) zero bytes instead of a record" : "record with zero length")
             }
             if length > remaining - WALRecord.frameOverhead {

@@ -36,7 +36,7 @@ private func treeContents(_ root: String) -> [String: [UInt8]] {
             try s.close()
 
             let segment = try #require(listFiles(crash + "/wal").first)
-            let recovered = readBytes(crash + "/wal/" + segment).count
+            let recovered = lastRecordEnd(crash + "/wal/" + segment)
             try withStorage(crash) { r throws in
                 #expect(try LogState(r) == expected)
                 #expect(r.statistics.dataSyncs == 1)
@@ -57,12 +57,12 @@ private func treeContents(_ root: String) -> [String: [UInt8]] {
             let segment = try #require(storage?.segmentPaths.first)
             try storage?.append(hardState: HardState(term: 1, vote: 1, commit: 0), entries: makeEntries(1...3, term: 1))
             try storage?.sync()
-            let synced = readBytes(segment).count
+            let synced = lastRecordEnd(segment)
             let expected = try LogState(try #require(storage))
             try storage?.append(hardState: HardState(term: 1, vote: 1, commit: 3), entries: makeEntries(4...5, term: 1))
             #expect(storage?.hasUnsyncedWrites == true)
             storage = nil  // deinit: the buffered record is dropped, not written
-            #expect(readBytes(segment).count == synced)
+            #expect(lastRecordEnd(segment) == synced)
             try withStorage(dir.path) { r throws in #expect(try LogState(r) == expected) }
         }
     }
@@ -107,7 +107,8 @@ private func treeContents(_ root: String) -> [String: [UInt8]] {
     @Test func refusedOpenLeavesEveryFileUntouched() throws {
         try withTempDir { dir in
             let conf = ConfState(voters: [1])
-            try withStorage(dir.path) { s throws in
+            // Records are crafted at the end of the file: no preallocated zeros.
+            try withStorage(dir.path, options: .init(preallocate: false)) { s throws in
                 try s.append(hardState: HardState(term: 1, vote: 1, commit: 5), entries: makeEntries(1...5, term: 1))
                 try s.saveSnapshot(Snapshot(metadata: SnapshotMetadata(index: 3, term: 1, confState: conf), data: [3]))
                 try s.append(hardState: nil, entries: makeEntries(6...8, term: 1))

@@ -32,7 +32,7 @@ func totalWALBytes(_ s: DiskStorage) -> Int {
 func recordHistory(dir: String, batches: Int, syncEvery: Int, segmentSize: Int, seed: UInt64) throws -> History {
     var rng = SeededRandom(seed: seed)
     var h = History()
-    let s = try DiskStorage.open(directory: dir, options: .init(segmentSize: segmentSize))
+    let s = try DiskStorage.open(directory: dir, options: .init(segmentSize: segmentSize, preallocate: false))
     h.states.append(try LogState(s))
     h.boundaries.append(totalWALBytes(s))
     var term: UInt64 = 1
@@ -100,7 +100,8 @@ func writeCrashImage(_ h: History, prefix: Int, to dir: String, emptyNext: Bool 
             let source = dir.sub("source")
             var before: LogState?
             var recordStart = 0
-            try withStorage(source) { s throws in
+            // Byte-exact images: the file must end where the writes did.
+            try withStorage(source, options: .init(preallocate: false)) { s throws in
                 try s.append(hardState: HardState(term: 1, vote: 1, commit: 0), entries: makeEntries(1...4, term: 1))
                 try s.append(hardState: HardState(term: 1, vote: 1, commit: 3), entries: makeEntries(5...6, term: 1))
                 try s.sync()
@@ -153,7 +154,7 @@ func writeCrashImage(_ h: History, prefix: Int, to dir: String, emptyNext: Bool 
     @Test func midLogCorruptionNamesFileAndOffset() throws {
         try withTempDir { dir in
             let source = dir.sub("source")
-            try withStorage(source, options: .init(segmentSize: 600)) { s throws in
+            try withStorage(source, options: .init(segmentSize: 600, preallocate: false)) { s throws in
                 for i in 1...30 {
                     try s.append(
                         hardState: HardState(term: 1, vote: 1, commit: UInt64(i - 1)),

@@ -43,6 +43,50 @@ import Testing
         }
     }
 
+    /// A new segment is allocated at its full size, in zeros. Reopening reads
+    /// the zeros after the last record as the end of the log — no torn tail,
+    /// no warning, nothing cut — and appends continue where the records end.
+    /// Non-zero bytes in that space are still a torn write.
+    @Test func preallocatedSegmentsEndInZeros() throws {
+        try withTempDir { dir in
+            let options = DiskStorage.Options(segmentSize: 256 << 10)
+            var expected: LogState?
+            var path = ""
+            var end = 0
+            try withStorage(dir.path, options: options) { s throws in
+                try s.append(hardState: HardState(term: 1, vote: 1, commit: 0), entries: makeEntries(1...20, term: 1, size: 40))
+                try s.sync()
+                expected = try LogState(s)
+                path = try #require(s.segmentPaths.last)
+            }
+            #expect(readBytes(path).count == 256 << 10)
+            end = lastRecordEnd(path)
+            #expect(end > 0 && end < 256 << 10)
+            try withStorage(dir.path, options: options) { s throws in
+                #expect(try LogState(s) == expected)
+                #expect(s.recoveryReport.tornTail == nil)
+                #expect(s.recoveryReport.warnings.isEmpty)
+                try s.append(hardState: HardState(term: 1, vote: 1, commit: 20), entries: makeEntries(21...30, term: 1, size: 40))
+                try s.sync()
+                expected = try LogState(s)
+            }
+            #expect(readBytes(path).count == 256 << 10)
+            try withStorage(dir.path, options: options) { s throws in
+                #expect(try LogState(s) == expected)
+                #expect(s.recoveryReport.warnings.isEmpty)
+            }
+            // A write torn inside the allocated space: cut, with a warning.
+            end = lastRecordEnd(path)
+            var bytes = readBytes(path)
+            for i in end..<(end + 30) { bytes[i] = 0xAB }
+            writeBytes(path, bytes)
+            try withStorage(dir.path, options: options) { s throws in
+                #expect(try LogState(s) == expected)
+                #expect(s.recoveryReport.tornTail?.offset == end)
+            }
+        }
+    }
+
     /// After a snapshot, compaction deletes the segments it covers (never the
     /// current one) and old snapshot files; the hard state, last written only in
     /// a purged segment, survives through the segment headers.
@@ -94,4 +138,9 @@ import Testing
             }
         }
     }
+}
+
+/// Where the last record of a segment (which may end in preallocated zeros) ends.
+func lastRecordEnd(_ path: String) -> Int {
+    (try? SegmentReader.scan(readBytes(path), path: path, isLast: true).validLength) ?? 0
 }

@@ -19,7 +19,7 @@ private struct BatchImage {
         source = dir.sub("source")
         var before: LogState?
         var aStart = 0
-        try withStorage(source) { s throws in
+        try withStorage(source, options: .init(preallocate: false)) { s throws in
             try s.append(hardState: HardState(term: 1, vote: 1, commit: 1), entries: makeEntries(1...3, term: 1))
             try s.sync()
             before = try LogState(s)
