@@ -6,7 +6,8 @@ import Synchronization
 
 /// One gRPC connection: HTTP/2 over cleartext TCP with prior knowledge (h2c),
 /// as etcd serves it without TLS. Any number of calls run on it at once, each
-/// on its own HTTP/2 stream (NIOHTTP2's inline stream multiplexer).
+/// on its own HTTP/2 stream, served at the frame level by one
+/// ``GRPCClientHandler`` (no per-stream child channels).
 ///
 /// ```swift
 /// let connection = try await GRPCConnection.connect(host: "127.0.0.1", port: 2379, group: group)
@@ -21,6 +22,8 @@ import Synchronization
 ///   is reset on the wire; a write it carried may still have been applied.
 /// - No task is created per call: the call's promise is completed on the
 ///   connection's event loop and resumes the caller directly.
+/// - Calls made at about the same time, from any threads, reach the event
+///   loop together (``GRPCClientOutbox``): one task and one socket write.
 /// - When the connection is lost, every open call fails with 14 UNAVAILABLE;
 ///   later calls fail the same way at once. There is no reconnection: make a
 ///   new connection.
@@ -98,14 +101,14 @@ public final class GRPCConnection: Sendable {
     public let host: String
     public let port: Int
     let channel: any Channel
-    private let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+    private let outbox: GRPCClientOutbox
     let shared: Shared
 
-    private init(host: String, port: Int, channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer, shared: Shared) {
+    private init(host: String, port: Int, channel: any Channel, outbox: GRPCClientOutbox, shared: Shared) {
         self.host = host
         self.port = port
         self.channel = channel
-        self.multiplexer = multiplexer
+        self.outbox = outbox
         self.shared = shared
     }
 
@@ -114,14 +117,11 @@ public final class GRPCConnection: Sendable {
     public static func connect(
         host: String, port: Int, group: any EventLoopGroup, options: Options = Options()
     ) async throws -> GRPCConnection {
-        var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
-        streamConfiguration.targetWindowSize = options.streamWindowBytes
         var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
         connectionConfiguration.initialSettings = [
             HTTP2Setting(parameter: .initialWindowSize, value: options.streamWindowBytes),
             HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
         ]
-        connectionConfiguration.targetWindowSize = options.connectionWindowBytes
         // grpc-go servers (etcd) send a PING with the WINDOW_UPDATE for nearly
         // every request they read (BDP estimation). NIOHTTP2's flood guard
         // allows 200 control frames per 30 s and then ends the connection with
@@ -130,27 +130,32 @@ public final class GRPCConnection: Sendable {
         connectionConfiguration.controlFrameRateLimit.maximumCount = Int(Int32.max)
         let shared = Shared(target: "\(host):\(port)", maxResponseBytes: options.maxResponseBytes)
         let timeout = TimeAmount.nanoseconds(options.connectTimeout.nanosecondsSaturated)
-        let connected: (any Channel, NIOHTTP2Handler.StreamMultiplexer)
+        let connected: (any Channel, GRPCClientOutbox)
         do {
             connected = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(timeout)
-                .connect(host: host, port: port) { [connectionConfiguration, streamConfiguration, shared] channel in
+                .connect(host: host, port: port) { [connectionConfiguration, shared] channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(GRPCFlushCoalescer())
-                        let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-                            mode: .client, connectionConfiguration: connectionConfiguration,
-                            streamConfiguration: streamConfiguration,
-                            // A client serves no streams the server opens.
-                            inboundStreamInitializer: { stream in stream.close() })
-                        try channel.pipeline.syncOperations.addHandler(GRPCConnectionHandler(shared))
-                        return (channel, multiplexer)
+                        let outbox = GRPCClientOutbox(eventLoop: channel.eventLoop)
+                        let handler = GRPCClientHandler(
+                            shared: shared, outbox: outbox, streamWindow: options.streamWindowBytes,
+                            connectionWindow: options.connectionWindowBytes)
+                        outbox.attach(handler)
+                        // No stream multiplexer: the handler serves every call
+                        // of the connection at the frame level.
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOHTTP2Handler(
+                                mode: .client, frameDelegate: GRPCCloseAfterGoAway(handler: handler),
+                                connectionConfiguration: connectionConfiguration))
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        return (channel, outbox)
                     }
                 }
         } catch {
             throw GRPCCallError.unavailable("cannot connect to \(host):\(port): \(error)")
         }
-        return GRPCConnection(host: host, port: port, channel: connected.0, multiplexer: connected.1, shared: shared)
+        return GRPCConnection(host: host, port: port, channel: connected.0, outbox: connected.1, shared: shared)
     }
 
     /// False once the connection has closed or been lost.
@@ -162,43 +167,39 @@ public final class GRPCConnection: Sendable {
     /// `timeout` is sent as `grpc-timeout` and enforced here too: when it
     /// passes, the call throws 4 DEADLINE_EXCEEDED and the stream is reset.
     public func unary(_ path: String, _ request: [UInt8], timeout: Duration? = nil) async throws -> [UInt8] {
-        let eventLoop = channel.eventLoop
-        let promise = eventLoop.makePromise(of: [UInt8].self)
-        guard isOpen else {
-            promise.fail(GRPCCallError.unavailable(shared.whyRefused))
+        guard isOpen else { throw GRPCCallError.unavailable(shared.whyRefused) }
+        let promise = channel.eventLoop.makePromise(of: [UInt8].self)
+        let deadline = timeout.map { NIODeadline.now() + .nanoseconds($0.nanosecondsSaturated) }
+        let opened = outbox.open(
+            GRPCClientCall.Request(
+                head: head(path, timeout), message: ByteBuffer(grpcMessage: request), deadline: deadline,
+                sink: .unary(promise)))
+        guard let stream = opened else {
+            promise.fail(refusal())
             return try await promise.futureResult.get()
         }
-        if let timeout {
-            let deadline = eventLoop.scheduleTask(in: .nanoseconds(timeout.nanosecondsSaturated)) {
-                promise.fail(GRPCCallError.deadlineExceeded)
-            }
-            promise.futureResult.whenComplete { _ in deadline.cancel() }
-        }
-        open(path: path, timeout: timeout, sink: .unary(request: request, promise)) { error in
-            promise.fail(error)
-        }
+        let outbox = self.outbox
         return try await withTaskCancellationHandler {
             try await promise.futureResult.get()
         } onCancel: {
             promise.fail(GRPCCallError.cancelled)
+            outbox.push(.cancel(stream))  // resets the stream
         }
     }
 
     /// Opens a streaming call on `path`. Messages may be sent at once.
     public func stream(_ path: String) -> GRPCClientStream {
         let (messages, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
-        let call = GRPCClientStream(messages: messages)
+        let request = GRPCClientCall.Request(head: head(path, nil), message: nil, deadline: nil, sink: .stream(continuation))
+        let opened = isOpen ? outbox.open(request) : nil
+        guard let stream = opened else {
+            continuation.finish(throwing: refusal())
+            return GRPCClientStream(messages: messages, outbox: nil, stream: .rootStream)
+        }
+        let call = GRPCClientStream(messages: messages, outbox: outbox, stream: stream)
+        // Set after opening: until this returns, only the connection can end the stream.
         continuation.onTermination = { termination in
             if case .cancelled = termination { call.cancel() }
-        }
-        guard isOpen else {
-            continuation.finish(throwing: GRPCCallError.unavailable(shared.whyRefused))
-            call.ended()
-            return call
-        }
-        open(path: path, timeout: nil, sink: .stream(continuation, call)) { error in
-            continuation.finish(throwing: error)
-            call.ended()
         }
         return call
     }
@@ -209,27 +210,21 @@ public final class GRPCConnection: Sendable {
         try? await channel.close()
     }
 
-    /// Opens the HTTP/2 stream for one call; `failed` runs if it cannot be opened.
-    private func open(
-        path: String, timeout: Duration?, sink: GRPCClientCallHandler.Sink,
-        failed: @escaping @Sendable (GRPCCallError) -> Void
-    ) {
+    /// The request headers of a call.
+    private func head(_ path: String, _ timeout: Duration?) -> HPACKHeaders {
         var head: HPACKHeaders = [
             ":method": "POST", ":scheme": "http", ":path": path, ":authority": shared.target,
             "content-type": "application/grpc", "te": "trailers", "user-agent": "ensemble-grpc-client/1",
         ]
         if let timeout { head.add(name: "grpc-timeout", value: grpcTimeoutHeader(timeout)) }
-        let shared = self.shared
-        let created = channel.eventLoop.makePromise(of: (any Channel).self)
-        created.futureResult.whenFailure { error in
-            failed(.unavailable("cannot open a stream to \(shared.target): \(error)"))
-        }
-        multiplexer.createStreamChannel(promise: created) { [head] stream in
-            stream.eventLoop.makeCompletedFuture {
-                try stream.pipeline.syncOperations.addHandler(
-                    GRPCClientCallHandler(head: head, sink: sink, connection: shared))
-            }
-        }
+        return head
+    }
+
+    /// Why a call could not be queued: the connection ended, or it has used
+    /// every stream ID (then it takes no more calls; make a new connection).
+    private func refusal() -> GRPCCallError {
+        if outbox.isExhausted { shared.end(.goAway("every HTTP/2 stream ID has been used")) }
+        return .unavailable(shared.whyRefused)
     }
 }
 

@@ -4,7 +4,7 @@ import NIOHTTP2
 
 /// The response side of one gRPC call as a pure state machine: HTTP/2 events
 /// go in, response messages and at most one end of the call come out. The
-/// channel handler beside it (``GRPCClientCallHandler``) only moves frames.
+/// connection handler (``GRPCClientHandler``) only moves frames.
 ///
 /// A well-formed response is either
 /// - headers (`:status 200`, `content-type: application/grpc…`), any number of
