@@ -129,6 +129,7 @@ extension RaftNode {
 
     mutating func becomeLeader() {
         reset(term: term)
+        forwardedBatches.removeAll()
         role = .leader
         leader = id
         let next = log.lastIndex + 1

@@ -21,6 +21,29 @@ extension RaftNode {
         return (first, term)
     }
 
+    /// On a follower: hands `batch` to the leader, which appends it as if
+    /// proposed there and answers with the index and term the entries got; the
+    /// answer arrives as ``ForwardedProposals`` carrying `context` in a later
+    /// Ready. If either message is lost nothing arrives: the caller times out.
+    /// Throws when this member leads (propose instead) or knows no leader.
+    public mutating func forward(_ batch: [[UInt8]], context: [UInt8]) throws(ProposalError) {
+        guard role != .leader, leader != .none, leader != id else { throw .notLeader(leader: role == .leader ? id : leader) }
+        send(Message(kind: .propose, to: leader, entries: batch.map { Entry(term: 0, index: 0, data: $0) }, context: context))
+    }
+
+    /// The leader's side of ``forward(_:context:)``.
+    mutating func handleForwardedProposals(_ message: Message) {
+        // A duplicate of a batch already taken: its answer was sent then.
+        guard forwardedBatches.insert(message.context, from: message.from) else { return }
+        let batch = message.entries.map(\.data)
+        let taken = message.entries.allSatisfy { $0.kind == .normal && !$0.data.isEmpty }
+        if taken, let (first, term) = try? propose(batch: batch) {
+            send(Message(kind: .proposeResponse, to: message.from, logTerm: term, index: first, context: message.context))
+        } else {
+            send(Message(kind: .proposeResponse, to: message.from, reject: true, context: message.context))
+        }
+    }
+
     /// Proposes a single-server membership change. Refused while another is being
     /// applied and until the leader has committed an entry of its own term.
     @discardableResult

@@ -4,7 +4,7 @@ extension RaftNode {
     /// Whether ``ready()`` has anything for the driver.
     public var hasReady: Bool {
         if needsBroadcast || reads.hasUnsent { return true }
-        if !messages.isEmpty || !messagesAfterPersist.isEmpty || !readStates.isEmpty { return true }
+        if !messages.isEmpty || !messagesAfterPersist.isEmpty || !readStates.isEmpty || !forwarded.isEmpty { return true }
         if !log.unstable.entries.isEmpty || log.unstable.snapshot != nil { return true }
         if log.hasNextCommittedEntries { return true }
         return hardState != previousHardState || softState != previousSoftState
@@ -25,6 +25,8 @@ extension RaftNode {
         ready.messages = messages
         ready.messagesAfterPersist = messagesAfterPersist
         ready.readStates = readStates
+        ready.forwarded = forwarded
+        forwarded.removeAll()
         messages.removeAll(keepingCapacity: true)
         messagesAfterPersist.removeAll(keepingCapacity: true)
         readStates.removeAll()

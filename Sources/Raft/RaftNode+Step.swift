@@ -45,6 +45,10 @@ extension RaftNode {
         case .voteResponse, .preVoteResponse:
             learnCommit(fromVoter: message)
             if role == .candidate || role == .preCandidate { stepCandidate(message) }
+        case .proposeResponse:
+            // Whatever our role now: an accepted batch may still commit.
+            forwarded.append(
+                ForwardedProposals(context: message.context, index: message.reject ? nil : message.index, term: message.logTerm))
         default:
             switch role {
             case .leader: stepLeader(message)
@@ -102,6 +106,8 @@ extension RaftNode {
         case .snapshot:
             becomeFollower(term: message.term, leader: message.from)
             handleSnapshot(message)
+        case .propose:
+            send(Message(kind: .proposeResponse, to: message.from, reject: true, context: message.context))
         case .preVoteResponse where role == .preCandidate, .voteResponse where role == .candidate:
             switch recordVote(from: message.from, granted: !message.reject) {
             case .won:
@@ -135,6 +141,9 @@ extension RaftNode {
             campaign(.transfer)
         case .readIndexResponse:
             readStates.append(ReadState(index: message.index, context: message.context))
+        case .propose:
+            // The sender thinks we lead: refuse, so it does not wait in vain.
+            send(Message(kind: .proposeResponse, to: message.from, reject: true, context: message.context))
         default:
             break
         }
@@ -149,6 +158,8 @@ extension RaftNode {
             handleHeartbeatResponse(message)
         case .readIndex:
             handleReadIndex(from: message.from, context: message.context)
+        case .propose:
+            handleForwardedProposals(message)
         default:
             break
         }

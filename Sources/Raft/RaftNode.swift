@@ -55,6 +55,10 @@ public struct RaftNode<Storage: RaftLogStorage> {
     var messages: [Message] = []
     var messagesAfterPersist: [Message] = []
     var readStates: [ReadState] = []
+    /// Answers to forwarded proposals, for the next Ready.
+    var forwarded: [ForwardedProposals] = []
+    /// On the leader: forwarded batches taken this term (duplicate detection).
+    var forwardedBatches = ForwardedBatches()
     var previousHardState: HardState
     /// The hard state the driver last reported durable; a leader's messages wait
     /// for persistence while its term or vote is newer than this.

@@ -16,6 +16,17 @@ public struct ReadState: Sendable, Equatable {
     public var context: [UInt8]
 }
 
+/// The leader's answer to proposals this follower forwarded
+/// (``RaftNode/forward(_:context:)``): they were appended from `index` on in
+/// `term` — each then succeeded if and only if the entry applied at its index
+/// has that term, as for ``RaftNode/propose(_:)`` — or, when `index` is nil,
+/// the leader did not take them (they certainly did not happen).
+public struct ForwardedProposals: Sendable, Equatable {
+    public var context: [UInt8]
+    public var index: UInt64?
+    public var term: UInt64
+}
+
 /// Everything the driver must do after `step`/`tick`/`propose`. Handle the fields
 /// in this order, then call ``RaftNode/advance(_:)`` with the same value:
 ///
@@ -31,6 +42,7 @@ public struct ReadState: Sendable, Equatable {
 /// 4. Apply `snapshot` (if any), then `committedEntries` in order, to the state machine.
 ///    Committed entries are always covered by step 2 of this or an earlier Ready.
 /// 5. Answer `readStates` once the applied index reaches each one's index.
+///    Track `forwarded` proposals by the index the leader gave them.
 ///
 /// Between `ready()` and `advance(_:)` the node must not be stepped, ticked or
 /// proposed to: one serial loop runs the whole cycle (batching many proposals
@@ -47,6 +59,7 @@ public struct Ready: Sendable {
     public var messages: [Message] = []
     public var messagesAfterPersist: [Message] = []
     public var readStates: [ReadState] = []
+    public var forwarded: [ForwardedProposals] = []
 
     public init() {}
 

@@ -17,6 +17,8 @@ public final class Cluster {
     public private(set) var applied: [NodeID: [Entry]] = [:]
     /// Read states each member has reported.
     public private(set) var readStates: [NodeID: [ReadState]] = [:]
+    /// Answers to proposals each member forwarded, from its Readys.
+    public private(set) var forwarded: [NodeID: [ForwardedProposals]] = [:]
     /// Every message ever sent, for tests that count them.
     public private(set) var sent: [Message] = []
     let configure: (inout RaftConfig) -> Void
@@ -165,5 +167,6 @@ extension Cluster: ReadyHandler {
     func advanced(_ node: SimNode, _ ready: Ready) {
         oracle.observeCommit(node)
         readStates[node.id, default: []].append(contentsOf: ready.readStates)
+        forwarded[node.id, default: []].append(contentsOf: ready.forwarded)
     }
 }

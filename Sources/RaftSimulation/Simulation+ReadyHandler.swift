@@ -31,6 +31,7 @@ extension Simulation: ReadyHandler {
         trace("n\(node.id) crashes before persisting its Ready")
         pendingProposals[node.id] = nil
         pendingReads[node.id] = nil
+        pendingForwards[node.id] = nil
         downUntil[node.id] = now + randomInt(20...400)
         stats.crashes += 1
         return true
@@ -63,6 +64,16 @@ extension Simulation: ReadyHandler {
 
     func advanced(_ node: SimNode, _ ready: Ready) {
         oracle.observeCommit(node)
+        for answer in ready.forwarded {
+            guard let context = Proposal.decode(answer.context),
+                let ids = pendingForwards[node.id]?.removeValue(forKey: context)
+            else { continue }
+            guard let first = answer.index else { continue }
+            // Tracked like the leader's own: acknowledged once applied here with that term.
+            for (offset, id) in ids.enumerated() where first + UInt64(offset) > node.stateMachine.appliedIndex {
+                pendingProposals[node.id, default: [:]][first + UInt64(offset)] = (answer.term, id)
+            }
+        }
         for state in ready.readStates {
             guard let context = Proposal.decode(state.context),
                 let issuedAt = pendingReads[node.id]?.removeValue(forKey: context)

@@ -27,6 +27,8 @@ public final class Simulation {
     var ackedAfterHeal = false
     /// Per member: read context → highest acknowledged index when the read began.
     var pendingReads: [NodeID: [UInt64: UInt64]] = [:]
+    /// Proposals a follower forwarded to its leader, by batch context, until the leader answers.
+    var pendingForwards: [NodeID: [UInt64: [UInt64]]] = [:]
     var nextRead: UInt64 = 1
     var finalReads: Set<UInt64> = []
     var snapshotFailures: [(from: NodeID, to: NodeID)] = []
@@ -153,6 +155,7 @@ public final class Simulation {
         node.crash()
         pendingProposals[node.id] = nil
         pendingReads[node.id] = nil
+        pendingForwards[node.id] = nil
         downUntil[node.id] = now + duration
         stats.crashes += 1
         trace("n\(node.id) crashes for \(duration)ms")
@@ -168,8 +171,14 @@ public final class Simulation {
     // MARK: Client load
 
     private func clientLoad() {
-        if chance(profile.proposeRate), let leader = pick(liveLeaders) {
-            propose(on: leader, count: chance(profile.batchRate) ? randomInt(2...6) : 1)
+        if chance(profile.proposeRate) {
+            // A third of client writes reach a follower, which forwards them.
+            let followers = members.filter { $0.isUp && $0.raft?.role == .follower && $0.raft?.leader != NodeID.none }
+            if chance(0.33), let follower = pick(followers) {
+                forward(on: follower, count: chance(profile.batchRate) ? randomInt(2...6) : 1)
+            } else if let leader = pick(liveLeaders) {
+                propose(on: leader, count: chance(profile.batchRate) ? randomInt(2...6) : 1)
+            }
         }
         if chance(profile.readRate), let node = pick(members.filter(\.isUp)) {
             let context = nextRead
@@ -199,6 +208,19 @@ public final class Simulation {
             pendingProposals[leader.id, default: [:]][first + UInt64(offset)] = (term, id)
         }
         process(leader)
+    }
+
+    private func forward(on follower: SimNode, count: Int) {
+        let ids = (0..<count).map { nextProposal + UInt64($0) }
+        nextProposal += UInt64(count)
+        let context = nextRead
+        nextRead += 1
+        let forwarded = follower.with { raft -> Bool in
+            (try? raft.forward(ids.map(Proposal.encode), context: Proposal.encode(context))) != nil
+        }
+        guard forwarded == true else { return }
+        pendingForwards[follower.id, default: [:]][context] = ids
+        process(follower)
     }
 
     func pick<T>(_ values: [T]) -> T? {
@@ -361,6 +383,8 @@ public final class Simulation {
         case .heartbeat: text += " commit=\(m.commit)"
         case .snapshot: text += " at \(m.snapshot?.metadata.index ?? 0)"
         case .readIndexResponse: text += " index=\(m.index)"
+        case .propose: text += " n=\(m.entries.count)"
+        case .proposeResponse: text += m.reject ? " refused" : " from \(m.index)"
         default: break
         }
         return text

@@ -14,13 +14,14 @@ final class TestCluster: @unchecked Sendable {
     var nodes: [NodeID: NodeLoop<RegisterMachine>] = [:]
     var options = NodeLoop<RegisterMachine>.Options()
 
-    init() throws {
+    init(forwardProposals: Bool = true) throws {
         directory = NSTemporaryDirectory() + "ensemble-node-\(UUID().uuidString)"
         // 25 ms ticks: elections after 250–500 ms. Shorter ones churn leaders when
         // the whole test suite shares two cores.
         options.tickInterval = .milliseconds(25)
         options.snapshotEvery = 50
         options.snapshotKeep = 10
+        options.forwardProposals = forwardProposals
         for id in ids { try start(id) }
     }
 
@@ -102,8 +103,22 @@ final class TestCluster: @unchecked Sendable {
             let value = try await cluster.read("x", on: id)
             #expect(value == "2", "member \(id)")
         }
-        // A follower refuses proposals (naming the leader). Leadership may move
-        // under load, so look for a refusal over a few tries.
+        // A follower forwards proposals to its leader inside Raft: the write
+        // commits and the follower answers once it applied it.
+        let current = try await cluster.waitForLeader()
+        let follower = try #require(cluster.ids.first { $0 != current })
+        for i in 0..<20 { _ = try await cluster.nodes[follower]?.propose(RegisterMachine.put("f\(i)", "\(i)")) }
+        for id in cluster.ids {
+            let value = try await cluster.read("f19", on: id)
+            #expect(value == "19", "member \(id)")
+        }
+    }
+
+    /// Without forwarding a follower refuses proposals, naming the leader.
+    @Test func withoutForwardingAFollowerRefuses() async throws {
+        let cluster = try TestCluster(forwardProposals: false)
+        defer { cluster.shutdown() }
+        // Leadership may move under load, so look for a refusal over a few tries.
         var refused = false
         for _ in 0..<10 where !refused {
             let current = try await cluster.waitForLeader()

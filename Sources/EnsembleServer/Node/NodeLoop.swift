@@ -25,6 +25,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         /// ``NodeError/outcomeUnknown`` (it may still commit), a read with
         /// ``NodeError/leaderChanged`` (retry). etcd waits 5 s plus the election timeout.
         public var requestTimeout: Duration = .seconds(7)
+        /// A follower forwards proposals to its leader over the Raft transport
+        /// (one message per cycle) instead of refusing them with ``NodeError/notLeader(leader:)``.
+        public var forwardProposals = true
         /// Hears syncs, applies and leader changes (metrics).
         public var observer: (any NodeObserver)?
         public init() {}
@@ -65,6 +68,11 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var proposals: [UInt64: (term: UInt64, reply: ProposalReply, deadline: ContinuousClock.Instant)] = [:]
     private var reads: [UInt64: (query: Machine.Query, reply: ReadReply, deadline: ContinuousClock.Instant)] = [:]
     private var confirmedReads: [(index: UInt64, context: UInt64)] = []
+    /// Proposals made on this follower in the current cycle, forwarded to the
+    /// leader as one batch at its end.
+    private var toForward: [(data: [UInt8], reply: ProposalReply)] = []
+    /// Forwarded batches waiting for the leader's answer, by context.
+    private var forwarded: [UInt64: (replies: [ProposalReply], deadline: ContinuousClock.Instant)] = [:]
     /// Read contexts start at a random value each start, so a reply meant for
     /// this member's previous incarnation can never answer a new read.
     private var nextReadContext = UInt64.random(in: 1...(UInt64.max / 2))
@@ -73,6 +81,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var lastSnapshotIndex: UInt64
     /// A snapshot is being encoded and written off the loop; one at a time.
     private var snapshotInFlight = false
+    private var snapshotStarted = ContinuousClock.now
     private let snapshotQueue: DispatchQueue
     /// Reads served on the leader's lease: time must then be caught up first.
     private let leaseReads: Bool
@@ -270,6 +279,7 @@ extension NodeLoop {
             var missed = 0
             if leaseReads { missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: 64) }
             for item in work { handle(item) }
+            forwardProposals()
             if !leaseReads {
                 let heardPeers = work.contains { if case .messages = $0 { true } else { false } }
                 missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: heardPeers ? 1 : 64)
@@ -321,6 +331,9 @@ extension NodeLoop {
         }
         for (_, pending) in proposals { pending.reply(.failure(error)) }
         proposals.removeAll()
+        for item in toForward { item.reply(.failure(.stopped)) }
+        toForward.removeAll()
+        failForwarded(error)
         failReads(.stopped)
         published.withLock { $0.running = false }
     }
@@ -332,6 +345,10 @@ extension NodeLoop {
             proposals.removeValue(forKey: index)
             pending.reply(.failure(.outcomeUnknown))
             options.observer?.proposalFailed()
+        }
+        for (context, batch) in forwarded where batch.deadline <= now {
+            forwarded.removeValue(forKey: context)
+            for reply in batch.replies { reply(.failure(.outcomeUnknown)) }
         }
         for (context, pending) in reads where pending.deadline <= now {
             reads.removeValue(forKey: context)
@@ -354,6 +371,54 @@ extension NodeLoop {
         }
     }
 
+    /// Sends this cycle's proposals to the leader as one batch (Raft
+    /// `.propose`); a refusal answers them with ``NodeError/notLeader(leader:)``.
+    private func forwardProposals() {
+        guard !toForward.isEmpty else { return }
+        let batch = toForward
+        toForward.removeAll(keepingCapacity: true)
+        let context = nextReadContext
+        nextReadContext += 1
+        do {
+            try raft.forward(batch.map(\.data), context: Self.encode(context))
+            forwarded[context] = (batch.map(\.reply), ContinuousClock.now + options.requestTimeout)
+        } catch let .notLeader(leader) {
+            for item in batch { item.reply(.failure(leader == .none ? .noLeader : .notLeader(leader: leader))) }
+        } catch {
+            for item in batch { item.reply(.failure(.proposalDropped("\(error)"))) }
+        }
+    }
+
+    /// The leader answered a forwarded batch: track each proposal by the index
+    /// it got, exactly like one made here; a refusal means none happened.
+    private func forwardedAnswered(_ answer: ForwardedProposals) {
+        guard let context = Self.decode(answer.context), let batch = forwarded.removeValue(forKey: context) else { return }
+        guard let first = answer.index else {
+            let leader = raft.leader
+            for reply in batch.replies { reply(.failure(leader == .none || leader == id ? .noLeader : .notLeader(leader: leader))) }
+            return
+        }
+        for (offset, reply) in batch.replies.enumerated() {
+            let index = first + UInt64(offset)
+            if index <= raft.appliedIndex {
+                // Applied before the answer came: it cannot be matched any more.
+                reply(.failure(.outcomeUnknown))
+                continue
+            }
+            proposals.removeValue(forKey: index)?.reply(.failure(.leaderChanged))
+            proposals[index] = (answer.term, reply, batch.deadline)
+        }
+    }
+
+    static func encode(_ context: UInt64) -> [UInt8] { withUnsafeBytes(of: context.littleEndian) { Array($0) } }
+
+    static func decode(_ bytes: [UInt8]) -> UInt64? {
+        guard bytes.count == 8 else { return nil }
+        var value: UInt64 = 0
+        for i in 0..<8 { value |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        return value
+    }
+
     private func handle(_ work: Work) {
         switch work {
         case let .messages(messages):
@@ -363,7 +428,11 @@ extension NodeLoop {
                 reply(.failure(.proposalDropped("empty proposal")))
                 return
             }
-            track(reply) { () throws(ProposalError) in try raft.propose(data) }
+            if options.forwardProposals, raft.role == .follower, raft.leader != .none, raft.leader != id {
+                toForward.append((data, reply))
+            } else {
+                track(reply) { () throws(ProposalError) in try raft.propose(data) }
+            }
         case let .proposeConfChange(change, reply):
             track(reply) { () throws(ProposalError) in try raft.proposeConfChange(change) }
         case let .read(query, linearizable, reply):
@@ -374,7 +443,7 @@ extension NodeLoop {
             let context = nextReadContext
             nextReadContext += 1
             do {
-                try raft.readIndex(context: withUnsafeBytes(of: context.littleEndian) { Array($0) })
+                try raft.readIndex(context: Self.encode(context))
                 reads[context] = (query, reply, ContinuousClock.now + options.requestTimeout)
             } catch {
                 reply(.failure(.noLeader))
@@ -389,6 +458,8 @@ extension NodeLoop {
             snapshotInFlight = false
             guard case let .success(snapshot) = result else { return }
             installSnapshot(snapshot)
+            options.observer?.snapshotSaved(
+                index: snapshot.metadata.index, bytes: snapshot.data.count, duration: .now - snapshotStarted)
             publishStatus()
         }
     }
@@ -403,6 +474,8 @@ extension NodeLoop {
                 // Reads waiting on a round die with any change of leader, role or
                 // term (Raft drops them); the client retries.
                 failReads(.leaderChanged)
+                // A batch sent to the old leader may or may not have been appended.
+                failForwarded(.outcomeUnknown)
             }
             if (lastLeadership?.role == .leader) != (raft.role == .leader) {
                 machine.roleChanged(isLeader: raft.role == .leader)
@@ -427,6 +500,8 @@ extension NodeLoop {
                 }
                 lastSnapshotIndex = max(lastSnapshotIndex, snapshot.metadata.index)
             }
+            // Before this Ready's entries apply: an answer may name one of them.
+            for answer in ready.forwarded { forwardedAnswered(answer) }
             // Raft applies configuration changes in advance(); the machine hears
             // of each in log order, with whether Raft will accept it.
             var conf = raft.confState
@@ -454,9 +529,7 @@ extension NodeLoop {
                 options.observer?.applied(entries: ready.committedEntries.count, duration: ContinuousClock.now - applyStarted)
             }
             for state in ready.readStates {
-                guard state.context.count == 8 else { continue }
-                var context: UInt64 = 0
-                for i in 0..<8 { context |= UInt64(state.context[i]) << (8 * UInt64(i)) }
+                guard let context = Self.decode(state.context) else { continue }
                 confirmedReads.append((state.index, context))
             }
             raft.advance(ready)
@@ -502,6 +575,7 @@ extension NodeLoop {
         let encode = machine.freezeSnapshot()
         let directory = storage.directory
         snapshotInFlight = true
+        snapshotStarted = .now
         snapshotQueue.async { [weak self] in
             let result: Result<Snapshot, WALError>
             do throws(WALError) {
@@ -524,6 +598,11 @@ extension NodeLoop {
         } catch {
             // A failed snapshot is retried at the next threshold; the log still has everything.
         }
+    }
+
+    private func failForwarded(_ error: NodeError) {
+        for (_, batch) in forwarded { for reply in batch.replies { reply(.failure(error)) } }
+        forwarded.removeAll()
     }
 
     private func failReads(_ error: NodeError) {

@@ -11,6 +11,8 @@ public protocol NodeObserver: Sendable {
     func leaderChanged(to leader: NodeID)
     /// A proposal was answered with a failure.
     func proposalFailed()
+    /// A snapshot was written in the background and installed.
+    func snapshotSaved(index: UInt64, bytes: Int, duration: Duration)
 }
 
 extension NodeObserver {
@@ -18,4 +20,5 @@ extension NodeObserver {
     public func applied(entries: Int, duration: Duration) {}
     public func leaderChanged(to leader: NodeID) {}
     public func proposalFailed() {}
+    public func snapshotSaved(index: UInt64, bytes: Int, duration: Duration) {}
 }

@@ -9,12 +9,23 @@ struct LoggingNodeObserver: NodeObserver {
 
     func walSynced(duration: Duration) {
         next.walSynced(duration: duration)
-        if duration > .seconds(1) {
+        if duration > .milliseconds(100) {
             logger.warning("slow WAL fsync", metadata: ["took": "\(duration)"])
         }
     }
 
-    func applied(entries: Int, duration: Duration) { next.applied(entries: entries, duration: duration) }
+    func applied(entries: Int, duration: Duration) {
+        next.applied(entries: entries, duration: duration)
+        // etcd warns past 100 ms: the loop sends no heartbeats meanwhile.
+        if duration > .milliseconds(100) {
+            logger.warning("slow apply", metadata: ["entries": "\(entries)", "took": "\(duration)"])
+        }
+    }
+
+    func snapshotSaved(index: UInt64, bytes: Int, duration: Duration) {
+        next.snapshotSaved(index: index, bytes: bytes, duration: duration)
+        logger.info("saved snapshot", metadata: ["index": "\(index)", "bytes": "\(bytes)", "took": "\(duration)"])
+    }
 
     func leaderChanged(to leader: NodeID) {
         next.leaderChanged(to: leader)

@@ -23,6 +23,12 @@ public enum MessageKind: UInt8, Sendable, CaseIterable {
     case readIndex = 11
     /// The leader answers a forwarded ReadIndex: `index` is the read index.
     case readIndexResponse = 12
+    /// A follower forwards proposals to its leader (thesis §6.2): `entries`
+    /// carry the data (term and index unset); `context` identifies the batch.
+    case propose = 13
+    /// The leader's answer to `.propose`: the entries were appended from
+    /// `index` on in term `logTerm`, or, with `reject`, were not taken.
+    case proposeResponse = 14
 }
 
 /// A message between members. One flat struct, as in etcd-io/raft, so the

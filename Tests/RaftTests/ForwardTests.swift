@@ -1,0 +1,51 @@
+import Raft
+import RaftSimulation
+import Testing
+
+/// Proposals a follower forwards to its leader (thesis §6.2), answered with
+/// the index and term they got.
+@Suite struct ForwardTests {
+    @Test func aFollowerBatchIsAppendedByTheLeaderAndAnswered() throws {
+        let cluster = try Cluster(voters: 3)
+        cluster.elect(1)
+        cluster.on(3) { node in try? node.forward([bytes("a"), bytes("b")], context: bytes("batch-1")) }
+        cluster.stabilize()
+        let answer = try #require(cluster.forwarded[3]?.last)
+        #expect(answer.context == bytes("batch-1"))
+        let first = try #require(answer.index)
+        #expect(answer.term == cluster.node(1).term)
+        for id in cluster.ids {
+            let entries = cluster.applied[id, default: []]
+            #expect(entries.first { $0.index == first }?.data == bytes("a"), "member \(id)")
+            #expect(entries.first { $0.index == first + 1 }?.data == bytes("b"), "member \(id)")
+        }
+    }
+
+    /// The network may deliver a message twice: the batch is appended once.
+    @Test func aDuplicatedBatchIsAppendedOnce() throws {
+        let cluster = try Cluster(voters: 3)
+        cluster.elect(1)
+        cluster.on(2) { node in try? node.forward([bytes("once")], context: bytes("dup")) }
+        let sent = cluster.take { $0.kind == .propose }
+        #expect(sent.count == 1)
+        for message in sent + sent { cluster.deliver(message) }
+        cluster.stabilize()
+        let copies = cluster.applied[1, default: []].filter { $0.data == bytes("once") }
+        #expect(copies.count == 1)
+        #expect(cluster.forwarded[2]?.count == 1)
+    }
+
+    /// A member that does not lead refuses a batch sent to it, so the sender
+    /// does not wait in vain; a member with no leader cannot forward at all.
+    @Test func aNonLeaderRefusesAndNoLeaderThrows() throws {
+        let cluster = try Cluster(voters: 3)
+        cluster.elect(1)
+        cluster.deliver(Message(kind: .propose, from: 2, to: 3, term: cluster.node(3).term, entries: [Entry(term: 0, index: 0, data: bytes("x"))], context: bytes("stale")))
+        cluster.stabilize()
+        let answer = try #require(cluster.forwarded[2]?.last)
+        #expect(answer.index == nil && answer.context == bytes("stale"))
+        #expect(!cluster.applied[1, default: []].contains { $0.data == bytes("x") })
+        let fresh = try Cluster(voters: 3)
+        #expect(throws: ProposalError.self) { try fresh.on(2) { node in try node.forward([bytes("y")], context: []) } }
+    }
+}
