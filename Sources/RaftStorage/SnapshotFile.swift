@@ -127,6 +127,9 @@ enum SnapshotFile {
     /// is durable under its final name; after a crash before that, either the old
     /// set of snapshot files or the new one is visible, never a partial file under
     /// a final name (the temp file is removed if writing it fails).
+    /// A snapshot file is written and synced this many bytes at a time.
+    static let syncSlice = 8 << 20
+
     @discardableResult
     static func write(_ snapshot: Snapshot, directory: String) throws(WALError) -> Name {
         let name = Name(term: snapshot.metadata.term, index: snapshot.metadata.index)
@@ -135,7 +138,16 @@ enum SnapshotFile {
         let bytes = try encode(snapshot)
         let fd = try FileIO.openFile(tempPath, O_WRONLY | O_CREAT | O_TRUNC)
         do {
-            try FileIO.pwriteAll(fd, bytes, at: 0, path: tempPath)
+            // In slices, each synced: one sync of hundreds of megabytes fills
+            // the disk queue and stalls the WAL's fdatasync behind it (seen as
+            // 0.2–0.5 s WAL syncs and slow requests while snapshots were written).
+            var offset = 0
+            while offset < bytes.count {
+                let end = min(offset + syncSlice, bytes.count)
+                try FileIO.pwriteAll(fd, Array(bytes[offset..<end]), at: offset, path: tempPath)
+                if end < bytes.count { try FileIO.dataSync(fd, path: tempPath) }
+                offset = end
+            }
             try FileIO.fullSync(fd, path: tempPath)
         } catch {
             FileIO.closeFile(fd)

@@ -1,21 +1,35 @@
 /// The forwarded proposal batches a leader took recently, by sender and
 /// context, so a duplicated `.propose` message is not appended twice (a
 /// network may deliver a message twice; each client write must apply once).
-/// Bounded: the oldest contexts are forgotten first. Reset with each term.
+/// Bounded: each peer's oldest contexts are forgotten first. Reset with each term.
 struct ForwardedBatches: Sendable {
     static let perPeer = 4096
-    private var seen: [NodeID: (contexts: Set<[UInt8]>, order: [[UInt8]])] = [:]
+
+    /// One peer's recent contexts: a set for lookup, a ring for age.
+    struct Window: Sendable {
+        var contexts: Set<[UInt8]> = []
+        var ring: [[UInt8]] = []
+        var next = 0
+
+        mutating func insert(_ context: [UInt8]) -> Bool {
+            guard contexts.insert(context).inserted else { return false }
+            if ring.count < ForwardedBatches.perPeer {
+                ring.append(context)
+            } else {
+                contexts.remove(ring[next])
+                ring[next] = context
+                next = (next + 1) % ForwardedBatches.perPeer
+            }
+            return true
+        }
+    }
+
+    private var seen: [NodeID: Window] = [:]
 
     /// Records `context` from `peer`; false if it was already recorded.
     mutating func insert(_ context: [UInt8], from peer: NodeID) -> Bool {
-        var entry = seen[peer] ?? ([], [])
-        guard entry.contexts.insert(context).inserted else { return false }
-        entry.order.append(context)
-        if entry.order.count > Self.perPeer {
-            entry.contexts.remove(entry.order.removeFirst())
-        }
-        seen[peer] = entry
-        return true
+        // In place: copying a window per message would cost O(window).
+        seen[peer, default: Window()].insert(context)
     }
 
     mutating func removeAll() { seen.removeAll() }
