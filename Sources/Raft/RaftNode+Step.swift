@@ -48,7 +48,9 @@ extension RaftNode {
         case .proposeResponse:
             // Whatever our role now: an accepted batch may still commit.
             forwarded.append(
-                ForwardedProposals(context: message.context, index: message.reject ? nil : message.index, term: message.logTerm))
+                ForwardedProposals(
+                    context: message.context, index: message.reject ? nil : message.index, term: message.logTerm,
+                    outcomeUnknown: message.reject && message.rejectHint == 1))
         default:
             switch role {
             case .leader: stepLeader(message)
@@ -107,7 +109,7 @@ extension RaftNode {
             becomeFollower(term: message.term, leader: message.from)
             handleSnapshot(message)
         case .propose:
-            send(Message(kind: .proposeResponse, to: message.from, reject: true, context: message.context))
+            refuseForwarded(message)
         case .preVoteResponse where role == .preCandidate, .voteResponse where role == .candidate:
             switch recordVote(from: message.from, granted: !message.reject) {
             case .won:
@@ -143,14 +145,28 @@ extension RaftNode {
             readStates.append(ReadState(index: message.index, context: message.context))
         case .propose:
             // The sender thinks we lead: refuse, so it does not wait in vain.
-            send(Message(kind: .proposeResponse, to: message.from, reject: true, context: message.context))
+            refuseForwarded(message)
         default:
             break
         }
     }
 
+    /// Refuses a forwarded batch this member does not take. Certain only if
+    /// it cannot have led this term: a member that did (its vote is its own)
+    /// may have appended an earlier copy of the same message.
+    private mutating func refuseForwarded(_ message: Message) {
+        let mayHaveLed = vote == id
+        send(Message(kind: .proposeResponse, to: message.from, reject: true, rejectHint: mayHaveLed ? 1 : 0, context: message.context))
+    }
+
     private mutating func stepLeader(_ message: Message) {
-        guard progress[message.from] != nil else { return }
+        guard progress[message.from] != nil else {
+            // Not a member this leader replicates to: refuse (certain, this leader never took it).
+            if message.kind == .propose {
+                send(Message(kind: .proposeResponse, to: message.from, reject: true, context: message.context))
+            }
+            return
+        }
         switch message.kind {
         case .appendResponse:
             handleAppendResponse(message)

@@ -20,11 +20,14 @@ public struct ReadState: Sendable, Equatable {
 /// (``RaftNode/forward(_:context:)``): they were appended from `index` on in
 /// `term` — each then succeeded if and only if the entry applied at its index
 /// has that term, as for ``RaftNode/propose(_:)`` — or, when `index` is nil,
-/// the leader did not take them (they certainly did not happen).
+/// the receiver did not take them: they certainly did not happen, unless
+/// `outcomeUnknown` (the receiver may have led this term and taken an earlier
+/// copy of the same message).
 public struct ForwardedProposals: Sendable, Equatable {
     public var context: [UInt8]
     public var index: UInt64?
     public var term: UInt64
+    public var outcomeUnknown = false
 }
 
 /// Everything the driver must do after `step`/`tick`/`propose`. Handle the fields

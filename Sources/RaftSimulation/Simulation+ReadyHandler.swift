@@ -51,6 +51,9 @@ extension Simulation: ReadyHandler {
 
     func applied(_ node: SimNode, _ entry: Entry) {
         oracle.observeApplied(node, entry, hash: node.stateMachine.hash)
+        if entry.kind == .normal, let id = Proposal.decode(entry.data), refusedProposals.contains(id) {
+            oracle.fail("forwarding: proposal \(id) was refused as certainly not taken, but n\(node.id) applied it")
+        }
         guard let pending = pendingProposals[node.id]?.removeValue(forKey: entry.index) else { return }
         if pending.term == entry.term {
             // The client is told its write succeeded.
@@ -68,7 +71,10 @@ extension Simulation: ReadyHandler {
             guard let context = Proposal.decode(answer.context),
                 let ids = pendingForwards[node.id]?.removeValue(forKey: context)
             else { continue }
-            guard let first = answer.index else { continue }
+            guard let first = answer.index else {
+                if !answer.outcomeUnknown { refusedProposals.formUnion(ids) }
+                continue
+            }
             // Tracked like the leader's own: acknowledged once applied here with that term.
             for (offset, id) in ids.enumerated() where first + UInt64(offset) > node.stateMachine.appliedIndex {
                 pendingProposals[node.id, default: [:]][first + UInt64(offset)] = (answer.term, id)

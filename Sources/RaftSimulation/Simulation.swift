@@ -29,6 +29,8 @@ public final class Simulation {
     var pendingReads: [NodeID: [UInt64: UInt64]] = [:]
     /// Proposals a follower forwarded to its leader, by batch context, until the leader answers.
     var pendingForwards: [NodeID: [UInt64: [UInt64]]] = [:]
+    /// Forwarded proposals refused as certainly not taken: none may ever apply.
+    var refusedProposals: Set<UInt64> = []
     var nextRead: UInt64 = 1
     var finalReads: Set<UInt64> = []
     var snapshotFailures: [(from: NodeID, to: NodeID)] = []

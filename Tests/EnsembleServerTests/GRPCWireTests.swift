@@ -59,6 +59,12 @@ import Testing
         #expect(parseGRPCTimeout("12x") == nil)
         #expect(parseGRPCTimeout("123456789S") == nil, "at most 8 digits")
         #expect(parseGRPCTimeout("-1S") == nil)
+        // The largest legal value is 11,000 years: in nanoseconds it saturates
+        // instead of trapping (found in review: it crashed the server).
+        let largest = parseGRPCTimeout("99999999H")
+        #expect(largest == .seconds(99_999_999 * 3600))
+        #expect(largest?.nanoseconds == .max)
+        #expect(Duration.milliseconds(1500).nanoseconds == 1_500_000_000)
     }
 
     @Test func grpcMessageIsPercentEncoded() {

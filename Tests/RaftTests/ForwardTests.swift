@@ -48,4 +48,26 @@ import Testing
         let fresh = try Cluster(voters: 3)
         #expect(throws: ProposalError.self) { try fresh.on(2) { node in try node.forward([bytes("y")], context: []) } }
     }
+
+    /// A leader that took a batch and then stepped down in the same term must
+    /// not refuse a duplicate of it as certainly not done: the batch is in its
+    /// log and may commit (found in review). Its refusal says "unknown".
+    @Test func aRefusalFromAMemberThatMayHaveLedIsNotCertain() throws {
+        let cluster = try Cluster(voters: 3)
+        cluster.elect(1)
+        let term = cluster.node(1).term
+        cluster.on(2) { node in try? node.forward([bytes("b")], context: bytes("ctx")) }
+        cluster.stabilize()
+        #expect(cluster.forwarded[2]?.last?.index != nil)
+        let copy = try #require(cluster.sent.last { $0.kind == .propose && $0.from == 2 })
+        // Node 1 loses its quorum and steps down (check-quorum), same term.
+        cluster.dropIf = { $0.from == 1 || $0.to == 1 }
+        cluster.tick(1, times: 2 * RaftConfig(id: 1).electionTick + 2)
+        cluster.dropIf = nil
+        #expect(cluster.node(1).role == .follower && cluster.node(1).term == term)
+        cluster.deliver(copy)
+        cluster.stabilize()
+        let answer = try #require(cluster.forwarded[2]?.last)
+        #expect(answer.index == nil && answer.outcomeUnknown)
+    }
 }

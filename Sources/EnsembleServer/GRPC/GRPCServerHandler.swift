@@ -19,7 +19,9 @@ import NIOHTTP2
 /// Flow control: NIOHTTP2 holds back outbound DATA beyond the peer's windows;
 /// the inbound windows, the connection's and each stream's, are this
 /// handler's (without a multiplexer nothing else sends WINDOW_UPDATE): it
-/// credits bytes back once half a window is consumed.
+/// credits a window back to full once NIOHTTP2 reports it half used
+/// (`NIOHTTP2WindowUpdatedEvent`, which also counts DATA that NIOHTTP2 itself
+/// discarded, say for a stream just reset).
 ///
 /// A deadline from `grpc-timeout` ends the call with DEADLINE_EXCEEDED; work
 /// already started (a proposal) is not withdrawn, as in etcd.
@@ -55,8 +57,6 @@ final class GRPCServerHandler: ChannelInboundHandler {
         var headersSent = false
         var ended = false
         var deadline: Scheduled<Void>?
-        /// Request bytes consumed since the last stream WINDOW_UPDATE.
-        var unacknowledged = 0
         var streaming: Bool { if case .streaming = kind { true } else { false } }
     }
 
@@ -65,8 +65,6 @@ final class GRPCServerHandler: ChannelInboundHandler {
     private var calls: [HTTP2StreamID: Call] = [:]
     private var outbox: GRPCOutbox?
     private var needsFlush = false
-    /// Request bytes received on the connection since the last WINDOW_UPDATE on stream 0.
-    private var connectionUnacknowledged = 0
 
     init(router: GRPCRouterBox, maxRequestBytes: Int) {
         self.router = router
@@ -94,7 +92,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
             if headers.endStream { requestEnded(context: context, stream: frame.streamID) }
         case let .data(payload):
             if case let .byteBuffer(buffer) = payload.data {
-                received(context: context, stream: frame.streamID, buffer, padding: payload.paddingBytes)
+                received(context: context, stream: frame.streamID, buffer)
             }
             if payload.endStream { requestEnded(context: context, stream: frame.streamID) }
         default:
@@ -111,17 +109,41 @@ final class GRPCServerHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let closed = event as? StreamClosedEvent, let call = calls.removeValue(forKey: closed.streamID) {
+        if let update = event as? NIOHTTP2WindowUpdatedEvent, let window = update.inboundWindowSize {
+            windowShrank(context: context, update.streamID, to: window)
+        } else if let closed = event as? StreamClosedEvent, let call = calls.removeValue(forKey: closed.streamID) {
             call.deadline?.cancel()
             if case let .streaming(receiver) = call.kind { receiver.closed() }
         }
         context.fireUserInboundEventTriggered(event)
     }
 
+    /// Credits a window back to full once it is half used, so requests and
+    /// long-lived streams (watch, lease keep-alive) never stall.
+    private func windowShrank(context: ChannelHandlerContext, _ stream: HTTP2StreamID, to window: Int) {
+        let target: Int
+        if stream == .rootStream {
+            target = Self.connectionWindow
+        } else {
+            guard calls[stream]?.ended == false else { return }
+            target = Self.streamWindow
+        }
+        guard window <= target / 2 else { return }
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .windowUpdate(windowSizeIncrement: target - window))), promise: nil)
+        needsFlush = true
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // The outbox's drain closure holds this handler and its context.
+        outbox?.close()
+        outbox = nil
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         let open = calls
         calls.removeAll()
         outbox?.close()
+        outbox = nil
         for call in open.values {
             call.deadline?.cancel()
             if case let .streaming(receiver) = call.kind { receiver.closed() }
@@ -135,7 +157,10 @@ final class GRPCServerHandler: ChannelInboundHandler {
         let path = headers.first(name: ":path") ?? ""
         var call = Call(
             kind: .done, path: path, started: .now, reader: GRPCMessageReader(maxMessageBytes: maxRequestBytes))
-        if let value = headers.first(name: "grpc-timeout"), let timeout = parseGRPCTimeout(Substring(value)) {
+        // A deadline beyond a year is no deadline (the largest, 99999999H, is 11,000 years).
+        if let value = headers.first(name: "grpc-timeout"), let timeout = parseGRPCTimeout(Substring(value)),
+            timeout < .seconds(365 * 86_400)
+        {
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             call.deadline = context.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
                 let (handler, context) = bound.value
@@ -157,16 +182,8 @@ final class GRPCServerHandler: ChannelInboundHandler {
         }
     }
 
-    private func received(context: ChannelHandlerContext, stream: HTTP2StreamID, _ buffer: ByteBuffer, padding: Int?) {
-        let length = buffer.readableBytes + (padding.map { $0 + 1 } ?? 0)
-        connectionUnacknowledged += length
-        if connectionUnacknowledged >= Self.connectionWindow / 2 {
-            context.write(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: connectionUnacknowledged))), promise: nil)
-            connectionUnacknowledged = 0
-            needsFlush = true
-        }
+    private func received(context: ChannelHandlerContext, stream: HTTP2StreamID, _ buffer: ByteBuffer) {
         guard var call = calls[stream] else { return }
-        call.unacknowledged += length
         let messages: [[UInt8]]
         do {
             messages = try call.reader.append(buffer.readableBytesView)
@@ -182,13 +199,6 @@ final class GRPCServerHandler: ChannelInboundHandler {
             calls[stream] = call
             end(context: context, stream: stream, .internal("malformed gRPC message"))
             return
-        }
-        // Credit the stream's window back once half of it is consumed, so a
-        // long-lived stream (watch, lease keep-alive) never stalls.
-        if call.unacknowledged >= Self.streamWindow / 2 {
-            context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .windowUpdate(windowSizeIncrement: call.unacknowledged))), promise: nil)
-            call.unacknowledged = 0
-            needsFlush = true
         }
         switch call.kind {
         case let .unary(handler, message, extra):

@@ -72,7 +72,15 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// leader as one batch at its end.
     private var toForward: [(data: [UInt8], reply: ProposalReply)] = []
     /// Forwarded batches waiting for the leader's answer, by context.
-    private var forwarded: [UInt64: (replies: [ProposalReply], deadline: ContinuousClock.Instant)] = [:]
+    private var forwarded: [UInt64: ForwardedBatch] = [:]
+
+    struct ForwardedBatch {
+        var replies: [ProposalReply]
+        var deadline: ContinuousClock.Instant
+        /// Whom it went to, in which term: only a change from that fails it early.
+        var leader: NodeID
+        var term: UInt64
+    }
     /// Read contexts start at a random value each start, so a reply meant for
     /// this member's previous incarnation can never answer a new read.
     private var nextReadContext = UInt64.random(in: 1...(UInt64.max / 2))
@@ -360,9 +368,10 @@ extension NodeLoop {
     private func track(_ reply: @escaping ProposalReply, _ propose: () throws(ProposalError) -> (index: UInt64, term: UInt64)) {
         do {
             let (index, term) = try propose()
-            // A proposal still waiting at this index lost its slot to a newer
-            // term's entry: it certainly did not happen.
-            proposals.removeValue(forKey: index)?.reply(.failure(.leaderChanged))
+            // A proposal still waiting at this index lost its slot here to a
+            // newer term's entry; another member may still hold and commit
+            // its entry, so its outcome is unknown.
+            proposals.removeValue(forKey: index)?.reply(.failure(.outcomeUnknown))
             proposals[index] = (term, reply, ContinuousClock.now + options.requestTimeout)
         } catch let .notLeader(leader) {
             reply(.failure(leader == .none ? .noLeader : .notLeader(leader: leader)))
@@ -377,11 +386,20 @@ extension NodeLoop {
         guard !toForward.isEmpty else { return }
         let batch = toForward
         toForward.removeAll(keepingCapacity: true)
+        if raft.role == .leader {
+            // This member won an election in this very cycle.
+            for item in batch {
+                track(item.reply) { () throws(ProposalError) in try raft.propose(item.data) }
+            }
+            return
+        }
         let context = nextReadContext
         nextReadContext += 1
         do {
             try raft.forward(batch.map(\.data), context: Self.encode(context))
-            forwarded[context] = (batch.map(\.reply), ContinuousClock.now + options.requestTimeout)
+            forwarded[context] = ForwardedBatch(
+                replies: batch.map(\.reply), deadline: ContinuousClock.now + options.requestTimeout,
+                leader: raft.leader, term: raft.term)
         } catch let .notLeader(leader) {
             for item in batch { item.reply(.failure(leader == .none ? .noLeader : .notLeader(leader: leader))) }
         } catch {
@@ -391,21 +409,24 @@ extension NodeLoop {
 
     /// The leader answered a forwarded batch: track each proposal by the index
     /// it got, exactly like one made here; a refusal means none happened.
-    private func forwardedAnswered(_ answer: ForwardedProposals) {
+    /// `applied`: what this member has applied, or a snapshot of this Ready covers.
+    private func forwardedAnswered(_ answer: ForwardedProposals, applied: UInt64) {
         guard let context = Self.decode(answer.context), let batch = forwarded.removeValue(forKey: context) else { return }
         guard let first = answer.index else {
             let leader = raft.leader
-            for reply in batch.replies { reply(.failure(leader == .none || leader == id ? .noLeader : .notLeader(leader: leader))) }
+            let error: NodeError =
+                answer.outcomeUnknown ? .outcomeUnknown : leader == .none || leader == id ? .noLeader : .notLeader(leader: leader)
+            for reply in batch.replies { reply(.failure(error)) }
             return
         }
         for (offset, reply) in batch.replies.enumerated() {
             let index = first + UInt64(offset)
-            if index <= raft.appliedIndex {
+            if index <= applied {
                 // Applied before the answer came: it cannot be matched any more.
                 reply(.failure(.outcomeUnknown))
                 continue
             }
-            proposals.removeValue(forKey: index)?.reply(.failure(.leaderChanged))
+            proposals.removeValue(forKey: index)?.reply(.failure(.outcomeUnknown))
             proposals[index] = (answer.term, reply, batch.deadline)
         }
     }
@@ -474,8 +495,9 @@ extension NodeLoop {
                 // Reads waiting on a round die with any change of leader, role or
                 // term (Raft drops them); the client retries.
                 failReads(.leaderChanged)
-                // A batch sent to the old leader may or may not have been appended.
-                failForwarded(.outcomeUnknown)
+                // A batch sent to another leader or in another term may or may
+                // not have been appended; one sent to the leader now known waits on.
+                failForwarded(.outcomeUnknown, unlessSentTo: raft.leader, term: raft.term)
             }
             if (lastLeadership?.role == .leader) != (raft.role == .leader) {
                 machine.roleChanged(isLeader: raft.role == .leader)
@@ -501,7 +523,8 @@ extension NodeLoop {
                 lastSnapshotIndex = max(lastSnapshotIndex, snapshot.metadata.index)
             }
             // Before this Ready's entries apply: an answer may name one of them.
-            for answer in ready.forwarded { forwardedAnswered(answer) }
+            let applied = max(raft.appliedIndex, ready.snapshot?.metadata.index ?? 0)
+            for answer in ready.forwarded { forwardedAnswered(answer, applied: applied) }
             // Raft applies configuration changes in advance(); the machine hears
             // of each in log order, with whether Raft will accept it.
             var conf = raft.confState
@@ -600,9 +623,11 @@ extension NodeLoop {
         }
     }
 
-    private func failForwarded(_ error: NodeError) {
-        for (_, batch) in forwarded { for reply in batch.replies { reply(.failure(error)) } }
-        forwarded.removeAll()
+    private func failForwarded(_ error: NodeError, unlessSentTo leader: NodeID = .none, term: UInt64 = 0) {
+        for (context, batch) in forwarded where leader == .none || batch.leader != leader || batch.term != term {
+            forwarded.removeValue(forKey: context)
+            for reply in batch.replies { reply(.failure(error)) }
+        }
     }
 
     private func failReads(_ error: NodeError) {
