@@ -133,9 +133,13 @@ import Testing
         }
         var (theirs, mine) = try await both { _ in ["lease", "grant", "100"] }
         #expect(theirs == mine, "\(theirs)\n---\n\(mine)")
-        let etcdLease = try etcdctl(endpoints: etcd.endpoints, ["lease", "grant", "100"]).output.split(separator: " ")[1]
-        let ourLease = try etcdctl(endpoints: ours, ["lease", "grant", "100"]).output.split(separator: " ")[1]
-        let ids = (String(etcdLease), String(ourLease))
+        // The id from "lease <id> granted …" (etcdctl may print a client warning first).
+        func grant(_ endpoints: String) throws -> String {
+            let output = try etcdctl(endpoints: endpoints, ["lease", "grant", "100"]).output
+            let id = output.firstMatch(of: #/lease ([0-9a-f]+) granted/#).map { String($0.1) }
+            return try #require(id, "no lease granted: \(output)")
+        }
+        let ids = (try grant(etcd.endpoints), try grant(ours))
         var steps: [[String]] = [
             ["put", "w/a", "1", "--lease=ID"], ["put", "w/b", "2"], ["put", "w/a", "3", "--lease=ID"],
             ["lease", "timetolive", "ID", "--keys"], ["lease", "keep-alive", "--once", "ID"],

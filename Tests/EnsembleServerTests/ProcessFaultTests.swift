@@ -176,7 +176,10 @@ import Testing
         let history = recorder.history
         print("process faults: \(history.count) operations, \(history.filter { $0.output == nil }.count) with unknown outcome")
         #expect(history.filter { $0.output != nil }.count > 50, "too few operations completed: \(history.count)")
-        #expect(LinearizabilityChecker<KeyValueModel>.check(history) == .linearizable)
+        // Writes of unknown outcome stay open to the end, and each one widens
+        // the search; a loaded machine produces many (timeouts), so the budget
+        // is ten times the default. Only a decision counts.
+        #expect(LinearizabilityChecker<KeyValueModel>.check(history, budget: 50_000_000) == .linearizable)
     }
 }
 

@@ -204,11 +204,13 @@ public struct MaintenanceService: Sendable {
     /// bbolt file of whole pages), then the body's SHA-256, so a truncated or
     /// damaged file is detected. The body is the state, zero padding, and the
     /// state's length as a little-endian UInt64 in its last 8 bytes.
+    /// The state is frozen on the node loop (O(1), copy-on-write) and encoded
+    /// here, so a large state does not stop the loop.
     func snapshotBytes() async -> (bytes: [UInt8], revision: Int64)? {
-        guard let (state, revision) = await node.withMachine({ ($0.snapshot(), $0.machine.store.revision) }) else {
+        guard let (encode, revision) = await node.withMachine({ ($0.freezeSnapshot(), $0.machine.store.revision) }) else {
             return nil
         }
-        return (Self.snapshotFile(state: state), revision)
+        return (Self.snapshotFile(state: encode()), revision)
     }
 
     static func snapshotFile(state: [UInt8]) -> [UInt8] {
