@@ -229,8 +229,9 @@ public final class GRPCConnection: Sendable {
 }
 
 extension Duration {
-    /// Whole nanoseconds, saturating instead of overflowing.
-    var nanosecondsSaturated: Int64 {
+    /// Whole nanoseconds, saturating instead of overflowing (the server's
+    /// `grpc-timeout: 99999999H` must not trap either).
+    package var nanosecondsSaturated: Int64 {
         let (seconds, attoseconds) = components
         let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? .min : .max }

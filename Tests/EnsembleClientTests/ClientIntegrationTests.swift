@@ -31,18 +31,6 @@ import Testing
         return request
     }
 
-    func error(of body: () async throws -> Void) async -> GRPCCallError? {
-        do {
-            try await body()
-            return nil
-        } catch let error as GRPCCallError {
-            return error
-        } catch {
-            Issue.record("not a GRPCCallError: \(error)")
-            return nil
-        }
-    }
-
     @Test func putRangeTxnAndDeleteRoundTrip() async throws {
         try await withServer { _, _, etcd in
             let first = try await etcd.put(put("foo", "bar"))
@@ -81,7 +69,7 @@ import Testing
 
     @Test func anUnknownLeaseFailsWithEtcdsCodeAndMessage() async throws {
         try await withServer { _, _, etcd in
-            let failure = await error { _ = try await etcd.put(put("k", "v", lease: 0x1234_ABCD)) }
+            let failure = await callError { _ = try await etcd.put(put("k", "v", lease: 0x1234_ABCD)) }
             #expect(failure == GRPCCallError(code: 5, message: "etcdserver: requested lease not found"))
 
             var grant = Etcdserverpb_LeaseGrantRequest()
@@ -94,9 +82,9 @@ import Testing
 
     @Test func aStatusMessageArrivesPercentDecoded() async throws {
         try await withServer { _, connection, _ in
-            let failure = await error { _ = try await connection.unary("/test.Test/Fail", [1]) }
+            let failure = await callError { _ = try await connection.unary("/test.Test/Fail", [1]) }
             #expect(failure == GRPCCallError(code: 9, message: TestServer.failMessage))
-            let unknown = await error { _ = try await connection.unary("/test.Test/Nothing", [1]) }
+            let unknown = await callError { _ = try await connection.unary("/test.Test/Nothing", [1]) }
             #expect(unknown?.code == 12)
         }
     }
@@ -104,7 +92,7 @@ import Testing
     @Test func aDeadlineEndsTheCallAndLeavesTheConnectionUsable() async throws {
         try await withServer { _, connection, _ in
             let started = ContinuousClock.now
-            let failure = await error { _ = try await connection.unary("/test.Test/Slow", [], timeout: .milliseconds(200)) }
+            let failure = await callError { _ = try await connection.unary("/test.Test/Slow", [], timeout: .milliseconds(200)) }
             let elapsed = ContinuousClock.now - started
             #expect(failure == .deadlineExceeded)
             #expect(elapsed >= .milliseconds(190) && elapsed < .seconds(2), "\(elapsed)")
@@ -119,7 +107,7 @@ import Testing
             try await Task.sleep(for: .milliseconds(100))
             let started = ContinuousClock.now
             call.cancel()
-            let failure = await error { _ = try await call.value }
+            let failure = await callError { _ = try await call.value }
             #expect(failure == .cancelled)
             #expect(ContinuousClock.now - started < .seconds(1))
             #expect(try await connection.unary("/test.Test/Echo", [1]) == [1])
@@ -175,7 +163,7 @@ import Testing
             let first = try await messages.next()
             #expect(first == [1])
             stream.cancel()
-            let failure = await error { _ = try await messages.next() }
+            let failure = await callError { _ = try await messages.next() }
             #expect(failure == .cancelled)
         }
     }
@@ -248,12 +236,12 @@ import Testing
         let stream = connection.stream("/test.Test/EchoStream")
         stream.send([1])
 
-        let failure = await error { _ = try await connection.unary("/test.Test/Slow", []) }
+        let failure = await callError { _ = try await connection.unary("/test.Test/Slow", []) }
         #expect(failure == GRPCCallError(code: 14, message: "connection to 127.0.0.1:\(port) lost before the call completed"))
-        let streamFailure = await error { for try await _ in stream.messages {} }
+        let streamFailure = await callError { for try await _ in stream.messages {} }
         #expect(streamFailure?.code == GRPCCallError.unavailableCode)
         #expect(!connection.isOpen)
-        let later = await error { _ = try await connection.unary("/test.Test/Echo", [1]) }
+        let later = await callError { _ = try await connection.unary("/test.Test/Echo", [1]) }
         #expect(later?.code == GRPCCallError.unavailableCode)
         try await server.close()
         try await group.shutdownGracefully()
@@ -262,13 +250,13 @@ import Testing
     @Test func aClosedConnectionRefusesCallsAndARefusedConnectIsUnavailable() async throws {
         try await withServer { _, connection, _ in
             await connection.close()
-            let unary = await error { _ = try await connection.unary("/test.Test/Echo", [1]) }
+            let unary = await callError { _ = try await connection.unary("/test.Test/Echo", [1]) }
             #expect(unary == GRPCCallError(code: 14, message: "connection to 127.0.0.1:\(connection.port) is closed"))
-            let stream = await error { for try await _ in connection.stream("/test.Test/EchoStream").messages {} }
+            let stream = await callError { for try await _ in connection.stream("/test.Test/EchoStream").messages {} }
             #expect(stream?.code == 14)
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let refused = await error { _ = try await GRPCConnection.connect(host: "127.0.0.1", port: 1, group: group) }
+        let refused = await callError { _ = try await GRPCConnection.connect(host: "127.0.0.1", port: 1, group: group) }
         #expect(refused?.code == 14)
         #expect(refused?.message.hasPrefix("cannot connect to 127.0.0.1:1") == true)
         try await group.shutdownGracefully()

@@ -9,18 +9,6 @@ import Testing
 /// The client against small hand-made servers: one that allows few streams,
 /// one that sends GOAWAY, one that does not speak HTTP/2.
 @Suite(.serialized, .timeLimit(.minutes(1))) struct MisbehavingServerTests {
-    func error(of body: () async throws -> Void) async -> GRPCCallError? {
-        do {
-            try await body()
-            return nil
-        } catch let error as GRPCCallError {
-            return error
-        } catch {
-            Issue.record("not a GRPCCallError: \(error)")
-            return nil
-        }
-    }
-
     @Test func callsBeyondTheServersStreamLimitWaitTheirTurn() async throws {
         // NIOHTTP2 holds the HEADERS of streams beyond the server's
         // SETTINGS_MAX_CONCURRENT_STREAMS until earlier ones close.
@@ -69,12 +57,12 @@ import Testing
 
         async let first = connection.unary("/test.Test/First", [1], timeout: .seconds(10))
         try await Task.sleep(for: .milliseconds(200))  // stream 1 opens first
-        let second = await error { _ = try await connection.unary("/test.Test/Second", [2], timeout: .seconds(10)) }
+        let second = await callError { _ = try await connection.unary("/test.Test/Second", [2], timeout: .seconds(10)) }
         #expect(second?.code == GRPCCallError.unavailableCode)
         #expect(second?.message.contains("went away before the call completed: GOAWAY") == true, "\(String(describing: second))")
         #expect(try await first == [7])
         #expect(!connection.isOpen)
-        let later = await error { _ = try await connection.unary("/test.Test/Third", [3]) }
+        let later = await callError { _ = try await connection.unary("/test.Test/Third", [3]) }
         #expect(later == GRPCCallError(code: 14, message: "connection to 127.0.0.1:\(port) is going away: GOAWAY \(HTTP2ErrorCode.noError), last stream 1"))
 
         await connection.close()
@@ -94,7 +82,7 @@ import Testing
             .bind(host: "127.0.0.1", port: 0).get()
         let port = try #require(server.localAddress?.port)
         let connection = try await GRPCConnection.connect(host: "127.0.0.1", port: port, group: group)
-        let failure = await error { _ = try await connection.unary("/test.Test/Echo", [1], timeout: .seconds(10)) }
+        let failure = await callError { _ = try await connection.unary("/test.Test/Echo", [1], timeout: .seconds(10)) }
         #expect(failure?.code == GRPCCallError.unavailableCode)
         #expect(failure?.message.hasPrefix("connection to 127.0.0.1:\(port) failed before the call completed") == true, "\(String(describing: failure))")
         #expect(!connection.isOpen)

@@ -1,3 +1,4 @@
+import EnsembleClient
 import EnsembleServer
 import Foundation
 import NIOCore
@@ -5,6 +6,7 @@ import NIOPosix
 import Raft
 import RaftTransport
 import Synchronization
+import Testing
 
 /// A real single-member Ensemble node serving etcd's KV, Lease and Watch
 /// services over gRPC on a free loopback port, plus test routes:
@@ -89,4 +91,17 @@ final class EchoReceiver: GRPCStreamReceiver {
     func received(_ message: [UInt8]) { stream.send(message) }
     func clientFinished() { stream.finish(.ok) }
     func closed() {}
+}
+
+/// The GRPCCallError `body` throws; nil (and an issue) for any other outcome.
+func callError(of body: () async throws -> Void) async -> GRPCCallError? {
+    do {
+        try await body()
+        return nil
+    } catch let error as GRPCCallError {
+        return error
+    } catch {
+        Issue.record("not a GRPCCallError: \(error)")
+        return nil
+    }
 }

@@ -1,3 +1,4 @@
+import EnsembleClient
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -162,7 +163,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
             timeout < .seconds(365 * 86_400)
         {
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            call.deadline = context.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+            call.deadline = context.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanosecondsSaturated)) {
                 let (handler, context) = bound.value
                 handler.end(context: context, stream: stream, .deadlineExceeded)
                 handler.flushNow(context: context)

@@ -15,13 +15,3 @@ func parseGRPCTimeout(_ value: Substring) -> Duration? {
     }
 }
 
-extension Duration {
-    /// Whole nanoseconds, saturating: `grpc-timeout: 99999999H` must not trap.
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return seconds < 0 ? .min : .max }
-        let (sum, sumOverflow) = product.addingReportingOverflow(attoseconds / 1_000_000_000)
-        return sumOverflow ? .max : sum
-    }
-}

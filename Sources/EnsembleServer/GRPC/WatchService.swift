@@ -1,3 +1,4 @@
+import EnsembleClient
 import EnsembleAPI
 import Foundation
 import KV
@@ -45,7 +46,7 @@ public final class WatchService: Sendable {
             guard let self else { return task.cancel() }
             self.node.perform { [weak self] replica in self?.catchUp(replica) }
         }
-        let interval = TimeAmount.nanoseconds(progressInterval.nanoseconds)
+        let interval = TimeAmount.nanoseconds(progressInterval.nanosecondsSaturated)
         eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] task in
             guard let self else { return task.cancel() }
             self.node.perform { [weak self] replica in

@@ -1,3 +1,4 @@
+import EnsembleClient
 import Foundation
 
 /// How one member is started: etcd's flag names and meanings, so an etcd
@@ -100,7 +101,7 @@ public struct MemberConfiguration: Sendable {
 
     /// Election timeout in ticks.
     var electionTicks: Int {
-        max(Int(electionTimeout.nanoseconds / max(heartbeatInterval.nanoseconds, 1)), 5)
+        max(Int(electionTimeout.nanosecondsSaturated / max(heartbeatInterval.nanosecondsSaturated, 1)), 5)
     }
 }
 
