@@ -184,9 +184,10 @@ public final class DiskStorage: RaftLogStorage {
     /// before the marker is durable leaves the old state (recovery discards the file).
     ///
     /// - If the log holds `metadata.index` with `metadata.term` (the member's own
-    ///   snapshot, or a received one that matches), entries after it are kept and
-    ///   entries up to it are dropped from the cache, so `firstIndex == index + 1`
-    ///   (as after a reopen; unlike etcd, no catch-up entries are kept below it).
+    ///   snapshot, or a received one that matches), all entries stay cached,
+    ///   those below it too, until ``compact(upTo:)`` drops them: the caller keeps
+    ///   catch-up entries for slow followers, as etcd does. After a reopen the
+    ///   log starts after the snapshot: `firstIndex == index + 1`.
     /// - Otherwise the log is replaced by the snapshot (a follower installing the
     ///   leader's snapshot): `firstIndex == lastIndex + 1 == index + 1`.
     /// - A snapshot not newer than the current one is ignored (nothing written).
@@ -227,7 +228,10 @@ public final class DiskStorage: RaftLogStorage {
         snapshotDirectorySyncs += 1
         try wal.append(record, length: length, maxEntryIndex: 0, position: position)
         try wal.sync()
-        try applyToCache(snapshot, marker)
+        // The entries below stay cached until compact(upTo:), so a follower a
+        // little behind gets entries, not the whole snapshot (etcd keeps
+        // 5,000: SnapshotCatchUpEntries). Recovery starts after the snapshot.
+        try applyToCache(snapshot, marker, compactCache: false)
         durableSnapshotIndex = marker.index
     }
 
@@ -239,12 +243,12 @@ public final class DiskStorage: RaftLogStorage {
         return SnapshotMarker(index: meta.index, term: meta.term, mode: matches ? .keepLog : .replaceLog)
     }
 
-    private func applyToCache(_ snapshot: Snapshot, _ marker: SnapshotMarker) throws(WALError) {
+    private func applyToCache(_ snapshot: Snapshot, _ marker: SnapshotMarker, compactCache: Bool = true) throws(WALError) {
         switch marker.mode {
         case .keepLog:
             do {
                 try cache.createSnapshot(index: marker.index, confState: snapshot.metadata.confState, data: snapshot.data)
-                try cache.compact(upTo: marker.index)
+                if compactCache { try cache.compact(upTo: marker.index) }
             } catch {
                 // Unreachable: `marker(for:)` checked the index is in the log.
                 throw .unrecoverable("cache rejected snapshot at index \(marker.index): \(error)")
@@ -255,8 +259,8 @@ public final class DiskStorage: RaftLogStorage {
     }
 
     /// Reclaims disk space up to `index` (which must be `<=` the saved snapshot's
-    /// index): drops cached entries `<= index` (already done by
-    /// ``saveSnapshot(_:)`` for its own index), deletes the oldest WAL segments
+    /// index): drops cached entries `<= index` (``saveSnapshot(_:)`` keeps
+    /// them, so a caller chooses how many to keep for slow followers), deletes the oldest WAL segments
     /// whose entries all have index `<= index` (never the segment being written,
     /// and always a prefix, so the sequence stays gapless; the next segment's
     /// header carries the hard state), and deletes snapshot files beyond the

@@ -51,12 +51,14 @@ private func expectSameReads(_ disk: DiskStorage, _ mem: MemoryStorage, sourceLo
 
                 let snap = Snapshot(metadata: SnapshotMetadata(index: 5, term: 2, confState: conf), data: [1, 2, 3])
                 try disk.saveSnapshot(snap)
+                // Saving keeps the entries below the snapshot (catch-up entries)...
                 try mem.createSnapshot(index: 5, confState: conf, data: [1, 2, 3])
-                try mem.compact(upTo: 5)
                 try expectSameReads(disk, mem)
 
                 try both(nil, makeEntries(7...10, term: 2), disk)
+                // ...until the caller compacts.
                 try disk.compact(upTo: 5)
+                try mem.compact(upTo: 5)
                 try disk.sync()
                 try expectSameReads(disk, mem)
             }
@@ -112,11 +114,14 @@ private func expectSameReads(_ disk: DiskStorage, _ mem: MemoryStorage, sourceLo
                 let snap2 = Snapshot(metadata: SnapshotMetadata(index: 23, term: 3, confState: conf), data: [8])
                 try s.saveSnapshot(snap2)
                 try mem.createSnapshot(index: 23, confState: conf, data: [8])
-                try mem.compact(upTo: 23)
                 // An older snapshot is ignored.
                 try s.saveSnapshot(Snapshot(metadata: SnapshotMetadata(index: 22, term: 3, confState: conf)))
+                // Entries 21...22 stay cached until compacted.
                 #expect(try LogState(s) == LogState(mem))
+                #expect(s.firstIndex == 21)
             }
+            // Reopened, the log starts after the snapshot.
+            try mem.compact(upTo: 23)
             try withStorage(dir.path) { s throws in
                 #expect(try LogState(s) == LogState(mem))
                 #expect(s.firstIndex == 24 && s.lastIndex == 25)

@@ -40,6 +40,8 @@ import Testing
             try withStorage(dir.path) { s throws in
                 try s.append(hardState: HardState(term: 1, commit: 5), entries: makeEntries(1...8, term: 1))
                 try s.saveSnapshot(Snapshot(metadata: SnapshotMetadata(index: 5, term: 1, confState: conf), data: [5]))
+                // A reopened log starts after the snapshot; in session the caller compacts.
+                try s.compact(upTo: 5)
                 expected = try LogState(s)
             }
             let temp = dir.path + "/snap/" + SnapshotFile.Name(term: 1, index: 8).fileName + SnapshotFile.tempSuffix
@@ -80,6 +82,7 @@ import Testing
             try withStorage(dir.path) { s throws in
                 try s.append(hardState: HardState(term: 2, commit: 25), entries: makeEntries(1...30, term: 2))
                 try s.saveSnapshot(Snapshot(metadata: SnapshotMetadata(index: 10, term: 2, confState: conf), data: [10]))
+                try s.compact(upTo: 10)
                 expected = try LogState(s)
                 try s.saveSnapshot(Snapshot(metadata: SnapshotMetadata(index: 20, term: 2, confState: conf), data: [20]))
                 try s.append(hardState: nil, entries: makeEntries(31...32, term: 2))
