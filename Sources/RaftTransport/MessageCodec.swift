@@ -254,6 +254,15 @@ public struct Hello: Sendable, Hashable {
 public enum Frame: Sendable, Hashable {
     case message(Message)
     case hello(Hello)
+    /// "You were removed from the cluster": a member's answer to the hello of
+    /// one its directory lists as removed (etcd's peers answer such a member
+    /// HTTP 410). Body: the single byte ``removedNotice``.
+    case removed
+
+    public static let removedNotice: UInt8 = 0xFC
+
+    /// The removed notice, framed.
+    public static var removedFrame: [UInt8] { [1, 0, 0, 0, removedNotice] }
 }
 
 /// Splits a byte stream into frames. Feed it whatever the socket delivered;
@@ -297,7 +306,9 @@ public struct FrameDecoder: Sendable {
             }
             guard buffer.count - start - 4 >= length else { break }
             let body = buffer[(start + 4)..<(start + 4 + length)]
-            if body.first == Hello.version {
+            if body.first == Frame.removedNotice && body.count == 1 {
+                messages.append(.removed)
+            } else if body.first == Hello.version {
                 messages.append(.hello(try Hello.decode(body)))
             } else if body.first == MessageCodec.chunkVersion {
                 if let message = try reassemble(body) { messages.append(.message(message)) }

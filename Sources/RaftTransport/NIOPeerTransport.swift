@@ -37,6 +37,11 @@ public final class NIOPeerTransport: PeerTransport {
         /// Accepted connections: closing the listener does not close them.
         var inbound: [ObjectIdentifier: any Channel] = [:]
         var closed = false
+        /// Members removed from the cluster: their hellos are answered with
+        /// the removed notice.
+        var removed: Set<NodeID> = []
+        /// Called when a peer says this member was removed.
+        var onRemoved: (@Sendable () -> Void)?
     }
 
     private let group: any EventLoopGroup
@@ -62,7 +67,7 @@ public final class NIOPeerTransport: PeerTransport {
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         FrameReceiver(maxFrame: maxFrame, deliver: { messages in self?.deliver(messages) },
-                                      hello: { hello in self?.learn(hello) }))
+                                      hello: { hello in self?.learn(hello) ?? false }))
                 }
             }
             .bind(host: host, port: port)
@@ -102,8 +107,30 @@ public final class NIOPeerTransport: PeerTransport {
         state.withLock { $0.hello = Hello(id: id, host: peer.host, port: peer.port) }
     }
 
-    private func learn(_ hello: Hello) {
-        state.withLock { $0.learned[hello.id] = Peer(host: hello.host, port: hello.port) }
+    /// Records a peer's address from its hello; false if that peer was
+    /// removed from the cluster (the connection then gets the removed notice).
+    private func learn(_ hello: Hello) -> Bool {
+        state.withLock { state in
+            if state.removed.contains(hello.id) { return false }
+            state.learned[hello.id] = Peer(host: hello.host, port: hello.port)
+            return true
+        }
+    }
+
+    /// The members removed from the cluster (from the replicated directory).
+    public func setRemoved(_ ids: Set<NodeID>) {
+        state.withLock { $0.removed = ids }
+    }
+
+    /// Runs `body` when a peer answers this member's hello with the removed
+    /// notice: another member's directory shows this one removed, a removal it
+    /// may never have applied itself (it was down or cut off then).
+    public func onRemoved(_ body: @escaping @Sendable () -> Void) {
+        state.withLock { $0.onRemoved = body }
+    }
+
+    private func heardRemoved() {
+        state.withLock { $0.onRemoved }?()
     }
 
     public func register(_ member: NodeID, deliver: @escaping @Sendable ([Message]) -> Void) {
@@ -162,6 +189,15 @@ public final class NIOPeerTransport: PeerTransport {
             // proposals are not retried by Raft, so a drop cost a client 7 s.
             .channelOption(.writeBufferWaterMark, value: Self.waterMark)
             .connectTimeout(.seconds(1))
+            .channelInitializer { [weak self] channel in
+                // Peers send nothing back on a connection this member opened,
+                // except the removed notice.
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        FrameReceiver(maxFrame: 64, deliver: { _ in }, hello: { _ in true },
+                                      removed: { self?.heardRemoved() }))
+                }
+            }
             .connect(host: address.host, port: address.port)
         future.whenComplete { [weak self] result in
             guard let self else { return }
@@ -208,12 +244,19 @@ final class FrameReceiver: ChannelInboundHandler {
 
     private var decoder: FrameDecoder
     private let deliver: ([Message]) -> Void
-    private let hello: (Hello) -> Void
+    /// Returns false for a peer removed from the cluster: it is told so, and
+    /// the connection closes.
+    private let hello: (Hello) -> Bool
+    private let removed: () -> Void
 
-    init(maxFrame: Int, deliver: @escaping ([Message]) -> Void, hello: @escaping (Hello) -> Void) {
+    init(
+        maxFrame: Int, deliver: @escaping ([Message]) -> Void, hello: @escaping (Hello) -> Bool,
+        removed: @escaping () -> Void = {}
+    ) {
         self.decoder = FrameDecoder(maxFrame: maxFrame)
         self.deliver = deliver
         self.hello = hello
+        self.removed = removed
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -223,7 +266,13 @@ final class FrameReceiver: ChannelInboundHandler {
             for frame in try decoder.feedFrames(buffer.readableBytesView) {
                 switch frame {
                 case let .message(message): messages.append(message)
-                case let .hello(announced): hello(announced)
+                case let .hello(announced):
+                    if !hello(announced) {
+                        let notice = context.channel.allocator.buffer(bytes: Frame.removedFrame)
+                        context.writeAndFlush(NIOAny(notice)).whenComplete { _ in context.close(promise: nil) }
+                        return
+                    }
+                case .removed: removed()
                 }
             }
             if !messages.isEmpty { deliver(messages) }

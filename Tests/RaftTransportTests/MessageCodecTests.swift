@@ -47,6 +47,18 @@ func randomMessage(_ rng: inout SplitMix64) -> Message {
 
     /// A connection opens with a hello (who is calling, and where it is
     /// reached); messages follow; `feed` skips hellos, `feedFrames` shows them.
+    /// The removed notice is one byte, split anywhere, and no message decodes as it.
+    @Test func theRemovedNoticeDecodesAlone() throws {
+        var rng = SplitMix64(seed: 9)
+        let message = randomMessage(&rng)
+        let stream = Frame.removedFrame + MessageCodec.encode(message)
+        for cut in 0...stream.count {
+            var decoder = FrameDecoder()
+            let frames = try decoder.feedFrames(stream[..<cut]) + decoder.feedFrames(stream[cut...])
+            #expect(frames == [.removed, .message(message)])
+        }
+    }
+
     @Test func helloFramesTravelBeforeMessages() throws {
         var rng = SplitMix64(seed: 8)
         let hello = Hello(id: 0xABCD_EF01_2345_6789, host: "10.0.0.7", port: 2380)

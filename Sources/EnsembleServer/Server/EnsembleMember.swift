@@ -181,12 +181,17 @@ public final class EnsembleMember: @unchecked Sendable {
             metrics: metrics,
             clientPorts: clientPorts, peerPort: peerPort, transport: transport, router: router, servers: servers,
             leaderInProcess: leaderInProcess)
-        node.perform { [weak member] replica in
+        // A member removed while it was down or cut off never applies its own
+        // removal: the others answer its hello with the removed notice.
+        transport.onRemoved { [weak member] in member?.markRemoved() }
+        node.perform { [weak member, transport] replica in
             replica.onMembersChanged = { [unowned replica] members in
                 member?.pointTransport(at: members)
+                transport.setRemoved(Self.removedIDs(replica.machine.members))
                 if let member, replica.machine.members.removed.contains(member.id) { member.markRemoved() }
             }
             member?.pointTransport(at: replica.machine.members.sorted)
+            transport.setRemoved(Self.removedIDs(replica.machine.members))
         }
         node.start()
 
@@ -292,6 +297,11 @@ public final class EnsembleMember: @unchecked Sendable {
             }
             if resumeNow { continuation.resume() }
         }
+    }
+
+    /// Removed ids that are not members again.
+    static func removedIDs(_ table: MemberTable) -> Set<NodeID> {
+        table.removed.subtracting(table.members.keys)
     }
 
     func markRemoved() {

@@ -1,0 +1,32 @@
+import EnsembleAPI
+import Foundation
+import Testing
+
+/// A member removed while it could not hear of it (down, or cut off) never
+/// applies its own removal. As etcd's members answer such a member "removed",
+/// ours answer its hello with the removed notice, and it stops.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct RemovedMemberTests {
+    @Test func aMemberRemovedWhileDownStopsWhenItComesBack() async throws {
+        let cluster = try ProcessCluster()
+        defer { cluster.stop() }
+        let leader = try #require(await cluster.leader(), "no leader; log:\n\(cluster.log(0))")
+        let victim = (leader + 1) % 3
+        let victimID = try #require(await cluster.status(victim)?.header.memberID)
+        cluster.signal(victim, SIGKILL)
+        cluster.members[victim].process?.waitUntilExit()
+        let others = (0..<3).filter { $0 != victim }.map { "127.0.0.1:\(cluster.endpoints[$0])" }.joined(separator: ",")
+        let removal = try etcdctl(endpoints: "127.0.0.1:\(cluster.endpoints[leader])", ["member", "remove", String(victimID, radix: 16)])
+        #expect(removal.status == 0, "\(removal.output)")
+
+        try cluster.start(victim)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while cluster.members[victim].process?.isRunning == true, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(cluster.members[victim].process?.isRunning == false, "still running; log:\n\(cluster.log(victim))")
+        #expect(cluster.log(victim).contains("removed from the cluster"), "log:\n\(cluster.log(victim))")
+        // The rest of the cluster goes on.
+        let members = try etcdctl(endpoints: others, ["member", "list"])
+        #expect(members.status == 0 && members.output.split(separator: "\n").count == 2, "\(members.output)")
+    }
+}
