@@ -27,8 +27,13 @@ enum FileIO {
 
     static func closeFile(_ fd: Int32) { _ = close(fd) }
 
-    /// Writes all of `bytes[range]` at `offset` (handles short writes and EINTR).
+    /// Writes all of `bytes` at `offset` (handles short writes and EINTR).
     static func pwriteAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(WALError) {
+        try pwriteAll(fd, bytes[...], at: offset, path: path)
+    }
+
+    /// Writes all of `bytes` (a slice, written in place) at `offset`.
+    static func pwriteAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>, at offset: Int, path: String) throws(WALError) {
         var done = 0
         let count = bytes.count
         while done < count {

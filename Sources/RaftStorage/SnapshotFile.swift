@@ -144,7 +144,7 @@ enum SnapshotFile {
             var offset = 0
             while offset < bytes.count {
                 let end = min(offset + syncSlice, bytes.count)
-                try FileIO.pwriteAll(fd, Array(bytes[offset..<end]), at: offset, path: tempPath)
+                try FileIO.pwriteAll(fd, bytes[offset..<end], at: offset, path: tempPath)
                 if end < bytes.count { try FileIO.dataSync(fd, path: tempPath) }
                 offset = end
             }

@@ -58,7 +58,6 @@ final class GRPCServerHandler: ChannelInboundHandler {
         var headersSent = false
         var ended = false
         var deadline: Scheduled<Void>?
-        var streaming: Bool { if case .streaming = kind { true } else { false } }
     }
 
     private let router: GRPCRouterBox
