@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// An ordered map from byte-string keys to values: a B-tree, as etcd keeps its
 /// key index in google/btree. Keys compare lexicographically as unsigned bytes,
 /// like etcd's.
@@ -75,8 +81,7 @@ final class ByteKeyTree<Value> {
 
     /// Runs `body` on the value for `key`, inserting `make()` first when absent.
     func update<R>(_ key: [UInt8], orInsert make: () -> Value, _ body: (inout Value) -> R) -> R {
-        if let node = locate(key) {
-            let index = Self.search(node.keys, key).index
+        if let (node, index) = locate(key) {
             return body(&node.values[index])
         }
         var value = make()
@@ -88,18 +93,17 @@ final class ByteKeyTree<Value> {
     /// Runs `body` on the value for `key` if present.
     @discardableResult
     func modify<R>(_ key: [UInt8], _ body: (inout Value) -> R) -> R? {
-        guard let node = locate(key) else { return nil }
-        let index = Self.search(node.keys, key).index
+        guard let (node, index) = locate(key) else { return nil }
         return body(&node.values[index])
     }
 
-    /// The node holding `key`, made unique to this tree on the way down (for
-    /// changing its value in place); nil when absent.
-    private func locate(_ key: [UInt8]) -> Node? {
+    /// The node holding `key` and its index there, the node made unique to
+    /// this tree on the way down (for changing its value in place); nil when absent.
+    private func locate(_ key: [UInt8]) -> (Node, Int)? {
         var node = uniqueRoot()
         while true {
             let (index, found) = Self.search(node.keys, key)
-            if found { return node }
+            if found { return (node, index) }
             if node.isLeaf { return nil }
             node = Self.uniqueChild(node, index)
         }
@@ -204,14 +208,15 @@ final class ByteKeyTree<Value> {
     }
 
     /// Lexicographic comparison of unsigned bytes: negative, zero or positive.
+    /// memcmp: keys under one prefix share their first bytes, which it
+    /// compares many at a time.
     static func compare(_ a: [UInt8], _ b: [UInt8]) -> Int {
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 let n = min(pa.count, pb.count)
-                var i = 0
-                while i < n {
-                    if pa[i] != pb[i] { return Int(pa[i]) - Int(pb[i]) }
-                    i += 1
+                if n > 0, let x = pa.baseAddress, let y = pb.baseAddress {
+                    let c = memcmp(x, y, n)
+                    if c != 0 { return Int(c) }
                 }
                 return pa.count - pb.count
             }

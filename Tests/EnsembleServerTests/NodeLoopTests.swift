@@ -2,6 +2,7 @@ import EnsembleServer
 import Foundation
 import Linearizability
 import Raft
+import Synchronization
 import RaftTransport
 import Testing
 
@@ -14,7 +15,7 @@ final class TestCluster: @unchecked Sendable {
     var nodes: [NodeID: NodeLoop<RegisterMachine>] = [:]
     var options = NodeLoop<RegisterMachine>.Options()
 
-    init(forwardProposals: Bool = true) throws {
+    init(forwardProposals: Bool = true, configure: (inout NodeLoop<RegisterMachine>.Options) -> Void = { _ in }) throws {
         directory = NSTemporaryDirectory() + "ensemble-node-\(UUID().uuidString)"
         // 25 ms ticks: elections after 250–500 ms. Shorter ones churn leaders when
         // the whole test suite shares two cores.
@@ -22,6 +23,7 @@ final class TestCluster: @unchecked Sendable {
         options.snapshotEvery = 50
         options.snapshotKeep = 10
         options.forwardProposals = forwardProposals
+        configure(&options)
         for id in ids { try start(id) }
     }
 
@@ -130,6 +132,39 @@ final class TestCluster: @unchecked Sendable {
             }
         }
         #expect(refused)
+    }
+
+    /// Applying runs beside the loop, not in it: an entry that takes 1.5 s to
+    /// apply on every member (as a DeleteRange of a million keys may) holds up
+    /// neither heartbeats nor anything else of Raft's, so nobody calls an
+    /// election (they time out after 250–500 ms here). Meanwhile proposals
+    /// beyond the allowed apply lag are refused with etcd's "too many
+    /// requests" instead of piling up.
+    @Test func aSlowApplyHoldsUpNeitherHeartbeatsNorElections() async throws {
+        let cluster = try TestCluster { $0.maxApplyLag = 5 }
+        defer { cluster.shutdown() }
+        let leader = try await cluster.waitForLeader()
+        let node = try #require(cluster.nodes[leader])
+        let term = node.status.term
+        let outcomes = Mutex<[Result<String, NodeError>]>([])
+        node.propose(RegisterMachine.sleep(1500)) { result in outcomes.withLock { $0.append(result) } }
+        for i in 0..<20 {
+            try await Task.sleep(for: .milliseconds(20))
+            node.propose(RegisterMachine.put("k\(i)", "\(i)")) { result in outcomes.withLock { $0.append(result) } }
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while outcomes.withLock({ $0.count }) < 21, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let results = outcomes.withLock { $0 }
+        #expect(results.count == 21)
+        #expect(results.contains { if case .success("slept") = $0 { true } else { false } })
+        #expect(results.contains { $0 == .failure(.tooManyRequests) })
+        #expect(results.allSatisfy { $0 == .failure(.tooManyRequests) || (try? $0.get()) != nil })
+        for (id, member) in cluster.nodes {
+            #expect(member.status.term == term, "member \(id) saw an election")
+            #expect(member.status.leader == leader, "member \(id)")
+        }
     }
 
     @Test func leaderFailureElectsANewLeaderAndNothingAcknowledgedIsLost() async throws {

@@ -13,7 +13,10 @@ final class RegisterMachine: ReplicatedStateMachine {
         Array("cas\u{0}\(key)\u{0}\(expected ?? "\u{1}")\u{0}\(value)".utf8)
     }
 
-    /// "ok", or for cas "swapped"/"kept".
+    /// Takes `milliseconds` to apply: a stand-in for a huge DeleteRange.
+    static func sleep(_ milliseconds: Int) -> [UInt8] { Array("sleep\u{0}\(milliseconds)".utf8) }
+
+    /// "ok", or for cas "swapped"/"kept", for sleep "slept".
     func apply(_ data: [UInt8], index: UInt64) -> String {
         let parts = String(decoding: data, as: UTF8.self).split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
         switch parts.first {
@@ -25,6 +28,9 @@ final class RegisterMachine: ReplicatedStateMachine {
             guard values[parts[1]] == expected else { return "kept" }
             values[parts[1]] = parts[3]
             return "swapped"
+        case "sleep" where parts.count == 2:
+            Thread.sleep(forTimeInterval: Double(parts[1]).map { $0 / 1000 } ?? 0)
+            return "slept"
         default:
             return "bad command"
         }

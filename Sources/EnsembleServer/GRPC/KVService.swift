@@ -165,6 +165,7 @@ public struct KVService: Sendable {
             case .outcomeUnknown: return .unavailable("etcdserver: request timed out")
             case .stopped: return .unavailable("etcdserver: server stopped")
             case let .proposalDropped(why): return .unavailable("etcdserver: request cancelled: \(why)")
+            case .tooManyRequests: return GRPCStatus(code: 8, message: "etcdserver: too many requests")
             }
         default:
             return .internal("\(error)")

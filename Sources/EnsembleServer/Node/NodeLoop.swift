@@ -5,12 +5,14 @@ import RaftTransport
 import RaftStorage
 import Synchronization
 
-/// Runs one member: the single serial loop that owns a ``RaftNode``, its
-/// durable log and the replicated state machine. Everything that reaches the
-/// member — client proposals and reads, peer messages, ticks — goes through one
-/// inbox and is handled in batches: many proposals become one Ready, one WAL
-/// write with one fdatasync, one transport call. Clients wait on continuations
-/// that the apply step resumes; there is no actor hop per request.
+/// Runs one member: the single serial loop that owns a ``RaftNode`` and its
+/// durable log, beside an ``Applier`` thread that owns the replicated state
+/// machine. Everything that reaches Raft — client proposals and reads, peer
+/// messages, ticks — goes through one inbox and is handled in batches: many
+/// proposals become one Ready, one WAL write with one fdatasync, one transport
+/// call. Committed entries go to the applier with the replies waiting on them;
+/// clients are answered by callback from there, with no actor hop per request.
+/// A slow apply never delays the loop: heartbeats and WAL writes go on.
 ///
 /// Thread safety: the inbox and the published status are locked; everything else
 /// belongs to the loop thread (hence `@unchecked Sendable`).
@@ -19,6 +21,10 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         public var tickInterval: Duration = .milliseconds(100)
         /// Take a snapshot after this many applied entries.
         public var snapshotEvery: UInt64 = 10_000
+        /// New proposals are refused with ``NodeError/tooManyRequests`` while
+        /// the applier is more than this many entries behind the commit index
+        /// (etcd's maxGapBetweenApplyAndCommitIndex).
+        public var maxApplyLag: UInt64 = 5_000
         /// Entries kept behind a snapshot for slow followers.
         public var snapshotKeep: UInt64 = 5_000
         /// A proposal or read not answered by then fails: a proposal with
@@ -43,9 +49,12 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         case read(Machine.Query, linearizable: Bool, ReadReply)
         case campaign
         case transfer(NodeID)
-        case perform(@Sendable (Machine) -> Void)
+        /// Entries the machine wants proposed on the leader (fire and forget).
+        case machineProposals([[UInt8]])
         /// A snapshot's file was written in the background (or failed).
-        case snapshotWritten(Result<Snapshot, WALError>)
+        case snapshotWritten(Result<Snapshot, WALError>, started: ContinuousClock.Instant)
+        /// The applier could not go on (a snapshot failed to restore).
+        case applyFailed
     }
 
     struct Inbox {
@@ -53,18 +62,37 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         var stopping = false
     }
 
+    /// What the loop shares with other threads: its inbox, the semaphore
+    /// that wakes it, and the status it publishes.
+    final class Shared: Sendable {
+        let inbox = Mutex(Inbox())
+        let wakeup = DispatchSemaphore(value: 0)
+        let published: Mutex<NodeStatus>
+
+        init(id: NodeID) { published = Mutex(NodeStatus(id: id)) }
+
+        /// Queues `work` for the loop; false once the loop stopped taking work.
+        func enqueue(_ work: Work) -> Bool {
+            let accepted = inbox.withLock { inbox -> Bool in
+                guard !inbox.stopping else { return false }
+                inbox.work.append(work)
+                return true
+            }
+            if accepted { wakeup.signal() }
+            return accepted
+        }
+    }
+
     public let id: NodeID
     private let options: Options
     private let transport: any PeerTransport
-    private let inbox = Mutex(Inbox())
-    private let wakeup = DispatchSemaphore(value: 0)
-    private let published: Mutex<NodeStatus>
+    private let shared: Shared
     private let finished = DispatchSemaphore(value: 0)
+    private let applier: Applier<Machine>
 
     // Loop-thread state.
     private var raft: RaftNode<DiskStorage>
     private let storage: DiskStorage
-    private let machine: Machine
     private var proposals: [UInt64: (term: UInt64, reply: ProposalReply, deadline: ContinuousClock.Instant)] = [:]
     private var reads: [UInt64: (query: Machine.Query, reply: ReadReply, deadline: ContinuousClock.Instant)] = [:]
     private var confirmedReads: [(index: UInt64, context: UInt64)] = []
@@ -86,13 +114,12 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var nextReadContext = UInt64.random(in: 1...(UInt64.max / 2))
     /// Leader, role and term at the last Ready: any change fails waiting reads.
     private var lastLeadership: (leader: NodeID, role: Role, term: UInt64)?
+    /// The latest snapshot installed in storage (for the status).
     private var lastSnapshotIndex: UInt64
-    /// A snapshot is being encoded and written off the loop; one at a time.
-    private var snapshotInFlight = false
-    private var snapshotStarted = ContinuousClock.now
-    private let snapshotQueue: DispatchQueue
     /// Reads served on the leader's lease: time must then be caught up first.
     private let leaseReads: Bool
+    /// The applier could not restore a snapshot: the member stops.
+    private var applyFailed = false
 
     /// Opens (or creates) the member's data directory and restores the state
     /// machine from the latest snapshot. `bootstrap` lists the founding voters
@@ -115,13 +142,21 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         self.raft = try RaftNode(config: config, storage: storage)
         self.id = config.id
         self.storage = storage
-        self.machine = machine
         self.transport = transport
         self.options = options
-        self.published = Mutex(NodeStatus(id: config.id))
+        let shared = Shared(id: config.id)
+        self.shared = shared
         self.lastSnapshotIndex = snapshot.metadata.index
-        self.snapshotQueue = DispatchQueue(label: "ensemble-snapshot-\(config.id)")
         self.leaseReads = config.readOnly == .leaseBased
+        let hooks = Applier<Machine>.Hooks(
+            propose: { _ = shared.enqueue(.machineProposals($0)) },
+            snapshotWritten: { _ = shared.enqueue(.snapshotWritten($0, started: $1)) },
+            failed: { _ in _ = shared.enqueue(.applyFailed) },
+            applied: { index in shared.published.withLock { $0.appliedIndex = max($0.appliedIndex, index) } })
+        self.applier = Applier(
+            machine: machine, snapshot: snapshot.metadata, snapshotEvery: options.snapshotEvery,
+            storageDirectory: storage.directory, observer: options.observer, label: "ensemble-node-\(config.id)",
+            hooks: hooks)
     }
 
     private let lifecycle = Mutex((started: false, stopped: false))
@@ -134,11 +169,12 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
             return !state.started
         }) else { return }
         transport.register(id) { [weak self] messages in self?.enqueue(.messages(messages)) }
+        applier.start(name: "ensemble-apply-\(id)")
         let thread = Thread { [self] in
             self.run()
-            // A snapshot still being written finishes first (its file is then
-            // harmless: without its WAL marker, recovery removes it).
-            self.snapshotQueue.sync {}
+            // What was handed to the applier is applied and answered, and a
+            // snapshot being written finishes, before the directory is released.
+            self.applier.stop()
             // Release the data directory before anyone may reopen it.
             try? self.storage.close()
             self.finished.signal()
@@ -154,14 +190,14 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
             defer { state.stopped = true }
             return (state.started, state.stopped)
         }
-        inbox.withLock { $0.stopping = true }
+        shared.inbox.withLock { $0.stopping = true }
         guard started, !alreadyStopped else { return }
         transport.unregister(id)
-        wakeup.signal()
+        shared.wakeup.signal()
         finished.wait()
     }
 
-    public var status: NodeStatus { published.withLock { $0 } }
+    public var status: NodeStatus { shared.published.withLock { $0 } }
 
     /// Proposes `data`; returns what applying it produced once it is committed
     /// and applied here. Only the leader accepts proposals.
@@ -173,7 +209,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     }
 
     /// ``propose(_:)`` for callers that start no task per request (the gRPC
-    /// KV handlers): `reply` runs once, on the loop thread, and must be quick.
+    /// KV handlers): `reply` runs once, on the loop or apply thread, and must be quick.
     public func propose(_ data: [UInt8], reply: @escaping @Sendable (Result<Machine.Result, NodeError>) -> Void) {
         enqueue(.propose(data, reply))
     }
@@ -199,7 +235,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     }
 
     /// ``read(_:linearizable:)`` with a callback that runs once, on the loop
-    /// thread, and must be quick.
+    /// or apply thread, and must be quick.
     public func read(
         _ query: Machine.Query, linearizable: Bool, reply: @escaping @Sendable (Result<Machine.ReadResult, NodeError>) -> Void
     ) {
@@ -211,37 +247,23 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
 
     public func transferLeadership(to target: NodeID) { enqueue(.transfer(target)) }
 
-    /// Runs `body` on the loop thread, between cycles, with the state machine:
-    /// for work that must be ordered with apply (creating a watch at the current
-    /// revision, renewing a lease on the leader). It must be quick. Not run if
-    /// the member has stopped taking work.
-    public func perform(_ body: @escaping @Sendable (Machine) -> Void) { enqueue(.perform(body)) }
+    /// Runs `body` on the apply thread, between batches, with the state
+    /// machine: for work that must be ordered with apply (creating a watch at
+    /// the current revision, renewing a lease on the leader). It must be quick.
+    /// Not run if the member has stopped taking work.
+    public func perform(_ body: @escaping @Sendable (Machine) -> Void) { applier.post(.perform(body)) }
 
     /// ``perform(_:)`` with a result; nil if the member stopped first.
     public func withMachine<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T) async -> T? {
         await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
             let once = Mutex(Optional(continuation))
             let resume: @Sendable (T?) -> Void = { value in once.withLock { $0.take() }?.resume(returning: value) }
-            let accepted = inbox.withLock { inbox -> Bool in
-                guard !inbox.stopping else { return false }
-                inbox.work.append(.perform({ machine in resume(body(machine)) }))
-                return true
-            }
-            if accepted { wakeup.signal() } else { resume(nil) }
+            if !applier.post(.perform({ machine in resume(body(machine)) })) { resume(nil) }
         }
     }
 
     private func enqueue(_ work: Work) {
-        let accepted = inbox.withLock { inbox -> Bool in
-            guard !inbox.stopping else { return false }
-            inbox.work.append(work)
-            return true
-        }
-        if accepted {
-            wakeup.signal()
-        } else {
-            fail(work, .stopped)
-        }
+        if !shared.enqueue(work) { fail(work, .stopped) }
     }
 
     private func fail(_ work: Work, _ error: NodeError) {
@@ -257,16 +279,16 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
 
 extension NodeLoop {
     private func run() {
-        published.withLock { $0.running = true }
+        shared.published.withLock { $0.running = true }
         let clock = ContinuousClock()
         var nextTick = clock.now + options.tickInterval
         while true {
             let wait = clock.now.duration(to: nextTick)
             if wait > .zero {
                 let nanos = wait.components.seconds * 1_000_000_000 + wait.components.attoseconds / 1_000_000_000
-                _ = wakeup.wait(timeout: .now() + .nanoseconds(Int(nanos)))
+                _ = shared.wakeup.wait(timeout: .now() + .nanoseconds(Int(nanos)))
             }
-            let (work, stopping) = inbox.withLock { inbox in
+            let (work, stopping) = shared.inbox.withLock { inbox in
                 defer { inbox.work.removeAll(keepingCapacity: true) }
                 return (inbox.work, inbox.stopping)
             }
@@ -293,13 +315,14 @@ extension NodeLoop {
                 missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: heardPeers ? 1 : 64)
             }
             do {
+                if applyFailed { throw NodeError.stopped }
                 try processReadies()
             } catch {
                 // The log could not be written: this member must not go on (it
                 // could acknowledge what is not durable). Whatever was proposed may
                 // still commit through the others.
                 transport.unregister(id)
-                let leftover = inbox.withLock { inbox in
+                let leftover = shared.inbox.withLock { inbox in
                     inbox.stopping = true
                     defer { inbox.work.removeAll() }
                     return inbox.work
@@ -323,27 +346,22 @@ extension NodeLoop {
             missed += 1
         }
         if clock.now > nextTick { nextTick = clock.now + options.tickInterval }
-        if missed > 0 && raft.role == .leader {
-            // The machine's own leader-side proposals (lease expiries), fire and forget.
-            for data in machine.leaderTick() where !data.isEmpty { _ = try? raft.propose(data) }
-        }
+        // The machine's own leader-side proposals (lease expiries) come back
+        // as `.machineProposals`.
+        if missed > 0 && raft.role == .leader { applier.post(.leaderTick) }
         return missed
     }
 
     /// Answers everything still waiting, once, and marks the member stopped.
     private func shutDown(leftover: [Work], pending error: NodeError) {
-        for item in leftover {
-            // Accepted work that only touches the machine still runs, so its
-            // caller hears back (this is still the loop thread).
-            if case let .perform(body) = item { body(machine) } else { fail(item, .stopped) }
-        }
+        for item in leftover { fail(item, .stopped) }
         for (_, pending) in proposals { pending.reply(.failure(error)) }
         proposals.removeAll()
         for item in toForward { item.reply(.failure(.stopped)) }
         toForward.removeAll()
         failForwarded(error)
         failReads(.stopped)
-        published.withLock { $0.running = false }
+        shared.published.withLock { $0.running = false }
     }
 
     /// Requests past their deadline fail instead of waiting forever (a read whose
@@ -362,6 +380,12 @@ extension NodeLoop {
             reads.removeValue(forKey: context)
             pending.reply(.failure(.leaderChanged))
         }
+    }
+
+    /// Whether the applier is so far behind the commit index that new
+    /// proposals are refused (they would only queue up behind it).
+    private var applyLagging: Bool {
+        raft.commitIndex > applier.appliedIndex.load(ordering: .relaxed) + options.maxApplyLag
     }
 
     /// Makes a proposal and waits for the entry at its index, or answers the refusal.
@@ -449,6 +473,10 @@ extension NodeLoop {
                 reply(.failure(.proposalDropped("empty proposal")))
                 return
             }
+            guard !applyLagging else {
+                reply(.failure(.tooManyRequests))
+                return
+            }
             if options.forwardProposals, raft.role == .follower, raft.leader != .none, raft.leader != id {
                 toForward.append((data, reply))
             } else {
@@ -458,7 +486,7 @@ extension NodeLoop {
             track(reply) { () throws(ProposalError) in try raft.proposeConfChange(change) }
         case let .read(query, linearizable, reply):
             guard linearizable else {
-                reply(.success(machine.read(query)))
+                applier.post(.read(query, reply))
                 return
             }
             let context = nextReadContext
@@ -473,15 +501,23 @@ extension NodeLoop {
             raft.campaign()
         case let .transfer(target):
             try? raft.transferLeadership(to: target)
-        case let .perform(body):
-            body(machine)
-        case let .snapshotWritten(result):
-            snapshotInFlight = false
-            guard case let .success(snapshot) = result else { return }
-            installSnapshot(snapshot)
-            options.observer?.snapshotSaved(
-                index: snapshot.metadata.index, bytes: snapshot.data.count, duration: .now - snapshotStarted)
+        case let .machineProposals(entries):
+            guard raft.role == .leader else { return }
+            for data in entries { _ = try? raft.propose(data) }
+        case let .snapshotWritten(result, started):
+            guard case let .success(snapshot) = result else {
+                applier.post(.snapshotSettled(nil))
+                return
+            }
+            let installed = installSnapshot(snapshot)
+            applier.post(.snapshotSettled(installed ? snapshot.metadata.index : nil))
+            if installed {
+                options.observer?.snapshotSaved(
+                    index: snapshot.metadata.index, bytes: snapshot.data.count, duration: .now - started)
+            }
             publishStatus()
+        case .applyFailed:
+            applyFailed = true
         }
     }
 
@@ -500,7 +536,7 @@ extension NodeLoop {
                 failForwarded(.outcomeUnknown, unlessSentTo: raft.leader, term: raft.term)
             }
             if (lastLeadership?.role == .leader) != (raft.role == .leader) {
-                machine.roleChanged(isLeader: raft.role == .leader)
+                applier.post(.roleChanged(isLeader: raft.role == .leader))
             }
             lastLeadership = leadership
             transport.send(ready.messages)
@@ -514,7 +550,7 @@ extension NodeLoop {
             transport.send(ready.messagesAfterPersist)
             reportSnapshots(ready.messagesAfterPersist)
             if let snapshot = ready.snapshot {
-                try machine.restore(snapshot.data)
+                applier.post(.restore(snapshot))
                 // Entries the snapshot covered were never applied here one by one:
                 // whether a pending proposal is among them cannot be told.
                 for index in proposals.keys where index <= snapshot.metadata.index {
@@ -522,34 +558,21 @@ extension NodeLoop {
                 }
                 lastSnapshotIndex = max(lastSnapshotIndex, snapshot.metadata.index)
             }
-            // Before this Ready's entries apply: an answer may name one of them.
-            let applied = max(raft.appliedIndex, ready.snapshot?.metadata.index ?? 0)
-            for answer in ready.forwarded { forwardedAnswered(answer, applied: applied) }
-            // Raft applies configuration changes in advance(); the machine hears
-            // of each in log order, with whether Raft will accept it.
-            var conf = raft.confState
-            let applyStarted = ContinuousClock.now
-            for entry in ready.committedEntries {
-                var result: Machine.Result?
-                if entry.kind == .normal && !entry.data.isEmpty {
-                    result = machine.apply(entry.data, index: entry.index)
-                } else if entry.kind == .confChange, let change = ConfChange(decoding: entry.data) {
-                    let next = try? conf.applying(change)
-                    if let next { conf = next }
-                    result = machine.applyConfChange(change, accepted: next != nil, index: entry.index)
-                }
-                if let pending = proposals.removeValue(forKey: entry.index) {
-                    if pending.term == entry.term, let result {
-                        pending.reply(.success(result))
-                    } else {
-                        // Another leader's entry took this index: ours is gone.
-                        pending.reply(.failure(.leaderChanged))
-                        options.observer?.proposalFailed()
+            // Before this Ready's entries are handed out: an answer may name one of them.
+            let handedOut = max(raft.appliedIndex, ready.snapshot?.metadata.index ?? 0)
+            for answer in ready.forwarded { forwardedAnswered(answer, applied: handedOut) }
+            if !ready.committedEntries.isEmpty {
+                // The replies waiting on these entries go with them: from here
+                // on they are the applier's to answer.
+                var waiters: [Applier<Machine>.Waiter] = []
+                if !proposals.isEmpty {
+                    for entry in ready.committedEntries {
+                        if let pending = proposals.removeValue(forKey: entry.index) {
+                            waiters.append(.init(index: entry.index, term: pending.term, reply: pending.reply))
+                        }
                     }
                 }
-            }
-            if !ready.committedEntries.isEmpty {
-                options.observer?.applied(entries: ready.committedEntries.count, duration: ContinuousClock.now - applyStarted)
+                applier.post(.entries(ready.committedEntries, conf: raft.confState, waiters: waiters))
             }
             for state in ready.readStates {
                 guard let context = Self.decode(state.context) else { continue }
@@ -557,7 +580,6 @@ extension NodeLoop {
             }
             raft.advance(ready)
             serveConfirmedReads()
-            maybeSnapshot()
         }
         publishStatus()
     }
@@ -571,12 +593,15 @@ extension NodeLoop {
         }
     }
 
+    /// Confirmed reads whose index has been handed to the applier go to it:
+    /// it serves them after applying that far.
     private func serveConfirmedReads() {
+        guard !confirmedReads.isEmpty else { return }
         let applied = raft.appliedIndex
         var waiting: [(index: UInt64, context: UInt64)] = []
         for read in confirmedReads {
             if read.index <= applied, let pending = reads.removeValue(forKey: read.context) {
-                pending.reply(.success(machine.read(pending.query)))
+                applier.post(.read(pending.query, pending.reply))
             } else if read.index > applied {
                 waiting.append(read)
             }
@@ -584,42 +609,18 @@ extension NodeLoop {
         confirmedReads = waiting
     }
 
-    /// Every `snapshotEvery` applied entries, snapshots the machine without
-    /// stopping the loop: the state is frozen here (cheap), then encoded and
-    /// its file written and synced on a background queue; the loop installs it
-    /// (WAL marker, log compaction) when told it is written. A large state
-    /// written on the loop stalled heartbeats long enough to lose the leader.
-    private func maybeSnapshot() {
-        let applied = raft.appliedIndex
-        guard !snapshotInFlight, applied >= lastSnapshotIndex + options.snapshotEvery,
-            let term = raft.term(at: applied)
-        else { return }
-        let metadata = SnapshotMetadata(index: applied, term: term, confState: raft.confState)
-        let encode = machine.freezeSnapshot()
-        let directory = storage.directory
-        snapshotInFlight = true
-        snapshotStarted = .now
-        snapshotQueue.async { [weak self] in
-            let result: Result<Snapshot, WALError>
-            do throws(WALError) {
-                let snapshot = Snapshot(metadata: metadata, data: encode())
-                try DiskStorage.writeSnapshotFile(snapshot, storageDirectory: directory)
-                result = .success(snapshot)
-            } catch {
-                result = .failure(error)
-            }
-            self?.enqueue(.snapshotWritten(result))
-        }
-    }
-
-    private func installSnapshot(_ snapshot: Snapshot) {
+    /// Records a snapshot the applier wrote and compacts the log behind it;
+    /// false if it could not be recorded.
+    private func installSnapshot(_ snapshot: Snapshot) -> Bool {
         let index = snapshot.metadata.index
         do {
             try storage.installSnapshotFile(snapshot)
             lastSnapshotIndex = max(lastSnapshotIndex, index)
             if index > options.snapshotKeep { try storage.compact(upTo: index - options.snapshotKeep) }
+            return true
         } catch {
             // A failed snapshot is retried at the next threshold; the log still has everything.
+            return false
         }
     }
 
@@ -637,11 +638,15 @@ extension NodeLoop {
     }
 
     private func publishStatus() {
-        let status = NodeStatus(
+        var status = NodeStatus(
             id: id, role: raft.role, leader: raft.leader, term: raft.term, commitIndex: raft.commitIndex,
-            appliedIndex: raft.appliedIndex, voters: raft.confState.voters, learners: raft.confState.learners,
+            appliedIndex: 0, voters: raft.confState.voters, learners: raft.confState.learners,
             running: true, matchIndexes: raft.matchIndexes, pendingProposals: proposals.count,
             snapshotIndex: lastSnapshotIndex)
-        published.withLock { $0 = status }
+        shared.published.withLock { published in
+            // The applier raises the applied index on its own; never lower it.
+            status.appliedIndex = max(published.appliedIndex, applier.appliedIndex.load(ordering: .relaxed))
+            published = status
+        }
     }
 }

@@ -53,6 +53,8 @@ public enum NodeError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The proposal may or may not have been applied (its entry was covered by a
     /// snapshot this member installed); etcd reports such a wait as timed out.
     case outcomeUnknown
+    /// The state machine is too far behind the log to take more proposals.
+    case tooManyRequests
 
     public var description: String {
         switch self {
@@ -62,6 +64,7 @@ public enum NodeError: Error, Sendable, Equatable, CustomStringConvertible {
         case .stopped: "etcdserver: server stopped"
         case let .proposalDropped(why): "etcdserver: request cancelled (\(why))"
         case .outcomeUnknown: "etcdserver: request timed out"
+        case .tooManyRequests: "etcdserver: too many requests"
         }
     }
 }

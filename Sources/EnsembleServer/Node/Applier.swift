@@ -1,0 +1,269 @@
+import Dispatch
+import Foundation
+import Raft
+import RaftStorage
+import Synchronization
+
+/// The apply side of a member: a thread of its own that owns the replicated
+/// state machine. The node loop hands it committed entries in log order, with
+/// the replies waiting on them, then confirmed reads and work on the machine;
+/// it applies, answers, and decides when to snapshot. Applying one large
+/// entry (a DeleteRange of a million keys) therefore never holds up the loop's
+/// heartbeats, WAL writes or peer messages — etcd's apply goroutine, for the
+/// same reason.
+///
+/// Jobs run in the order they are posted: a read posted after a batch sees
+/// that batch applied. Thread safety: the queue and `applied` are
+/// synchronized; the machine and all other state belong to the apply thread.
+final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
+    typealias ProposalReply = @Sendable (Result<Machine.Result, NodeError>) -> Void
+    typealias ReadReply = @Sendable (Result<Machine.ReadResult, NodeError>) -> Void
+
+    /// A proposal made through this member, waiting on the entry at `index`:
+    /// it succeeded if and only if the entry there has `term`.
+    struct Waiter {
+        var index: UInt64
+        var term: UInt64
+        var reply: ProposalReply
+    }
+
+    enum Job {
+        /// Committed entries in log order, starting right after the last
+        /// applied one; `conf` is the membership in force before the first.
+        /// `waiters` are in index order.
+        case entries([Entry], conf: ConfState, waiters: [Waiter])
+        /// A snapshot from the leader replaces the state.
+        case restore(Snapshot)
+        case read(Machine.Query, ReadReply)
+        case perform(@Sendable (Machine) -> Void)
+        case roleChanged(isLeader: Bool)
+        /// Time advanced on the leader: the machine may want to propose.
+        case leaderTick
+        /// The loop installed the snapshot frozen here (or could not: nil).
+        case snapshotSettled(UInt64?)
+    }
+
+    /// What the applier tells the node loop.
+    struct Hooks: Sendable {
+        /// Entries the machine wants proposed (lease expiries).
+        var propose: @Sendable ([[UInt8]]) -> Void
+        /// A snapshot file was written in the background (or failed).
+        var snapshotWritten: @Sendable (Result<Snapshot, WALError>, _ started: ContinuousClock.Instant) -> Void
+        /// A snapshot could not be restored: the member must stop.
+        var failed: @Sendable (any Error) -> Void
+        /// Called after every batch with the new applied index.
+        var applied: @Sendable (UInt64) -> Void
+    }
+
+    private let machine: Machine
+    private let hooks: Hooks
+    private let observer: (any NodeObserver)?
+    private let snapshotEvery: UInt64
+    /// Where snapshot files go (the member's ``DiskStorage`` directory).
+    private let storageDirectory: String
+    private let queue = Mutex((jobs: [Job](), stopping: false))
+    private let wakeup = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    private let snapshotQueue: DispatchQueue
+    /// The last applied index, readable from any thread (the loop's back-pressure check).
+    let appliedIndex: Atomic<UInt64>
+
+    // Apply-thread state.
+    private var applied: UInt64
+    private var appliedTerm: UInt64
+    private var conf: ConfState
+    private var lastSnapshotIndex: UInt64
+    /// A snapshot is being encoded and written off this thread; one at a time.
+    private var snapshotInFlight = false
+    /// A snapshot failed to restore: the state is not to be trusted any more.
+    private var broken = false
+
+    /// `snapshot`: the metadata of the snapshot the machine was restored from.
+    init(
+        machine: Machine, snapshot: SnapshotMetadata, snapshotEvery: UInt64, storageDirectory: String,
+        observer: (any NodeObserver)?, label: String, hooks: Hooks
+    ) {
+        self.storageDirectory = storageDirectory
+        self.machine = machine
+        self.hooks = hooks
+        self.observer = observer
+        self.snapshotEvery = snapshotEvery
+        self.applied = snapshot.index
+        self.appliedTerm = snapshot.term
+        self.conf = snapshot.confState
+        self.lastSnapshotIndex = snapshot.index
+        self.appliedIndex = Atomic(snapshot.index)
+        self.snapshotQueue = DispatchQueue(label: "\(label)-snapshot")
+    }
+
+    /// Starts the apply thread; jobs posted before run then.
+    func start(name: String) {
+        let thread = Thread { [self] in
+            run()
+            // A snapshot still being written finishes first (its file is then
+            // harmless: without its WAL marker, recovery removes it).
+            snapshotQueue.sync {}
+            finished.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Runs everything posted so far, then ends the thread and waits for it.
+    /// Later posts are refused. Call once, after ``start(name:)``.
+    func stop() {
+        queue.withLock { $0.stopping = true }
+        wakeup.signal()
+        finished.wait()
+    }
+
+    /// Queues `job`; false if the applier has stopped taking work.
+    @discardableResult
+    func post(_ job: Job) -> Bool {
+        let accepted = queue.withLock { queue -> Bool in
+            guard !queue.stopping else { return false }
+            queue.jobs.append(job)
+            return true
+        }
+        if accepted { wakeup.signal() } else { refuse(job) }
+        return accepted
+    }
+
+    /// Queues several jobs, in order, with one wakeup.
+    func post(_ jobs: [Job]) {
+        guard !jobs.isEmpty else { return }
+        let accepted = queue.withLock { queue -> Bool in
+            guard !queue.stopping else { return false }
+            queue.jobs.append(contentsOf: jobs)
+            return true
+        }
+        if accepted { wakeup.signal() } else { jobs.forEach(refuse) }
+    }
+
+    /// Answers a job that will never run.
+    private func refuse(_ job: Job) {
+        switch job {
+        case let .entries(_, _, waiters): for waiter in waiters { waiter.reply(.failure(.outcomeUnknown)) }
+        case let .read(_, reply): reply(.failure(.stopped))
+        default: break
+        }
+    }
+}
+
+// MARK: - The apply thread
+
+extension Applier {
+    private func run() {
+        while true {
+            wakeup.wait()
+            let (jobs, stopping) = queue.withLock { queue in
+                defer { queue.jobs.removeAll(keepingCapacity: true) }
+                return (queue.jobs, queue.stopping)
+            }
+            let before = applied
+            for job in jobs { handle(job) }
+            if applied != before {
+                appliedIndex.store(applied, ordering: .releasing)
+                hooks.applied(applied)
+                maybeSnapshot()
+            }
+            if stopping { return }
+        }
+    }
+
+    private func handle(_ job: Job) {
+        if broken {
+            refuse(job)
+            return
+        }
+        switch job {
+        case let .entries(entries, conf, waiters):
+            apply(entries, conf: conf, waiters: waiters)
+        case let .restore(snapshot):
+            do {
+                try machine.restore(snapshot.data)
+                applied = snapshot.metadata.index
+                appliedTerm = snapshot.metadata.term
+                conf = snapshot.metadata.confState
+                lastSnapshotIndex = max(lastSnapshotIndex, snapshot.metadata.index)
+            } catch {
+                broken = true
+                hooks.failed(error)
+            }
+        case let .read(query, reply):
+            reply(.success(machine.read(query)))
+        case let .perform(body):
+            body(machine)
+        case let .roleChanged(isLeader):
+            machine.roleChanged(isLeader: isLeader)
+        case .leaderTick:
+            let proposals = machine.leaderTick().filter { !$0.isEmpty }
+            if !proposals.isEmpty { hooks.propose(proposals) }
+        case let .snapshotSettled(index):
+            snapshotInFlight = false
+            if let index { lastSnapshotIndex = max(lastSnapshotIndex, index) }
+        }
+    }
+
+    /// Applies one batch and answers its waiters. Raft applies membership
+    /// changes itself when it hands them out; the machine hears of each in log
+    /// order, with whether Raft accepted it.
+    private func apply(_ entries: [Entry], conf start: ConfState, waiters: [Waiter]) {
+        var conf = start
+        var next = waiters.startIndex
+        let started = ContinuousClock.now
+        for entry in entries {
+            var result: Machine.Result?
+            if entry.kind == .normal && !entry.data.isEmpty {
+                result = machine.apply(entry.data, index: entry.index)
+            } else if entry.kind == .confChange, let change = ConfChange(decoding: entry.data) {
+                let accepted = try? conf.applying(change)
+                if let accepted { conf = accepted }
+                result = machine.applyConfChange(change, accepted: accepted != nil, index: entry.index)
+            }
+            applied = entry.index
+            appliedTerm = entry.term
+            while next < waiters.endIndex, waiters[next].index <= entry.index {
+                let waiter = waiters[next]
+                next += 1
+                if waiter.index == entry.index, waiter.term == entry.term, let result {
+                    waiter.reply(.success(result))
+                } else {
+                    // Another leader's entry took this index: ours is gone.
+                    waiter.reply(.failure(.leaderChanged))
+                    observer?.proposalFailed()
+                }
+            }
+        }
+        // Waiters past the batch cannot happen (the loop takes them from its
+        // entries); answered rather than dropped all the same.
+        for waiter in waiters[next...] { waiter.reply(.failure(.outcomeUnknown)) }
+        self.conf = conf
+        if !entries.isEmpty { observer?.applied(entries: entries.count, duration: .now - started) }
+    }
+
+    /// Every `snapshotEvery` applied entries, snapshots the machine without
+    /// stopping either thread: the state is frozen here (cheap), then encoded
+    /// and its file written and synced on a background queue; the loop
+    /// installs it (WAL marker, log compaction) when told it is written.
+    private func maybeSnapshot() {
+        guard !snapshotInFlight, applied >= lastSnapshotIndex + snapshotEvery else { return }
+        let metadata = SnapshotMetadata(index: applied, term: appliedTerm, confState: conf)
+        let encode = machine.freezeSnapshot()
+        snapshotInFlight = true
+        let started = ContinuousClock.now
+        let hooks = hooks
+        let directory = storageDirectory
+        snapshotQueue.async {
+            let result: Result<Snapshot, WALError>
+            do throws(WALError) {
+                let snapshot = Snapshot(metadata: metadata, data: encode())
+                try DiskStorage.writeSnapshotFile(snapshot, storageDirectory: directory)
+                result = .success(snapshot)
+            } catch {
+                result = .failure(error)
+            }
+            hooks.snapshotWritten(result, started)
+        }
+    }
+}
