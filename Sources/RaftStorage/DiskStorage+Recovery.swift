@@ -71,7 +71,8 @@ extension DiskStorage {
             report.createdNew = recovered.segments.isEmpty
 
             let cache = MemoryStorage()
-            if !base.isEmpty { cache.applySnapshot(base) }
+            // Only the metadata stays in memory; ``snapshot()`` reads the file.
+            if !base.isEmpty { cache.applySnapshot(Snapshot(metadata: base.metadata, data: [])) }
             cache.append(entries)
             cache.setHardState(replay.hardState)
 

@@ -63,6 +63,8 @@ public final class DiskStorage: RaftLogStorage {
     private let walDirectory: String
     private let snapDirectory: String
     private let cache: MemoryStorage
+    /// The latest snapshot's data lives in its file, not in `cache`.
+    private let readBack: SnapshotReadBack
     private let wal: WAL
     private var lockFD: Int32
     private var snapshotsSaved = 0
@@ -84,6 +86,7 @@ public final class DiskStorage: RaftLogStorage {
         self.walDirectory = FileIO.joined(directory, "wal")
         self.snapDirectory = FileIO.joined(directory, "snap")
         self.cache = cache
+        self.readBack = SnapshotReadBack(directory: FileIO.joined(directory, "snap"))
         self.wal = wal
         self.lockFD = lockFD
         self.recoveryReport = report
@@ -212,14 +215,16 @@ public final class DiskStorage: RaftLogStorage {
     /// The second half of ``saveSnapshot(_:)``: makes a snapshot whose file
     /// ``writeSnapshotFile(_:storageDirectory:)`` wrote the current one (WAL
     /// marker, sync, cache). A snapshot that is no longer newer than the
-    /// current one (another was installed meanwhile) is dropped with its file.
-    public func installSnapshotFile(_ snapshot: Snapshot) throws(WALError) {
+    /// current one (another was installed meanwhile) is dropped with its
+    /// file. Returns whether it became the current one.
+    @discardableResult
+    public func installSnapshotFile(_ snapshot: Snapshot) throws(WALError) -> Bool {
         guard let marker = marker(for: snapshot) else {
             let name = SnapshotFile.Name(term: snapshot.metadata.term, index: snapshot.metadata.index)
             if name.index != cache.latestSnapshot.metadata.index {
                 try? FileIO.removeFile(FileIO.joined(snapDirectory, name.fileName))
             }
-            return
+            return false
         }
         let record = WALRecord.snapshotMarker(marker)
         let length = try record.framedLength()
@@ -233,6 +238,7 @@ public final class DiskStorage: RaftLogStorage {
         // 5,000: SnapshotCatchUpEntries). Recovery starts after the snapshot.
         try applyToCache(snapshot, marker, compactCache: false)
         durableSnapshotIndex = marker.index
+        return true
     }
 
     /// How `snapshot` applies to the log now; nil when it is not newer than the current one.
@@ -244,17 +250,18 @@ public final class DiskStorage: RaftLogStorage {
     }
 
     private func applyToCache(_ snapshot: Snapshot, _ marker: SnapshotMarker, compactCache: Bool = true) throws(WALError) {
+        readBack.forget()
         switch marker.mode {
         case .keepLog:
             do {
-                try cache.createSnapshot(index: marker.index, confState: snapshot.metadata.confState, data: snapshot.data)
+                try cache.createSnapshot(index: marker.index, confState: snapshot.metadata.confState, data: [])
                 if compactCache { try cache.compact(upTo: marker.index) }
             } catch {
                 // Unreachable: `marker(for:)` checked the index is in the log.
                 throw .unrecoverable("cache rejected snapshot at index \(marker.index): \(error)")
             }
         case .replaceLog:
-            cache.applySnapshot(snapshot)
+            cache.applySnapshot(Snapshot(metadata: snapshot.metadata, data: []))
         }
     }
 
@@ -305,6 +312,7 @@ public final class DiskStorage: RaftLogStorage {
     /// Syncs pending appends, then closes the files and releases the directory
     /// lock. Later calls throw ``WALError/closed``; reads keep answering from the cache.
     public func close() throws(WALError) {
+        readBack.waitForReads()
         defer {
             wal.close()
             if lockFD >= 0 {
@@ -348,7 +356,29 @@ public final class DiskStorage: RaftLogStorage {
     public var firstIndex: UInt64 { cache.firstIndex }
     public var lastIndex: UInt64 { cache.lastIndex }
 
+    /// The latest snapshot for Raft to send to a follower. Only its metadata
+    /// stays in memory: the data (the whole state machine, hundreds of
+    /// megabytes for a large store) is read back from its file in the
+    /// background, and until it has been this throws
+    /// ``StorageError/snapshotTemporarilyUnavailable`` (Raft tries again
+    /// later). See ``SnapshotReadBack``. Use ``readSnapshot()`` to wait for it.
+    ///
+    /// - Throws: also ``StorageError/io(_:)`` when the file could not be read.
     public func snapshot() throws(StorageError) -> Snapshot {
-        try cache.snapshot()
+        let latest = try cache.snapshot()
+        guard !latest.isEmpty else { return latest }
+        return try readBack.snapshot(named: SnapshotFile.Name(term: latest.metadata.term, index: latest.metadata.index))
     }
+
+    /// The latest snapshot, read from its file now (an empty snapshot if there
+    /// is none): for restoring the state machine when the member starts.
+    public func readSnapshot() throws(WALError) -> Snapshot {
+        let latest = cache.latestSnapshot
+        guard !latest.isEmpty else { return latest }
+        return try SnapshotFile.load(
+            directory: snapDirectory, name: SnapshotFile.Name(term: latest.metadata.term, index: latest.metadata.index))
+    }
+
+    /// Only the latest snapshot's metadata (no file read).
+    public var snapshotMetadata: SnapshotMetadata { cache.latestSnapshot.metadata }
 }

@@ -5,6 +5,7 @@ import Synchronization
 /// is collected as it arrives.
 final class EtcdctlProcess: Sendable {
     private let process: Process
+    private let reader: FileHandle
     private let output = Output()
 
     final class Output: Sendable {
@@ -26,11 +27,23 @@ final class EtcdctlProcess: Sendable {
         process.standardOutput = pipe
         process.standardError = pipe
         self.process = process
+        self.reader = pipe.fileHandleForReading
         pipe.fileHandleForReading.readabilityHandler = { [output] handle in
             let data = handle.availableData
-            if !data.isEmpty { output.text.withLock { $0 += String(decoding: data, as: UTF8.self) } }
+            if data.isEmpty {
+                // End of output: a handler left installed on a finished pipe
+                // keeps a dispatch source on its descriptor, which crashed
+                // libdispatch's event loop once the handle was released.
+                handle.readabilityHandler = nil
+            } else {
+                output.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
+            }
         }
         try process.run()
+    }
+
+    deinit {
+        reader.readabilityHandler = nil
     }
 
     var text: String { output.text.withLock { $0 } }

@@ -1,3 +1,4 @@
+import Foundation
 import Raft
 import Testing
 @testable import RaftStorage
@@ -125,7 +126,51 @@ private func expectSameReads(_ disk: DiskStorage, _ mem: MemoryStorage, sourceLo
             try withStorage(dir.path) { s throws in
                 #expect(try LogState(s) == LogState(mem))
                 #expect(s.firstIndex == 24 && s.lastIndex == 25)
-                #expect(try s.snapshot().data == [8])
+                #expect(try s.readSnapshot().data == [8])
+            }
+        }
+    }
+
+    /// The snapshot's data is not kept in memory: Raft's `snapshot()` reads it
+    /// back from the file in the background, answering "temporarily
+    /// unavailable" until it has, then the same copy until a newer snapshot
+    /// replaces it; a damaged file is reported as an I/O error.
+    @Test func snapshotDataIsReadBackFromItsFileInTheBackground() throws {
+        try withTempDir { dir in
+            try withStorage(dir.path) { s throws in
+                let conf = ConfState(voters: [1])
+                try s.append(hardState: HardState(term: 1, vote: 1, commit: 10), entries: makeEntries(1...10, term: 1))
+                try s.sync()
+                try s.saveSnapshot(Snapshot(metadata: SnapshotMetadata(index: 5, term: 1, confState: conf), data: [5, 5]))
+                #expect(throws: StorageError.snapshotTemporarilyUnavailable) { try s.snapshot() }
+                #expect(s.snapshotMetadata.index == 5)
+                var read: Snapshot?
+                for _ in 0..<500 where read == nil {
+                    read = try? s.snapshot()
+                    if read == nil { Thread.sleep(forTimeInterval: 0.01) }
+                }
+                #expect(read?.data == [5, 5])
+                #expect(try s.snapshot().data == [5, 5])
+                // A newer snapshot: the old copy is dropped, the new one read.
+                try s.saveSnapshot(Snapshot(metadata: SnapshotMetadata(index: 8, term: 1, confState: conf), data: [8]))
+                #expect(throws: StorageError.snapshotTemporarilyUnavailable) { try s.snapshot() }
+                #expect(try s.readSnapshot().data == [8])
+                // A damaged file: the background read reports it as an I/O error.
+                try s.saveSnapshot(Snapshot(metadata: SnapshotMetadata(index: 9, term: 1, confState: conf), data: [9]))
+                let path = dir.path + "/snap/" + SnapshotFile.Name(term: 1, index: 9).fileName
+                var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+                bytes[bytes.count - 1] ^= 0xFF
+                try Data(bytes).write(to: URL(fileURLWithPath: path))
+                var outcome: StorageError = .snapshotTemporarilyUnavailable
+                for _ in 0..<500 where outcome == .snapshotTemporarilyUnavailable {
+                    do throws(StorageError) { _ = try s.snapshot() } catch { outcome = error }
+                    if outcome == .snapshotTemporarilyUnavailable { Thread.sleep(forTimeInterval: 0.01) }
+                }
+                guard case let .io(why) = outcome else {
+                    Issue.record("expected an I/O error, got \(outcome)")
+                    return
+                }
+                #expect(why.contains("index 9"))
             }
         }
     }

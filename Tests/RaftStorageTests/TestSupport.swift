@@ -40,7 +40,8 @@ struct LogState: Equatable, CustomStringConvertible {
         let initial = try s.initialState()
         hardState = initial.hardState
         confState = initial.confState
-        snapshot = try s.snapshot()
+        // DiskStorage keeps only the metadata in memory; read the file itself.
+        if let disk = s as? DiskStorage { snapshot = try disk.readSnapshot() } else { snapshot = try s.snapshot() }
         firstIndex = s.firstIndex
         lastIndex = s.lastIndex
         entries = try s.entries(s.firstIndex..<(s.lastIndex + 1), maxBytes: Int.max)

@@ -6,7 +6,7 @@ import KV
 /// keep-alive without the log, and checkpoints remaining TTLs through the log so
 /// that a new leader continues each countdown instead of restarting it (etcd
 /// 3.4 restarts it unless lease checkpointing is enabled). Everything here runs
-/// on the node loop's thread.
+/// on the member's apply thread (docs/node.md).
 extension KVReplica {
     public func roleChanged(isLeader: Bool) {
         leading = isLeader

@@ -35,9 +35,11 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
         /// A snapshot from the leader replaces the state.
         case restore(Snapshot)
         case read(Machine.Query, ReadReply)
-        case perform(@Sendable (Machine) -> Void)
+        /// `refused` runs instead of `body` if the job never runs.
+        case perform(@Sendable (Machine) -> Void, refused: (@Sendable () -> Void)?)
         case roleChanged(isLeader: Bool)
-        /// Time advanced on the leader: the machine may want to propose.
+        /// Time advanced on the leader: the machine may want to propose. Run
+        /// once the queue is empty (see ``run()``).
         case leaderTick
         /// The loop installed the snapshot frozen here (or could not: nil).
         case snapshotSettled(UInt64?)
@@ -77,6 +79,8 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
     private var snapshotInFlight = false
     /// A snapshot failed to restore: the state is not to be trusted any more.
     private var broken = false
+    /// A leader tick waits for the queue to empty, since when.
+    private var tickDue: ContinuousClock.Instant?
 
     /// `snapshot`: the metadata of the snapshot the machine was restored from.
     init(
@@ -145,6 +149,7 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
         switch job {
         case let .entries(_, _, waiters): for waiter in waiters { waiter.reply(.failure(.outcomeUnknown)) }
         case let .read(_, reply): reply(.failure(.stopped))
+        case let .perform(_, refused): refused?()
         default: break
         }
     }
@@ -168,7 +173,21 @@ extension Applier {
                 maybeSnapshot()
             }
             if stopping { return }
+            runDueTick()
         }
+    }
+
+    /// Runs a due leader tick once nothing else is queued, or after waiting
+    /// a second. Ticks queue up while a long apply runs; keep-alives that
+    /// arrived meanwhile must renew their leases before a tick judges expiry
+    /// (the node loop used to serve both in that order after a stall).
+    private func runDueTick() {
+        guard let due = tickDue else { return }
+        let idle = queue.withLock { $0.jobs.isEmpty }
+        guard idle || ContinuousClock.now - due > .seconds(1) else { return }
+        tickDue = nil
+        let proposals = machine.leaderTick().filter { !$0.isEmpty }
+        if !proposals.isEmpty { hooks.propose(proposals) }
     }
 
     private func handle(_ job: Job) {
@@ -192,13 +211,12 @@ extension Applier {
             }
         case let .read(query, reply):
             reply(.success(machine.read(query)))
-        case let .perform(body):
+        case let .perform(body, _):
             body(machine)
         case let .roleChanged(isLeader):
             machine.roleChanged(isLeader: isLeader)
         case .leaderTick:
-            let proposals = machine.leaderTick().filter { !$0.isEmpty }
-            if !proposals.isEmpty { hooks.propose(proposals) }
+            if tickDue == nil { tickDue = .now }
         case let .snapshotSettled(index):
             snapshotInFlight = false
             if let index { lastSnapshotIndex = max(lastSnapshotIndex, index) }

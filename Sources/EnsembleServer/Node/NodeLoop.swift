@@ -29,7 +29,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         public var snapshotKeep: UInt64 = 5_000
         /// A proposal or read not answered by then fails: a proposal with
         /// ``NodeError/outcomeUnknown`` (it may still commit), a read with
-        /// ``NodeError/leaderChanged`` (retry). etcd waits 5 s plus the election timeout.
+        /// ``NodeError/leaderChanged`` (retry). etcd waits 5 s plus the election
+        /// timeout. Once committed and handed to the applier, a proposal (or a
+        /// confirmed read) is answered when applied, however long that takes.
         public var requestTimeout: Duration = .seconds(7)
         /// A follower forwards proposals to its leader over the Raft transport
         /// (one message per cycle) instead of refusing them with ``NodeError/notLeader(leader:)``.
@@ -120,6 +122,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private let leaseReads: Bool
     /// The applier could not restore a snapshot: the member stops.
     private var applyFailed = false
+    /// The commit index when the member started.
+    private let startCommit: UInt64
 
     /// Opens (or creates) the member's data directory and restores the state
     /// machine from the latest snapshot. `bootstrap` lists the founding voters
@@ -135,7 +139,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
             try storage.append(hardState: boot.hardState, entries: boot.entries)
             try storage.sync()
         }
-        let snapshot = try storage.snapshot()
+        let snapshot = try storage.readSnapshot()
         if !snapshot.isEmpty { try machine.restore(snapshot.data) }
         var config = config
         config.applied = snapshot.metadata.index
@@ -147,6 +151,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         let shared = Shared(id: config.id)
         self.shared = shared
         self.lastSnapshotIndex = snapshot.metadata.index
+        self.startCommit = storage.hardState.commit
         self.leaseReads = config.readOnly == .leaseBased
         let hooks = Applier<Machine>.Hooks(
             propose: { _ = shared.enqueue(.machineProposals($0)) },
@@ -251,14 +256,14 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// machine: for work that must be ordered with apply (creating a watch at
     /// the current revision, renewing a lease on the leader). It must be quick.
     /// Not run if the member has stopped taking work.
-    public func perform(_ body: @escaping @Sendable (Machine) -> Void) { applier.post(.perform(body)) }
+    public func perform(_ body: @escaping @Sendable (Machine) -> Void) { applier.post(.perform(body, refused: nil)) }
 
     /// ``perform(_:)`` with a result; nil if the member stopped first.
     public func withMachine<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T) async -> T? {
         await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
             let once = Mutex(Optional(continuation))
             let resume: @Sendable (T?) -> Void = { value in once.withLock { $0.take() }?.resume(returning: value) }
-            if !applier.post(.perform({ machine in resume(body(machine)) })) { resume(nil) }
+            applier.post(.perform({ machine in resume(body(machine)) }, refused: { resume(nil) }))
         }
     }
 
@@ -384,8 +389,10 @@ extension NodeLoop {
 
     /// Whether the applier is so far behind the commit index that new
     /// proposals are refused (they would only queue up behind it).
+    /// The entries committed before this start are replayed first and do
+    /// not count: a restart is not a reason to refuse writes.
     private var applyLagging: Bool {
-        raft.commitIndex > applier.appliedIndex.load(ordering: .relaxed) + options.maxApplyLag
+        raft.commitIndex > max(applier.appliedIndex.load(ordering: .relaxed), startCommit) + options.maxApplyLag
     }
 
     /// Makes a proposal and waits for the entry at its index, or answers the refusal.
@@ -473,11 +480,12 @@ extension NodeLoop {
                 reply(.failure(.proposalDropped("empty proposal")))
                 return
             }
-            guard !applyLagging else {
+            let forward = options.forwardProposals && raft.role == .follower && raft.leader != .none && raft.leader != id
+            if forward || raft.role == .leader, applyLagging {
                 reply(.failure(.tooManyRequests))
                 return
             }
-            if options.forwardProposals, raft.role == .follower, raft.leader != .none, raft.leader != id {
+            if forward {
                 toForward.append((data, reply))
             } else {
                 track(reply) { () throws(ProposalError) in try raft.propose(data) }
@@ -610,18 +618,16 @@ extension NodeLoop {
     }
 
     /// Records a snapshot the applier wrote and compacts the log behind it;
-    /// false if it could not be recorded.
+    /// false if it was not recorded (a newer one from the leader replaced it
+    /// meanwhile, or the WAL marker could not be written: the next threshold
+    /// tries again, and the log still has everything).
     private func installSnapshot(_ snapshot: Snapshot) -> Bool {
         let index = snapshot.metadata.index
-        do {
-            try storage.installSnapshotFile(snapshot)
-            lastSnapshotIndex = max(lastSnapshotIndex, index)
-            if index > options.snapshotKeep { try storage.compact(upTo: index - options.snapshotKeep) }
-            return true
-        } catch {
-            // A failed snapshot is retried at the next threshold; the log still has everything.
-            return false
-        }
+        guard (try? storage.installSnapshotFile(snapshot)) == true else { return false }
+        lastSnapshotIndex = max(lastSnapshotIndex, index)
+        // A failed compaction only leaves more log on disk until the next one.
+        if index > options.snapshotKeep { try? storage.compact(upTo: index - options.snapshotKeep) }
+        return true
     }
 
     private func failForwarded(_ error: NodeError, unlessSentTo leader: NodeID = .none, term: UInt64 = 0) {

@@ -1,7 +1,8 @@
 import Raft
 
-/// Hears what a node loop does, for metrics. Called on the loop thread, so it
-/// must be cheap and must not block; every method has a no-op default.
+/// Hears what a node loop does, for metrics. Called on the loop thread or the
+/// apply thread, so it must be thread-safe, cheap and must not block; every
+/// method has a no-op default.
 public protocol NodeObserver: Sendable {
     /// One WAL write and fdatasync finished (`bytes` written since the last one).
     func walSynced(duration: Duration)
