@@ -89,7 +89,7 @@ extension DiskStorage {
             try FileIO.syncDirectory(directory)
             return DiskStorage(
                 directory: directory, options: options, cache: cache, wal: wal, lockFD: lockFD, report: report,
-                durableSnapshotIndex: base.metadata.index, directorySyncs: 2)
+                durableSnapshotIndex: base.metadata.index, directorySyncs: 2, recoveredSnapshot: base)
         } catch {
             FileIO.closeFile(lockFD)
             throw error

@@ -65,6 +65,9 @@ public final class DiskStorage: RaftLogStorage {
     private let cache: MemoryStorage
     /// The latest snapshot's data lives in its file, not in `cache`.
     private let readBack: SnapshotReadBack
+    /// The snapshot recovery loaded (and verified), handed to the first
+    /// ``readSnapshot()`` so that a start reads the file once.
+    private var recoveredSnapshot: Snapshot?
     private let wal: WAL
     private var lockFD: Int32
     private var snapshotsSaved = 0
@@ -79,8 +82,9 @@ public final class DiskStorage: RaftLogStorage {
     /// Use ``open(directory:options:)``.
     init(
         directory: String, options: Options, cache: MemoryStorage, wal: WAL, lockFD: Int32, report: RecoveryReport,
-        durableSnapshotIndex: UInt64, directorySyncs: Int
+        durableSnapshotIndex: UInt64, directorySyncs: Int, recoveredSnapshot: Snapshot? = nil
     ) {
+        self.recoveredSnapshot = recoveredSnapshot
         self.directory = directory
         self.options = options
         self.walDirectory = FileIO.joined(directory, "wal")
@@ -251,6 +255,7 @@ public final class DiskStorage: RaftLogStorage {
 
     private func applyToCache(_ snapshot: Snapshot, _ marker: SnapshotMarker, compactCache: Bool = true) throws(WALError) {
         readBack.forget()
+        recoveredSnapshot = nil
         switch marker.mode {
         case .keepLog:
             do {
@@ -313,6 +318,8 @@ public final class DiskStorage: RaftLogStorage {
     /// lock. Later calls throw ``WALError/closed``; reads keep answering from the cache.
     public func close() throws(WALError) {
         readBack.waitForReads()
+        readBack.forget()
+        recoveredSnapshot = nil
         defer {
             wal.close()
             if lockFD >= 0 {
@@ -375,9 +382,14 @@ public final class DiskStorage: RaftLogStorage {
     public func readSnapshot() throws(WALError) -> Snapshot {
         let latest = cache.latestSnapshot
         guard !latest.isEmpty else { return latest }
+        if let recovered = recoveredSnapshot.take(), recovered.metadata == latest.metadata { return recovered }
         return try SnapshotFile.load(
             directory: snapDirectory, name: SnapshotFile.Name(term: latest.metadata.term, index: latest.metadata.index))
     }
+
+    /// Why reading the latest snapshot back for a follower last failed, if it
+    /// did (a damaged or missing snapshot file; see ``snapshot()``).
+    public var snapshotReadFailure: String? { readBack.lastFailure }
 
     /// Only the latest snapshot's metadata (no file read).
     public var snapshotMetadata: SnapshotMetadata { cache.latestSnapshot.metadata }

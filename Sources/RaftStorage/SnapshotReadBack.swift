@@ -12,14 +12,23 @@ import Synchronization
 /// otherwise ``Raft/StorageError/snapshotTemporarilyUnavailable`` after
 /// starting the read (Raft tries again on the follower's next answer, as
 /// with etcd-io/raft's ErrSnapshotTemporarilyUnavailable). The copy read is
-/// kept for further sends until ``forget()`` (a newer snapshot replaced it).
+/// handed out once and then dropped, so memory goes back as soon as the
+/// message carrying it is sent; another send reads the file again. A read
+/// that failed is reported once as ``Raft/StorageError/io(_:)`` and not
+/// tried again for ``retryAfter`` (a damaged file is not read at every
+/// heartbeat); ``lastFailure`` keeps the reason for status and logs.
 final class SnapshotReadBack: Sendable {
     private struct State {
         var name: SnapshotFile.Name?
         var snapshot: Snapshot?
         var loading = false
         var failure: String?
+        var failedAt: ContinuousClock.Instant?
+        var lastFailure: String?
     }
+
+    /// How long after a failed read the next one waits.
+    static let retryAfter: Duration = .seconds(5)
 
     private let directory: String
     private let state = Mutex(State())
@@ -34,15 +43,15 @@ final class SnapshotReadBack: Sendable {
         enum Next { case ready(Snapshot), failed(String), wait, start }
         let next = state.withLock { state -> Next in
             if state.name == name {
-                if let snapshot = state.snapshot { return .ready(snapshot) }
-                if state.loading { return .wait }
-                if let failure = state.failure {
-                    // Reported once; the next call reads again.
-                    state = State()
-                    return .failed(failure)
+                if let snapshot = state.snapshot.take() {
+                    state.name = nil
+                    return .ready(snapshot)
                 }
+                if state.loading { return .wait }
+                if let failure = state.failure.take() { return .failed(failure) }
+                if let failedAt = state.failedAt, ContinuousClock.now - failedAt < Self.retryAfter { return .wait }
             }
-            state = State(name: name, loading: true)
+            state = State(name: name, loading: true, lastFailure: state.lastFailure)
             return .start
         }
         switch next {
@@ -70,15 +79,22 @@ final class SnapshotReadBack: Sendable {
             state.loading = false
             switch result {
             case let .success(snapshot): state.snapshot = snapshot
-            case let .failure(error): state.failure = "cannot read the snapshot at index \(name.index): \(error.description)"
+            case let .failure(error):
+                let why = "cannot read the snapshot at index \(name.index): \(error.description)"
+                state.failure = why
+                state.failedAt = .now
+                state.lastFailure = why
             }
         }
     }
 
     /// Drops what was read: the latest snapshot changed.
     func forget() {
-        state.withLock { $0 = State() }
+        state.withLock { $0 = State(lastFailure: $0.lastFailure) }
     }
+
+    /// Why the last failed read failed, if one did.
+    var lastFailure: String? { state.withLock { $0.lastFailure } }
 
     /// Waits for a read in progress (tests, and closing the storage).
     func waitForReads() {

@@ -19,10 +19,13 @@ public final class LeaderForwarder: Sendable {
     private let state = Mutex<(urls: [NodeID: HostPort], connections: [NodeID: GRPCConnection])>(([:], [:]))
     /// How long a forwarded call may take (etcd's request timeout plus margin).
     let timeout: Duration
+    /// How long to wait for an unknown leader's client URLs to be published.
+    let addressWait: Duration
 
-    public init(group: any EventLoopGroup, timeout: Duration = .seconds(8)) {
+    public init(group: any EventLoopGroup, timeout: Duration = .seconds(8), addressWait: Duration = .seconds(3)) {
         self.group = group
         self.timeout = timeout
+        self.addressWait = addressWait
     }
 
     /// The members' client addresses, from the directory (first usable URL each).
@@ -54,8 +57,15 @@ public final class LeaderForwarder: Sendable {
     }
 
     private func connection(to id: NodeID) async -> GRPCConnection? {
-        let (existing, address) = state.withLock { ($0.connections[id], $0.urls[id]) }
+        var (existing, address) = state.withLock { ($0.connections[id], $0.urls[id]) }
         if let existing { return existing }
+        // A leader that has just started publishes its client URLs through
+        // the log within a second or so: wait for them rather than refuse.
+        let deadline = ContinuousClock.now + addressWait
+        while address == nil, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+            address = state.withLock { $0.urls[id] }
+        }
         guard let address else { return nil }
         guard let made = try? await GRPCConnection.connect(host: address.host, port: address.port, group: group) else {
             return nil

@@ -178,13 +178,13 @@ extension Applier {
     }
 
     /// Runs a due leader tick once nothing else is queued, or after waiting
-    /// a second. Ticks queue up while a long apply runs; keep-alives that
+    /// half a second (etcd checks lease expiry every 500 ms). Ticks queue up while a long apply runs; keep-alives that
     /// arrived meanwhile must renew their leases before a tick judges expiry
     /// (the node loop used to serve both in that order after a stall).
     private func runDueTick() {
-        guard let due = tickDue else { return }
+        guard let due = tickDue, !broken else { return }
         let idle = queue.withLock { $0.jobs.isEmpty }
-        guard idle || ContinuousClock.now - due > .seconds(1) else { return }
+        guard idle || ContinuousClock.now - due > .milliseconds(500) else { return }
         tickDue = nil
         let proposals = machine.leaderTick().filter { !$0.isEmpty }
         if !proposals.isEmpty { hooks.propose(proposals) }
@@ -214,6 +214,7 @@ extension Applier {
         case let .perform(body, _):
             body(machine)
         case let .roleChanged(isLeader):
+            if !isLeader { tickDue = nil }
             machine.roleChanged(isLeader: isLeader)
         case .leaderTick:
             if tickDue == nil { tickDue = .now }
