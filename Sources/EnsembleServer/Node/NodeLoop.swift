@@ -124,6 +124,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var applyFailed = false
     /// The commit index when the member started.
     private let startCommit: UInt64
+    /// The snapshot read failure last reported.
+    private var reportedSnapshotFailure: String?
 
     /// Opens (or creates) the member's data directory and restores the state
     /// machine from the latest snapshot. `bootstrap` lists the founding voters
@@ -337,7 +339,10 @@ extension NodeLoop {
             }
             // Deadlines are seconds long: checking once per tick is enough, and
             // keeps a scan of every waiting request off the per-cycle path.
-            if missed > 0 { expireRequests(now: clock.now) }
+            if missed > 0 {
+                expireRequests(now: clock.now)
+                reportSnapshotReadFailure()
+            }
         }
     }
 
@@ -367,6 +372,14 @@ extension NodeLoop {
         failForwarded(error)
         failReads(.stopped)
         shared.published.withLock { $0.running = false }
+    }
+
+    /// A snapshot that cannot be read back fails silently inside Raft (it
+    /// just cannot send it): say so, once per reason.
+    private func reportSnapshotReadFailure() {
+        guard let reason = storage.snapshotReadFailure, reason != reportedSnapshotFailure else { return }
+        reportedSnapshotFailure = reason
+        options.observer?.snapshotUnreadable(reason)
     }
 
     /// Requests past their deadline fail instead of waiting forever (a read whose

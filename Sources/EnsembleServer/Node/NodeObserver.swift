@@ -14,6 +14,9 @@ public protocol NodeObserver: Sendable {
     func proposalFailed()
     /// A snapshot was written in the background and installed.
     func snapshotSaved(index: UInt64, bytes: Int, duration: Duration)
+    /// The latest snapshot could not be read back to send to a follower
+    /// that needs it (a damaged or missing file); reported once per reason.
+    func snapshotUnreadable(_ reason: String)
 }
 
 extension NodeObserver {
@@ -22,4 +25,5 @@ extension NodeObserver {
     public func leaderChanged(to leader: NodeID) {}
     public func proposalFailed() {}
     public func snapshotSaved(index: UInt64, bytes: Int, duration: Duration) {}
+    public func snapshotUnreadable(_ reason: String) {}
 }

@@ -16,7 +16,7 @@ struct LoggingNodeObserver: NodeObserver {
 
     func applied(entries: Int, duration: Duration) {
         next.applied(entries: entries, duration: duration)
-        // etcd warns past 100 ms: the loop sends no heartbeats meanwhile.
+        // etcd warns past 100 ms: clients and watchers wait that long.
         if duration > .milliseconds(100) {
             logger.warning("slow apply", metadata: ["entries": "\(entries)", "took": "\(duration)"])
         }
@@ -37,4 +37,8 @@ struct LoggingNodeObserver: NodeObserver {
     }
 
     func proposalFailed() { next.proposalFailed() }
+
+    func snapshotUnreadable(_ reason: String) {
+        logger.error("cannot send the snapshot to a follower that needs it", metadata: ["reason": "\(reason)"])
+    }
 }
