@@ -205,7 +205,30 @@ public struct FrozenKVState: @unchecked Sendable {
     /// The snapshot bytes (``KVStateMachine/snapshot()``'s format).
     public func encode() -> [UInt8] {
         var w = SnapshotWriter()
-        w.bytes += KVStateMachine.snapshotMagic
+        write(to: &w)
+        return w.bytes
+    }
+
+    /// How many bytes ``encode()`` produces, without producing them (one scan
+    /// of the key index).
+    public func encodedCount() -> Int {
+        var w = SnapshotWriter(counting: ())
+        write(to: &w)
+        return w.count
+    }
+
+    /// The same bytes as ``encode()``, handed to `sink` in chunks of about
+    /// `chunk` bytes; `sink` returns false to stop. Returns whether every
+    /// chunk was taken.
+    public func encode(chunk: Int, _ sink: @escaping ([UInt8]) -> Bool) -> Bool {
+        var w = SnapshotWriter(chunk: chunk, sink: sink)
+        write(to: &w)
+        w.flush()
+        return !w.stopped
+    }
+
+    private func write(to w: inout SnapshotWriter) {
+        w.raw(KVStateMachine.snapshotMagic)
         w.u8(KVStateMachine.snapshotVersion)
         w.i64(revision)
         w.i64(compacted)
@@ -219,6 +242,7 @@ public struct FrozenKVState: @unchecked Sendable {
         }
         w.u64(UInt64(index.count))
         index.scan(from: [], to: nil) { key, history in
+            guard !w.stopped else { return false }
             w.blob(key)
             w.u64(UInt64(history.versions.count))
             for version in history.versions {
@@ -257,6 +281,5 @@ public struct FrozenKVState: @unchecked Sendable {
         let removed = members.removed.sorted()
         w.u64(UInt64(removed.count))
         for id in removed { w.u64(id) }
-        return w.bytes
     }
 }

@@ -1,15 +1,64 @@
 /// Little-endian writer and bounds-checked reader for the KV snapshot format.
+///
+/// The writer has three modes, so that one piece of encoding code serves
+/// all: collect every byte (`bytes`), only count them (`counting`: the exact
+/// size, before a streamed write), or hand them to `sink` in chunks of about
+/// `chunk` bytes (a state of hundreds of megabytes is never held whole).
 struct SnapshotWriter {
     var bytes: [UInt8] = []
+    /// Bytes produced so far, in every mode.
+    private(set) var count = 0
+    private let counting: Bool
+    private let chunk: Int
+    private let sink: (([UInt8]) -> Bool)?
+    /// The sink refused a chunk: nothing more is produced.
+    private(set) var stopped = false
 
-    mutating func u8(_ v: UInt8) { bytes.append(v) }
+    init() {
+        counting = false
+        chunk = .max
+        sink = nil
+    }
+
+    /// Counts bytes without keeping them.
+    init(counting: Void) {
+        self.counting = true
+        chunk = .max
+        sink = nil
+    }
+
+    /// Hands the bytes to `sink` in chunks; `sink` returns false to stop.
+    init(chunk: Int, sink: @escaping ([UInt8]) -> Bool) {
+        counting = false
+        self.chunk = chunk
+        self.sink = sink
+        bytes.reserveCapacity(chunk + 64)
+    }
+
+    mutating func u8(_ v: UInt8) {
+        count += 1
+        if !counting { bytes.append(v) }
+    }
     mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
     mutating func u64(_ v: UInt64) {
-        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
+        count += 8
+        if !counting { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    }
+    mutating func raw(_ v: [UInt8]) {
+        count += v.count
+        if !counting { bytes.append(contentsOf: v) }
     }
     mutating func blob(_ v: [UInt8]) {
         u64(UInt64(v.count))
-        bytes.append(contentsOf: v)
+        raw(v)
+        if bytes.count >= chunk { flush() }
+    }
+
+    /// Hands what is buffered to the sink (streaming mode only).
+    mutating func flush() {
+        guard let sink, !bytes.isEmpty else { return }
+        if !stopped, !sink(bytes) { stopped = true }
+        bytes.removeAll(keepingCapacity: true)
     }
 }
 

@@ -216,6 +216,18 @@ public final class DiskStorage: RaftLogStorage {
         try SnapshotFile.write(snapshot, directory: FileIO.joined(storageDirectory, "snap"))
     }
 
+    /// ``writeSnapshotFile(_:storageDirectory:)`` for a state encoded in
+    /// chunks (``SnapshotFile``'s streaming write: the encoded state is never
+    /// held whole). `produce` must give exactly `dataLength` bytes. Then call
+    /// ``installSnapshotFile(_:)`` with the metadata (the data is not needed).
+    public static func writeSnapshotFile(
+        metadata: SnapshotMetadata, dataLength: Int, storageDirectory: String,
+        produce: (_ sink: @escaping ([UInt8]) -> Bool) -> Bool
+    ) throws(WALError) {
+        try SnapshotFile.write(
+            metadata: metadata, dataLength: dataLength, directory: FileIO.joined(storageDirectory, "snap"), produce: produce)
+    }
+
     /// The second half of ``saveSnapshot(_:)``: makes a snapshot whose file
     /// ``writeSnapshotFile(_:storageDirectory:)`` wrote the current one (WAL
     /// marker, sync, cache). A snapshot that is no longer newer than the

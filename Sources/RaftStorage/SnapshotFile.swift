@@ -52,23 +52,32 @@ enum SnapshotFile {
     /// it straight from the snapshot, with no copy of a state that may be
     /// hundreds of megabytes.
     static func prefix(_ snapshot: Snapshot) throws(WALError) -> [UInt8] {
-        let conf = snapshot.metadata.confState
-        let length = try bodyLength(
-            voters: conf.voters.count, learners: conf.learners.count, dataLength: snapshot.data.count)
-        var fields = ByteWriter(capacity: length - snapshot.data.count)
-        fields.u64(snapshot.metadata.index)
-        fields.u64(snapshot.metadata.term)
+        let fields = try fields(snapshot.metadata, dataLength: snapshot.data.count)
+        return header(crc: CRC32C.update(CRC32C.checksum(fields), snapshot.data), bodyLength: fields.count + snapshot.data.count)
+            + fields
+    }
+
+    /// The body's fields before the data (the data's length last).
+    private static func fields(_ metadata: SnapshotMetadata, dataLength: Int) throws(WALError) -> [UInt8] {
+        let conf = metadata.confState
+        let length = try bodyLength(voters: conf.voters.count, learners: conf.learners.count, dataLength: dataLength)
+        var fields = ByteWriter(capacity: length - dataLength)
+        fields.u64(metadata.index)
+        fields.u64(metadata.term)
         fields.u32(UInt32(truncatingIfNeeded: conf.voters.count))
         for v in conf.voters { fields.u64(v) }
         fields.u32(UInt32(truncatingIfNeeded: conf.learners.count))
         for l in conf.learners { fields.u64(l) }
-        fields.u64(UInt64(snapshot.data.count))
-        var out = ByteWriter(capacity: headerLength + fields.bytes.count)
+        fields.u64(UInt64(dataLength))
+        return fields.bytes
+    }
+
+    private static func header(crc: UInt32, bodyLength: Int) -> [UInt8] {
+        var out = ByteWriter(capacity: headerLength)
         out.u32(magic)
         out.u8(version)
-        out.u32(CRC32C.update(CRC32C.checksum(fields.bytes), snapshot.data))
-        out.u64(UInt64(length))
-        out.raw(fields.bytes)
+        out.u32(crc)
+        out.u64(UInt64(bodyLength))
         return out.bytes
     }
 
@@ -175,4 +184,72 @@ enum SnapshotFile {
         try FileIO.syncDirectory(directory)
         return name
     }
+
+    /// ``write(_:directory:)`` for data produced in chunks, exactly
+    /// `dataLength` bytes of it: `produce` calls its sink with each chunk
+    /// (which returns false once writing failed) and returns whether every
+    /// chunk was taken. The state is never held whole. The header, whose
+    /// checksum covers the data, is written last, before the file is synced
+    /// and renamed; the data goes out in synced slices as in ``write(_:directory:)``.
+    @discardableResult
+    static func write(
+        metadata: SnapshotMetadata, dataLength: Int, directory: String,
+        produce: (_ sink: @escaping ([UInt8]) -> Bool) -> Bool
+    ) throws(WALError) -> Name {
+        let name = Name(term: metadata.term, index: metadata.index)
+        let finalPath = FileIO.joined(directory, name.fileName)
+        let tempPath = finalPath + tempSuffix
+        let fields = try fields(metadata, dataLength: dataLength)
+        let fd = try FileIO.openFile(tempPath, O_WRONLY | O_CREAT | O_TRUNC)
+        do throws(WALError) {
+            try FileIO.pwriteAll(fd, fields, at: headerLength, path: tempPath)
+            final class Progress {
+                var offset = 0
+                var written = 0
+                var unsynced = 0
+                var crc: UInt32 = 0
+                var failure: WALError?
+            }
+            let progress = Progress()
+            progress.offset = headerLength + fields.count
+            progress.crc = CRC32C.checksum(fields)
+            let complete = produce { chunk in
+                guard progress.failure == nil else { return false }
+                guard progress.written + chunk.count <= dataLength else {
+                    progress.failure = .invalidArgument("snapshot data longer than the \(dataLength) bytes announced")
+                    return false
+                }
+                do throws(WALError) {
+                    try FileIO.pwriteAll(fd, chunk, at: progress.offset, path: tempPath)
+                    progress.unsynced += chunk.count
+                    if progress.unsynced >= syncSlice {
+                        try FileIO.dataSync(fd, path: tempPath)
+                        progress.unsynced = 0
+                    }
+                } catch {
+                    progress.failure = error
+                    return false
+                }
+                progress.crc = CRC32C.update(progress.crc, chunk)
+                progress.offset += chunk.count
+                progress.written += chunk.count
+                return true
+            }
+            if let failure = progress.failure { throw failure }
+            guard complete, progress.written == dataLength else {
+                throw .invalidArgument("snapshot data was \(progress.written) bytes, \(dataLength) announced")
+            }
+            try FileIO.pwriteAll(fd, header(crc: progress.crc, bodyLength: fields.count + dataLength), at: 0, path: tempPath)
+            try FileIO.fullSync(fd, path: tempPath)
+        } catch {
+            FileIO.closeFile(fd)
+            try? FileIO.removeFile(tempPath)
+            throw error
+        }
+        FileIO.closeFile(fd)
+        try FileIO.renameFile(tempPath, finalPath)
+        try FileIO.syncDirectory(directory)
+        return name
+    }
 }
+

@@ -26,6 +26,30 @@ import Testing
         return kv
     }
 
+    /// The streamed encoding (counted first, then produced in chunks, as a
+    /// member writes its snapshot file) gives exactly ``encode()``'s bytes,
+    /// and a sink that refuses stops it.
+    @Test func chunkedEncodingMatchesTheWholeOne() {
+        for seed in 1...20 as ClosedRange<UInt64> {
+            let frozen = randomMachine(seed: seed).freeze()
+            let whole = frozen.encode()
+            #expect(frozen.encodedCount() == whole.count, "seed \(seed)")
+            for chunk in [1, 7, 100, 1 << 20] {
+                var pieces: [[UInt8]] = []
+                let complete = frozen.encode(chunk: chunk) { pieces.append($0); return true }
+                #expect(complete)
+                #expect(pieces.flatMap { $0 } == whole, "seed \(seed), chunk \(chunk)")
+            }
+            var taken = 0
+            let complete = frozen.encode(chunk: 16) { _ in
+                taken += 1
+                return taken < 3
+            }
+            #expect(!complete)
+            #expect(taken == 3, "no chunk after a refusal")
+        }
+    }
+
     /// Found by the snapshot-save test: a store never compacted (compaction
     /// point -1) wrote a snapshot it then refused to restore.
     @Test func neverCompactedStoreRoundTrips() throws {

@@ -17,6 +17,32 @@ import Testing
         }
     }
 
+    /// The streaming write (data produced in chunks, header written last)
+    /// makes the same file as the whole write; data shorter or longer than
+    /// announced fails and leaves no file behind.
+    @Test func streamedWriteMakesTheSameFile() throws {
+        try withTempDir { dir in
+            let data = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+            let metadata = SnapshotMetadata(index: 40, term: 5, confState: conf)
+            let name = try SnapshotFile.write(metadata: metadata, dataLength: data.count, directory: dir.path) { sink in
+                stride(from: 0, to: data.count, by: 4_096).allSatisfy { sink(Array(data[$0..<min($0 + 4_096, data.count)])) }
+            }
+            let streamed = try FileIO.readFile(FileIO.joined(dir.path, name.fileName))
+            #expect(streamed == (try SnapshotFile.encode(Snapshot(metadata: metadata, data: data))))
+            #expect(try SnapshotFile.load(directory: dir.path, name: name) == Snapshot(metadata: metadata, data: data))
+            for announced in [data.count + 1, data.count - 1] {
+                let other = SnapshotMetadata(index: 41, term: 5, confState: conf)
+                guard case .invalidArgument? = walError({
+                    try SnapshotFile.write(metadata: other, dataLength: announced, directory: dir.path) { sink in sink(data) }
+                }) else {
+                    Issue.record("announced \(announced) for \(data.count) bytes not refused")
+                    continue
+                }
+                #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == [name.fileName])
+            }
+        }
+    }
+
     /// Voter and learner counts beyond the u32 field are refused, not trapped on.
     @Test func oversizedCountsAreRejected() throws {
         let tooMany = Int(UInt32.max) + 1

@@ -126,6 +126,11 @@ public final class KVReplica: ReplicatedStateMachine {
         return { frozen.encode() }
     }
 
+    public func freezeSnapshotStream() -> FrozenSnapshot {
+        let frozen = machine.freeze()
+        return FrozenSnapshot(count: { frozen.encodedCount() }, write: { chunk, sink in frozen.encode(chunk: chunk, sink) })
+    }
+
     public func restore(_ data: [UInt8]) throws {
         try machine.restore(data)
         publishSpace()

@@ -49,8 +49,9 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
     struct Hooks: Sendable {
         /// Entries the machine wants proposed (lease expiries).
         var propose: @Sendable ([[UInt8]]) -> Void
-        /// A snapshot file was written in the background (or failed).
-        var snapshotWritten: @Sendable (Result<Snapshot, WALError>, _ started: ContinuousClock.Instant) -> Void
+        /// A snapshot file of `bytes` bytes of state was written in the
+        /// background (or failed).
+        var snapshotWritten: @Sendable (Result<(SnapshotMetadata, bytes: Int), WALError>, _ started: ContinuousClock.Instant) -> Void
         /// A snapshot could not be restored: the member must stop.
         var failed: @Sendable (any Error) -> Void
         /// Called after every batch with the new applied index.
@@ -79,6 +80,8 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
     private var snapshotInFlight = false
     /// A snapshot failed to restore: the state is not to be trusted any more.
     private var broken = false
+    /// Snapshots are encoded and written this many bytes at a time.
+    static var snapshotChunk: Int { 1 << 20 }
     /// A leader tick waits for the queue to empty, since when.
     private var tickDue: ContinuousClock.Instant?
 
@@ -268,17 +271,21 @@ extension Applier {
     private func maybeSnapshot() {
         guard !snapshotInFlight, applied >= lastSnapshotIndex + snapshotEvery else { return }
         let metadata = SnapshotMetadata(index: applied, term: appliedTerm, confState: conf)
-        let encode = machine.freezeSnapshot()
+        let frozen = machine.freezeSnapshotStream()
         snapshotInFlight = true
         let started = ContinuousClock.now
         let hooks = hooks
         let directory = storageDirectory
         snapshotQueue.async {
-            let result: Result<Snapshot, WALError>
+            // Counted first (one scan), then encoded straight into the file
+            // in chunks: a state of hundreds of megabytes is never held whole.
+            let bytes = frozen.count()
+            let result: Result<(SnapshotMetadata, bytes: Int), WALError>
             do throws(WALError) {
-                let snapshot = Snapshot(metadata: metadata, data: encode())
-                try DiskStorage.writeSnapshotFile(snapshot, storageDirectory: directory)
-                result = .success(snapshot)
+                try DiskStorage.writeSnapshotFile(metadata: metadata, dataLength: bytes, storageDirectory: directory) { sink in
+                    frozen.write(Self.snapshotChunk, sink)
+                }
+                result = .success((metadata, bytes))
             } catch {
                 result = .failure(error)
             }

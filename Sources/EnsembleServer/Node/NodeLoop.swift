@@ -54,7 +54,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         /// Entries the machine wants proposed on the leader (fire and forget).
         case machineProposals([[UInt8]])
         /// A snapshot's file was written in the background (or failed).
-        case snapshotWritten(Result<Snapshot, WALError>, started: ContinuousClock.Instant)
+        case snapshotWritten(Result<(SnapshotMetadata, bytes: Int), WALError>, started: ContinuousClock.Instant)
         /// The applier could not go on (a snapshot failed to restore).
         case applyFailed
     }
@@ -526,15 +526,15 @@ extension NodeLoop {
             guard raft.role == .leader else { return }
             for data in entries { _ = try? raft.propose(data) }
         case let .snapshotWritten(result, started):
-            guard case let .success(snapshot) = result else {
+            guard case let .success((metadata, bytes)) = result else {
                 applier.post(.snapshotSettled(nil))
                 return
             }
-            let installed = installSnapshot(snapshot)
-            applier.post(.snapshotSettled(installed ? snapshot.metadata.index : nil))
+            // Storage keeps only the metadata; the data is in the file.
+            let installed = installSnapshot(Snapshot(metadata: metadata, data: []))
+            applier.post(.snapshotSettled(installed ? metadata.index : nil))
             if installed {
-                options.observer?.snapshotSaved(
-                    index: snapshot.metadata.index, bytes: snapshot.data.count, duration: .now - started)
+                options.observer?.snapshotSaved(index: metadata.index, bytes: bytes, duration: .now - started)
             }
             publishStatus()
         case .applyFailed:

@@ -17,6 +17,9 @@ public protocol ReplicatedStateMachine: AnyObject, SendableMetatype {
     /// encodes it (as ``snapshot()`` would have) on any thread, later, while
     /// the machine goes on applying. The default encodes at once.
     func freezeSnapshot() -> @Sendable () -> [UInt8]
+    /// ``freezeSnapshot()`` for writing to a file without holding the
+    /// encoded state whole. The default encodes at once.
+    func freezeSnapshotStream() -> FrozenSnapshot
     /// Replaces the state with a snapshot's.
     func restore(_ data: [UInt8]) throws
     /// This member became leader or stopped being one (called before the
@@ -39,8 +42,26 @@ extension ReplicatedStateMachine {
         let bytes = snapshot()
         return { bytes }
     }
+    public func freezeSnapshotStream() -> FrozenSnapshot {
+        let encode = freezeSnapshot()
+        return FrozenSnapshot(count: { encode().count }, write: { _, sink in sink(encode()) })
+    }
     public func leaderTick() -> [[UInt8]] { [] }
     public func applyConfChange(_ change: ConfChange, accepted: Bool, index: UInt64) -> Result? { nil }
+}
+
+/// A state frozen by ``ReplicatedStateMachine/freezeSnapshotStream()``,
+/// encoded later on any thread: `count` gives the exact encoded size (cheap),
+/// `write` produces the same bytes in chunks of about `chunk` bytes, stopping
+/// when `sink` returns false, and returns whether every chunk was taken.
+public struct FrozenSnapshot: Sendable {
+    public var count: @Sendable () -> Int
+    public var write: @Sendable (_ chunk: Int, _ sink: @escaping ([UInt8]) -> Bool) -> Bool
+
+    public init(count: @escaping @Sendable () -> Int, write: @escaping @Sendable (Int, @escaping ([UInt8]) -> Bool) -> Bool) {
+        self.count = count
+        self.write = write
+    }
 }
 
 /// Why a node could not serve a request. Messages are etcd's where etcd has one.
