@@ -43,6 +43,7 @@ struct SnapshotWriter {
     mutating func u64(_ v: UInt64) {
         count += 8
         if !counting { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+        if bytes.count >= chunk { flush() }
     }
     mutating func raw(_ v: [UInt8]) {
         count += v.count

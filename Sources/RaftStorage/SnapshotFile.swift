@@ -145,13 +145,13 @@ enum SnapshotFile {
         return snapshot
     }
 
+    /// A snapshot file is written and synced this many bytes at a time.
+    static let syncSlice = 8 << 20
+
     /// Writes `snapshot` atomically into `directory`: after this returns the file
     /// is durable under its final name; after a crash before that, either the old
     /// set of snapshot files or the new one is visible, never a partial file under
     /// a final name (the temp file is removed if writing it fails).
-    /// A snapshot file is written and synced this many bytes at a time.
-    static let syncSlice = 8 << 20
-
     @discardableResult
     static func write(_ snapshot: Snapshot, directory: String) throws(WALError) -> Name {
         let name = Name(term: snapshot.metadata.term, index: snapshot.metadata.index)
@@ -209,22 +209,31 @@ enum SnapshotFile {
                 var unsynced = 0
                 var crc: UInt32 = 0
                 var failure: WALError?
+                /// `produce` returned: a sink kept beyond it writes nothing.
+                var closed = false
             }
             let progress = Progress()
             progress.offset = headerLength + fields.count
             progress.crc = CRC32C.checksum(fields)
+            defer { progress.closed = true }
             let complete = produce { chunk in
-                guard progress.failure == nil else { return false }
+                guard progress.failure == nil, !progress.closed else { return false }
                 guard progress.written + chunk.count <= dataLength else {
                     progress.failure = .invalidArgument("snapshot data longer than the \(dataLength) bytes announced")
                     return false
                 }
                 do throws(WALError) {
-                    try FileIO.pwriteAll(fd, chunk, at: progress.offset, path: tempPath)
-                    progress.unsynced += chunk.count
-                    if progress.unsynced >= syncSlice {
-                        try FileIO.dataSync(fd, path: tempPath)
-                        progress.unsynced = 0
+                    // However large the chunk, synced every `syncSlice` bytes.
+                    var start = 0
+                    while start < chunk.count {
+                        let end = min(start + syncSlice - progress.unsynced, chunk.count)
+                        try FileIO.pwriteAll(fd, chunk[start..<end], at: progress.offset + start, path: tempPath)
+                        progress.unsynced += end - start
+                        if progress.unsynced >= syncSlice {
+                            try FileIO.dataSync(fd, path: tempPath)
+                            progress.unsynced = 0
+                        }
+                        start = end
                     }
                 } catch {
                     progress.failure = error

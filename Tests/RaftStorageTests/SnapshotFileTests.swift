@@ -30,6 +30,12 @@ import Testing
             let streamed = try FileIO.readFile(FileIO.joined(dir.path, name.fileName))
             #expect(streamed == (try SnapshotFile.encode(Snapshot(metadata: metadata, data: data))))
             #expect(try SnapshotFile.load(directory: dir.path, name: name) == Snapshot(metadata: metadata, data: data))
+            // One chunk larger than a sync slice is still written (and synced) in slices.
+            let big = (0..<(SnapshotFile.syncSlice * 3 / 2)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            let bigMeta = SnapshotMetadata(index: 50, term: 5, confState: conf)
+            let bigName = try SnapshotFile.write(metadata: bigMeta, dataLength: big.count, directory: dir.path) { sink in sink(big) }
+            #expect(try SnapshotFile.load(directory: dir.path, name: bigName).data == big)
+            try FileManager.default.removeItem(atPath: FileIO.joined(dir.path, bigName.fileName))
             for announced in [data.count + 1, data.count - 1] {
                 let other = SnapshotMetadata(index: 41, term: 5, confState: conf)
                 guard case .invalidArgument? = walError({

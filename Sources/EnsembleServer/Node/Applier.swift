@@ -41,17 +41,19 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
         /// Time advanced on the leader: the machine may want to propose. Run
         /// once the queue is empty (see ``run()``).
         case leaderTick
-        /// The loop installed the snapshot frozen here (or could not: nil).
-        case snapshotSettled(UInt64?)
+        /// The loop is done with the snapshot frozen here at this index,
+        /// installed or not: the next one is due `snapshotEvery` entries
+        /// later (a failing disk is not retried after every batch).
+        case snapshotSettled(UInt64)
     }
 
     /// What the applier tells the node loop.
     struct Hooks: Sendable {
         /// Entries the machine wants proposed (lease expiries).
         var propose: @Sendable ([[UInt8]]) -> Void
-        /// A snapshot file of `bytes` bytes of state was written in the
-        /// background (or failed).
-        var snapshotWritten: @Sendable (Result<(SnapshotMetadata, bytes: Int), WALError>, _ started: ContinuousClock.Instant) -> Void
+        /// The snapshot file for `metadata` was written in the background
+        /// (with `bytes` bytes of state), or could not be.
+        var snapshotWritten: @Sendable (SnapshotMetadata, Result<Int, WALError>, _ started: ContinuousClock.Instant) -> Void
         /// A snapshot could not be restored: the member must stop.
         var failed: @Sendable (any Error) -> Void
         /// Called after every batch with the new applied index.
@@ -223,7 +225,7 @@ extension Applier {
             if tickDue == nil { tickDue = .now }
         case let .snapshotSettled(index):
             snapshotInFlight = false
-            if let index { lastSnapshotIndex = max(lastSnapshotIndex, index) }
+            lastSnapshotIndex = max(lastSnapshotIndex, index)
         }
     }
 
@@ -280,16 +282,16 @@ extension Applier {
             // Counted first (one scan), then encoded straight into the file
             // in chunks: a state of hundreds of megabytes is never held whole.
             let bytes = frozen.count()
-            let result: Result<(SnapshotMetadata, bytes: Int), WALError>
+            let result: Result<Int, WALError>
             do throws(WALError) {
                 try DiskStorage.writeSnapshotFile(metadata: metadata, dataLength: bytes, storageDirectory: directory) { sink in
                     frozen.write(Self.snapshotChunk, sink)
                 }
-                result = .success((metadata, bytes))
+                result = .success(bytes)
             } catch {
                 result = .failure(error)
             }
-            hooks.snapshotWritten(result, started)
+            hooks.snapshotWritten(metadata, result, started)
         }
     }
 }

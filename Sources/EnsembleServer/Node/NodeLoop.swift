@@ -54,7 +54,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         /// Entries the machine wants proposed on the leader (fire and forget).
         case machineProposals([[UInt8]])
         /// A snapshot's file was written in the background (or failed).
-        case snapshotWritten(Result<(SnapshotMetadata, bytes: Int), WALError>, started: ContinuousClock.Instant)
+        case snapshotWritten(SnapshotMetadata, Result<Int, WALError>, started: ContinuousClock.Instant)
         /// The applier could not go on (a snapshot failed to restore).
         case applyFailed
     }
@@ -157,7 +157,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         self.leaseReads = config.readOnly == .leaseBased
         let hooks = Applier<Machine>.Hooks(
             propose: { _ = shared.enqueue(.machineProposals($0)) },
-            snapshotWritten: { _ = shared.enqueue(.snapshotWritten($0, started: $1)) },
+            snapshotWritten: { _ = shared.enqueue(.snapshotWritten($0, $1, started: $2)) },
             failed: { _ in _ = shared.enqueue(.applyFailed) },
             applied: { index in shared.published.withLock { $0.appliedIndex = max($0.appliedIndex, index) } })
         self.applier = Applier(
@@ -525,15 +525,17 @@ extension NodeLoop {
         case let .machineProposals(entries):
             guard raft.role == .leader else { return }
             for data in entries { _ = try? raft.propose(data) }
-        case let .snapshotWritten(result, started):
-            guard case let .success((metadata, bytes)) = result else {
-                applier.post(.snapshotSettled(nil))
+        case let .snapshotWritten(metadata, result, started):
+            applier.post(.snapshotSettled(metadata.index))
+            let bytes: Int
+            switch result {
+            case let .success(written): bytes = written
+            case let .failure(error):
+                options.observer?.snapshotFailed(index: metadata.index, error: "\(error)")
                 return
             }
             // Storage keeps only the metadata; the data is in the file.
-            let installed = installSnapshot(Snapshot(metadata: metadata, data: []))
-            applier.post(.snapshotSettled(installed ? metadata.index : nil))
-            if installed {
+            if installSnapshot(Snapshot(metadata: metadata, data: [])) {
                 options.observer?.snapshotSaved(index: metadata.index, bytes: bytes, duration: .now - started)
             }
             publishStatus()

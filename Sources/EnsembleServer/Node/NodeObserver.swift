@@ -17,6 +17,9 @@ public protocol NodeObserver: Sendable {
     /// The latest snapshot could not be read back to send to a follower
     /// that needs it (a damaged or missing file); reported once per reason.
     func snapshotUnreadable(_ reason: String)
+    /// A snapshot could not be written (the next is tried `snapshotEvery`
+    /// entries later).
+    func snapshotFailed(index: UInt64, error: String)
 }
 
 extension NodeObserver {
@@ -26,4 +29,5 @@ extension NodeObserver {
     public func proposalFailed() {}
     public func snapshotSaved(index: UInt64, bytes: Int, duration: Duration) {}
     public func snapshotUnreadable(_ reason: String) {}
+    public func snapshotFailed(index: UInt64, error: String) {}
 }

@@ -38,6 +38,10 @@ struct LoggingNodeObserver: NodeObserver {
 
     func proposalFailed() { next.proposalFailed() }
 
+    func snapshotFailed(index: UInt64, error: String) {
+        logger.error("cannot save a snapshot", metadata: ["index": "\(index)", "error": "\(error)"])
+    }
+
     func snapshotUnreadable(_ reason: String) {
         logger.error("cannot send the snapshot to a follower that needs it", metadata: ["reason": "\(reason)"])
     }
