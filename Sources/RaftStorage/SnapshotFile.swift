@@ -46,17 +46,6 @@ enum SnapshotFile {
         return 8 + 8 + 4 + 8 * voters + 4 + 8 * learners + 8 + dataLength
     }
 
-    /// The file's bytes before the snapshot's data: the header (whose
-    /// checksum and length cover the data too) and the body's fields up to
-    /// the data. The data follows unchanged, so ``write(_:directory:)`` writes
-    /// it straight from the snapshot, with no copy of a state that may be
-    /// hundreds of megabytes.
-    static func prefix(_ snapshot: Snapshot) throws(WALError) -> [UInt8] {
-        let fields = try fields(snapshot.metadata, dataLength: snapshot.data.count)
-        return header(crc: CRC32C.update(CRC32C.checksum(fields), snapshot.data), bodyLength: fields.count + snapshot.data.count)
-            + fields
-    }
-
     /// The body's fields before the data (the data's length last).
     private static func fields(_ metadata: SnapshotMetadata, dataLength: Int) throws(WALError) -> [UInt8] {
         let conf = metadata.confState
@@ -81,9 +70,12 @@ enum SnapshotFile {
         return out.bytes
     }
 
-    /// The whole file's bytes (tests; ``write(_:directory:)`` avoids the copy).
+    /// The whole file's bytes (tests; ``write(_:directory:)`` writes the
+    /// data straight from the snapshot instead).
     static func encode(_ snapshot: Snapshot) throws(WALError) -> [UInt8] {
-        try prefix(snapshot) + snapshot.data
+        let fields = try fields(snapshot.metadata, dataLength: snapshot.data.count)
+        let crc = CRC32C.update(CRC32C.checksum(fields), snapshot.data)
+        return header(crc: crc, bodyLength: fields.count + snapshot.data.count) + fields + snapshot.data
     }
 
     /// Decodes and verifies a snapshot file's bytes; errors name `path`.
@@ -145,7 +137,10 @@ enum SnapshotFile {
         return snapshot
     }
 
-    /// A snapshot file is written and synced this many bytes at a time.
+    /// A snapshot file is written and synced this many bytes at a time: one
+    /// sync of hundreds of megabytes fills the disk queue and stalls the WAL's
+    /// fdatasync behind it (seen as 0.2–0.5 s WAL syncs and slow requests
+    /// while snapshots were written).
     static let syncSlice = 8 << 20
 
     /// Writes `snapshot` atomically into `directory`: after this returns the file
@@ -154,35 +149,9 @@ enum SnapshotFile {
     /// a final name (the temp file is removed if writing it fails).
     @discardableResult
     static func write(_ snapshot: Snapshot, directory: String) throws(WALError) -> Name {
-        let name = Name(term: snapshot.metadata.term, index: snapshot.metadata.index)
-        let finalPath = FileIO.joined(directory, name.fileName)
-        let tempPath = finalPath + tempSuffix
-        let head = try prefix(snapshot)
-        let data = snapshot.data
-        let fd = try FileIO.openFile(tempPath, O_WRONLY | O_CREAT | O_TRUNC)
-        do {
-            try FileIO.pwriteAll(fd, head, at: 0, path: tempPath)
-            // The data in slices, each synced: one sync of hundreds of
-            // megabytes fills the disk queue and stalls the WAL's fdatasync
-            // behind it (seen as 0.2–0.5 s WAL syncs and slow requests while
-            // snapshots were written).
-            var offset = 0
-            while offset < data.count {
-                let end = min(offset + syncSlice, data.count)
-                try FileIO.pwriteAll(fd, data[offset..<end], at: head.count + offset, path: tempPath)
-                if end < data.count { try FileIO.dataSync(fd, path: tempPath) }
-                offset = end
-            }
-            try FileIO.fullSync(fd, path: tempPath)
-        } catch {
-            FileIO.closeFile(fd)
-            try? FileIO.removeFile(tempPath)
-            throw error
+        try write(metadata: snapshot.metadata, dataLength: snapshot.data.count, directory: directory) { sink in
+            sink(snapshot.data)
         }
-        FileIO.closeFile(fd)
-        try FileIO.renameFile(tempPath, finalPath)
-        try FileIO.syncDirectory(directory)
-        return name
     }
 
     /// ``write(_:directory:)`` for data produced in chunks, exactly
