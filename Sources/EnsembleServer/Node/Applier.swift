@@ -138,17 +138,6 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
         return accepted
     }
 
-    /// Queues several jobs, in order, with one wakeup.
-    func post(_ jobs: [Job]) {
-        guard !jobs.isEmpty else { return }
-        let accepted = queue.withLock { queue -> Bool in
-            guard !queue.stopping else { return false }
-            queue.jobs.append(contentsOf: jobs)
-            return true
-        }
-        if accepted { wakeup.signal() } else { jobs.forEach(refuse) }
-    }
-
     /// Answers a job that will never run.
     private func refuse(_ job: Job) {
         switch job {
@@ -183,9 +172,10 @@ extension Applier {
     }
 
     /// Runs a due leader tick once nothing else is queued, or after waiting
-    /// half a second (etcd checks lease expiry every 500 ms). Ticks queue up while a long apply runs; keep-alives that
-    /// arrived meanwhile must renew their leases before a tick judges expiry
-    /// (the node loop used to serve both in that order after a stall).
+    /// half a second (etcd checks lease expiry every 500 ms). Ticks queue up
+    /// while a long apply runs; keep-alives that arrived meanwhile must renew
+    /// their leases before a tick judges expiry (the node loop used to serve
+    /// both in that order after a stall).
     private func runDueTick() {
         guard let due = tickDue, !broken else { return }
         let idle = queue.withLock { $0.jobs.isEmpty }
