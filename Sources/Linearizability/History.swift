@@ -35,4 +35,21 @@ public protocol SequentialModel {
     static func step(_ state: State, _ input: Input, _ output: Output?) -> State?
     /// Splits a history into independent parts (one per key), checked separately.
     static func partition(_ input: Input) -> AnyHashable
+    /// Rewrites one partition into an equivalent, smaller search problem: it
+    /// must be linearizable exactly when the original is. The default keeps it.
+    static func simplify(_ ops: [ClientOperation<Input, Output>]) -> [ClientOperation<Input, Output>]
+    /// For an operation that changes the state only when it finds one state
+    /// there (a compare-and-swap): that state. Nil when not so guarded.
+    static func guardState(_ input: Input) -> State?
+    /// The state an operation leaves when it takes effect, when it sets one
+    /// outright (a put, a compare-and-swap that applies). Together with
+    /// `guardState` this tells the search when an open guarded operation can
+    /// never take effect again, so whether it was placed stops mattering.
+    static func resultState(_ input: Input) -> State?
+}
+
+extension SequentialModel {
+    public static func simplify(_ ops: [ClientOperation<Input, Output>]) -> [ClientOperation<Input, Output>] { ops }
+    public static func guardState(_ input: Input) -> State? { nil }
+    public static func resultState(_ input: Input) -> State? { nil }
 }

@@ -29,6 +29,56 @@ public enum KeyValueModel: SequentialModel {
         }
     }
 
+    /// Stands for every value that no read returned and no compare-and-swap
+    /// expected: the model cannot tell such values apart.
+    static let unobserved = "\u{0}unobserved"
+
+    /// Two rewrites that keep the verdict:
+    /// - A written value nobody observes becomes `unobserved`, so the open
+    ///   writes of such values share one input (interchangeable in the search)
+    ///   and lead to one state.
+    /// - A compare-and-swap of unknown outcome whose expected value is never
+    ///   written cannot apply, so it cannot matter: it is dropped.
+    public static func simplify(_ ops: [ClientOperation<Input, Output>]) -> [ClientOperation<Input, Output>] {
+        var observed: Set<String> = []
+        var written: Set<String> = []
+        for op in ops {
+            switch (op.input, op.output) {
+            case let (.get, .value(value?)?): observed.insert(value)
+            case let (.put(_, value), _): written.insert(value)
+            case let (.cas(_, expected, value), _):
+                if let expected { observed.insert(expected) }
+                written.insert(value)
+            default: break
+            }
+        }
+        // A history that uses the stand-in itself is left as it is.
+        if observed.contains(unobserved) || written.contains(unobserved) { return ops }
+        return ops.compactMap { op in
+            var op = op
+            switch op.input {
+            case let .put(key, value) where !observed.contains(value):
+                op.input = .put(key: key, value: unobserved)
+            case let .cas(key, expected, value):
+                if op.output == nil, let expected, !written.contains(expected) { return nil }
+                if !observed.contains(value) { op.input = .cas(key: key, expected: expected, value: unobserved) }
+            default: break
+            }
+            return op
+        }
+    }
+
+    public static func guardState(_ input: Input) -> State? {
+        if case let .cas(_, expected, _) = input { State(value: expected) } else { nil }
+    }
+
+    public static func resultState(_ input: Input) -> State? {
+        switch input {
+        case let .put(_, value), let .cas(_, _, value): State(value: value)
+        case .get: nil
+        }
+    }
+
     public static func step(_ state: State, _ input: Input, _ output: Output?) -> State? {
         switch input {
         case let .put(_, value):

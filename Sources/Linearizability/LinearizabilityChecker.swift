@@ -5,6 +5,16 @@
 /// The history is split per partition (per key); each part is searched for an
 /// order of its operations that respects real time (an operation that returned
 /// before another was called comes first) and that the model accepts.
+///
+/// Operations of unknown outcome stay open to the end, so each one could be
+/// placed at any later point, and a naive search grows exponentially with their
+/// number. Two reductions keep it tractable without changing the verdict:
+/// the model may `simplify` a partition first (drop operations that cannot
+/// matter, merge values nobody observes), and open operations with equal inputs
+/// are interchangeable, so they are linearized in the order they were called.
+/// A third keeps the memo small: an open compare-and-swap whose expected state
+/// can never come back is dead, and configurations that differ only in whether
+/// dead operations were placed are one configuration.
 public enum LinearizabilityChecker<Model: SequentialModel> {
     public typealias Op = ClientOperation<Model.Input, Model.Output>
 
@@ -27,7 +37,7 @@ public enum LinearizabilityChecker<Model: SequentialModel> {
         }
         var verdict = Verdict.linearizable
         for key in order {
-            switch checkPartition(parts[key] ?? [], budget: budget) {
+            switch checkPartition(Model.simplify(parts[key] ?? []), budget: budget) {
             case .linearizable: continue
             case .violation: return .violation(partition: "\(key)", operations: parts[key]?.count ?? 0)
             case .unknown: verdict = .unknown(partition: "\(key)")
@@ -78,6 +88,17 @@ public enum LinearizabilityChecker<Model: SequentialModel> {
         events[events.count - 1].next = -1
         for i in 1..<events.count where events[i].isCall { events[i].match = returnIndex[events[i].op] }
 
+        // Open operations with the same input are interchangeable: each may go
+        // only after the one with the same input called before it. Any order the
+        // search could find can be renamed into that one, so nothing is lost.
+        var previousTwin = [Int](repeating: -1, count: ops.count)
+        var lastOpen: [Model.Input: Int] = [:]
+        for e in raw where e.isCall && ops[e.op].returned == nil {
+            let input = ops[e.op].input
+            previousTwin[e.op] = lastOpen[input] ?? -1
+            lastOpen[input] = e.op
+        }
+
         func lift(_ call: Int) {
             let ret = events[call].match
             for i in [call, ret] {
@@ -97,6 +118,24 @@ public enum LinearizabilityChecker<Model: SequentialModel> {
             }
         }
 
+        // Open guarded operations, each with the operations that can produce its
+        // guard state. Dead (its guard is not the state and nothing left can
+        // make it so), it can only be a no-op: the memo counts it as placed.
+        var guarded: [(op: Int, state: Model.State, enablers: [Int])] = []
+        for (i, op) in ops.enumerated() where op.returned == nil {
+            guard let state = Model.guardState(op.input) else { continue }
+            let enablers = ops.indices.filter { $0 != i && Model.resultState(ops[$0].input) == state }
+            guarded.append((i, state, enablers))
+        }
+        func isSet(_ bits: [UInt64], _ op: Int) -> Bool { bits[op / 64] & (1 << UInt64(op % 64)) != 0 }
+        func settled(_ bits: [UInt64], _ state: Model.State) -> [UInt64] {
+            var bits = bits
+            for g in guarded where !isSet(bits, g.op) && g.state != state && g.enablers.allSatisfy({ isSet(bits, $0) }) {
+                bits[g.op / 64] |= 1 << UInt64(g.op % 64)
+            }
+            return bits
+        }
+
         let words = (ops.count + 63) / 64
         var linearized = [UInt64](repeating: 0, count: words)
         var cache = Set<CacheKey>()
@@ -110,10 +149,14 @@ public enum LinearizabilityChecker<Model: SequentialModel> {
             let event = events[cursor]
             if event.isCall {
                 let op = ops[event.op]
-                if let next = Model.step(state, op.input, op.output) {
+                let twin = previousTwin[event.op]
+                if twin < 0 || isSet(linearized, twin), let next = Model.step(state, op.input, op.output) {
                     var bits = linearized
                     bits[event.op / 64] |= 1 << UInt64(event.op % 64)
-                    if cache.insert(CacheKey(linearized: bits, state: next)).inserted {
+                    let key = CacheKey(linearized: settled(bits, next), state: next)
+                    // Placing a dead operation leaves the configuration as the
+                    // memo already counts it: not a new one, but still a step.
+                    if cache.insert(key).inserted || key == CacheKey(linearized: settled(linearized, state), state: state) {
                         stack.append((cursor, state))
                         state = next
                         linearized = bits
