@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP2
 import Synchronization
 
 /// What other threads hand to one connection: call answers and stream
@@ -10,11 +9,11 @@ import Synchronization
 final class GRPCOutbox: Sendable {
     enum Item: Sendable {
         /// A unary call's answer.
-        case reply(HTTP2StreamID, Result<GRPCResponse, GRPCStatus>)
+        case reply(UInt32, Result<GRPCResponse, GRPCStatus>)
         /// A streaming call's message; `sent` completes when it reaches the socket.
-        case message(HTTP2StreamID, [UInt8], sent: EventLoopPromise<Void>?)
+        case message(UInt32, [UInt8], sent: EventLoopPromise<Void>?)
         /// Ends a streaming call.
-        case end(HTTP2StreamID, GRPCStatus)
+        case end(UInt32, GRPCStatus)
     }
 
     let eventLoop: any EventLoop

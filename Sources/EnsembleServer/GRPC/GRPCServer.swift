@@ -1,18 +1,19 @@
 import NIOCore
 import NIOHTTP1
-import NIOHTTP2
 import NIOPosix
 
 /// A gRPC server over HTTP/2 (h2c) on SwiftNIO: each connection gets a
-/// ``GRPCServerHandler`` after NIOHTTP2's connection handler, which serves
-/// every stream's unary or streaming call from the router. The same port answers plain
-/// HTTP/1.1 for the router's `http` endpoints (``ProtocolSniffer``).
+/// ``GRPCServerHandler``, which speaks HTTP/2 through
+/// ``HTTP2ServerConnection`` and serves every stream's unary or streaming
+/// call from the router. The same port answers plain HTTP/1.1 for the
+/// router's `http` endpoints (``ProtocolSniffer``).
 ///
 /// The lean gRPC layer of shared/reference/performance.md: no generic
-/// interceptor machinery, protobuf coding in the services. HTTP/2 flow control
-/// and PING answers are NIOHTTP2's. No per-stream child channels: measured
-/// cheaper per call (shared/reference/performance.md), and writes from many
-/// calls share one flush.
+/// interceptor machinery, protobuf coding in the services, no per-stream
+/// child channels, and an HTTP/2 layer that does only what gRPC needs (it
+/// replaced NIOHTTP2's connection handler, which cost about half of the
+/// leader's CPU per put; BENCHMARKS.md). Writes from many calls share one
+/// write and flush.
 public final class GRPCServer: Sendable {
     private let group: any EventLoopGroup
     private let router: GRPCRouterBox
@@ -45,12 +46,6 @@ public final class GRPCServer: Sendable {
                     let sniffer = ProtocolSniffer(
                         // Handlers go after the sniffer (it is first), which then leaves.
                         http2: { pipeline in
-                            var configuration = NIOHTTP2Handler.ConnectionConfiguration()
-                            configuration.initialSettings = GRPCServerHandler.settings
-                            try pipeline.addHandler(
-                                NIOHTTP2Handler(
-                                    mode: .server, frameDelegate: CloseAfterGoAway(channel: channel),
-                                    connectionConfiguration: configuration))
                             try pipeline.addHandler(GRPCServerHandler(router: router, maxRequestBytes: limit))
                         },
                         http1: { pipeline in
@@ -62,18 +57,5 @@ public final class GRPCServer: Sendable {
             }
             .bind(host: host, port: port)
             .get()
-    }
-}
-
-/// NIOHTTP2 answers a connection error with GOAWAY but leaves the socket
-/// open; this closes it once that GOAWAY is out, so calls on it end instead
-/// of waiting forever. (A stream error only resets its stream.)
-struct CloseAfterGoAway: NIOHTTP2FrameDelegate {
-    let channel: any Channel
-
-    func wroteFrame(_ frame: HTTP2Frame) {
-        guard case let .goAway(_, errorCode, _) = frame.payload, errorCode != .noError else { return }
-        let channel = self.channel
-        channel.eventLoop.execute { channel.close(promise: nil) }
     }
 }

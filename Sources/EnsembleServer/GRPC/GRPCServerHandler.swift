@@ -1,11 +1,10 @@
 import EnsembleClient
 import NIOCore
 import NIOHPACK
-import NIOHTTP2
 
-/// Serves every gRPC call of one HTTP/2 connection, at the frame level: it
-/// sits after `NIOHTTP2Handler` (no per-stream child channels) and keeps each
-/// stream's call in a dictionary.
+/// Serves every gRPC call of one connection: the I/O shell of
+/// ``HTTP2ServerConnection`` (HTTP/2 itself) that keeps each stream's call in
+/// a dictionary.
 ///
 /// Per call it reads `:path` and `grpc-timeout`, splits request DATA into
 /// messages, dispatches to the router's unary or streaming handler, and
@@ -14,35 +13,14 @@ import NIOHTTP2
 ///
 /// Writes are batched: answers produced on other threads (the node loop) go
 /// through the connection's ``GRPCOutbox`` and are written together with one
-/// flush; answers written while reading are flushed once at the end of the
-/// read burst.
-///
-/// Flow control: NIOHTTP2 holds back outbound DATA beyond the peer's windows;
-/// the inbound windows, the connection's and each stream's, are this
-/// handler's (without a multiplexer nothing else sends WINDOW_UPDATE): it
-/// credits a window back to full once NIOHTTP2 reports it half used
-/// (`NIOHTTP2WindowUpdatedEvent`, which also counts DATA that NIOHTTP2 itself
-/// discarded, say for a stream just reset).
+/// write and flush; answers written while reading go out once at the end of
+/// the read burst.
 ///
 /// A deadline from `grpc-timeout` ends the call with DEADLINE_EXCEEDED; work
 /// already started (a proposal) is not withdrawn, as in etcd.
 final class GRPCServerHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTP2Frame
-    typealias OutboundOut = HTTP2Frame
-
-    /// The stream window this server advertises (SETTINGS_INITIAL_WINDOW_SIZE).
-    static let streamWindow = 1 << 20
-    /// The connection window, raised from HTTP/2's initial 65,535 bytes.
-    static let connectionWindow = 8 << 20
-    /// How many calls a client may have open on one connection.
-    static let maxConcurrentStreams = 4096
-    static var settings: HTTP2Settings {
-        [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: maxConcurrentStreams),
-            HTTP2Setting(parameter: .initialWindowSize, value: streamWindow),
-            HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
-        ]
-    }
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private struct Call {
         enum Kind {
@@ -56,19 +34,20 @@ final class GRPCServerHandler: ChannelInboundHandler {
         let started: ContinuousClock.Instant
         var reader: GRPCMessageReader
         var headersSent = false
-        var ended = false
         var deadline: Scheduled<Void>?
     }
 
     private let router: GRPCRouterBox
     private let maxRequestBytes: Int
-    private var calls: [HTTP2StreamID: Call] = [:]
+    private var connection: HTTP2ServerConnection
+    private var events: [HTTP2ServerConnection.Event] = []
+    private var calls: [UInt32: Call] = [:]
     private var outbox: GRPCOutbox?
-    private var needsFlush = false
 
-    init(router: GRPCRouterBox, maxRequestBytes: Int) {
+    init(router: GRPCRouterBox, maxRequestBytes: Int, configuration: HTTP2ServerConnection.Configuration = .init()) {
         self.router = router
         self.maxRequestBytes = maxRequestBytes
+        self.connection = HTTP2ServerConnection(configuration: configuration)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -77,60 +56,42 @@ final class GRPCServerHandler: ChannelInboundHandler {
             let (handler, context) = bound.value
             handler.write(items, context: context)
         }
-        let raise = Self.connectionWindow - 65_535
-        context.writeAndFlush(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: raise))), promise: nil)
+        // The server's SETTINGS go out at once (§3.4).
+        if context.channel.isActive { flushNow(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        flushNow(context: context)
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        switch frame.payload {
-        case let .headers(headers):
-            if calls[frame.streamID] == nil {
-                open(context: context, stream: frame.streamID, headers: headers.headers)
+        var bytes = unwrapInboundIn(data)
+        events.removeAll(keepingCapacity: true)
+        connection.receive(&bytes, into: &events)
+        for event in events {
+            switch event {
+            case let .opened(stream, headers, endStream):
+                open(context: context, stream: stream, headers: headers)
+                if endStream { requestEnded(context: context, stream: stream) }
+            case let .trailers(stream):
+                requestEnded(context: context, stream: stream)
+            case let .data(stream, buffer, endStream):
+                received(context: context, stream: stream, buffer)
+                if endStream { requestEnded(context: context, stream: stream) }
+            case let .reset(stream):
+                if let call = calls.removeValue(forKey: stream) {
+                    call.deadline?.cancel()
+                    if case let .streaming(receiver) = call.kind { receiver.closed() }
+                }
             }
-            // Trailers from the client carry nothing gRPC needs; endStream matters.
-            if headers.endStream { requestEnded(context: context, stream: frame.streamID) }
-        case let .data(payload):
-            if case let .byteBuffer(buffer) = payload.data {
-                received(context: context, stream: frame.streamID, buffer)
-            }
-            if payload.endStream { requestEnded(context: context, stream: frame.streamID) }
-        default:
-            break
         }
+        if connection.failure != nil { flushNow(context: context) }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if needsFlush {
-            needsFlush = false
-            context.flush()
-        }
+        flushNow(context: context)
         context.fireChannelReadComplete()
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let update = event as? NIOHTTP2WindowUpdatedEvent, let window = update.inboundWindowSize {
-            windowShrank(context: context, update.streamID, to: window)
-        } else if let closed = event as? StreamClosedEvent, let call = calls.removeValue(forKey: closed.streamID) {
-            call.deadline?.cancel()
-            if case let .streaming(receiver) = call.kind { receiver.closed() }
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    /// Credits a window back to full once it is half used, so requests and
-    /// long-lived streams (watch, lease keep-alive) never stall.
-    private func windowShrank(context: ChannelHandlerContext, _ stream: HTTP2StreamID, to window: Int) {
-        let target: Int
-        if stream == .rootStream {
-            target = Self.connectionWindow
-        } else {
-            guard calls[stream]?.ended == false else { return }
-            target = Self.streamWindow
-        }
-        guard window <= target / 2 else { return }
-        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .windowUpdate(windowSizeIncrement: target - window))), promise: nil)
-        needsFlush = true
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -153,7 +114,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
 
     // MARK: - Inbound
 
-    private func open(context: ChannelHandlerContext, stream: HTTP2StreamID, headers: HPACKHeaders) {
+    private func open(context: ChannelHandlerContext, stream: UInt32, headers: HPACKHeaders) {
         let path = headers.first(name: ":path") ?? ""
         var call = Call(
             kind: .done, path: path, started: .now, reader: GRPCMessageReader(maxMessageBytes: maxRequestBytes))
@@ -182,7 +143,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
         }
     }
 
-    private func received(context: ChannelHandlerContext, stream: HTTP2StreamID, _ buffer: ByteBuffer) {
+    private func received(context: ChannelHandlerContext, stream: UInt32, _ buffer: ByteBuffer) {
         guard var call = calls[stream] else { return }
         let messages: [[UInt8]]
         do {
@@ -211,13 +172,13 @@ final class GRPCServerHandler: ChannelInboundHandler {
             calls[stream] = call
         case let .streaming(receiver):
             calls[stream] = call
-            for message in messages where calls[stream]?.ended == false { receiver.received(message) }
+            for message in messages where calls[stream] != nil { receiver.received(message) }
         case .done:
             calls[stream] = call
         }
     }
 
-    private func requestEnded(context: ChannelHandlerContext, stream: HTTP2StreamID) {
+    private func requestEnded(context: ChannelHandlerContext, stream: UInt32) {
         guard let call = calls[stream] else { return }
         switch call.kind {
         case let .unary(handler, message, extra):
@@ -233,7 +194,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
             let outbox = self.outbox
             handler.serve(message) { result in outbox?.push(.reply(stream, result)) }
         case let .streaming(receiver):
-            if !call.ended { receiver.clientFinished() }
+            receiver.clientFinished()
         case .done:
             break
         }
@@ -241,15 +202,25 @@ final class GRPCServerHandler: ChannelInboundHandler {
 
     // MARK: - Outbound
 
-    private static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
-    private static let okTrailers: HPACKHeaders = ["grpc-status": "0"]
+    /// `:status: 200` and `content-type: application/grpc`, encoded once.
+    private static let responseHeaders: ByteBuffer = {
+        var block = ByteBuffer()
+        block.writeInteger(HPACKLiterals.status200)
+        HPACKLiterals.append(name: "content-type", value: "application/grpc", to: &block)
+        return block
+    }()
+    private static let okTrailers: ByteBuffer = {
+        var block = ByteBuffer()
+        HPACKLiterals.append(name: "grpc-status", value: "0", to: &block)
+        return block
+    }()
 
     /// Writes what the outbox collected, then flushes once.
     private func write(_ items: [GRPCOutbox.Item], context: ChannelHandlerContext) {
         for item in items {
             switch item {
             case let .reply(stream, result):
-                guard calls[stream]?.ended == false else { continue }
+                guard calls[stream] != nil else { continue }
                 switch result.flatMap({ $0.encode() }) {
                 case let .success(bytes):
                     sendMessage(context: context, stream: stream, bytes, promise: nil)
@@ -266,51 +237,54 @@ final class GRPCServerHandler: ChannelInboundHandler {
         flushNow(context: context)
     }
 
+    /// Writes everything the connection produced, in one write, and flushes;
+    /// closes the connection after a connection error's GOAWAY.
     private func flushNow(context: ChannelHandlerContext) {
-        needsFlush = false
-        context.flush()
+        if let (bytes, written) = connection.takeOutput() {
+            var promise: EventLoopPromise<Void>?
+            if !written.isEmpty {
+                let all = context.eventLoop.makePromise(of: Void.self)
+                all.futureResult.whenComplete { _ in for p in written { p.succeed() } }
+                promise = all
+            }
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: promise)
+        }
+        if connection.failure != nil { context.close(promise: nil) }
     }
 
-    private func sendMessage(context: ChannelHandlerContext, stream: HTTP2StreamID, _ message: [UInt8], promise: EventLoopPromise<Void>?) {
-        guard let call = calls[stream], !call.ended else {
+    private func sendMessage(context: ChannelHandlerContext, stream: UInt32, _ message: [UInt8], promise: EventLoopPromise<Void>?) {
+        guard let call = calls[stream] else {
             promise?.succeed()
             return
         }
         if !call.headersSent {
             calls[stream]?.headersSent = true
-            context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .headers(.init(headers: Self.responseHeaders)))), promise: nil)
+            connection.sendHeaders(stream: stream, block: Self.responseHeaders)
         }
         var buffer = context.channel.allocator.buffer(capacity: message.count + 5)
         buffer.writeInteger(UInt8(0))
         buffer.writeInteger(UInt32(message.count))
         buffer.writeBytes(message)
-        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .data(.init(data: .byteBuffer(buffer))))), promise: promise)
-        needsFlush = true
+        connection.sendData(stream: stream, buffer, promise: promise)
     }
 
-    /// Ends the call once: trailers after a response, or trailers-only.
-    private func end(context: ChannelHandlerContext, stream: HTTP2StreamID, _ status: GRPCStatus) {
-        guard var call = calls[stream], !call.ended else { return }
-        call.ended = true
+    /// Ends the call once: trailers after a response, or trailers-only. The
+    /// call leaves the table; later frames of its stream are ignored.
+    private func end(context: ChannelHandlerContext, stream: UInt32, _ status: GRPCStatus) {
+        guard let call = calls.removeValue(forKey: stream) else { return }
         call.deadline?.cancel()
-        call.deadline = nil
         let receiver: (any GRPCStreamReceiver)?
         if case let .streaming(r) = call.kind { receiver = r } else { receiver = nil }
-        call.kind = .done
-        var trailers: HPACKHeaders
         if status.code == 0 && call.headersSent {
-            trailers = Self.okTrailers
+            connection.sendTrailers(stream: stream, block: Self.okTrailers)
         } else {
-            trailers = call.headersSent ? HPACKHeaders() : Self.responseHeaders
-            trailers.add(name: "grpc-status", value: String(status.code))
+            var block = call.headersSent ? ByteBuffer() : Self.responseHeaders
+            HPACKLiterals.append(name: "grpc-status", value: String(status.code), to: &block)
             if !status.message.isEmpty {
-                trailers.add(name: "grpc-message", value: GRPCStatus.percentEncode(status.message))
+                HPACKLiterals.append(name: "grpc-message", value: GRPCStatus.percentEncode(status.message), to: &block)
             }
+            connection.sendTrailers(stream: stream, block: block)
         }
-        call.headersSent = true
-        calls[stream] = call
-        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .headers(.init(headers: trailers, endStream: true)))), promise: nil)
-        needsFlush = true
         router.observer?.handled(path: call.path, streaming: receiver != nil, code: status.code, duration: .now - call.started)
         receiver?.closed()
     }

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP2
 import Synchronization
 
 /// The sending side of one streaming call, safe to use from any thread:
@@ -12,10 +11,10 @@ import Synchronization
 /// producer such as a watch can stop feeding a client that does not keep up.
 public final class GRPCServerStream: Sendable {
     private let outbox: GRPCOutbox
-    private let stream: HTTP2StreamID
+    private let stream: UInt32
     private let queued = Atomic<Int>(0)
 
-    init(outbox: GRPCOutbox, stream: HTTP2StreamID) {
+    init(outbox: GRPCOutbox, stream: UInt32) {
         self.outbox = outbox
         self.stream = stream
     }

@@ -1,6 +1,5 @@
 import NIOCore
 import NIOHTTP1
-import NIOHTTP2
 
 /// Serves gRPC and plain HTTP/1.1 on one port, as etcd does (cmux): a
 /// connection that opens with the HTTP/2 preface gets the gRPC pipeline;

@@ -1,0 +1,354 @@
+import NIOCore
+import NIOHPACK
+import NIOPosix
+import Raft
+import Testing
+
+@testable import EnsembleServer
+
+/// A frame as the tests write and read them.
+struct TestFrame: Equatable, CustomStringConvertible {
+    var type: UInt8
+    var flags: UInt8 = 0
+    var stream: UInt32
+    var payload: [UInt8] = []
+
+    var description: String { "frame(type \(type), flags \(flags), stream \(stream), \(payload.count) bytes)" }
+
+    func encoded() -> [UInt8] {
+        let n = payload.count
+        return [UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF), type, flags,
+                UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
+    }
+
+    static func parse(_ bytes: [UInt8]) -> [TestFrame] {
+        var frames: [TestFrame] = []
+        var i = 0
+        while i + 9 <= bytes.count {
+            let n = Int(bytes[i]) << 16 | Int(bytes[i + 1]) << 8 | Int(bytes[i + 2])
+            let stream = UInt32(bytes[i + 5] & 0x7F) << 24 | UInt32(bytes[i + 6]) << 16 | UInt32(bytes[i + 7]) << 8 | UInt32(bytes[i + 8])
+            frames.append(TestFrame(type: bytes[i + 3], flags: bytes[i + 4], stream: stream, payload: Array(bytes[i + 9..<min(i + 9 + n, bytes.count)])))
+            i += 9 + n
+        }
+        return frames
+    }
+
+    static func settings(_ values: [(UInt16, UInt32)]) -> TestFrame {
+        TestFrame(type: 4, stream: 0, payload: values.flatMap { id, value in
+            [UInt8(id >> 8), UInt8(id & 0xFF), UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+        })
+    }
+
+    static func windowUpdate(_ stream: UInt32, _ increment: UInt32) -> TestFrame {
+        TestFrame(type: 8, stream: stream, payload: [UInt8(increment >> 24), UInt8(increment >> 16 & 0xFF), UInt8(increment >> 8 & 0xFF), UInt8(increment & 0xFF)])
+    }
+
+    var errorCode: UInt32? {
+        let at = type == 7 ? 4 : 0  // GOAWAY: after the last stream id
+        guard (type == 3 || type == 7), payload.count >= at + 4 else { return nil }
+        return payload[at..<at + 4].reduce(0) { $0 << 8 | UInt32($1) }
+    }
+}
+
+/// A client of ``HTTP2ServerConnection``: it writes frames in, and keeps what
+/// the connection says back.
+struct TestPeer {
+    var connection = HTTP2ServerConnection(configuration: .init(maxConcurrentStreams: 2, streamWindow: 1000, connectionWindow: 100_000))
+    var encoder = HPACKEncoder(allocator: ByteBufferAllocator())
+    var events: [HTTP2ServerConnection.Event] = []
+    /// DATA promises the connection has completed so far.
+    var completed = 0
+
+    /// The preface and an empty SETTINGS, as every client starts.
+    mutating func start(_ settings: [(UInt16, UInt32)] = []) -> [TestFrame] {
+        send(bytes: HTTP2Wire.preface + TestFrame.settings(settings).encoded())
+    }
+
+    @discardableResult
+    mutating func send(_ frames: TestFrame...) -> [TestFrame] {
+        send(bytes: frames.flatMap { $0.encoded() })
+    }
+
+    @discardableResult
+    mutating func send(bytes: [UInt8]) -> [TestFrame] {
+        var buffer = ByteBuffer(bytes: bytes)
+        connection.receive(&buffer, into: &events)
+        return output()
+    }
+
+    mutating func output() -> [TestFrame] {
+        guard let (bytes, promises) = connection.takeOutput() else { return [] }
+        completed += promises.count
+        for promise in promises { promise.succeed() }
+        return TestFrame.parse(Array(bytes.readableBytesView))
+    }
+
+    mutating func headerBlock(_ headers: HPACKHeaders) -> [UInt8] {
+        var buffer = ByteBuffer()
+        try? encoder.encode(headers: headers, to: &buffer)
+        return Array(buffer.readableBytesView)
+    }
+
+    mutating func request(_ stream: UInt32, path: String = "/etcdserverpb.KV/Put", endStream: Bool = false) -> TestFrame {
+        let block = headerBlock([":method": "POST", ":scheme": "http", ":path": path, "content-type": "application/grpc"])
+        return TestFrame(type: 1, flags: 0x4 | (endStream ? 0x1 : 0), stream: stream, payload: block)
+    }
+}
+
+@Suite struct HTTP2ServerConnectionTests {
+    @Test func theServerSpeaksFirstWithItsSettingsAndWindow() {
+        var peer = TestPeer()
+        let frames = peer.output()
+        #expect(frames == [TestFrame.settings([(3, 2), (4, 1000), (6, 16384)]), TestFrame.windowUpdate(0, 100_000 - 65_535)])
+    }
+
+    @Test func aBadPrefaceIsAProtocolError() {
+        var peer = TestPeer()
+        _ = peer.output()
+        let out = peer.send(bytes: Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        #expect(out.last?.type == 7 && out.last?.errorCode == 1)
+        #expect(peer.connection.failure == .protocolError)
+    }
+
+    @Test func aUnaryCallGoesBothWays() {
+        var peer = TestPeer()
+        _ = peer.output()
+        #expect(peer.start().map(\.type) == [4])  // SETTINGS ACK
+        peer.send(peer.request(1), TestFrame(type: 0, flags: 1, stream: 1, payload: [0, 0, 0, 0, 2, 9, 9]))
+        guard peer.events.count == 2, case let .opened(1, headers, false) = peer.events[0],
+            case let .data(1, data, true) = peer.events[1]
+        else {
+            Issue.record("events: \(peer.events)")
+            return
+        }
+        #expect(headers.first(name: ":path") == "/etcdserverpb.KV/Put")
+        #expect(Array(data.readableBytesView) == [0, 0, 0, 0, 2, 9, 9])
+        // The answer: headers, one message, trailers; then the stream is gone.
+        var block = ByteBuffer()
+        block.writeInteger(HPACKLiterals.status200)
+        peer.connection.sendHeaders(stream: 1, block: block)
+        peer.connection.sendData(stream: 1, ByteBuffer(bytes: [0, 0, 0, 0, 1, 7]), promise: nil)
+        var trailers = ByteBuffer()
+        HPACKLiterals.append(name: "grpc-status", value: "0", to: &trailers)
+        peer.connection.sendTrailers(stream: 1, block: trailers)
+        let out = peer.output()
+        #expect(out.map(\.type) == [1, 0, 1])
+        #expect(out.map(\.flags) == [0x4, 0, 0x5])
+        #expect(!peer.connection.isOpen(1))
+        // The blocks decode (the first announces an empty dynamic table).
+        var decoder = HPACKDecoder(allocator: ByteBufferAllocator())
+        var first = ByteBuffer(bytes: out[0].payload)
+        #expect((try? decoder.decodeHeaders(from: &first))?.first(name: ":status") == "200")
+        var last = ByteBuffer(bytes: out[2].payload)
+        #expect((try? decoder.decodeHeaders(from: &last))?.first(name: "grpc-status") == "0")
+    }
+
+    @Test func bytesSplitAnywhereMeanTheSame() {
+        var reference = TestPeer()
+        _ = reference.output()
+        let request = reference.request(1)
+        let bytes = HTTP2Wire.preface + TestFrame.settings([]).encoded() + request.encoded()
+            + TestFrame(type: 6, stream: 0, payload: [1, 2, 3, 4, 5, 6, 7, 8]).encoded()
+            + TestFrame(type: 0, flags: 1, stream: 1, payload: Array(repeating: 5, count: 40)).encoded()
+        for split in 1..<bytes.count {
+            var peer = TestPeer()
+            _ = peer.output()
+            var out = peer.send(bytes: Array(bytes[..<split]))
+            out += peer.send(bytes: Array(bytes[split...]))
+            #expect(out.map(\.type) == [4, 6], "split at \(split)")
+            #expect(peer.events.count == 2, "split at \(split)")
+        }
+    }
+
+    @Test func dataWaitsForThePeersWindowAndTrailersWaitForTheData() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start([(4, 10)])  // INITIAL_WINDOW_SIZE 10
+        peer.send(peer.request(1, endStream: true))
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        peer.connection.sendData(stream: 1, ByteBuffer(bytes: Array(repeating: 1, count: 25)), promise: loop.makePromise())
+        peer.connection.sendTrailers(stream: 1, block: ByteBuffer(bytes: [0x88]))
+        var out = peer.output()
+        #expect(out.map(\.type) == [0] && out[0].payload.count == 10)
+        out = peer.send(TestFrame.windowUpdate(1, 10))
+        #expect(out.map(\.type) == [0] && out[0].payload.count == 10)
+        #expect(peer.connection.isOpen(1) && peer.completed == 0)
+        // A larger INITIAL_WINDOW_SIZE credits open streams too (§6.9.2).
+        out = peer.send(TestFrame.settings([(4, 100)]))
+        #expect(out.map(\.type) == [4, 0, 1], "\(out)")
+        #expect(out[1].payload.count == 5 && out[2].flags & 0x1 == 0x1)
+        #expect(!peer.connection.isOpen(1) && peer.completed == 1)
+    }
+
+    @Test func theConnectionWindowIsSharedByAllStreams() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start([(4, 100_000)])
+        peer.send(peer.request(1, endStream: true), peer.request(3, endStream: true))
+        peer.connection.sendData(stream: 1, ByteBuffer(bytes: Array(repeating: 1, count: 60_000)), promise: nil)
+        peer.connection.sendData(stream: 3, ByteBuffer(bytes: Array(repeating: 3, count: 10_000)), promise: nil)
+        var out = peer.output()
+        // 65,535 bytes in frames of at most 16,384.
+        #expect(out.allSatisfy { $0.type == 0 && $0.payload.count <= 16_384 })
+        #expect(out.reduce(0) { $0 + $1.payload.count } == 65_535)
+        out = peer.send(TestFrame.windowUpdate(0, 10_000))
+        #expect(out.reduce(0) { $0 + $1.payload.count } == 4_465 && out.allSatisfy { $0.stream == 3 })
+    }
+
+    @Test func pingsAreAnsweredAndAcksAreNot() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        #expect(peer.send(TestFrame(type: 6, stream: 0, payload: [1, 2, 3, 4, 5, 6, 7, 8]))
+            == [TestFrame(type: 6, flags: 1, stream: 0, payload: [1, 2, 3, 4, 5, 6, 7, 8])])
+        #expect(peer.send(TestFrame(type: 6, flags: 1, stream: 0, payload: [1, 2, 3, 4, 5, 6, 7, 8])) == [])
+        let bad = peer.send(TestFrame(type: 6, stream: 0, payload: [1]))
+        #expect(bad.last?.type == 7 && bad.last?.errorCode == 6)
+    }
+
+    @Test func headerBlocksMaySpanContinuationFramesButNothingMayInterleave() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        let block = peer.request(1).payload
+        peer.send(TestFrame(type: 1, stream: 1, payload: Array(block[..<5])),
+                  TestFrame(type: 9, stream: 1, payload: Array(block[5..<9])),
+                  TestFrame(type: 9, flags: 0x4, stream: 1, payload: Array(block[9...])))
+        guard case let .opened(1, headers, false)? = peer.events.first else {
+            Issue.record("events: \(peer.events)")
+            return
+        }
+        #expect(headers.first(name: ":path") == "/etcdserverpb.KV/Put")
+        let block3 = peer.request(3).payload
+        let out = peer.send(TestFrame(type: 1, stream: 3, payload: Array(block3[..<3])), TestFrame(type: 6, stream: 0, payload: Array(repeating: 0, count: 8)))
+        #expect(out.last?.type == 7 && out.last?.errorCode == 1)
+    }
+
+    @Test func theReceiveWindowsAreEnforcedAndCreditedBack() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        peer.send(peer.request(1))
+        // Half the stream window (1,000) used: credited back to full.
+        var out = peer.send(TestFrame(type: 0, stream: 1, payload: Array(repeating: 0, count: 600)))
+        #expect(out == [TestFrame.windowUpdate(1, 600)])
+        // Beyond the stream window: that stream is reset, the connection lives.
+        out = peer.send(TestFrame(type: 0, stream: 1, payload: Array(repeating: 0, count: 1001)))
+        #expect(out.map(\.type) == [3] && out.last?.errorCode == 3)
+        guard case .reset(1)? = peer.events.last else {
+            Issue.record("events: \(peer.events)")
+            return
+        }
+        #expect(peer.connection.failure == nil)
+        // The connection window (100,000) is credited back once half used,
+        // DATA for a reset stream included.
+        out = []
+        for _ in 0..<4 { out += peer.send(TestFrame(type: 0, stream: 1, payload: Array(repeating: 0, count: 16_000))) }
+        #expect(out == [TestFrame.windowUpdate(0, 1001 + 600 + 4 * 16_000)])
+    }
+
+    @Test func streamsBeyondTheLimitAreRefused() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        let out = peer.send(peer.request(1), peer.request(3), peer.request(5))
+        #expect(out == [TestFrame(type: 3, stream: 5, payload: [0, 0, 0, 7])])
+        #expect(peer.events.count == 2)
+    }
+
+    @Test func aResetFromThePeerEndsTheStreamAndItsQueuedData() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start([(4, 0)])
+        peer.send(peer.request(1))
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        peer.connection.sendData(stream: 1, ByteBuffer(bytes: [1, 2, 3]), promise: loop.makePromise())
+        #expect(peer.output() == [] && peer.completed == 0)
+        peer.send(TestFrame(type: 3, stream: 1, payload: [0, 0, 0, 8]))
+        guard case .reset(1)? = peer.events.last else {
+            Issue.record("events: \(peer.events)")
+            return
+        }
+        #expect(!peer.connection.isOpen(1) && peer.completed == 1)
+    }
+
+    @Test func trailersBeforeTheClientIsDoneTellItToStop() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        peer.send(peer.request(1))
+        peer.connection.sendTrailers(stream: 1, block: ByteBuffer(bytes: [0x88]))
+        let out = peer.output()
+        #expect(out.map(\.type) == [1, 3] && out[1].errorCode == 0)
+        // Whatever it sent meanwhile is ignored.
+        #expect(peer.send(TestFrame(type: 0, flags: 1, stream: 1, payload: [0])) == [])
+        #expect(peer.connection.failure == nil)
+    }
+
+    @Test func protocolViolationsEndTheConnection() {
+        let violations: [(String, TestFrame, UInt32)] = [
+            ("even stream", TestFrame(type: 1, flags: 0x4, stream: 2, payload: [0x82]), 1),
+            ("DATA on an idle stream", TestFrame(type: 0, stream: 7, payload: [1]), 1),
+            ("frame too large", TestFrame(type: 0, stream: 1, payload: Array(repeating: 0, count: 16_385)), 6),
+            ("PUSH_PROMISE", TestFrame(type: 5, stream: 1, payload: [0, 0, 0, 2]), 1),
+            ("bad HPACK", TestFrame(type: 1, flags: 0x4, stream: 1, payload: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), 9),
+            ("SETTINGS of 5 bytes", TestFrame(type: 4, stream: 0, payload: [0, 4, 0, 0, 0]), 6),
+            ("window too large", TestFrame.settings([(4, 0x8000_0000)]), 3),
+            ("WINDOW_UPDATE of 0", TestFrame.windowUpdate(0, 0), 1),
+            ("padding too long", TestFrame(type: 1, flags: 0xC, stream: 1, payload: [9, 0x82]), 1),
+        ]
+        for (name, frame, code) in violations {
+            var peer = TestPeer()
+            _ = peer.output()
+            _ = peer.start()
+            let out = peer.send(frame)
+            #expect(out.last?.type == 7 && out.last?.errorCode == code, "\(name): \(out)")
+            #expect(peer.send(peer.request(9)) == [], "\(name): input after GOAWAY is ignored")
+        }
+    }
+
+    @Test func aLongHeaderBlockIsSplitIntoContinuationFrames() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        peer.send(peer.request(1, endStream: true))
+        var block = ByteBuffer()
+        HPACKLiterals.append(name: "grpc-status", value: "13", to: &block)
+        HPACKLiterals.append(name: "grpc-message", value: String(repeating: "x", count: 40_000), to: &block)
+        peer.connection.sendTrailers(stream: 1, block: block)
+        let out = peer.output()
+        #expect(out.map(\.type) == [1, 9, 9])
+        #expect(out.map(\.flags) == [0x1, 0, 0x4])
+        var decoder = HPACKDecoder(allocator: ByteBufferAllocator(), maxDynamicTableSize: 4096, maxHeaderListSize: 1 << 20)
+        var joined = ByteBuffer(bytes: out.flatMap(\.payload))
+        #expect((try? decoder.decodeHeaders(from: &joined))?.first(name: "grpc-message")?.count == 40_000)
+    }
+
+    /// Random frames and random bytes after a valid start: never a crash, and
+    /// once the connection failed, nothing more comes out.
+    @Test(arguments: 1...40)
+    func randomInputNeverCrashes(seed: UInt64) {
+        var rng = SplitMix64(seed: seed)
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        for _ in 0..<200 {
+            var bytes: [UInt8]
+            if Int.random(in: 0..<4, using: &rng) == 0 {
+                bytes = (0..<Int.random(in: 1...40, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            } else {
+                let length = Int.random(in: 0...24, using: &rng)
+                bytes = TestFrame(type: UInt8.random(in: 0...10, using: &rng), flags: UInt8.random(in: 0...255, using: &rng),
+                                  stream: UInt32.random(in: 0...9, using: &rng),
+                                  payload: (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }).encoded()
+            }
+            let failedBefore = peer.connection.failure != nil
+            let out = peer.send(bytes: bytes)
+            if failedBefore { #expect(out.isEmpty) }
+            if Bool.random(using: &rng), let stream = peer.events.compactMap({ if case let .opened(s, _, _) = $0 { s } else { nil } }).last {
+                peer.connection.sendData(stream: stream, ByteBuffer(bytes: [0, 0, 0, 0, 0]), promise: nil)
+                peer.connection.sendTrailers(stream: stream, block: ByteBuffer(bytes: [0x88]))
+            }
+        }
+    }
+}
