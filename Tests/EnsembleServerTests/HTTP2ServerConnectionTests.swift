@@ -70,9 +70,9 @@ struct TestPeer {
     }
 
     @discardableResult
-    mutating func send(bytes: [UInt8]) -> [TestFrame] {
+    mutating func send(bytes: [UInt8], at now: NIODeadline = .now()) -> [TestFrame] {
         var buffer = ByteBuffer(bytes: bytes)
-        connection.receive(&buffer, into: &events)
+        connection.receive(&buffer, into: &events, now: now)
         return output()
     }
 
@@ -322,6 +322,98 @@ struct TestPeer {
         var decoder = HPACKDecoder(allocator: ByteBufferAllocator(), maxDynamicTableSize: 4096, maxHeaderListSize: 1 << 20)
         var joined = ByteBuffer(bytes: out.flatMap(\.payload))
         #expect((try? decoder.decodeHeaders(from: &joined))?.first(name: "grpc-message")?.count == 40_000)
+    }
+
+    @Test func theFirstFrameMustBeSettings() {
+        var peer = TestPeer()
+        _ = peer.output()
+        let out = peer.send(bytes: HTTP2Wire.preface + TestFrame(type: 6, stream: 0, payload: Array(repeating: 0, count: 8)).encoded())
+        #expect(out.last?.type == 7 && out.last?.errorCode == 1)
+    }
+
+    @Test func closingHandsBackEveryPromiseStillHeld() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start([(4, 0)])
+        peer.send(peer.request(1), peer.request(3))
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        peer.connection.sendData(stream: 1, ByteBuffer(bytes: [1]), promise: loop.makePromise())
+        peer.connection.sendData(stream: 1, ByteBuffer(bytes: [2]), promise: loop.makePromise())
+        peer.connection.sendData(stream: 3, ByteBuffer(bytes: [3]), promise: loop.makePromise())
+        let held = peer.connection.close()
+        #expect(held.count == 3)
+        for promise in held { promise.succeed() }
+        #expect(!peer.connection.isOpen(1) && !peer.connection.isOpen(3))
+    }
+
+    @Test func aStreamWindowUpdateMovesOnlyThatStream() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start([(4, 0)])
+        peer.send(peer.request(1), peer.request(3))
+        peer.connection.sendData(stream: 1, ByteBuffer(bytes: [1, 1]), promise: nil)
+        peer.connection.sendData(stream: 3, ByteBuffer(bytes: [3, 3]), promise: nil)
+        #expect(peer.output() == [])
+        #expect(peer.send(TestFrame.windowUpdate(3, 2)) == [TestFrame(type: 0, stream: 3, payload: [3, 3])])
+        #expect(peer.send(TestFrame.windowUpdate(1, 1)) == [TestFrame(type: 0, stream: 1, payload: [1])])
+        #expect(peer.connection.blocked == [1])
+    }
+
+    @Test func manyInitialWindowSettingsInOneFrameApplyOnce() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start([(4, 0)])
+        peer.send(peer.request(1))
+        peer.connection.sendData(stream: 1, ByteBuffer(bytes: Array(repeating: 1, count: 10)), promise: nil)
+        let settings = TestFrame.settings((0..<2_000).map { (4, UInt32($0 % 7)) } + [(4, 4)])
+        let out = peer.send(settings)
+        #expect(out.map(\.type) == [4, 0] && out.last?.payload.count == 4)
+    }
+
+    @Test func floodsEndTheConnection() {
+        // Rapid reset: open and reset streams, more than 200 within 30 s.
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        let start = NIODeadline.now()
+        var out: [TestFrame] = []
+        for i in 0..<201 {
+            let id = UInt32(2 * i + 1)
+            out = peer.send(peer.request(id, endStream: true), TestFrame(type: 3, stream: id, payload: [0, 0, 0, 8]))
+        }
+        #expect(out.last?.type == 7 && out.last?.errorCode == 0xB, "\(out)")
+        // The same resets spread over more than 30 s are fine.
+        peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        for i in 0..<400 {
+            let id = UInt32(2 * i + 1)
+            let at = start + .milliseconds(Int64(i) * 200)
+            out = peer.send(bytes: (peer.request(id, endStream: true).encoded() + TestFrame(type: 3, stream: id, payload: [0, 0, 0, 8]).encoded()), at: at)
+        }
+        #expect(peer.connection.failure == nil)
+        // PINGs with nothing else in between.
+        peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        let ping = TestFrame(type: 6, stream: 0, payload: Array(repeating: 0, count: 8)).encoded()
+        out = peer.send(bytes: Array((0..<HTTP2ServerConnection.maxControlFrames).map { _ in ping }.joined()))
+        #expect(peer.connection.failure == .enhanceYourCalm)
+        // Empty DATA frames.
+        peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        peer.send(peer.request(1))
+        let empty = TestFrame(type: 0, stream: 1).encoded()
+        out = peer.send(bytes: Array((0...HTTP2ServerConnection.maxEmptyDataFrames).map { _ in empty }.joined()))
+        #expect(out.last?.type == 7 && out.last?.errorCode == 0xB)
+        // A header block that never ends.
+        peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        out = peer.send(bytes: TestFrame(type: 1, stream: 1, payload: [0x82]).encoded()
+            + Array((0..<HTTP2ServerConnection.maxHeaderFrames).map { _ in TestFrame(type: 9, stream: 1, payload: [0x82]).encoded() }.joined()))
+        #expect(out.last?.type == 7 && out.last?.errorCode == 0xB)
     }
 
     /// Random frames and random bytes after a valid start: never a crash, and

@@ -86,6 +86,8 @@ final class GRPCServerHandler: ChannelInboundHandler {
                 }
             }
         }
+        // The events hold slices of the read buffer; let NIO have it back.
+        events.removeAll(keepingCapacity: true)
         if connection.failure != nil { flushNow(context: context) }
     }
 
@@ -98,6 +100,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
         // The outbox's drain closure holds this handler and its context.
         outbox?.close()
         outbox = nil
+        for promise in connection.close() { promise.succeed() }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -105,11 +108,21 @@ final class GRPCServerHandler: ChannelInboundHandler {
         calls.removeAll()
         outbox?.close()
         outbox = nil
+        // Messages held back by flow control will not be sent: their senders
+        // (GRPCServerStream.queuedBytes) must hear so.
+        for promise in connection.close() { promise.succeed() }
         for call in open.values {
             call.deadline?.cancel()
             if case let .streaming(receiver) = call.kind { receiver.closed() }
         }
         context.fireChannelInactive()
+    }
+
+    /// A client that does not read stops being read: nothing it sends (PINGs,
+    /// SETTINGS, calls) can pile up answers in the server's memory.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        context.channel.setOption(.autoRead, value: context.channel.isWritable).whenFailure { _ in }
+        context.fireChannelWritabilityChanged()
     }
 
     // MARK: - Inbound

@@ -2,6 +2,10 @@ import NIOCore
 
 /// The sending side: response headers, DATA within the peer's windows, and
 /// trailers that end a stream once the DATA before them is out.
+///
+/// Streams are changed in place in the table (`streams.values[index]`): a
+/// copy taken out and written back would copy a non-empty queue on every
+/// append.
 extension HTTP2ServerConnection {
     /// Sends a stream's response headers (a header block from ``HPACKLiterals``).
     /// They are not flow-controlled, and go before any DATA of the stream.
@@ -13,31 +17,31 @@ extension HTTP2ServerConnection {
     /// Sends DATA as far as the windows allow; the rest waits for WINDOW_UPDATE.
     /// `promise` completes once the last byte is in ``output`` (or the stream is gone).
     mutating func sendData(stream id: UInt32, _ data: ByteBuffer, promise: EventLoopPromise<Void>?) {
-        guard failure == nil, var stream = streams[id] else {
+        guard failure == nil, let index = streams.index(forKey: id) else {
             if let promise { written.append(promise) }
             return
         }
-        if stream.queue.isEmpty {
-            var data = data
-            writeData(stream: id, &stream, &data)
-            if data.readableBytes == 0 {
-                streams[id] = stream
-                if let promise { written.append(promise) }
-                return
-            }
-            stream.queue.append(.data(data, promise))
-            blocked.append(id)
-        } else {
-            stream.queue.append(.data(data, promise))
+        guard streams.values[index].queue.isEmpty else {
+            streams.values[index].queue.append(.data(data, promise))
+            return
         }
-        streams[id] = stream
+        var data = data
+        Self.frame(&data, stream: id, window: &streams.values[index].sendWindow, connection: &connectionSendWindow,
+                   maxFrame: peerMaxFrameSize, into: &output)
+        controlFrames = 0
+        if data.readableBytes == 0 {
+            if let promise { written.append(promise) }
+        } else {
+            streams.values[index].queue.append(.data(data, promise))
+            blocked.append(id)
+        }
     }
 
     /// Ends the stream with trailers, after any DATA still queued.
     mutating func sendTrailers(stream id: UInt32, block: ByteBuffer) {
-        guard failure == nil, streams[id] != nil else { return }
-        if streams[id]?.queue.isEmpty == false {
-            streams[id]?.queue.append(.trailers(block))
+        guard failure == nil, let index = streams.index(forKey: id) else { return }
+        guard streams.values[index].queue.isEmpty else {
+            streams.values[index].queue.append(.trailers(block))
             return
         }
         writeHeaderBlock(stream: id, block, endStream: true)
@@ -52,52 +56,67 @@ extension HTTP2ServerConnection {
         if stream.receiving { writeReset(id, .noError) }
     }
 
-    /// Sends what windows now allow from blocked streams, oldest first.
+    /// Sends what the connection window now allows from blocked streams, oldest first.
     mutating func sendBlocked() {
         guard failure == nil, !blocked.isEmpty else { return }
         let waiting = blocked
         blocked = []
-        for id in waiting {
-            guard var stream = streams[id] else { continue }
-            var finished = false
-            drain: while let next = stream.queue.popFirst() {
-                switch next {
-                case .data(var data, let promise):
-                    writeData(stream: id, &stream, &data)
-                    if data.readableBytes > 0 {
-                        stream.queue.prepend(.data(data, promise))
-                        break drain
-                    }
-                    if let promise { written.append(promise) }
-                case let .trailers(block):
-                    writeHeaderBlock(stream: id, block, endStream: true)
-                    finished = true
-                    break drain
-                }
+        for (n, id) in waiting.enumerated() {
+            // With the connection window spent, no queue can move: its head is DATA.
+            guard connectionSendWindow > 0 else {
+                blocked += waiting[n...].filter { streams[$0] != nil }
+                return
             }
-            streams[id] = stream
-            if finished {
-                finishSending(id)
-            } else if !stream.queue.isEmpty {
-                blocked.append(id)
-            }
+            if streams[id] != nil, sendQueued(id) { blocked.append(id) }
         }
     }
 
+    /// Sends what the windows allow from one stream's queue; true if some is
+    /// left. A stream that empties is taken off `blocked` by its caller.
+    @discardableResult
+    mutating func sendQueued(_ id: UInt32) -> Bool {
+        guard let index = streams.index(forKey: id) else { return false }
+        var trailers: ByteBuffer?
+        while let next = streams.values[index].queue.first {
+            if case let .trailers(block) = next {
+                trailers = block
+                break
+            }
+            guard case .data(var data, let promise) = streams.values[index].queue.removeFirst() else { break }
+            Self.frame(&data, stream: id, window: &streams.values[index].sendWindow, connection: &connectionSendWindow,
+                       maxFrame: peerMaxFrameSize, into: &output)
+            controlFrames = 0
+            if data.readableBytes > 0 {
+                streams.values[index].queue.prepend(.data(data, promise))
+                return true
+            }
+            if let promise { written.append(promise) }
+        }
+        if let trailers {
+            writeHeaderBlock(stream: id, trailers, endStream: true)
+            finishSending(id)
+        }
+        return false
+    }
+
     /// Frames as much of `data` as the windows and the peer's frame size allow.
-    private mutating func writeData(stream id: UInt32, _ stream: inout Stream, _ data: inout ByteBuffer) {
+    private static func frame(
+        _ data: inout ByteBuffer, stream id: UInt32, window: inout Int, connection: inout Int, maxFrame: Int,
+        into output: inout ByteBuffer
+    ) {
         while data.readableBytes > 0 {
-            let n = min(data.readableBytes, stream.sendWindow, connectionSendWindow, peerMaxFrameSize)
+            let n = min(data.readableBytes, window, connection, maxFrame)
             guard n > 0, var chunk = data.readSlice(length: n) else { return }
             HTTP2Wire.writeFrameHeader(&output, length: n, type: .data, stream: id)
             output.writeBuffer(&chunk)
-            stream.sendWindow -= n
-            connectionSendWindow -= n
+            window -= n
+            connection -= n
         }
     }
 
     /// HEADERS, then CONTINUATION frames if the block exceeds the peer's frame size.
     private mutating func writeHeaderBlock(stream id: UInt32, _ block: ByteBuffer, endStream: Bool) {
+        controlFrames = 0
         var block = block
         let prefix = announceTableSize ? 1 : 0
         var first = min(block.readableBytes + prefix, peerMaxFrameSize)

@@ -23,6 +23,12 @@ import NIOHPACK
 ///   or when its stream goes away.
 /// - A stream leaves the table once both sides have ended it, or on a reset
 ///   (reported as ``Event/reset(stream:)``).
+/// - ``close()`` hands back every promise still held when the connection goes.
+/// - Floods are connection errors (ENHANCE_YOUR_CALM), with NIOHTTP2's and
+///   grpc-go's limits (RFC 9113 §10.5): more than 200 resets in 30 s (the
+///   "rapid reset" attack: each reset stream's work was already started),
+///   10,000 PING or SETTINGS frames without a response in between, 100 empty
+///   DATA frames in a row, a header block in more than 16 frames.
 struct HTTP2ServerConnection {
     struct Configuration {
         /// Calls a client may have open at once; more are refused (REFUSED_STREAM).
@@ -34,7 +40,15 @@ struct HTTP2ServerConnection {
         var connectionWindow = 8 << 20
         /// The largest header list accepted (SETTINGS_MAX_HEADER_LIST_SIZE).
         var maxHeaderListSize = HPACKDecoder.defaultMaxHeaderListSize
+        /// Resets (the client's and this server's) allowed per `resetPeriod`.
+        var maxResets = 200
+        var resetPeriod = TimeAmount.seconds(30)
     }
+
+    /// Flood limits besides resets.
+    static let maxControlFrames = 10_000
+    static let maxEmptyDataFrames = 100
+    static let maxHeaderFrames = 16
 
     enum Event {
         /// A new stream: the request headers; `endStream` if nothing follows.
@@ -84,8 +98,16 @@ struct HTTP2ServerConnection {
     private var decoder: HPACKDecoder
     private var pending = ByteBuffer()
     private var prefaceSeen = false
-    /// A header block waiting for its CONTINUATION frames.
-    private var continuing: (stream: UInt32, endStream: Bool, block: ByteBuffer)?
+    /// The client's first frame, which must be SETTINGS (§3.4), has come.
+    private var settingsSeen = false
+    /// A header block waiting for its CONTINUATION frames, and how many frames it took.
+    private var continuing: (stream: UInt32, endStream: Bool, block: ByteBuffer, frames: Int)?
+    /// Flood counters (see the type's contract).
+    private var resetPeriodStart: NIODeadline?
+    private var resets = 0
+    var controlFrames = 0
+    private var emptyDataFrames = 0
+    private var now = NIODeadline.uptimeNanoseconds(0)
 
     /// Starts the connection: the server's SETTINGS, then the connection
     /// window raised, are the first bytes of ``output``.
@@ -122,10 +144,21 @@ struct HTTP2ServerConnection {
 
     func isOpen(_ stream: UInt32) -> Bool { streams[stream] != nil }
 
+    /// The connection is gone: every promise still held, for the shell to complete.
+    mutating func close() -> [EventLoopPromise<Void>] {
+        for stream in streams.values { dropped(stream) }
+        streams.removeAll()
+        blocked.removeAll()
+        defer { written = [] }
+        return written
+    }
+
     // MARK: - Inbound
 
-    mutating func receive(_ incoming: inout ByteBuffer, into events: inout [Event]) {
+    /// `now` dates resets for the rapid-reset limit.
+    mutating func receive(_ incoming: inout ByteBuffer, into events: inout [Event], now: NIODeadline = .now()) {
         guard failure == nil else { return }
+        self.now = now
         if pending.readableBytes == 0 {
             pending = incoming
         } else {
@@ -166,19 +199,49 @@ struct HTTP2ServerConnection {
             fail(.protocolError, "expected CONTINUATION of stream \(continuing.stream)")
             return
         }
+        if !settingsSeen {
+            guard header.type == HTTP2Wire.FrameType.settings.rawValue, header.flags & HTTP2Wire.Flags.ack == 0 else {
+                return fail(.protocolError, "the first frame is not SETTINGS")
+            }
+            settingsSeen = true
+        }
         guard let type = HTTP2Wire.FrameType(rawValue: header.type) else { return }  // unknown types are ignored (§5.5)
         switch type {
         case .data: receiveData(header, payload, into: &events)
         case .headers: receiveHeaders(header, payload, into: &events)
-        case .priority: break
+        case .priority:
+            if header.length != 5 { fail(.frameSizeError, "PRIORITY of \(header.length) bytes") }
         case .rstStream: receiveReset(header, payload, into: &events)
         case .settings: receiveSettings(header, payload)
         case .pushPromise: fail(.protocolError, "PUSH_PROMISE from a client")
         case .ping: receivePing(header, payload)
-        case .goAway: if header.stream != 0 { fail(.protocolError, "GOAWAY on a stream") }
+        case .goAway:
+            if header.stream != 0 { fail(.protocolError, "GOAWAY on a stream") }
+            if header.length < 8 { fail(.frameSizeError, "GOAWAY of \(header.length) bytes") }
         case .windowUpdate: receiveWindowUpdate(header, payload, into: &events)
         case .continuation: receiveContinuation(header, payload, into: &events)
         }
+    }
+
+    /// Counts a PING or SETTINGS; too many without a response between them is a flood.
+    private mutating func countControlFrame() -> Bool {
+        controlFrames += 1
+        guard controlFrames <= Self.maxControlFrames else {
+            fail(.enhanceYourCalm, "too many control frames")
+            return false
+        }
+        return true
+    }
+
+    /// Counts a reset; too many in a period is the rapid-reset attack.
+    private mutating func countReset() {
+        if let start = resetPeriodStart, now - start < configuration.resetPeriod {
+            resets += 1
+        } else {
+            resetPeriodStart = now
+            resets = 1
+        }
+        if resets > configuration.maxResets { fail(.enhanceYourCalm, "too many stream resets") }
     }
 
     /// Strips padding (§6.1, §6.2); nil when the padding is longer than the frame.
@@ -204,7 +267,7 @@ struct HTTP2ServerConnection {
         if header.flags & HTTP2Wire.Flags.endHeaders != 0 {
             headersComplete(stream: header.stream, endStream: endStream, block: fragment, into: &events)
         } else {
-            continuing = (header.stream, endStream, fragment)
+            continuing = (header.stream, endStream, fragment, 1)
         }
     }
 
@@ -212,9 +275,12 @@ struct HTTP2ServerConnection {
         guard var continuing else { return fail(.protocolError, "CONTINUATION without HEADERS") }
         var payload = payload
         continuing.block.writeBuffer(&payload)
-        // A block may not grow without bound while its end never comes.
-        guard continuing.block.readableBytes <= 2 * configuration.maxHeaderListSize + HTTP2Wire.defaultMaxFrameSize else {
-            return fail(.protocolError, "header block too large")
+        continuing.frames += 1
+        // A block may not grow, or go on, without bound while its end never comes.
+        guard continuing.block.readableBytes <= 2 * configuration.maxHeaderListSize + HTTP2Wire.defaultMaxFrameSize,
+            continuing.frames <= Self.maxHeaderFrames
+        else {
+            return fail(.enhanceYourCalm, "header block too large")
         }
         if header.flags & HTTP2Wire.Flags.endHeaders != 0 {
             self.continuing = nil
@@ -247,6 +313,7 @@ struct HTTP2ServerConnection {
         lastStreamID = id
         guard streams.count < configuration.maxConcurrentStreams else {
             writeReset(id, .refusedStream)
+            countReset()
             return
         }
         var stream = Stream(sendWindow: peerInitialWindow, receiveWindow: configuration.streamWindow)
@@ -265,6 +332,14 @@ struct HTTP2ServerConnection {
             connectionReceiveWindow = configuration.connectionWindow
         }
         guard let data = unpadded(header, payload) else { return fail(.protocolError, "padding longer than the frame") }
+        let endStream = header.flags & HTTP2Wire.Flags.endStream != 0
+        // Empty DATA that does not end the stream means nothing; many are a flood.
+        if data.readableBytes == 0 && !endStream {
+            emptyDataFrames += 1
+            if emptyDataFrames > Self.maxEmptyDataFrames { fail(.enhanceYourCalm, "too many empty DATA frames") }
+            return
+        }
+        emptyDataFrames = 0
         let id = header.stream
         guard var stream = streams[id] else {
             if id > lastStreamID || id & 1 == 0 { fail(.protocolError, "DATA on idle stream \(id)") }
@@ -273,7 +348,6 @@ struct HTTP2ServerConnection {
         guard stream.receiving else { return reset(id, .streamClosed, into: &events) }
         stream.receiveWindow -= header.length
         guard stream.receiveWindow >= 0 else { return reset(id, .flowControlError, into: &events) }
-        let endStream = header.flags & HTTP2Wire.Flags.endStream != 0
         if endStream {
             stream.receiving = false
         } else if stream.receiveWindow <= configuration.streamWindow / 2 {
@@ -292,6 +366,7 @@ struct HTTP2ServerConnection {
         if let stream = streams.removeValue(forKey: header.stream) {
             dropped(stream)
             events.append(.reset(stream: header.stream))
+            countReset()
         }
     }
 
@@ -302,7 +377,9 @@ struct HTTP2ServerConnection {
             return
         }
         guard header.length % 6 == 0 else { return fail(.frameSizeError, "SETTINGS of \(header.length) bytes") }
+        guard countControlFrame() else { return }
         var payload = payload
+        var initialWindow: Int?
         while let id = payload.readInteger(as: UInt16.self), let value = payload.readInteger(as: UInt32.self) {
             switch HTTP2Wire.Setting(rawValue: id) {
             case .headerTableSize?:
@@ -311,14 +388,7 @@ struct HTTP2ServerConnection {
                 guard value <= 1 else { return fail(.protocolError, "ENABLE_PUSH \(value)") }
             case .initialWindowSize?:
                 guard value <= HTTP2Wire.maxWindow else { return fail(.flowControlError, "INITIAL_WINDOW_SIZE \(value)") }
-                let delta = Int(value) - peerInitialWindow
-                peerInitialWindow = Int(value)
-                for id in streams.keys {
-                    streams[id]?.sendWindow += delta
-                    if (streams[id]?.sendWindow ?? 0) > HTTP2Wire.maxWindow {
-                        return fail(.flowControlError, "stream window overflow")
-                    }
-                }
+                initialWindow = Int(value)
             case .maxFrameSize?:
                 guard value >= HTTP2Wire.defaultMaxFrameSize, value <= 16_777_215 else {
                     return fail(.protocolError, "MAX_FRAME_SIZE \(value)")
@@ -328,6 +398,17 @@ struct HTTP2ServerConnection {
                 break  // unknown settings are ignored (§6.5.2)
             }
         }
+        // A new initial window moves every open stream's window by the difference (§6.9.2).
+        if let initialWindow, initialWindow != peerInitialWindow {
+            let delta = initialWindow - peerInitialWindow
+            peerInitialWindow = initialWindow
+            for index in streams.indices {
+                streams.values[index].sendWindow += delta
+                if streams.values[index].sendWindow > HTTP2Wire.maxWindow {
+                    return fail(.flowControlError, "stream window overflow")
+                }
+            }
+        }
         HTTP2Wire.writeFrameHeader(&output, length: 0, type: .settings, flags: HTTP2Wire.Flags.ack, stream: 0)
         sendBlocked()
     }
@@ -335,7 +416,7 @@ struct HTTP2ServerConnection {
     private mutating func receivePing(_ header: HTTP2Wire.FrameHeader, _ payload: ByteBuffer) {
         guard header.stream == 0 else { return fail(.protocolError, "PING on a stream") }
         guard header.length == 8 else { return fail(.frameSizeError, "PING of \(header.length) bytes") }
-        guard header.flags & HTTP2Wire.Flags.ack == 0 else { return }
+        guard header.flags & HTTP2Wire.Flags.ack == 0, countControlFrame() else { return }
         var payload = payload
         HTTP2Wire.writeFrameHeader(&output, length: 8, type: .ping, flags: HTTP2Wire.Flags.ack, stream: 0)
         output.writeBuffer(&payload)
@@ -349,16 +430,19 @@ struct HTTP2ServerConnection {
             guard increment > 0 else { return fail(.protocolError, "WINDOW_UPDATE of 0") }
             connectionSendWindow += increment
             guard connectionSendWindow <= HTTP2Wire.maxWindow else { return fail(.flowControlError, "connection window overflow") }
-        } else if streams[header.stream] != nil {
+            sendBlocked()
+        } else if let index = streams.index(forKey: header.stream) {
             guard increment > 0 else { return reset(header.stream, .protocolError, into: &events) }
-            streams[header.stream]?.sendWindow += increment
-            guard (streams[header.stream]?.sendWindow ?? 0) <= HTTP2Wire.maxWindow else {
+            streams.values[index].sendWindow += increment
+            guard streams.values[index].sendWindow <= HTTP2Wire.maxWindow else {
                 return reset(header.stream, .flowControlError, into: &events)
+            }
+            if !streams.values[index].queue.isEmpty, !sendQueued(header.stream) {
+                blocked.removeAll { $0 == header.stream }
             }
         } else if header.stream > lastStreamID {
             return fail(.protocolError, "WINDOW_UPDATE on idle stream \(header.stream)")
         }
-        sendBlocked()
     }
 
     // MARK: - Errors
@@ -370,12 +454,16 @@ struct HTTP2ServerConnection {
             dropped(stream)
             events.append(.reset(stream: id))
         }
+        countReset()
     }
 
-    /// A connection error (§5.4.1): GOAWAY, then nothing more is read.
+    /// A connection error (§5.4.1): GOAWAY, then nothing more is read or sent.
     mutating func fail(_ code: HTTP2Wire.ErrorCode, _ reason: String) {
         guard failure == nil else { return }
         failure = code
+        for stream in streams.values { dropped(stream) }
+        streams.removeAll()
+        blocked.removeAll()
         let debug = Array(reason.utf8.prefix(256))
         HTTP2Wire.writeFrameHeader(&output, length: 8 + debug.count, type: .goAway, stream: 0)
         output.writeInteger(lastStreamID)

@@ -36,10 +36,12 @@ enum HTTP2Wire {
         static let refusedStream = ErrorCode(rawValue: 7)
         static let cancel = ErrorCode(rawValue: 8)
         static let compressionError = ErrorCode(rawValue: 9)
+        static let enhanceYourCalm = ErrorCode(rawValue: 0xB)
 
         var description: String {
             let names = ["NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
-                         "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR"]
+                         "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
+                         "CONNECT_ERROR", "ENHANCE_YOUR_CALM"]
             return rawValue < names.count ? names[Int(rawValue)] : "0x\(String(rawValue, radix: 16))"
         }
     }
