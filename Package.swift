@@ -47,15 +47,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // HTTP/2 as gRPC needs it, server and client side: a pure state machine
+        // (header blocks decoded by NIOHPACK) beside the gRPC server's and client's I/O.
+        .target(
+            name: "LeanHTTP2",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The node runtime: the loop that drives Raft, storage and the state machine.
         .target(
             name: "EnsembleServer",
             dependencies: [
-                "Raft", "RaftStorage", "RaftTransport", "KV", "EnsembleAPI", "EnsembleClient",
+                "Raft", "RaftStorage", "RaftTransport", "KV", "EnsembleAPI", "EnsembleClient", "LeanHTTP2",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
@@ -71,7 +80,7 @@ let package = Package(
         .target(
             name: "EnsembleClient",
             dependencies: [
-                "EnsembleAPI",
+                "EnsembleAPI", "LeanHTTP2",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -129,6 +138,15 @@ let package = Package(
             dependencies: [
                 "RaftTransport", "Raft",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LeanHTTP2Tests",
+            dependencies: [
+                "LeanHTTP2", "Raft",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,10 +1,11 @@
 import EnsembleClient
+import LeanHTTP2
 import NIOCore
 import NIOHPACK
 
-/// Serves every gRPC call of one connection: the I/O shell of
-/// ``HTTP2ServerConnection`` (HTTP/2 itself) that keeps each stream's call in
-/// a dictionary.
+/// Serves every gRPC call of one connection: the I/O shell of the server side
+/// of `HTTP2Connection` (HTTP/2 itself, in LeanHTTP2) that keeps each stream's
+/// call in a dictionary.
 ///
 /// Per call it reads `:path` and `grpc-timeout`, splits request DATA into
 /// messages, dispatches to the router's unary or streaming handler, and
@@ -39,15 +40,15 @@ final class GRPCServerHandler: ChannelInboundHandler {
 
     private let router: GRPCRouterBox
     private let maxRequestBytes: Int
-    private var connection: HTTP2ServerConnection
-    private var events: [HTTP2ServerConnection.Event] = []
+    private var connection: HTTP2Connection
+    private var events: [HTTP2Connection.Event] = []
     private var calls: [UInt32: Call] = [:]
     private var outbox: GRPCOutbox?
 
-    init(router: GRPCRouterBox, maxRequestBytes: Int, configuration: HTTP2ServerConnection.Configuration = .init()) {
+    init(router: GRPCRouterBox, maxRequestBytes: Int, configuration: HTTP2Connection.Configuration = .init()) {
         self.router = router
         self.maxRequestBytes = maxRequestBytes
-        self.connection = HTTP2ServerConnection(configuration: configuration)
+        self.connection = HTTP2Connection(role: .server, configuration: configuration)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -74,12 +75,15 @@ final class GRPCServerHandler: ChannelInboundHandler {
             case let .opened(stream, headers, endStream):
                 open(context: context, stream: stream, headers: headers)
                 if endStream { requestEnded(context: context, stream: stream) }
-            case let .trailers(stream):
+            case let .headers(stream, _, _):
+                // The request's trailers carry nothing gRPC needs; they end it.
                 requestEnded(context: context, stream: stream)
             case let .data(stream, buffer, endStream):
                 received(context: context, stream: stream, buffer)
                 if endStream { requestEnded(context: context, stream: stream) }
-            case let .reset(stream):
+            case .goAway:
+                break  // the client opens nothing more; its calls may finish
+            case let .reset(stream, _):
                 if let call = calls.removeValue(forKey: stream) {
                     call.deadline?.cancel()
                     if case let .streaming(receiver) = call.kind { receiver.closed() }
@@ -289,14 +293,14 @@ final class GRPCServerHandler: ChannelInboundHandler {
         let receiver: (any GRPCStreamReceiver)?
         if case let .streaming(r) = call.kind { receiver = r } else { receiver = nil }
         if status.code == 0 && call.headersSent {
-            connection.sendTrailers(stream: stream, block: Self.okTrailers)
+            connection.sendHeaders(stream: stream, block: Self.okTrailers, endStream: true)
         } else {
             var block = call.headersSent ? ByteBuffer() : Self.responseHeaders
             HPACKLiterals.append(name: "grpc-status", value: String(status.code), to: &block)
             if !status.message.isEmpty {
                 HPACKLiterals.append(name: "grpc-message", value: GRPCStatus.percentEncode(status.message), to: &block)
             }
-            connection.sendTrailers(stream: stream, block: block)
+            connection.sendHeaders(stream: stream, block: block, endStream: true)
         }
         router.observer?.handled(path: call.path, streaming: receiver != nil, code: status.code, duration: .now - call.started)
         receiver?.closed()

@@ -5,17 +5,17 @@ import NIOCore
 /// header block can be prepared once and reused. Every field is a literal
 /// without indexing, or a static-table entry; strings are not Huffman-coded.
 /// (Decoding is NIOHPACK's `HPACKDecoder`: the peer may use all of HPACK.)
-enum HPACKLiterals {
+package enum HPACKLiterals {
     /// A dynamic table size update to 0 (§6.3): tells the peer's decoder that
     /// this encoder's table is empty, whatever SETTINGS_HEADER_TABLE_SIZE says.
-    static let emptyTable: UInt8 = 0x20
+    package static let emptyTable: UInt8 = 0x20
 
     /// `:status: 200`, static table index 8 (Appendix A).
-    static let status200: UInt8 = 0x88
+    package static let status200: UInt8 = 0x88
 
     /// Appends `name: value` as a literal without indexing (§6.2.2); `name` is
     /// taken from the static table when it is there.
-    static func append(name: String, value: String, to out: inout ByteBuffer) {
+    package static func append(name: String, value: String, to out: inout ByteBuffer) {
         if let index = staticNames[name] {
             appendInteger(index, prefixBits: 4, flags: 0x00, to: &out)
         } else {
@@ -34,7 +34,7 @@ enum HPACKLiterals {
     }
 
     /// An integer with an N-bit prefix (§5.1).
-    static func appendInteger(_ value: Int, prefixBits: Int, flags: UInt8, to out: inout ByteBuffer) {
+    package static func appendInteger(_ value: Int, prefixBits: Int, flags: UInt8, to out: inout ByteBuffer) {
         let limit = (1 << prefixBits) - 1
         if value < limit {
             out.writeInteger(flags | UInt8(value))

@@ -4,58 +4,14 @@ import NIOPosix
 import Raft
 import Testing
 
-@testable import EnsembleServer
+@testable import LeanHTTP2
 
-/// A frame as the tests write and read them.
-struct TestFrame: Equatable, CustomStringConvertible {
-    var type: UInt8
-    var flags: UInt8 = 0
-    var stream: UInt32
-    var payload: [UInt8] = []
-
-    var description: String { "frame(type \(type), flags \(flags), stream \(stream), \(payload.count) bytes)" }
-
-    func encoded() -> [UInt8] {
-        let n = payload.count
-        return [UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF), type, flags,
-                UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
-    }
-
-    static func parse(_ bytes: [UInt8]) -> [TestFrame] {
-        var frames: [TestFrame] = []
-        var i = 0
-        while i + 9 <= bytes.count {
-            let n = Int(bytes[i]) << 16 | Int(bytes[i + 1]) << 8 | Int(bytes[i + 2])
-            let stream = UInt32(bytes[i + 5] & 0x7F) << 24 | UInt32(bytes[i + 6]) << 16 | UInt32(bytes[i + 7]) << 8 | UInt32(bytes[i + 8])
-            frames.append(TestFrame(type: bytes[i + 3], flags: bytes[i + 4], stream: stream, payload: Array(bytes[i + 9..<min(i + 9 + n, bytes.count)])))
-            i += 9 + n
-        }
-        return frames
-    }
-
-    static func settings(_ values: [(UInt16, UInt32)]) -> TestFrame {
-        TestFrame(type: 4, stream: 0, payload: values.flatMap { id, value in
-            [UInt8(id >> 8), UInt8(id & 0xFF), UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
-        })
-    }
-
-    static func windowUpdate(_ stream: UInt32, _ increment: UInt32) -> TestFrame {
-        TestFrame(type: 8, stream: stream, payload: [UInt8(increment >> 24), UInt8(increment >> 16 & 0xFF), UInt8(increment >> 8 & 0xFF), UInt8(increment & 0xFF)])
-    }
-
-    var errorCode: UInt32? {
-        let at = type == 7 ? 4 : 0  // GOAWAY: after the last stream id
-        guard (type == 3 || type == 7), payload.count >= at + 4 else { return nil }
-        return payload[at..<at + 4].reduce(0) { $0 << 8 | UInt32($1) }
-    }
-}
-
-/// A client of ``HTTP2ServerConnection``: it writes frames in, and keeps what
+/// A client of a server-side ``HTTP2Connection``: it writes frames in, and keeps what
 /// the connection says back.
 struct TestPeer {
-    var connection = HTTP2ServerConnection(configuration: .init(maxConcurrentStreams: 2, streamWindow: 1000, connectionWindow: 100_000))
+    var connection = HTTP2Connection(role: .server, configuration: .init(maxConcurrentStreams: 2, streamWindow: 1000, connectionWindow: 100_000))
     var encoder = HPACKEncoder(allocator: ByteBufferAllocator())
-    var events: [HTTP2ServerConnection.Event] = []
+    var events: [HTTP2Connection.Event] = []
     /// DATA promises the connection has completed so far.
     var completed = 0
 
@@ -95,7 +51,7 @@ struct TestPeer {
     }
 }
 
-@Suite struct HTTP2ServerConnectionTests {
+@Suite struct HTTP2ServerTests {
     @Test func theServerSpeaksFirstWithItsSettingsAndWindow() {
         var peer = TestPeer()
         let frames = peer.output()
@@ -130,7 +86,7 @@ struct TestPeer {
         peer.connection.sendData(stream: 1, ByteBuffer(bytes: [0, 0, 0, 0, 1, 7]), promise: nil)
         var trailers = ByteBuffer()
         HPACKLiterals.append(name: "grpc-status", value: "0", to: &trailers)
-        peer.connection.sendTrailers(stream: 1, block: trailers)
+        peer.connection.sendHeaders(stream: 1, block: trailers, endStream: true)
         let out = peer.output()
         #expect(out.map(\.type) == [1, 0, 1])
         #expect(out.map(\.flags) == [0x4, 0, 0x5])
@@ -167,7 +123,7 @@ struct TestPeer {
         peer.send(peer.request(1, endStream: true))
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         peer.connection.sendData(stream: 1, ByteBuffer(bytes: Array(repeating: 1, count: 25)), promise: loop.makePromise())
-        peer.connection.sendTrailers(stream: 1, block: ByteBuffer(bytes: [0x88]))
+        peer.connection.sendHeaders(stream: 1, block: ByteBuffer(bytes: [0x88]), endStream: true)
         var out = peer.output()
         #expect(out.map(\.type) == [0] && out[0].payload.count == 10)
         out = peer.send(TestFrame.windowUpdate(1, 10))
@@ -235,7 +191,7 @@ struct TestPeer {
         // Beyond the stream window: that stream is reset, the connection lives.
         out = peer.send(TestFrame(type: 0, stream: 1, payload: Array(repeating: 0, count: 1001)))
         #expect(out.map(\.type) == [3] && out.last?.errorCode == 3)
-        guard case .reset(1)? = peer.events.last else {
+        guard case .reset(1, _)? = peer.events.last else {
             Issue.record("events: \(peer.events)")
             return
         }
@@ -265,7 +221,7 @@ struct TestPeer {
         peer.connection.sendData(stream: 1, ByteBuffer(bytes: [1, 2, 3]), promise: loop.makePromise())
         #expect(peer.output() == [] && peer.completed == 0)
         peer.send(TestFrame(type: 3, stream: 1, payload: [0, 0, 0, 8]))
-        guard case .reset(1)? = peer.events.last else {
+        guard case .reset(1, _)? = peer.events.last else {
             Issue.record("events: \(peer.events)")
             return
         }
@@ -277,7 +233,7 @@ struct TestPeer {
         _ = peer.output()
         _ = peer.start()
         peer.send(peer.request(1))
-        peer.connection.sendTrailers(stream: 1, block: ByteBuffer(bytes: [0x88]))
+        peer.connection.sendHeaders(stream: 1, block: ByteBuffer(bytes: [0x88]), endStream: true)
         let out = peer.output()
         #expect(out.map(\.type) == [1, 3] && out[1].errorCode == 0)
         // Whatever it sent meanwhile is ignored.
@@ -315,7 +271,7 @@ struct TestPeer {
         var block = ByteBuffer()
         HPACKLiterals.append(name: "grpc-status", value: "13", to: &block)
         HPACKLiterals.append(name: "grpc-message", value: String(repeating: "x", count: 40_000), to: &block)
-        peer.connection.sendTrailers(stream: 1, block: block)
+        peer.connection.sendHeaders(stream: 1, block: block, endStream: true)
         let out = peer.output()
         #expect(out.map(\.type) == [1, 9, 9])
         #expect(out.map(\.flags) == [0x1, 0, 0x4])
@@ -397,7 +353,7 @@ struct TestPeer {
         _ = peer.output()
         _ = peer.start()
         let ping = TestFrame(type: 6, stream: 0, payload: Array(repeating: 0, count: 8)).encoded()
-        out = peer.send(bytes: Array((0..<HTTP2ServerConnection.maxControlFrames).map { _ in ping }.joined()))
+        out = peer.send(bytes: Array((0..<HTTP2Connection.maxControlFrames).map { _ in ping }.joined()))
         #expect(peer.connection.failure == .enhanceYourCalm)
         // Empty DATA frames.
         peer = TestPeer()
@@ -405,14 +361,14 @@ struct TestPeer {
         _ = peer.start()
         peer.send(peer.request(1))
         let empty = TestFrame(type: 0, stream: 1).encoded()
-        out = peer.send(bytes: Array((0...HTTP2ServerConnection.maxEmptyDataFrames).map { _ in empty }.joined()))
+        out = peer.send(bytes: Array((0...HTTP2Connection.maxEmptyDataFrames).map { _ in empty }.joined()))
         #expect(out.last?.type == 7 && out.last?.errorCode == 0xB)
         // A header block that never ends.
         peer = TestPeer()
         _ = peer.output()
         _ = peer.start()
         out = peer.send(bytes: TestFrame(type: 1, stream: 1, payload: [0x82]).encoded()
-            + Array((0..<HTTP2ServerConnection.maxHeaderFrames).map { _ in TestFrame(type: 9, stream: 1, payload: [0x82]).encoded() }.joined()))
+            + Array((0..<HTTP2Connection.maxHeaderFrames).map { _ in TestFrame(type: 9, stream: 1, payload: [0x82]).encoded() }.joined()))
         #expect(out.last?.type == 7 && out.last?.errorCode == 0xB)
     }
 
@@ -439,7 +395,7 @@ struct TestPeer {
             if failedBefore { #expect(out.isEmpty) }
             if Bool.random(using: &rng), let stream = peer.events.compactMap({ if case let .opened(s, _, _) = $0 { s } else { nil } }).last {
                 peer.connection.sendData(stream: stream, ByteBuffer(bytes: [0, 0, 0, 0, 0]), promise: nil)
-                peer.connection.sendTrailers(stream: stream, block: ByteBuffer(bytes: [0x88]))
+                peer.connection.sendHeaders(stream: stream, block: ByteBuffer(bytes: [0x88]), endStream: true)
             }
         }
     }
