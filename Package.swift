@@ -163,7 +163,7 @@ let package = Package(
         .testTarget(
             name: "EnsembleClientTests",
             dependencies: [
-                "EnsembleClient", "EnsembleBench", "EnsembleServer", "EnsembleAPI", "Raft", "RaftTransport",
+                "EnsembleClient", "EnsembleBench", "EnsembleServer", "EnsembleAPI", "Raft", "RaftTransport", "LeanHTTP2",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"), .product(name: "NIOHPACK", package: "swift-nio-http2"),

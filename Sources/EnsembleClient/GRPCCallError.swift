@@ -1,4 +1,4 @@
-import NIOHTTP2
+import LeanHTTP2
 
 /// A call that did not end with `grpc-status: 0`: the status the server sent,
 /// or the one the client gives the call when it cannot finish it.
@@ -68,7 +68,7 @@ extension GRPCCallError {
 
     /// The status for a stream the server reset (grpc-go's mapping of HTTP/2
     /// error codes).
-    static func reset(_ error: HTTP2ErrorCode) -> GRPCCallError {
+    static func reset(_ error: HTTP2Wire.ErrorCode) -> GRPCCallError {
         let code: Int
         switch error {
         case .refusedStream: code = 14

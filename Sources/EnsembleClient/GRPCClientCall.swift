@@ -1,6 +1,4 @@
 import NIOCore
-import NIOHPACK
-import NIOHTTP2
 
 /// One call in progress on a connection, owned by its ``GRPCClientHandler``
 /// and touched only on the connection's event loop: the response parser, the
@@ -18,7 +16,8 @@ final class GRPCClientCall {
 
     /// What a caller hands to the event loop to start a call.
     struct Request: Sendable {
-        var head: HPACKHeaders
+        /// The request headers, an HPACK block (``GRPCConnection``).
+        var head: ByteBuffer
         /// A unary call's request, length-prefixed; sent with END_STREAM.
         var message: ByteBuffer?
         var deadline: NIODeadline?
@@ -30,22 +29,14 @@ final class GRPCClientCall {
     /// The unary response, and how many messages came (exactly one is valid).
     private var response: [UInt8]?
     private var responseCount = 0
-    /// END_STREAM has been written: nothing more may be sent.
+    /// END_STREAM has been handed to the connection: nothing more may be sent.
     var requestFinished = false
-    /// The server sent END_STREAM.
-    var responseFinished = false
-    /// The stream is closed in NIOHTTP2 (reset either way, or bulk-closed).
-    var streamClosed = false
     var deadline: Scheduled<Void>?
 
     init(sink: Sink, maxResponseBytes: Int) {
         self.sink = sink
         self.parser = GRPCResponseParser(maxMessageBytes: maxResponseBytes)
     }
-
-    /// Whether the stream must be reset once the call has ended: unless both
-    /// sides have ended it, or it is already closed.
-    var needsReset: Bool { !streamClosed && !(requestFinished && responseFinished) }
 
     /// Delivers messages and the end, if `step` has one; returns true when
     /// the call has ended.

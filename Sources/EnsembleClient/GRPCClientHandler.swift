@@ -1,54 +1,45 @@
+import LeanHTTP2
 import NIOCore
-import NIOHPACK
-import NIOHTTP2
 
-/// Runs every call of one connection at the HTTP/2 frame level: it sits after
-/// `NIOHTTP2Handler` (no per-stream child channels) and keeps each stream's
+/// Runs every call of one connection: the I/O shell of the client side of
+/// `HTTP2Connection` (HTTP/2 itself, in LeanHTTP2), keeping each stream's
 /// ``GRPCClientCall`` in a dictionary.
 ///
 /// - Calls arrive through the connection's ``GRPCClientOutbox``: each opens
 ///   with HEADERS (plus the request and END_STREAM for a unary call), and a
-///   drain writes everything queued with one flush. NIOHTTP2 holds back
-///   streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS and DATA
-///   beyond its windows.
+///   drain writes everything queued with one write and flush. Streams beyond
+///   the server's SETTINGS_MAX_CONCURRENT_STREAMS and DATA beyond its windows
+///   wait in the HTTP/2 connection, which also credits the receive windows back.
 /// - Response frames go through the call's ``GRPCResponseParser``; the call's
 ///   end resolves its sink on the event loop and removes it. A call that ends
-///   before both sides have ended the stream (a deadline, a cancellation, a
-///   malformed response, a server that ends a stream the client has not
-///   half-closed) resets it with RST_STREAM CANCEL.
-/// - Flow control is this handler's (without a multiplexer nothing else sends
-///   WINDOW_UPDATE): the connection window is raised at start, and it and each
-///   open call's stream window are credited back once half is consumed, going
-///   by NIOHTTP2's own window counts, so bytes of frames it drops count too.
+///   while its stream is still open (a deadline, a cancellation, a malformed
+///   response, a server that ends a stream the client has not half-closed)
+///   resets it with RST_STREAM CANCEL.
 /// - GOAWAY: new calls are refused, calls above the last stream ID fail with
-///   14 UNAVAILABLE, the others may finish. A connection error (NIOHTTP2 sends
-///   GOAWAY with an error code, see ``GRPCCloseAfterGoAway``) or a socket
-///   error closes the connection; losing it fails every open call with 14.
-///   A stream error ends only its call.
+///   14 UNAVAILABLE, the others may finish. A connection error (either side's
+///   GOAWAY with an error code) or a socket error closes the connection;
+///   losing it fails every open call with 14. A stream error ends only its call.
 final class GRPCClientHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTP2Frame
-    typealias OutboundOut = HTTP2Frame
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let shared: GRPCConnection.Shared
     private let outbox: GRPCClientOutbox
-    private let streamWindow: Int
-    private let connectionWindow: Int
-    private var calls: [HTTP2StreamID: GRPCClientCall] = [:]
+    private var connection: HTTP2Connection
+    private var events: [HTTP2Connection.Event] = []
+    private var calls: [UInt32: GRPCClientCall] = [:]
     private var context: ChannelHandlerContext?
-    private var needsFlush = false
-    /// NIOHTTP2 sent GOAWAY for a connection error: the error that follows ends the connection.
-    private var failing = false
 
-    init(shared: GRPCConnection.Shared, outbox: GRPCClientOutbox, streamWindow: Int, connectionWindow: Int) {
+    init(shared: GRPCConnection.Shared, outbox: GRPCClientOutbox, configuration: HTTP2Connection.Configuration) {
         self.shared = shared
         self.outbox = outbox
-        self.streamWindow = streamWindow
-        self.connectionWindow = connectionWindow
+        self.connection = HTTP2Connection(role: .client, configuration: configuration)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if context.channel.isActive { raiseConnectionWindow(context: context) }
+        // The preface and SETTINGS go out as soon as the socket is up.
+        if context.channel.isActive { flush(context: context) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -57,8 +48,7 @@ final class GRPCClientHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        // NIOHTTP2 has written the preface and SETTINGS before this.
-        raiseConnectionWindow(context: context)
+        flush(context: context)
         context.fireChannelActive()
     }
 
@@ -68,68 +58,42 @@ final class GRPCClientHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        switch frame.payload {
-        case let .headers(headers):
-            guard let call = calls[frame.streamID] else { return }
-            if headers.endStream { call.responseFinished = true }
-            let step = call.parser.receivedHeaders(headers.headers, endStream: headers.endStream)
-            deliver(context: context, frame.streamID, call, step)
-        case let .data(payload):
-            guard let call = calls[frame.streamID], case let .byteBuffer(buffer) = payload.data else { return }
-            if payload.endStream { call.responseFinished = true }
-            let step = call.parser.receivedData(buffer, endStream: payload.endStream)
-            deliver(context: context, frame.streamID, call, step)
-        case let .rstStream(code):
-            guard let call = calls[frame.streamID] else { return }
-            call.streamClosed = true
-            deliver(context: context, frame.streamID, call, call.parser.receivedReset(code))
-        case let .goAway(lastStreamID, errorCode, _):
-            shared.end(.goAway("GOAWAY \(errorCode), last stream \(Int(lastStreamID))"))
-            // The server will not serve these; NIOHTTP2 closes (or never opens) them.
-            for (id, call) in calls where id > lastStreamID {
-                call.streamClosed = true
-                deliver(context: context, id, call, call.parser.failed(.unavailable(shared.whyStreamClosed)))
+        var bytes = unwrapInboundIn(data)
+        events.removeAll(keepingCapacity: true)
+        connection.receive(&bytes, into: &events)
+        for event in events {
+            switch event {
+            case let .headers(id, headers, endStream):
+                guard let call = calls[id] else { continue }
+                deliver(context: context, id, call, call.parser.receivedHeaders(headers, endStream: endStream))
+            case let .data(id, buffer, endStream):
+                guard let call = calls[id] else { continue }
+                deliver(context: context, id, call, call.parser.receivedData(buffer, endStream: endStream))
+            case let .reset(id, code):
+                guard let call = calls[id] else { continue }
+                deliver(context: context, id, call, call.parser.receivedReset(code))
+            case let .goAway(last, code):
+                shared.end(.goAway("GOAWAY \(code), last stream \(last)"))
+                // The server will not serve these; the connection has dropped them.
+                for (id, call) in calls where id > last {
+                    deliver(context: context, id, call, call.parser.failed(.unavailable(shared.whyStreamClosed)))
+                }
+            case .opened:
+                break  // servers open no streams
             }
-        default:
-            break
         }
+        // The events hold slices of the read buffer; let NIO have it back.
+        events.removeAll(keepingCapacity: true)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        flushIfNeeded(context: context)
+        flush(context: context)
         context.fireChannelReadComplete()
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let update = event as? NIOHTTP2WindowUpdatedEvent {
-            if let window = update.inboundWindowSize { windowShrank(context: context, update.streamID, to: window) }
-        } else if let closed = event as? StreamClosedEvent, let call = calls[closed.streamID] {
-            // Closed without the server's status reaching the call: reset by
-            // NIOHTTP2 for a stream error, or dropped with the connection.
-            call.streamClosed = true
-            let step = closed.reason.map { call.parser.receivedReset($0) }
-                ?? call.parser.failed(.unavailable(shared.whyStreamClosed))
-            deliver(context: context, closed.streamID, call, step)
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let streamError = error as? NIOHTTP2Errors.StreamError {
-            // A frame of this call could not be written (NIOHTTP2 wraps only
-            // outbound stream errors); the call ends, and its stream is reset
-            // in case it is open.
-            if let call = calls[streamError.streamID] {
-                let failure = GRPCCallError.unavailable("\(shared.target): \(streamError.baseError)")
-                deliver(context: context, streamError.streamID, call, call.parser.failed(failure))
-            }
-        } else if failing || error is IOError {
-            shared.end(.failed("\(error)"))
-            context.close(promise: nil)
-        }
-        // Anything else is an inbound stream error: NIOHTTP2 has reset that
-        // stream, and its StreamClosedEvent ends the call.
+        shared.end(.failed("\(error)"))
+        context.close(promise: nil)
         context.fireErrorCaught(error)
     }
 
@@ -150,43 +114,39 @@ final class GRPCClientHandler: ChannelInboundHandler {
                 }
             case let .message(id, message):
                 guard let call = calls[id], !call.requestFinished else { continue }
-                write(context, id, .data(.init(data: .byteBuffer(message))))
+                connection.sendData(stream: id, message, promise: nil)
             case let .finish(id):
                 guard let call = calls[id], !call.requestFinished else { continue }
                 call.requestFinished = true
-                let empty = context.channel.allocator.buffer(capacity: 0)
-                write(context, id, .data(.init(data: .byteBuffer(empty), endStream: true)))
+                connection.sendData(stream: id, ByteBuffer(), endStream: true, promise: nil)
             case let .cancel(id):
                 end(context: context, id, .cancelled)
             }
         }
-        needsFlush = false
-        context.flush()
+        flush(context: context)
     }
 
-    private func open(context: ChannelHandlerContext, _ id: HTTP2StreamID, _ request: GRPCClientCall.Request) {
+    private func open(context: ChannelHandlerContext, _ id: UInt32, _ request: GRPCClientCall.Request) {
         let call = GRPCClientCall(sink: request.sink, maxResponseBytes: shared.maxResponseBytes)
-        // In the dictionary first: a write can fail the call re-entrantly (errorCaught).
         calls[id] = call
         if let deadline = request.deadline {
             call.deadline = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
                 end(context: context, id, .deadlineExceeded)
-                flushIfNeeded(context: context)
+                flush(context: context)
             }
         }
-        write(context, id, .headers(.init(headers: request.head)))
-        if let message = request.message, calls[id] != nil {
+        connection.open(stream: id, block: request.head, endStream: false)
+        if let message = request.message {
             // The request and END_STREAM in one DATA frame: a server that
             // answers before it sees a separate END_STREAM resets the stream
-            // (grpc-go sends RST_STREAM NO_ERROR), and NIOHTTP2 limits how
-            // many resets a connection may receive.
+            // (grpc-go sends RST_STREAM NO_ERROR).
             call.requestFinished = true
-            write(context, id, .data(.init(data: .byteBuffer(message), endStream: true)))
+            connection.sendData(stream: id, message, endStream: true, promise: nil)
         }
     }
 
     /// Ends a call from the client's side (deadline, cancellation).
-    private func end(context: ChannelHandlerContext, _ id: HTTP2StreamID, _ error: GRPCCallError) {
+    private func end(context: ChannelHandlerContext, _ id: UInt32, _ error: GRPCCallError) {
         guard let call = calls[id] else { return }
         deliver(context: context, id, call, call.parser.failed(error))
     }
@@ -194,51 +154,24 @@ final class GRPCClientHandler: ChannelInboundHandler {
     /// Hands `step` to the call; once it has ended, forgets it and resets the
     /// stream if the stream is still open.
     private func deliver(
-        context: ChannelHandlerContext, _ id: HTTP2StreamID, _ call: GRPCClientCall, _ step: GRPCResponseParser.Step
+        context: ChannelHandlerContext, _ id: UInt32, _ call: GRPCClientCall, _ step: GRPCResponseParser.Step
     ) {
         guard call.deliver(step) else { return }
         calls[id] = nil
-        if call.needsReset {
-            call.streamClosed = true
-            write(context, id, .rstStream(.cancel))
-            needsFlush = true
+        if connection.isOpen(id) { connection.sendReset(stream: id, .cancel) }
+    }
+
+    /// Writes whatever the connection produced, in one write; closes the
+    /// connection after a connection error's GOAWAY.
+    private func flush(context: ChannelHandlerContext) {
+        if let (bytes, written) = connection.takeOutput() {
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+            for promise in written { promise.succeed() }
         }
-    }
-
-    private func write(_ context: ChannelHandlerContext, _ stream: HTTP2StreamID, _ payload: HTTP2Frame.FramePayload) {
-        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: payload)), promise: nil)
-    }
-
-    private func flushIfNeeded(context: ChannelHandlerContext) {
-        guard needsFlush else { return }
-        needsFlush = false
-        context.flush()
-    }
-
-    // MARK: - Flow control
-
-    private func raiseConnectionWindow(context: ChannelHandlerContext) {
-        let raise = connectionWindow - 65_535
-        guard raise > 0 else { return }
-        write(context, .rootStream, .windowUpdate(windowSizeIncrement: raise))
-        context.flush()
-    }
-
-    /// NIOHTTP2 reports a receive window after DATA arrived (or settings
-    /// changed); credit it back to full once half is used.
-    private func windowShrank(context: ChannelHandlerContext, _ id: HTTP2StreamID, to window: Int) {
-        let target: Int
-        if id == .rootStream {
-            target = connectionWindow
-        } else {
-            // Only open calls: an ended call's stream is closed or being reset.
-            guard calls[id] != nil else { return }
-            target = streamWindow
+        if let failure = connection.failure {
+            shared.end(.failed("sent GOAWAY \(failure)"))
+            context.close(promise: nil)
         }
-        guard window <= target / 2 else { return }
-        let increment = min(target - window, Int(Int32.max))
-        write(context, id, .windowUpdate(windowSizeIncrement: increment))
-        needsFlush = true
     }
 
     // MARK: - Ending
@@ -248,35 +181,9 @@ final class GRPCClientHandler: ChannelInboundHandler {
         let queued = outbox.close()
         let open = calls
         calls.removeAll()
+        for promise in connection.close() { promise.succeed() }
         let error = GRPCCallError.unavailable(shared.whyStreamClosed)
-        for call in open.values {
-            call.streamClosed = true
-            _ = call.deliver(call.parser.failed(error))
-        }
+        for call in open.values { _ = call.deliver(call.parser.failed(error)) }
         for case let .open(_, request) in queued { request.sink.fail(error) }
-    }
-
-    /// NIOHTTP2 wrote GOAWAY with an error code: it found a connection error,
-    /// which it reports next through `errorCaught`, but it leaves the channel
-    /// open. Closing it fails the calls still open instead of leaving them
-    /// waiting forever.
-    fileprivate func wroteGoAway(_ errorCode: HTTP2ErrorCode) {
-        failing = true
-        guard let context else { return }
-        context.eventLoop.assumeIsolated().execute { [self] in
-            shared.end(.failed("sent GOAWAY \(errorCode)"))
-            self.context?.close(promise: nil)
-        }
-    }
-}
-
-/// Tells the ``GRPCClientHandler`` when NIOHTTP2 sends GOAWAY for a connection
-/// error (it calls this for every frame it writes, on the event loop).
-struct GRPCCloseAfterGoAway: NIOHTTP2FrameDelegate {
-    let handler: GRPCClientHandler
-
-    func wroteFrame(_ frame: HTTP2Frame) {
-        guard case let .goAway(_, errorCode, _) = frame.payload, errorCode != .noError else { return }
-        handler.wroteGoAway(errorCode)
     }
 }

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP2
 import Synchronization
 
 /// How calls made on any thread reach the connection's event loop: collected
@@ -21,13 +20,13 @@ import Synchronization
 final class GRPCClientOutbox: Sendable {
     enum Item: Sendable {
         /// A new call on its stream.
-        case open(HTTP2StreamID, GRPCClientCall.Request)
+        case open(UInt32, GRPCClientCall.Request)
         /// A streaming call's message, already length-prefixed.
-        case message(HTTP2StreamID, ByteBuffer)
+        case message(UInt32, ByteBuffer)
         /// A streaming call's half-close.
-        case finish(HTTP2StreamID)
+        case finish(UInt32)
         /// The caller gave up (cancelled task, ``GRPCClientStream/cancel()``).
-        case cancel(HTTP2StreamID)
+        case cancel(UInt32)
     }
 
     private struct State {
@@ -54,14 +53,14 @@ final class GRPCClientOutbox: Sendable {
 
     /// Queues a new call; returns its stream ID, or nil if the outbox is
     /// closed or every stream ID has been used (see ``isExhausted``).
-    func open(_ request: GRPCClientCall.Request) -> HTTP2StreamID? {
-        let opened = state.withLock { state -> (HTTP2StreamID, first: Bool)? in
+    func open(_ request: GRPCClientCall.Request) -> UInt32? {
+        let opened = state.withLock { state -> (UInt32, first: Bool)? in
             guard !state.closed, !state.exhausted else { return nil }
             guard state.nextStreamID <= Int(Int32.max) else {
                 state.exhausted = true
                 return nil
             }
-            let id = HTTP2StreamID(state.nextStreamID)
+            let id = UInt32(state.nextStreamID)
             state.nextStreamID += 2
             state.items.append(.open(id, request))
             return (id, state.items.count == 1)

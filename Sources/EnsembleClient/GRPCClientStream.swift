@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP2
 
 /// A streaming call (client-, server- or bidirectional-streaming alike), made
 /// by ``GRPCConnection/stream(_:)``.
@@ -25,9 +24,9 @@ public final class GRPCClientStream: Sendable {
 
     /// Where sends go; nil for a call refused at once.
     private let outbox: GRPCClientOutbox?
-    private let stream: HTTP2StreamID
+    private let stream: UInt32
 
-    init(messages: AsyncThrowingStream<[UInt8], any Error>, outbox: GRPCClientOutbox?, stream: HTTP2StreamID) {
+    init(messages: AsyncThrowingStream<[UInt8], any Error>, outbox: GRPCClientOutbox?, stream: UInt32) {
         self.messages = messages
         self.outbox = outbox
         self.stream = stream

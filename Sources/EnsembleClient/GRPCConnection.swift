@@ -1,6 +1,6 @@
 import NIOCore
 import NIOHPACK
-import NIOHTTP2
+import LeanHTTP2
 import NIOPosix
 import Synchronization
 
@@ -27,8 +27,8 @@ import Synchronization
 /// - When the connection is lost, every open call fails with 14 UNAVAILABLE;
 ///   later calls fail the same way at once. There is no reconnection: make a
 ///   new connection.
-/// - More calls than the server's SETTINGS_MAX_CONCURRENT_STREAMS wait in
-///   NIOHTTP2 for a free stream.
+/// - More calls than the server's SETTINGS_MAX_CONCURRENT_STREAMS wait, in
+///   order, for a free stream (`HTTP2Connection`).
 /// - Not yet: TLS, compression, keepalive pings of our own, reconnection.
 public final class GRPCConnection: Sendable {
     /// Settings for a connection.
@@ -61,7 +61,7 @@ public final class GRPCConnection: Sendable {
             case closedByClient
             /// The server sent GOAWAY: calls already open may finish.
             case goAway(String)
-            /// A connection error (NIOHTTP2 closes nothing itself).
+            /// A connection error: this side or the server sent GOAWAY with an error, or the socket failed.
             case failed(String)
         }
 
@@ -117,17 +117,11 @@ public final class GRPCConnection: Sendable {
     public static func connect(
         host: String, port: Int, group: any EventLoopGroup, options: Options = Options()
     ) async throws -> GRPCConnection {
-        var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
-        connectionConfiguration.initialSettings = [
-            HTTP2Setting(parameter: .initialWindowSize, value: options.streamWindowBytes),
-            HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
-        ]
         // grpc-go servers (etcd) send a PING with the WINDOW_UPDATE for nearly
-        // every request they read (BDP estimation). NIOHTTP2's flood guard
-        // allows 200 control frames per 30 s and then ends the connection with
-        // GOAWAY ENHANCE_YOUR_CALM — after about 200 calls. The client trusts
-        // the server it chose to call, so the guard is set far out of reach.
-        connectionConfiguration.controlFrameRateLimit.maximumCount = Int(Int32.max)
+        // every request they read (BDP estimation); the control-frame flood
+        // limit counts only those with nothing sent in between.
+        let configuration = HTTP2Connection.Configuration(
+            streamWindow: options.streamWindowBytes, connectionWindow: options.connectionWindowBytes)
         let shared = Shared(target: "\(host):\(port)", maxResponseBytes: options.maxResponseBytes)
         let timeout = TimeAmount.nanoseconds(options.connectTimeout.nanosecondsSaturated)
         let connected: (any Channel, GRPCClientOutbox)
@@ -135,19 +129,11 @@ public final class GRPCConnection: Sendable {
             connected = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(timeout)
-                .connect(host: host, port: port) { [connectionConfiguration, shared] channel in
+                .connect(host: host, port: port) { [shared] channel in
                     channel.eventLoop.makeCompletedFuture {
                         let outbox = GRPCClientOutbox(eventLoop: channel.eventLoop)
-                        let handler = GRPCClientHandler(
-                            shared: shared, outbox: outbox, streamWindow: options.streamWindowBytes,
-                            connectionWindow: options.connectionWindowBytes)
+                        let handler = GRPCClientHandler(shared: shared, outbox: outbox, configuration: configuration)
                         outbox.attach(handler)
-                        // No stream multiplexer: the handler serves every call
-                        // of the connection at the frame level.
-                        try channel.pipeline.syncOperations.addHandler(
-                            NIOHTTP2Handler(
-                                mode: .client, frameDelegate: GRPCCloseAfterGoAway(handler: handler),
-                                connectionConfiguration: connectionConfiguration))
                         try channel.pipeline.syncOperations.addHandler(handler)
                         return (channel, outbox)
                     }
@@ -194,7 +180,7 @@ public final class GRPCConnection: Sendable {
         let opened = isOpen ? outbox.open(request) : nil
         guard let stream = opened else {
             continuation.finish(throwing: refusal())
-            return GRPCClientStream(messages: messages, outbox: nil, stream: .rootStream)
+            return GRPCClientStream(messages: messages, outbox: nil, stream: 0)
         }
         let call = GRPCClientStream(messages: messages, outbox: outbox, stream: stream)
         // Set after opening: until this returns, only the connection can end the stream.
@@ -210,13 +196,17 @@ public final class GRPCConnection: Sendable {
         try? await channel.close()
     }
 
-    /// The request headers of a call.
-    private func head(_ path: String, _ timeout: Duration?) -> HPACKHeaders {
-        var head: HPACKHeaders = [
-            ":method": "POST", ":scheme": "http", ":path": path, ":authority": shared.target,
-            "content-type": "application/grpc", "te": "trailers", "user-agent": "ensemble-grpc-client/1",
-        ]
-        if let timeout { head.add(name: "grpc-timeout", value: grpcTimeoutHeader(timeout)) }
+    /// The request headers of a call, as an HPACK block.
+    private func head(_ path: String, _ timeout: Duration?) -> ByteBuffer {
+        var head = ByteBuffer()
+        head.writeInteger(HPACKLiterals.methodPOST)
+        head.writeInteger(HPACKLiterals.schemeHTTP)
+        HPACKLiterals.append(name: ":path", value: path, to: &head)
+        HPACKLiterals.append(name: ":authority", value: shared.target, to: &head)
+        HPACKLiterals.append(name: "content-type", value: "application/grpc", to: &head)
+        HPACKLiterals.append(name: "te", value: "trailers", to: &head)
+        HPACKLiterals.append(name: "user-agent", value: "ensemble-grpc-client/1", to: &head)
+        if let timeout { HPACKLiterals.append(name: "grpc-timeout", value: grpcTimeoutHeader(timeout), to: &head) }
         return head
     }
 

@@ -1,6 +1,6 @@
 import NIOCore
 import NIOHPACK
-import NIOHTTP2
+import LeanHTTP2
 
 /// The response side of one gRPC call as a pure state machine: HTTP/2 events
 /// go in, response messages and at most one end of the call come out. The
@@ -98,7 +98,7 @@ struct GRPCResponseParser {
     }
 
     /// The server reset the stream (RST_STREAM).
-    mutating func receivedReset(_ code: HTTP2ErrorCode) -> Step {
+    mutating func receivedReset(_ code: HTTP2Wire.ErrorCode) -> Step {
         hasEnded ? Step() : end(.reset(code))
     }
 

@@ -10,8 +10,11 @@ package enum HPACKLiterals {
     /// this encoder's table is empty, whatever SETTINGS_HEADER_TABLE_SIZE says.
     package static let emptyTable: UInt8 = 0x20
 
-    /// `:status: 200`, static table index 8 (Appendix A).
+    /// Fully indexed static entries (Appendix A): `:status: 200`,
+    /// `:method: POST`, `:scheme: http`.
     package static let status200: UInt8 = 0x88
+    package static let methodPOST: UInt8 = 0x83
+    package static let schemeHTTP: UInt8 = 0x86
 
     /// Appends `name: value` as a literal without indexing (§6.2.2); `name` is
     /// taken from the static table when it is there.
@@ -26,7 +29,7 @@ package enum HPACKLiterals {
     }
 
     /// The names of the static table this server sends.
-    private static let staticNames: [String: Int] = ["content-type": 31]
+    private static let staticNames: [String: Int] = [":authority": 1, ":path": 4, "content-type": 31, "user-agent": 58]
 
     private static func appendString(_ string: String, to out: inout ByteBuffer) {
         appendInteger(string.utf8.count, prefixBits: 7, flags: 0x00, to: &out)

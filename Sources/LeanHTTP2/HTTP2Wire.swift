@@ -38,11 +38,12 @@ package enum HTTP2Wire {
         package static let cancel = ErrorCode(rawValue: 8)
         package static let compressionError = ErrorCode(rawValue: 9)
         package static let enhanceYourCalm = ErrorCode(rawValue: 0xB)
+        package static let inadequateSecurity = ErrorCode(rawValue: 0xC)
 
         package var description: String {
             let names = ["NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
                          "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
-                         "CONNECT_ERROR", "ENHANCE_YOUR_CALM"]
+                         "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"]
             return rawValue < names.count ? names[Int(rawValue)] : "0x\(String(rawValue, radix: 16))"
         }
     }

@@ -1,7 +1,7 @@
 @testable import EnsembleClient
 import NIOCore
 import NIOHPACK
-import NIOHTTP2
+import LeanHTTP2
 import Testing
 
 /// The response side of a call, event by event.
@@ -90,7 +90,7 @@ import Testing
     }
 
     @Test func resetsMapLikeGrpcGo() {
-        for (reset, code) in [(HTTP2ErrorCode.cancel, 1), (.refusedStream, 14), (.enhanceYourCalm, 8), (.protocolError, 13)] {
+        for (reset, code) in [(HTTP2Wire.ErrorCode.cancel, 1), (.refusedStream, 14), (.enhanceYourCalm, 8), (.protocolError, 13)] {
             var parser = GRPCResponseParser(maxMessageBytes: 100)
             #expect(failure(parser.receivedReset(reset))?.code == code)
         }

@@ -10,7 +10,7 @@ import Testing
 /// one that sends GOAWAY, one that does not speak HTTP/2.
 @Suite(.serialized, .timeLimit(.minutes(1))) struct MisbehavingServerTests {
     @Test func callsBeyondTheServersStreamLimitWaitTheirTurn() async throws {
-        // NIOHTTP2 holds the HEADERS of streams beyond the server's
+        // The client holds the HEADERS of streams beyond the server's
         // SETTINGS_MAX_CONCURRENT_STREAMS until earlier ones close.
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let peak = SlowEcho.Peak()
@@ -25,7 +25,7 @@ import Testing
             .bind(host: "127.0.0.1", port: 0).get()
         let port = try #require(server.localAddress?.port)
         let connection = try await GRPCConnection.connect(host: "127.0.0.1", port: port, group: group)
-        // Until the server's SETTINGS arrive, NIOHTTP2 assumes 100 streams.
+        // Until the server's SETTINGS arrive, the client assumes 100 streams.
         #expect(try await connection.unary("/test.Test/Echo", [0]) == [0])
         try await withThrowingTaskGroup(of: Void.self) { calls in
             for i in 0..<60 {
@@ -63,7 +63,7 @@ import Testing
         #expect(try await first == [7])
         #expect(!connection.isOpen)
         let later = await callError { _ = try await connection.unary("/test.Test/Third", [3]) }
-        #expect(later == GRPCCallError(code: 14, message: "connection to 127.0.0.1:\(port) is going away: GOAWAY \(HTTP2ErrorCode.noError), last stream 1"))
+        #expect(later == GRPCCallError(code: 14, message: "connection to 127.0.0.1:\(port) is going away: GOAWAY NO_ERROR, last stream 1"))
 
         await connection.close()
         try await server.close()
