@@ -3,8 +3,8 @@ import NIOHTTP1
 import NIOPosix
 
 /// A gRPC server over HTTP/2 (h2c) on SwiftNIO: each connection gets a
-/// ``GRPCServerHandler``, which speaks HTTP/2 through
-/// ``HTTP2ServerConnection`` and serves every stream's unary or streaming
+/// ``GRPCServerHandler``, which speaks HTTP/2 through LeanHTTP2's
+/// `HTTP2Connection` and serves every stream's unary or streaming
 /// call from the router. The same port answers plain HTTP/1.1 for the
 /// router's `http` endpoints (``ProtocolSniffer``).
 ///
