@@ -15,9 +15,10 @@ import NIOCore
 ///   while its stream is still open (a deadline, a cancellation, a malformed
 ///   response, a server that ends a stream the client has not half-closed)
 ///   resets it with RST_STREAM CANCEL.
-/// - GOAWAY: new calls are refused, calls above the last stream ID fail with
-///   14 UNAVAILABLE, the others may finish. A connection error (either side's
-///   GOAWAY with an error code) or a socket error closes the connection;
+/// - GOAWAY from the server: new calls are refused, calls above the last
+///   stream ID (and calls still waiting for a stream) fail with 14
+///   UNAVAILABLE, the others may finish. A connection error this side finds
+///   (its GOAWAY with an error code) or a socket error closes the connection;
 ///   losing it fails every open call with 14. A stream error ends only its call.
 final class GRPCClientHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer

@@ -227,15 +227,18 @@ extension HTTP2Connection {
         guard countControlFrame() else { return }
         var payload = payload
         var initialWindow: Int?
+        let first = !concurrencyAnnounced && !peerSettingsApplied
+        peerSettingsApplied = true
         while let id = payload.readInteger(as: UInt16.self), let value = payload.readInteger(as: UInt32.self) {
             switch HTTP2Wire.Setting(rawValue: id) {
             case .headerTableSize?:
                 announceTableSize = true
             case .enablePush?:
-                // Only a client may send it (§6.5.2); this side never pushes anyway.
-                guard value <= 1, role == .server else { return fail(.protocolError, "ENABLE_PUSH \(value)") }
+                // A server may only send 0 (§6.5.2); this side never pushes anyway.
+                guard value <= 1, role == .server || value == 0 else { return fail(.protocolError, "ENABLE_PUSH \(value)") }
             case .maxConcurrentStreams?:
                 peerMaxConcurrentStreams = Int(value)
+                concurrencyAnnounced = true
             case .initialWindowSize?:
                 guard value <= HTTP2Wire.maxWindow else { return fail(.flowControlError, "INITIAL_WINDOW_SIZE \(value)") }
                 initialWindow = Int(value)
@@ -248,6 +251,8 @@ extension HTTP2Connection {
                 break  // unknown settings are ignored (§6.5.2)
             }
         }
+        // A server's first SETTINGS without a stream limit means none (§6.5.2).
+        if first && !concurrencyAnnounced { peerMaxConcurrentStreams = Int.max }
         // A new initial window moves every open stream's window by the difference (§6.9.2).
         if let initialWindow, initialWindow != peerInitialWindow {
             let delta = initialWindow - peerInitialWindow
@@ -280,11 +285,13 @@ extension HTTP2Connection {
         let last = (payload.readInteger(as: UInt32.self) ?? 0) & 0x7FFF_FFFF
         let code = HTTP2Wire.ErrorCode(rawValue: payload.readInteger(as: UInt32.self) ?? 0)
         peerGoingAway = true
-        // A client's streams above `last` were never processed: they are gone.
-        if role == .client {
-            for id in streams.keys where id > last { remove(id) }
-        }
-        events.append(.goAway(lastStream: last, code))
+        guard role == .client else { return events.append(.goAway(lastStream: last, code)) }
+        // Streams above `last` were never processed, and waiting ones never
+        // will be (nothing new opens now): they are gone, and the event says
+        // so by naming the last stream that may still complete.
+        let served = min(last, lastStreamID)
+        for id in streams.keys where id > served { remove(id) }
+        events.append(.goAway(lastStream: served, code))
     }
 
     private mutating func receiveWindowUpdate(_ header: HTTP2Wire.FrameHeader, _ payload: ByteBuffer, into events: inout [Event]) {
@@ -296,13 +303,13 @@ extension HTTP2Connection {
             connectionSendWindow += increment
             guard connectionSendWindow <= HTTP2Wire.maxWindow else { return fail(.flowControlError, "connection window overflow") }
             sendBlocked()
-        } else if let index = streams.index(forKey: header.stream) {
+        } else if let index = streams.index(forKey: header.stream), !streams.values[index].waiting {
             guard increment > 0 else { return reset(header.stream, .protocolError, into: &events) }
             streams.values[index].sendWindow += increment
             guard streams.values[index].sendWindow <= HTTP2Wire.maxWindow else {
                 return reset(header.stream, .flowControlError, into: &events)
             }
-            if !streams.values[index].waiting, !streams.values[index].queue.isEmpty, !sendQueued(header.stream) {
+            if !streams.values[index].queue.isEmpty, !sendQueued(header.stream) {
                 blocked.removeAll { $0 == header.stream }
             }
         } else if isIdle(header.stream) {

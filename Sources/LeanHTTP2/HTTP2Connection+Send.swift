@@ -29,9 +29,10 @@ extension HTTP2Connection {
         }
     }
 
-    /// Opens waiting streams while the server's limit allows.
+    /// Opens waiting streams while the server's limit allows (and it is not
+    /// going away: then nothing new may open, §6.8).
     mutating func openWaiting() {
-        while failure == nil, openedStreams < peerMaxConcurrentStreams, let id = waitingToOpen.popFirst() {
+        while failure == nil, !peerGoingAway, openedStreams < peerMaxConcurrentStreams, let id = waitingToOpen.popFirst() {
             guard let index = streams.index(forKey: id),
                 case .headers(let block, let endStream)? = streams.values[index].queue.popFirst()
             else { continue }
@@ -159,8 +160,9 @@ extension HTTP2Connection {
     ) -> Bool {
         if data.readableBytes == 0 && !endStream { return true }
         repeat {
-            let n = min(data.readableBytes, window, connection, maxFrame)
-            guard n > 0 || data.readableBytes == 0, var chunk = data.readSlice(length: max(n, 0)) else { return false }
+            // Windows may be negative (a lowered INITIAL_WINDOW_SIZE, §6.9.2).
+            let n = max(0, min(data.readableBytes, window, connection, maxFrame))
+            guard n > 0 || data.readableBytes == 0, var chunk = data.readSlice(length: n) else { return false }
             let last = data.readableBytes == 0
             HTTP2Wire.writeFrameHeader(&output, length: n, type: .data, flags: last && endStream ? HTTP2Wire.Flags.endStream : 0, stream: id)
             output.writeBuffer(&chunk)

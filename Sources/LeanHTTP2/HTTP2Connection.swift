@@ -57,8 +57,9 @@ package struct HTTP2Connection {
             maxHeaderListSize: Int = HPACKDecoder.defaultMaxHeaderListSize
         ) {
             self.maxConcurrentStreams = maxConcurrentStreams
-            self.streamWindow = streamWindow
-            self.connectionWindow = max(connectionWindow, HTTP2Wire.defaultWindow)
+            // Windows are 31-bit (§6.9.1).
+            self.streamWindow = min(streamWindow, HTTP2Wire.maxWindow)
+            self.connectionWindow = min(max(connectionWindow, HTTP2Wire.defaultWindow), HTTP2Wire.maxWindow)
             self.maxHeaderListSize = maxHeaderListSize
         }
     }
@@ -134,6 +135,9 @@ package struct HTTP2Connection {
     var announceTableSize = true
     /// The peer sent GOAWAY: a client opens nothing more.
     var peerGoingAway = false
+    /// The server's SETTINGS named a stream limit; any of its SETTINGS came.
+    var concurrencyAnnounced = false
+    var peerSettingsApplied = false
 
     var decoder: HPACKDecoder
     var pending = ByteBuffer()
