@@ -151,6 +151,7 @@ extension HTTP2Connection {
         }
         guard id > lastStreamID else { return }  // a stream already closed: ignored
         lastStreamID = id
+        if goingAway { return writeReset(id, .refusedStream) }
         guard streams.count < configuration.maxConcurrentStreams else {
             writeReset(id, .refusedStream)
             countReset()

@@ -135,6 +135,8 @@ package struct HTTP2Connection {
     var announceTableSize = true
     /// The peer sent GOAWAY: a client opens nothing more.
     var peerGoingAway = false
+    /// This server sent GOAWAY (``goAway()``): streams opened later are refused.
+    package private(set) var goingAway = false
     /// The server's SETTINGS named a stream limit; any of its SETTINGS came.
     var concurrencyAnnounced = false
     var peerSettingsApplied = false
@@ -193,6 +195,21 @@ package struct HTTP2Connection {
     }
 
     package func isOpen(_ stream: UInt32) -> Bool { streams[stream] != nil }
+
+    /// Whether any stream is open (or has output waiting).
+    package var hasStreams: Bool { !streams.isEmpty }
+
+    /// A server going away (§6.8), as on shutdown: GOAWAY NO_ERROR names the
+    /// last stream it will serve. Those finish; streams the client opens
+    /// after that are refused with REFUSED_STREAM, which tells the client
+    /// they were not processed and may be retried elsewhere.
+    package mutating func goAway() {
+        guard role == .server, failure == nil, !goingAway else { return }
+        goingAway = true
+        HTTP2Wire.writeFrameHeader(&output, length: 8, type: .goAway, stream: 0)
+        output.writeInteger(lastStreamID)
+        output.writeInteger(HTTP2Wire.ErrorCode.noError.rawValue)
+    }
 
     /// The connection is gone: every promise still held, for the shell to complete.
     package mutating func close() -> [EventLoopPromise<Void>] {

@@ -1,5 +1,6 @@
 import EnsembleAPI
 import EnsembleClient
+import EnsembleServer
 import Foundation
 import NIOCore
 import NIOPosix
@@ -152,6 +153,30 @@ import Testing
             var got: [[UInt8]] = []
             for try await message in stream.messages { got.append(message) }
             #expect(got == sent)
+        }
+    }
+
+    /// A server shutting down (GRPCServer.shutdown) says GOAWAY: streams end
+    /// with etcd's "server stopped" (clients retry them elsewhere), a unary
+    /// call already open still gets its answer, new calls are refused, and
+    /// the connection closes once nothing is left on it.
+    @Test func aServerShuttingDownSaysGoAwayAndLetsOpenCallsFinish() async throws {
+        try await withServer { server, connection, _ in
+            let stream = connection.stream("/test.Test/EchoStream")
+            stream.send([1])
+            var messages = stream.messages.makeAsyncIterator()
+            #expect(try await messages.next() == [1])
+            async let slow = connection.unary("/test.Test/Slow", [], timeout: .seconds(20))
+            try await Task.sleep(for: .milliseconds(100))  // the slow call is open
+            let shutdown = Task { await server.grpc.shutdown(grace: .seconds(10)) }
+            let ended = await callError { _ = try await messages.next() }
+            #expect(ended == GRPCCallError(code: 14, message: "etcdserver: server stopped"))
+            let refused = await callError { _ = try await connection.unary("/test.Test/Echo", [2]) }
+            #expect(refused?.code == 14 && refused?.message.contains("GOAWAY NO_ERROR") == true, "\(String(describing: refused))")
+            server.stopping.set()  // the slow call answers now
+            #expect(try await slow == [])
+            await shutdown.value
+            #expect(!connection.isOpen)
         }
     }
 

@@ -20,6 +20,7 @@ final class TestServer: Sendable {
     let group: MultiThreadedEventLoopGroup
     let node: NodeLoop<KVReplica>
     let server: any Channel
+    let grpc: GRPCServer
     let directory: String
     let port: Int
     let stopping: StopFlag
@@ -27,10 +28,11 @@ final class TestServer: Sendable {
     static let failMessage = "100% wrong:\nünïcode"
 
     private init(
-        group: MultiThreadedEventLoopGroup, node: NodeLoop<KVReplica>, server: any Channel, directory: String, port: Int,
-        stopping: StopFlag
+        group: MultiThreadedEventLoopGroup, node: NodeLoop<KVReplica>, server: any Channel, grpc: GRPCServer, directory: String,
+        port: Int, stopping: StopFlag
     ) {
         self.stopping = stopping
+        self.grpc = grpc
         self.group = group
         self.node = node
         self.server = server
@@ -61,9 +63,10 @@ final class TestServer: Sendable {
         router.unary["/test.Test/Fail"] = .task { _ in .failure(GRPCStatus(code: 9, message: failMessage)) }
         router.unary["/test.Test/Echo"] = .task { request in .success(request) }
         router.streaming["/test.Test/EchoStream"] = { stream in EchoReceiver(stream) }
-        let server = try await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: 0)
+        let grpc = GRPCServer(group: group, router: router)
+        let server = try await grpc.listen(host: "127.0.0.1", port: 0)
         guard let port = server.localAddress?.port else { throw GRPCStatus(code: 14, message: "no port") }
-        return TestServer(group: group, node: node, server: server, directory: directory, port: port, stopping: stopping)
+        return TestServer(group: group, node: node, server: server, grpc: grpc, directory: directory, port: port, stopping: stopping)
     }
 
     func stop() async {

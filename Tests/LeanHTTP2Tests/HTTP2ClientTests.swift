@@ -43,11 +43,17 @@ struct TestServer {
          TestFrame(type: 1, flags: 0x5, stream: stream, payload: block(["grpc-status": "0"]))]
     }
 
-    mutating func request(_ id: UInt32, _ message: [UInt8] = [0, 0, 0, 0, 1, 1]) {
+    /// Opens a stream with request headers, and nothing more yet.
+    mutating func open(_ id: UInt32) {
         var head = ByteBuffer()
         head.writeInteger(HPACKLiterals.methodPOST)
         HPACKLiterals.append(name: ":path", value: "/t.T/M", to: &head)
         connection.open(stream: id, block: head, endStream: false)
+    }
+
+    /// A whole unary request: headers, then the message with END_STREAM.
+    mutating func request(_ id: UInt32, _ message: [UInt8] = [0, 0, 0, 0, 1, 1]) {
+        open(id)
         connection.sendData(stream: id, ByteBuffer(bytes: message), endStream: true, promise: nil)
     }
 }
@@ -150,9 +156,7 @@ extension TestServer {
         var server = TestServer()
         _ = server.output()
         _ = server.start()
-        var head = ByteBuffer()
-        head.writeInteger(HPACKLiterals.methodPOST)
-        server.connection.open(stream: 1, block: head, endStream: false)
+        server.open(1)
         _ = server.output()
         server.send(server.answer(1))
         #expect(server.connection.isOpen(1))
@@ -165,9 +169,7 @@ extension TestServer {
         var server = TestServer()
         _ = server.output()
         _ = server.start([(4, 0)])
-        var head = ByteBuffer()
-        head.writeInteger(HPACKLiterals.methodPOST)
-        server.connection.open(stream: 1, block: head, endStream: false)
+        server.open(1)
         server.connection.sendData(stream: 1, ByteBuffer(), endStream: true, promise: nil)
         #expect(server.output().map(\.type) == [1, 0])
     }
@@ -191,9 +193,7 @@ extension TestServer {
         var server = TestServer()
         _ = server.output()
         _ = server.start([(4, 10)])
-        var head = ByteBuffer()
-        head.writeInteger(HPACKLiterals.methodPOST)
-        server.connection.open(stream: 1, block: head, endStream: false)
+        server.open(1)
         server.connection.sendData(stream: 1, ByteBuffer(bytes: Array(repeating: 1, count: 10)), promise: nil)
         _ = server.output()
         _ = server.send(TestFrame.settings([(4, 0)]))  // the stream's window is now -10

@@ -280,6 +280,20 @@ struct TestPeer {
         #expect((try? decoder.decodeHeaders(from: &joined))?.first(name: "grpc-message")?.count == 40_000)
     }
 
+    @Test func goingAwayServesOpenStreamsAndRefusesNewOnes() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        peer.send(peer.request(1, endStream: true))
+        peer.connection.goAway()
+        #expect(peer.output() == [TestFrame(type: 7, stream: 0, payload: [0, 0, 0, 1, 0, 0, 0, 0])])
+        #expect(peer.send(peer.request(3, endStream: true)) == [TestFrame(type: 3, stream: 3, payload: [0, 0, 0, 7])])
+        #expect(peer.events.count == 1 && peer.connection.hasStreams)
+        peer.connection.sendHeaders(stream: 1, block: ByteBuffer(bytes: [0x88]), endStream: true)
+        #expect(peer.output().map(\.type) == [1])
+        #expect(!peer.connection.hasStreams)
+    }
+
     @Test func theFirstFrameMustBeSettings() {
         var peer = TestPeer()
         _ = peer.output()

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// A gRPC server over HTTP/2 (h2c) on SwiftNIO: each connection gets a
 /// ``GRPCServerHandler``, which speaks HTTP/2 through LeanHTTP2's
@@ -17,6 +18,12 @@ import NIOPosix
 public final class GRPCServer: Sendable {
     private let group: any EventLoopGroup
     private let router: GRPCRouterBox
+    /// Listeners and open connections, for ``shutdown(grace:)``.
+    private let channels = Mutex<(listeners: [any Channel], connections: [ObjectIdentifier: any Channel])>(([], [:]))
+
+    /// Sent to every connection on shutdown: HTTP/2 ones say GOAWAY and close
+    /// once their calls are done.
+    struct GoingAway {}
     /// Request messages larger than this are refused with etcd's "request is
     /// too large" (etcd: 1.5 MiB plus gRPC overhead).
     public let maxRequestBytes: Int
@@ -38,11 +45,14 @@ public final class GRPCServer: Sendable {
     public func listen(host: String, port: Int) async throws -> any Channel {
         let router = self.router
         let limit = maxRequestBytes
-        return try await ServerBootstrap(group: group)
+        let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+            .childChannelInitializer { [self] channel in
+                let key = ObjectIdentifier(channel)
+                channels.withLock { $0.connections[key] = channel }
+                channel.closeFuture.whenComplete { [self] _ in channels.withLock { _ = $0.connections.removeValue(forKey: key) } }
+                return channel.eventLoop.makeCompletedFuture {
                     let sniffer = ProtocolSniffer(
                         // Handlers go after the sniffer (it is first), which then leaves.
                         http2: { pipeline in
@@ -57,5 +67,23 @@ public final class GRPCServer: Sendable {
             }
             .bind(host: host, port: port)
             .get()
+        channels.withLock { $0.listeners.append(listener) }
+        return listener
+    }
+
+    /// Stops accepting, tells every HTTP/2 connection GOAWAY (calls already
+    /// open may finish; clients take new ones elsewhere, as with etcd's
+    /// graceful stop), and closes what is still open after `grace`.
+    public func shutdown(grace: Duration = .seconds(1)) async {
+        let listeners = channels.withLock { $0.listeners }
+        for listener in listeners { try? await listener.close() }
+        for connection in channels.withLock({ Array($0.connections.values) }) {
+            connection.pipeline.fireUserInboundEventTriggered(GoingAway())
+        }
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline, channels.withLock({ !$0.connections.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        for connection in channels.withLock({ Array($0.connections.values) }) { try? await connection.close() }
     }
 }

@@ -122,6 +122,20 @@ final class GRPCServerHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is GRPCServer.GoingAway {
+            connection.goAway()
+            // Streams (watches, keep-alives) would never end by themselves:
+            // they end as etcd's do when it stops, and clientv3 retries them
+            // on another member.
+            for (stream, call) in calls {
+                if case .streaming = call.kind { end(context: context, stream: stream, .serverStopped) }
+            }
+            flushNow(context: context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     /// A client that does not read stops being read: nothing it sends (PINGs,
     /// SETTINGS, calls) can pile up answers in the server's memory.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -266,7 +280,10 @@ final class GRPCServerHandler: ChannelInboundHandler {
             }
             context.writeAndFlush(wrapOutboundOut(bytes), promise: promise)
         }
-        if connection.failure != nil { context.close(promise: nil) }
+        // After a connection error's GOAWAY; or going away, once every call is done.
+        if connection.failure != nil || (connection.goingAway && calls.isEmpty && !connection.hasStreams) {
+            context.close(promise: nil)
+        }
     }
 
     private func sendMessage(context: ChannelHandlerContext, stream: UInt32, _ message: [UInt8], promise: EventLoopPromise<Void>?) {

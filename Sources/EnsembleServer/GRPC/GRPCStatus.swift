@@ -24,6 +24,8 @@ public struct GRPCStatus: Error, Sendable, Equatable {
     public static func `internal`(_ message: String) -> GRPCStatus { GRPCStatus(code: 13, message: message) }
     public static let deadlineExceeded = GRPCStatus(code: 4, message: "context deadline exceeded")
     public static let cancelled = GRPCStatus(code: 1, message: "context canceled")
+    /// etcd's ErrGRPCStopped: the member is shutting down.
+    public static let serverStopped = GRPCStatus(code: 14, message: "etcdserver: server stopped")
 
     /// gRPC's grpc-message encoding: percent-encode bytes outside printable ASCII and '%'.
     static func percentEncode(_ message: String) -> String {

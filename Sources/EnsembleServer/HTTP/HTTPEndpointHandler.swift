@@ -27,6 +27,13 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
         self.router = router
     }
 
+    /// On shutdown an HTTP/1.1 connection just closes (answers are written
+    /// as soon as they are ready, so none is pending for long).
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is GRPCServer.GoingAway { context.close(promise: nil) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case let .head(head): request = head

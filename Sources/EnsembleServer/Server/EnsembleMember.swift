@@ -42,6 +42,8 @@ public final class EnsembleMember: @unchecked Sendable {
     let transport: NIOPeerTransport
     let router: GRPCRouterBox
     private let servers: [any Channel]
+    /// The gRPC server behind `servers`, which a shutdown stops gracefully.
+    private let grpcServer: GRPCServer
     private let publisher: Task<Void, Never>
     /// The leader's auto-compaction loop, when configured.
     private let compactor: Task<Void, Never>?
@@ -158,16 +160,16 @@ public final class EnsembleMember: @unchecked Sendable {
         router.observe(with: metrics)
         var servers: [any Channel] = []
         var clientPorts: [Int] = []
+        let grpcServer = GRPCServer(group: group, router: router, maxRequestBytes: configuration.maxRequestBytes + 1024)
         do {
             for url in configuration.listenClientURLs {
                 guard let address = HostPort(url: url) else { throw ConfigurationError("--listen-client-urls: \(url)") }
-                let server = try await GRPCServer(group: group, router: router, maxRequestBytes: configuration.maxRequestBytes + 1024)
-                    .listen(host: address.host, port: address.port)
+                let server = try await grpcServer.listen(host: address.host, port: address.port)
                 servers.append(server)
                 clientPorts.append(server.localAddress?.port ?? address.port)
             }
         } catch {
-            for server in servers { try? await server.close() }
+            await grpcServer.shutdown(grace: .zero)
             throw error
         }
         // A client URL advertised with port 0 names the port actually bound.
@@ -180,7 +182,7 @@ public final class EnsembleMember: @unchecked Sendable {
             configuration: configuration, id: identity.memberID, clusterID: identity.clusterID, node: node, replica: replica,
             metrics: metrics,
             clientPorts: clientPorts, peerPort: peerPort, transport: transport, router: router, servers: servers,
-            leaderInProcess: leaderInProcess)
+            grpcServer: grpcServer, leaderInProcess: leaderInProcess)
         // A member removed while it was down or cut off never applies its own
         // removal: the others answer its hello with the removed notice.
         transport.onRemoved { [weak member] in member?.markRemoved() }
@@ -214,7 +216,7 @@ public final class EnsembleMember: @unchecked Sendable {
     private init(
         configuration: MemberConfiguration, id: NodeID, clusterID: UInt64, node: NodeLoop<KVReplica>, replica: KVReplica,
         metrics: ServerMetrics, clientPorts: [Int], peerPort: Int, transport: NIOPeerTransport, router: GRPCRouterBox, servers: [any Channel],
-        leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?
+        grpcServer: GRPCServer, leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?
     ) {
         self.configuration = configuration
         self.id = id
@@ -227,6 +229,7 @@ public final class EnsembleMember: @unchecked Sendable {
         self.transport = transport
         self.router = router
         self.servers = servers
+        self.grpcServer = grpcServer
         self.forwarder = LeaderForwarder(group: servers.first?.eventLoop ?? MultiThreadedEventLoopGroup.singleton)
         let routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
         let name = configuration.name
@@ -389,11 +392,13 @@ public final class EnsembleMember: @unchecked Sendable {
     /// A member publishing its attributes through a leader in another process.
     static let publishPath = "/ensemble.internal.Cluster/Publish"
 
-    /// Stops serving, then the node (which syncs and closes its log), then the transport.
+    /// Stops serving (clients hear GOAWAY, and calls already open get a
+    /// moment to finish), then the node (which syncs and closes its log),
+    /// then the transport.
     public func shutdown() async {
         publisher.cancel()
         compactor?.cancel()
-        for server in servers { try? await server.close() }
+        await grpcServer.shutdown(grace: .seconds(1))
         await forwarder.shutdown()
         node.stop()
         await transport.shutdown()
