@@ -56,7 +56,14 @@ final class Inbox: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let a = NIOPeerTransport(group: group)
         var b = NIOPeerTransport(group: group)
-        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        // Not an ephemeral port (port 0): once released, one of those can be
+        // taken as the source port of another test's connection, and the
+        // restart below could not bind it again.
+        var port = 0
+        for _ in 0..<100 where port == 0 {
+            port = (try? await b.listen(host: "127.0.0.1", port: Int.random(in: 20_000..<32_000))) ?? 0
+        }
+        try #require(port != 0, "no free port below the ephemeral range")
         a.setPeer(2, .init(host: "127.0.0.1", port: port))
         let first = Inbox()
         b.register(2) { first.add($0) }
