@@ -30,6 +30,8 @@ final class GRPCClientHandler: ChannelInboundHandler {
     private var events: [HTTP2Connection.Event] = []
     private var calls: [UInt32: GRPCClientCall] = [:]
     private var context: ChannelHandlerContext?
+    /// The connection closes once its GOAWAY is out.
+    private var closeScheduled = false
 
     init(shared: GRPCConnection.Shared, outbox: GRPCClientOutbox, configuration: HTTP2Connection.Configuration) {
         self.shared = shared
@@ -165,13 +167,20 @@ final class GRPCClientHandler: ChannelInboundHandler {
     /// Writes whatever the connection produced, in one write; closes the
     /// connection after a connection error's GOAWAY.
     private func flush(context: ChannelHandlerContext) {
-        if let (bytes, written) = connection.takeOutput() {
-            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
-            for promise in written { promise.succeed() }
+        if let failure = connection.failure { shared.end(.failed("sent GOAWAY \(failure)")) }
+        let channel = context.channel
+        let closing = connection.failure != nil && !closeScheduled
+        if closing { closeScheduled = true }
+        guard let (bytes, written) = connection.takeOutput() else {
+            if closing { channel.close(promise: nil) }
+            return
         }
-        if let failure = connection.failure {
-            shared.end(.failed("sent GOAWAY \(failure)"))
-            context.close(promise: nil)
+        for promise in written { promise.succeed() }
+        if closing {
+            // Closed once the GOAWAY is out, not before.
+            context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
         }
     }
 

@@ -44,6 +44,8 @@ final class GRPCServerHandler: ChannelInboundHandler {
     private var events: [HTTP2Connection.Event] = []
     private var calls: [UInt32: Call] = [:]
     private var outbox: GRPCOutbox?
+    /// The connection closes once what is being written is out.
+    private var closeScheduled = false
 
     init(router: GRPCRouterBox, maxRequestBytes: Int, configuration: HTTP2Connection.Configuration = .init()) {
         self.router = router
@@ -271,19 +273,31 @@ final class GRPCServerHandler: ChannelInboundHandler {
     /// Writes everything the connection produced, in one write, and flushes;
     /// closes the connection after a connection error's GOAWAY.
     private func flushNow(context: ChannelHandlerContext) {
-        if let (bytes, written) = connection.takeOutput() {
-            var promise: EventLoopPromise<Void>?
-            if !written.isEmpty {
-                let all = context.eventLoop.makePromise(of: Void.self)
-                all.futureResult.whenComplete { _ in for p in written { p.succeed() } }
-                promise = all
-            }
-            context.writeAndFlush(wrapOutboundOut(bytes), promise: promise)
-        }
         // After a connection error's GOAWAY; or going away, once every call is done.
-        if connection.failure != nil || (connection.goingAway && calls.isEmpty && !connection.hasStreams) {
-            context.close(promise: nil)
+        let closing = !closeScheduled
+            && (connection.failure != nil || (connection.goingAway && calls.isEmpty && !connection.hasStreams))
+        let channel = context.channel
+        if closing {
+            closeScheduled = true
+            // A client that never reads would hold the write, and the connection, forever.
+            context.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
         }
+        guard let (bytes, written) = connection.takeOutput() else {
+            if closing { channel.close(promise: nil) }
+            return
+        }
+        var promise: EventLoopPromise<Void>?
+        if !written.isEmpty || closing {
+            let all = context.eventLoop.makePromise(of: Void.self)
+            // Closed only once the last bytes (a GOAWAY, an answer) are out:
+            // closing at once would drop what the socket has not taken yet.
+            all.futureResult.whenComplete { _ in
+                for p in written { p.succeed() }
+                if closing { channel.close(promise: nil) }
+            }
+            promise = all
+        }
+        context.writeAndFlush(wrapOutboundOut(bytes), promise: promise)
     }
 
     private func sendMessage(context: ChannelHandlerContext, stream: UInt32, _ message: [UInt8], promise: EventLoopPromise<Void>?) {
