@@ -89,6 +89,14 @@ extension HTTP2Connection {
         }
     }
 
+    /// A PING to learn whether the peer is still there (keepalive); its ACK,
+    /// like any other frame, is the answer.
+    package mutating func sendPing(_ payload: UInt64) {
+        guard failure == nil else { return }
+        HTTP2Wire.writeFrameHeader(&output, length: 8, type: .ping, stream: 0)
+        output.writeInteger(payload)
+    }
+
     /// Resets a stream from this side (a client giving up on a call); what
     /// is queued on it is dropped.
     package mutating func sendReset(stream id: UInt32, _ code: HTTP2Wire.ErrorCode) {

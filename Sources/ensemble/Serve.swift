@@ -53,6 +53,10 @@ struct Serve: AsyncParsableCommand {
     var autoCompactionMode = "periodic"
     @Option(name: .customLong("auto-compaction-retention"), help: "History to keep: a duration (periodic: 1h, 30m) or a revision count; 0 is off.")
     var autoCompactionRetention = "0"
+    @Option(name: .customLong("grpc-keepalive-interval"), help: "Ping a client connection silent this long (a duration: 2h, 30s).")
+    var grpcKeepaliveInterval = "2h"
+    @Option(name: .customLong("grpc-keepalive-timeout"), help: "Close a pinged connection that stays silent this long.")
+    var grpcKeepaliveTimeout = "20s"
 
     func configurationFromFlags() throws -> MemberConfiguration {
         var c = MemberConfiguration()
@@ -76,6 +80,8 @@ struct Serve: AsyncParsableCommand {
         c.maxRequestBytes = maxRequestBytes
         c.autoCompactionMode = autoCompactionMode
         c.autoCompactionRetention = autoCompactionRetention
+        c.grpcKeepaliveInterval = grpcKeepaliveInterval
+        c.grpcKeepaliveTimeout = grpcKeepaliveTimeout
         return c
     }
 

@@ -27,24 +27,28 @@ public final class GRPCServer: Sendable {
     /// Request messages larger than this are refused with etcd's "request is
     /// too large" (etcd: 1.5 MiB plus gRPC overhead).
     public let maxRequestBytes: Int
+    public let keepalive: GRPCKeepalive
 
-    public init(group: any EventLoopGroup, router: GRPCRouter, maxRequestBytes: Int = 2 << 20) {
+    public init(group: any EventLoopGroup, router: GRPCRouter, maxRequestBytes: Int = 2 << 20, keepalive: GRPCKeepalive = .etcd) {
         self.group = group
         self.router = GRPCRouterBox(router)
         self.maxRequestBytes = maxRequestBytes
+        self.keepalive = keepalive
     }
 
     /// A server whose routes are installed later (the port must be known first).
-    public init(group: any EventLoopGroup, router: GRPCRouterBox, maxRequestBytes: Int = 2 << 20) {
+    public init(group: any EventLoopGroup, router: GRPCRouterBox, maxRequestBytes: Int = 2 << 20, keepalive: GRPCKeepalive = .etcd) {
         self.group = group
         self.router = router
         self.maxRequestBytes = maxRequestBytes
+        self.keepalive = keepalive
     }
 
     /// Listens on `host:port` (0 picks a free port); returns the channel.
     public func listen(host: String, port: Int) async throws -> any Channel {
         let router = self.router
         let limit = maxRequestBytes
+        let keepalive = self.keepalive
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -56,7 +60,7 @@ public final class GRPCServer: Sendable {
                     let sniffer = ProtocolSniffer(
                         // Handlers go after the sniffer (it is first), which then leaves.
                         http2: { pipeline in
-                            try pipeline.addHandler(GRPCServerHandler(router: router, maxRequestBytes: limit))
+                            try pipeline.addHandler(GRPCServerHandler(router: router, maxRequestBytes: limit, keepalive: keepalive))
                         },
                         http1: { pipeline in
                             try pipeline.configureHTTPServerPipeline()

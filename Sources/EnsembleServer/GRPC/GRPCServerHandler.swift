@@ -40,6 +40,10 @@ final class GRPCServerHandler: ChannelInboundHandler {
 
     private let router: GRPCRouterBox
     private let maxRequestBytes: Int
+    private let keepalive: GRPCKeepalive
+    /// When something was last read: a keepalive PING's answer, or anything.
+    private var lastRead = NIODeadline.now()
+    private var keepaliveCheck: Scheduled<Void>?
     private var connection: HTTP2Connection
     private var events: [HTTP2Connection.Event] = []
     private var calls: [UInt32: Call] = [:]
@@ -47,9 +51,13 @@ final class GRPCServerHandler: ChannelInboundHandler {
     /// The connection closes once what is being written is out.
     private var closeScheduled = false
 
-    init(router: GRPCRouterBox, maxRequestBytes: Int, configuration: HTTP2Connection.Configuration = .init()) {
+    init(
+        router: GRPCRouterBox, maxRequestBytes: Int, keepalive: GRPCKeepalive = .etcd,
+        configuration: HTTP2Connection.Configuration = .init()
+    ) {
         self.router = router
         self.maxRequestBytes = maxRequestBytes
+        self.keepalive = keepalive
         self.connection = HTTP2Connection(role: .server, configuration: configuration)
     }
 
@@ -61,6 +69,37 @@ final class GRPCServerHandler: ChannelInboundHandler {
         }
         // The server's SETTINGS go out at once (§3.4).
         if context.channel.isActive { flushNow(context: context) }
+        scheduleKeepalive(context: context, in: keepalive.interval)
+    }
+
+    /// Pings a connection silent for the keepalive interval; closes it if the
+    /// ping, too, meets silence.
+    private func scheduleKeepalive(context: ChannelHandlerContext, in delay: Duration) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        keepaliveCheck = context.eventLoop.scheduleTask(in: .nanoseconds(delay.nanosecondsSaturated)) {
+            let (handler, context) = bound.value
+            handler.checkKeepalive(context: context)
+        }
+    }
+
+    private func checkKeepalive(context: ChannelHandlerContext) {
+        let interval = TimeAmount.nanoseconds(keepalive.interval.nanosecondsSaturated)
+        let silent = NIODeadline.now() - lastRead
+        guard silent >= interval else {
+            return scheduleKeepalive(context: context, in: .nanoseconds((interval - silent).nanoseconds))
+        }
+        let pinged = NIODeadline.now()
+        connection.sendPing(UInt64(pinged.uptimeNanoseconds))
+        flushNow(context: context)
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        keepaliveCheck = context.eventLoop.scheduleTask(in: .nanoseconds(keepalive.timeout.nanosecondsSaturated)) {
+            let (handler, context) = bound.value
+            if handler.lastRead < pinged {
+                context.close(promise: nil)
+            } else {
+                handler.scheduleKeepalive(context: context, in: handler.keepalive.interval)
+            }
+        }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -71,7 +110,9 @@ final class GRPCServerHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
         events.removeAll(keepingCapacity: true)
-        connection.receive(&bytes, into: &events)
+        let now = NIODeadline.now()
+        lastRead = now
+        connection.receive(&bytes, into: &events, now: now)
         for event in events {
             switch event {
             case let .opened(stream, headers, endStream):
@@ -103,6 +144,8 @@ final class GRPCServerHandler: ChannelInboundHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        keepaliveCheck?.cancel()
+        keepaliveCheck = nil
         // The outbox's drain closure holds this handler and its context.
         outbox?.close()
         outbox = nil
@@ -110,6 +153,8 @@ final class GRPCServerHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        keepaliveCheck?.cancel()
+        keepaliveCheck = nil
         let open = calls
         calls.removeAll()
         outbox?.close()

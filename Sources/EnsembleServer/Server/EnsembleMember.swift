@@ -160,7 +160,9 @@ public final class EnsembleMember: @unchecked Sendable {
         router.observe(with: metrics)
         var servers: [any Channel] = []
         var clientPorts: [Int] = []
-        let grpcServer = GRPCServer(group: group, router: router, maxRequestBytes: configuration.maxRequestBytes + 1024)
+        let grpcServer = GRPCServer(
+            group: group, router: router, maxRequestBytes: configuration.maxRequestBytes + 1024,
+            keepalive: try configuration.grpcKeepalive())
         do {
             for url in configuration.listenClientURLs {
                 guard let address = HostPort(url: url) else { throw ConfigurationError("--listen-client-urls: \(url)") }

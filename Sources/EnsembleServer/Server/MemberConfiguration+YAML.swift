@@ -54,6 +54,8 @@ extension MemberConfiguration {
         case "max-request-bytes": maxRequestBytes = try integer()
         case "auto-compaction-mode": autoCompactionMode = try string()
         case "auto-compaction-retention": autoCompactionRetention = try string()
+        case "grpc-keepalive-interval": grpcKeepaliveInterval = try string()
+        case "grpc-keepalive-timeout": grpcKeepaliveTimeout = try string()
         default:
             throw ConfigurationError("config file: unknown or unsupported key \(key)")
         }

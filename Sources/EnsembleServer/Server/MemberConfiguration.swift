@@ -47,8 +47,25 @@ public struct MemberConfiguration: Sendable {
     /// `--auto-compaction-retention`: a duration (periodic) or a revision
     /// count (revision); "0" turns auto-compaction off (etcd's default).
     public var autoCompactionRetention = "0"
+    /// `--grpc-keepalive-interval`: a client connection silent this long is
+    /// pinged (etcd's default: 2 h).
+    public var grpcKeepaliveInterval = "2h"
+    /// `--grpc-keepalive-timeout`: how long the ping may go unanswered before
+    /// the connection is closed (etcd's default: 20 s).
+    public var grpcKeepaliveTimeout = "20s"
 
     public init() {}
+
+    /// The keepalive policy for client connections, from the two flags.
+    public func grpcKeepalive() throws(ConfigurationError) -> GRPCKeepalive {
+        guard let interval = AutoCompactionPolicy.parseDuration(grpcKeepaliveInterval), interval > .zero else {
+            throw ConfigurationError("--grpc-keepalive-interval: \"\(grpcKeepaliveInterval)\" is not a duration such as 2h or 30s")
+        }
+        guard let timeout = AutoCompactionPolicy.parseDuration(grpcKeepaliveTimeout), timeout > .zero else {
+            throw ConfigurationError("--grpc-keepalive-timeout: \"\(grpcKeepaliveTimeout)\" is not a duration such as 20s")
+        }
+        return GRPCKeepalive(interval: interval, timeout: timeout)
+    }
 
     /// The founding members, in `--initial-cluster` order.
     public func parsedInitialCluster() throws(ConfigurationError) -> [(name: String, peerURLs: [String])] {
@@ -84,6 +101,7 @@ public struct MemberConfiguration: Sendable {
             }
         }
         _ = try AutoCompactionPolicy.parse(mode: autoCompactionMode, retention: autoCompactionRetention)
+        _ = try grpcKeepalive()
         guard electionTimeout >= heartbeatInterval * 5 else {
             throw ConfigurationError("--election-timeout should be at least 5 times --heartbeat-interval")
         }
