@@ -177,8 +177,10 @@ final class GRPCClientHandler: ChannelInboundHandler {
         }
         for promise in written { promise.succeed() }
         if closing {
-            // Closed once the GOAWAY is out, not before.
+            // Closed once the GOAWAY is out, not before; after 2 s regardless
+            // (a server that reads nothing would hold it, and its calls, forever).
             context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { _ in channel.close(promise: nil) }
+            context.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
         } else {
             context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
         }

@@ -69,7 +69,12 @@ extension HTTP2Connection {
 
     /// Counts a PING or SETTINGS; too many with nothing sent between them is a flood.
     private mutating func countControlFrame() -> Bool {
-        controlFrames += 1
+        if let start = controlPeriodStart, now - start < Self.controlPeriod {
+            controlFrames += 1
+        } else {
+            controlPeriodStart = now
+            controlFrames = 1
+        }
         guard controlFrames <= Self.maxControlFrames else {
             fail(.enhanceYourCalm, "too many control frames")
             return false

@@ -33,8 +33,9 @@ import NIOHPACK
 /// - Floods are connection errors (ENHANCE_YOUR_CALM), with NIOHTTP2's and
 ///   grpc-go's limits (§10.5): a server allows 200 resets in 30 s (the "rapid
 ///   reset" attack: a reset stream's work has already started); either side
-///   allows 10,000 PING or SETTINGS frames with nothing sent in between, 100
-///   empty DATA frames in a row, and a header block in at most 16 frames.
+///   allows 10,000 PING or SETTINGS frames within 10 s with no DATA or HEADERS
+///   sent in between, 100 empty DATA frames in a row, and a header block in at
+///   most 16 frames.
 package struct HTTP2Connection {
     package enum Role: Sendable { case server, client }
 
@@ -152,6 +153,11 @@ package struct HTTP2Connection {
     var resetPeriodStart: NIODeadline?
     var resets = 0
     var controlFrames = 0
+    /// Control frames are counted per `controlPeriod` (or since this side last
+    /// sent DATA or HEADERS): a peer's keepalive pings add up to any number
+    /// over months of a quiet connection without being a flood.
+    var controlPeriodStart: NIODeadline?
+    static let controlPeriod = TimeAmount.seconds(10)
     var emptyDataFrames = 0
     var now = NIODeadline.uptimeNanoseconds(0)
 

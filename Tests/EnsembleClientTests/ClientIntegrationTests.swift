@@ -168,6 +168,7 @@ import Testing
             #expect(try await messages.next() == [1])
             async let slow = connection.unary("/test.Test/Slow", [], timeout: .seconds(20))
             try await Task.sleep(for: .milliseconds(100))  // the slow call is open
+            let started = ContinuousClock.now
             let shutdown = Task { await server.grpc.shutdown(grace: .seconds(10)) }
             let ended = await callError { _ = try await messages.next() }
             #expect(ended == GRPCCallError(code: 14, message: "etcdserver: server stopped"))
@@ -177,6 +178,8 @@ import Testing
             #expect(try await slow == [])
             await shutdown.value
             #expect(!connection.isOpen)
+            // The server closed the connection once the slow call was answered, not at the grace.
+            #expect(ContinuousClock.now - started < .seconds(5))
         }
     }
 

@@ -369,6 +369,14 @@ struct TestPeer {
         let ping = TestFrame(type: 6, stream: 0, payload: Array(repeating: 0, count: 8)).encoded()
         out = peer.send(bytes: Array((0..<HTTP2Connection.maxControlFrames).map { _ in ping }.joined()))
         #expect(peer.connection.failure == .enhanceYourCalm)
+        // The same number over months of a quiet connection (keepalive) is fine.
+        peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        for i in 0..<(2 * HTTP2Connection.maxControlFrames) {
+            peer.send(bytes: ping, at: start + .milliseconds(Int64(i) * 2))
+        }
+        #expect(peer.connection.failure == nil)
         // Empty DATA frames.
         peer = TestPeer()
         _ = peer.output()

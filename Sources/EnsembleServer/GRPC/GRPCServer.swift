@@ -86,7 +86,7 @@ public final class GRPCServer: Sendable {
         }
         let deadline = ContinuousClock.now + grace
         while ContinuousClock.now < deadline, channels.withLock({ !$0.connections.isEmpty }) {
-            try? await Task.sleep(for: .milliseconds(10))
+            do { try await Task.sleep(for: .milliseconds(10)) } catch { break }  // cancelled: close now
         }
         for connection in channels.withLock({ Array($0.connections.values) }) { try? await connection.close() }
     }

@@ -186,7 +186,11 @@ final class GRPCServerHandler: ChannelInboundHandler {
     /// A client that does not read stops being read: nothing it sends (PINGs,
     /// SETTINGS, calls) can pile up answers in the server's memory.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        context.channel.setOption(.autoRead, value: context.channel.isWritable).whenFailure { _ in }
+        let writable = context.channel.isWritable
+        context.channel.setOption(.autoRead, value: writable).whenFailure { _ in }
+        // The peer took our bytes (its TCP acknowledged them): it is alive,
+        // though nothing was read while reading was paused.
+        if writable { lastRead = .now() }
         context.fireChannelWritabilityChanged()
     }
 

@@ -26,6 +26,15 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         self.http1 = http1
     }
 
+    /// A connection still undecided on shutdown has no call to finish: it closes.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is GRPCServer.GoingAway {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
         if var existing = buffered {
