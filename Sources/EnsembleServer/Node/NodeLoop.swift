@@ -310,16 +310,17 @@ extension NodeLoop {
             // CPU must not count the heartbeats and acknowledgements waiting in
             // its inbox as missing (it would step down or call an election
             // that nothing justifies); ReadIndex needs no lease. For the same
-            // reason, once peers have been heard in this cycle the backlog of
-            // missed ticks is not replayed: the time was lost to starvation, not
-            // to silence.
+            // reason a backlog of missed ticks is never replayed (etcd's ticker
+            // drops them too): an empty inbox after a stall is no proof of
+            // silence when the transport's threads were starved as well, and
+            // replaying a stall longer than an election timeout would make a
+            // healthy leader step down and its followers drop it.
             var missed = 0
             if leaseReads { missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: 64) }
             for item in work { handle(item) }
             forwardProposals()
             if !leaseReads {
-                let heardPeers = work.contains { if case .messages = $0 { true } else { false } }
-                missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: heardPeers ? 1 : 64)
+                missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: 1)
             }
             do {
                 if applyFailed { throw NodeError.stopped }
