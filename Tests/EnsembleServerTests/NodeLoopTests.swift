@@ -167,6 +167,44 @@ final class TestCluster: @unchecked Sendable {
         }
     }
 
+    /// Group commit: while many requests wait, a cycle starts no sooner than
+    /// the batching window after the previous one, so 1,000 concurrent
+    /// proposals share a few WAL syncs per window. A lone client never waits
+    /// for the window.
+    @Test func concurrentProposalsShareCyclesAndALoneClientIsNotHeldBack() async throws {
+        let syncs = SyncCounter()
+        let window = Duration.milliseconds(50)
+        let cluster = try TestCluster { options in
+            options.batchingWindow = window
+            options.observer = syncs
+        }
+        defer { cluster.shutdown() }
+        let leader = try await cluster.waitForLeader()
+        let node = try #require(cluster.nodes[leader])
+        let alone = ContinuousClock.now
+        for i in 0..<10 { _ = try await node.propose(RegisterMachine.put("alone\(i)", "v")) }
+        // Ten windows would take 500 ms.
+        #expect(ContinuousClock.now - alone < .milliseconds(400))
+
+        let before = syncs.count
+        let started = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<100 {
+                group.addTask {
+                    for i in 0..<10 { _ = try await node.propose(RegisterMachine.put("c\(client)-\(i)", "v")) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = ContinuousClock.now - started
+        // Each member syncs at most once per leader cycle, and the leader runs
+        // at most one cycle per window while loaded (plus a few as load rises
+        // and falls).
+        let bound = 3 * (Int(elapsed / window) + 10)
+        #expect(syncs.count - before <= bound, "\(syncs.count - before) syncs in \(elapsed)")
+        #expect(try await cluster.read("c99-9", on: leader) == "v")
+    }
+
     @Test func leaderFailureElectsANewLeaderAndNothingAcknowledgedIsLost() async throws {
         let cluster = try TestCluster()
         defer { cluster.shutdown() }
@@ -273,6 +311,13 @@ final class TestCluster: @unchecked Sendable {
         #expect(history.count > 50, "too few operations completed: \(history.count)")
         #expect(LinearizabilityChecker<KeyValueModel>.check(history) == .linearizable)
     }
+}
+
+/// Counts WAL syncs on every member that shares it.
+final class SyncCounter: NodeObserver {
+    private let syncs = Atomic<Int>(0)
+    var count: Int { syncs.load(ordering: .relaxed) }
+    func walSynced(duration: Duration) { syncs.add(1, ordering: .relaxed) }
 }
 
 /// Errors after which the proposal certainly was not applied: refused before
