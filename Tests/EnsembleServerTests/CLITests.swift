@@ -4,23 +4,8 @@ import Testing
 
 /// The `ensemble` client commands against a dev cluster, as a user runs them.
 @Suite(.serialized, .timeLimit(.minutes(1))) struct CLITests {
-    func ensemble(_ arguments: [String]) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try ProcessCluster.binaryPath())
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     func run(_ arguments: String...) async throws -> (Int32, String) {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try ensemble(arguments) }) }.start()
-        }
+        try await runProcess(try ProcessCluster.binaryPath(), arguments)
     }
 
     @Test func kvMemberAndStatusCommands() async throws {

@@ -73,23 +73,8 @@ import Testing
         await f.close()
     }
 
-    /// Runs python3 off the cooperative pool; its stderr is part of the output.
+    /// Runs python3; its stderr is part of the output.
     static func python(_ arguments: [String]) async throws -> String {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread {
-                continuation.resume(with: Result {
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                    process.arguments = ["python3"] + arguments
-                    let pipe = Pipe()
-                    process.standardOutput = pipe
-                    process.standardError = pipe
-                    try process.run()
-                    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                    process.waitUntilExit()
-                    return String(decoding: data, as: UTF8.self)
-                })
-            }.start()
-        }
+        try await runProcess("/usr/bin/env", ["python3"] + arguments).output
     }
 }

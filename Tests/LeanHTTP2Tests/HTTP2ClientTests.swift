@@ -18,7 +18,11 @@ struct TestServer {
     }
 
     @discardableResult
-    mutating func send(_ frames: TestFrame...) -> [TestFrame] {
+    mutating func send(_ frames: TestFrame...) -> [TestFrame] { send(frames) }
+
+    /// Feeds `frames` to the connection; returns what it wrote in answer.
+    @discardableResult
+    mutating func send(_ frames: [TestFrame]) -> [TestFrame] {
         var buffer = ByteBuffer(bytes: frames.flatMap { $0.encoded() })
         connection.receive(&buffer, into: &events)
         return output()
@@ -55,14 +59,6 @@ struct TestServer {
     mutating func request(_ id: UInt32, _ message: [UInt8] = [0, 0, 0, 0, 1, 1]) {
         open(id)
         connection.sendData(stream: id, ByteBuffer(bytes: message), endStream: true, promise: nil)
-    }
-}
-
-extension TestServer {
-    mutating func send(_ frames: [TestFrame]) -> [TestFrame] {
-        var buffer = ByteBuffer(bytes: frames.flatMap { $0.encoded() })
-        connection.receive(&buffer, into: &events)
-        return output()
     }
 }
 
