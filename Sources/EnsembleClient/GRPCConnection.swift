@@ -103,6 +103,8 @@ public final class GRPCConnection: Sendable {
     let channel: any Channel
     private let outbox: GRPCClientOutbox
     let shared: Shared
+    /// The request headers every call on this connection sends, encoded once.
+    private let commonHeaders: ByteBuffer
 
     private init(host: String, port: Int, channel: any Channel, outbox: GRPCClientOutbox, shared: Shared) {
         self.host = host
@@ -110,6 +112,12 @@ public final class GRPCConnection: Sendable {
         self.channel = channel
         self.outbox = outbox
         self.shared = shared
+        var common = ByteBuffer()
+        HPACKLiterals.append(name: ":authority", value: shared.target, to: &common)
+        HPACKLiterals.append(name: "content-type", value: "application/grpc", to: &common)
+        HPACKLiterals.append(name: "te", value: "trailers", to: &common)
+        HPACKLiterals.append(name: "user-agent", value: "ensemble-grpc-client/1", to: &common)
+        self.commonHeaders = common
     }
 
     /// Connects to `host:port`. Throws ``GRPCCallError`` 14 UNAVAILABLE if the
@@ -199,13 +207,11 @@ public final class GRPCConnection: Sendable {
     /// The request headers of a call, as an HPACK block.
     private func head(_ path: String, _ timeout: Duration?) -> ByteBuffer {
         var head = ByteBuffer()
+        head.reserveCapacity(path.utf8.count + commonHeaders.readableBytes + 32)
         head.writeInteger(HPACKLiterals.methodPOST)
         head.writeInteger(HPACKLiterals.schemeHTTP)
         HPACKLiterals.append(name: ":path", value: path, to: &head)
-        HPACKLiterals.append(name: ":authority", value: shared.target, to: &head)
-        HPACKLiterals.append(name: "content-type", value: "application/grpc", to: &head)
-        HPACKLiterals.append(name: "te", value: "trailers", to: &head)
-        HPACKLiterals.append(name: "user-agent", value: "ensemble-grpc-client/1", to: &head)
+        head.writeImmutableBuffer(commonHeaders)
         if let timeout { HPACKLiterals.append(name: "grpc-timeout", value: grpcTimeoutHeader(timeout), to: &head) }
         return head
     }
