@@ -58,17 +58,9 @@ final class NetworkNamespaces: @unchecked Sendable {
     }
 
     private func run(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0])
-        process.arguments = Array(arguments.dropFirst())
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw EtcdMissing(reason: "\(arguments.joined(separator: " ")) failed: \(String(decoding: output, as: UTF8.self))")
+        let (status, output) = try runProcessBlocking(arguments[0], Array(arguments.dropFirst()))
+        guard status == 0 else {
+            throw EtcdMissing(reason: "\(arguments.joined(separator: " ")) failed: \(output)")
         }
     }
 
