@@ -92,6 +92,31 @@ import Testing
         }
     }
 
+    /// SIGTERM on the leader: it hands leadership to another member before it
+    /// stops, so the others have a leader at once. After a crash they would
+    /// still name the old leader for an election timeout (500 ms here).
+    @Test func aLeaderStoppedGracefullyHandsOver() async throws {
+        let cluster = try ProcessCluster()
+        defer { cluster.stop() }
+        let first = try #require(await cluster.leader(), "no leader; log:\n\(cluster.log(0))")
+        let before = try #require(await cluster.status(first))
+        let (term, old) = (before.header.raftTerm, before.header.memberID)
+        cluster.members[first].process?.terminate()
+        cluster.members[first].process?.waitUntilExit()
+        let stopped = ContinuousClock.now
+        var leaders: [UInt64] = []
+        repeat {
+            leaders = []
+            for i in 0..<3 where i != first {
+                if let status = await cluster.status(i) { leaders.append(status.leader) }
+            }
+        } while ContinuousClock.now - stopped < .milliseconds(300) && !(leaders.count == 2 && Set(leaders).count == 1)
+        #expect(leaders.count == 2 && Set(leaders).count == 1 && leaders[0] != 0 && leaders[0] != old,
+                "leaders named right after the stop: \(leaders) (old \(old)); log:\n\(cluster.log(first))")
+        #expect(cluster.log(first).contains("handed leadership over before stopping"), "\(cluster.log(first))")
+        if let status = await cluster.status((first + 1) % 3) { #expect(status.header.raftTerm > term) }
+    }
+
     @Test func historyUnderProcessFaultsIsLinearizable() async throws {
         let cluster = try ProcessCluster()
         defer { cluster.stop() }

@@ -71,7 +71,7 @@ public final class DevCluster: Sendable {
                 started.append(member)
             }
         } catch {
-            for member in started { await member.shutdown() }
+            for member in started { await member.shutdown(handOff: false) }
             for (transport, _) in transports.dropFirst(started.count) { await transport.shutdown() }
             try? await group.shutdownGracefully()
             throw error
@@ -123,8 +123,8 @@ public final class DevCluster: Sendable {
     /// Stops every member cleanly: servers, node loops (which sync and close
     /// their logs), transports, threads.
     public func shutdown() async {
-        for member in joined.withLock({ $0 }) { await member.shutdown() }
-        for member in running { await member.shutdown() }
+        for member in joined.withLock({ $0 }) { await member.shutdown(handOff: false) }
+        for member in running { await member.shutdown(handOff: false) }
         try? await group.shutdownGracefully()
     }
 }

@@ -52,10 +52,11 @@ public final class EnsembleMember: @unchecked Sendable {
     private let peers = Mutex<[NodeID: NIOPeerTransport.Peer]>([:])
     /// Hands requests to a leader in another process.
     let forwarder: LeaderForwarder
+    private let logger: Logger
     /// Set once the directory shows this member removed; waiters are resumed.
     private let removal = Mutex<(removed: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
-    /// Starts a member on event loop threads of its own, stopped by ``shutdown()``.
+    /// Starts a member on event loop threads of its own, stopped by ``shutdown(handOff:)``.
     public static func start(
         _ configuration: MemberConfiguration, logger: Logger = EnsembleMember.silent
     ) async throws -> EnsembleMember {
@@ -184,7 +185,7 @@ public final class EnsembleMember: @unchecked Sendable {
             configuration: configuration, id: identity.memberID, clusterID: identity.clusterID, node: node, replica: replica,
             metrics: metrics,
             clientPorts: clientPorts, peerPort: peerPort, transport: transport, router: router, servers: servers,
-            grpcServer: grpcServer, leaderInProcess: leaderInProcess)
+            grpcServer: grpcServer, leaderInProcess: leaderInProcess, logger: logger)
         // A member removed while it was down or cut off never applies its own
         // removal: the others answer its hello with the removed notice.
         transport.onRemoved { [weak member] in member?.markRemoved() }
@@ -218,8 +219,9 @@ public final class EnsembleMember: @unchecked Sendable {
     private init(
         configuration: MemberConfiguration, id: NodeID, clusterID: UInt64, node: NodeLoop<KVReplica>, replica: KVReplica,
         metrics: ServerMetrics, clientPorts: [Int], peerPort: Int, transport: NIOPeerTransport, router: GRPCRouterBox, servers: [any Channel],
-        grpcServer: GRPCServer, leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?
+        grpcServer: GRPCServer, leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?, logger: Logger
     ) {
+        self.logger = logger
         self.configuration = configuration
         self.id = id
         self.clusterID = clusterID
@@ -391,13 +393,40 @@ public final class EnsembleMember: @unchecked Sendable {
         }
     }
 
+    /// A leader that stops hands leadership to its most up-to-date voter
+    /// first, as etcd does (TransferLeadershipOnShutdown): the cluster then
+    /// has a leader again within a round trip, instead of standing without
+    /// one for an election timeout as after a crash. Gives up after one
+    /// election timeout; the others then elect a leader as after a crash.
+    private func handOffLeadership() async {
+        let status = node.status
+        guard status.role == .leader else { return }
+        let others = status.voters.filter { $0 != id }
+        guard let target = others.max(by: { (status.matchIndexes[$0] ?? 0) < (status.matchIndexes[$1] ?? 0) }) else { return }
+        node.transferLeadership(to: target)
+        let deadline = ContinuousClock.now + configuration.electionTimeout
+        while ContinuousClock.now < deadline {
+            let leader = node.status.leader
+            if leader != .none && leader != id {
+                logger.info("handed leadership over before stopping", metadata: ["to": "\(hex(leader))"])
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        logger.warning("could not hand leadership over before stopping", metadata: ["to": "\(hex(target))"])
+    }
+
     /// A member publishing its attributes through a leader in another process.
     static let publishPath = "/ensemble.internal.Cluster/Publish"
 
     /// Stops serving (clients hear GOAWAY, and calls already open get a
     /// moment to finish), then the node (which syncs and closes its log),
     /// then the transport.
-    public func shutdown() async {
+    ///
+    /// `handOff`: a leader first hands leadership to another member (not
+    /// worth it when the whole cluster stops, as `ensemble dev` does).
+    public func shutdown(handOff: Bool = true) async {
+        if handOff { await handOffLeadership() }
         publisher.cancel()
         compactor?.cancel()
         await grpcServer.shutdown(grace: .seconds(1))
