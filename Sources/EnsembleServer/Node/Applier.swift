@@ -129,12 +129,13 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
     /// Queues `job`; false if the applier has stopped taking work.
     @discardableResult
     func post(_ job: Job) -> Bool {
-        let accepted = queue.withLock { queue -> Bool in
-            guard !queue.stopping else { return false }
+        // Only the first job of a batch signals (the loop takes them all at once).
+        let (accepted, first) = queue.withLock { queue -> (Bool, Bool) in
+            guard !queue.stopping else { return (false, false) }
             queue.jobs.append(job)
-            return true
+            return (true, queue.jobs.count == 1)
         }
-        if accepted { wakeup.signal() } else { refuse(job) }
+        if first { wakeup.signal() } else if !accepted { refuse(job) }
         return accepted
     }
 

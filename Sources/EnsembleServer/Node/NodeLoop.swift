@@ -87,12 +87,15 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
 
         /// Queues `work` for the loop; false once the loop stopped taking work.
         func enqueue(_ work: Work) -> Bool {
-            let accepted = inbox.withLock { inbox -> Bool in
-                guard !inbox.stopping else { return false }
+            // Only the first item of a batch signals: the loop takes the whole
+            // inbox at once, and a signal per item would pile up under load
+            // (the loop would spin through them once the load ends).
+            let (accepted, first) = inbox.withLock { inbox -> (Bool, Bool) in
+                guard !inbox.stopping else { return (false, false) }
                 inbox.work.append(work)
-                return true
+                return (true, inbox.work.count == 1)
             }
-            if accepted { wakeup.signal() }
+            if first { wakeup.signal() }
             return accepted
         }
     }
@@ -694,7 +697,7 @@ extension NodeLoop {
         var status = NodeStatus(
             id: id, role: raft.role, leader: raft.leader, term: raft.term, commitIndex: raft.commitIndex,
             appliedIndex: 0, voters: raft.confState.voters, learners: raft.confState.learners,
-            running: true, matchIndexes: raft.matchIndexes, pendingProposals: proposals.count,
+            running: true, matchIndexes: raft.matchIndexes, activePeers: raft.activePeers, pendingProposals: proposals.count,
             snapshotIndex: lastSnapshotIndex)
         shared.published.withLock { published in
             // The applier raises the applied index on its own; never lower it.
