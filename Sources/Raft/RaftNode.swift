@@ -29,6 +29,12 @@ public struct RaftNode<Storage: RaftLogStorage> {
         guard role == .leader else { return [:] }
         return progress.mapValues(\.match)
     }
+    /// Leader only: the peers heard from since the last quorum check (at most
+    /// an election timeout ago; none just after a check).
+    public var activePeers: Set<NodeID> {
+        guard role == .leader else { return [] }
+        return Set(progress.filter { $0.key != id && $0.value.recentActive }.keys)
+    }
     /// Candidate/pre-candidate only: votes received this round.
     var votes: [NodeID: Bool] = [:]
 

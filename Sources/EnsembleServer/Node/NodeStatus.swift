@@ -14,6 +14,8 @@ public struct NodeStatus: Sendable, Equatable {
     public var running = false
     /// On the leader: each member's replicated log position (``Raft/RaftNode/matchIndexes``).
     public var matchIndexes: [NodeID: UInt64] = [:]
+    /// On the leader: the peers heard from lately (``Raft/RaftNode/activePeers``).
+    public var activePeers: Set<NodeID> = []
     /// Proposals waiting to be applied.
     public var pendingProposals = 0
     /// The index of the latest snapshot saved in the member's data directory.

@@ -400,18 +400,24 @@ public final class EnsembleMember: @unchecked Sendable {
     /// election timeout; the others then elect a leader as after a crash.
     private func handOffLeadership() async {
         let status = node.status
-        guard status.role == .leader else { return }
+        // A removed leader already hands over inside Raft (and hears no more).
+        guard status.running, status.role == .leader, status.voters.contains(id), !isRemoved else { return }
+        // A peer heard from lately, the most up to date first (a dead one's
+        // match index stays where it stopped).
         let others = status.voters.filter { $0 != id }
-        guard let target = others.max(by: { (status.matchIndexes[$0] ?? 0) < (status.matchIndexes[$1] ?? 0) }) else { return }
+        let active = others.filter { status.activePeers.contains($0) }
+        let pool = active.isEmpty ? others : active
+        guard let target = pool.max(by: { (status.matchIndexes[$0] ?? 0) < (status.matchIndexes[$1] ?? 0) }) else { return }
         node.transferLeadership(to: target)
         let deadline = ContinuousClock.now + configuration.electionTimeout
         while ContinuousClock.now < deadline {
-            let leader = node.status.leader
-            if leader != .none && leader != id {
-                logger.info("handed leadership over before stopping", metadata: ["to": "\(hex(leader))"])
+            let now = node.status
+            if !now.running { return }
+            if now.leader != .none && now.leader != id {
+                logger.info("handed leadership over before stopping", metadata: ["to": "\(hex(now.leader))"])
                 return
             }
-            try? await Task.sleep(for: .milliseconds(5))
+            do { try await Task.sleep(for: .milliseconds(5)) } catch { return }
         }
         logger.warning("could not hand leadership over before stopping", metadata: ["to": "\(hex(target))"])
     }
