@@ -45,8 +45,7 @@ public final class KVReplica: ReplicatedStateMachine {
 
     /// Seconds since an arbitrary fixed point of the monotonic clock.
     public static let monotonicSeconds: @Sendable () -> Double = {
-        let elapsed = ContinuousClock.now - epoch
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        (ContinuousClock.now - epoch).inSeconds
     }
     private static let epoch = ContinuousClock.now
 

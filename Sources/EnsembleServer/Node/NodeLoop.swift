@@ -233,12 +233,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// ``propose(_:)`` for callers that start no task per request (the gRPC
     /// KV handlers): `reply` runs once, on the loop or apply thread, and must be quick.
     public func propose(_ data: [UInt8], reply: @escaping @Sendable (Result<Machine.Result, NodeError>) -> Void) {
-        let shared = self.shared
-        shared.inFlight.add(1, ordering: .relaxed)
-        enqueue(.propose(data, { result in
-            shared.inFlight.subtract(1, ordering: .relaxed)
-            reply(result)
-        }))
+        enqueue(.propose(data, counted(reply)))
     }
 
     /// Proposes a membership change; returns what the machine made of it when
@@ -266,12 +261,17 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     public func read(
         _ query: Machine.Query, linearizable: Bool, reply: @escaping @Sendable (Result<Machine.ReadResult, NodeError>) -> Void
     ) {
+        enqueue(.read(query, linearizable: linearizable, counted(reply)))
+    }
+
+    /// Counts a request in flight (for the batching window) until `reply` runs.
+    private func counted<T>(_ reply: @escaping @Sendable (T) -> Void) -> @Sendable (T) -> Void {
         let shared = self.shared
         shared.inFlight.add(1, ordering: .relaxed)
-        enqueue(.read(query, linearizable: linearizable, { result in
+        return { result in
             shared.inFlight.subtract(1, ordering: .relaxed)
             reply(result)
-        }))
+        }
     }
 
     /// Starts an election now (tests, and `ensemble dev` to speed up the first one).
@@ -318,10 +318,10 @@ extension NodeLoop {
         while true {
             if shared.inFlight.load(ordering: .relaxed) >= options.batchingMinimumInFlight {
                 let wait = clock.now.duration(to: lastCycle + options.batchingWindow)
-                if wait > .zero { Thread.sleep(forTimeInterval: Self.seconds(wait)) }
+                if wait > .zero { Thread.sleep(forTimeInterval: wait.inSeconds) }
             }
             let wait = clock.now.duration(to: nextTick)
-            if wait > .zero { _ = shared.wakeup.wait(timeout: .now() + Self.seconds(wait)) }
+            if wait > .zero { _ = shared.wakeup.wait(timeout: .now() + wait.inSeconds) }
             let (work, stopping) = shared.inbox.withLock { inbox in
                 defer { inbox.work.removeAll(keepingCapacity: true) }
                 return (inbox.work, inbox.stopping)
@@ -375,10 +375,6 @@ extension NodeLoop {
                 reportSnapshotReadFailure()
             }
         }
-    }
-
-    private static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// Runs the ticks that are due, at most `limit`; returns how many. The rest
