@@ -124,6 +124,8 @@ func putCommand(_ key: String, _ value: String, lease: Int64 = 0) throws -> [UIn
         options.tickInterval = .milliseconds(25)
         options.snapshotEvery = 5
         options.snapshotKeep = 2
+        // By count alone: a dozen small puts never outweigh the state.
+        options.snapshotLogRatio = 0
         func open() throws -> NodeLoop<KVReplica> {
             let node = try NodeLoop(config: RaftConfig(id: 1), directory: directory, bootstrap: [1],
                                     machine: KVReplica(), transport: InMemoryTransport(), options: options)

@@ -41,10 +41,11 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
         /// Time advanced on the leader: the machine may want to propose. Run
         /// once the queue is empty (see ``run()``).
         case leaderTick
-        /// The loop is done with the snapshot frozen here at this index,
-        /// installed or not: the next one is due `snapshotEvery` entries
-        /// later (a failing disk is not retried after every batch).
-        case snapshotSettled(UInt64)
+        /// The loop is done with the snapshot frozen here at this index:
+        /// installed with `bytes` of state, or not (nil). The next one is due
+        /// `snapshotEvery` entries later either way (a failing disk is not
+        /// retried after every batch).
+        case snapshotSettled(UInt64, bytes: Int?)
     }
 
     /// What the applier tells the node loop.
@@ -64,6 +65,8 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
     private let hooks: Hooks
     private let observer: (any NodeObserver)?
     private let snapshotEvery: UInt64
+    /// See ``NodeLoop/Options/snapshotLogRatio``.
+    private let snapshotLogRatio: Double
     /// Where snapshot files go (the member's ``DiskStorage`` directory).
     private let storageDirectory: String
     private let queue = Mutex((jobs: [Job](), stopping: false))
@@ -78,6 +81,12 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
     private var appliedTerm: UInt64
     private var conf: ConfState
     private var lastSnapshotIndex: UInt64
+    /// The size of the latest snapshot's state, and the entry bytes applied
+    /// since it was frozen (the snapshot write-amplification bound).
+    private var lastSnapshotBytes: Int
+    private var logBytesSinceSnapshot = 0
+    /// `logBytesSinceSnapshot` when the snapshot in flight was frozen.
+    private var logBytesAtFreeze = 0
     /// A snapshot is being encoded and written off this thread; one at a time.
     private var snapshotInFlight = false
     /// A snapshot failed to restore: the state is not to be trusted any more.
@@ -87,16 +96,19 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
     /// A leader tick waits for the queue to empty, since when.
     private var tickDue: ContinuousClock.Instant?
 
-    /// `snapshot`: the metadata of the snapshot the machine was restored from.
+    /// `snapshot`: the metadata of the snapshot the machine was restored
+    /// from, `snapshotBytes` the size of its data.
     init(
-        machine: Machine, snapshot: SnapshotMetadata, snapshotEvery: UInt64, storageDirectory: String,
-        observer: (any NodeObserver)?, label: String, hooks: Hooks
+        machine: Machine, snapshot: SnapshotMetadata, snapshotBytes: Int, snapshotEvery: UInt64,
+        snapshotLogRatio: Double, storageDirectory: String, observer: (any NodeObserver)?, label: String, hooks: Hooks
     ) {
         self.storageDirectory = storageDirectory
         self.machine = machine
         self.hooks = hooks
         self.observer = observer
         self.snapshotEvery = snapshotEvery
+        self.snapshotLogRatio = snapshotLogRatio
+        self.lastSnapshotBytes = snapshotBytes
         self.applied = snapshot.index
         self.appliedTerm = snapshot.term
         self.conf = snapshot.confState
@@ -201,6 +213,9 @@ extension Applier {
                 appliedTerm = snapshot.metadata.term
                 conf = snapshot.metadata.confState
                 lastSnapshotIndex = max(lastSnapshotIndex, snapshot.metadata.index)
+                lastSnapshotBytes = snapshot.data.count
+                logBytesSinceSnapshot = 0
+                logBytesAtFreeze = 0
             } catch {
                 broken = true
                 hooks.failed(error)
@@ -214,9 +229,12 @@ extension Applier {
             machine.roleChanged(isLeader: isLeader)
         case .leaderTick:
             if tickDue == nil { tickDue = .now }
-        case let .snapshotSettled(index):
+        case let .snapshotSettled(index, bytes):
             snapshotInFlight = false
             lastSnapshotIndex = max(lastSnapshotIndex, index)
+            logBytesSinceSnapshot = max(logBytesSinceSnapshot - logBytesAtFreeze, 0)
+            logBytesAtFreeze = 0
+            if let bytes { lastSnapshotBytes = bytes }
         }
     }
 
@@ -238,6 +256,7 @@ extension Applier {
             }
             applied = entry.index
             appliedTerm = entry.term
+            logBytesSinceSnapshot += entry.data.count
             while next < waiters.endIndex, waiters[next].index <= entry.index {
                 let waiter = waiters[next]
                 next += 1
@@ -257,12 +276,17 @@ extension Applier {
         if !entries.isEmpty { observer?.applied(entries: entries.count, duration: .now - started) }
     }
 
-    /// Every `snapshotEvery` applied entries, snapshots the machine without
-    /// stopping either thread: the state is frozen here (cheap), then encoded
-    /// and its file written and synced on a background queue; the loop
-    /// installs it (WAL marker, log compaction) when told it is written.
+    /// Every `snapshotEvery` applied entries — once they also hold
+    /// `snapshotLogRatio` times the last snapshot's size in bytes — snapshots
+    /// the machine without stopping either thread: the state is frozen here
+    /// (cheap), then encoded and its file written and synced on a background
+    /// queue; the loop installs it (WAL marker, log compaction) when told it
+    /// is written.
     private func maybeSnapshot() {
-        guard !snapshotInFlight, applied >= lastSnapshotIndex + snapshotEvery else { return }
+        guard !snapshotInFlight, applied >= lastSnapshotIndex + snapshotEvery,
+            Double(logBytesSinceSnapshot) >= snapshotLogRatio * Double(lastSnapshotBytes)
+        else { return }
+        logBytesAtFreeze = logBytesSinceSnapshot
         let metadata = SnapshotMetadata(index: applied, term: appliedTerm, confState: conf)
         let frozen = machine.freezeSnapshotStream()
         snapshotInFlight = true

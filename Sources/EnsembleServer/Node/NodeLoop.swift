@@ -19,8 +19,20 @@ import Synchronization
 public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendable {
     public struct Options: Sendable {
         public var tickInterval: Duration = .milliseconds(100)
-        /// Take a snapshot after this many applied entries.
+        /// Take a snapshot after this many applied entries…
         public var snapshotEvery: UInt64 = 10_000
+        /// …once they also hold this many times the last snapshot's size in
+        /// bytes. A snapshot rewrites the whole state, so taking one every
+        /// `snapshotEvery` entries alone makes the bytes written for
+        /// snapshots grow with the state: a store that only grows writes 1,
+        /// 2, 3… times its first snapshot, and a 1 GB history is rewritten
+        /// for every 100 MB of writes. With this bound the snapshot bytes stay
+        /// within `1 / snapshotLogRatio` times the log's bytes (2× at 0.5), at
+        /// the price of keeping up to that fraction of the state as log (in
+        /// memory and in the WAL) behind the latest snapshot. A state that
+        /// stays small (overwrites, compaction) is snapshotted by count.
+        /// 0: by count alone, as etcd (whose snapshots do not copy its store).
+        public var snapshotLogRatio: Double = 0.5
         /// New proposals are refused with ``NodeError/tooManyRequests`` while
         /// the applier is more than this many entries behind the commit index
         /// (etcd's maxGapBetweenApplyAndCommitIndex).
@@ -176,7 +188,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
             failed: { _ in _ = shared.enqueue(.applyFailed) },
             applied: { index in shared.published.withLock { $0.appliedIndex = max($0.appliedIndex, index) } })
         self.applier = Applier(
-            machine: machine, snapshot: snapshot.metadata, snapshotEvery: options.snapshotEvery,
+            machine: machine, snapshot: snapshot.metadata, snapshotBytes: snapshot.data.count,
+            snapshotEvery: options.snapshotEvery, snapshotLogRatio: options.snapshotLogRatio,
             storageDirectory: storage.directory, observer: options.observer, label: "ensemble-node-\(config.id)",
             hooks: hooks)
     }
@@ -557,7 +570,7 @@ extension NodeLoop {
             guard raft.role == .leader else { return }
             for data in entries { _ = try? raft.propose(data) }
         case let .snapshotWritten(metadata, result, started):
-            applier.post(.snapshotSettled(metadata.index))
+            applier.post(.snapshotSettled(metadata.index, bytes: try? result.get()))
             let bytes: Int
             switch result {
             case let .success(written): bytes = written

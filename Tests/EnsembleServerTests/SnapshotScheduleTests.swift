@@ -1,0 +1,73 @@
+import EnsembleServer
+import Foundation
+import Raft
+import RaftTransport
+import Synchronization
+import Testing
+
+/// When a member snapshots: every `snapshotEvery` entries, and only once the
+/// entries since the last snapshot hold `snapshotLogRatio` times its size, so
+/// a growing state is not rewritten over and over.
+@Suite struct SnapshotScheduleTests {
+    /// A put of a new 200-byte value under a fresh key, 213 bytes as an entry.
+    static func put(_ i: Int) -> [UInt8] { RegisterMachine.put(String(format: "k%05d", i), String(repeating: "v", count: 200)) }
+
+    /// One member, snapshots due every 5 entries; proposes `count` commands
+    /// one at a time and returns the snapshots saved, in order.
+    func run(count: Int, ratio: Double, _ command: (Int) -> [UInt8]) async throws -> [(index: UInt64, bytes: Int)] {
+        let directory = NSTemporaryDirectory() + "ensemble-snap-schedule-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let saved = SnapshotRecorder()
+        var options = NodeLoop<RegisterMachine>.Options()
+        options.tickInterval = .milliseconds(25)
+        options.snapshotEvery = 5
+        options.snapshotKeep = 2
+        options.snapshotLogRatio = ratio
+        options.observer = saved
+        let node = try NodeLoop(
+            config: RaftConfig(id: 1), directory: directory, bootstrap: [1], machine: RegisterMachine(),
+            transport: InMemoryTransport(), options: options)
+        node.start()
+        defer { node.stop() }
+        for _ in 0..<500 where node.status.role != .leader {
+            node.campaign()
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        for i in 0..<count { _ = try await node.propose(command(i)) }
+        // The last snapshot may still be in the background.
+        try await Task.sleep(for: .milliseconds(200))
+        return saved.snapshots
+    }
+
+    @Test func aGrowingStateIsRewrittenOnlyAsOftenAsTheLogGrowsByItsSize() async throws {
+        let entryBytes = Self.put(0).count
+        let snapshots = try await run(count: 160, ratio: 1, Self.put)
+        // By count alone there would be about 30; with the bound each one
+        // waits for the log to grow by the previous one's size: 5, 10, 20, 40, 80, 160.
+        #expect(snapshots.count >= 2 && snapshots.count <= 8, "\(snapshots)")
+        for (previous, next) in zip(snapshots, snapshots.dropFirst()) {
+            // Entries between two snapshots (one may be the leader's empty
+            // entry) hold at least the earlier snapshot's bytes.
+            let logBytes = Int(next.index - previous.index) * entryBytes
+            #expect(logBytes + entryBytes >= previous.bytes, "\(snapshots)")
+        }
+    }
+
+    @Test func aStateThatStaysSmallIsSnapshottedByCount() async throws {
+        let snapshots = try await run(count: 120, ratio: 1) { i in RegisterMachine.put("k", "v\(i)") }
+        // Every 5 entries, but for snapshots still being written.
+        #expect(snapshots.count >= 4, "\(snapshots)")
+    }
+
+    @Test func ratioZeroSnapshotsByCountAlone() async throws {
+        let snapshots = try await run(count: 160, ratio: 0, Self.put)
+        #expect(snapshots.count >= 9, "\(snapshots)")
+    }
+}
+
+/// Records the snapshots a member saved.
+final class SnapshotRecorder: NodeObserver {
+    private let saved = Mutex<[(index: UInt64, bytes: Int)]>([])
+    var snapshots: [(index: UInt64, bytes: Int)] { saved.withLock { $0 } }
+    func snapshotSaved(index: UInt64, bytes: Int, duration: Duration) { saved.withLock { $0.append((index, bytes)) } }
+}
