@@ -130,6 +130,13 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var toForward: [(data: [UInt8], reply: ProposalReply)] = []
     /// Forwarded batches waiting for the leader's answer, by context.
     private var forwarded: [UInt64: ForwardedBatch] = [:]
+    /// Proposals made while no leader is known, in arrival order: an
+    /// election usually ends within an election timeout, so they wait up to
+    /// `noLeaderWait` for one (as etcd's raft node stops taking proposals
+    /// without a leader) and fail with ``NodeError/noLeader`` after that.
+    private var held: [(data: [UInt8], reply: ProposalReply, deadline: ContinuousClock.Instant)] = []
+    /// Two election timeouts.
+    private let noLeaderWait: Duration
 
     struct ForwardedBatch {
         var replies: [ProposalReply]
@@ -182,6 +189,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         self.lastSnapshotIndex = snapshot.metadata.index
         self.startCommit = storage.hardState.commit
         self.leaseReads = config.readOnly == .leaseBased
+        self.noLeaderWait = options.tickInterval * (2 * config.electionTick)
         let hooks = Applier<Machine>.Hooks(
             propose: { _ = shared.enqueue(.machineProposals($0)) },
             snapshotWritten: { _ = shared.enqueue(.snapshotWritten($0, $1, started: $2)) },
@@ -235,7 +243,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     public var status: NodeStatus { shared.published.withLock { $0 } }
 
     /// Proposes `data`; returns what applying it produced once it is committed
-    /// and applied here. Only the leader accepts proposals.
+    /// and applied here. A follower forwards it to its leader; while no
+    /// leader is known it waits up to two election timeouts for one.
     public func propose(_ data: [UInt8]) async throws(NodeError) -> Machine.Result {
         let result: Result<Machine.Result, NodeError> = await withCheckedContinuation { continuation in
             propose(data) { continuation.resume(returning: $0) }
@@ -361,6 +370,7 @@ extension NodeLoop {
             var missed = 0
             if leaseReads { missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: 64) }
             for item in work { handle(item) }
+            releaseHeld()
             forwardProposals()
             if !leaseReads {
                 missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: 1)
@@ -413,6 +423,8 @@ extension NodeLoop {
         proposals.removeAll()
         for item in toForward { item.reply(.failure(.stopped)) }
         toForward.removeAll()
+        for item in held { item.reply(.failure(.stopped)) }
+        held.removeAll()
         failForwarded(error)
         failReads(.stopped)
         shared.published.withLock { $0.running = false }
@@ -429,6 +441,11 @@ extension NodeLoop {
     /// Requests past their deadline fail instead of waiting forever (a read whose
     /// forward was lost, a proposal on a deposed leader past the new log's end).
     private func expireRequests(now: ContinuousClock.Instant) {
+        if held.contains(where: { $0.deadline <= now }) {
+            // Never proposed: certainly did not happen.
+            for item in held where item.deadline <= now { item.reply(.failure(.noLeader)) }
+            held.removeAll { $0.deadline <= now }
+        }
         for (index, pending) in proposals where pending.deadline <= now {
             proposals.removeValue(forKey: index)
             pending.reply(.failure(.outcomeUnknown))
@@ -466,6 +483,29 @@ extension NodeLoop {
         } catch {
             reply(.failure(.proposalDropped("\(error)")))
         }
+    }
+
+    /// Proposes on this leader, queues for forwarding to the leader, or
+    /// answers the refusal.
+    private func dispatch(_ data: [UInt8], _ reply: @escaping ProposalReply) {
+        let forward = options.forwardProposals && raft.role == .follower && raft.leader != .none && raft.leader != id
+        if forward || raft.role == .leader, applyLagging {
+            reply(.failure(.tooManyRequests))
+            return
+        }
+        if forward {
+            toForward.append((data, reply))
+        } else {
+            track(reply) { () throws(ProposalError) in try raft.propose(data) }
+        }
+    }
+
+    /// Proposals held for want of a leader go on once one is known.
+    private func releaseHeld() {
+        guard !held.isEmpty, raft.role == .leader || raft.leader != .none else { return }
+        let waiting = held
+        held.removeAll()
+        for item in waiting { dispatch(item.data, item.reply) }
     }
 
     /// Sends this cycle's proposals to the leader as one batch (Raft
@@ -537,15 +577,10 @@ extension NodeLoop {
                 reply(.failure(.proposalDropped("empty proposal")))
                 return
             }
-            let forward = options.forwardProposals && raft.role == .follower && raft.leader != .none && raft.leader != id
-            if forward || raft.role == .leader, applyLagging {
-                reply(.failure(.tooManyRequests))
-                return
-            }
-            if forward {
-                toForward.append((data, reply))
+            if raft.role != .leader && raft.leader == .none {
+                held.append((data, reply, ContinuousClock.now + noLeaderWait))
             } else {
-                track(reply) { () throws(ProposalError) in try raft.propose(data) }
+                dispatch(data, reply)
             }
         case let .proposeConfChange(change, reply):
             track(reply) { () throws(ProposalError) in try raft.proposeConfChange(change) }

@@ -1,0 +1,34 @@
+import EnsembleServer
+import Foundation
+import Raft
+import RaftTransport
+import Testing
+
+/// Proposals made while a member knows no leader wait for one (up to two
+/// election timeouts) instead of failing at once.
+@Suite(.serialized, .timeLimit(.minutes(1))) struct NoLeaderTests {
+    @Test func aProposalMadeBeforeTheFirstElectionWaitsAndCommits() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        // Elections take 250–500 ms with 25 ms ticks: nobody leads yet.
+        let node = try #require(cluster.nodes[1])
+        #expect(node.status.leader == .none)
+        #expect(try await node.propose(RegisterMachine.put("early", "1")) == "ok")
+        let leader = try await cluster.waitForLeader()
+        #expect(try await cluster.read("early", on: leader) == "1")
+    }
+
+    @Test func aMemberCutOffFromTheOthersRefusesAfterTwoElectionTimeouts() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        cluster.transport.isolate(1, from: cluster.ids)
+        let node = try #require(cluster.nodes[1])
+        let started = ContinuousClock.now
+        await #expect(throws: NodeError.noLeader) { try await node.propose(RegisterMachine.put("lost", "1")) }
+        let waited = ContinuousClock.now - started
+        // Two election timeouts of 10 ticks of 25 ms, checked once per tick;
+        // well short of the 7 s request timeout.
+        #expect(waited >= .milliseconds(450) && waited < .seconds(5), "\(waited)")
+        cluster.transport.heal()
+    }
+}
