@@ -282,6 +282,21 @@ extension HTTP2Connection {
         var payload = payload
         HTTP2Wire.writeFrameHeader(&output, length: 8, type: .ping, flags: HTTP2Wire.Flags.ack, stream: 0)
         output.writeBuffer(&payload)
+        enforcePingPolicy()
+    }
+
+    /// Counts a ping against the server's ``PingPolicy`` (grpc-go's rules).
+    private mutating func enforcePingPolicy() {
+        guard role == .server, let policy = configuration.pingPolicy else { return }
+        defer { lastPingAt = now }
+        if sentSincePing {
+            sentSincePing = false
+            pingStrikes = 0
+            return
+        }
+        let allowed = streams.isEmpty && !policy.permitWithoutStream ? PingPolicy.idleInterval : policy.minimumInterval
+        if let last = lastPingAt, now - last < allowed { pingStrikes += 1 }
+        if pingStrikes > PingPolicy.maxStrikes { fail(.enhanceYourCalm, "too_many_pings") }
     }
 
     private mutating func receiveGoAway(_ header: HTTP2Wire.FrameHeader, _ payload: ByteBuffer, into events: inout [Event]) {

@@ -79,7 +79,7 @@ extension HTTP2Connection {
         var data = data
         let done = Self.frame(&data, endStream: endStream, stream: id, window: &streams.values[index].sendWindow,
                               connection: &connectionSendWindow, maxFrame: peerMaxFrameSize, into: &output)
-        controlFrames = 0
+        sentStreamFrame()
         if done {
             if let promise { written.append(promise) }
             if endStream { localEnded(id) }
@@ -147,7 +147,7 @@ extension HTTP2Connection {
             case .data(var data, let endStream, let promise):
                 let done = Self.frame(&data, endStream: endStream, stream: id, window: &streams.values[index].sendWindow,
                                       connection: &connectionSendWindow, maxFrame: peerMaxFrameSize, into: &output)
-                controlFrames = 0
+                sentStreamFrame()
                 guard done else {
                     streams.values[index].queue.prepend(.data(data, endStream: endStream, promise))
                     return true
@@ -180,9 +180,16 @@ extension HTTP2Connection {
         return true
     }
 
+    /// DATA or HEADERS went out: the peer's control frames and pings start
+    /// counting afresh (flood limit, ``PingPolicy``).
+    private mutating func sentStreamFrame() {
+        controlFrames = 0
+        sentSincePing = true
+    }
+
     /// HEADERS, then CONTINUATION frames if the block exceeds the peer's frame size.
     private mutating func writeHeaderBlock(stream id: UInt32, _ block: ByteBuffer, endStream: Bool) {
-        controlFrames = 0
+        sentStreamFrame()
         var block = block
         let prefix = announceTableSize ? 1 : 0
         var first = min(block.readableBytes + prefix, peerMaxFrameSize)

@@ -36,7 +36,28 @@ import NIOHPACK
 ///   allows 10,000 PING or SETTINGS frames within 10 s with no DATA or HEADERS
 ///   sent in between, 100 empty DATA frames in a row, and a header block in at
 ///   most 16 frames.
+/// - With a ``PingPolicy`` a server refuses clients that ping too often, as
+///   grpc-go's server does: GOAWAY ENHANCE_YOUR_CALM "too_many_pings" on the
+///   third ping too soon after the one before with nothing sent in between.
 package struct HTTP2Connection {
+    /// grpc-go's keepalive enforcement (etcd's `--grpc-keepalive-min-time`):
+    /// a ping less than `minimumInterval` after the previous one is a strike
+    /// — two hours when no stream is open, unless `permitWithoutStream`
+    /// (a client with nothing to keep alive has no reason to ping). Sending
+    /// DATA or HEADERS clears the strikes: the pings that follow a response
+    /// (grpc-go's flow-control estimate) are never counted.
+    package struct PingPolicy: Sendable, Equatable {
+        package var minimumInterval: TimeAmount
+        package var permitWithoutStream: Bool
+        package static let maxStrikes = 2
+        package static let idleInterval = TimeAmount.hours(2)
+
+        package init(minimumInterval: TimeAmount, permitWithoutStream: Bool = false) {
+            self.minimumInterval = minimumInterval
+            self.permitWithoutStream = permitWithoutStream
+        }
+    }
+
     package enum Role: Sendable { case server, client }
 
     package struct Configuration: Sendable {
@@ -52,6 +73,8 @@ package struct HTTP2Connection {
         /// Resets a server allows per `resetPeriod` (the client's and its own).
         package var maxResets = 200
         package var resetPeriod = TimeAmount.seconds(30)
+        /// A server's limit on how often a client may ping (nil: none).
+        package var pingPolicy: PingPolicy?
 
         package init(
             maxConcurrentStreams: Int = 4096, streamWindow: Int = 1 << 20, connectionWindow: Int = 8 << 20,
@@ -158,6 +181,11 @@ package struct HTTP2Connection {
     /// over months of a quiet connection without being a flood.
     var controlPeriodStart: NIODeadline?
     static let controlPeriod = TimeAmount.seconds(10)
+    /// ``PingPolicy`` state: the previous ping, the strikes, and whether
+    /// DATA or HEADERS went out since that ping.
+    var lastPingAt: NIODeadline?
+    var pingStrikes = 0
+    var sentSincePing = false
     var emptyDataFrames = 0
     var now = NIODeadline.uptimeNanoseconds(0)
 

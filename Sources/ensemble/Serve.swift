@@ -57,6 +57,8 @@ struct Serve: AsyncParsableCommand {
     var grpcKeepaliveInterval = "2h"
     @Option(name: .customLong("grpc-keepalive-timeout"), help: "Close a pinged connection that stays silent this long.")
     var grpcKeepaliveTimeout = "20s"
+    @Option(name: .customLong("grpc-keepalive-min-time"), help: "The shortest interval at which a client may ping; faster pingers are sent away.")
+    var grpcKeepaliveMinTime = "5s"
 
     func configurationFromFlags() throws -> MemberConfiguration {
         var c = MemberConfiguration()
@@ -82,6 +84,7 @@ struct Serve: AsyncParsableCommand {
         c.autoCompactionRetention = autoCompactionRetention
         c.grpcKeepaliveInterval = grpcKeepaliveInterval
         c.grpcKeepaliveTimeout = grpcKeepaliveTimeout
+        c.grpcKeepaliveMinTime = grpcKeepaliveMinTime
         return c
     }
 

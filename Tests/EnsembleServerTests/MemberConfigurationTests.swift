@@ -56,11 +56,13 @@ import Testing
             election-timeout: 500
             snapshot-count: 5000
             quota-backend-bytes: 8589934592
+            grpc-keepalive-min-time: 10s
             """)
         #expect(c.name == "infra1" && c.dataDirectory == "/var/lib/ensemble/infra1")
         #expect(c.listenClientURLs == ["http://127.0.0.1:2379", "http://10.0.0.1:2379"])
         #expect(c.heartbeatInterval == .milliseconds(50) && c.electionTimeout == .milliseconds(500))
         #expect(c.snapshotCount == 5000 && c.quotaBackendBytes == 8_589_934_592 && c.initialClusterToken == "prod")
+        #expect(try c.grpcKeepalive() == GRPCKeepalive(interval: .seconds(7200), timeout: .seconds(20), minimumTime: .seconds(10)))
         try c.validate()
         #expect(throws: ConfigurationError.self, "typos are refused by name") {
             try MemberConfiguration(yaml: "nmae: x")

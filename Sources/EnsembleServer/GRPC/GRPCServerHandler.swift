@@ -58,6 +58,8 @@ final class GRPCServerHandler: ChannelInboundHandler {
         self.router = router
         self.maxRequestBytes = maxRequestBytes
         self.keepalive = keepalive
+        var configuration = configuration
+        configuration.pingPolicy = .init(minimumInterval: .nanoseconds(keepalive.minimumTime.nanosecondsSaturated))
         self.connection = HTTP2Connection(role: .server, configuration: configuration)
     }
 

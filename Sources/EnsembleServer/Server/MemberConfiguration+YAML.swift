@@ -56,6 +56,7 @@ extension MemberConfiguration {
         case "auto-compaction-retention": autoCompactionRetention = try string()
         case "grpc-keepalive-interval": grpcKeepaliveInterval = try string()
         case "grpc-keepalive-timeout": grpcKeepaliveTimeout = try string()
+        case "grpc-keepalive-min-time": grpcKeepaliveMinTime = try string()
         default:
             throw ConfigurationError("config file: unknown or unsupported key \(key)")
         }

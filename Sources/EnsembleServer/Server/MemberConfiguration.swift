@@ -53,10 +53,13 @@ public struct MemberConfiguration: Sendable {
     /// `--grpc-keepalive-timeout`: how long the ping may go unanswered before
     /// the connection is closed (etcd's default: 20 s).
     public var grpcKeepaliveTimeout = "20s"
+    /// `--grpc-keepalive-min-time`: the shortest interval at which a client
+    /// may ping (etcd's default: 5 s).
+    public var grpcKeepaliveMinTime = "5s"
 
     public init() {}
 
-    /// The keepalive policy for client connections, from the two flags.
+    /// The keepalive policy for client connections, from the three flags.
     public func grpcKeepalive() throws(ConfigurationError) -> GRPCKeepalive {
         guard let interval = AutoCompactionPolicy.parseDuration(grpcKeepaliveInterval), interval > .zero else {
             throw ConfigurationError("--grpc-keepalive-interval: \"\(grpcKeepaliveInterval)\" is not a duration such as 2h or 30s")
@@ -64,7 +67,10 @@ public struct MemberConfiguration: Sendable {
         guard let timeout = AutoCompactionPolicy.parseDuration(grpcKeepaliveTimeout), timeout > .zero else {
             throw ConfigurationError("--grpc-keepalive-timeout: \"\(grpcKeepaliveTimeout)\" is not a duration such as 20s")
         }
-        return GRPCKeepalive(interval: interval, timeout: timeout)
+        guard let minimum = AutoCompactionPolicy.parseDuration(grpcKeepaliveMinTime), minimum >= .zero else {
+            throw ConfigurationError("--grpc-keepalive-min-time: \"\(grpcKeepaliveMinTime)\" is not a duration such as 5s")
+        }
+        return GRPCKeepalive(interval: interval, timeout: timeout, minimumTime: minimum)
     }
 
     /// The founding members, in `--initial-cluster` order.
