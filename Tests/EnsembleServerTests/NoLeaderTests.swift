@@ -18,6 +18,14 @@ import Testing
         #expect(try await cluster.read("early", on: leader) == "1")
     }
 
+    @Test func aLinearizableReadMadeBeforeTheFirstElectionWaitsAndIsServed() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        let node = try #require(cluster.nodes[2])
+        #expect(node.status.leader == .none)
+        #expect(try await node.read("nothing") == nil)
+    }
+
     @Test func aMemberCutOffFromTheOthersRefusesAfterTwoElectionTimeouts() async throws {
         let cluster = try TestCluster()
         defer { cluster.shutdown() }

@@ -2,13 +2,15 @@ import EnsembleServer
 import Foundation
 import Synchronization
 
-/// A tiny replicated state machine for node tests: string registers with put
-/// and compare-and-swap, commands encoded as `put\u{0}key\u{0}value` and
-/// `cas\u{0}key\u{0}expected\u{0}value` ("\u{1}" as expected means absent).
+/// A tiny replicated state machine for node tests: string registers with put,
+/// delete and compare-and-swap, commands encoded as `put\u{0}key\u{0}value`,
+/// `del\u{0}key` and `cas\u{0}key\u{0}expected\u{0}value` ("\u{1}" as
+/// expected means absent).
 final class RegisterMachine: ReplicatedStateMachine {
     private(set) var values: [String: String] = [:]
 
     static func put(_ key: String, _ value: String) -> [UInt8] { Array("put\u{0}\(key)\u{0}\(value)".utf8) }
+    static func delete(_ key: String) -> [UInt8] { Array("del\u{0}\(key)".utf8) }
     static func cas(_ key: String, _ expected: String?, _ value: String) -> [UInt8] {
         Array("cas\u{0}\(key)\u{0}\(expected ?? "\u{1}")\u{0}\(value)".utf8)
     }
@@ -22,6 +24,9 @@ final class RegisterMachine: ReplicatedStateMachine {
         switch parts.first {
         case "put" where parts.count == 3:
             values[parts[1]] = parts[2]
+            return "ok"
+        case "del" where parts.count == 2:
+            values[parts[1]] = nil
             return "ok"
         case "cas" where parts.count == 4:
             let expected = parts[2] == "\u{1}" ? nil : parts[2]
@@ -37,6 +42,9 @@ final class RegisterMachine: ReplicatedStateMachine {
     }
 
     func read(_ key: String) -> String? { values[key] }
+
+    /// Keys and values: about what the snapshot takes.
+    var approximateStateBytes: Int? { values.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count } }
 
     func snapshot() -> [UInt8] {
         (try? JSONEncoder().encode(values)).map(Array.init) ?? []

@@ -59,6 +59,20 @@ import Testing
         #expect(snapshots.count >= 4, "\(snapshots)")
     }
 
+    @Test func aStateThatShrankIsMeasuredAsItIsNow() async throws {
+        let snapshots = try await run(count: 130, ratio: 1) { i in
+            switch i {
+            case 0..<40: Self.put(i)
+            case 40..<80: RegisterMachine.delete(String(format: "k%05d", i - 40))
+            default: RegisterMachine.put("k", "v\(i)")
+            }
+        }
+        // Before the deletes the snapshots double (about 5, 10, 20, 40);
+        // the small state after them is snapshotted by count again.
+        let late = snapshots.filter { $0.index > 90 }
+        #expect(late.count >= 3, "\(snapshots)")
+    }
+
     @Test func ratioZeroSnapshotsByCountAlone() async throws {
         let snapshots = try await run(count: 160, ratio: 0, Self.put)
         #expect(snapshots.count >= 9, "\(snapshots)")

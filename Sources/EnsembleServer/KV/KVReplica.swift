@@ -120,6 +120,9 @@ public final class KVReplica: ReplicatedStateMachine {
 
     public func snapshot() -> [UInt8] { machine.snapshot() }
 
+    /// The store's retained history (etcd's db size).
+    public var approximateStateBytes: Int? { machine.store.approximateBytes }
+
     public func freezeSnapshot() -> @Sendable () -> [UInt8] {
         let frozen = machine.freeze()
         return { frozen.encode() }

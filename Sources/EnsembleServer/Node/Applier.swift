@@ -42,7 +42,8 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
         /// once the queue is empty (see ``run()``).
         case leaderTick
         /// The loop is done with the snapshot frozen here at this index:
-        /// installed with `bytes` of state, or not (nil). The next one is due
+        /// installed with `bytes` of state, or not (nil: its write failed, or
+        /// a newer snapshot got there first). The next one is due
         /// `snapshotEvery` entries later either way (a failing disk is not
         /// retried after every batch).
         case snapshotSettled(UInt64, bytes: Int?)
@@ -232,9 +233,12 @@ extension Applier {
         case let .snapshotSettled(index, bytes):
             snapshotInFlight = false
             lastSnapshotIndex = max(lastSnapshotIndex, index)
-            logBytesSinceSnapshot = max(logBytesSinceSnapshot - logBytesAtFreeze, 0)
+            // Only an installed snapshot lets the log behind it go.
+            if let bytes {
+                logBytesSinceSnapshot = max(logBytesSinceSnapshot - logBytesAtFreeze, 0)
+                lastSnapshotBytes = bytes
+            }
             logBytesAtFreeze = 0
-            if let bytes { lastSnapshotBytes = bytes }
         }
     }
 
@@ -283,8 +287,10 @@ extension Applier {
     /// queue; the loop installs it (WAL marker, log compaction) when told it
     /// is written.
     private func maybeSnapshot() {
+        // A state that shrank since (compaction) is measured as it is now.
+        let stateBytes = min(lastSnapshotBytes, machine.approximateStateBytes ?? .max)
         guard !snapshotInFlight, applied >= lastSnapshotIndex + snapshotEvery,
-            Double(logBytesSinceSnapshot) >= snapshotLogRatio * Double(lastSnapshotBytes)
+            Double(logBytesSinceSnapshot) >= snapshotLogRatio * Double(stateBytes)
         else { return }
         logBytesAtFreeze = logBytesSinceSnapshot
         let metadata = SnapshotMetadata(index: applied, term: appliedTerm, confState: conf)

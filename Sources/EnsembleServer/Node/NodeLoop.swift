@@ -123,18 +123,21 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var raft: RaftNode<DiskStorage>
     private let storage: DiskStorage
     private var proposals: [UInt64: (term: UInt64, reply: ProposalReply, deadline: ContinuousClock.Instant)] = [:]
-    private var reads: [UInt64: (query: Machine.Query, reply: ReadReply, deadline: ContinuousClock.Instant)] = [:]
+    /// Reads waiting on a ReadIndex round, with the leadership they were
+    /// asked under.
+    private var reads: [UInt64: (query: Machine.Query, reply: ReadReply, deadline: ContinuousClock.Instant, under: Leadership)] = [:]
     private var confirmedReads: [(index: UInt64, context: UInt64)] = []
     /// Proposals made on this follower in the current cycle, forwarded to the
     /// leader as one batch at its end.
     private var toForward: [(data: [UInt8], reply: ProposalReply)] = []
     /// Forwarded batches waiting for the leader's answer, by context.
     private var forwarded: [UInt64: ForwardedBatch] = [:]
-    /// Proposals made while no leader is known, in arrival order: an
-    /// election usually ends within an election timeout, so they wait up to
-    /// `noLeaderWait` for one (as etcd's raft node stops taking proposals
-    /// without a leader) and fail with ``NodeError/noLeader`` after that.
-    private var held: [(data: [UInt8], reply: ProposalReply, deadline: ContinuousClock.Instant)] = []
+    /// Proposals and linearizable reads made while no leader is known, in
+    /// arrival order: an election usually ends within an election timeout,
+    /// so they wait up to `noLeaderWait` for one (as etcd's raft node stops
+    /// taking proposals, and its read loop retries, without a leader) and
+    /// fail with ``NodeError/noLeader`` after that.
+    private var held: [(work: Work, deadline: ContinuousClock.Instant)] = []
     /// Two election timeouts.
     private let noLeaderWait: Duration
 
@@ -148,8 +151,10 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// Read contexts start at a random value each start, so a reply meant for
     /// this member's previous incarnation can never answer a new read.
     private var nextReadContext = UInt64.random(in: 1...(UInt64.max / 2))
-    /// Leader, role and term at the last Ready: any change fails waiting reads.
-    private var lastLeadership: (leader: NodeID, role: Role, term: UInt64)?
+    typealias Leadership = (leader: NodeID, role: Role, term: UInt64)
+    /// Leader, role and term at the last Ready: a change fails the reads
+    /// asked under another.
+    private var lastLeadership: Leadership?
     /// The latest snapshot installed in storage (for the status).
     private var lastSnapshotIndex: UInt64
     /// Reads served on the leader's lease: time must then be caught up first.
@@ -423,7 +428,7 @@ extension NodeLoop {
         proposals.removeAll()
         for item in toForward { item.reply(.failure(.stopped)) }
         toForward.removeAll()
-        for item in held { item.reply(.failure(.stopped)) }
+        for item in held { fail(item.work, .stopped) }
         held.removeAll()
         failForwarded(error)
         failReads(.stopped)
@@ -443,7 +448,7 @@ extension NodeLoop {
     private func expireRequests(now: ContinuousClock.Instant) {
         if held.contains(where: { $0.deadline <= now }) {
             // Never proposed: certainly did not happen.
-            for item in held where item.deadline <= now { item.reply(.failure(.noLeader)) }
+            for item in held where item.deadline <= now { fail(item.work, .noLeader) }
             held.removeAll { $0.deadline <= now }
         }
         for (index, pending) in proposals where pending.deadline <= now {
@@ -500,12 +505,23 @@ extension NodeLoop {
         }
     }
 
-    /// Proposals held for want of a leader go on once one is known.
+    /// Holds `work` while no leader is known (true); otherwise lets what
+    /// was held go first, so requests keep their order (false).
+    private func holdForLeader(_ work: Work) -> Bool {
+        if raft.role != .leader && raft.leader == .none {
+            held.append((work, ContinuousClock.now + noLeaderWait))
+            return true
+        }
+        releaseHeld()
+        return false
+    }
+
+    /// Requests held for want of a leader go on once one is known.
     private func releaseHeld() {
         guard !held.isEmpty, raft.role == .leader || raft.leader != .none else { return }
         let waiting = held
         held.removeAll()
-        for item in waiting { dispatch(item.data, item.reply) }
+        for item in waiting { handle(item.work) }
     }
 
     /// Sends this cycle's proposals to the leader as one batch (Raft
@@ -577,11 +593,8 @@ extension NodeLoop {
                 reply(.failure(.proposalDropped("empty proposal")))
                 return
             }
-            if raft.role != .leader && raft.leader == .none {
-                held.append((data, reply, ContinuousClock.now + noLeaderWait))
-            } else {
-                dispatch(data, reply)
-            }
+            guard !holdForLeader(work) else { return }
+            dispatch(data, reply)
         case let .proposeConfChange(change, reply):
             track(reply) { () throws(ProposalError) in try raft.proposeConfChange(change) }
         case let .read(query, linearizable, reply):
@@ -589,11 +602,12 @@ extension NodeLoop {
                 applier.post(.read(query, reply))
                 return
             }
+            guard !holdForLeader(work) else { return }
             let context = nextReadContext
             nextReadContext += 1
             do {
                 try raft.readIndex(context: Self.encode(context))
-                reads[context] = (query, reply, ContinuousClock.now + options.requestTimeout)
+                reads[context] = (query, reply, ContinuousClock.now + options.requestTimeout, (raft.leader, raft.role, raft.term))
             } catch {
                 reply(.failure(.noLeader))
             }
@@ -605,16 +619,18 @@ extension NodeLoop {
             guard raft.role == .leader else { return }
             for data in entries { _ = try? raft.propose(data) }
         case let .snapshotWritten(metadata, result, started):
-            applier.post(.snapshotSettled(metadata.index, bytes: try? result.get()))
             let bytes: Int
             switch result {
             case let .success(written): bytes = written
             case let .failure(error):
+                applier.post(.snapshotSettled(metadata.index, bytes: nil))
                 options.observer?.snapshotFailed(index: metadata.index, error: "\(error)")
                 return
             }
             // Storage keeps only the metadata; the data is in the file.
-            if installSnapshot(Snapshot(metadata: metadata, data: [])) {
+            let installed = installSnapshot(Snapshot(metadata: metadata, data: []))
+            applier.post(.snapshotSettled(metadata.index, bytes: installed ? bytes : nil))
+            if installed {
                 options.observer?.snapshotSaved(index: metadata.index, bytes: bytes, duration: .now - started)
             }
             publishStatus()
@@ -631,8 +647,9 @@ extension NodeLoop {
             if (lastLeadership?.leader ?? .none) != raft.leader { options.observer?.leaderChanged(to: raft.leader) }
             if let last = lastLeadership, last != leadership {
                 // Reads waiting on a round die with any change of leader, role or
-                // term (Raft drops them); the client retries.
-                failReads(.leaderChanged)
+                // term (Raft drops them); the client retries. Those asked
+                // since, in this cycle, wait on.
+                failReads(.leaderChanged, exceptUnder: leadership)
                 // A batch sent to another leader or in another term may or may
                 // not have been appended; one sent to the leader now known waits on.
                 failForwarded(.outcomeUnknown, unlessSentTo: raft.leader, term: raft.term)
@@ -731,10 +748,12 @@ extension NodeLoop {
         }
     }
 
-    private func failReads(_ error: NodeError) {
-        for (_, pending) in reads { pending.reply(.failure(error)) }
-        reads.removeAll()
-        confirmedReads.removeAll()
+    private func failReads(_ error: NodeError, exceptUnder current: Leadership? = nil) {
+        for (context, pending) in reads where current.map({ pending.under != $0 }) ?? true {
+            reads.removeValue(forKey: context)
+            pending.reply(.failure(error))
+        }
+        confirmedReads.removeAll { reads[$0.context] == nil }
     }
 
     private func publishStatus() {

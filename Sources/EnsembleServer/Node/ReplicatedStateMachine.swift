@@ -22,6 +22,10 @@ public protocol ReplicatedStateMachine: AnyObject, SendableMetatype {
     func freezeSnapshotStream() -> FrozenSnapshot
     /// Replaces the state with a snapshot's.
     func restore(_ data: [UInt8]) throws
+    /// About how many bytes a snapshot of the state would take now, if that
+    /// is cheap to know (nil otherwise): lets a state that shrank since the
+    /// last snapshot (compaction) be snapshotted sooner. Apply thread only.
+    var approximateStateBytes: Int? { get }
     /// This member became leader or stopped being one (called before the
     /// Ready that shows the change is applied).
     func roleChanged(isLeader: Bool)
@@ -47,6 +51,7 @@ extension ReplicatedStateMachine {
         return FrozenSnapshot(count: { encode().count }, write: { _, sink in sink(encode()) })
     }
     public func leaderTick() -> [[UInt8]] { [] }
+    public var approximateStateBytes: Int? { nil }
     public func applyConfChange(_ change: ConfChange, accepted: Bool, index: UInt64) -> Result? { nil }
 }
 
