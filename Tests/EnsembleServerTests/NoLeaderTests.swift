@@ -1,4 +1,4 @@
-import EnsembleServer
+@testable import EnsembleServer
 import Foundation
 import Raft
 import RaftTransport
@@ -24,6 +24,24 @@ import Testing
         let node = try #require(cluster.nodes[2])
         #expect(node.status.leader == .none)
         #expect(try await node.read("nothing") == nil)
+    }
+
+    /// Lease renewals and time-to-live queries run on the leader's machine
+    /// outside the log: they wait for a leader too.
+    @Test func aLeaseQueryBeforeTheFirstElectionWaitsForTheLeader() async throws {
+        let directory = NSTemporaryDirectory() + "ensemble-noleader-lease-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var options = NodeLoop<KVReplica>.Options()
+        options.tickInterval = .milliseconds(25)
+        let node = try NodeLoop(
+            config: RaftConfig(id: 1), directory: directory, bootstrap: [1], machine: KVReplica(),
+            transport: InMemoryTransport(), options: options)
+        node.start()
+        defer { node.stop() }
+        #expect(node.status.leader == .none)
+        // A lone member elects itself after an election timeout (250–500 ms).
+        let remaining = try await LeaderRouting(node: node).onLeader { $0.timeToLive(7)?.remaining }
+        #expect(remaining == -1)
     }
 
     @Test func aMemberCutOffFromTheOthersRefusesAfterTwoElectionTimeouts() async throws {

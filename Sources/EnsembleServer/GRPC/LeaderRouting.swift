@@ -51,6 +51,17 @@ public struct LeaderRouting: Sendable {
         }
     }
 
+    /// The leader this node knows, waiting up to ``NodeLoop/noLeaderWait``
+    /// for an election to name one; `.none` if none comes.
+    func knownLeader() async -> NodeID {
+        let deadline = ContinuousClock.now + node.noLeaderWait
+        while true {
+            let leader = node.status.leader
+            if leader != .none || ContinuousClock.now >= deadline { return leader }
+            do { try await Task.sleep(for: .milliseconds(20)) } catch { return .none }
+        }
+    }
+
     /// The leader's published status (this node's or the in-process leader's).
     func leaderStatus() -> NodeStatus? {
         let status = node.status
@@ -60,10 +71,13 @@ public struct LeaderRouting: Sendable {
 
     /// Runs `body` on the leader's loop. `body` returns nil when the machine it
     /// ran on does not lead after all (then the leader it names is tried).
+    /// While no leader is known it waits for one, as proposals do
+    /// (``NodeLoop/noLeaderWait``; etcd's lease renewals wait for a leader too).
     func onLeader<T: Sendable>(_ body: @escaping @Sendable (KVReplica) -> T?) async throws(NodeError) -> T {
         if let result = await node.withMachine(body), let result { return result }
-        let leader = node.status.leader
+        let leader = await knownLeader()
         guard leader != .none else { throw NodeError.noLeader }
+        if leader == node.id, let result = await node.withMachine(body), let result { return result }
         guard let other = leaderInProcess(leader), other !== node else { throw NodeError.notLeader(leader: leader) }
         if let result = await other.withMachine(body), let result { return result }
         throw NodeError.leaderChanged

@@ -138,8 +138,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// taking proposals, and its read loop retries, without a leader) and
     /// fail with ``NodeError/noLeader`` after that.
     private var held: [(work: Work, deadline: ContinuousClock.Instant)] = []
-    /// Two election timeouts.
-    private let noLeaderWait: Duration
+    /// How long a request waits for a leader to be known: two election timeouts.
+    public let noLeaderWait: Duration
 
     struct ForwardedBatch {
         var replies: [ProposalReply]
