@@ -2,6 +2,7 @@ import NIOCore
 import NIOHPACK
 import LeanHTTP2
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// One gRPC connection: HTTP/2 over cleartext TCP with prior knowledge (h2c),
@@ -44,6 +45,10 @@ public final class GRPCConnection: Sendable {
         /// The HTTP/2 receive window of the whole connection, shared by its
         /// streams (grpc-go grows its own up to 16 MiB).
         public var connectionWindowBytes = 16 << 20
+        /// TLS (an `https://` endpoint): the context, and the name the
+        /// server's certificate must carry (nil: the host connected to).
+        public var tls: NIOSSLContext?
+        public var serverHostname: String?
 
         public init() {}
     }
@@ -137,8 +142,13 @@ public final class GRPCConnection: Sendable {
             connected = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(timeout)
-                .connect(host: host, port: port) { [shared] channel in
+                .connect(host: host, port: port) { [shared, options] channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls = options.tls {
+                            // SNI and certificate checks take a name, not an IP address.
+                            let name = options.serverHostname ?? (host.contains(where: \.isLetter) && !host.contains(":") ? host : nil)
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
+                        }
                         let outbox = GRPCClientOutbox(eventLoop: channel.eventLoop)
                         let handler = GRPCClientHandler(shared: shared, outbox: outbox, configuration: configuration)
                         outbox.attach(handler)

@@ -59,6 +59,14 @@ struct Serve: AsyncParsableCommand {
     var grpcKeepaliveTimeout = "20s"
     @Option(name: .customLong("grpc-keepalive-min-time"), help: "The shortest interval at which a client may ping; faster pingers are sent away.")
     var grpcKeepaliveMinTime = "5s"
+    @Option(name: .customLong("cert-file"), help: "TLS certificate chain (PEM) for https:// client URLs.")
+    var certFile = ""
+    @Option(name: .customLong("key-file"), help: "TLS private key (PEM) for https:// client URLs.")
+    var keyFile = ""
+    @Option(name: .customLong("trusted-ca-file"), help: "CA certificates (PEM) that client certificates must chain to.")
+    var trustedCAFile = ""
+    @Flag(name: .customLong("client-cert-auth"), help: "Require TLS clients to present a certificate signed by --trusted-ca-file.")
+    var clientCertAuth = false
 
     func configurationFromFlags() throws -> MemberConfiguration {
         var c = MemberConfiguration()
@@ -85,6 +93,10 @@ struct Serve: AsyncParsableCommand {
         c.grpcKeepaliveInterval = grpcKeepaliveInterval
         c.grpcKeepaliveTimeout = grpcKeepaliveTimeout
         c.grpcKeepaliveMinTime = grpcKeepaliveMinTime
+        c.certFile = certFile
+        c.keyFile = keyFile
+        c.trustedCAFile = trustedCAFile
+        c.clientCertAuth = clientCertAuth
         return c
     }
 

@@ -1,13 +1,15 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// A gRPC server over HTTP/2 (h2c) on SwiftNIO: each connection gets a
 /// ``GRPCServerHandler``, which speaks HTTP/2 through LeanHTTP2's
 /// `HTTP2Connection` and serves every stream's unary or streaming
 /// call from the router. The same port answers plain HTTP/1.1 for the
-/// router's `http` endpoints (``ProtocolSniffer``).
+/// router's `http` endpoints (``ProtocolSniffer``), in the clear or inside
+/// TLS (a listener given a context: `https://` URLs).
 ///
 /// The lean gRPC layer of shared/reference/performance.md: no generic
 /// interceptor machinery, protobuf coding in the services, no per-stream
@@ -44,8 +46,9 @@ public final class GRPCServer: Sendable {
         self.keepalive = keepalive
     }
 
-    /// Listens on `host:port` (0 picks a free port); returns the channel.
-    public func listen(host: String, port: Int) async throws -> any Channel {
+    /// Listens on `host:port` (0 picks a free port), inside TLS when `tls`
+    /// is given; returns the channel.
+    public func listen(host: String, port: Int, tls: NIOSSLContext? = nil) async throws -> any Channel {
         let router = self.router
         let limit = maxRequestBytes
         let keepalive = self.keepalive
@@ -57,6 +60,7 @@ public final class GRPCServer: Sendable {
                 channels.withLock { $0.connections[key] = channel }
                 channel.closeFuture.whenComplete { [self] _ in channels.withLock { _ = $0.connections.removeValue(forKey: key) } }
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     let sniffer = ProtocolSniffer(
                         // Handlers go after the sniffer (it is first), which then leaves.
                         http2: { pipeline in

@@ -1,5 +1,6 @@
 import EnsembleClient
 import NIOCore
+import NIOSSL
 import Raft
 import Synchronization
 
@@ -16,23 +17,33 @@ public final class LeaderForwarder: Sendable {
     public static let prefix = "/ensemble.forward"
 
     private let group: any EventLoopGroup
-    private let state = Mutex<(urls: [NodeID: HostPort], connections: [NodeID: GRPCConnection])>(([:], [:]))
+    /// For leaders whose client URL is `https://` (nil: none expected).
+    private let tls: NIOSSLContext?
+    /// Each member's client address, and whether it speaks TLS.
+    private let state = Mutex<(urls: [NodeID: (address: HostPort, tls: Bool)], connections: [NodeID: GRPCConnection])>(([:], [:]))
     /// How long a forwarded call may take (etcd's request timeout plus margin).
     let timeout: Duration
     /// How long to wait for an unknown leader's client URLs to be published.
     let addressWait: Duration
 
-    public init(group: any EventLoopGroup, timeout: Duration = .seconds(8), addressWait: Duration = .seconds(3)) {
+    public init(
+        group: any EventLoopGroup, tls: NIOSSLContext? = nil, timeout: Duration = .seconds(8), addressWait: Duration = .seconds(3)
+    ) {
         self.group = group
+        self.tls = tls
         self.timeout = timeout
         self.addressWait = addressWait
     }
 
     /// The members' client addresses, from the directory (first usable URL each).
     public func setClientURLs(_ urls: [NodeID: [String]]) {
-        let parsed = urls.compactMapValues { $0.lazy.compactMap(HostPort.init(url:)).first }
+        let parsed = urls.compactMapValues { urls in
+            urls.lazy.compactMap { url in HostPort(url: url).map { (address: $0, tls: url.hasPrefix("https://")) } }.first
+        }
         let stale = state.withLock { state -> [GRPCConnection] in
-            let changed = state.connections.filter { parsed[$0.key] != state.urls[$0.key] }
+            let changed = state.connections.filter { id, _ in
+                parsed[id]?.address != state.urls[id]?.address || parsed[id]?.tls != state.urls[id]?.tls
+            }
             for id in changed.keys { state.connections[id] = nil }
             state.urls = parsed
             return Array(changed.values)
@@ -67,9 +78,14 @@ public final class LeaderForwarder: Sendable {
             address = state.withLock { $0.urls[id] }
         }
         guard let address else { return nil }
-        guard let made = try? await GRPCConnection.connect(host: address.host, port: address.port, group: group) else {
-            return nil
+        var options = GRPCConnection.Options()
+        if address.tls {
+            guard let tls else { return nil }
+            options.tls = tls
         }
+        guard let made = try? await GRPCConnection.connect(
+            host: address.address.host, port: address.address.port, group: group, options: options)
+        else { return nil }
         let (winner, loser) = state.withLock { state -> (GRPCConnection, GRPCConnection?) in
             if let raced = state.connections[id] { return (raced, made) }
             state.connections[id] = made

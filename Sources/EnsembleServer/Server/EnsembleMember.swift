@@ -4,6 +4,7 @@ import KV
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Raft
 import RaftTransport
 import SwiftProtobuf
@@ -165,9 +166,11 @@ public final class EnsembleMember: @unchecked Sendable {
             group: group, router: router, maxRequestBytes: configuration.maxRequestBytes + 1024,
             keepalive: try configuration.grpcKeepalive())
         do {
+            let tls = try configuration.clientTLSServerContext()
             for url in configuration.listenClientURLs {
                 guard let address = HostPort(url: url) else { throw ConfigurationError("--listen-client-urls: \(url)") }
-                let server = try await grpcServer.listen(host: address.host, port: address.port)
+                let server = try await grpcServer.listen(
+                    host: address.host, port: address.port, tls: url.hasPrefix("https://") ? tls : nil)
                 servers.append(server)
                 clientPorts.append(server.localAddress?.port ?? address.port)
             }
@@ -234,7 +237,14 @@ public final class EnsembleMember: @unchecked Sendable {
         self.router = router
         self.servers = servers
         self.grpcServer = grpcServer
-        self.forwarder = LeaderForwarder(group: servers.first?.eventLoop ?? MultiThreadedEventLoopGroup.singleton)
+        // Members of a cluster that serves clients over TLS reach each other's
+        // client ports over TLS too.
+        var forwardTLS: NIOSSLContext?
+        if configuration.listenClientURLs.contains(where: { $0.hasPrefix("https://") }) {
+            forwardTLS = try? configuration.clientTLSClientContext()
+        }
+        self.forwarder = LeaderForwarder(
+            group: servers.first?.eventLoop ?? MultiThreadedEventLoopGroup.singleton, tls: forwardTLS)
         let routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
         let name = configuration.name
         let clientURLs = configuration.advertiseClientURLs

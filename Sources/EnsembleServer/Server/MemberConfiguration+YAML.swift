@@ -57,6 +57,23 @@ extension MemberConfiguration {
         case "grpc-keepalive-interval": grpcKeepaliveInterval = try string()
         case "grpc-keepalive-timeout": grpcKeepaliveTimeout = try string()
         case "grpc-keepalive-min-time": grpcKeepaliveMinTime = try string()
+        case "client-transport-security":
+            // etcd's nesting of the client TLS flags.
+            guard let section = value as? [String: Any] else {
+                throw ConfigurationError("config file: client-transport-security must be a mapping")
+            }
+            for (name, inner) in section {
+                switch name {
+                case "cert-file", "key-file", "trusted-ca-file":
+                    guard let path = inner as? String else { throw ConfigurationError("config file: \(name) must be a string") }
+                    if name == "cert-file" { certFile = path } else if name == "key-file" { keyFile = path } else { trustedCAFile = path }
+                case "client-cert-auth":
+                    guard let on = inner as? Bool else { throw ConfigurationError("config file: client-cert-auth must be true or false") }
+                    clientCertAuth = on
+                default:
+                    throw ConfigurationError("config file: unknown or unsupported key client-transport-security.\(name)")
+                }
+            }
         default:
             throw ConfigurationError("config file: unknown or unsupported key \(key)")
         }

@@ -42,6 +42,16 @@ public struct MemberConfiguration: Sendable {
     public var quotaBackendBytes = 0
     /// `--max-request-bytes`: the largest request message (etcd: 1.5 MiB).
     public var maxRequestBytes = 1_572_864
+    /// `--cert-file`, `--key-file`: the certificate chain and private key
+    /// (PEM) served on `https://` listen-client-urls.
+    public var certFile = ""
+    public var keyFile = ""
+    /// `--trusted-ca-file`: the CA certificates (PEM) that client
+    /// certificates must chain to under `--client-cert-auth`.
+    public var trustedCAFile = ""
+    /// `--client-cert-auth`: TLS clients must present a certificate signed
+    /// by the trusted CA.
+    public var clientCertAuth = false
     /// `--auto-compaction-mode`: periodic or revision.
     public var autoCompactionMode = "periodic"
     /// `--auto-compaction-retention`: a duration (periodic) or a revision
@@ -106,6 +116,15 @@ public struct MemberConfiguration: Sendable {
                 throw ConfigurationError("\(flag): \(url) is not a valid URL (want http://host:port)")
             }
         }
+        for url in listenClientURLs where url.hasPrefix("https://") && (certFile.isEmpty || keyFile.isEmpty) {
+            throw ConfigurationError("TLS key/cert (--cert-file, --key-file) must be provided for client url \(url) with HTTPS scheme")
+        }
+        if clientCertAuth && trustedCAFile.isEmpty {
+            throw ConfigurationError("--client-cert-auth needs --trusted-ca-file")
+        }
+        for url in listenPeerURLs + initialAdvertisePeerURLs where url.hasPrefix("https://") {
+            throw ConfigurationError("\(url): TLS between members is not supported yet; use http:// peer URLs")
+        }
         _ = try AutoCompactionPolicy.parse(mode: autoCompactionMode, retention: autoCompactionRetention)
         _ = try grpcKeepalive()
         guard electionTimeout >= heartbeatInterval * 5 else {
@@ -130,7 +149,7 @@ public struct MemberConfiguration: Sendable {
 }
 
 /// A configuration that cannot work, with a message naming the flag.
-public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable, Equatable {
     public var description: String
     public init(_ description: String) { self.description = description }
 }

@@ -1,0 +1,141 @@
+import EnsembleServer
+import Foundation
+import Testing
+
+/// TLS on the client port with etcd's flags, through the real etcdctl 3.4
+/// and curl: `https://` listen-client-urls, `--cert-file`/`--key-file`, and
+/// `--client-cert-auth` with `--trusted-ca-file`.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct ClientTLSTests {
+    /// A CA, a server certificate for 127.0.0.1 and a client certificate,
+    /// made with the openssl command line in a temporary directory.
+    struct Certificates {
+        let directory: String
+        var ca: String { directory + "/ca.pem" }
+        var serverCert: String { directory + "/server.pem" }
+        var serverKey: String { directory + "/server.key" }
+        var clientCert: String { directory + "/client.pem" }
+        var clientKey: String { directory + "/client.key" }
+
+        init() async throws {
+            directory = NSTemporaryDirectory() + "ensemble-tls-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+            try await openssl(["req", "-x509"] + ec + ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ensemble-test-ca"])
+            for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+                try "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=\(usage)\n"
+                    .write(toFile: directory + "/\(name).ext", atomically: true, encoding: .utf8)
+                try await openssl(["req"] + ec + ["-keyout", "\(name).key", "-out", "\(name).csr", "-subj", "/CN=\(name)"])
+                try await openssl([
+                    "x509", "-req", "-in", "\(name).csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                    "-out", "\(name).pem", "-days", "2", "-extfile", "\(name).ext",
+                ])
+            }
+        }
+
+        func openssl(_ arguments: [String]) async throws {
+            let (status, output) = try await runProcess("/bin/sh", ["-c", "cd '\(directory)' && openssl \"$@\" 2>&1", "openssl"] + arguments)
+            guard status == 0 else { throw TLSTestError("openssl \(arguments.joined(separator: " ")): \(output)") }
+        }
+
+        func remove() { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    struct TLSTestError: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// One member serving its client port over TLS.
+    func member(_ certificates: Certificates, clientCertAuth: Bool) async throws -> (EnsembleMember, Int) {
+        let ports = try freePortsForTests(2)
+        var c = MemberConfiguration()
+        c.name = "tls"
+        c.dataDirectory = certificates.directory + "/data-\(clientCertAuth)"
+        c.listenClientURLs = ["https://127.0.0.1:\(ports[0])"]
+        c.advertiseClientURLs = c.listenClientURLs
+        c.listenPeerURLs = ["http://127.0.0.1:\(ports[1])"]
+        c.initialAdvertisePeerURLs = c.listenPeerURLs
+        c.initialCluster = "tls=http://127.0.0.1:\(ports[1])"
+        c.certFile = certificates.serverCert
+        c.keyFile = certificates.serverKey
+        if clientCertAuth {
+            c.trustedCAFile = certificates.ca
+            c.clientCertAuth = true
+        }
+        try c.validate()
+        return (try await EnsembleMember.start(c), ports[0])
+    }
+
+    func etcdctl(_ port: Int, scheme: String = "https", _ arguments: [String]) async throws -> (Int32, String) {
+        try await runProcess("/usr/bin/etcdctl", ["--endpoints=\(scheme)://127.0.0.1:\(port)", "--command-timeout=5s"] + arguments)
+    }
+
+    @Test func etcdctlAndCurlSpeakTLSToTheClientPort() async throws {
+        let certificates = try await Certificates()
+        defer { certificates.remove() }
+        let (member, port) = try await member(certificates, clientCertAuth: false)
+        let ca = "--cacert=\(certificates.ca)"
+        var (code, output) = try await etcdctl(port, [ca, "put", "secret", "kept"])
+        #expect(code == 0 && output == "OK\n", "\(output)")
+        (code, output) = try await etcdctl(port, [ca, "get", "secret", "--print-value-only"])
+        #expect(code == 0 && output == "kept\n", "\(output)")
+        (code, output) = try await etcdctl(port, [ca, "endpoint", "health"])
+        #expect(code == 0 && output.contains("is healthy"), "\(output)")
+        // Without the CA the server is not trusted; in the clear it is not understood.
+        (code, output) = try await etcdctl(port, ["get", "secret"])
+        #expect(code != 0, "\(output)")
+        (code, output) = try await etcdctl(port, scheme: "http", ["get", "secret"])
+        #expect(code != 0, "\(output)")
+        // HTTP/1.1 endpoints share the port (ALPN http/1.1).
+        (code, output) = try await runProcess("/usr/bin/curl", ["-sS", "--cacert", certificates.ca, "https://127.0.0.1:\(port)/health"])
+        #expect(code == 0 && output.contains("\"health\":\"true\""), "\(output)")
+        await member.shutdown()
+    }
+
+    @Test func clientCertAuthRefusesClientsWithoutACertificate() async throws {
+        let certificates = try await Certificates()
+        defer { certificates.remove() }
+        let (member, port) = try await member(certificates, clientCertAuth: true)
+        let ca = "--cacert=\(certificates.ca)"
+        var (code, output) = try await etcdctl(port, [ca, "put", "k", "v"])
+        #expect(code != 0, "no client certificate: \(output)")
+        (code, output) = try await etcdctl(port, [ca, "--cert=\(certificates.clientCert)", "--key=\(certificates.clientKey)", "put", "k", "v"])
+        #expect(code == 0 && output == "OK\n", "\(output)")
+        // A certificate the trusted CA did not sign is refused: the server's
+        // own key pair is signed by it, so use a fresh self-signed one.
+        let other = try await Certificates()
+        defer { other.remove() }
+        (code, output) = try await etcdctl(port, [ca, "--cert=\(other.clientCert)", "--key=\(other.clientKey)", "get", "k"])
+        #expect(code != 0, "a client certificate from another CA: \(output)")
+        await member.shutdown()
+    }
+
+    @Test func misconfigurationsAreRefusedByName() throws {
+        var c = MemberConfiguration()
+        c.name = "default"
+        c.listenClientURLs = ["https://127.0.0.1:2379"]
+        #expect(throws: ConfigurationError("TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme")) {
+            try c.validate()
+        }
+        c.certFile = "/nonexistent/server.pem"
+        c.keyFile = "/nonexistent/server.key"
+        try c.validate()
+        #expect(throws: ConfigurationError.self) { try c.clientTLSServerContext() }
+        c.clientCertAuth = true
+        #expect(throws: ConfigurationError("--client-cert-auth needs --trusted-ca-file")) { try c.validate() }
+        c = MemberConfiguration()
+        c.listenPeerURLs = ["https://127.0.0.1:2380"]
+        #expect(throws: ConfigurationError("https://127.0.0.1:2380: TLS between members is not supported yet; use http:// peer URLs")) {
+            try c.validate()
+        }
+        let yaml = try MemberConfiguration(yaml: """
+            client-transport-security:
+              cert-file: /etc/ensemble/server.pem
+              key-file: /etc/ensemble/server.key
+              trusted-ca-file: /etc/ensemble/ca.pem
+              client-cert-auth: true
+            """)
+        #expect(yaml.certFile == "/etc/ensemble/server.pem" && yaml.keyFile == "/etc/ensemble/server.key")
+        #expect(yaml.trustedCAFile == "/etc/ensemble/ca.pem" && yaml.clientCertAuth)
+    }
+}
