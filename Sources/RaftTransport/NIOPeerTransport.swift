@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Raft
 import Synchronization
 
@@ -8,7 +9,19 @@ import Synchronization
 /// connections are made lazily and re-made with exponential backoff; messages
 /// for a peer that is not connected are dropped (Raft retries them). Inbound
 /// bytes go through ``FrameDecoder``; a malformed frame closes the connection.
+/// With ``TLS`` every connection, both ways, runs inside TLS (etcd's
+/// `https://` peer URLs): a cluster's members all use it or none do.
 public final class NIOPeerTransport: PeerTransport {
+    /// The contexts for accepting and for opening peer connections.
+    public struct TLS: Sendable {
+        public var server: NIOSSLContext
+        public var client: NIOSSLContext
+        public init(server: NIOSSLContext, client: NIOSSLContext) {
+            self.server = server
+            self.client = client
+        }
+    }
+
     public struct Peer: Sendable, Hashable {
         public var host: String
         public var port: Int
@@ -46,12 +59,16 @@ public final class NIOPeerTransport: PeerTransport {
 
     private let group: any EventLoopGroup
     private let state = Mutex(State())
+    private let tls: TLS?
     /// Frames larger than this are refused on receive.
     public let maxFrame: Int
 
-    public init(group: any EventLoopGroup, peers: [NodeID: Peer] = [:], maxFrame: Int = MessageCodec.defaultMaxFrame) {
+    public init(
+        group: any EventLoopGroup, peers: [NodeID: Peer] = [:], maxFrame: Int = MessageCodec.defaultMaxFrame, tls: TLS? = nil
+    ) {
         self.group = group
         self.maxFrame = maxFrame
+        self.tls = tls
         state.withLock { $0.peers = peers }
     }
 
@@ -59,12 +76,14 @@ public final class NIOPeerTransport: PeerTransport {
     /// bound port.
     public func listen(host: String, port: Int) async throws -> Int {
         let maxFrame = self.maxFrame
+        let tls = self.tls?.server
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [weak self] channel in
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.addHandler(
                         FrameReceiver(maxFrame: maxFrame, deliver: { messages in self?.deliver(messages) },
                                       hello: { hello in self?.learn(hello) ?? false }))
@@ -183,6 +202,7 @@ public final class NIOPeerTransport: PeerTransport {
     }
 
     private func connect(_ peer: NodeID, _ address: Peer) {
+        let tls = self.tls?.client
         let future = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             // NIO's default (64 KiB) dropped whole cycles under load; forwarded
@@ -193,6 +213,12 @@ public final class NIOPeerTransport: PeerTransport {
                 // Peers send nothing back on a connection this member opened,
                 // except the removed notice.
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        // An IP address is checked against the certificate's
+                        // IP names (NIOSSL uses the socket's address); SNI takes names only.
+                        let name = address.host.contains(where: \.isLetter) && !address.host.contains(":") ? address.host : nil
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         FrameReceiver(maxFrame: 64, deliver: { _ in }, hello: { _ in true },
                                       removed: { self?.heardRemoved() }))

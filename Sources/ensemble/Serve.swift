@@ -67,6 +67,14 @@ struct Serve: AsyncParsableCommand {
     var trustedCAFile = ""
     @Flag(name: .customLong("client-cert-auth"), help: "Require TLS clients to present a certificate signed by --trusted-ca-file.")
     var clientCertAuth = false
+    @Option(name: .customLong("peer-cert-file"), help: "TLS certificate chain (PEM) for https:// peer URLs.")
+    var peerCertFile = ""
+    @Option(name: .customLong("peer-key-file"), help: "TLS private key (PEM) for https:// peer URLs.")
+    var peerKeyFile = ""
+    @Option(name: .customLong("peer-trusted-ca-file"), help: "CA certificates (PEM) that other members' certificates must chain to.")
+    var peerTrustedCAFile = ""
+    @Flag(name: .customLong("peer-client-cert-auth"), help: "Accept only members presenting a certificate signed by --peer-trusted-ca-file.")
+    var peerClientCertAuth = false
 
     func configurationFromFlags() throws -> MemberConfiguration {
         var c = MemberConfiguration()
@@ -97,6 +105,10 @@ struct Serve: AsyncParsableCommand {
         c.keyFile = keyFile
         c.trustedCAFile = trustedCAFile
         c.clientCertAuth = clientCertAuth
+        c.peerCertFile = peerCertFile
+        c.peerKeyFile = peerKeyFile
+        c.peerTrustedCAFile = peerTrustedCAFile
+        c.peerClientCertAuth = peerClientCertAuth
         return c
     }
 

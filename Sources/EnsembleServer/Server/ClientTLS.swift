@@ -15,8 +15,8 @@ extension MemberConfiguration {
     public func clientTLSServerContext() throws(ConfigurationError) -> NIOSSLContext? {
         guard listenClientURLs.contains(where: { $0.hasPrefix("https://") }) else { return nil }
         var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try Self.certificates("--cert-file", certFile).map { .certificate($0) },
-            privateKey: .privateKey(try Self.privateKey("--key-file", keyFile)))
+            certificateChain: try TLSFiles.certificates("--cert-file", certFile).map { .certificate($0) },
+            privateKey: .privateKey(try TLSFiles.privateKey("--key-file", keyFile)))
         tls.minimumTLSVersion = .tlsv12
         // The server's order wins: gRPC clients offer only h2, while curl and
         // browsers, which offer both, get HTTP/1.1, where the HTTP endpoints
@@ -24,10 +24,10 @@ extension MemberConfiguration {
         // (ProtocolSniffer).
         tls.applicationProtocols = ["http/1.1", "h2"]
         if clientCertAuth {
-            tls.trustRoots = .certificates(try Self.certificates("--trusted-ca-file", trustedCAFile))
+            tls.trustRoots = .certificates(try TLSFiles.certificates("--trusted-ca-file", trustedCAFile))
             tls.certificateVerification = .noHostnameVerification
         }
-        return try Self.context(tls)
+        return try TLSFiles.context(tls)
     }
 
     /// The context for connecting to members' `https://` client URLs.
@@ -36,39 +36,12 @@ extension MemberConfiguration {
         tls.minimumTLSVersion = .tlsv12
         tls.applicationProtocols = ["h2"]
         if !trustedCAFile.isEmpty {
-            tls.trustRoots = .certificates(try Self.certificates("--trusted-ca-file", trustedCAFile))
+            tls.trustRoots = .certificates(try TLSFiles.certificates("--trusted-ca-file", trustedCAFile))
         }
         if !certFile.isEmpty, !keyFile.isEmpty {
-            tls.certificateChain = try Self.certificates("--cert-file", certFile).map { .certificate($0) }
-            tls.privateKey = .privateKey(try Self.privateKey("--key-file", keyFile))
+            tls.certificateChain = try TLSFiles.certificates("--cert-file", certFile).map { .certificate($0) }
+            tls.privateKey = .privateKey(try TLSFiles.privateKey("--key-file", keyFile))
         }
-        return try Self.context(tls)
-    }
-
-    private static func certificates(_ flag: String, _ path: String) throws(ConfigurationError) -> [NIOSSLCertificate] {
-        let certificates: [NIOSSLCertificate]
-        do {
-            certificates = try NIOSSLCertificate.fromPEMFile(path)
-        } catch {
-            throw ConfigurationError("\(flag) \(path): cannot read PEM certificates: \(error)")
-        }
-        guard !certificates.isEmpty else { throw ConfigurationError("\(flag) \(path): no certificate in the file") }
-        return certificates
-    }
-
-    private static func privateKey(_ flag: String, _ path: String) throws(ConfigurationError) -> NIOSSLPrivateKey {
-        do {
-            return try NIOSSLPrivateKey(file: path, format: .pem)
-        } catch {
-            throw ConfigurationError("\(flag) \(path): cannot read a PEM private key: \(error)")
-        }
-    }
-
-    private static func context(_ tls: TLSConfiguration) throws(ConfigurationError) -> NIOSSLContext {
-        do {
-            return try NIOSSLContext(configuration: tls)
-        } catch {
-            throw ConfigurationError("TLS: \(error) (does --key-file match --cert-file?)")
-        }
+        return try TLSFiles.context(tls)
     }
 }

@@ -83,7 +83,7 @@ public final class EnsembleMember: @unchecked Sendable {
         guard let peerListen = configuration.listenPeerURLs.first.flatMap(HostPort.init(url:)) else {
             throw ConfigurationError("--listen-peer-urls: no usable URL")
         }
-        let transport = NIOPeerTransport(group: group)
+        let transport = NIOPeerTransport(group: group, tls: try configuration.peerTLS())
         let peerPort = try await transport.listen(host: peerListen.host, port: peerListen.port)
         do {
             return try await start(configuration, group: group, transport: transport, peerPort: peerPort,

@@ -57,21 +57,29 @@ extension MemberConfiguration {
         case "grpc-keepalive-interval": grpcKeepaliveInterval = try string()
         case "grpc-keepalive-timeout": grpcKeepaliveTimeout = try string()
         case "grpc-keepalive-min-time": grpcKeepaliveMinTime = try string()
-        case "client-transport-security":
-            // etcd's nesting of the client TLS flags.
+        case "client-transport-security", "peer-transport-security":
+            // etcd's nesting of the TLS flags.
             guard let section = value as? [String: Any] else {
-                throw ConfigurationError("config file: client-transport-security must be a mapping")
+                throw ConfigurationError("config file: \(key) must be a mapping")
             }
+            let peer = key == "peer-transport-security"
             for (name, inner) in section {
                 switch name {
                 case "cert-file", "key-file", "trusted-ca-file":
-                    guard let path = inner as? String else { throw ConfigurationError("config file: \(name) must be a string") }
-                    if name == "cert-file" { certFile = path } else if name == "key-file" { keyFile = path } else { trustedCAFile = path }
+                    guard let path = inner as? String else { throw ConfigurationError("config file: \(key).\(name) must be a string") }
+                    switch (name, peer) {
+                    case ("cert-file", false): certFile = path
+                    case ("key-file", false): keyFile = path
+                    case (_, false): trustedCAFile = path
+                    case ("cert-file", true): peerCertFile = path
+                    case ("key-file", true): peerKeyFile = path
+                    default: peerTrustedCAFile = path
+                    }
                 case "client-cert-auth":
-                    guard let on = inner as? Bool else { throw ConfigurationError("config file: client-cert-auth must be true or false") }
-                    clientCertAuth = on
+                    guard let on = inner as? Bool else { throw ConfigurationError("config file: \(key).client-cert-auth must be true or false") }
+                    if peer { peerClientCertAuth = on } else { clientCertAuth = on }
                 default:
-                    throw ConfigurationError("config file: unknown or unsupported key client-transport-security.\(name)")
+                    throw ConfigurationError("config file: unknown or unsupported key \(key).\(name)")
                 }
             }
         default:

@@ -52,6 +52,12 @@ public struct MemberConfiguration: Sendable {
     /// `--client-cert-auth`: TLS clients must present a certificate signed
     /// by the trusted CA.
     public var clientCertAuth = false
+    /// `--peer-cert-file`, `--peer-key-file`, `--peer-trusted-ca-file`,
+    /// `--peer-client-cert-auth`: the same for `https://` peer URLs.
+    public var peerCertFile = ""
+    public var peerKeyFile = ""
+    public var peerTrustedCAFile = ""
+    public var peerClientCertAuth = false
     /// `--auto-compaction-mode`: periodic or revision.
     public var autoCompactionMode = "periodic"
     /// `--auto-compaction-retention`: a duration (periodic) or a revision
@@ -122,8 +128,11 @@ public struct MemberConfiguration: Sendable {
         if clientCertAuth && trustedCAFile.isEmpty {
             throw ConfigurationError("--client-cert-auth needs --trusted-ca-file")
         }
-        for url in listenPeerURLs + initialAdvertisePeerURLs where url.hasPrefix("https://") {
-            throw ConfigurationError("\(url): TLS between members is not supported yet; use http:// peer URLs")
+        for url in listenPeerURLs + initialAdvertisePeerURLs where url.hasPrefix("https://") && (peerCertFile.isEmpty || peerKeyFile.isEmpty) {
+            throw ConfigurationError("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url \(url) with HTTPS scheme")
+        }
+        if peerClientCertAuth && peerTrustedCAFile.isEmpty {
+            throw ConfigurationError("--peer-client-cert-auth needs --peer-trusted-ca-file")
         }
         _ = try AutoCompactionPolicy.parse(mode: autoCompactionMode, retention: autoCompactionRetention)
         _ = try grpcKeepalive()

@@ -2,11 +2,12 @@ import EnsembleServer
 import Foundation
 import Testing
 
-/// TLS on the client port with etcd's flags, through the real etcdctl 3.4
-/// and curl: `https://` listen-client-urls, `--cert-file`/`--key-file`, and
-/// `--client-cert-auth` with `--trusted-ca-file`.
-@Suite(.serialized, .timeLimit(.minutes(2))) struct ClientTLSTests {
-    /// A CA, a server certificate for 127.0.0.1 and a client certificate,
+/// TLS with etcd's flags: on the client port, through the real etcdctl 3.4
+/// and curl (`https://` listen-client-urls, `--cert-file`/`--key-file`,
+/// `--client-cert-auth` with `--trusted-ca-file`), and between members
+/// (`https://` peer URLs and the `--peer-*` flags).
+@Suite(.serialized, .timeLimit(.minutes(2))) struct TLSTests {
+    /// A CA, a server, a client and a peer (both) certificate for 127.0.0.1,
     /// made with the openssl command line in a temporary directory.
     struct Certificates {
         let directory: String
@@ -15,13 +16,15 @@ import Testing
         var serverKey: String { directory + "/server.key" }
         var clientCert: String { directory + "/client.pem" }
         var clientKey: String { directory + "/client.key" }
+        var peerCert: String { directory + "/peer.pem" }
+        var peerKey: String { directory + "/peer.key" }
 
         init() async throws {
             directory = NSTemporaryDirectory() + "ensemble-tls-\(UUID().uuidString)"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
             try await openssl(["req", "-x509"] + ec + ["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=ensemble-test-ca"])
-            for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+            for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth"), ("peer", "serverAuth,clientAuth")] {
                 try "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=\(usage)\n"
                     .write(toFile: directory + "/\(name).ext", atomically: true, encoding: .utf8)
                 try await openssl(["req"] + ec + ["-keyout", "\(name).key", "-out", "\(name).csr", "-subj", "/CN=\(name)"])
@@ -110,6 +113,46 @@ import Testing
         await member.shutdown()
     }
 
+    /// Three members whose Raft traffic runs inside TLS, each accepting only
+    /// members whose certificate the CA signed.
+    @Test func membersReplicateOverTLS() async throws {
+        let certificates = try await Certificates()
+        defer { certificates.remove() }
+        let ports = try freePortsForTests(6)
+        let names = ["a", "b", "c"]
+        let initialCluster = names.indices.map { "\(names[$0])=https://127.0.0.1:\(ports[3 + $0])" }.joined(separator: ",")
+        var members: [EnsembleMember] = []
+        try await withThrowingTaskGroup(of: EnsembleMember.self) { group in
+            for i in names.indices {
+                var c = MemberConfiguration()
+                c.name = names[i]
+                c.dataDirectory = certificates.directory + "/data-\(names[i])"
+                c.listenClientURLs = ["http://127.0.0.1:\(ports[i])"]
+                c.advertiseClientURLs = c.listenClientURLs
+                c.listenPeerURLs = ["https://127.0.0.1:\(ports[3 + i])"]
+                c.initialAdvertisePeerURLs = c.listenPeerURLs
+                c.initialCluster = initialCluster
+                c.peerCertFile = certificates.peerCert
+                c.peerKeyFile = certificates.peerKey
+                c.peerTrustedCAFile = certificates.ca
+                c.peerClientCertAuth = true
+                group.addTask { try await EnsembleMember.start(c) }
+            }
+            for try await member in group { members.append(member) }
+        }
+        var (code, output) = (Int32(1), "")
+        for _ in 0..<100 where code != 0 {
+            (code, output) = try await etcdctl(ports[0], scheme: "http", ["put", "over", "tls"])
+            if code != 0 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(code == 0 && output == "OK\n", "\(output)")
+        for port in ports[1...2] {
+            (code, output) = try await etcdctl(port, scheme: "http", ["get", "over", "--print-value-only"])
+            #expect(code == 0 && output == "tls\n", "\(output)")
+        }
+        for member in members { await member.shutdown(handOff: false) }
+    }
+
     @Test func misconfigurationsAreRefusedByName() throws {
         var c = MemberConfiguration()
         c.name = "default"
@@ -125,17 +168,28 @@ import Testing
         #expect(throws: ConfigurationError("--client-cert-auth needs --trusted-ca-file")) { try c.validate() }
         c = MemberConfiguration()
         c.listenPeerURLs = ["https://127.0.0.1:2380"]
-        #expect(throws: ConfigurationError("https://127.0.0.1:2380: TLS between members is not supported yet; use http:// peer URLs")) {
+        #expect(throws: ConfigurationError("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url https://127.0.0.1:2380 with HTTPS scheme")) {
             try c.validate()
         }
+        c.peerCertFile = "/nonexistent/peer.pem"
+        c.peerKeyFile = "/nonexistent/peer.key"
+        c.peerClientCertAuth = true
+        #expect(throws: ConfigurationError("--peer-client-cert-auth needs --peer-trusted-ca-file")) { try c.validate() }
         let yaml = try MemberConfiguration(yaml: """
             client-transport-security:
               cert-file: /etc/ensemble/server.pem
               key-file: /etc/ensemble/server.key
               trusted-ca-file: /etc/ensemble/ca.pem
               client-cert-auth: true
+            peer-transport-security:
+              cert-file: /etc/ensemble/peer.pem
+              key-file: /etc/ensemble/peer.key
+              trusted-ca-file: /etc/ensemble/ca.pem
+              client-cert-auth: true
             """)
         #expect(yaml.certFile == "/etc/ensemble/server.pem" && yaml.keyFile == "/etc/ensemble/server.key")
         #expect(yaml.trustedCAFile == "/etc/ensemble/ca.pem" && yaml.clientCertAuth)
+        #expect(yaml.peerCertFile == "/etc/ensemble/peer.pem" && yaml.peerKeyFile == "/etc/ensemble/peer.key")
+        #expect(yaml.peerTrustedCAFile == "/etc/ensemble/ca.pem" && yaml.peerClientCertAuth)
     }
 }

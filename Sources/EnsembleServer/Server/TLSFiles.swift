@@ -1,0 +1,31 @@
+import NIOSSL
+
+/// Reading the PEM files named by the TLS flags, with errors that name the flag.
+enum TLSFiles {
+    static func certificates(_ flag: String, _ path: String) throws(ConfigurationError) -> [NIOSSLCertificate] {
+        let certificates: [NIOSSLCertificate]
+        do {
+            certificates = try NIOSSLCertificate.fromPEMFile(path)
+        } catch {
+            throw ConfigurationError("\(flag) \(path): cannot read PEM certificates: \(error)")
+        }
+        guard !certificates.isEmpty else { throw ConfigurationError("\(flag) \(path): no certificate in the file") }
+        return certificates
+    }
+
+    static func privateKey(_ flag: String, _ path: String) throws(ConfigurationError) -> NIOSSLPrivateKey {
+        do {
+            return try NIOSSLPrivateKey(file: path, format: .pem)
+        } catch {
+            throw ConfigurationError("\(flag) \(path): cannot read a PEM private key: \(error)")
+        }
+    }
+
+    static func context(_ tls: TLSConfiguration) throws(ConfigurationError) -> NIOSSLContext {
+        do {
+            return try NIOSSLContext(configuration: tls)
+        } catch {
+            throw ConfigurationError("TLS: \(error) (does --key-file match --cert-file?)")
+        }
+    }
+}
