@@ -19,17 +19,24 @@ public final class BenchConnections: Sendable {
     }
 
     /// Opens `count` connections; throws a ``BenchError`` naming the endpoint
-    /// that could not be reached.
+    /// that could not be reached. `options.tls` is used for `https://`
+    /// endpoints (which need it) and only for them.
     public static func open(
-        _ count: Int, to endpoints: [BenchEndpoint], eventLoopThreads: Int
+        _ count: Int, to endpoints: [BenchEndpoint], eventLoopThreads: Int, options: GRPCConnection.Options = .init()
     ) async throws -> BenchConnections {
+        if let endpoint = endpoints.first(where: \.tls), options.tls == nil {
+            throw BenchError("https://\(endpoint): no TLS settings")
+        }
         guard !endpoints.isEmpty else { throw BenchError("no endpoints") }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, eventLoopThreads))
         var clients: [EtcdClient] = []
         do {
             for i in 0..<max(1, count) {
                 let endpoint = endpoints[i % endpoints.count]
-                let connection = try await GRPCConnection.connect(host: endpoint.host, port: endpoint.port, group: group)
+                var settings = options
+                if !endpoint.tls { settings.tls = nil }
+                let connection = try await GRPCConnection.connect(
+                    host: endpoint.host, port: endpoint.port, group: group, options: settings)
                 clients.append(EtcdClient(connection))
             }
         } catch {

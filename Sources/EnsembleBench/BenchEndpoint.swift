@@ -1,12 +1,15 @@
 /// One `--endpoints` entry: `host:port`, optionally written as
-/// `http://host:port` as etcdctl accepts it. TLS endpoints are refused.
+/// `http://host:port` as etcdctl accepts it, or `https://host:port` for TLS.
 public struct BenchEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
+    /// Written `https://`: the connection runs inside TLS.
+    public var tls: Bool
 
-    public init(host: String, port: Int) {
+    public init(host: String, port: Int, tls: Bool = false) {
         self.host = host
         self.port = port
+        self.tls = tls
     }
 
     public var description: String { "\(host):\(port)" }
@@ -22,7 +25,8 @@ public struct BenchEndpoint: Sendable, Hashable, CustomStringConvertible {
 
     public static func parse(_ entry: String) throws(BenchError) -> BenchEndpoint {
         var rest = Substring(entry)
-        if rest.hasPrefix("https://") { throw BenchError("\(entry): TLS endpoints are not supported yet") }
+        let tls = rest.hasPrefix("https://")
+        if tls { rest = rest.dropFirst("https://".count) }
         if rest.hasPrefix("http://") { rest = rest.dropFirst("http://".count) }
         if rest.hasSuffix("/") { rest = rest.dropLast() }
         // [v6]:port or host:port
@@ -41,7 +45,7 @@ public struct BenchEndpoint: Sendable, Hashable, CustomStringConvertible {
         guard !host.isEmpty, let port = Int(portText), (1...65535).contains(port) else {
             throw BenchError("\(entry): expected host:port with a port from 1 to 65535")
         }
-        return BenchEndpoint(host: String(host), port: port)
+        return BenchEndpoint(host: String(host), port: port, tls: tls)
     }
 }
 

@@ -25,8 +25,10 @@ public struct EtcdClient: Sendable {
     }
 
     /// Connects to an etcd v3 endpoint.
-    public static func connect(host: String, port: Int, group: any EventLoopGroup) async throws -> EtcdClient {
-        EtcdClient(try await GRPCConnection.connect(host: host, port: port, group: group))
+    public static func connect(
+        host: String, port: Int, group: any EventLoopGroup, options: GRPCConnection.Options = .init()
+    ) async throws -> EtcdClient {
+        EtcdClient(try await GRPCConnection.connect(host: host, port: port, group: group, options: options))
     }
 
     public func range(_ request: Etcdserverpb_RangeRequest, timeout: Duration? = nil) async throws -> Etcdserverpb_RangeResponse {
@@ -105,7 +107,7 @@ public enum EtcdMethod {
 
 extension EtcdClient {
     /// Connects on NIO's shared event loop threads (for command-line tools).
-    public static func connect(host: String, port: Int) async throws -> EtcdClient {
-        try await connect(host: host, port: port, group: MultiThreadedEventLoopGroup.singleton)
+    public static func connect(host: String, port: Int, options: GRPCConnection.Options = .init()) async throws -> EtcdClient {
+        try await connect(host: host, port: port, group: MultiThreadedEventLoopGroup.singleton, options: options)
     }
 }

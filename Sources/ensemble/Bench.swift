@@ -21,7 +21,7 @@ struct Bench: AsyncParsableCommand {
 
 /// etcd's global benchmark flags.
 struct BenchGlobalOptions: ParsableArguments {
-    @Option(help: "Comma-separated etcd v3 endpoints (host:port).")
+    @Option(help: "Comma-separated etcd v3 endpoints (host:port, https://host:port).")
     var endpoints = "127.0.0.1:2379"
 
     @Option(help: "Total number of gRPC connections.")
@@ -38,6 +38,15 @@ struct BenchGlobalOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Event-loop threads for the connections.", visibility: .hidden))
     var eventLoopThreads = 1
+
+    @OptionGroup var tls: TLSOptions
+
+    /// The run's connections (TLS to `https://` endpoints).
+    func open(_ load: BenchLoad) async throws -> BenchConnections {
+        try await BenchConnections.open(
+            load.conns, to: load.endpoints, eventLoopThreads: eventLoopThreads,
+            options: try tls.connectionOptions(for: load.endpoints))
+    }
 
     func load() throws -> BenchLoad {
         let load = BenchLoad(
@@ -79,7 +88,7 @@ struct BenchPut: AsyncParsableCommand {
     func run() async throws {
         let load = try global.load()
         let request = BenchWorkloads.put(try write.writes())
-        try await runClosedLoop(load, threads: global.eventLoopThreads, request: request)
+        try await runClosedLoop(load, global, request: request)
     }
 }
 
@@ -100,7 +109,7 @@ struct BenchTxnPut: AsyncParsableCommand {
         guard txnOps <= write.keySpaceSize else {
             throw BenchError("expected --txn-ops no larger than --key-space-size, got txn-ops(\(txnOps)) key-space-size(\(write.keySpaceSize))")
         }
-        try await runClosedLoop(load, threads: global.eventLoopThreads, request: BenchWorkloads.txnPut(writes, opsPerTxn: txnOps))
+        try await runClosedLoop(load, global, request: BenchWorkloads.txnPut(writes, opsPerTxn: txnOps))
     }
 }
 
@@ -126,13 +135,13 @@ struct BenchRange: AsyncParsableCommand {
         default: throw ValidationError("--consistency must be l or s")
         }
         let request = BenchWorkloads.range(key: key, end: end, serializable: consistency == "s")
-        try await runClosedLoop(load, threads: global.eventLoopThreads, request: request)
+        try await runClosedLoop(load, global, request: request)
     }
 }
 
 /// Runs a closed-loop workload with a progress bar, then prints etcd's report.
-func runClosedLoop(_ load: BenchLoad, threads: Int, request: @escaping BenchRequest) async throws {
-    let connections = try await BenchConnections.open(load.conns, to: load.endpoints, eventLoopThreads: threads)
+func runClosedLoop(_ load: BenchLoad, _ global: BenchGlobalOptions, request: @escaping BenchRequest) async throws {
+    let connections = try await global.open(load)
     let progress = BenchProgress(total: load.total)
     let display = BenchProgressDisplay(progress)
     let report = await BenchRunner.run(load, on: connections, progress: progress, request: request)

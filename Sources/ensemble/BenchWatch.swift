@@ -31,7 +31,7 @@ struct BenchWatch: AsyncParsableCommand {
             watchers: watchers, streams: min(streams, watchers), keySize: keySize, valueSize: valSize,
             eventTimeout: .seconds(eventTimeout))
         try watch.validate()
-        let connections = try await BenchConnections.open(load.conns, to: load.endpoints, eventLoopThreads: global.eventLoopThreads)
+        let connections = try await global.open(load)
         let progress = BenchProgress(total: load.total * watchers)
         let display = BenchProgressDisplay(progress)
         let result: WatchBenchResult

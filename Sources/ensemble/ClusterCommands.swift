@@ -80,7 +80,7 @@ struct StatusCommand: AsyncParsableCommand {
         for endpoint in client.endpoints.split(separator: ",") {
             let name = String(endpoint)
             do {
-                let etcd = try await ClientOptions.connect(name)
+                let etcd = try await ClientOptions.connect(name, tls: client.tls)
                 let s = try await etcd.call(
                     "/etcdserverpb.Maintenance/Status", Etcdserverpb_StatusRequest(), as: Etcdserverpb_StatusResponse.self,
                     timeout: client.timeout)

@@ -109,7 +109,8 @@ import Testing
         #expect(throws: BenchError.self) { try BenchEndpoint.parseList("") }
         #expect(throws: BenchError.self) { try BenchEndpoint.parse("localhost") }
         #expect(throws: BenchError.self) { try BenchEndpoint.parse("host:99999") }
-        #expect(throws: BenchError("https://h:1: TLS endpoints are not supported yet")) { try BenchEndpoint.parse("https://h:1") }
+        #expect(try BenchEndpoint.parse("https://h:1") == BenchEndpoint(host: "h", port: 1, tls: true))
+        #expect(try BenchEndpoint.parse("http://h:1") == BenchEndpoint(host: "h", port: 1))
     }
 
     @Test func watchValuesCarryThePutNumber() {

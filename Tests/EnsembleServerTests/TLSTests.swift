@@ -92,6 +92,15 @@ import Testing
         // HTTP/1.1 endpoints share the port (ALPN http/1.1).
         (code, output) = try await runProcess("/usr/bin/curl", ["-sS", "--cacert", certificates.ca, "https://127.0.0.1:\(port)/health"])
         #expect(code == 0 && output.contains("\"health\":\"true\""), "\(output)")
+        // The ensemble CLI and bench take etcdctl's TLS flags.
+        let ensemble = try ProcessCluster.binaryPath()
+        let endpoint = "--endpoints=https://127.0.0.1:\(port)"
+        (code, output) = try await runProcess(ensemble, ["kv", "get", endpoint, ca, "secret"])
+        #expect(code == 0 && output == "secret\nkept\n", "\(output)")
+        (code, output) = try await runProcess(ensemble, ["bench", endpoint, ca, "--total=200", "put"])
+        #expect(code == 0 && output.contains("Requests/sec"), "\(output)")
+        (code, output) = try await runProcess(ensemble, ["kv", "get", endpoint, "secret"])
+        #expect(code != 0, "the system's roots do not know the test CA: \(output)")
         await member.shutdown()
     }
 
