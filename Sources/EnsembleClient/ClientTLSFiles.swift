@@ -1,3 +1,4 @@
+import NIOCore
 import NIOSSL
 
 /// etcdctl's TLS flags for a client of `https://` endpoints: `--cacert`
@@ -28,6 +29,7 @@ public struct ClientTLSFiles: Sendable, Equatable {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         tls.applicationProtocols = ["h2"]
+        tls.shutdownTimeout = .seconds(1)
         if let caCert {
             tls.trustRoots = .certificates(try Self.certificates("--cacert", caCert))
         }

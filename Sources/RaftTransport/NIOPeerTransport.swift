@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import Raft
 import Synchronization
 
@@ -191,8 +192,15 @@ public final class NIOPeerTransport: PeerTransport {
             guard !state.closed, let address = state.peers[peer] ?? state.learned[peer] else { return nil }
             var out = state.outbound[peer] ?? Outbound()
             defer { state.outbound[peer] = out }
-            if let channel = out.channel, channel.isActive { return nil }
-            out.channel = nil
+            if let channel = out.channel {
+                if channel.isActive { return nil }
+                // Lost: wait before trying again. (A TLS handshake that fails
+                // closes a connection TCP had opened; without this wait every
+                // cycle would start another.)
+                out.channel = nil
+                out.retryAt = now + out.backoff
+                out.backoff = min(out.backoff * 2, .seconds(2))
+            }
             guard !out.connecting, now >= out.retryAt else { return nil }
             out.connecting = true
             return address
@@ -218,6 +226,8 @@ public final class NIOPeerTransport: PeerTransport {
                         // IP names (NIOSSL uses the socket's address); SNI takes names only.
                         let name = address.host.contains(where: \.isLetter) && !address.host.contains(":") ? address.host : nil
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
+                        // Only a completed handshake shows the peer healthy.
+                        try channel.pipeline.syncOperations.addHandler(HandshakeWatcher { self?.handshakeCompleted(peer) })
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         FrameReceiver(maxFrame: 64, deliver: { _ in }, hello: { _ in true },
@@ -237,7 +247,7 @@ public final class NIOPeerTransport: PeerTransport {
                         channel.writeAndFlush(channel.allocator.buffer(bytes: hello.encoded()), promise: nil)
                     }
                     out.channel = channel
-                    out.backoff = .milliseconds(50)
+                    if tls == nil { out.backoff = .milliseconds(50) }
                 case .failure:
                     out.retryAt = .now() + out.backoff
                     out.backoff = min(out.backoff * 2, .seconds(2))
@@ -247,6 +257,10 @@ public final class NIOPeerTransport: PeerTransport {
             }
             leftover?.close(promise: nil)
         }
+    }
+
+    private func handshakeCompleted(_ peer: NodeID) {
+        state.withLock { $0.outbound[peer]?.backoff = .milliseconds(50) }
     }
 
     /// Closes the listener and every connection, inbound and outbound.
@@ -260,7 +274,22 @@ public final class NIOPeerTransport: PeerTransport {
             state.server = nil
             return all
         }
-        for channel in channels { try? await channel.close() }
+        // All at once: closing a TLS connection may wait for the peer.
+        for channel in channels { channel.close(promise: nil) }
+        for channel in channels { try? await channel.closeFuture.get() }
+    }
+}
+
+/// Reports a completed TLS handshake on a connection this member opened.
+final class HandshakeWatcher: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private let completed: () -> Void
+
+    init(_ completed: @escaping () -> Void) { self.completed = completed }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted? = event as? TLSUserEvent { completed() }
+        context.fireUserInboundEventTriggered(event)
     }
 }
 

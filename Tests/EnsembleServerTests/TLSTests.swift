@@ -1,5 +1,6 @@
 import EnsembleServer
 import Foundation
+import Raft
 import Testing
 
 /// TLS with etcd's flags: on the client port, through the real etcdctl 3.4
@@ -49,11 +50,14 @@ import Testing
     }
 
     /// One member serving its client port over TLS.
-    func member(_ certificates: Certificates, clientCertAuth: Bool) async throws -> (EnsembleMember, Int) {
+    /// One member serving its client port over TLS; `trustedCA` sets
+    /// `--trusted-ca-file`, which requires client certificates with or
+    /// without `--client-cert-auth` (as in etcd 3.4).
+    func member(_ certificates: Certificates, trustedCA: Bool = false, clientCertAuth: Bool = false) async throws -> (EnsembleMember, Int) {
         let ports = try freePortsForTests(2)
         var c = MemberConfiguration()
         c.name = "tls"
-        c.dataDirectory = certificates.directory + "/data-\(clientCertAuth)"
+        c.dataDirectory = certificates.directory + "/data-\(UUID().uuidString)"
         c.listenClientURLs = ["https://127.0.0.1:\(ports[0])"]
         c.advertiseClientURLs = c.listenClientURLs
         c.listenPeerURLs = ["http://127.0.0.1:\(ports[1])"]
@@ -61,10 +65,8 @@ import Testing
         c.initialCluster = "tls=http://127.0.0.1:\(ports[1])"
         c.certFile = certificates.serverCert
         c.keyFile = certificates.serverKey
-        if clientCertAuth {
-            c.trustedCAFile = certificates.ca
-            c.clientCertAuth = true
-        }
+        if trustedCA { c.trustedCAFile = certificates.ca }
+        c.clientCertAuth = clientCertAuth
         try c.validate()
         return (try await EnsembleMember.start(c), ports[0])
     }
@@ -76,7 +78,7 @@ import Testing
     @Test func etcdctlAndCurlSpeakTLSToTheClientPort() async throws {
         let certificates = try await Certificates()
         defer { certificates.remove() }
-        let (member, port) = try await member(certificates, clientCertAuth: false)
+        let (member, port) = try await member(certificates)
         let ca = "--cacert=\(certificates.ca)"
         var (code, output) = try await etcdctl(port, [ca, "put", "secret", "kept"])
         #expect(code == 0 && output == "OK\n", "\(output)")
@@ -104,10 +106,11 @@ import Testing
         await member.shutdown()
     }
 
-    @Test func clientCertAuthRefusesClientsWithoutACertificate() async throws {
+    @Test(arguments: [true, false])
+    func aTrustedCARefusesClientsWithoutACertificate(clientCertAuth: Bool) async throws {
         let certificates = try await Certificates()
         defer { certificates.remove() }
-        let (member, port) = try await member(certificates, clientCertAuth: true)
+        let (member, port) = try await member(certificates, trustedCA: true, clientCertAuth: clientCertAuth)
         let ca = "--cacert=\(certificates.ca)"
         var (code, output) = try await etcdctl(port, [ca, "put", "k", "v"])
         #expect(code != 0, "no client certificate: \(output)")
@@ -123,12 +126,15 @@ import Testing
     }
 
     /// Three members whose Raft traffic runs inside TLS, each accepting only
-    /// members whose certificate the CA signed.
+    /// members whose certificate the CA signed, serving clients over TLS
+    /// with the CA known to the clients only: a lease query on a follower
+    /// reaches the leader's https:// client URL (the leader forwarder).
     @Test func membersReplicateOverTLS() async throws {
         let certificates = try await Certificates()
         defer { certificates.remove() }
         let ports = try freePortsForTests(6)
         let names = ["a", "b", "c"]
+        let ca = "--cacert=\(certificates.ca)"
         let initialCluster = names.indices.map { "\(names[$0])=https://127.0.0.1:\(ports[3 + $0])" }.joined(separator: ",")
         var members: [EnsembleMember] = []
         try await withThrowingTaskGroup(of: EnsembleMember.self) { group in
@@ -136,7 +142,9 @@ import Testing
                 var c = MemberConfiguration()
                 c.name = names[i]
                 c.dataDirectory = certificates.directory + "/data-\(names[i])"
-                c.listenClientURLs = ["http://127.0.0.1:\(ports[i])"]
+                c.listenClientURLs = ["https://127.0.0.1:\(ports[i])"]
+                c.certFile = certificates.serverCert
+                c.keyFile = certificates.serverKey
                 c.advertiseClientURLs = c.listenClientURLs
                 c.listenPeerURLs = ["https://127.0.0.1:\(ports[3 + i])"]
                 c.initialAdvertisePeerURLs = c.listenPeerURLs
@@ -151,14 +159,20 @@ import Testing
         }
         var (code, output) = (Int32(1), "")
         for _ in 0..<100 where code != 0 {
-            (code, output) = try await etcdctl(ports[0], scheme: "http", ["put", "over", "tls"])
+            (code, output) = try await etcdctl(ports[0], [ca, "put", "over", "tls"])
             if code != 0 { try await Task.sleep(for: .milliseconds(100)) }
         }
         #expect(code == 0 && output == "OK\n", "\(output)")
         for port in ports[1...2] {
-            (code, output) = try await etcdctl(port, scheme: "http", ["get", "over", "--print-value-only"])
+            (code, output) = try await etcdctl(port, [ca, "get", "over", "--print-value-only"])
             #expect(code == 0 && output == "tls\n", "\(output)")
         }
+        let leader = members.first { $0.node.status.role == .leader }
+        let follower = try #require(members.indices.first { members[$0] !== leader && members[$0].node.status.leader != .none })
+        (code, output) = try await etcdctl(ports[follower], [ca, "lease", "grant", "60"])
+        let lease = try #require(output.split(separator: " ").dropFirst().first, "\(output)")
+        (code, output) = try await etcdctl(ports[follower], [ca, "lease", "timetolive", String(lease)])
+        #expect(code == 0 && output.contains("granted with TTL(60s)"), "\(output)")
         for member in members { await member.shutdown(handOff: false) }
     }
 
@@ -190,11 +204,13 @@ import Testing
               key-file: /etc/ensemble/server.key
               trusted-ca-file: /etc/ensemble/ca.pem
               client-cert-auth: true
+              auto-tls: false
             peer-transport-security:
               cert-file: /etc/ensemble/peer.pem
               key-file: /etc/ensemble/peer.key
               trusted-ca-file: /etc/ensemble/ca.pem
               client-cert-auth: true
+              auto-tls:
             """)
         #expect(yaml.certFile == "/etc/ensemble/server.pem" && yaml.keyFile == "/etc/ensemble/server.key")
         #expect(yaml.trustedCAFile == "/etc/ensemble/ca.pem" && yaml.clientCertAuth)

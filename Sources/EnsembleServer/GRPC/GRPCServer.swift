@@ -92,6 +92,9 @@ public final class GRPCServer: Sendable {
         while ContinuousClock.now < deadline, channels.withLock({ !$0.connections.isEmpty }) {
             do { try await Task.sleep(for: .milliseconds(10)) } catch { break }  // cancelled: close now
         }
-        for connection in channels.withLock({ Array($0.connections.values) }) { try? await connection.close() }
+        // All at once: closing a TLS connection may wait for the peer.
+        let open = channels.withLock { Array($0.connections.values) }
+        for connection in open { connection.close(promise: nil) }
+        for connection in open { try? await connection.closeFuture.get() }
     }
 }

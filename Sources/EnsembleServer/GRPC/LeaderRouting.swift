@@ -77,7 +77,12 @@ public struct LeaderRouting: Sendable {
         if let result = await node.withMachine(body), let result { return result }
         let leader = await knownLeader()
         guard leader != .none else { throw NodeError.noLeader }
-        if leader == node.id, let result = await node.withMachine(body), let result { return result }
+        if leader == node.id {
+            // Elected while waiting; a machine that does not lead yet is a
+            // leadership change in progress, not another member to ask.
+            if let result = await node.withMachine(body), let result { return result }
+            throw NodeError.leaderChanged
+        }
         guard let other = leaderInProcess(leader), other !== node else { throw NodeError.notLeader(leader: leader) }
         if let result = await other.withMachine(body), let result { return result }
         throw NodeError.leaderChanged

@@ -63,7 +63,8 @@ extension MemberConfiguration {
                 throw ConfigurationError("config file: \(key) must be a mapping")
             }
             let peer = key == "peer-transport-security"
-            for (name, inner) in section {
+            // etcd's sample file leaves unused entries empty (null).
+            for (name, inner) in section where !(inner is NSNull) {
                 switch name {
                 case "cert-file", "key-file", "trusted-ca-file":
                     guard let path = inner as? String else { throw ConfigurationError("config file: \(key).\(name) must be a string") }
@@ -78,6 +79,10 @@ extension MemberConfiguration {
                 case "client-cert-auth":
                     guard let on = inner as? Bool else { throw ConfigurationError("config file: \(key).client-cert-auth must be true or false") }
                     if peer { peerClientCertAuth = on } else { clientCertAuth = on }
+                case "auto-tls":
+                    guard inner as? Bool == false else {
+                        throw ConfigurationError("config file: \(key).auto-tls is not supported; give cert-file and key-file")
+                    }
                 default:
                     throw ConfigurationError("config file: unknown or unsupported key \(key).\(name)")
                 }

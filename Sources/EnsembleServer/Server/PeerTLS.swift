@@ -5,9 +5,9 @@ import RaftTransport
 /// `--peer-cert-file`/`--peer-key-file` and present the same certificate
 /// when connecting to other members, whose certificates are checked against
 /// `--peer-trusted-ca-file` (or the system's roots) and the peer URL's host
-/// or IP address. `--peer-client-cert-auth` makes a member accept only
-/// members whose certificate that CA signed. All members of a cluster use
-/// TLS or none do.
+/// or IP address. With `--peer-trusted-ca-file` (etcd 3.4: whether or not
+/// `--peer-client-cert-auth` is given) a member accepts only members whose
+/// certificate that CA signed. All members of a cluster use TLS or none do.
 extension MemberConfiguration {
     /// The peer transport's contexts; nil when the peer URLs are `http://`.
     public func peerTLS() throws(ConfigurationError) -> NIOPeerTransport.TLS? {
@@ -18,14 +18,16 @@ extension MemberConfiguration {
 
         var server = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
         server.minimumTLSVersion = .tlsv12
-        if peerClientCertAuth, let roots {
+        if let roots {
             server.trustRoots = .certificates(roots)
             server.certificateVerification = .noHostnameVerification
         }
+        server.shutdownTimeout = TLSFiles.shutdownTimeout
         var client = TLSConfiguration.makeClientConfiguration()
         client.minimumTLSVersion = .tlsv12
         client.certificateChain = chain
         client.privateKey = .privateKey(key)
+        client.shutdownTimeout = TLSFiles.shutdownTimeout
         if let roots { client.trustRoots = .certificates(roots) }
         return NIOPeerTransport.TLS(server: try TLSFiles.context(server), client: try TLSFiles.context(client))
     }

@@ -1,7 +1,12 @@
+import NIOCore
 import NIOSSL
 
 /// Reading the PEM files named by the TLS flags, with errors that name the flag.
 enum TLSFiles {
+    /// How long closing a connection waits for the peer's close_notify
+    /// (NIOSSL's default of 5 s held up shutdown for every unresponsive peer).
+    static let shutdownTimeout = TimeAmount.seconds(1)
+
     static func certificates(_ flag: String, _ path: String) throws(ConfigurationError) -> [NIOSSLCertificate] {
         let certificates: [NIOSSLCertificate]
         do {
