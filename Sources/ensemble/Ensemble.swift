@@ -11,6 +11,10 @@ struct Ensemble: AsyncParsableCommand {
         commandName: "ensemble",
         abstract: "Ensemble: a strongly consistent control plane that speaks etcd's v3 API.",
         subcommands: [Serve.self, Dev.self, KV.self, MemberCommand.self, StatusCommand.self, Bench.self])
+
+    static func main() async {
+        await main(Serve.etcdBooleans(Array(CommandLine.arguments.dropFirst())))
+    }
 }
 
 /// True exactly once.

@@ -76,6 +76,21 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .customLong("peer-client-cert-auth"), help: "Accept only members presenting a certificate signed by --peer-trusted-ca-file.")
     var peerClientCertAuth = false
 
+    /// etcd's boolean flags also come written `--client-cert-auth=true` or
+    /// `=false` (Go's flag package; kubeadm's manifests do): rewritten to
+    /// the bare flag, or dropped.
+    static func etcdBooleans(_ arguments: [String]) -> [String] {
+        let booleans = ["--client-cert-auth", "--peer-client-cert-auth"]
+        return arguments.compactMap { argument in
+            guard let equals = argument.firstIndex(of: "="), booleans.contains(String(argument[..<equals])) else { return argument }
+            switch argument[argument.index(after: equals)...].lowercased() {
+            case "true", "1", "t": return String(argument[..<equals])
+            case "false", "0", "f": return nil
+            default: return argument  // refused by the parser, with its message
+            }
+        }
+    }
+
     func configurationFromFlags() throws -> MemberConfiguration {
         var c = MemberConfiguration()
         func list(_ value: String) -> [String] { value.split(separator: ",").map(String.init) }

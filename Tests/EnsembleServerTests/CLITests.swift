@@ -26,4 +26,12 @@ import Testing
         #expect(code != 0 && output.contains("no endpoint answered"), "\(output)")
         await f.close()
     }
+
+    /// etcd's boolean flags written as Go's flag package allows (kubeadm's manifests do).
+    @Test func serveTakesBooleanFlagsWithAValue() async throws {
+        var (code, output) = try await run("serve", "--name=x", "--data-dir=/nonexistent/x", "--client-cert-auth=true")
+        #expect(code != 0 && output.contains("--client-cert-auth needs --trusted-ca-file"), "\(output)")
+        (code, output) = try await run("serve", "--name=x", "--client-cert-auth=false", "--peer-client-cert-auth=false", "--election-timeout=100")
+        #expect(code != 0 && output.contains("--election-timeout should be at least 5 times"), "\(output)")
+    }
 }
