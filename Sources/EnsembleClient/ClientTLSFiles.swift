@@ -31,16 +31,12 @@ public struct ClientTLSFiles: Sendable, Equatable {
         tls.applicationProtocols = ["h2"]
         tls.shutdownTimeout = .seconds(1)
         if let caCert {
-            tls.trustRoots = .certificates(try Self.certificates("--cacert", caCert))
+            tls.trustRoots = .certificates(try Self.readCertificates("--cacert", caCert))
         }
         switch (cert, key) {
         case let (cert?, key?):
-            tls.certificateChain = try Self.certificates("--cert", cert).map { .certificate($0) }
-            do {
-                tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
-            } catch {
-                throw SetupError("--key \(key): cannot read a PEM private key: \(error)")
-            }
+            tls.certificateChain = try Self.readCertificates("--cert", cert).map { .certificate($0) }
+            tls.privateKey = .privateKey(try Self.readPrivateKey("--key", key))
         case (nil, nil): break
         default: throw SetupError("--cert and --key go together")
         }
@@ -52,7 +48,8 @@ public struct ClientTLSFiles: Sendable, Equatable {
         }
     }
 
-    private static func certificates(_ flag: String, _ path: String) throws(SetupError) -> [NIOSSLCertificate] {
+    /// The PEM certificates in `path` (at least one), named after `flag` in errors.
+    public static func readCertificates(_ flag: String, _ path: String) throws(SetupError) -> [NIOSSLCertificate] {
         let certificates: [NIOSSLCertificate]
         do {
             certificates = try NIOSSLCertificate.fromPEMFile(path)
@@ -61,5 +58,14 @@ public struct ClientTLSFiles: Sendable, Equatable {
         }
         guard !certificates.isEmpty else { throw SetupError("\(flag) \(path): no certificate in the file") }
         return certificates
+    }
+
+    /// The PEM private key in `path`, named after `flag` in errors.
+    public static func readPrivateKey(_ flag: String, _ path: String) throws(SetupError) -> NIOSSLPrivateKey {
+        do {
+            return try NIOSSLPrivateKey(file: path, format: .pem)
+        } catch {
+            throw SetupError("\(flag) \(path): cannot read a PEM private key: \(error)")
+        }
     }
 }
