@@ -35,7 +35,9 @@ let package = Package(
         // Pure consensus state machine: no I/O, no clock, no threads.
         .target(name: "Raft", swiftSettings: swiftSettings),
         // Durable log: WAL segments, hard state, snapshot files, recovery.
-        .target(name: "RaftStorage", dependencies: ["Raft"], swiftSettings: swiftSettings),
+        .target(name: "RaftStorage", dependencies: ["Raft", "CCRC32C"], swiftSettings: swiftSettings),
+        // CRC-32C with the CPU's instructions (SSE4.2, AArch64 CRC), for RaftStorage.
+        .target(name: "CCRC32C"),
         // The multi-version key–value state machine behind the etcd API (no I/O).
         .target(name: "KV", swiftSettings: swiftSettings),
         // Peer messaging: the wire codec and transports (in memory, and TCP over SwiftNIO).

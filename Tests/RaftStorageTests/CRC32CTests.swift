@@ -32,6 +32,23 @@ import Testing
         }
     }
 
+    /// The CPU's instructions (when this machine has them) and the tables
+    /// agree at every length and alignment.
+    @Test func hardwareAgreesWithTheTables() {
+        var rng = SeededRandom(seed: 7)
+        let data = (0..<5000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        data.withUnsafeBytes { all in
+            for start in 0..<9 {
+                for length in [0, 1, 3, 7, 8, 9, 31, 64, 100, 4096] where start + length <= all.count {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[start..<(start + length)])
+                    let seed = UInt32(start * 977 + length)
+                    #expect(CRC32C.update(seed, slice) == CRC32C.software(seed, slice), "start \(start) length \(length)")
+                }
+            }
+        }
+        print("CRC-32C instructions on this machine: \(CRC32C.hardware)")
+    }
+
     private func bitwiseCRC32C(_ data: [UInt8]) -> UInt32 {
         var c: UInt32 = 0xFFFF_FFFF
         for b in data {

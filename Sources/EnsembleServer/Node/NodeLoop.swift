@@ -737,7 +737,7 @@ extension NodeLoop {
         guard (try? storage.installSnapshotFile(snapshot)) == true else { return false }
         lastSnapshotIndex = max(lastSnapshotIndex, index)
         // A failed compaction only leaves more log on disk until the next one.
-        if index > options.snapshotKeep { try? storage.compact(upTo: index - options.snapshotKeep) }
+        if index > options.snapshotKeep { _ = try? storage.compact(upTo: index - options.snapshotKeep) }
         return true
     }
 
