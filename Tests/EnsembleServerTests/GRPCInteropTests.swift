@@ -53,7 +53,12 @@ import Testing
             finished.wait(10)
         responses = watch(requests(), timeout=20)
         next(responses)  # created
-        put(field(1, b"w") + field(2, b"event"), timeout=10)
+        for attempt in range(20):  # retried through an election, as above
+            try:
+                put(field(1, b"w") + field(2, b"event"), timeout=10); break
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE: raise
+                time.sleep(0.2)
         print("watched", b"event" in next(responses))
         finished.set()
         """#
