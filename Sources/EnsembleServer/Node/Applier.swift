@@ -287,11 +287,11 @@ extension Applier {
     /// queue; the loop installs it (WAL marker, log compaction) when told it
     /// is written.
     private func maybeSnapshot() {
+        // Called after every batch: the cheap checks first.
+        guard !snapshotInFlight, applied >= lastSnapshotIndex + snapshotEvery else { return }
         // A state that shrank since (compaction) is measured as it is now.
         let stateBytes = min(lastSnapshotBytes, machine.approximateStateBytes ?? .max)
-        guard !snapshotInFlight, applied >= lastSnapshotIndex + snapshotEvery,
-            Double(logBytesSinceSnapshot) >= snapshotLogRatio * Double(stateBytes)
-        else { return }
+        guard Double(logBytesSinceSnapshot) >= snapshotLogRatio * Double(stateBytes) else { return }
         logBytesAtFreeze = logBytesSinceSnapshot
         let metadata = SnapshotMetadata(index: applied, term: appliedTerm, confState: conf)
         let frozen = machine.freezeSnapshotStream()
