@@ -19,10 +19,16 @@ import Darwin
 /// a snapshot is encoded without stopping the node loop.
 final class ByteKeyTree<Value> {
     final class Node {
-        var keys: [[UInt8]] = []
+        private(set) var keys: [[UInt8]] = []
         var values: [Value] = []
         /// Empty for a leaf; otherwise `keys.count + 1` children.
         var children: [Node] = []
+        /// A length every key in this node shares its first bytes to, and for
+        /// each key the 8 bytes that follow, big-endian, zero-padded: a search
+        /// compares these in place and reads a key itself only on a tie, so
+        /// finding a key costs one cache miss per node instead of one per probe.
+        private(set) var prefixLength = 0
+        private(set) var hints: [UInt64] = []
         var isLeaf: Bool { children.isEmpty }
 
         init() {}
@@ -32,6 +38,84 @@ final class ByteKeyTree<Value> {
             keys = node.keys
             values = node.values
             children = node.children
+            prefixLength = node.prefixLength
+            hints = node.hints
+        }
+
+        /// Inserts `key` at `index`, which must keep the keys sorted.
+        func insert(_ key: [UInt8], _ value: Value, at index: Int) {
+            let shared = keys.isEmpty ? key.count : min(prefixLength, commonPrefix(key, keys[0]))
+            keys.insert(key, at: index)
+            values.insert(value, at: index)
+            if shared == prefixLength && !hints.isEmpty {
+                hints.insert(hint(key, from: shared), at: index)
+            } else {
+                rehint(prefixLength: shared)
+            }
+        }
+
+        /// Drops the keys and values from `index` on (the upper half and middle
+        /// key of a split, which the caller has taken).
+        func removeKeys(from index: Int) {
+            keys.removeSubrange(index...)
+            values.removeSubrange(index...)
+            rehint()
+        }
+
+        /// Replaces all keys and values (sorted), recomputing the hints.
+        func setKeys(_ newKeys: [[UInt8]], _ newValues: [Value]) {
+            keys = newKeys
+            values = newValues
+            rehint()
+        }
+
+        /// Recomputes the hints for the longest prefix the keys share (sorted
+        /// keys share what their first and last share), or for `prefixLength`.
+        private func rehint(prefixLength length: Int? = nil) {
+            if let length {
+                prefixLength = length
+            } else if let first = keys.first, let last = keys.last {
+                prefixLength = keys.count == 1 ? first.count : commonPrefix(first, last)
+            } else {
+                prefixLength = 0
+            }
+            hints = keys.map { hint($0, from: prefixLength) }
+        }
+
+        /// Index of `key` among the keys, or where it would be inserted.
+        func search(_ key: [UInt8]) -> (index: Int, found: Bool) {
+            guard let first = keys.first else { return (0, false) }
+            if prefixLength > 0 {
+                let c = ByteKeyTree.compare(key, first, upTo: prefixLength)
+                if c != 0 { return (c < 0 ? 0 : keys.count, false) }
+            }
+            let wanted = hint(key, from: prefixLength)
+            return hints.withUnsafeBufferPointer { hints in
+                var low = 0
+                var high = hints.count
+                while low < high {
+                    let mid = (low + high) / 2
+                    let c: Int
+                    if hints[mid] != wanted {
+                        c = hints[mid] < wanted ? -1 : 1
+                    } else {
+                        c = ByteKeyTree.compare(keys[mid], key)
+                    }
+                    if c == 0 { return (mid, true) }
+                    if c < 0 { low = mid + 1 } else { high = mid }
+                }
+                return (low, false)
+            }
+        }
+
+        /// Checks the hints against the keys (tests).
+        var hintsAreConsistent: Bool {
+            guard hints.count == keys.count else { return false }
+            for (key, h) in zip(keys, hints) {
+                if key.count < prefixLength || commonPrefix(key, keys[0]) < prefixLength { return false }
+                if h != hint(key, from: prefixLength) { return false }
+            }
+            return true
         }
     }
 
@@ -72,7 +156,7 @@ final class ByteKeyTree<Value> {
     func value(for key: [UInt8]) -> Value? {
         var node = root
         while true {
-            let (index, found) = Self.search(node.keys, key)
+            let (index, found) = node.search(key)
             if found { return node.values[index] }
             if node.isLeaf { return nil }
             node = node.children[index]
@@ -80,38 +164,9 @@ final class ByteKeyTree<Value> {
     }
 
     /// Runs `body` on the value for `key`, inserting `make()` first when absent.
+    /// One pass down: full nodes on the way are split (CLRS B-TREE-INSERT), so
+    /// a new key goes straight into its leaf.
     func update<R>(_ key: [UInt8], orInsert make: () -> Value, _ body: (inout Value) -> R) -> R {
-        if let (node, index) = locate(key) {
-            return body(&node.values[index])
-        }
-        var value = make()
-        let result = body(&value)
-        insert(key, value)
-        return result
-    }
-
-    /// Runs `body` on the value for `key` if present.
-    @discardableResult
-    func modify<R>(_ key: [UInt8], _ body: (inout Value) -> R) -> R? {
-        guard let (node, index) = locate(key) else { return nil }
-        return body(&node.values[index])
-    }
-
-    /// The node holding `key` and its index there, the node made unique to
-    /// this tree on the way down (for changing its value in place); nil when absent.
-    private func locate(_ key: [UInt8]) -> (Node, Int)? {
-        var node = uniqueRoot()
-        while true {
-            let (index, found) = Self.search(node.keys, key)
-            if found { return (node, index) }
-            if node.isLeaf { return nil }
-            node = Self.uniqueChild(node, index)
-        }
-    }
-
-    /// Inserts a key that is not present (CLRS B-TREE-INSERT, splitting full nodes
-    /// on the way down so a single pass suffices).
-    private func insert(_ key: [UInt8], _ value: Value) {
         if root.keys.count == 2 * Self.t - 1 {
             let newRoot = Node()
             newRoot.children = [root]
@@ -120,17 +175,33 @@ final class ByteKeyTree<Value> {
         }
         var node = uniqueRoot()
         while true {
-            var (index, _) = Self.search(node.keys, key)
+            var (index, found) = node.search(key)
+            if found { return body(&node.values[index]) }
             if node.isLeaf {
-                node.keys.insert(key, at: index)
-                node.values.insert(value, at: index)
+                var value = make()
+                let result = body(&value)
+                node.insert(key, value, at: index)
                 count += 1
-                return
+                return result
             }
             if node.children[index].keys.count == 2 * Self.t - 1 {
                 split(node, child: index)
-                if Self.compare(key, node.keys[index]) > 0 { index += 1 }
+                let c = Self.compare(key, node.keys[index])
+                if c == 0 { return body(&node.values[index]) }
+                if c > 0 { index += 1 }
             }
+            node = Self.uniqueChild(node, index)
+        }
+    }
+
+    /// Runs `body` on the value for `key` if present.
+    @discardableResult
+    func modify<R>(_ key: [UInt8], _ body: (inout Value) -> R) -> R? {
+        var node = uniqueRoot()
+        while true {
+            let (index, found) = node.search(key)
+            if found { return body(&node.values[index]) }
+            if node.isLeaf { return nil }
             node = Self.uniqueChild(node, index)
         }
     }
@@ -140,18 +211,15 @@ final class ByteKeyTree<Value> {
         let full = Self.uniqueChild(parent, index)
         let t = Self.t
         let right = Node()
-        right.keys = Array(full.keys[t...])
-        right.values = Array(full.values[t...])
+        right.setKeys(Array(full.keys[t...]), Array(full.values[t...]))
         if !full.isLeaf {
             right.children = Array(full.children[t...])
             full.children.removeSubrange(t...)
         }
         let middleKey = full.keys[t - 1]
         let middleValue = full.values[t - 1]
-        full.keys.removeSubrange((t - 1)...)
-        full.values.removeSubrange((t - 1)...)
-        parent.keys.insert(middleKey, at: index)
-        parent.values.insert(middleValue, at: index)
+        full.removeKeys(from: t - 1)
+        parent.insert(middleKey, middleValue, at: index)
         parent.children.insert(right, at: index + 1)
     }
 
@@ -162,7 +230,7 @@ final class ByteKeyTree<Value> {
     }
 
     private func scan(_ node: Node, _ lower: [UInt8], _ upper: [UInt8]?, _ body: ([UInt8], Value) -> Bool) -> Bool {
-        var index = Self.search(node.keys, lower).index
+        var index = node.search(lower).index
         while true {
             if !node.isLeaf, !scan(node.children[index], lower, upper, body) { return false }
             guard index < node.keys.count else { return true }
@@ -182,44 +250,84 @@ final class ByteKeyTree<Value> {
             if let value = keep(key, value) { kept.append((key, value)) }
             return true
         }
-        root = Node()
-        count = 0
-        for (key, value) in kept { insert(key, value) }
+        replaceAll(kept)
     }
 
     /// Replaces everything with `entries`, which must be sorted by key.
     func replaceAll(_ entries: [([UInt8], Value)]) {
         root = Node()
         count = 0
-        for (key, value) in entries { insert(key, value) }
+        for (key, value) in entries { update(key, orInsert: { value }) { _ in } }
     }
 
-    /// Index of `key` in `keys`, or where it would be inserted.
-    private static func search(_ keys: [[UInt8]], _ key: [UInt8]) -> (index: Int, found: Bool) {
-        var low = 0
-        var high = keys.count
-        while low < high {
-            let mid = (low + high) / 2
-            let c = compare(keys[mid], key)
-            if c == 0 { return (mid, true) }
-            if c < 0 { low = mid + 1 } else { high = mid }
+    /// Whether every node's search hints match its keys (tests).
+    var hintsAreConsistent: Bool {
+        var pending = [root]
+        while let node = pending.popLast() {
+            if !node.hintsAreConsistent { return false }
+            pending.append(contentsOf: node.children)
         }
-        return (low, false)
+        return true
     }
 
     /// Lexicographic comparison of unsigned bytes: negative, zero or positive.
     /// memcmp: keys under one prefix share their first bytes, which it
     /// compares many at a time.
     static func compare(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        compare(a, b, upTo: Int.max)
+    }
+
+    /// ``compare(_:_:)`` of the first `limit` bytes of each.
+    static func compare(_ a: [UInt8], _ b: [UInt8], upTo limit: Int) -> Int {
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
-                let n = min(pa.count, pb.count)
+                let ca = min(pa.count, limit)
+                let cb = min(pb.count, limit)
+                let n = min(ca, cb)
                 if n > 0, let x = pa.baseAddress, let y = pb.baseAddress {
                     let c = memcmp(x, y, n)
                     if c != 0 { return Int(c) }
                 }
-                return pa.count - pb.count
+                return ca - cb
             }
         }
+    }
+}
+
+/// How many first bytes `a` and `b` share.
+private func commonPrefix(_ a: [UInt8], _ b: [UInt8]) -> Int {
+    a.withUnsafeBufferPointer { pa in
+        b.withUnsafeBufferPointer { pb in
+            let n = min(pa.count, pb.count)
+            var i = 0
+            if let x = pa.baseAddress, let y = pb.baseAddress {
+                // Eight bytes at a time; the first differing byte is the lowest
+                // in little-endian order.
+                while i + 8 <= n {
+                    let a = UnsafeRawPointer(x + i).loadUnaligned(as: UInt64.self).littleEndian
+                    let b = UnsafeRawPointer(y + i).loadUnaligned(as: UInt64.self).littleEndian
+                    if a != b { return i + (a ^ b).trailingZeroBitCount / 8 }
+                    i += 8
+                }
+            }
+            while i < n, pa[i] == pb[i] { i += 1 }
+            return i
+        }
+    }
+}
+
+/// The 8 bytes of `key` from `offset` as a big-endian number, zero-padded, so
+/// that hints order as the bytes do (equal hints say nothing).
+private func hint(_ key: [UInt8], from offset: Int) -> UInt64 {
+    key.withUnsafeBufferPointer { bytes in
+        let end = min(bytes.count, offset + 8)
+        var value: UInt64 = 0
+        var i = offset
+        while i < end {
+            value = value << 8 | UInt64(bytes[i])
+            i += 1
+        }
+        if end > offset { value <<= UInt64(8 * (offset + 8 - end)) } else { value = 0 }
+        return value
     }
 }

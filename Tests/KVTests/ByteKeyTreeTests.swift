@@ -36,6 +36,50 @@ import Testing
         #expect(tree.count == reference.values.filter { $0 % 2 == 0 }.count)
     }
 
+    /// Keys that share long prefixes (etcdctl check perf's: a 20-byte prefix,
+    /// a random varint, zeros to 276 bytes), keys that are prefixes of other
+    /// keys and keys that differ only past the search hints' 8 bytes: lookups,
+    /// scans and the per-node hints agree with a sorted reference throughout.
+    @Test func longSharedPrefixesAndPrefixKeys() {
+        var rng = SeededRandom(seed: 29)
+        let tree = ByteKeyTree<Int>()
+        var reference: [[UInt8]: Int] = [:]
+        let base = Array("/etcdctl-check-perf/".utf8)
+        for i in 0..<20_000 {
+            var key = base
+            switch i % 4 {
+            case 0:
+                var n = UInt64.random(in: 0...UInt64.max, using: &rng)
+                for _ in 0..<9 { key.append(UInt8(truncatingIfNeeded: n)); n >>= 7 }
+                key += [UInt8](repeating: 0, count: 247)
+            case 1:
+                key += (0..<Int.random(in: 0...3, using: &rng)).map { _ in UInt8.random(in: 0...2, using: &rng) }
+            case 2:
+                key += [UInt8](repeating: 7, count: Int.random(in: 0...12, using: &rng))
+                key += (0..<2).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            default:
+                key = (0..<Int.random(in: 0...2, using: &rng)).map { _ in UInt8.random(in: 0...1, using: &rng) }
+            }
+            tree.update(key, orInsert: { -1 }) { $0 = i }
+            reference[key] = i
+            if i % 2_500 == 0 { #expect(tree.hintsAreConsistent) }
+        }
+        #expect(tree.hintsAreConsistent)
+        #expect(tree.count == reference.count)
+        for (key, value) in reference { #expect(tree.value(for: key) == value) }
+        #expect(tree.value(for: base + [9, 9]) == nil)
+        var scanned: [[UInt8]] = []
+        tree.scan(from: base, to: base + [255]) { key, _ in
+            scanned.append(key)
+            return true
+        }
+        let sorted = reference.keys.sorted { $0.lexicographicallyPrecedes($1) }
+        #expect(scanned == sorted.filter { !$0.lexicographicallyPrecedes(base) && $0.lexicographicallyPrecedes(base + [255]) })
+        tree.filter { _, value in value % 3 == 0 ? value : nil }
+        #expect(tree.hintsAreConsistent)
+        for (key, value) in reference { #expect(tree.value(for: key) == (value % 3 == 0 ? value : nil)) }
+    }
+
     func contents(_ tree: ByteKeyTree<[Int]>) -> [([UInt8], [Int])] {
         var out: [([UInt8], [Int])] = []
         tree.scan(from: [], to: nil) { key, value in
