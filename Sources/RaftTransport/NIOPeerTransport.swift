@@ -13,13 +13,17 @@ import Synchronization
 /// With ``TLS`` every connection, both ways, runs inside TLS (etcd's
 /// `https://` peer URLs): a cluster's members all use it or none do.
 public final class NIOPeerTransport: PeerTransport {
-    /// The contexts for accepting and for opening peer connections.
+    /// The contexts for accepting and for opening peer connections, asked
+    /// for each new connection (they may change: certificate rotation).
     public struct TLS: Sendable {
-        public var server: NIOSSLContext
-        public var client: NIOSSLContext
-        public init(server: NIOSSLContext, client: NIOSSLContext) {
+        public var server: @Sendable () -> NIOSSLContext
+        public var client: @Sendable () -> NIOSSLContext
+        public init(server: @escaping @Sendable () -> NIOSSLContext, client: @escaping @Sendable () -> NIOSSLContext) {
             self.server = server
             self.client = client
+        }
+        public init(server: NIOSSLContext, client: NIOSSLContext) {
+            self.init(server: { server }, client: { client })
         }
     }
 
@@ -84,7 +88,7 @@ public final class NIOPeerTransport: PeerTransport {
             .childChannelInitializer { [weak self] channel in
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls())) }
                     try channel.pipeline.syncOperations.addHandler(
                         FrameReceiver(maxFrame: maxFrame, deliver: { messages in self?.deliver(messages) },
                                       hello: { hello in self?.learn(hello) ?? false }))
@@ -225,7 +229,7 @@ public final class NIOPeerTransport: PeerTransport {
                         // An IP address is checked against the certificate's
                         // IP names (NIOSSL uses the socket's address); SNI takes names only.
                         let name = address.host.contains(where: \.isLetter) && !address.host.contains(":") ? address.host : nil
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls(), serverHostname: name))
                         // Only a completed handshake shows the peer healthy.
                         try channel.pipeline.syncOperations.addHandler(HandshakeWatcher { self?.handshakeCompleted(peer) })
                     }

@@ -17,6 +17,9 @@ struct Dev: AsyncParsableCommand {
     @Option(help: "Peer (Raft) ports of the three members.")
     var peerPorts = "2380,22380,32380"
 
+    @Flag(help: "Serve both ports over TLS with client certificates (a CA and certificates made in <data-dir>/tls).")
+    var tls = false
+
     func run() async throws {
         let client = clientPorts.split(separator: ",").compactMap { Int($0) }
         let peer = peerPorts.split(separator: ",").compactMap { Int($0) }
@@ -24,14 +27,16 @@ struct Dev: AsyncParsableCommand {
             throw ValidationError("--client-ports and --peer-ports need three ports each")
         }
         say("ensemble dev: starting 3 members, data in \(dataDir)/")
-        let cluster = try await DevCluster(dataDirectory: dataDir, clientPorts: client, peerPorts: peer)
+        let cluster = try await DevCluster(dataDirectory: dataDir, clientPorts: client, peerPorts: peer, tls: tls)
         for member in cluster.members {
             say("  \(member.name) (\(String(member.id, radix: 16))): client 127.0.0.1:\(member.clientPort)  peer 127.0.0.1:\(member.peerPort)")
         }
         let leader = try await cluster.waitForLeader()
         say("leader: \(cluster.members.first { $0.id == leader }?.name ?? String(leader, radix: 16))")
-        say("try:    etcdctl --endpoints=\(cluster.endpoints) put hello world")
-        say("        etcdctl --endpoints=\(cluster.endpoints) get hello")
+        let flags = cluster.tls.map { " " + $0.etcdctlFlags } ?? ""
+        if let tls = cluster.tls { say("tls:    CA and certificates in \(tls.directory)/ (clients must present one)") }
+        say("try:    etcdctl --endpoints=\(cluster.endpoints)\(flags) put hello world")
+        say("        etcdctl --endpoints=\(cluster.endpoints)\(flags) get hello")
         say("Ctrl-C stops all members.")
         await waitForInterrupt()
         say("\nensemble dev: stopping…")

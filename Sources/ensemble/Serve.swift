@@ -59,6 +59,8 @@ struct Serve: AsyncParsableCommand {
     var grpcKeepaliveTimeout = "20s"
     @Option(name: .customLong("grpc-keepalive-min-time"), help: "The shortest interval at which a client may ping; faster pingers are sent away.")
     var grpcKeepaliveMinTime = "5s"
+    @Option(name: .customLong("event-loop-threads"), help: "Threads serving client and peer connections (0: one per CPU core). Not an etcd flag.")
+    var eventLoopThreads = 0
     @Option(name: .customLong("cert-file"), help: "TLS certificate chain (PEM) for https:// client URLs.")
     var certFile = ""
     @Option(name: .customLong("key-file"), help: "TLS private key (PEM) for https:// client URLs.")
@@ -75,12 +77,22 @@ struct Serve: AsyncParsableCommand {
     var peerTrustedCAFile = ""
     @Flag(name: .customLong("peer-client-cert-auth"), help: "Accept only members presenting a certificate signed by --peer-trusted-ca-file.")
     var peerClientCertAuth = false
+    @Flag(name: .customLong("auto-tls"), help: "https:// client URLs without --cert-file: a self-signed certificate in <data-dir>/fixtures/client.")
+    var autoTLS = false
+    @Flag(name: .customLong("peer-auto-tls"), help: "https:// peer URLs without --peer-cert-file: self-signed certificates, not checked between members.")
+    var peerAutoTLS = false
+    @Option(name: .customLong("cipher-suites"), help: "TLS 1.2 cipher suites allowed, comma-separated, by Go's names (empty: the defaults).")
+    var cipherSuites = ""
+    @Option(name: .customLong("tls-min-version"), help: "Oldest TLS version accepted: TLS1.2 or TLS1.3.")
+    var tlsMinVersion = "TLS1.2"
+    @Option(name: .customLong("tls-max-version"), help: "Newest TLS version offered: TLS1.2 or TLS1.3 (empty: the newest).")
+    var tlsMaxVersion = ""
 
     /// etcd's boolean flags also come written `--client-cert-auth=true` or
     /// `=false` (Go's flag package; kubeadm's manifests do): rewritten to
     /// the bare flag, or dropped.
     static func etcdBooleans(_ arguments: [String]) -> [String] {
-        let booleans = ["--client-cert-auth", "--peer-client-cert-auth"]
+        let booleans = ["--client-cert-auth", "--peer-client-cert-auth", "--auto-tls", "--peer-auto-tls"]
         return arguments.compactMap { argument in
             guard let equals = argument.firstIndex(of: "="), booleans.contains(String(argument[..<equals])) else { return argument }
             switch argument[argument.index(after: equals)...].lowercased() {
@@ -116,6 +128,7 @@ struct Serve: AsyncParsableCommand {
         c.grpcKeepaliveInterval = grpcKeepaliveInterval
         c.grpcKeepaliveTimeout = grpcKeepaliveTimeout
         c.grpcKeepaliveMinTime = grpcKeepaliveMinTime
+        c.eventLoopThreads = eventLoopThreads
         c.certFile = certFile
         c.keyFile = keyFile
         c.trustedCAFile = trustedCAFile
@@ -124,6 +137,11 @@ struct Serve: AsyncParsableCommand {
         c.peerKeyFile = peerKeyFile
         c.peerTrustedCAFile = peerTrustedCAFile
         c.peerClientCertAuth = peerClientCertAuth
+        c.autoTLS = autoTLS
+        c.peerAutoTLS = peerAutoTLS
+        c.cipherSuites = list(cipherSuites)
+        c.tlsMinVersion = tlsMinVersion
+        c.tlsMaxVersion = tlsMaxVersion
         return c
     }
 

@@ -35,4 +35,30 @@ import Testing
         #expect(health.contains("is healthy"), "\(health)")
         await cluster.shutdown()
     }
+
+    /// `ensemble dev --tls`: both ports inside TLS with client certificates
+    /// from a CA made under the data directory (and reused on restart).
+    @Test func tlsClusterServesClientsWithCertificates() async throws {
+        let directory = NSTemporaryDirectory() + "ensemble-dev-tls-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let cluster = try await DevCluster(
+            dataDirectory: directory, clientPorts: [0, 0, 0], peerPorts: [0, 0, 0], tickInterval: .milliseconds(25), tls: true)
+        _ = try await cluster.waitForLeader()
+        let tls = try #require(cluster.tls)
+        let flags = ["--cacert=\(tls.ca)", "--cert=\(tls.clientCert)", "--key=\(tls.clientKey)", "--command-timeout=5s"]
+        for member in cluster.members {
+            let (status, output) = try await runProcess(
+                "/usr/bin/etcdctl", ["--endpoints=https://127.0.0.1:\(member.clientPort)"] + flags + ["put", "k\(member.id)", "v"])
+            #expect(status == 0 && output == "OK\n", "member \(member.id): \(output)")
+        }
+        let first = try #require(cluster.members.first)
+        let (status, output) = try await runProcess(
+            "/usr/bin/etcdctl",
+            ["--endpoints=https://127.0.0.1:\(first.clientPort)", "--cacert=\(tls.ca)", "--command-timeout=3s", "get", "k", "--prefix"])
+        #expect(status != 0, "no client certificate, no answer: \(output)")
+        #expect(cluster.endpoints.hasPrefix("https://"))
+        await cluster.shutdown()
+        let ca = try String(contentsOfFile: tls.ca, encoding: .utf8)
+        #expect(try String(contentsOfFile: DevTLS(dataDirectory: directory).ca, encoding: .utf8) == ca, "reused")
+    }
 }

@@ -1,5 +1,6 @@
 import EnsembleServer
 import Foundation
+import NIOCore
 import Testing
 
 /// `ensemble serve`'s configuration: etcd's flags and config file, checked as
@@ -57,13 +58,18 @@ import Testing
             snapshot-count: 5000
             quota-backend-bytes: 8589934592
             grpc-keepalive-min-time: 10s
+            event-loop-threads: 3
             """)
         #expect(c.name == "infra1" && c.dataDirectory == "/var/lib/ensemble/infra1")
         #expect(c.listenClientURLs == ["http://127.0.0.1:2379", "http://10.0.0.1:2379"])
         #expect(c.heartbeatInterval == .milliseconds(50) && c.electionTimeout == .milliseconds(500))
         #expect(c.snapshotCount == 5000 && c.quotaBackendBytes == 8_589_934_592 && c.initialClusterToken == "prod")
         #expect(try c.grpcKeepalive() == GRPCKeepalive(interval: .seconds(7200), timeout: .seconds(20), minimumTime: .seconds(10)))
+        #expect(c.resolvedEventLoopThreads == 3 && MemberConfiguration().resolvedEventLoopThreads == System.coreCount)
         try c.validate()
+        var negative = c
+        negative.eventLoopThreads = -1
+        #expect(throws: ConfigurationError("--event-loop-threads must be 0 (one per core) or more")) { try negative.validate() }
         #expect(throws: ConfigurationError.self, "typos are refused by name") {
             try MemberConfiguration(yaml: "nmae: x")
         }

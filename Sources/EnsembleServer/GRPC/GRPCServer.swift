@@ -48,7 +48,7 @@ public final class GRPCServer: Sendable {
 
     /// Listens on `host:port` (0 picks a free port), inside TLS when `tls`
     /// is given; returns the channel.
-    public func listen(host: String, port: Int, tls: NIOSSLContext? = nil) async throws -> any Channel {
+    public func listen(host: String, port: Int, tls: ReloadingTLSContext? = nil) async throws -> any Channel {
         let router = self.router
         let limit = maxRequestBytes
         let keepalive = self.keepalive
@@ -60,7 +60,7 @@ public final class GRPCServer: Sendable {
                 channels.withLock { $0.connections[key] = channel }
                 channel.closeFuture.whenComplete { [self] _ in channels.withLock { _ = $0.connections.removeValue(forKey: key) } }
                 return channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current())) }
                     let sniffer = ProtocolSniffer(
                         // Handlers go after the sniffer (it is first), which then leaves.
                         http2: { pipeline in

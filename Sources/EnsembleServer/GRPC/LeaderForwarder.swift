@@ -18,7 +18,7 @@ public final class LeaderForwarder: Sendable {
 
     private let group: any EventLoopGroup
     /// For leaders whose client URL is `https://` (nil: none expected).
-    private let tls: NIOSSLContext?
+    private let tls: ReloadingTLSContext?
     /// Each member's client address, and whether it speaks TLS.
     private let state = Mutex<(urls: [NodeID: (address: HostPort, tls: Bool)], connections: [NodeID: GRPCConnection])>(([:], [:]))
     /// How long a forwarded call may take (etcd's request timeout plus margin).
@@ -27,7 +27,7 @@ public final class LeaderForwarder: Sendable {
     let addressWait: Duration
 
     public init(
-        group: any EventLoopGroup, tls: NIOSSLContext? = nil, timeout: Duration = .seconds(8), addressWait: Duration = .seconds(3)
+        group: any EventLoopGroup, tls: ReloadingTLSContext? = nil, timeout: Duration = .seconds(8), addressWait: Duration = .seconds(3)
     ) {
         self.group = group
         self.tls = tls
@@ -81,7 +81,7 @@ public final class LeaderForwarder: Sendable {
         var options = GRPCConnection.Options()
         if address.tls {
             guard let tls else { return nil }
-            options.tls = tls
+            options.tls = tls.current()
         }
         guard let made = try? await GRPCConnection.connect(
             host: address.address.host, port: address.address.port, group: group, options: options)

@@ -1,37 +1,69 @@
+import Logging
 import NIOSSL
 
 /// TLS on the client port, from etcd's flags: `https://` listen-client-urls
-/// serve `--cert-file`/`--key-file`; with `--trusted-ca-file` (etcd 3.4:
-/// whether or not `--client-cert-auth` is given) a client must present a
-/// certificate that chains to it. ALPN offers
-/// http/1.1 and h2, since gRPC and the HTTP endpoints share the port.
+/// serve `--cert-file`/`--key-file` (or `--auto-tls`'s self-signed pair);
+/// with `--trusted-ca-file` (etcd 3.4: whether or not `--client-cert-auth`
+/// is given) a client must present a certificate that chains to it. ALPN
+/// offers http/1.1 and h2, since gRPC and the HTTP endpoints share the port.
 ///
-/// The files are read once, at start: a missing or malformed one is a
-/// configuration error naming its flag. A member reaching another member's
-/// `https://` client URL (``LeaderForwarder``) trusts `--trusted-ca-file`
-/// (or the system's roots) and presents its own certificate, as etcd's
-/// gateway does.
+/// Missing or malformed files at start are configuration errors naming
+/// their flag; later changes to them are picked up for new connections
+/// (``ReloadingTLSContext``). A member reaching another member's `https://`
+/// client URL (``LeaderForwarder``) trusts `--trusted-ca-file` (or the
+/// system's roots) and presents its own certificate, as etcd's gateway does.
 extension MemberConfiguration {
+    /// The certificate and key for `https://` client URLs: the files given,
+    /// else `--auto-tls`'s, made now if they are not there yet.
+    func clientCertificateFiles() throws(ConfigurationError) -> (cert: String, key: String, selfSigned: Bool) {
+        if !certFile.isEmpty, !keyFile.isEmpty { return (certFile, keyFile, false) }
+        guard autoTLS else { throw ConfigurationError("TLS key/cert (--cert-file, --key-file) must be provided") }
+        let hosts = (listenClientURLs + advertiseClientURLs).compactMap { HostPort(url: $0)?.host }
+        let (cert, key) = try CertificateFactory.selfSignedFiles(in: dataDirectory + "/fixtures/client", hosts: Array(Set(hosts)).sorted())
+        return (cert, key, true)
+    }
+
+    /// The certificate and key for `https://` peer URLs (`--peer-auto-tls`
+    /// alike); `selfSigned` when made here.
+    func peerCertificateFiles() throws(ConfigurationError) -> (cert: String, key: String, selfSigned: Bool) {
+        if !peerCertFile.isEmpty, !peerKeyFile.isEmpty { return (peerCertFile, peerKeyFile, false) }
+        guard peerAutoTLS else { throw ConfigurationError("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided") }
+        let hosts = (listenPeerURLs + initialAdvertisePeerURLs).compactMap { HostPort(url: $0)?.host }
+        let (cert, key) = try CertificateFactory.selfSignedFiles(in: dataDirectory + "/fixtures/peer", hosts: Array(Set(hosts)).sorted())
+        return (cert, key, true)
+    }
+
     /// The context for `https://` client listeners; nil when there is none.
-    public func clientTLSServerContext() throws(ConfigurationError) -> NIOSSLContext? {
+    public func clientTLSServerContext(logger: Logger = EnsembleMember.silent) throws(ConfigurationError) -> ReloadingTLSContext? {
         guard listenClientURLs.contains(where: { $0.hasPrefix("https://") }) else { return nil }
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try TLSFiles.certificates("--cert-file", certFile).map { .certificate($0) },
-            privateKey: .privateKey(try TLSFiles.privateKey("--key-file", keyFile)))
-        tls.minimumTLSVersion = .tlsv12
-        // The server's order wins: gRPC clients offer only h2, while curl and
-        // browsers, which offer both, get HTTP/1.1, where the HTTP endpoints
-        // (/health, /metrics) are served. The bytes decide in the end
-        // (ProtocolSniffer).
-        tls.applicationProtocols = ["http/1.1", "h2"]
-        if clientCertAuth || !trustedCAFile.isEmpty {
-            // As etcd's TLSInfo.ServerConfig: a trusted CA alone already
-            // means RequireAndVerifyClientCert.
-            tls.trustRoots = .certificates(try TLSFiles.certificates("--trusted-ca-file", trustedCAFile))
-            tls.certificateVerification = .noHostnameVerification
+        let (cert, key, selfSigned) = try clientCertificateFiles()
+        let policy = try tlsPolicy()
+        // As etcd's TLSInfo.ServerConfig: a trusted CA alone already means
+        // RequireAndVerifyClientCert. Auto TLS replaces all of it, as in etcd.
+        var ca = trustedCAFile
+        if selfSigned, !ca.isEmpty || clientCertAuth {
+            logger.warning("--auto-tls: ignoring --trusted-ca-file and --client-cert-auth (self-signed, as etcd)")
+            ca = ""
+        } else if clientCertAuth, ca.isEmpty {
+            throw ConfigurationError("--client-cert-auth needs --trusted-ca-file")
         }
-        tls.shutdownTimeout = TLSFiles.shutdownTimeout
-        return try TLSFiles.context(tls)
+        let trusted = ca
+        return try ReloadingTLSContext(paths: [cert, key, trusted], logger: logger) { () throws(ConfigurationError) in
+            var tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try TLSFiles.certificates("--cert-file", cert).map { .certificate($0) },
+                privateKey: .privateKey(try TLSFiles.privateKey("--key-file", key)))
+            policy.apply(to: &tls)
+            // The server's order wins: gRPC clients offer only h2, while curl and
+            // browsers, which offer both, get HTTP/1.1, where the HTTP endpoints
+            // (/health, /metrics) are served. The bytes decide in the end
+            // (ProtocolSniffer).
+            tls.applicationProtocols = ["http/1.1", "h2"]
+            if !trusted.isEmpty {
+                tls.trustRoots = .certificates(try TLSFiles.certificates("--trusted-ca-file", trusted))
+                tls.certificateVerification = .noHostnameVerification
+            }
+            return try TLSFiles.context(tls)
+        }
     }
 
     /// The context for connecting to members' `https://` client URLs (the
@@ -43,26 +75,36 @@ extension MemberConfiguration {
     /// the Raft traffic between the same members is then not authenticated
     /// either. It presents the peer certificate when there is one (etcd's
     /// carry both usages), else the server's.
-    public func clientTLSClientContext() throws(ConfigurationError) -> NIOSSLContext {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        tls.applicationProtocols = ["h2"]
-        tls.shutdownTimeout = TLSFiles.shutdownTimeout
-        var roots: [NIOSSLCertificate] = []
-        if !trustedCAFile.isEmpty { roots += try TLSFiles.certificates("--trusted-ca-file", trustedCAFile) }
-        if !peerTrustedCAFile.isEmpty { roots += try TLSFiles.certificates("--peer-trusted-ca-file", peerTrustedCAFile) }
-        if roots.isEmpty {
-            tls.certificateVerification = .none
-        } else {
-            tls.trustRoots = .certificates(roots)
+    public func clientTLSClientContext(logger: Logger = EnsembleMember.silent) throws(ConfigurationError) -> ReloadingTLSContext {
+        let policy = try tlsPolicy()
+        let cas = [("--trusted-ca-file", trustedCAFile), ("--peer-trusted-ca-file", peerTrustedCAFile)].filter { !$0.1.isEmpty }
+        var own: (flags: (String, String), cert: String, key: String)?
+        // A self-signed peer certificate would not pass a leader that checks
+        // client certificates; the client port's may.
+        if listenPeerURLs.contains(where: { $0.hasPrefix("https://") }), let files = try? peerCertificateFiles(), !files.selfSigned {
+            own = (("--peer-cert-file", "--peer-key-file"), files.cert, files.key)
+        } else if let files = try? clientCertificateFiles() {
+            own = (("--cert-file", "--key-file"), files.cert, files.key)
         }
-        if !peerCertFile.isEmpty, !peerKeyFile.isEmpty {
-            tls.certificateChain = try TLSFiles.certificates("--peer-cert-file", peerCertFile).map { .certificate($0) }
-            tls.privateKey = .privateKey(try TLSFiles.privateKey("--peer-key-file", peerKeyFile))
-        } else if !certFile.isEmpty, !keyFile.isEmpty {
-            tls.certificateChain = try TLSFiles.certificates("--cert-file", certFile).map { .certificate($0) }
-            tls.privateKey = .privateKey(try TLSFiles.privateKey("--key-file", keyFile))
+        let presented = own
+        return try ReloadingTLSContext(
+            paths: cas.map(\.1) + [presented?.cert, presented?.key].compactMap { $0 }, logger: logger
+        ) { () throws(ConfigurationError) in
+            var tls = TLSConfiguration.makeClientConfiguration()
+            policy.apply(to: &tls)
+            tls.applicationProtocols = ["h2"]
+            var roots: [NIOSSLCertificate] = []
+            for (flag, path) in cas { roots += try TLSFiles.certificates(flag, path) }
+            if roots.isEmpty {
+                tls.certificateVerification = .none
+            } else {
+                tls.trustRoots = .certificates(roots)
+            }
+            if let presented {
+                tls.certificateChain = try TLSFiles.certificates(presented.flags.0, presented.cert).map { .certificate($0) }
+                tls.privateKey = .privateKey(try TLSFiles.privateKey(presented.flags.1, presented.key))
+            }
+            return try TLSFiles.context(tls)
         }
-        return try TLSFiles.context(tls)
     }
 }

@@ -27,41 +27,51 @@ public final class DevCluster: Sendable {
     private let group: MultiThreadedEventLoopGroup
     public let dataDirectory: String
     public let clusterID: UInt64
+    /// The certificates when the cluster runs with TLS (`ensemble dev --tls`).
+    public let tls: DevTLS?
 
     /// `clientPorts`/`peerPorts`: three each (0 picks free ports, for tests).
     /// `spaceQuota`: bytes each member's store may hold (0: etcd's default).
+    /// `tls`: both ports inside TLS with client certificates (``DevTLS``).
     public init(
         dataDirectory: String, clientPorts: [Int], peerPorts: [Int], tickInterval: Duration = .milliseconds(100),
-        spaceQuota: Int = 0
+        spaceQuota: Int = 0, tls: Bool = false
     ) async throws {
         precondition(clientPorts.count == 3 && peerPorts.count == 3, "a dev cluster has three members")
         self.dataDirectory = dataDirectory
+        let certificates = tls ? try DevTLS(dataDirectory: dataDirectory) : nil
+        self.tls = certificates
+        let scheme = tls ? "https" : "http"
+        var template = MemberConfiguration()
+        template.listenPeerURLs = ["\(scheme)://127.0.0.1:0"]
+        certificates?.apply(to: &template)
+        let peerTLS = try template.peerTLS()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         self.group = group
         // Peer ports must be known before the initial cluster can be written:
         // bind every peer transport first (port 0 picks a free one, race-free).
         var transports: [(NIOPeerTransport, Int)] = []
         for port in peerPorts {
-            let transport = NIOPeerTransport(group: group)
+            let transport = NIOPeerTransport(group: group, tls: peerTLS)
             transports.append((transport, try await transport.listen(host: "127.0.0.1", port: port)))
         }
-        let initialCluster = (0..<3).map { "member-\($0 + 1)=http://127.0.0.1:\(transports[$0].1)" }.joined(separator: ",")
+        let initialCluster = (0..<3).map { "member-\($0 + 1)=\(scheme)://127.0.0.1:\(transports[$0].1)" }.joined(separator: ",")
         let nodes = nodeDirectory
         let lookup: @Sendable (NodeID) -> NodeLoop<KVReplica>? = { id in nodes.nodes.withLock { $0[id] } }
         var started: [EnsembleMember] = []
         do {
             for i in 0..<3 {
-                var configuration = MemberConfiguration()
+                var configuration = template
                 configuration.name = "member-\(i + 1)"
                 configuration.dataDirectory = "\(dataDirectory)/member-\(i + 1)"
-                configuration.listenPeerURLs = ["http://127.0.0.1:\(transports[i].1)"]
+                configuration.listenPeerURLs = ["\(scheme)://127.0.0.1:\(transports[i].1)"]
                 configuration.initialAdvertisePeerURLs = configuration.listenPeerURLs
                 configuration.initialCluster = initialCluster
                 configuration.initialClusterToken = "ensemble-dev"
                 configuration.heartbeatInterval = tickInterval
                 configuration.electionTimeout = tickInterval * 10
                 configuration.quotaBackendBytes = spaceQuota
-                configuration.listenClientURLs = ["http://127.0.0.1:\(clientPorts[i])"]
+                configuration.listenClientURLs = ["\(scheme)://127.0.0.1:\(clientPorts[i])"]
                 configuration.advertiseClientURLs = configuration.listenClientURLs
                 try configuration.validate()
                 let member = try await EnsembleMember.start(
@@ -89,14 +99,16 @@ public final class DevCluster: Sendable {
     /// (`--initial-cluster-state existing`), listening on `peerPort`.
     public func join(name: String, peerPort: Int) async throws -> EnsembleMember {
         var configuration = MemberConfiguration()
+        tls?.apply(to: &configuration)
+        let scheme = tls == nil ? "http" : "https"
         configuration.name = name
         configuration.dataDirectory = "\(dataDirectory)/\(name)"
-        configuration.listenPeerURLs = ["http://127.0.0.1:\(peerPort)"]
+        configuration.listenPeerURLs = ["\(scheme)://127.0.0.1:\(peerPort)"]
         configuration.initialAdvertisePeerURLs = configuration.listenPeerURLs
         configuration.initialClusterState = .existing
         configuration.heartbeatInterval = running.first?.configuration.heartbeatInterval ?? .milliseconds(100)
         configuration.electionTimeout = configuration.heartbeatInterval * 10
-        configuration.listenClientURLs = ["http://127.0.0.1:0"]
+        configuration.listenClientURLs = ["\(scheme)://127.0.0.1:0"]
         configuration.advertiseClientURLs = configuration.listenClientURLs
         let nodes = nodeDirectory
         let member = try await EnsembleMember.start(configuration, group: group, leaderInProcess: { id in nodes.nodes.withLock { $0[id] } })
@@ -106,7 +118,9 @@ public final class DevCluster: Sendable {
     }
 
     /// The comma-separated client endpoints, for `etcdctl --endpoints=`.
-    public var endpoints: String { members.map { "127.0.0.1:\($0.clientPort)" }.joined(separator: ",") }
+    public var endpoints: String {
+        members.map { "\(tls == nil ? "" : "https://")127.0.0.1:\($0.clientPort)" }.joined(separator: ",")
+    }
 
     public func status(of id: NodeID) -> NodeStatus? { running.first { $0.id == id }?.node.status }
 

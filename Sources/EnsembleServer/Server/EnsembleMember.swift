@@ -61,7 +61,7 @@ public final class EnsembleMember: @unchecked Sendable {
     public static func start(
         _ configuration: MemberConfiguration, logger: Logger = EnsembleMember.silent
     ) async throws -> EnsembleMember {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.resolvedEventLoopThreads)
         do {
             let member = try await start(configuration, group: group, logger: logger)
             member.ownedGroup.withLock { $0 = group }
@@ -83,7 +83,7 @@ public final class EnsembleMember: @unchecked Sendable {
         guard let peerListen = configuration.listenPeerURLs.first.flatMap(HostPort.init(url:)) else {
             throw ConfigurationError("--listen-peer-urls: no usable URL")
         }
-        let transport = NIOPeerTransport(group: group, tls: try configuration.peerTLS())
+        let transport = NIOPeerTransport(group: group, tls: try configuration.peerTLS(logger: logger))
         let peerPort = try await transport.listen(host: peerListen.host, port: peerListen.port)
         do {
             return try await start(configuration, group: group, transport: transport, peerPort: peerPort,
@@ -166,7 +166,7 @@ public final class EnsembleMember: @unchecked Sendable {
             group: group, router: router, maxRequestBytes: configuration.maxRequestBytes + 1024,
             keepalive: try configuration.grpcKeepalive())
         do {
-            let tls = try configuration.clientTLSServerContext()
+            let tls = try configuration.clientTLSServerContext(logger: logger)
             for url in configuration.listenClientURLs {
                 guard let address = HostPort(url: url) else { throw ConfigurationError("--listen-client-urls: \(url)") }
                 let server = try await grpcServer.listen(
@@ -239,9 +239,9 @@ public final class EnsembleMember: @unchecked Sendable {
         self.grpcServer = grpcServer
         // Members of a cluster that serves clients over TLS reach each other's
         // client ports over TLS too.
-        var forwardTLS: NIOSSLContext?
+        var forwardTLS: ReloadingTLSContext?
         if configuration.listenClientURLs.contains(where: { $0.hasPrefix("https://") }) {
-            forwardTLS = try? configuration.clientTLSClientContext()
+            forwardTLS = try? configuration.clientTLSClientContext(logger: logger)
         }
         self.forwarder = LeaderForwarder(
             group: servers.first?.eventLoop ?? MultiThreadedEventLoopGroup.singleton, tls: forwardTLS)

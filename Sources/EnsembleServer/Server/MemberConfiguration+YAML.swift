@@ -57,6 +57,10 @@ extension MemberConfiguration {
         case "grpc-keepalive-interval": grpcKeepaliveInterval = try string()
         case "grpc-keepalive-timeout": grpcKeepaliveTimeout = try string()
         case "grpc-keepalive-min-time": grpcKeepaliveMinTime = try string()
+        case "cipher-suites": cipherSuites = try urls()  // a list, or comma-separated
+        case "event-loop-threads": eventLoopThreads = try integer()
+        case "tls-min-version": tlsMinVersion = try string()
+        case "tls-max-version": tlsMaxVersion = try string()
         case "client-transport-security", "peer-transport-security":
             // etcd's nesting of the TLS flags.
             guard let section = value as? [String: Any] else {
@@ -80,9 +84,8 @@ extension MemberConfiguration {
                     guard let on = inner as? Bool else { throw ConfigurationError("config file: \(key).client-cert-auth must be true or false") }
                     if peer { peerClientCertAuth = on } else { clientCertAuth = on }
                 case "auto-tls":
-                    guard inner as? Bool == false else {
-                        throw ConfigurationError("config file: \(key).auto-tls is not supported; give cert-file and key-file")
-                    }
+                    guard let on = inner as? Bool else { throw ConfigurationError("config file: \(key).auto-tls must be true or false") }
+                    if peer { peerAutoTLS = on } else { autoTLS = on }
                 default:
                     throw ConfigurationError("config file: unknown or unsupported key \(key).\(name)")
                 }

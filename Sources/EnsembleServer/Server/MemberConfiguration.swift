@@ -1,5 +1,6 @@
 import EnsembleClient
 import Foundation
+import NIOCore
 
 /// How one member is started: etcd's flag names and meanings, so an etcd
 /// command line or config file carries over. `ensemble serve` fills it from
@@ -58,6 +59,22 @@ public struct MemberConfiguration: Sendable {
     public var peerKeyFile = ""
     public var peerTrustedCAFile = ""
     public var peerClientCertAuth = false
+    /// `--auto-tls`, `--peer-auto-tls`: for `https://` URLs without
+    /// certificate files, a self-signed certificate made in
+    /// `<data-dir>/fixtures/client` or `/peer` (and kept for restarts), as
+    /// etcd does. Encrypted but not authenticated: clients need
+    /// `--insecure-skip-tls-verify`, and members do not check each other's.
+    /// Ignored when the certificate files are given.
+    public var autoTLS = false
+    public var peerAutoTLS = false
+    /// `--cipher-suites`: the TLS 1.2 cipher suites allowed on both ports, by
+    /// Go's names (etcd's); empty: the TLS library's defaults. TLS 1.3 suites
+    /// are not configurable (nor are they in Go).
+    public var cipherSuites: [String] = []
+    /// `--tls-min-version`, `--tls-max-version` (etcd 3.5): TLS1.2 or
+    /// TLS1.3; an empty maximum is the newest.
+    public var tlsMinVersion = "TLS1.2"
+    public var tlsMaxVersion = ""
     /// `--auto-compaction-mode`: periodic or revision.
     public var autoCompactionMode = "periodic"
     /// `--auto-compaction-retention`: a duration (periodic) or a revision
@@ -72,6 +89,10 @@ public struct MemberConfiguration: Sendable {
     /// `--grpc-keepalive-min-time`: the shortest interval at which a client
     /// may ping (etcd's default: 5 s).
     public var grpcKeepaliveMinTime = "5s"
+    /// `--event-loop-threads` (Ensemble's own): threads serving client and
+    /// peer connections; 0, the default, is one per CPU core. Raft and the
+    /// store run on two threads of their own besides.
+    public var eventLoopThreads = 0
 
     public init() {}
 
@@ -87,6 +108,11 @@ public struct MemberConfiguration: Sendable {
             throw ConfigurationError("--grpc-keepalive-min-time: \"\(grpcKeepaliveMinTime)\" is not a duration such as 5s")
         }
         return GRPCKeepalive(interval: interval, timeout: timeout, minimumTime: minimum)
+    }
+
+    /// The event loop threads to start (``eventLoopThreads``, 0 resolved).
+    public var resolvedEventLoopThreads: Int {
+        eventLoopThreads > 0 ? eventLoopThreads : max(1, System.coreCount)
     }
 
     /// The founding members, in `--initial-cluster` order.
@@ -122,18 +148,21 @@ public struct MemberConfiguration: Sendable {
                 throw ConfigurationError("\(flag): \(url) is not a valid URL (want http://host:port)")
             }
         }
-        for url in listenClientURLs where url.hasPrefix("https://") && (certFile.isEmpty || keyFile.isEmpty) {
+        for url in listenClientURLs where url.hasPrefix("https://") && (certFile.isEmpty || keyFile.isEmpty) && !autoTLS {
             throw ConfigurationError("TLS key/cert (--cert-file, --key-file) must be provided for client url \(url) with HTTPS scheme")
         }
         if clientCertAuth && trustedCAFile.isEmpty {
             throw ConfigurationError("--client-cert-auth needs --trusted-ca-file")
         }
-        for url in listenPeerURLs + initialAdvertisePeerURLs where url.hasPrefix("https://") && (peerCertFile.isEmpty || peerKeyFile.isEmpty) {
+        for url in listenPeerURLs + initialAdvertisePeerURLs
+        where url.hasPrefix("https://") && (peerCertFile.isEmpty || peerKeyFile.isEmpty) && !peerAutoTLS {
             throw ConfigurationError("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url \(url) with HTTPS scheme")
         }
         if peerClientCertAuth && peerTrustedCAFile.isEmpty {
             throw ConfigurationError("--peer-client-cert-auth needs --peer-trusted-ca-file")
         }
+        guard eventLoopThreads >= 0 else { throw ConfigurationError("--event-loop-threads must be 0 (one per core) or more") }
+        _ = try tlsPolicy()
         _ = try AutoCompactionPolicy.parse(mode: autoCompactionMode, retention: autoCompactionRetention)
         _ = try grpcKeepalive()
         guard electionTimeout >= heartbeatInterval * 5 else {

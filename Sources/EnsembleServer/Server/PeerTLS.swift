@@ -1,3 +1,4 @@
+import Logging
 import NIOSSL
 import RaftTransport
 
@@ -7,28 +8,50 @@ import RaftTransport
 /// `--peer-trusted-ca-file` (or the system's roots) and the peer URL's host
 /// or IP address. With `--peer-trusted-ca-file` (etcd 3.4: whether or not
 /// `--peer-client-cert-auth` is given) a member accepts only members whose
-/// certificate that CA signed. All members of a cluster use TLS or none do.
+/// certificate that CA signed. With `--peer-auto-tls` and no files, each
+/// member makes its own self-signed certificate and, as etcd does, does not
+/// check the others' (encrypted, not authenticated). All members of a cluster
+/// use TLS or none do. Changed files are picked up for new connections
+/// (``ReloadingTLSContext``).
 extension MemberConfiguration {
     /// The peer transport's contexts; nil when the peer URLs are `http://`.
-    public func peerTLS() throws(ConfigurationError) -> NIOPeerTransport.TLS? {
+    public func peerTLS(logger: Logger = EnsembleMember.silent) throws(ConfigurationError) -> NIOPeerTransport.TLS? {
         guard (listenPeerURLs + initialAdvertisePeerURLs).contains(where: { $0.hasPrefix("https://") }) else { return nil }
-        let chain = try TLSFiles.certificates("--peer-cert-file", peerCertFile).map { NIOSSLCertificateSource.certificate($0) }
-        let key = try TLSFiles.privateKey("--peer-key-file", peerKeyFile)
-        let roots = peerTrustedCAFile.isEmpty ? nil : try TLSFiles.certificates("--peer-trusted-ca-file", peerTrustedCAFile)
-
-        var server = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-        server.minimumTLSVersion = .tlsv12
-        if let roots {
-            server.trustRoots = .certificates(roots)
-            server.certificateVerification = .noHostnameVerification
+        let (cert, key, selfSigned) = try peerCertificateFiles()
+        var ca = peerTrustedCAFile
+        if selfSigned, !ca.isEmpty || peerClientCertAuth {
+            // No CA signed a self-signed certificate: etcd drops these too.
+            logger.warning("--peer-auto-tls: ignoring --peer-trusted-ca-file and --peer-client-cert-auth")
+            ca = ""
+        } else if peerClientCertAuth, ca.isEmpty {
+            throw ConfigurationError("--peer-client-cert-auth needs --peer-trusted-ca-file")
         }
-        server.shutdownTimeout = TLSFiles.shutdownTimeout
-        var client = TLSConfiguration.makeClientConfiguration()
-        client.minimumTLSVersion = .tlsv12
-        client.certificateChain = chain
-        client.privateKey = .privateKey(key)
-        client.shutdownTimeout = TLSFiles.shutdownTimeout
-        if let roots { client.trustRoots = .certificates(roots) }
-        return NIOPeerTransport.TLS(server: try TLSFiles.context(server), client: try TLSFiles.context(client))
+        let trusted = ca
+        let policy = try tlsPolicy()
+        let paths = [cert, key, trusted]
+        let server = try ReloadingTLSContext(paths: paths, logger: logger) { () throws(ConfigurationError) in
+            var tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try TLSFiles.certificates("--peer-cert-file", cert).map { .certificate($0) },
+                privateKey: .privateKey(try TLSFiles.privateKey("--peer-key-file", key)))
+            policy.apply(to: &tls)
+            if !trusted.isEmpty {
+                tls.trustRoots = .certificates(try TLSFiles.certificates("--peer-trusted-ca-file", trusted))
+                tls.certificateVerification = .noHostnameVerification
+            }
+            return try TLSFiles.context(tls)
+        }
+        let client = try ReloadingTLSContext(paths: paths, logger: logger) { () throws(ConfigurationError) in
+            var tls = TLSConfiguration.makeClientConfiguration()
+            policy.apply(to: &tls)
+            tls.certificateChain = try TLSFiles.certificates("--peer-cert-file", cert).map { .certificate($0) }
+            tls.privateKey = .privateKey(try TLSFiles.privateKey("--peer-key-file", key))
+            if !trusted.isEmpty {
+                tls.trustRoots = .certificates(try TLSFiles.certificates("--peer-trusted-ca-file", trusted))
+            } else if selfSigned {
+                tls.certificateVerification = .none
+            }
+            return try TLSFiles.context(tls)
+        }
+        return NIOPeerTransport.TLS(server: { server.current() }, client: { client.current() })
     }
 }
