@@ -10,6 +10,9 @@ import Testing
     @Test func statusHashesHealthSnapshotDefragAndMoveLeader() async throws {
         let f = try await DevClusterFixture()
         for i in 0..<20 { _ = try await f.run(f.leaderPort, "put", "k\(i)", String(repeating: "v", count: 100)) }
+        // A put is answered once committed on the leader; followers apply it
+        // a heartbeat later, which a loaded machine may stretch.
+        try await f.waitUntilEveryMemberHas("k19")
 
         var (code, output) = try await f.run(f.followerPort, "endpoint", "status", "-w", "json")
         #expect(code == 0, "\(output)")

@@ -19,6 +19,7 @@ import Testing
         #expect(output.contains("d=http://127.0.0.1:\(dPort)") && output.contains("member-1=http://127.0.0.1:"), "\(output)")
         let d = try await f.cluster.join(name: "d", peerPort: dPort)
         let dClient = try #require(d.clientPorts.first)
+        try await f.waitUntil(dClient, has: "before-29")
         (code, output) = try await f.run(dClient, "get", "before-", "--prefix", "--keys-only", "--consistency=s", "-w", "json")
         #expect(output.contains("\"count\":30"), "the new member caught up: \(output)")
         (code, output) = try await f.run(dClient, "put", "from-d", "hello")

@@ -206,6 +206,14 @@ import Testing
         #expect(yaml.tlsMaxVersion == "TLS1.3" && yaml.autoTLS && yaml.peerAutoTLS)
     }
 
+    @Test func certificateHostsAreIPAddressesOrNames() {
+        #expect(CertificateFactory.ipAddressBytes("127.0.0.1") == [127, 0, 0, 1])
+        #expect(CertificateFactory.ipAddressBytes("[::1]") == [UInt8](repeating: 0, count: 15) + [1])
+        #expect(CertificateFactory.ipAddressBytes("fe80::2") == [0xfe, 0x80] + [UInt8](repeating: 0, count: 13) + [2])
+        #expect(CertificateFactory.ipAddressBytes("localhost") == nil)
+        #expect(CertificateFactory.ipAddressBytes("10.0.0") == nil)
+    }
+
     /// Every cipher-suite name accepted makes a working context (NIOSSL
     /// crashes on a suite its BoringSSL lacks), and TLS 1.3's names are
     /// accepted and ignored, as in etcd 3.5.

@@ -5,6 +5,7 @@ import Darwin
 #endif
 import Crypto
 import Foundation
+import NIOCore
 import SwiftASN1
 import X509
 
@@ -125,10 +126,17 @@ public enum CertificateFactory {
     /// The bytes of an IPv4 or IPv6 address (brackets allowed), nil for a name.
     static func ipAddressBytes(_ host: String) -> [UInt8]? {
         let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        var v4 = in_addr()
-        if inet_pton(AF_INET, bare, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, bare, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
-        return nil
+        guard let address = try? SocketAddress(ipAddress: bare, port: 0) else { return nil }
+        // The address inside sockaddr_in (at 4, 4 bytes) or sockaddr_in6 (at 8, 16 bytes).
+        let (offset, count): (Int, Int)
+        switch address {
+        case .v4: (offset, count) = (4, 4)
+        case .v6: (offset, count) = (8, 16)
+        case .unixDomainSocket: return nil
+        }
+        return address.withSockAddr { pointer, size in
+            guard size >= offset + count else { return nil }
+            return Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(pointer) + offset, count: count))
+        }
     }
 }

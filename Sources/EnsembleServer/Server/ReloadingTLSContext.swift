@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import Foundation
 import Logging
 import NIOSSL
 import Synchronization
@@ -21,11 +17,10 @@ import Synchronization
 /// Errors at creation are configuration errors: the member does not start.
 public final class ReloadingTLSContext: Sendable {
     private struct Stamp: Equatable {
-        var device: UInt64
-        var inode: UInt64
-        var size: Int64
-        var seconds: Int
-        var nanoseconds: Int
+        var device: Int
+        var inode: Int
+        var size: Int
+        var modified: Date
     }
 
     private struct State {
@@ -79,15 +74,11 @@ public final class ReloadingTLSContext: Sendable {
     }
 
     private static func stamp(_ path: String) -> Stamp? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        #if canImport(Darwin)
-        let modified = info.st_mtimespec
-        #else
-        let modified = info.st_mtim
-        #endif
+        guard let info = try? FileManager.default.attributesOfItem(atPath: path) else { return nil }
         return Stamp(
-            device: UInt64(truncatingIfNeeded: info.st_dev), inode: UInt64(truncatingIfNeeded: info.st_ino),
-            size: Int64(info.st_size), seconds: Int(modified.tv_sec), nanoseconds: Int(modified.tv_nsec))
+            device: (info[.deviceIdentifier] as? NSNumber)?.intValue ?? 0,
+            inode: (info[.systemFileNumber] as? NSNumber)?.intValue ?? 0,
+            size: (info[.size] as? NSNumber)?.intValue ?? 0,
+            modified: info[.modificationDate] as? Date ?? .distantPast)
     }
 }
