@@ -80,6 +80,31 @@ import Testing
         for (key, value) in reference { #expect(tree.value(for: key) == (value % 3 == 0 ? value : nil)) }
     }
 
+    /// Keys equal in their hints (so every probe falls back to comparing the
+    /// keys), and an update of the very key a split promotes into the parent:
+    /// found there, not inserted again; a frozen copy taken before sees none of it.
+    @Test func tiedHintsAndTheKeyASplitPromotes() {
+        let base = Array("/prefix/".utf8) + [UInt8](repeating: 7, count: 9)
+        func k(_ i: Int) -> [UInt8] { base + [UInt8(i)] }
+        for freezeFirst in [false, true] {
+            let tree = ByteKeyTree<Int>()
+            for i in 0..<95 { tree.update(k(i), orInsert: { i }) { _ in } }
+            let frozen = freezeFirst ? tree.frozenCopy() : nil
+            // The root is full of leaves by now: this update splits on the way
+            // down and k(63) is the middle key moved up.
+            tree.update(k(63), orInsert: { Issue.record("re-inserted"); return -1 }) { $0 = 1000 }
+            #expect(tree.count == 95 && tree.value(for: k(63)) == 1000)
+            #expect(tree.hintsAreConsistent)
+            var keys: [[UInt8]] = []
+            tree.scan(from: [], to: nil) { key, _ in
+                keys.append(key)
+                return true
+            }
+            #expect(keys == (0..<95).map(k))
+            if let frozen { #expect(frozen.value(for: k(63)) == 63 && frozen.count == 95) }
+        }
+    }
+
     func contents(_ tree: ByteKeyTree<[Int]>) -> [([UInt8], [Int])] {
         var out: [([UInt8], [Int])] = []
         tree.scan(from: [], to: nil) { key, value in
