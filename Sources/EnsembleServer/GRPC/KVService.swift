@@ -146,7 +146,7 @@ public struct KVService: Sendable {
 
     static func serialize(_ message: some SwiftProtobuf.Message) -> Result<[UInt8], GRPCStatus> {
         do {
-            return .success(try [UInt8](message.serializedData()))
+            return .success(try message.serializedBytes() as [UInt8])
         } catch {
             return .failure(.internal("cannot encode the response"))
         }

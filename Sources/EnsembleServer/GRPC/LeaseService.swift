@@ -150,7 +150,7 @@ public struct LeaseService: Sendable {
         } catch let NodeError.notLeader(leader) where forwarding {
             var request = Etcdserverpb_LeaseKeepAliveRequest()
             request.id = id
-            guard let forwarder, let bytes = try? [UInt8](request.serializedData()),
+            guard let forwarder, let bytes = try? request.serializedBytes() as [UInt8],
                 let forwarded = await forwarder.forward(Self.keepAliveOncePath, bytes, to: leader)
             else { return .failure(KVService.status(NodeError.notLeader(leader: leader))) }
             return forwarded

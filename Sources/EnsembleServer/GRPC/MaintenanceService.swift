@@ -270,7 +270,7 @@ final class SnapshotStream: GRPCStreamReceiver {
                 response.header = header
                 response.blob = Data(bytes[offset..<end])
                 response.remainingBytes = UInt64(bytes.count - end)
-                guard let encoded = try? [UInt8](response.serializedData()) else {
+                guard let encoded = try? response.serializedBytes() as [UInt8] else {
                     stream.finish(.internal("cannot encode the snapshot"))
                     return
                 }

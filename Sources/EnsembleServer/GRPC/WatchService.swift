@@ -94,7 +94,7 @@ public final class WatchService: Sendable {
                         continue
                     }
                 }
-                if let bytes = try? [UInt8](Etcdserverpb_WatchResponse(response, header).serializedData()) {
+                if let bytes = try? Etcdserverpb_WatchResponse(response, header).serializedBytes() as [UInt8] {
                     stream.send(bytes)
                 }
             }

@@ -53,7 +53,7 @@ public final class KVReplica: ReplicatedStateMachine {
 
     /// Serializes a command for the log.
     public static func encode(_ command: Ensemble_V1_Command) throws -> [UInt8] {
-        try [UInt8](command.serializedData())
+        try command.serializedBytes() as [UInt8]
     }
 
     public func apply(_ data: [UInt8], index: UInt64) -> Result {
@@ -177,6 +177,6 @@ public final class KVReplica: ReplicatedStateMachine {
         context.member.name = member.name
         context.member.peerUrls = member.peerURLs
         context.member.clientUrls = member.clientURLs
-        return (try? [UInt8](context.serializedData())) ?? []
+        return (try? context.serializedBytes() as [UInt8]) ?? []
     }
 }

@@ -375,7 +375,7 @@ public final class EnsembleMember: @unchecked Sendable {
                 command.memberAttributes.name = name
                 command.memberAttributes.clientUrls = clientURLs
                 if case let .failure(status) = await routing.submit(command), status.leader != .none,
-                    let bytes = try? [UInt8](command.memberAttributes.serializedData())
+                    let bytes = try? command.memberAttributes.serializedBytes() as [UInt8]
                 {
                     // The leader runs elsewhere: it proposes for us.
                     _ = await forwarder.forward(Self.publishPath, bytes, to: status.leader)
