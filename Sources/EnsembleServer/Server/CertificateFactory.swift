@@ -87,7 +87,8 @@ public enum CertificateFactory {
         try writeFile(cert, issued.certificatePEM, mode: 0o644)
     }
 
-    private static func writeFile(_ path: String, _ text: String, mode: mode_t) throws {
+    /// Writes `text` to a new file with `mode`, synced, then renamed over `path`.
+    static func writeFile(_ path: String, _ text: String, mode: mode_t) throws {
         let temporary = path + ".tmp"
         unlink(temporary)
         // Created with its final mode: never readable by others, not even briefly.

@@ -13,53 +13,23 @@ import NIOSSL
 /// client URL (``LeaderForwarder``) trusts `--trusted-ca-file` (or the
 /// system's roots) and presents its own certificate, as etcd's gateway does.
 extension MemberConfiguration {
-    /// The certificate and key for `https://` client URLs: the files given,
-    /// else `--auto-tls`'s, made now if they are not there yet.
-    func clientCertificateFiles() throws(ConfigurationError) -> (cert: String, key: String, selfSigned: Bool) {
-        if !certFile.isEmpty, !keyFile.isEmpty { return (certFile, keyFile, false) }
-        guard autoTLS else { throw ConfigurationError("TLS key/cert (--cert-file, --key-file) must be provided") }
-        let hosts = (listenClientURLs + advertiseClientURLs).compactMap { HostPort(url: $0)?.host }
-        let (cert, key) = try CertificateFactory.selfSignedFiles(in: dataDirectory + "/fixtures/client", hosts: Array(Set(hosts)).sorted())
-        return (cert, key, true)
-    }
-
-    /// The certificate and key for `https://` peer URLs (`--peer-auto-tls`
-    /// alike); `selfSigned` when made here.
-    func peerCertificateFiles() throws(ConfigurationError) -> (cert: String, key: String, selfSigned: Bool) {
-        if !peerCertFile.isEmpty, !peerKeyFile.isEmpty { return (peerCertFile, peerKeyFile, false) }
-        guard peerAutoTLS else { throw ConfigurationError("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided") }
-        let hosts = (listenPeerURLs + initialAdvertisePeerURLs).compactMap { HostPort(url: $0)?.host }
-        let (cert, key) = try CertificateFactory.selfSignedFiles(in: dataDirectory + "/fixtures/peer", hosts: Array(Set(hosts)).sorted())
-        return (cert, key, true)
-    }
-
     /// The context for `https://` client listeners; nil when there is none.
     public func clientTLSServerContext(logger: Logger = EnsembleMember.silent) throws(ConfigurationError) -> ReloadingTLSContext? {
         guard listenClientURLs.contains(where: { $0.hasPrefix("https://") }) else { return nil }
-        let (cert, key, selfSigned) = try clientCertificateFiles()
+        let port = try portTLS(peer: false, logger: logger)
         let policy = try tlsPolicy()
-        // As etcd's TLSInfo.ServerConfig: a trusted CA alone already means
-        // RequireAndVerifyClientCert. Auto TLS replaces all of it, as in etcd.
-        var ca = trustedCAFile
-        if selfSigned, !ca.isEmpty || clientCertAuth {
-            logger.warning("--auto-tls: ignoring --trusted-ca-file and --client-cert-auth (self-signed, as etcd)")
-            ca = ""
-        } else if clientCertAuth, ca.isEmpty {
-            throw ConfigurationError("--client-cert-auth needs --trusted-ca-file")
-        }
-        let trusted = ca
-        return try ReloadingTLSContext(paths: [cert, key, trusted], logger: logger) { () throws(ConfigurationError) in
+        return try ReloadingTLSContext(paths: [port.cert, port.key, port.trustedCA], logger: logger) { () throws(ConfigurationError) in
             var tls = TLSConfiguration.makeServerConfiguration(
-                certificateChain: try TLSFiles.certificates("--cert-file", cert).map { .certificate($0) },
-                privateKey: .privateKey(try TLSFiles.privateKey("--key-file", key)))
+                certificateChain: try TLSFiles.certificates("--cert-file", port.cert).map { .certificate($0) },
+                privateKey: .privateKey(try TLSFiles.privateKey("--key-file", port.key)))
             policy.apply(to: &tls)
             // The server's order wins: gRPC clients offer only h2, while curl and
             // browsers, which offer both, get HTTP/1.1, where the HTTP endpoints
             // (/health, /metrics) are served. The bytes decide in the end
             // (ProtocolSniffer).
             tls.applicationProtocols = ["http/1.1", "h2"]
-            if !trusted.isEmpty {
-                tls.trustRoots = .certificates(try TLSFiles.certificates("--trusted-ca-file", trusted))
+            if !port.trustedCA.isEmpty {
+                tls.trustRoots = .certificates(try TLSFiles.certificates("--trusted-ca-file", port.trustedCA))
                 tls.certificateVerification = .noHostnameVerification
             }
             return try TLSFiles.context(tls)
@@ -78,14 +48,10 @@ extension MemberConfiguration {
     public func clientTLSClientContext(logger: Logger = EnsembleMember.silent) throws(ConfigurationError) -> ReloadingTLSContext {
         let policy = try tlsPolicy()
         let cas = [("--trusted-ca-file", trustedCAFile), ("--peer-trusted-ca-file", peerTrustedCAFile)].filter { !$0.1.isEmpty }
-        var own: (flags: (String, String), cert: String, key: String)?
         // A self-signed peer certificate would not pass a leader that checks
         // client certificates; the client port's may.
-        if listenPeerURLs.contains(where: { $0.hasPrefix("https://") }), let files = try? peerCertificateFiles(), !files.selfSigned {
-            own = (("--peer-cert-file", "--peer-key-file"), files.cert, files.key)
-        } else if let files = try? clientCertificateFiles() {
-            own = (("--cert-file", "--key-file"), files.cert, files.key)
-        }
+        var own = listenPeerURLs.contains(where: { $0.hasPrefix("https://") }) ? try? portTLS(peer: true) : nil
+        if own?.selfSigned ?? true { own = try? portTLS(peer: false) }
         let presented = own
         return try ReloadingTLSContext(
             paths: cas.map(\.1) + [presented?.cert, presented?.key].compactMap { $0 }, logger: logger
@@ -101,8 +67,8 @@ extension MemberConfiguration {
                 tls.trustRoots = .certificates(roots)
             }
             if let presented {
-                tls.certificateChain = try TLSFiles.certificates(presented.flags.0, presented.cert).map { .certificate($0) }
-                tls.privateKey = .privateKey(try TLSFiles.privateKey(presented.flags.1, presented.key))
+                tls.certificateChain = try TLSFiles.certificates(presented.flag + "cert-file", presented.cert).map { .certificate($0) }
+                tls.privateKey = .privateKey(try TLSFiles.privateKey(presented.flag + "key-file", presented.key))
             }
             return try TLSFiles.context(tls)
         }

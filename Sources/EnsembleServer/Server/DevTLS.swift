@@ -24,7 +24,7 @@ public struct DevTLS: Sendable {
         try files.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         // The CA's key signs these two and is not kept: new ones come with a new CA.
         let authority = try CertificateFactory.authority(commonName: "ensemble dev CA")
-        try Data(authority.certificatePEM.utf8).write(to: URL(fileURLWithPath: ca), options: .atomic)
+        try CertificateFactory.writeFile(ca, authority.certificatePEM, mode: 0o644)
         let member = try CertificateFactory.issue(commonName: "ensemble dev member", hosts: ["127.0.0.1", "localhost"], by: authority)
         try CertificateFactory.write(member, cert: memberCert, key: memberKey)
         let client = try CertificateFactory.issue(commonName: "ensemble dev client", hosts: [], by: authority)

@@ -17,25 +17,16 @@ extension MemberConfiguration {
     /// The peer transport's contexts; nil when the peer URLs are `http://`.
     public func peerTLS(logger: Logger = EnsembleMember.silent) throws(ConfigurationError) -> NIOPeerTransport.TLS? {
         guard (listenPeerURLs + initialAdvertisePeerURLs).contains(where: { $0.hasPrefix("https://") }) else { return nil }
-        let (cert, key, selfSigned) = try peerCertificateFiles()
-        var ca = peerTrustedCAFile
-        if selfSigned, !ca.isEmpty || peerClientCertAuth {
-            // No CA signed a self-signed certificate: etcd drops these too.
-            logger.warning("--peer-auto-tls: ignoring --peer-trusted-ca-file and --peer-client-cert-auth")
-            ca = ""
-        } else if peerClientCertAuth, ca.isEmpty {
-            throw ConfigurationError("--peer-client-cert-auth needs --peer-trusted-ca-file")
-        }
-        let trusted = ca
+        let port = try portTLS(peer: true, logger: logger)
         let policy = try tlsPolicy()
-        let paths = [cert, key, trusted]
+        let paths = [port.cert, port.key, port.trustedCA]
         let server = try ReloadingTLSContext(paths: paths, logger: logger) { () throws(ConfigurationError) in
             var tls = TLSConfiguration.makeServerConfiguration(
-                certificateChain: try TLSFiles.certificates("--peer-cert-file", cert).map { .certificate($0) },
-                privateKey: .privateKey(try TLSFiles.privateKey("--peer-key-file", key)))
+                certificateChain: try TLSFiles.certificates("--peer-cert-file", port.cert).map { .certificate($0) },
+                privateKey: .privateKey(try TLSFiles.privateKey("--peer-key-file", port.key)))
             policy.apply(to: &tls)
-            if !trusted.isEmpty {
-                tls.trustRoots = .certificates(try TLSFiles.certificates("--peer-trusted-ca-file", trusted))
+            if !port.trustedCA.isEmpty {
+                tls.trustRoots = .certificates(try TLSFiles.certificates("--peer-trusted-ca-file", port.trustedCA))
                 tls.certificateVerification = .noHostnameVerification
             }
             return try TLSFiles.context(tls)
@@ -43,11 +34,11 @@ extension MemberConfiguration {
         let client = try ReloadingTLSContext(paths: paths, logger: logger) { () throws(ConfigurationError) in
             var tls = TLSConfiguration.makeClientConfiguration()
             policy.apply(to: &tls)
-            tls.certificateChain = try TLSFiles.certificates("--peer-cert-file", cert).map { .certificate($0) }
-            tls.privateKey = .privateKey(try TLSFiles.privateKey("--peer-key-file", key))
-            if !trusted.isEmpty {
-                tls.trustRoots = .certificates(try TLSFiles.certificates("--peer-trusted-ca-file", trusted))
-            } else if selfSigned {
+            tls.certificateChain = try TLSFiles.certificates("--peer-cert-file", port.cert).map { .certificate($0) }
+            tls.privateKey = .privateKey(try TLSFiles.privateKey("--peer-key-file", port.key))
+            if !port.trustedCA.isEmpty {
+                tls.trustRoots = .certificates(try TLSFiles.certificates("--peer-trusted-ca-file", port.trustedCA))
+            } else if port.selfSigned {
                 tls.certificateVerification = .none
             }
             return try TLSFiles.context(tls)
