@@ -31,7 +31,7 @@ struct Dev: AsyncParsableCommand {
         for member in cluster.members {
             say("  \(member.name) (\(String(member.id, radix: 16))): client 127.0.0.1:\(member.clientPort)  peer 127.0.0.1:\(member.peerPort)")
         }
-        let leader = try await cluster.waitForLeader()
+        let leader = try await cluster.waitUntilReady()
         say("leader: \(cluster.members.first { $0.id == leader }?.name ?? String(leader, radix: 16))")
         let flags = cluster.tls.map { " " + $0.etcdctlFlags } ?? ""
         if let tls = cluster.tls { say("tls:    CA and certificates in \(tls.directory)/ (clients must present one)") }

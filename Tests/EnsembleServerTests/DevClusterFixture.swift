@@ -15,7 +15,7 @@ final class DevClusterFixture {
         cluster = try await DevCluster(
             dataDirectory: directory, clientPorts: [0, 0, 0], peerPorts: [0, 0, 0], tickInterval: .milliseconds(50),
             spaceQuota: spaceQuota)
-        leader = try await cluster.waitForLeader()
+        leader = try await cluster.waitUntilReady()
     }
 
     var leaderPort: Int { cluster.members.first { $0.id == leader }?.clientPort ?? 0 }

@@ -1,4 +1,5 @@
 import Foundation
+import KV
 import NIOCore
 import NIOPosix
 import Raft
@@ -132,6 +133,27 @@ public final class DevCluster: Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         throw NodeError.noLeader
+    }
+
+    /// Waits until a member leads and every member's table lists every
+    /// member's client URLs, as published at start: what `etcdctl ... --cluster`
+    /// and `member list` show is then complete.
+    @discardableResult
+    public func waitUntilReady(timeout: Duration = .seconds(10)) async throws -> NodeID {
+        let deadline = ContinuousClock.now + timeout
+        let leader = try await waitForLeader(timeout: timeout)
+        let ids = running.map(\.id)
+        for member in running {
+            while await member.node.withMachine({ state in
+                ids.allSatisfy { !(state.machine.members.members[$0]?.clientURLs.isEmpty ?? true) }
+            }) != true {
+                guard ContinuousClock.now < deadline else {
+                    throw ConfigurationError("dev cluster: members had not published their client URLs after \(timeout)")
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        return leader
     }
 
     /// Stops every member cleanly: servers, node loops (which sync and close
