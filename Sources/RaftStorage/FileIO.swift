@@ -188,10 +188,21 @@ enum FileIO {
     }
 
     /// Takes an exclusive advisory lock on `path` (created if missing), returning its fd.
-    static func lock(_ path: String) throws(WALError) -> Int32 {
+    ///
+    /// A lock held elsewhere is tried again for up to `patience`: a process
+    /// this one spawns holds a copy of every open descriptor between its fork
+    /// and its exec (O_CLOEXEC acts only at exec), so a storage closed and
+    /// reopened in the same process can find its lock briefly still held.
+    static func lock(_ path: String, patience: Duration = .seconds(1)) throws(WALError) -> Int32 {
         let fd = try openFile(path, O_RDWR | O_CREAT)
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        let deadline = ContinuousClock.now + patience
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let code = errno
+            if code == EINTR { continue }
+            if code == EWOULDBLOCK, ContinuousClock.now < deadline {
+                usleep(10_000)
+                continue
+            }
             closeFile(fd)
             if code == EWOULDBLOCK { throw .locked(path: path) }
             throw .io(operation: "flock", path: path, errno: code)
