@@ -37,11 +37,13 @@ let package = Package(
         // Pure consensus state machine: no I/O, no clock, no threads.
         .target(name: "Raft", swiftSettings: swiftSettings),
         // Durable log: WAL segments, hard state, snapshot files, recovery.
-        .target(name: "RaftStorage", dependencies: ["Raft", "CCRC32C"], swiftSettings: swiftSettings),
+        .target(name: "RaftStorage", dependencies: ["Raft", "Checksum"], swiftSettings: swiftSettings),
         // CRC-32C with the CPU's instructions (SSE4.2, AArch64 CRC), for RaftStorage.
         .target(name: "CCRC32C"),
+        // CRC-32C for the WAL, snapshot files and the KV store's history files.
+        .target(name: "Checksum", dependencies: ["CCRC32C"], swiftSettings: swiftSettings),
         // The multi-version key–value state machine behind the etcd API (no I/O).
-        .target(name: "KV", swiftSettings: swiftSettings),
+        .target(name: "KV", dependencies: ["Checksum"], swiftSettings: swiftSettings),
         // Peer messaging: the wire codec and transports (in memory, and TCP over SwiftNIO).
         .target(
             name: "RaftTransport",
@@ -142,8 +144,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], swiftSettings: swiftSettings),
-        .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft"], swiftSettings: swiftSettings),
+        .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft", "Checksum"], swiftSettings: swiftSettings),
         .testTarget(name: "KVTests", dependencies: ["KV", "Raft"], swiftSettings: swiftSettings),
+        .testTarget(name: "ChecksumTests", dependencies: ["Checksum", "Raft"], swiftSettings: swiftSettings),
         .testTarget(
             name: "RaftTransportTests",
             dependencies: [

@@ -133,6 +133,9 @@ extension KVStateMachine {
         }
         guard r.isAtEnd else { throw SnapshotDecodeError(reason: "trailing bytes", offset: r.position) }
         // Decoded completely: now replace the state.
+        if let log = store.historyValues {
+            for i in entries.indices { entries[i].1.spillAllButLatest(into: log) }
+        }
         store.replace(revision: revision, compacted: compacted, live: live, entries: entries)
         leases = table
         alarms = raised
@@ -141,39 +144,10 @@ extension KVStateMachine {
 
     /// A hash of every version at or below `revision` (0: the current one) above
     /// the compaction point, plus both revisions (etcd's HashKV). Members with
-    /// the same history report the same hash.
+    /// the same history report the same hash. Reads every retained value:
+    /// for a large history, hash a ``freeze()``d copy off the apply thread.
     public func hashKV(revision: Int64 = 0) throws(KVError) -> (hash: UInt32, revision: Int64, compactRevision: Int64) {
-        let at = revision > 0 ? revision : store.revision
-        if at > store.revision { throw .futureRevision }
-        if at < store.compactedRevision { throw .compacted }
-        var h: UInt32 = 2_166_136_261
-        func mix(_ bytes: [UInt8]) {
-            for byte in bytes { h = (h ^ UInt32(byte)) &* 16_777_619 }
-        }
-        func mix(_ v: Int64) {
-            var x = UInt64(bitPattern: v)
-            for _ in 0..<8 {
-                h = (h ^ UInt32(x & 0xFF)) &* 16_777_619
-                x >>= 8
-            }
-        }
-        store.index.scan(from: [], to: nil) { key, history in
-            for version in history.versions where version.revision.main <= at {
-                mix(key)
-                mix(version.revision.main)
-                mix(version.revision.sub)
-                if let kv = version.kv {
-                    mix(kv.createRevision)
-                    mix(kv.version)
-                    mix(kv.lease)
-                    mix(kv.value)
-                } else {
-                    mix(-1)
-                }
-            }
-            return true
-        }
-        return (h, store.revision, store.compactedRevision)
+        try freeze().hashKV(revision: revision)
     }
 }
 
@@ -185,7 +159,7 @@ extension MVCCStore {
         self.compactedRevision = compacted
         self.liveKeys = live
         approximateBytes = entries.reduce(0) { total, entry in
-            entry.1.versions.reduce(total) { $0 + KeyHistory.size(key: entry.0, kv: $1.kv) }
+            entry.1.versions.reduce(total) { $0 + KeyHistory.size(key: entry.0, valueCount: $1.valueCount) }
         }
     }
 }
@@ -201,6 +175,41 @@ public struct FrozenKVState: @unchecked Sendable {
     let index: ByteKeyTree<KeyHistory>
     let alarms: Set<Alarm>
     let members: MemberTable
+
+    /// ``KVStateMachine/hashKV(revision:)`` of this state.
+    public func hashKV(revision: Int64 = 0) throws(KVError) -> (hash: UInt32, revision: Int64, compactRevision: Int64) {
+        let at = revision > 0 ? revision : self.revision
+        if at > self.revision { throw .futureRevision }
+        if at < compacted { throw .compacted }
+        var h: UInt32 = 2_166_136_261
+        func mix(_ bytes: [UInt8]) {
+            for byte in bytes { h = (h ^ UInt32(byte)) &* 16_777_619 }
+        }
+        func mix(_ v: Int64) {
+            var x = UInt64(bitPattern: v)
+            for _ in 0..<8 {
+                h = (h ^ UInt32(x & 0xFF)) &* 16_777_619
+                x >>= 8
+            }
+        }
+        index.scan(from: [], to: nil) { key, history in
+            for version in history.versions where version.revision.main <= at {
+                mix(key)
+                mix(version.revision.main)
+                mix(version.revision.sub)
+                if let kv = version.kv(key: key) {
+                    mix(kv.createRevision)
+                    mix(kv.version)
+                    mix(kv.lease)
+                    mix(kv.value)
+                } else {
+                    mix(-1)
+                }
+            }
+            return true
+        }
+        return (h, self.revision, compacted)
+    }
 
     /// The snapshot bytes (``KVStateMachine/snapshot()``'s format).
     public func encode() -> [UInt8] {
@@ -248,13 +257,21 @@ public struct FrozenKVState: @unchecked Sendable {
             for version in history.versions {
                 w.i64(version.revision.main)
                 w.i64(version.revision.sub)
-                if let kv = version.kv {
+                switch version.state {
+                case let .value(kv):
                     w.u8(1)
                     w.i64(kv.createRevision)
                     w.i64(kv.version)
                     w.i64(kv.lease)
                     w.blob(kv.value)
-                } else {
+                case let .spilled(spilled):
+                    w.u8(1)
+                    w.i64(spilled.createRevision)
+                    w.i64(spilled.version)
+                    w.i64(spilled.lease)
+                    // Counting needs only the length: no read from the file.
+                    if w.counting { w.blob(count: Int(spilled.value.count)) } else { w.blob(spilled.value.load()) }
+                case .tombstone:
                     w.u8(0)
                 }
             }

@@ -1,14 +1,75 @@
 /// Every retained version of one key, oldest first (etcd's `keyIndex`, holding
-/// the values too). A `nil` value is a tombstone: it ends a generation, and the
-/// next put starts a new one with version 1.
+/// the values too). A tombstone ends a generation, and the next put starts a
+/// new one with version 1.
 ///
-/// Invariant: `versions` is sorted by revision and never starts with a tombstone
-/// after compaction.
+/// Invariants: `versions` is sorted by revision and never starts with a
+/// tombstone after compaction; the last version is never `.spilled` (current
+/// reads and writes stay in memory). Versions before it may be, when the store
+/// has a ``HistoryValueLog``.
 struct KeyHistory: Sendable {
     struct Version: Sendable {
         var revision: Revision
-        /// The state after this change; nil for a deletion.
-        var kv: KeyValue?
+        var state: State
+
+        init(revision: Revision, kv: KeyValue?) {
+            self.revision = revision
+            state = kv.map(State.value) ?? .tombstone
+        }
+
+        var isTombstone: Bool {
+            if case .tombstone = state { return true }
+            return false
+        }
+
+        /// Bytes of the value (0 for a tombstone).
+        var valueCount: Int {
+            switch state {
+            case let .value(kv): kv.value.count
+            case let .spilled(spilled): Int(spilled.value.count)
+            case .tombstone: 0
+            }
+        }
+
+        /// The generation's create revision (0 for a tombstone).
+        var createRevision: Int64 {
+            switch state {
+            case let .value(kv): kv.createRevision
+            case let .spilled(spilled): spilled.createRevision
+            case .tombstone: 0
+            }
+        }
+
+        /// The state after this change; nil for a deletion. A spilled value is
+        /// read back from its file, unless `value` is false (then it is empty).
+        func kv(key: [UInt8], value: Bool = true) -> KeyValue? {
+            switch state {
+            case var .value(kv):
+                if !value { kv.value = [] }
+                return kv
+            case let .spilled(spilled):
+                return KeyValue(
+                    key: key, createRevision: spilled.createRevision, modRevision: revision.main,
+                    version: spilled.version, value: value ? spilled.value.load() : [], lease: spilled.lease)
+            case .tombstone:
+                return nil
+            }
+        }
+    }
+
+    enum State: Sendable {
+        /// In memory.
+        case value(KeyValue)
+        /// A superseded version whose value is in a ``HistoryValueLog``; the
+        /// key and mod revision are the history's and the version's.
+        case spilled(Spilled)
+        case tombstone
+    }
+
+    struct Spilled: Sendable {
+        var createRevision: Int64
+        var version: Int64
+        var lease: LeaseID
+        var value: SpilledValue
     }
 
     var versions: [Version] = []
@@ -17,27 +78,59 @@ struct KeyHistory: Sendable {
     /// lease, index entry), for ``MVCCStore/approximateBytes``.
     static let versionOverhead = 64
 
-    static func size(key: [UInt8], kv: KeyValue?) -> Int {
-        key.count + (kv?.value.count ?? 0) + versionOverhead
+    static func size(key: [UInt8], valueCount: Int) -> Int {
+        key.count + valueCount + versionOverhead
     }
 
     func size(key: [UInt8]) -> Int {
-        versions.reduce(0) { $0 + Self.size(key: key, kv: $1.kv) }
+        versions.reduce(0) { $0 + Self.size(key: key, valueCount: $1.valueCount) }
     }
 
-    /// The current state, if the key exists now.
-    var latest: KeyValue? { versions.last?.kv }
+    /// The current state, if the key exists now (never read from disk).
+    var latest: KeyValue? {
+        guard let last = versions.last, case let .value(kv) = last.state else { return nil }
+        return kv
+    }
 
     /// The state visible at store revision `main`.
-    func visible(at main: Int64) -> KeyValue? {
-        // Binary search for the last version with revision.main <= main.
+    func visible(at main: Int64, key: [UInt8]) -> KeyValue? {
+        visibleVersion(at: main)?.kv(key: key)
+    }
+
+    /// The version visible at store revision `main`, unless the key does not
+    /// exist then (no version yet, or a tombstone).
+    func visibleVersion(at main: Int64) -> Version? {
+        let after = firstIndex(after: main)
+        guard after > 0, !versions[after - 1].isTombstone else { return nil }
+        return versions[after - 1]
+    }
+
+    /// The index of the first version with a revision above `main`.
+    func firstIndex(after main: Int64) -> Int {
         var low = 0
         var high = versions.count
         while low < high {
             let mid = (low + high) / 2
             if versions[mid].revision.main <= main { low = mid + 1 } else { high = mid }
         }
-        return low == 0 ? nil : versions[low - 1].kv
+        return low
+    }
+
+    /// Moves the latest version's value to `log` before a newer version is
+    /// appended (if the log takes it; otherwise it stays in memory).
+    mutating func spillLatest(into log: HistoryValueLog) {
+        guard let last = versions.indices.last, case let .value(kv) = versions[last].state,
+            let value = log.append(kv.value)
+        else { return }
+        versions[last].state = .spilled(Spilled(createRevision: kv.createRevision, version: kv.version, lease: kv.lease, value: value))
+    }
+
+    /// Spills every version but the last (after a restore).
+    mutating func spillAllButLatest(into log: HistoryValueLog) {
+        for i in versions.indices.dropLast() {
+            guard case let .value(kv) = versions[i].state, let value = log.append(kv.value) else { continue }
+            versions[i].state = .spilled(Spilled(createRevision: kv.createRevision, version: kv.version, lease: kv.lease, value: value))
+        }
     }
 
     /// Drops what no read or watch at or after `main` can see: everything before
@@ -47,14 +140,9 @@ struct KeyHistory: Sendable {
     /// that delete (etcd's `keyIndex.compact` keeps it too).
     /// Returns false when nothing is left (the key can leave the index).
     mutating func compact(upTo main: Int64) -> Bool {
-        var low = 0
-        var high = versions.count
-        while low < high {
-            let mid = (low + high) / 2
-            if versions[mid].revision.main <= main { low = mid + 1 } else { high = mid }
-        }
+        let low = firstIndex(after: main)
         var keepFrom = max(low - 1, 0)
-        if low > 0, versions[low - 1].kv == nil, versions[low - 1].revision.main < main { keepFrom = low }
+        if low > 0, versions[low - 1].isTombstone, versions[low - 1].revision.main < main { keepFrom = low }
         if keepFrom > 0 { versions.removeFirst(keepFrom) }
         return !versions.isEmpty
     }

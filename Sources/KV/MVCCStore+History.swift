@@ -9,18 +9,15 @@ extension MVCCStore {
         guard first <= last else { return [] }
         var found: [(Revision, Event)] = []
         visit(range) { key, history in
-            // Versions are sorted: find the first with main >= first.
-            var low = 0
-            var high = history.versions.count
-            while low < high {
-                let mid = (low + high) / 2
-                if history.versions[mid].revision.main < first { low = mid + 1 } else { high = mid }
-            }
-            var i = low
+            // Versions are sorted: start at the first with main >= first.
+            var i = first > .min ? history.firstIndex(after: first - 1) : 0
+            guard i < history.versions.count, history.versions[i].revision.main <= last else { return true }
+            var previous = i > 0 ? history.versions[i - 1].kv(key: key) : nil
             while i < history.versions.count, history.versions[i].revision.main <= last {
                 let version = history.versions[i]
-                let previous = i > 0 ? history.versions[i - 1].kv : nil
-                if let kv = version.kv {
+                let current = version.kv(key: key)
+                defer { previous = current }
+                if let kv = current {
                     found.append((version.revision, Event(kind: .put, kv: kv, previous: previous)))
                 } else {
                     let tombstone = KeyValue(key: key, createRevision: 0, modRevision: version.revision.main, version: 0, value: [], lease: 0)

@@ -189,8 +189,8 @@ extension MVCCStore {
     /// missing key always fails.
     func evaluate(_ compare: Compare, at main: Int64) -> Bool {
         var kvs: [KeyValue] = []
-        visit(KeyRange(key: compare.key, rangeEnd: compare.rangeEnd)) { _, history in
-            if let kv = history.visible(at: main) { kvs.append(kv) }
+        visit(KeyRange(key: compare.key, rangeEnd: compare.rangeEnd)) { key, history in
+            if let kv = history.visible(at: main, key: key) { kvs.append(kv) }
             return true
         }
         if kvs.isEmpty {

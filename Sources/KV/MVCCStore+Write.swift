@@ -61,17 +61,20 @@ extension MVCCStore {
     func applyPut(_ request: PutRequest, _ context: inout WriteContext) -> KeyValue? {
         let revision = context.next()
         var event: Event?
+        let log = historyValues
         let previous: KeyValue? = index.update(request.key, orInsert: { KeyHistory() }) { history in
             let previous = history.latest
+            if let log { history.spillLatest(into: log) }
             let kv = KeyValue(
-                key: request.key,
+                // The previous version's key array, if any: one copy per key, not per version.
+                key: previous?.key ?? request.key,
                 createRevision: previous?.createRevision ?? revision.main,
                 modRevision: revision.main,
                 version: (previous?.version ?? 0) + 1,
                 value: request.ignoreValue ? previous?.value ?? [] : request.value,
                 lease: request.ignoreLease ? previous?.lease ?? 0 : request.lease)
             history.versions.append(.init(revision: revision, kv: kv))
-            approximateBytes += KeyHistory.size(key: request.key, kv: kv)
+            approximateBytes += KeyHistory.size(key: request.key, valueCount: kv.value.count)
             event = Event(kind: .put, kv: kv, previous: previous)
             return previous
         }
@@ -90,12 +93,14 @@ extension MVCCStore {
         }
         var deleted: [KeyValue] = []
         deleted.reserveCapacity(doomed.count)
+        let log = historyValues
         for key in doomed {
             let revision = context.next()
             index.modify(key) { history in
                 guard let previous = history.latest else { return }
+                if let log { history.spillLatest(into: log) }
                 history.versions.append(.init(revision: revision, kv: nil))
-                approximateBytes += KeyHistory.size(key: key, kv: nil)
+                approximateBytes += KeyHistory.size(key: key, valueCount: 0)
                 deleted.append(previous)
                 let tombstone = KeyValue(key: key, createRevision: 0, modRevision: revision.main, version: 0, value: [], lease: 0)
                 context.events.append(Event(kind: .delete, kv: tombstone, previous: previous))

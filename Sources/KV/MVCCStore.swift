@@ -27,6 +27,9 @@ public final class MVCCStore {
     public var keyCount: Int { index.count }
     /// Says whether a lease exists; puts naming an unknown lease are refused.
     public var leaseExists: (LeaseID) -> Bool = { _ in true }
+    /// Where superseded values go; nil keeps every value in memory. Set it
+    /// before the first write or restore (values already in memory stay there).
+    public var historyValues: HistoryValueLog?
 
     public init() {}
 
@@ -55,16 +58,19 @@ public final class MVCCStore {
         let pushLimit = request.limit > 0 && request.sortOrder == .none && !filters
         var kvs: [KeyValue] = []
         var count: Int64 = 0
-        visit(keys) { _, history in
-            guard let kv = history.visible(at: at) else { return true }
+        // Values are read (some from the history files) only for the keys kept.
+        visit(keys) { key, history in
+            guard let version = history.visibleVersion(at: at) else { return true }
             count += 1
             if request.countOnly { return true }
             if pushLimit && Int64(kvs.count) > request.limit { return true }
-            if request.maxModRevision != 0 && kv.modRevision > request.maxModRevision { return true }
-            if request.minModRevision != 0 && kv.modRevision < request.minModRevision { return true }
-            if request.maxCreateRevision != 0 && kv.createRevision > request.maxCreateRevision { return true }
-            if request.minCreateRevision != 0 && kv.createRevision < request.minCreateRevision { return true }
-            kvs.append(kv)
+            let mod = version.revision.main
+            let create = version.createRevision
+            if request.maxModRevision != 0 && mod > request.maxModRevision { return true }
+            if request.minModRevision != 0 && mod < request.minModRevision { return true }
+            if request.maxCreateRevision != 0 && create > request.maxCreateRevision { return true }
+            if request.minCreateRevision != 0 && create < request.minCreateRevision { return true }
+            if let kv = version.kv(key: key, value: !request.keysOnly) { kvs.append(kv) }
             return true
         }
         response.count = count

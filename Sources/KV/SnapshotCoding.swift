@@ -8,7 +8,7 @@ struct SnapshotWriter {
     var bytes: [UInt8] = []
     /// Bytes produced so far, in every mode.
     private(set) var count = 0
-    private let counting: Bool
+    let counting: Bool
     private let chunk: Int
     private let sink: (([UInt8]) -> Bool)?
     /// The sink refused a chunk: nothing more is produced.
@@ -53,6 +53,12 @@ struct SnapshotWriter {
         u64(UInt64(v.count))
         raw(v)
         if bytes.count >= chunk { flush() }
+    }
+
+    /// Counts a blob of `count` bytes (counting mode only).
+    mutating func blob(count n: Int) {
+        precondition(counting, "only a counting writer skips a blob's bytes")
+        self.count += 8 + n
     }
 
     /// Hands what is buffered to the sink (streaming mode only).

@@ -1,3 +1,4 @@
+import Checksum
 /// What the bytes after a damaged record in the last segment say about it.
 enum DamageEvidence: Equatable {
     /// No intact record was written after the damaged bytes had been synced:

@@ -1,3 +1,4 @@
+import Checksum
 import Raft
 
 /// Record framing in a WAL segment (format version 2):

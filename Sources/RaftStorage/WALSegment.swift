@@ -1,3 +1,4 @@
+import Checksum
 /// `<sequence:16 hex>-<firstIndex:16 hex>.wal`. Sequences are consecutive;
 /// `firstIndex` is `lastIndex + 1` of the log when the segment was created.
 struct SegmentName: Equatable, Comparable {

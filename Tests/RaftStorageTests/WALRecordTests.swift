@@ -1,3 +1,4 @@
+import Checksum
 import Raft
 import Testing
 @testable import RaftStorage

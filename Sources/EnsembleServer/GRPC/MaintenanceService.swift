@@ -108,18 +108,20 @@ public struct MaintenanceService: Sendable {
         }
     }
 
+    /// Frozen on the apply thread (O(1)), hashed off it: hashing reads every
+    /// retained value, some from the history files.
     private func hashKV(revision: Int64) async -> Result<(UInt32, Int64, Int64), GRPCStatus> {
-        let result = await node.withMachine { replica -> Result<(UInt32, Int64, Int64), KVError> in
-            Result { () throws(KVError) in
-                let h = try replica.machine.hashKV(revision: revision)
-                return (h.hash, replica.machine.store.revision, h.compactRevision)
+        guard let frozen = await node.withMachine({ $0.machine.freeze() }) else {
+            return .failure(KVService.status(NodeError.stopped))
+        }
+        // A long blocking scan: on a dispatch queue, not the cooperative pool.
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<(UInt32, Int64, Int64), KVError>, Never>) in
+            DispatchQueue.global().async {
+                continuation.resume(returning: Result { () throws(KVError) in try frozen.hashKV(revision: revision) }
+                    .map { ($0.hash, $0.revision, $0.compactRevision) })
             }
         }
-        switch result {
-        case let .success(value)?: return .success(value)
-        case let .failure(error)?: return .failure(KVService.status(error))
-        case nil: return .failure(KVService.status(NodeError.stopped))
-        }
+        return result.mapError { KVService.status($0) }
     }
 
     /// GET lists the raised alarms; ACTIVATE and DEACTIVATE go through the log

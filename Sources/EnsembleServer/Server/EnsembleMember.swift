@@ -154,6 +154,12 @@ public final class EnsembleMember: @unchecked Sendable {
         raft.electionTick = configuration.electionTicks
         raft.seed = UInt64.random(in: 1...UInt64.max)
         let replica = KVReplica(space: SpaceQuota(limit: configuration.quotaBackendBytes == 0 ? 2 << 30 : configuration.quotaBackendBytes))
+        // Superseded values go to files beside the WAL (a cache the snapshot
+        // and WAL rebuild on restart), so memory follows the live keys.
+        try FileManager.default.createDirectory(atPath: dataDirectory + "/member", withIntermediateDirectories: true)
+        replica.machine.store.historyValues = HistoryValueLog(directory: dataDirectory + "/member/history") { [logger] reason in
+            logger.warning("\(reason)")
+        }
         let node = try NodeLoop(
             config: raft, directory: dataDirectory + "/member", bootstrap: bootstrap, bootstrapContexts: contexts,
             machine: replica, transport: transport, options: options)

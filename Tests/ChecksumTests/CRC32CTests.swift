@@ -1,6 +1,6 @@
 import Raft
 import Testing
-@testable import RaftStorage
+@testable import Checksum
 
 @Suite struct CRC32CTests {
     @Test func standardVectors() {
@@ -58,3 +58,5 @@ import Testing
         return ~c
     }
 }
+
+typealias SeededRandom = SplitMix64
