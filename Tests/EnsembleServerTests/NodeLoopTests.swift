@@ -173,18 +173,22 @@ final class TestCluster: @unchecked Sendable {
     /// for the window.
     @Test func concurrentProposalsShareCyclesAndALoneClientIsNotHeldBack() async throws {
         let syncs = SyncCounter()
-        let window = Duration.milliseconds(50)
+        // Long enough that held-back proposals would be told apart from slow
+        // ones on a loaded CI machine (ten took 0.75 s there with no window).
+        let window = Duration.milliseconds(300)
         let cluster = try TestCluster { options in
             options.batchingWindow = window
             options.observer = syncs
+            // Heartbeats wait for the window too: elections after 1–2 s.
+            options.tickInterval = .milliseconds(100)
         }
         defer { cluster.shutdown() }
         let leader = try await cluster.waitForLeader()
         let node = try #require(cluster.nodes[leader])
         let alone = ContinuousClock.now
         for i in 0..<10 { _ = try await node.propose(RegisterMachine.put("alone\(i)", "v")) }
-        // Ten windows would take 500 ms.
-        #expect(ContinuousClock.now - alone < .milliseconds(400))
+        // Held back, they would take at least nine windows (2.7 s).
+        #expect(ContinuousClock.now - alone < .seconds(2))
 
         let before = syncs.count
         let started = ContinuousClock.now
