@@ -142,6 +142,16 @@ extension KVStateMachine {
         members = directory
     }
 
+    /// Replaces the member directory with a new cluster's (a snapshot restored
+    /// into new members, as `etcdctl snapshot restore` does): the keys, their
+    /// history, leases and alarms stay.
+    public func replaceMembers(clusterID: UInt64, with members: [Member]) {
+        var directory = MemberTable()
+        directory.clusterID = clusterID
+        for member in members { directory.members[member.id] = member }
+        self.members = directory
+    }
+
     /// A hash of every version at or below `revision` (0: the current one) above
     /// the compaction point, plus both revisions (etcd's HashKV). Members with
     /// the same history report the same hash. Reads every retained value:

@@ -10,7 +10,7 @@ struct Ensemble: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ensemble",
         abstract: "Ensemble: a strongly consistent control plane that speaks etcd's v3 API.",
-        subcommands: [Serve.self, Dev.self, KV.self, MemberCommand.self, StatusCommand.self, Bench.self])
+        subcommands: [Serve.self, Dev.self, KV.self, MemberCommand.self, StatusCommand.self, SnapshotCommand.self, Bench.self])
 
     static func main() async {
         await main(Serve.etcdBooleans(Array(CommandLine.arguments.dropFirst())))

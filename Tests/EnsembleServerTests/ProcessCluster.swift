@@ -39,8 +39,9 @@ final class ProcessCluster: @unchecked Sendable {
 
     /// `network`: run each member in its own namespace, so links between
     /// members can be cut while clients (here, in the root namespace) still
-    /// reach every member.
-    init(network: NetworkNamespaces? = nil) throws {
+    /// reach every member. `beforeStart` runs once the members are named and
+    /// their directory exists, before any starts.
+    init(network: NetworkNamespaces? = nil, beforeStart: (ProcessCluster) throws -> Void = { _ in }) throws {
         binary = try Self.binaryPath()
         self.network = network
         if let network {
@@ -52,14 +53,18 @@ final class ProcessCluster: @unchecked Sendable {
             members = (0..<3).map { Member(name: "p\($0)", clientPort: ports[$0], peerPort: ports[3 + $0]) }
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try beforeStart(self)
         for i in members.indices { try start(i) }
     }
 
     var endpoints: [Int] { members.map(\.clientPort) }
     var hosts: [String] { members.map(\.host) }
 
+    /// `--initial-cluster`'s value.
+    var initialCluster: String { members.map { "\($0.name)=http://\($0.host):\($0.peerPort)" }.joined(separator: ",") }
+
     func arguments(_ i: Int) -> [String] {
-        let initial = members.map { "\($0.name)=http://\($0.host):\($0.peerPort)" }.joined(separator: ",")
+        let initial = initialCluster
         let m = members[i]
         return [
             "serve", "--name", m.name, "--data-dir", "\(directory)/\(m.name)",

@@ -215,7 +215,7 @@ public struct MaintenanceService: Sendable {
         return (Self.snapshotFile(state: encode()), revision)
     }
 
-    static func snapshotFile(state: [UInt8]) -> [UInt8] {
+    public static func snapshotFile(state: [UInt8]) -> [UInt8] {
         let size = (state.count + 8 + 511) / 512 * 512
         var body = state
         body.append(contentsOf: repeatElement(0, count: size - state.count - 8))

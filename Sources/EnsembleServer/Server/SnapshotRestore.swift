@@ -1,0 +1,103 @@
+import Foundation
+import KV
+import Raft
+import RaftStorage
+
+/// Restoring a backup (a file `etcdctl snapshot save` wrote from any member)
+/// into the data directory of a member of a **new** cluster, as `etcdctl
+/// snapshot restore` does for etcd: run it once per member with that member's
+/// `--name`, `--initial-advertise-peer-urls` and the same `--initial-cluster`
+/// and `--initial-cluster-token`, then start every member with `ensemble
+/// serve` on its data directory.
+///
+/// The keys, their history and revisions, leases and alarms come from the
+/// snapshot; the member directory and cluster id are the new cluster's (the
+/// ids `ensemble serve` would derive from the same flags). The data directory
+/// holds a Raft snapshot at index 1, term 1 that names every new member a
+/// voter, so all members start from the same state and elect a leader.
+public enum SnapshotRestore {
+    /// What a snapshot file holds (`etcdctl snapshot status`'s columns).
+    public struct Status: Sendable, Equatable {
+        /// ``KVStateMachine/hashKV(revision:)`` of the state.
+        public var hash: UInt32
+        public var revision: Int64
+        /// Keys with retained history (live or deleted but not compacted).
+        public var totalKeys: Int
+        /// Bytes of the state in the file.
+        public var totalSize: Int
+    }
+
+    /// Reads and checks a snapshot file (its SHA-256 and the state's encoding).
+    public static func status(file path: String) throws -> Status {
+        let machine = try load(path)
+        let state = try MaintenanceService.state(inSnapshotFile: read(path))
+        return Status(
+            hash: try machine.hashKV().hash, revision: machine.store.revision, totalKeys: machine.store.keyCount,
+            totalSize: state.count)
+    }
+
+    /// Writes `configuration.dataDirectory` for member `configuration.name` of
+    /// the cluster `configuration.initialCluster` names, from the snapshot in
+    /// `file`. Refuses a data directory that exists and is not empty.
+    @discardableResult
+    public static func restore(file path: String, into configuration: MemberConfiguration) throws -> MemberIdentity {
+        let machine = try load(path)
+        let founders = try configuration.parsedInitialCluster().map { founder in
+            Member(
+                id: ClusterService.memberID(peerURLs: founder.peerURLs, salt: configuration.initialClusterToken),
+                name: founder.name, peerURLs: founder.peerURLs)
+        }
+        guard let me = founders.first(where: { $0.name == configuration.name }) else {
+            throw ConfigurationError("--initial-cluster has no member named \(configuration.name)")
+        }
+        if !configuration.initialAdvertisePeerURLs.isEmpty,
+            Set(configuration.initialAdvertisePeerURLs) != Set(me.peerURLs)
+        {
+            throw ConfigurationError(
+                "--initial-advertise-peer-urls \(configuration.initialAdvertisePeerURLs.joined(separator: ",")) "
+                    + "differ from --initial-cluster's for \(me.name) (\(me.peerURLs.joined(separator: ",")))")
+        }
+        let directory = configuration.dataDirectory
+        let existing = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        guard existing.isEmpty else { throw ConfigurationError("data-dir \"\(directory)\" exists") }
+
+        let clusterID = ClusterService.clusterID(memberIDs: founders.map(\.id))
+        machine.replaceMembers(clusterID: clusterID, with: founders)
+        let snapshot = Snapshot(
+            metadata: SnapshotMetadata(index: 1, term: 1, confState: ConfState(voters: founders.map(\.id).sorted())),
+            data: machine.snapshot())
+        let storage = try DiskStorage.open(directory: directory + "/member")
+        try storage.append(hardState: HardState(term: 1, vote: .none, commit: 1), entries: [], snapshot: snapshot)
+        try storage.sync()
+        try storage.close()
+        let identity = MemberIdentity(name: me.name, memberID: me.id, clusterID: clusterID)
+        try identity.save(in: directory)
+        return identity
+    }
+
+    private static func read(_ path: String) throws -> [UInt8] {
+        do {
+            return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            throw ConfigurationError("cannot read \(path): \(error.localizedDescription)")
+        }
+    }
+
+    private static func load(_ path: String) throws -> KVStateMachine {
+        let state: [UInt8]
+        do {
+            state = try MaintenanceService.state(inSnapshotFile: read(path))
+        } catch let error as ConfigurationError {
+            throw error
+        } catch {
+            throw ConfigurationError("\(path): \(error)")
+        }
+        let machine = KVStateMachine()
+        do {
+            try machine.restore(state)
+        } catch {
+            throw ConfigurationError("\(path): \(error)")
+        }
+        return machine
+    }
+}

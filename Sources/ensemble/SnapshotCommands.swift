@@ -1,0 +1,62 @@
+import ArgumentParser
+import EnsembleServer
+import Foundation
+
+/// `ensemble snapshot restore|status`: backups taken with `etcdctl snapshot
+/// save` (from any member), restored into a new cluster as with etcdctl.
+struct SnapshotCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot", abstract: "Restore or inspect a snapshot file (`etcdctl snapshot save` takes one).",
+        subcommands: [Restore.self, Status.self])
+
+    struct Restore: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a new member's data directory from a snapshot file.",
+            discussion: """
+                Run once per member of the new cluster, with the same --initial-cluster and
+                --initial-cluster-token, then start each member with `ensemble serve` on its
+                data directory (the --initial-* flags are then ignored). Keys, history,
+                revisions and leases come from the snapshot; the members and cluster id are new.
+                """)
+        @Argument(help: "The snapshot file.") var file: String
+        @Option(help: "This member's name in --initial-cluster.") var name = "default"
+        @Option(name: .customLong("data-dir"), help: "The data directory to create (default: <name>.etcd).")
+        var dataDir: String?
+        @Option(name: .customLong("initial-cluster"), help: "The new cluster's members: name=peerURL,…")
+        var initialCluster = "default=http://localhost:2380"
+        @Option(name: .customLong("initial-cluster-token"), help: "The new cluster's token (as `ensemble serve` gets it).")
+        var initialClusterToken = "etcd-cluster"
+        @Option(name: .customLong("initial-advertise-peer-urls"), help: "This member's peer URLs (must match --initial-cluster).")
+        var initialAdvertisePeerURLs = "http://localhost:2380"
+
+        func run() async throws {
+            var configuration = MemberConfiguration()
+            configuration.name = name
+            configuration.dataDirectory = dataDir ?? "\(name).etcd"
+            configuration.initialCluster = initialCluster
+            configuration.initialClusterToken = initialClusterToken
+            configuration.initialAdvertisePeerURLs = initialAdvertisePeerURLs.split(separator: ",").map(String.init)
+            print("restoring \(file) into \(configuration.dataDirectory) as \(name)")
+            let status = try SnapshotRestore.status(file: file)
+            let identity = try SnapshotRestore.restore(file: file, into: configuration)
+            print("restored revision \(status.revision), \(status.totalKeys) keys: member \(String(identity.memberID, radix: 16)) of cluster \(String(identity.clusterID, radix: 16))")
+            print("start it with: ensemble serve --name \(name) --data-dir \(configuration.dataDirectory) --listen-peer-urls … --listen-client-urls … --advertise-client-urls …")
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check a snapshot file; print its hash, revision, keys and size.")
+        @Argument(help: "The snapshot file.") var file: String
+        @Option(name: [.customShort("w"), .customLong("write-out")], help: "table or json.") var writeOut = "table"
+
+        func run() async throws {
+            let status = try SnapshotRestore.status(file: file)
+            let hash = String(status.hash, radix: 16)
+            if writeOut == "json" {
+                print("{\"hash\":\(status.hash),\"revision\":\(status.revision),\"totalKey\":\(status.totalKeys),\"totalSize\":\(status.totalSize)}")
+            } else {
+                print("hash: \(hash), revision: \(status.revision), total keys: \(status.totalKeys), total size: \(status.totalSize)")
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import EnsembleServer
+import Foundation
+import KV
+import Testing
+
+/// A backup taken with the real `etcdctl snapshot save` from a running
+/// cluster, restored with `ensemble snapshot restore` into three new members,
+/// which `ensemble serve` then runs: the keys, their history and revisions and
+/// the leases are back; the members and cluster id are the new cluster's.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct SnapshotRestoreTests {
+    @Test func aSavedSnapshotRestoresIntoANewCluster() async throws {
+        let backup = NSTemporaryDirectory() + "ensemble-backup-\(UUID().uuidString).db"
+        defer { try? FileManager.default.removeItem(atPath: backup) }
+
+        let old = try ProcessCluster()
+        let oldEndpoints = old.endpoints.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+        let leader = try #require(await old.leader(), "no leader; log:\n\(old.log(0))")
+        let endpoint = "127.0.0.1:\(old.members[leader].clientPort)"
+        func run(_ endpoints: String, _ arguments: [String]) throws -> String {
+            let (status, output) = try etcdctl(endpoints: endpoints, arguments)
+            #expect(status == 0, "etcdctl \(arguments): \(output)")
+            return output
+        }
+        _ = try run(endpoint, ["put", "config/a", "1"])
+        _ = try run(endpoint, ["put", "config/a", "2"])
+        _ = try run(endpoint, ["put", "config/b", "x"])
+        _ = try run(endpoint, ["del", "config/b"])
+        let lease = try run(endpoint, ["lease", "grant", "600"])
+        let leaseID = try #require(lease.firstMatch(of: /lease ([0-9a-f]+) granted/).map { String($0.1) }, "\(lease)")
+        _ = try run(endpoint, ["put", "--lease=\(leaseID)", "session", "alive"])
+        let status = try run(endpoint, ["endpoint", "status", "-w", "json"])
+        let revision = try #require(status.firstMatch(of: /"revision":(\d+)/).map { Int($0.1) ?? 0 })
+        let oldCluster = try #require(status.firstMatch(of: /"cluster_id":(\d+)/).map { String($0.1) })
+        let saved = try run(endpoint, ["snapshot", "save", backup])
+        #expect(saved.contains("Snapshot saved at \(backup)"), "\(saved)")
+        old.stop()
+        _ = oldEndpoints
+
+        let binary = try ProcessCluster.binaryPath()
+        let (checked, summary) = try runProcessBlocking(binary, ["snapshot", "status", backup])
+        #expect(checked == 0 && summary.contains("revision: \(revision), total keys: 3"), "\(summary)")
+
+        let new = try ProcessCluster { cluster in
+            for member in cluster.members {
+                let (code, output) = try runProcessBlocking(binary, [
+                    "snapshot", "restore", backup, "--name", member.name, "--data-dir", "\(cluster.directory)/\(member.name)",
+                    "--initial-cluster", cluster.initialCluster, "--initial-cluster-token", "restored",
+                    "--initial-advertise-peer-urls", "http://\(member.host):\(member.peerPort)",
+                ])
+                #expect(code == 0 && output.contains("restored revision \(revision)"), "\(output)")
+            }
+            // A data directory is never overwritten.
+            let member = cluster.members[0]
+            let (code, output) = try runProcessBlocking(binary, [
+                "snapshot", "restore", backup, "--name", member.name, "--data-dir", "\(cluster.directory)/\(member.name)",
+                "--initial-cluster", cluster.initialCluster, "--initial-advertise-peer-urls", "http://\(member.host):\(member.peerPort)",
+            ])
+            #expect(code != 0 && output.contains("exists"), "\(output)")
+        }
+        defer { new.stop() }
+        #expect(await new.leader() != nil, "no leader after the restore; log:\n\(new.log(0))")
+        let endpoints = new.endpoints.map { "127.0.0.1:\($0)" }.joined(separator: ",")
+        #expect(try run(endpoints, ["get", "config/a", "--print-value-only"]) == "2\n")
+        #expect(try run(endpoints, ["get", "config/a", "--rev=\(revision - 4)", "--print-value-only"]) == "1\n", "history is back")
+        #expect(try run(endpoints, ["get", "config/b"]).isEmpty)
+        #expect(try run(endpoints, ["lease", "list"]).contains(leaseID))
+        #expect(try run(endpoints, ["get", "session", "--print-value-only"]) == "alive\n")
+        let members = try run(endpoints, ["member", "list"])
+        for member in new.members { #expect(members.contains("http://127.0.0.1:\(member.peerPort)"), "\(members)") }
+        let newStatus = try run(endpoints, ["endpoint", "status", "-w", "json"])
+        #expect(!newStatus.contains("\"cluster_id\":\(oldCluster),"), "a new cluster id: \(newStatus)")
+        _ = try run(endpoints, ["put", "config/c", "3"])
+        let after = try run(endpoints, ["get", "config/c", "-w", "json"])
+        #expect(after.contains("\"mod_revision\":\(revision + 1)"), "revisions continue: \(after)")
+    }
+
+    /// Refusals name what is wrong, and leave nothing behind.
+    @Test func restoreRefusesWhatItCannotUse() throws {
+        let directory = NSTemporaryDirectory() + "ensemble-restore-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let machine = KVStateMachine()
+        _ = machine.apply(.put(PutRequest(key: Array("k".utf8), value: Array("v".utf8))))
+        // The file layout etcd's clients check: pages, the state's length, SHA-256.
+        let file = directory + "/backup.db"
+        try Data(MaintenanceService.snapshotFile(state: machine.snapshot())).write(to: URL(fileURLWithPath: file))
+
+        var configuration = MemberConfiguration()
+        configuration.name = "x"
+        configuration.initialCluster = "a=http://127.0.0.1:1,b=http://127.0.0.1:2"
+        configuration.initialAdvertisePeerURLs = ["http://127.0.0.1:1"]
+        configuration.dataDirectory = directory + "/x"
+        #expect(throws: ConfigurationError.self) { try SnapshotRestore.restore(file: file, into: configuration) }
+        configuration.name = "a"
+        configuration.initialAdvertisePeerURLs = ["http://127.0.0.1:9"]
+        #expect(throws: ConfigurationError.self) { try SnapshotRestore.restore(file: file, into: configuration) }
+        var damaged = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
+        damaged[3] ^= 1
+        try Data(damaged).write(to: URL(fileURLWithPath: directory + "/damaged.db"))
+        configuration.initialAdvertisePeerURLs = ["http://127.0.0.1:1"]
+        #expect(throws: ConfigurationError.self) { try SnapshotRestore.restore(file: directory + "/damaged.db", into: configuration) }
+        #expect(!FileManager.default.fileExists(atPath: configuration.dataDirectory))
+
+        let identity = try SnapshotRestore.restore(file: file, into: configuration)
+        #expect(identity.name == "a")
+        #expect(try SnapshotRestore.status(file: file).revision == 2)
+    }
+}
+
