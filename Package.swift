@@ -168,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "EnsembleServerTests",
             dependencies: [
-                "EnsembleServer", "Raft", "RaftTransport", "KV", "EnsembleAPI", "Linearizability", "EnsembleClient",
+                "EnsembleServer", "Raft", "RaftStorage", "RaftTransport", "KV", "EnsembleAPI", "Linearizability", "EnsembleClient",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -152,6 +152,13 @@ extension KVStateMachine {
         self.members = directory
     }
 
+    /// Forgets every lease's checkpointed remaining TTL, so each counts down
+    /// its whole granted TTL again (a restored backup: etcd 3.4 does not keep
+    /// checkpoints either, and the clients need time to find the new cluster).
+    public func forgetLeaseCheckpoints() {
+        for id in leases.ids { leases.checkpoint(id: id, remainingTTL: 0) }
+    }
+
     /// A hash of every version at or below `revision` (0: the current one) above
     /// the compaction point, plus both revisions (etcd's HashKV). Members with
     /// the same history report the same hash. Reads every retained value:

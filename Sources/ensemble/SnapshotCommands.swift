@@ -13,10 +13,11 @@ struct SnapshotCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a new member's data directory from a snapshot file.",
             discussion: """
-                Run once per member of the new cluster, with the same --initial-cluster and
-                --initial-cluster-token, then start each member with `ensemble serve` on its
+                Run once per member of the new cluster, with the same --initial-cluster and a
+                new --initial-cluster-token, then start each member with `ensemble serve` on its
                 data directory (the --initial-* flags are then ignored). Keys, history,
-                revisions and leases come from the snapshot; the members and cluster id are new.
+                revisions, leases (with their whole TTL again) and alarms come from the
+                snapshot; the members and cluster id are new.
                 """)
         @Argument(help: "The snapshot file.") var file: String
         @Option(help: "This member's name in --initial-cluster.") var name = "default"
@@ -28,6 +29,8 @@ struct SnapshotCommand: AsyncParsableCommand {
         var initialClusterToken = "etcd-cluster"
         @Option(name: .customLong("initial-advertise-peer-urls"), help: "This member's peer URLs (must match --initial-cluster).")
         var initialAdvertisePeerURLs = "http://localhost:2380"
+        @Flag(name: .customLong("skip-hash-check"), help: "Do not check the file's SHA-256.")
+        var skipHashCheck = false
 
         func run() async throws {
             var configuration = MemberConfiguration()
@@ -37,25 +40,46 @@ struct SnapshotCommand: AsyncParsableCommand {
             configuration.initialClusterToken = initialClusterToken
             configuration.initialAdvertisePeerURLs = initialAdvertisePeerURLs.split(separator: ",").map(String.init)
             print("restoring \(file) into \(configuration.dataDirectory) as \(name)")
-            let status = try SnapshotRestore.status(file: file)
-            let identity = try SnapshotRestore.restore(file: file, into: configuration)
-            print("restored revision \(status.revision), \(status.totalKeys) keys: member \(String(identity.memberID, radix: 16)) of cluster \(String(identity.clusterID, radix: 16))")
-            print("start it with: ensemble serve --name \(name) --data-dir \(configuration.dataDirectory) --listen-peer-urls … --listen-client-urls … --advertise-client-urls …")
+            let identity = try SnapshotRestore.restore(file: file, into: configuration, verifyHash: !skipHashCheck)
+            let restored = try SnapshotRestore.status(file: file, verifyHash: !skipHashCheck)
+            print("restored revision \(restored.revision), \(restored.totalKeys) keys: member \(String(identity.memberID, radix: 16)) of cluster \(String(identity.clusterID, radix: 16))")
+            print("start it with:")
+            print("  ensemble serve --name \(name) --data-dir \(configuration.dataDirectory) \\")
+            print("    --listen-peer-urls \(initialAdvertisePeerURLs) --initial-advertise-peer-urls \(initialAdvertisePeerURLs) \\")
+            print("    --listen-client-urls http://HOST:2379 --advertise-client-urls http://HOST:2379")
         }
     }
 
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Check a snapshot file; print its hash, revision, keys and size.")
         @Argument(help: "The snapshot file.") var file: String
-        @Option(name: [.customShort("w"), .customLong("write-out")], help: "table or json.") var writeOut = "table"
+        @Option(name: [.customShort("w"), .customLong("write-out")], help: "simple, table or json (as etcdctl).")
+        var writeOut = "simple"
+
+        func validate() throws {
+            guard ["simple", "table", "json"].contains(writeOut) else {
+                throw ValidationError("unknown --write-out \(writeOut) (simple, table or json)")
+            }
+        }
 
         func run() async throws {
             let status = try SnapshotRestore.status(file: file)
             let hash = String(status.hash, radix: 16)
-            if writeOut == "json" {
+            switch writeOut {
+            case "json":
                 print("{\"hash\":\(status.hash),\"revision\":\(status.revision),\"totalKey\":\(status.totalKeys),\"totalSize\":\(status.totalSize)}")
-            } else {
-                print("hash: \(hash), revision: \(status.revision), total keys: \(status.totalKeys), total size: \(status.totalSize)")
+            case "table":
+                let rows = [["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], [hash, "\(status.revision)", "\(status.totalKeys)", "\(status.totalSize)"]]
+                let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
+                let line = "+" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "+") + "+"
+                print(line)
+                for (i, row) in rows.enumerated() {
+                    print("| " + zip(row, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }.joined(separator: " | ") + " |")
+                    if i == 0 { print(line) }
+                }
+                print(line)
+            default:
+                print("\(hash), \(status.revision), \(status.totalKeys), \(status.totalSize)")
             }
         }
     }

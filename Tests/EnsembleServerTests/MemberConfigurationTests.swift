@@ -30,6 +30,10 @@ import Testing
         var joiner = founder("z")
         joiner.initialClusterState = .existing
         try joiner.validate()
+        // A member its data directory already names (a restart, a restored
+        // backup) ignores the --initial-* flags, as in etcd.
+        try founder("z").validate(initialized: true)
+        try moved.validate(initialized: true)
     }
 
     @Test func initialClusterParsesRepeatedNamesAsSeveralURLs() throws {
@@ -39,6 +43,12 @@ import Testing
         #expect(parsed.map(\.name) == ["a", "b"])
         #expect(parsed.first?.peerURLs == ["http://h1:1", "http://h3:3"])
         c.initialCluster = "a"
+        #expect(throws: ConfigurationError.self) { try c.parsedInitialCluster() }
+        // Ids derive from peer URLs: one URL for two members would make one
+        // process two voters.
+        c.initialCluster = "a=http://h1:1,b=http://h1:1"
+        #expect(throws: ConfigurationError.self) { try c.parsedInitialCluster() }
+        c.initialCluster = "a=http://h1:1,a=http://h1:1"
         #expect(throws: ConfigurationError.self) { try c.parsedInitialCluster() }
     }
 

@@ -224,13 +224,14 @@ public struct MaintenanceService: Sendable {
     }
 
     /// The state inside a snapshot file, after checking its hash and layout.
-    public static func state(inSnapshotFile file: [UInt8]) throws -> [UInt8] {
+    /// `verifyHash` false skips the SHA-256 comparison (`--skip-hash-check`).
+    public static func state(inSnapshotFile file: [UInt8], verifyHash: Bool = true) throws -> [UInt8] {
         struct Damaged: Error, CustomStringConvertible { var description: String }
         guard file.count >= 512 + 32, (file.count - 32) % 512 == 0 else {
             throw Damaged(description: "not an Ensemble snapshot file (\(file.count) bytes)")
         }
         let body = file[..<(file.count - 32)]
-        guard Array(SHA256.hash(data: body)) == Array(file[(file.count - 32)...]) else {
+        guard !verifyHash || Array(SHA256.hash(data: body)) == Array(file[(file.count - 32)...]) else {
             throw Damaged(description: "snapshot file damaged: SHA-256 mismatch")
         }
         var length: UInt64 = 0

@@ -79,7 +79,7 @@ public final class EnsembleMember: @unchecked Sendable {
         leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil },
         logger: Logger = EnsembleMember.silent
     ) async throws -> EnsembleMember {
-        try configuration.validate()
+        try configuration.validate(initialized: try MemberIdentity.load(from: configuration.dataDirectory) != nil)
         guard let peerListen = configuration.listenPeerURLs.first.flatMap(HostPort.init(url:)) else {
             throw ConfigurationError("--listen-peer-urls: no usable URL")
         }

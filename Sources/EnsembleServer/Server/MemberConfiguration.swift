@@ -126,6 +126,11 @@ public struct MemberConfiguration: Sendable {
             let name = String(parts[0])
             let url = String(parts[1])
             guard HostPort(url: url) != nil else { throw ConfigurationError("--initial-cluster: \(url) is not a valid URL") }
+            // Member ids derive from peer URLs: a URL given twice would make
+            // one member two voters.
+            if let other = members.first(where: { $0.peerURLs.contains(url) }) {
+                throw ConfigurationError("--initial-cluster: \(url) is given for both \(other.name) and \(name)")
+            }
             if let i = members.firstIndex(where: { $0.name == name }) {
                 members[i].peerURLs.append(url)
             } else {
@@ -136,8 +141,10 @@ public struct MemberConfiguration: Sendable {
         return members
     }
 
-    /// Checks what etcd checks at start.
-    public func validate() throws(ConfigurationError) {
+    /// Checks what etcd checks at start. For a member whose data directory
+    /// already names it (`initialized`), the `--initial-*` flags are not
+    /// used, and not checked, as in etcd.
+    public func validate(initialized: Bool = false) throws(ConfigurationError) {
         guard !name.isEmpty else { throw ConfigurationError("--name must not be empty") }
         for (flag, urls) in [
             ("--listen-client-urls", listenClientURLs), ("--advertise-client-urls", advertiseClientURLs),
@@ -168,7 +175,7 @@ public struct MemberConfiguration: Sendable {
         guard electionTimeout >= heartbeatInterval * 5 else {
             throw ConfigurationError("--election-timeout should be at least 5 times --heartbeat-interval")
         }
-        if initialClusterState == .new {
+        if initialClusterState == .new && !initialized {
             let founding = try parsedInitialCluster()
             guard let mine = founding.first(where: { $0.name == name }) else {
                 throw ConfigurationError("--initial-cluster has no member named \(name) (--name)")

@@ -12,9 +12,14 @@ import RaftStorage
 ///
 /// The keys, their history and revisions, leases and alarms come from the
 /// snapshot; the member directory and cluster id are the new cluster's (the
-/// ids `ensemble serve` would derive from the same flags). The data directory
-/// holds a Raft snapshot at index 1, term 1 that names every new member a
-/// voter, so all members start from the same state and elect a leader.
+/// ids `ensemble serve` would derive from the same flags: use a new
+/// `--initial-cluster-token` so that no member of the old cluster is taken
+/// for one of the new). Every lease counts down its whole granted TTL again,
+/// as in etcd 3.4. Alarms stay (etcd keeps them too): `alarm disarm` clears
+/// them. The data directory holds a Raft snapshot at index 1, term 1 that
+/// names every new member a voter, so all members start from the same state
+/// and elect a leader. It is written beside its place and renamed into it,
+/// so a failed restore leaves nothing.
 public enum SnapshotRestore {
     /// What a snapshot file holds (`etcdctl snapshot status`'s columns).
     public struct Status: Sendable, Equatable {
@@ -28,9 +33,9 @@ public enum SnapshotRestore {
     }
 
     /// Reads and checks a snapshot file (its SHA-256 and the state's encoding).
-    public static func status(file path: String) throws -> Status {
-        let machine = try load(path)
-        let state = try MaintenanceService.state(inSnapshotFile: read(path))
+    public static func status(file path: String, verifyHash: Bool = true) throws -> Status {
+        let machine = try load(path, verifyHash: verifyHash)
+        let state = try MaintenanceService.state(inSnapshotFile: read(path), verifyHash: verifyHash)
         return Status(
             hash: try machine.hashKV().hash, revision: machine.store.revision, totalKeys: machine.store.keyCount,
             totalSize: state.count)
@@ -39,9 +44,12 @@ public enum SnapshotRestore {
     /// Writes `configuration.dataDirectory` for member `configuration.name` of
     /// the cluster `configuration.initialCluster` names, from the snapshot in
     /// `file`. Refuses a data directory that exists and is not empty.
+    /// `verifyHash` false skips the file's SHA-256 check (`--skip-hash-check`).
     @discardableResult
-    public static func restore(file path: String, into configuration: MemberConfiguration) throws -> MemberIdentity {
-        let machine = try load(path)
+    public static func restore(
+        file path: String, into configuration: MemberConfiguration, verifyHash: Bool = true
+    ) throws -> MemberIdentity {
+        let machine = try load(path, verifyHash: verifyHash)
         let founders = try configuration.parsedInitialCluster().map { founder in
             Member(
                 id: ClusterService.memberID(peerURLs: founder.peerURLs, salt: configuration.initialClusterToken),
@@ -58,20 +66,37 @@ public enum SnapshotRestore {
                     + "differ from --initial-cluster's for \(me.name) (\(me.peerURLs.joined(separator: ",")))")
         }
         let directory = configuration.dataDirectory
-        let existing = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        guard existing.isEmpty else { throw ConfigurationError("data-dir \"\(directory)\" exists") }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue, (try FileManager.default.contentsOfDirectory(atPath: directory)).isEmpty else {
+                throw ConfigurationError("data-dir \"\(directory)\" exists")
+            }
+        }
 
         let clusterID = ClusterService.clusterID(memberIDs: founders.map(\.id))
         machine.replaceMembers(clusterID: clusterID, with: founders)
+        machine.forgetLeaseCheckpoints()
         let snapshot = Snapshot(
             metadata: SnapshotMetadata(index: 1, term: 1, confState: ConfState(voters: founders.map(\.id).sorted())),
             data: machine.snapshot())
-        let storage = try DiskStorage.open(directory: directory + "/member")
-        try storage.append(hardState: HardState(term: 1, vote: .none, commit: 1), entries: [], snapshot: snapshot)
-        try storage.sync()
-        try storage.close()
         let identity = MemberIdentity(name: me.name, memberID: me.id, clusterID: clusterID)
-        try identity.save(in: directory)
+        // Written beside its place, then renamed into it (over an empty
+        // directory): a failure leaves no half-restored member behind.
+        let staging = directory + ".restoring-\(ProcessInfo.processInfo.processIdentifier)"
+        try? FileManager.default.removeItem(atPath: staging)
+        do {
+            let storage = try DiskStorage.open(directory: staging + "/member")
+            try storage.append(hardState: HardState(term: 1, vote: .none, commit: 1), entries: [], snapshot: snapshot)
+            try storage.sync()
+            try storage.close()
+            try identity.save(in: staging)
+            guard rename(staging, directory) == 0 else {
+                throw ConfigurationError("cannot rename \(staging) to \(directory): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: staging)
+            throw error
+        }
         return identity
     }
 
@@ -83,10 +108,10 @@ public enum SnapshotRestore {
         }
     }
 
-    private static func load(_ path: String) throws -> KVStateMachine {
+    private static func load(_ path: String, verifyHash: Bool) throws -> KVStateMachine {
         let state: [UInt8]
         do {
-            state = try MaintenanceService.state(inSnapshotFile: read(path))
+            state = try MaintenanceService.state(inSnapshotFile: read(path), verifyHash: verifyHash)
         } catch let error as ConfigurationError {
             throw error
         } catch {
