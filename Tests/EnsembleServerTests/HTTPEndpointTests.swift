@@ -37,6 +37,15 @@ import Testing
         // gRPC on the same port still works.
         let (status, output) = try await f.run(f.leaderPort, "get", "k0", "--print-value-only")
         #expect(status == 0 && output == "v\n")
+        // The Go client's process metrics, which etcdctl check datascale reads.
+        let resident = metrics.firstMatch(of: /\nprocess_resident_memory_bytes ([0-9.e+]+)\n/).flatMap { Double($0.1) } ?? 0
+        #expect(resident > 1_000_000, "\(metrics.prefix(3000))")
+        for name in ["process_virtual_memory_bytes", "process_cpu_seconds_total", "process_open_fds", "process_max_fds",
+                     "process_start_time_seconds"] {
+            #expect(metrics.contains("\n\(name) "), "\(name) missing")
+        }
+        let (checked, datascale) = try await f.run(f.leaderPort, "check", "datascale", "--load=s", "--auto-compact", "--auto-defrag")
+        #expect(checked == 0 && datascale.contains("PASS: Approximate system memory used"), "\(datascale.suffix(600))")
         await f.close()
     }
 }

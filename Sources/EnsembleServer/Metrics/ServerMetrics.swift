@@ -32,6 +32,8 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     let walFsync: DurationHistogram
     let applyDuration: DurationHistogram
     private let grpc = Mutex<[String: (handled: [Int: Counter], latency: DurationHistogram)]>([:])
+    /// `process_*`, as etcd exports them.
+    let process: ProcessMetrics
 
     /// etcd's disk histogram buckets: 1 ms to about 8 s, doubling.
     static let diskBuckets: [Duration] = (0..<14).map { .microseconds(1000 << $0) }
@@ -60,6 +62,7 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
         applyDuration = registry.makeDurationHistogram(
             descriptor: describe("ensemble_server_apply_duration_seconds", "Time to apply one batch of committed entries."),
             buckets: Self.diskBuckets)
+        process = ProcessMetrics(registry: registry)
     }
 
     // MARK: NodeObserver
@@ -115,6 +118,7 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
         dbSize.set(to: Double(dbBytes))
         keys.set(to: Double(keyCount))
         watchers.set(to: Double(watcherCount))
+        process.update()
         return registry.emitToBuffer()
     }
 }
