@@ -130,4 +130,30 @@ import Testing
         observer.stop()
         await f.close()
     }
+
+    /// `etcdctl make-mirror`: what exists is copied, then later puts and
+    /// deletes follow (a watch from the copy's revision), here into another
+    /// prefix of the same cluster through another member.
+    @Test func makeMirrorCopiesThenFollows() async throws {
+        let f = try await DevClusterFixture()
+        for i in 1...3 { _ = try await f.run(f.leaderPort, "put", "src/k\(i)", "v\(i)") }
+        let mirror = try EtcdctlProcess(
+            port: f.followerPort, ["make-mirror", "--prefix=src/", "--dest-prefix=mirror/", "127.0.0.1:\(f.leaderPort)"])
+        try await f.waitUntil(f.leaderPort, has: "mirror/k3")
+        _ = try await f.run(f.followerPort, "put", "src/k4", "v4")
+        _ = try await f.run(f.followerPort, "del", "src/k1")
+        try await f.waitUntil(f.leaderPort, has: "mirror/k4")
+        let deadline = ContinuousClock.now + .seconds(10)
+        var keys = ""
+        while ContinuousClock.now < deadline {
+            keys = try await f.run(f.leaderPort, "get", "mirror/", "--prefix", "--keys-only").1
+            if !keys.contains("mirror/k1") { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(keys.split(separator: "\n").map(String.init) == ["mirror/k2", "mirror/k3", "mirror/k4"], "\(keys)\n\(mirror.text)")
+        let (_, value) = try await f.run(f.leaderPort, "get", "mirror/k4", "--print-value-only")
+        #expect(value == "v4\n")
+        mirror.stop()
+        await f.close()
+    }
 }
