@@ -60,9 +60,19 @@ extension MVCCStore {
 
     /// etcd's `checkPutRequest`.
     public static func validate(put request: PutRequest) throws(KVError) {
-        if request.key.isEmpty { throw .emptyKey }
-        if request.ignoreValue && !request.value.isEmpty { throw .valueProvided }
-        if request.ignoreLease && request.lease != 0 { throw .leaseProvided }
+        try validatePut(
+            keyIsEmpty: request.key.isEmpty, valueIsEmpty: request.value.isEmpty,
+            ignoreValue: request.ignoreValue, ignoreLease: request.ignoreLease, lease: request.lease)
+    }
+
+    /// ``validate(put:)`` on a put's fields (the API layer checks a request
+    /// before converting it).
+    public static func validatePut(
+        keyIsEmpty: Bool, valueIsEmpty: Bool, ignoreValue: Bool, ignoreLease: Bool, lease: LeaseID
+    ) throws(KVError) {
+        if keyIsEmpty { throw .emptyKey }
+        if ignoreValue && !valueIsEmpty { throw .valueProvided }
+        if ignoreLease && lease != 0 { throw .leaseProvided }
     }
 
     /// etcd's `checkDeleteRequest`.

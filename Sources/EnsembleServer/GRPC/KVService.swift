@@ -36,7 +36,9 @@ public struct KVService: Sendable {
         router.unary["/etcdserverpb.KV/Put"] = .direct { bytes, reply in
             service.write(bytes, as: Etcdserverpb_PutRequest.self, reply: reply, adds: { $0.key.count + $0.value.count }) {
                 request throws(KVError) in
-                try MVCCStore.validate(put: PutRequest(request))
+                try MVCCStore.validatePut(
+                    keyIsEmpty: request.key.isEmpty, valueIsEmpty: request.value.isEmpty,
+                    ignoreValue: request.ignoreValue, ignoreLease: request.ignoreLease, lease: request.lease)
                 var command = Ensemble_V1_Command()
                 command.put = request
                 return command

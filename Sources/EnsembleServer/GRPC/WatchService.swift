@@ -168,8 +168,8 @@ extension WatchRequest {
     /// etcd's normalisation (v3rpc/watch.go): an empty key means `\0`, and a
     /// range end of `\0` means every key from `key` on.
     init(_ p: Etcdserverpb_WatchCreateRequest) {
-        let key = p.key.isEmpty ? [0] : [UInt8](p.key)
-        self.init(key: key, rangeEnd: [UInt8](p.rangeEnd), startRevision: p.startRevision)
+        let key = p.key.isEmpty ? [0] : p.key.byteArray
+        self.init(key: key, rangeEnd: p.rangeEnd.byteArray, startRevision: p.startRevision)
         progressNotify = p.progressNotify
         filterPuts = p.filters.contains(.noput)
         filterDeletes = p.filters.contains(.nodelete)
