@@ -134,7 +134,7 @@ final class TestCluster: @unchecked Sendable {
         #expect(refused)
     }
 
-    /// Applying runs beside the loop, not in it: an entry that takes 1.5 s to
+    /// Applying runs beside the loop, not in it: an entry that takes 3 s to
     /// apply on every member (as a DeleteRange of a million keys may) holds up
     /// neither heartbeats nor anything else of Raft's, so nobody calls an
     /// election (they time out after 250–500 ms here). Meanwhile proposals
@@ -147,17 +147,24 @@ final class TestCluster: @unchecked Sendable {
         let node = try #require(cluster.nodes[leader])
         let term = node.status.term
         let outcomes = Mutex<[Result<String, NodeError>]>([])
-        node.propose(RegisterMachine.sleep(1500)) { result in outcomes.withLock { $0.append(result) } }
-        for i in 0..<20 {
+        // 3 s: long enough that a loaded CI machine, whose 20 ms sleeps
+        // stretch, still proposes past the lag while the entry applies.
+        node.propose(RegisterMachine.sleep(3000)) { result in outcomes.withLock { $0.append(result) } }
+        var proposed = 0
+        let started = ContinuousClock.now
+        while proposed < 40, ContinuousClock.now - started < .milliseconds(2500),
+            !outcomes.withLock({ $0.contains { $0 == .failure(.tooManyRequests) } })
+        {
             try await Task.sleep(for: .milliseconds(20))
-            node.propose(RegisterMachine.put("k\(i)", "\(i)")) { result in outcomes.withLock { $0.append(result) } }
+            node.propose(RegisterMachine.put("k\(proposed)", "\(proposed)")) { result in outcomes.withLock { $0.append(result) } }
+            proposed += 1
         }
         let deadline = ContinuousClock.now + .seconds(10)
-        while outcomes.withLock({ $0.count }) < 21, ContinuousClock.now < deadline {
+        while outcomes.withLock({ $0.count }) < proposed + 1, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
         let results = outcomes.withLock { $0 }
-        #expect(results.count == 21)
+        #expect(results.count == proposed + 1)
         #expect(results.contains { if case .success("slept") = $0 { true } else { false } })
         #expect(results.contains { $0 == .failure(.tooManyRequests) })
         #expect(results.allSatisfy { $0 == .failure(.tooManyRequests) || (try? $0.get()) != nil })
