@@ -21,9 +21,7 @@ final class ProcessMetrics: Sendable {
     private let cpuReported = Mutex<Double>(0)
 
     init(registry: PrometheusCollectorRegistry) {
-        func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
-            MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
-        }
+        let describe = ServerMetrics.describe
         residentMemory = registry.makeGauge(descriptor: describe("process_resident_memory_bytes", "Resident memory size in bytes."))
         virtualMemory = registry.makeGauge(descriptor: describe("process_virtual_memory_bytes", "Virtual memory size in bytes."))
         cpuSeconds = registry.makeCounter(descriptor: describe("process_cpu_seconds_total", "Total user and system CPU time spent in seconds."))

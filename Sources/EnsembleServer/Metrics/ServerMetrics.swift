@@ -41,9 +41,7 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     static let callBuckets: [Duration] = (0..<19).map { .microseconds(100 << $0) }
 
     public init() {
-        func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
-            MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
-        }
+        let describe = Self.describe
         hasLeader = registry.makeGauge(descriptor: describe("etcd_server_has_leader", "Whether a leader exists: 1 yes, 0 no."))
         isLeader = registry.makeGauge(descriptor: describe("etcd_server_is_leader", "Whether this member is the leader."))
         isLearner = registry.makeGauge(descriptor: describe("etcd_server_is_learner", "Whether this member is a learner."))
@@ -63,6 +61,11 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
             descriptor: describe("ensemble_server_apply_duration_seconds", "Time to apply one batch of committed entries."),
             buckets: Self.diskBuckets)
         process = ProcessMetrics(registry: registry)
+    }
+
+    /// A metric's name and help text (no unit suffix: etcd's names carry it).
+    static func describe(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
     // MARK: NodeObserver

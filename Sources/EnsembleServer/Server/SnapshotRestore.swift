@@ -34,11 +34,10 @@ public enum SnapshotRestore {
 
     /// Reads and checks a snapshot file (its SHA-256 and the state's encoding).
     public static func status(file path: String, verifyHash: Bool = true) throws -> Status {
-        let machine = try load(path, verifyHash: verifyHash)
-        let state = try MaintenanceService.state(inSnapshotFile: read(path), verifyHash: verifyHash)
+        let (machine, stateBytes) = try load(path, verifyHash: verifyHash)
         return Status(
             hash: try machine.hashKV().hash, revision: machine.store.revision, totalKeys: machine.store.keyCount,
-            totalSize: state.count)
+            totalSize: stateBytes)
     }
 
     /// Writes `configuration.dataDirectory` for member `configuration.name` of
@@ -49,7 +48,7 @@ public enum SnapshotRestore {
     public static func restore(
         file path: String, into configuration: MemberConfiguration, verifyHash: Bool = true
     ) throws -> MemberIdentity {
-        let machine = try load(path, verifyHash: verifyHash)
+        let (machine, _) = try load(path, verifyHash: verifyHash)
         let founders = try configuration.parsedInitialCluster().map { founder in
             Member(
                 id: ClusterService.memberID(peerURLs: founder.peerURLs, salt: configuration.initialClusterToken),
@@ -108,7 +107,8 @@ public enum SnapshotRestore {
         }
     }
 
-    private static func load(_ path: String, verifyHash: Bool) throws -> KVStateMachine {
+    /// The file's state, decoded, and its size in bytes (one read of the file).
+    private static func load(_ path: String, verifyHash: Bool) throws -> (KVStateMachine, Int) {
         let state: [UInt8]
         do {
             state = try MaintenanceService.state(inSnapshotFile: read(path), verifyHash: verifyHash)
@@ -123,6 +123,6 @@ public enum SnapshotRestore {
         } catch {
             throw ConfigurationError("\(path): \(error)")
         }
-        return machine
+        return (machine, state.count)
     }
 }
