@@ -51,16 +51,26 @@ import Testing
                 }
             }
         }
-        try await Task.sleep(for: .seconds(1))
+        // Each phase lasts until it has its writes (a loaded machine is slow),
+        // at least a second, at most twenty.
+        func writes(_ count: Int) async throws {
+            let start = ContinuousClock.now
+            let target = acknowledged.count + count
+            try await Task.sleep(for: .seconds(1))
+            while acknowledged.count < target && ContinuousClock.now - start < .seconds(20) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        try await writes(20)
         let beforeKill = acknowledged.count
         cluster.signal(first, SIGKILL)
         let second = try #require(await cluster.leader(), "no new leader after SIGKILL")
         #expect(second != first)
-        try await Task.sleep(for: .seconds(1))
+        try await writes(20)
         let afterKill = acknowledged.count
         #expect(afterKill > beforeKill, "writes resume under the new leader")
         try cluster.start(first)
-        try await Task.sleep(for: .seconds(1))
+        try await writes(20)
         // The whole cluster crashes mid-load.
         for i in 0..<3 { cluster.signal(i, SIGKILL) }
         stop.set()
