@@ -57,6 +57,11 @@ public struct PutRequest: Sendable, Hashable {
 public struct PutResponse: Sendable, Hashable {
     public var previous: KeyValue?
     public var revision: Int64 = 0
+
+    public init(previous: KeyValue? = nil, revision: Int64 = 0) {
+        self.previous = previous
+        self.revision = revision
+    }
 }
 
 public struct DeleteRangeRequest: Sendable, Hashable {

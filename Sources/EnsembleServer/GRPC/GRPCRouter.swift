@@ -47,6 +47,9 @@ public struct GRPCResponse: Sendable {
 
     public init(bytes: [UInt8]) { encode = { .success(bytes) } }
 
+    /// Bytes `encode` writes by hand, when written.
+    init(encoded: @escaping @Sendable () -> [UInt8]) { encode = { .success(encoded()) } }
+
     /// The message `make` builds, serialized when written.
     public init<M: SwiftProtobuf.Message>(_ make: @escaping @Sendable () -> M) {
         encode = { KVService.serialize(make()) }

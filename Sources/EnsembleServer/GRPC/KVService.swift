@@ -34,6 +34,7 @@ public struct KVService: Sendable {
         let service = self
         router.unary["/etcdserverpb.KV/Range"] = .direct { bytes, reply in service.range(bytes, reply: reply) }
         router.unary["/etcdserverpb.KV/Put"] = .direct { bytes, reply in
+            if let put = PutWire(bytes, in: bytes.indices) { return service.put(bytes, put, reply: reply) }
             service.write(bytes, as: Etcdserverpb_PutRequest.self, reply: reply, adds: { $0.key.count + $0.value.count }) {
                 request throws(KVError) in
                 try MVCCStore.validatePut(
@@ -125,6 +126,29 @@ public struct KVService: Sendable {
         guard let size = adds(request) else { return submit() }
         routing.checkSpace(space, adding: size) { refused in
             if let refused { reply(.failure(refused)) } else { submit() }
+        }
+    }
+
+    /// A put read from its wire bytes (``PutWire``), proposed with those bytes
+    /// embedded in the log entry: what ``write(_:as:reply:adds:_:)`` does for
+    /// any request, without a decoded message or a second encoding.
+    func put(_ bytes: [UInt8], _ put: PutWire, reply: @escaping GRPCUnary.Reply) {
+        do {
+            try MVCCStore.validatePut(
+                keyIsEmpty: put.key.isEmpty, valueIsEmpty: put.value.isEmpty,
+                ignoreValue: put.ignoreValue, ignoreLease: put.ignoreLease, lease: put.lease)
+        } catch {
+            return reply(.failure(Self.status(error)))
+        }
+        let service = self
+        routing.checkSpace(space, adding: put.key.count + put.value.count) { refused in
+            if let refused { return reply(.failure(refused)) }
+            service.routing.submit(entry: PutWire.commandEntry(embedding: bytes)) { result in
+                switch result {
+                case let .success(.put(response)): reply(.success(PutWire.response(response) { service.headers }))
+                default: reply(result.flatMap { service.response($0) })
+                }
+            }
         }
     }
 

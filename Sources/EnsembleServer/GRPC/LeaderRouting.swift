@@ -106,6 +106,11 @@ extension LeaderRouting {
         } catch {
             return reply(.failure(.internal("cannot encode the command")))
         }
+        submit(entry: entry, reply: reply)
+    }
+
+    /// ``submit(_:reply:)`` for a command already encoded as a log entry.
+    func submit(entry: [UInt8], reply: @escaping @Sendable (Result<KVStateMachine.Response, GRPCStatus>) -> Void) {
         propose(entry) { result in
             switch result {
             case let .failure(error): reply(.failure(KVService.status(error)))

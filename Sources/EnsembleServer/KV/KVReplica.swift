@@ -79,6 +79,7 @@ public final class KVReplica: ReplicatedStateMachine {
     }
 
     static func decode(_ data: [UInt8]) throws -> KVStateMachine.Command {
+        if let put = PutWire.fromCommand(data) { return .put(put) }
         let command = try Ensemble_V1_Command(serializedBytes: data)
         switch command.command {
         case let .put(p)?: return .put(PutRequest(p))
