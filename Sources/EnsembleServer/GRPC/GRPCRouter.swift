@@ -68,27 +68,82 @@ public protocol GRPCStreamReceiver: AnyObject {
     func closed()
 }
 
-/// Hears every finished call, for metrics: its method path, status code and
-/// how long it took from request headers to trailers. Called on the
-/// connection's event loop; must be cheap.
+/// Hears finished calls, for metrics. ``method(path:streaming:)`` is asked
+/// once per method when routes are installed (and, for a path no route
+/// serves, when such a call comes); the recorder it returns hears each of
+/// that method's calls.
 public protocol GRPCCallObserver: Sendable {
-    func handled(path: String, streaming: Bool, code: Int, duration: Duration)
+    func method(path: String, streaming: Bool) -> any GRPCMethodObserver
+}
+
+/// One method's recorder: a finished call's status code and how long it took
+/// from request headers to trailers. Called on the connection's event loop;
+/// must be cheap.
+public protocol GRPCMethodObserver: Sendable {
+    func handled(code: Int, duration: Duration)
 }
 
 /// Routes that can be installed after the server is listening (members must know
-/// each other's bound ports before their services exist).
+/// each other's bound ports before their services exist), each with its
+/// method's recorder resolved once, not looked up by name on every call.
 public final class GRPCRouterBox: Sendable {
-    private let routes: Mutex<GRPCRouter>
-    private let observers = Mutex<(any GRPCCallObserver)?>(nil)
+    /// A gRPC method's handler and recorder.
+    struct Route {
+        enum Handler {
+            case unary(GRPCUnary)
+            case streaming(GRPCRouter.Streaming)
+        }
+        let handler: Handler
+        let metrics: (any GRPCMethodObserver)?
+    }
 
-    public init(_ router: GRPCRouter = GRPCRouter()) { routes = Mutex(router) }
+    private struct State {
+        var router: GRPCRouter
+        var observer: (any GRPCCallObserver)?
+        var routes: [String: Route] = [:]
+
+        mutating func resolve() {
+            routes = [:]
+            for (path, unary) in router.unary {
+                routes[path] = Route(handler: .unary(unary), metrics: observer?.method(path: path, streaming: false))
+            }
+            for (path, streaming) in router.streaming where routes[path] == nil {
+                routes[path] = Route(handler: .streaming(streaming), metrics: observer?.method(path: path, streaming: true))
+            }
+        }
+    }
+
+    private let state: Mutex<State>
+
+    public init(_ router: GRPCRouter = GRPCRouter()) {
+        var state = State(router: router)
+        state.resolve()
+        self.state = Mutex(state)
+    }
 
     /// Sets who hears finished calls.
-    public func observe(with observer: any GRPCCallObserver) { observers.withLock { $0 = observer } }
+    public func observe(with observer: any GRPCCallObserver) {
+        state.withLock {
+            $0.observer = observer
+            $0.resolve()
+        }
+    }
 
-    var observer: (any GRPCCallObserver)? { observers.withLock { $0 } }
+    public func install(_ router: GRPCRouter) {
+        state.withLock {
+            $0.router = router
+            $0.resolve()
+        }
+    }
 
-    public func install(_ router: GRPCRouter) { routes.withLock { $0 = router } }
+    var current: GRPCRouter { state.withLock { $0.router } }
 
-    var current: GRPCRouter { routes.withLock { $0 } }
+    /// The route for a gRPC method path; nil for none, with the recorder
+    /// such a call still gets (etcd counts unimplemented calls too).
+    func route(_ path: String) -> (route: Route?, metrics: (any GRPCMethodObserver)?) {
+        state.withLock { state in
+            if let route = state.routes[path] { return (route, route.metrics) }
+            return (nil, state.observer?.method(path: path, streaming: false))
+        }
+    }
 }

@@ -32,6 +32,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
         }
         var kind: Kind
         let path: String
+        var metrics: (any GRPCMethodObserver)?
         let started: ContinuousClock.Instant
         var reader: GRPCMessageReader
         var headersSent = false
@@ -213,15 +214,18 @@ final class GRPCServerHandler: ChannelInboundHandler {
                 handler.flushNow(context: context)
             }
         }
-        let routes = router.current
-        if let unary = routes.unary[path] {
+        let (route, metrics) = router.route(path)
+        call.metrics = metrics
+        switch route?.handler {
+        case let .unary(unary)?:
             call.kind = .unary(unary, message: nil, extra: false)
             calls[stream] = call
-        } else if let streaming = routes.streaming[path], let outbox {
+        case let .streaming(streaming)? where outbox != nil:
+            guard let outbox else { return }
             calls[stream] = call
             let receiver = streaming(GRPCServerStream(outbox: outbox, stream: stream))
             calls[stream]?.kind = .streaming(receiver)
-        } else {
+        default:
             calls[stream] = call
             end(context: context, stream: stream, .unimplemented(path))
         }
@@ -384,7 +388,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
             }
             connection.sendHeaders(stream: stream, block: block, endStream: true)
         }
-        router.observer?.handled(path: call.path, streaming: receiver != nil, code: status.code, duration: .now - call.started)
+        call.metrics?.handled(code: status.code, duration: .now - call.started)
         receiver?.closed()
     }
 }

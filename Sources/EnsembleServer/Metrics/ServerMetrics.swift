@@ -31,14 +31,12 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     let proposalsFailed: Counter
     let walFsync: DurationHistogram
     let applyDuration: DurationHistogram
-    private let grpc = Mutex<[String: (handled: [Int: Counter], latency: DurationHistogram)]>([:])
+    private let grpc = Mutex<[String: GRPCMethodMetrics]>([:])
     /// `process_*`, as etcd exports them.
     let process: ProcessMetrics
 
     /// etcd's disk histogram buckets: 1 ms to about 8 s, doubling.
     static let diskBuckets: [Duration] = (0..<14).map { .microseconds(1000 << $0) }
-    /// gRPC latency buckets, 100 µs to about 26 s.
-    static let callBuckets: [Duration] = (0..<19).map { .microseconds(100 << $0) }
 
     public init() {
         let describe = Self.describe
@@ -77,35 +75,15 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
 
     // MARK: GRPCCallObserver
 
-    /// `grpc_server_handled_total` and `grpc_server_handling_seconds`, labelled
-    /// as go-grpc-prometheus labels them (etcd's gRPC metrics).
-    public func handled(path: String, streaming: Bool, code: Int, duration: Duration) {
-        let (counter, histogram) = grpc.withLock { table -> (Counter, DurationHistogram) in
-            // Every call after a method's first with a code: a lookup, nothing built.
-            if let entry = table[path], let counter = entry.handled[code] { return (counter, entry.latency) }
-            let parts = path.split(separator: "/")
-            let service = parts.first.map(String.init) ?? "unknown"
-            let method = parts.dropFirst().first.map(String.init) ?? "unknown"
-            let type = streaming ? "bidi_stream" : "unary"
-            var entry = table[path] ?? (
-                [:],
-                registry.makeDurationHistogram(
-                    descriptor: MetricNameDescriptor(
-                        metricName: "grpc_server_handling_seconds", unitName: "",
-                        helpText: "Latency of gRPC calls handled by the server."),
-                    labels: [("grpc_service", service), ("grpc_method", method), ("grpc_type", type)],
-                    buckets: Self.callBuckets))
-            let counter = entry.handled[code] ?? registry.makeCounter(
-                descriptor: MetricNameDescriptor(
-                    metricName: "grpc_server_handled_total", unitName: "", helpText: "gRPC calls completed, by status code."),
-                labels: [("grpc_service", service), ("grpc_method", method), ("grpc_type", type),
-                         ("grpc_code", GRPCCallError.name(of: code))])
-            entry.handled[code] = counter
-            table[path] = entry
-            return (counter, entry.latency)
+    /// `grpc_server_handled_total` and `grpc_server_handling_seconds` for
+    /// one method, made once per path.
+    public func method(path: String, streaming: Bool) -> any GRPCMethodObserver {
+        grpc.withLock { table in
+            if let method = table[path] { return method }
+            let method = GRPCMethodMetrics(registry: registry, path: path, streaming: streaming)
+            table[path] = method
+            return method
         }
-        counter.increment()
-        histogram.record(duration)
     }
 
     /// Sets the levels from the member's state and returns the exposition text.

@@ -1,0 +1,42 @@
+import EnsembleClient
+import Prometheus
+import Synchronization
+
+/// One gRPC method's `grpc_server_handled_total` (a counter per status code,
+/// made when the code first occurs) and `grpc_server_handling_seconds`,
+/// labelled as go-grpc-prometheus labels them (etcd's gRPC metrics).
+final class GRPCMethodMetrics: GRPCMethodObserver {
+    private let registry: PrometheusCollectorRegistry
+    private let labels: [(String, String)]
+    private let latency: DurationHistogram
+    private let handled = Mutex<[Int: Counter]>([:])
+
+    /// gRPC latency buckets, 100 µs to about 26 s.
+    static let buckets: [Duration] = (0..<19).map { .microseconds(100 << $0) }
+
+    init(registry: PrometheusCollectorRegistry, path: String, streaming: Bool) {
+        let parts = path.split(separator: "/")
+        labels = [
+            ("grpc_service", parts.first.map(String.init) ?? "unknown"),
+            ("grpc_method", parts.dropFirst().first.map(String.init) ?? "unknown"),
+            ("grpc_type", streaming ? "bidi_stream" : "unary"),
+        ]
+        self.registry = registry
+        latency = registry.makeDurationHistogram(
+            descriptor: ServerMetrics.describe("grpc_server_handling_seconds", "Latency of gRPC calls handled by the server."),
+            labels: labels, buckets: Self.buckets)
+    }
+
+    func handled(code: Int, duration: Duration) {
+        let counter = handled.withLock { counters in
+            if let counter = counters[code] { return counter }
+            let counter = registry.makeCounter(
+                descriptor: ServerMetrics.describe("grpc_server_handled_total", "gRPC calls completed, by status code."),
+                labels: labels + [("grpc_code", GRPCCallError.name(of: code))])
+            counters[code] = counter
+            return counter
+        }
+        counter.increment()
+        latency.record(duration)
+    }
+}
