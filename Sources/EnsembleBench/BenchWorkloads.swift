@@ -1,6 +1,7 @@
 import EnsembleAPI
 import EnsembleClient
 import Foundation
+import SwiftProtobuf
 
 /// The requests of etcd's benchmark subcommands (etcd v3.4 `tools/benchmark`).
 public enum BenchWorkloads {
@@ -28,22 +29,22 @@ public enum BenchWorkloads {
 
     /// `put`: one Put per request, of key `index(i)` and one random value
     /// (the same bytes for the whole run, as etcd).
-    public static func put(_ writes: Writes) -> BenchRequest {
+    public static func put(_ writes: Writes) -> BenchCall {
         let value = Data(randomBytes(writes.valueSize))
-        return { client, i, random in
+        return BenchCall(path: EtcdMethod.put, make: { i, random in
             var request = Etcdserverpb_PutRequest()
             request.key = Data(BenchKeys.key(index: writes.keys.index(forRequest: i, using: &random), size: writes.keySize))
             request.value = value
-            _ = try await client.put(request)
-        }
+            return encode(request)
+        }, check: { _ = try Etcdserverpb_PutResponse(serializedBytes: $0) })
     }
 
     /// `txn-put`: one Txn per request whose success branch puts `opsPerTxn`
     /// keys (`(i × ops + j)` in the key space with `--sequential-keys`, as
     /// etcd's txn-put always does; random ones otherwise), with no compares.
-    public static func txnPut(_ writes: Writes, opsPerTxn: Int) -> BenchRequest {
+    public static func txnPut(_ writes: Writes, opsPerTxn: Int) -> BenchCall {
         let value = Data(randomBytes(writes.valueSize))
-        return { client, i, random in
+        return BenchCall(path: EtcdMethod.txn, make: { i, random in
             var txn = Etcdserverpb_TxnRequest()
             txn.success = (0..<opsPerTxn).map { j in
                 let index = writes.keys.sequential
@@ -54,21 +55,24 @@ public enum BenchWorkloads {
                 op.requestPut.value = value
                 return op
             }
-            _ = try await client.txn(txn)
-        }
+            return encode(txn)
+        }, check: { _ = try Etcdserverpb_TxnResponse(serializedBytes: $0) })
     }
 
     /// `range KEY [END]`: the same Range every request; linearizable unless
     /// `serializable`.
-    public static func range(key: String, end: String?, serializable: Bool) -> BenchRequest {
+    public static func range(key: String, end: String?, serializable: Bool) -> BenchCall {
         var request = Etcdserverpb_RangeRequest()
         request.key = Data(key.utf8)
         if let end { request.rangeEnd = Data(end.utf8) }
         request.serializable = serializable
-        let fixed = request
-        return { client, _, _ in
-            _ = try await client.range(fixed)
-        }
+        let bytes = encode(request)
+        return BenchCall(path: EtcdMethod.range, make: { _, _ in bytes }, check: { _ = try Etcdserverpb_RangeResponse(serializedBytes: $0) })
+    }
+
+    /// A request message's bytes; these messages always encode.
+    static func encode(_ message: some SwiftProtobuf.Message) -> [UInt8] {
+        (try? message.serializedBytes()) ?? []
     }
 
     /// Random bytes, drawn once per run (etcd's `mustRandBytes`).

@@ -140,7 +140,7 @@ struct BenchRange: AsyncParsableCommand {
 }
 
 /// Runs a closed-loop workload with a progress bar, then prints etcd's report.
-func runClosedLoop(_ load: BenchLoad, _ global: BenchGlobalOptions, request: @escaping BenchRequest) async throws {
+func runClosedLoop(_ load: BenchLoad, _ global: BenchGlobalOptions, request: BenchCall) async throws {
     let connections = try await global.open(load)
     let progress = BenchProgress(total: load.total)
     let display = BenchProgressDisplay(progress)

@@ -42,6 +42,22 @@ import Testing
         await server.stop()
     }
 
+    /// Calls on a closed connection fail on the requester's own stack; a
+    /// long run of them must neither recurse nor stop early.
+    @Test func aLostConnectionFailsEveryRequestAndTheRunEnds() async throws {
+        let server = try await TestServer.start()
+        let load = BenchLoad(
+            endpoints: [BenchEndpoint(host: "127.0.0.1", port: server.port)], conns: 1, clients: 2, total: 20_000, rate: 0)
+        let connections = try await BenchConnections.open(1, to: load.endpoints, eventLoopThreads: 1)
+        await connections.clients[0].connection.close()
+        let writes = BenchWorkloads.Writes(keySize: 8, valueSize: 16, keys: KeyPicker(keySpaceSize: 50, sequential: true))
+        let report = await BenchRunner.run(load, on: connections, progress: BenchProgress(total: load.total), request: BenchWorkloads.put(writes))
+        #expect(report.latencies.isEmpty)
+        #expect(report.errors.values.reduce(0, +) == 20_000, "\(report.errors)")
+        await connections.close()
+        await server.stop()
+    }
+
     @Test func errorsAreCountedByEtcdsText() async throws {
         let server = try await TestServer.start()
         let load = BenchLoad(
