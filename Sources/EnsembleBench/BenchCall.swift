@@ -31,6 +31,7 @@ extension BenchRunner {
         _ load: BenchLoad, on connections: BenchConnections, progress: BenchProgress, request call: BenchCall
     ) async -> LatencyReport {
         let start = ContinuousClock.now
+        guard load.clients > 0 else { return LatencyReport(latencies: [], errors: [:], total: .zero) }
         let run = CallbackRun(load: load, call: call, progress: progress, start: start)
         let parts = await withCheckedContinuation { continuation in
             run.finished = continuation
@@ -116,8 +117,9 @@ private final class CallbackRequester: @unchecked Sendable {
     }
 
     private func send(_ index: Int) {
-        let bytes = run.call.make(index, &random)
+        // Timed from before the request is built, as etcd's client times it.
         let sent = ContinuousClock.now
+        let bytes = run.call.make(index, &random)
         connection.unary(run.call.path, bytes) { result in
             switch result {
             case let .success(reply):

@@ -36,7 +36,7 @@ public enum BenchWorkloads {
             request.key = Data(BenchKeys.key(index: writes.keys.index(forRequest: i, using: &random), size: writes.keySize))
             request.value = value
             return encode(request)
-        }, check: { _ = try Etcdserverpb_PutResponse(serializedBytes: $0) })
+        }, check: { try decode(Etcdserverpb_PutResponse.self, $0) })
     }
 
     /// `txn-put`: one Txn per request whose success branch puts `opsPerTxn`
@@ -56,7 +56,7 @@ public enum BenchWorkloads {
                 return op
             }
             return encode(txn)
-        }, check: { _ = try Etcdserverpb_TxnResponse(serializedBytes: $0) })
+        }, check: { try decode(Etcdserverpb_TxnResponse.self, $0) })
     }
 
     /// `range KEY [END]`: the same Range every request; linearizable unless
@@ -67,7 +67,16 @@ public enum BenchWorkloads {
         if let end { request.rangeEnd = Data(end.utf8) }
         request.serializable = serializable
         let bytes = encode(request)
-        return BenchCall(path: EtcdMethod.range, make: { _, _ in bytes }, check: { _ = try Etcdserverpb_RangeResponse(serializedBytes: $0) })
+        return BenchCall(path: EtcdMethod.range, make: { _, _ in bytes }, check: { try decode(Etcdserverpb_RangeResponse.self, $0) })
+    }
+
+    /// Decodes an answer as ``EtcdClient`` does, failing as it fails.
+    static func decode<Response: SwiftProtobuf.Message>(_: Response.Type, _ reply: [UInt8]) throws {
+        do {
+            _ = try Response(serializedBytes: reply)
+        } catch {
+            throw GRPCCallError(code: GRPCCallError.internalCode, message: "cannot decode \(Response.protoMessageName): \(error)")
+        }
     }
 
     /// A request message's bytes; these messages always encode.

@@ -88,6 +88,30 @@ import Testing
         for bytes in cases { #expect(PutWire(bytes, in: bytes.indices) == nil, "\(bytes)") }
     }
 
+    /// Ten-byte varints (2⁶³, negative leases), a ten-byte varint whose last
+    /// byte overflows 64 bits, five-byte tags and tags of 2³² and more: where
+    /// the reader answers it agrees with SwiftProtobuf, and it leaves the
+    /// overflow and the oversized tag to it.
+    @Test func varintAndTagEdges() throws {
+        let nine: [UInt8] = Array(repeating: 0x80, count: 9)
+        let edges: [(bytes: [UInt8], readable: Bool)] = [
+            ([0x18] + nine + [0x01], true),                              // lease 2⁶³ (Int64.min)
+            ([0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], true),  // lease −1
+            ([0x18] + nine + [0x02], false),                             // a bit past 64
+            ([0x0a, 0x01, 0x6b, 0x18, 0x80, 0x00], true),                // a two-byte form of 0
+            ([0xfa, 0xff, 0xff, 0xff, 0x0f, 0x00], true),                // field 2²⁹−1, a five-byte tag
+            ([0x80, 0x80, 0x80, 0x80, 0x10, 0x00], false),               // tag 2³²
+            ([0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0x00], false),         // tag 2³⁵
+        ]
+        for (bytes, readable) in edges {
+            let wire = PutWire(bytes, in: bytes.indices)
+            #expect((wire != nil) == readable, "\(bytes)")
+            if let wire { #expect(wire.request(in: bytes) == Self.reference(bytes), "\(bytes)") }
+        }
+        let negative = [UInt8]([0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])
+        #expect(PutWire(negative, in: negative.indices)?.lease == -1)
+    }
+
     /// The log entry embedding a request decodes, on both paths, to the
     /// request; other commands, and puts with other fields beside them, go to
     /// SwiftProtobuf.

@@ -69,9 +69,9 @@ public protocol GRPCStreamReceiver: AnyObject {
 }
 
 /// Hears finished calls, for metrics. ``method(path:streaming:)`` is asked
-/// once per method when routes are installed (and, for a path no route
-/// serves, when such a call comes); the recorder it returns hears each of
-/// that method's calls.
+/// once per method when routes are installed, under the router's lock (it
+/// must not call back into the router); the recorder it returns hears each
+/// of that method's calls.
 public protocol GRPCCallObserver: Sendable {
     func method(path: String, streaming: Bool) -> any GRPCMethodObserver
 }
@@ -138,12 +138,11 @@ public final class GRPCRouterBox: Sendable {
 
     var current: GRPCRouter { state.withLock { $0.router } }
 
-    /// The route for a gRPC method path; nil for none, with the recorder
-    /// such a call still gets (etcd counts unimplemented calls too).
-    func route(_ path: String) -> (route: Route?, metrics: (any GRPCMethodObserver)?) {
-        state.withLock { state in
-            if let route = state.routes[path] { return (route, route.metrics) }
-            return (nil, state.observer?.method(path: path, streaming: false))
-        }
+    /// The route for a gRPC method path; nil for none. Calls to no route
+    /// are not recorded: as in grpc-go (etcd), an unknown method is refused
+    /// before any interceptor sees it, and a client could otherwise make a
+    /// series per path it invents.
+    func route(_ path: String) -> Route? {
+        state.withLock { $0.routes[path] }
     }
 }

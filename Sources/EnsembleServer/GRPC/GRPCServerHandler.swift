@@ -214,8 +214,8 @@ final class GRPCServerHandler: ChannelInboundHandler {
                 handler.flushNow(context: context)
             }
         }
-        let (route, metrics) = router.route(path)
-        call.metrics = metrics
+        let route = router.route(path)
+        call.metrics = route?.metrics
         switch route?.handler {
         case let .unary(unary)?:
             call.kind = .unary(unary, message: nil, extra: false)

@@ -52,8 +52,10 @@ struct PutWire: Equatable {
     private static let commandPutTag: UInt8 = 2 << 3 | 2
 
     /// The log entry for the PutRequest `request`: an `ensemble.v1.Command`
-    /// whose `put` holds those bytes as they came (what encoding the decoded
-    /// message again would give, unknown fields and all, up to field order).
+    /// whose `put` holds those bytes as they came. It decodes to the request
+    /// the client sent; unlike a re-encoding it keeps repeated fields, zero
+    /// fields written out and long varint forms (never more than the request
+    /// size limit already allows).
     static func commandEntry(embedding request: [UInt8]) -> [UInt8] {
         var entry: [UInt8] = []
         entry.reserveCapacity(request.count + 11)

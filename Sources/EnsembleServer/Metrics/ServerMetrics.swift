@@ -31,6 +31,7 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     let proposalsFailed: Counter
     let walFsync: DurationHistogram
     let applyDuration: DurationHistogram
+    /// By path, prefixed `stream ` for streaming methods.
     private let grpc = Mutex<[String: GRPCMethodMetrics]>([:])
     /// `process_*`, as etcd exports them.
     let process: ProcessMetrics
@@ -76,12 +77,13 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     // MARK: GRPCCallObserver
 
     /// `grpc_server_handled_total` and `grpc_server_handling_seconds` for
-    /// one method, made once per path.
+    /// one method, made once per path and type.
     public func method(path: String, streaming: Bool) -> any GRPCMethodObserver {
         grpc.withLock { table in
-            if let method = table[path] { return method }
+            let key = streaming ? "stream " + path : path
+            if let method = table[key] { return method }
             let method = GRPCMethodMetrics(registry: registry, path: path, streaming: streaming)
-            table[path] = method
+            table[key] = method
             return method
         }
     }
