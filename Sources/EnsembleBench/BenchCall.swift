@@ -62,7 +62,7 @@ private final class CallbackRun: @unchecked Sendable {
     let start: ContinuousClock.Instant
     let seed = UInt64.random(in: 1...UInt64.max)
     let counter = AtomicCounter()
-    let limiter: Mutex<RateLimiter>
+    let limiter: SharedRateLimiter
     /// Set before any requester starts; resumed by the last one to finish.
     var finished: CheckedContinuation<[(latencies: [Double], errors: [String: Int])], Never>?
     private let parts = Mutex<[(latencies: [Double], errors: [String: Int])]>([])
@@ -72,7 +72,7 @@ private final class CallbackRun: @unchecked Sendable {
         self.call = call
         self.progress = progress
         self.start = start
-        limiter = Mutex(RateLimiter(perSecond: load.rate))
+        limiter = SharedRateLimiter(RateLimiter(perSecond: load.rate))
     }
 
     func done(_ latencies: [Double], _ errors: [String: Int]) {
@@ -106,8 +106,7 @@ private final class CallbackRequester: @unchecked Sendable {
         let index = run.counter.add()
         guard index < run.load.total else { return run.done(latencies, errors) }
         if run.load.rate > 0 {
-            let now = ContinuousClock.now - run.start
-            let wait = run.limiter.withLock { $0.reserve(now: now) }
+            let wait = run.limiter.reserve(now: ContinuousClock.now - run.start)
             if wait > .zero {
                 connection.eventLoop.scheduleTask(in: .nanoseconds(wait.nanosecondsSaturated)) { self.send(index) }
                 return

@@ -113,7 +113,7 @@ public enum BenchRunner {
 }
 
 /// The run's one limiter, shared by its requesters.
-private final class SharedRateLimiter: Sendable {
+final class SharedRateLimiter: Sendable {
     private let limiter: Mutex<RateLimiter>
     init(_ limiter: RateLimiter) { self.limiter = Mutex(limiter) }
     func reserve(now: Duration) -> Duration { limiter.withLock { $0.reserve(now: now) } }
