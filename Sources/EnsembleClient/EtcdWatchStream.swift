@@ -16,9 +16,9 @@ import SwiftProtobuf
 /// }
 /// ```
 ///
-/// The responses end when the server ends the call: normally after
-/// ``finish()`` (etcd answers a half-close with OK), by throwing
-/// ``GRPCCallError`` otherwise.
+/// The responses go on until the call ends: ``cancel()`` ends it (etcd
+/// keeps a half-closed watch streaming, so ``finish()`` does not), and a
+/// server that ends it makes them throw ``GRPCCallError``.
 public struct EtcdWatchStream: Sendable {
     public let call: GRPCClientStream
 
@@ -49,8 +49,11 @@ public struct EtcdWatchStream: Sendable {
         try send(watch)
     }
 
-    /// Half-closes the stream; the server ends the call.
+    /// Half-closes the stream: no more requests; responses still come.
     public func finish() { call.finish() }
+
+    /// Ends the call and every watcher on it.
+    public func cancel() { call.cancel() }
 
     /// The server's responses, decoded.
     public var responses: Responses { Responses(base: call.messages) }

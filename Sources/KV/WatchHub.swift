@@ -40,26 +40,31 @@ public final class WatchHub {
     /// answered with a cancellation carrying the compaction revision.
     public func create(_ request: WatchRequest, on stream: WatchStreamID, store: MVCCStore) -> [WatchDelivery] {
         let current = store.revision
+        // A create that fails is answered with id -1, as etcd's (clientv3
+        // routes responses by id: a real one would cancel a live watcher);
+        // the range is checked before an id is assigned.
+        func refused(_ reason: String) -> [WatchDelivery] {
+            var response = WatchResponse(watchID: WatchResponse.streamWideID, revision: current)
+            response.created = true
+            response.canceled = true
+            response.cancelReason = reason
+            return [WatchDelivery(stream: stream, response: response)]
+        }
+        let range = KeyRange(key: request.key, rangeEnd: request.rangeEnd)
+        if let end = range.end, ByteKeyTree<Int>.compare(end, range.start) <= 0 {
+            return refused("mvcc: watcher range is empty")
+        }
         var ids = watchers[stream, default: [:]]
         var id = request.watchID
         if id == 0 {
             id = nextID[stream, default: 0]
             while ids[id] != nil { id += 1 }
             nextID[stream] = id + 1
+        } else if ids[id] != nil {
+            return refused("mvcc: duplicate watch ID provided on the WatchStream")
         }
         var created = WatchResponse(watchID: id, revision: current)
         created.created = true
-        if ids[id] != nil {
-            created.canceled = true
-            created.cancelReason = "mvcc: duplicate watch ID provided on the WatchStream"
-            return [WatchDelivery(stream: stream, response: created)]
-        }
-        let range = KeyRange(key: request.key, rangeEnd: request.rangeEnd)
-        if let end = range.end, ByteKeyTree<Int>.compare(end, range.start) <= 0 {
-            created.canceled = true
-            created.cancelReason = "mvcc: watcher range is empty"
-            return [WatchDelivery(stream: stream, response: created)]
-        }
         let start = request.startRevision > 0 ? request.startRevision : current + 1
         if start < store.compactedRevision {
             // A second response, not a created one: clients match each created
@@ -68,7 +73,6 @@ public final class WatchHub {
             canceled.created = false
             canceled.canceled = true
             canceled.compactRevision = store.compactedRevision
-            canceled.cancelReason = KVError.compacted.description
             return [WatchDelivery(stream: stream, response: created), WatchDelivery(stream: stream, response: canceled)]
         }
         let watcher = Watcher(id: id, stream: stream, range: range, request: request, next: start)
@@ -169,8 +173,8 @@ public final class WatchHub {
             unsynced.remove(key)
             var response = WatchResponse(watchID: watcher.id, revision: current)
             response.canceled = true
+            // No reason, as etcd's: clients read the compaction from the revision.
             response.compactRevision = store.compactedRevision
-            response.cancelReason = KVError.compacted.description
             return [WatchDelivery(stream: key.stream, response: response)]
         }
         var events = store.events(in: watcher.range, from: watcher.next, through: current)
@@ -193,11 +197,15 @@ public final class WatchHub {
 
     /// Progress notifications: an empty response with the current revision to
     /// each synced watcher that asked for them (etcd sends these every 10 min).
+    /// A watcher whose start is still ahead gets none: clients resume after a
+    /// notification's revision, which would be before the start they chose
+    /// (etcd 3.4.38's fix).
     public func progress(revision: Int64) -> [WatchDelivery] {
         var out: [WatchDelivery] = []
         for stream in watchers.keys.sorted() {
             for (id, watcher) in (watchers[stream] ?? [:]).sorted(by: { $0.key < $1.key })
-            where watcher.request.progressNotify && !unsynced.contains(Key(stream: stream, id: id)) {
+            where watcher.request.progressNotify && !unsynced.contains(Key(stream: stream, id: id))
+                && watcher.next <= revision + 1 {
                 out.append(WatchDelivery(stream: stream, response: WatchResponse(watchID: id, revision: revision)))
             }
         }
@@ -206,10 +214,12 @@ public final class WatchHub {
 
     /// A client's progress request (etcd 3.4): one stream-wide response, only
     /// when every watcher on the stream is synced (otherwise its revision could
-    /// run ahead of events not yet sent).
+    /// run ahead of events not yet sent) and none starts in the future (clients
+    /// give a stream-wide response to every watcher on the stream).
     public func requestProgress(on stream: WatchStreamID, revision: Int64) -> [WatchDelivery] {
-        let ids = watchers[stream].map { Array($0.keys) } ?? []
-        guard !ids.contains(where: { unsynced.contains(Key(stream: stream, id: $0)) }) else { return [] }
+        let mine = watchers[stream] ?? [:]
+        guard !mine.contains(where: { unsynced.contains(Key(stream: stream, id: $0.key)) || $0.value.next > revision + 1 })
+        else { return [] }
         return [WatchDelivery(stream: stream, response: WatchResponse(watchID: WatchResponse.streamWideID, revision: revision))]
     }
 

@@ -158,8 +158,10 @@ final class WatchStream: GRPCStreamReceiver {
         }
     }
 
-    /// etcd ends the call with OK when the client stops sending.
-    func clientFinished() { stream.finish(.ok) }
+    /// etcd goes on streaming after the client half-closes (its receive loop
+    /// ends, its send loop does not): a client may send its creates and
+    /// half-close. The call ends when the client cancels it or goes away.
+    func clientFinished() {}
 
     func closed() { service.closed(id) }
 }
