@@ -41,9 +41,13 @@ public enum LeaseError: Error, Sendable, Hashable, CustomStringConvertible {
 public struct LeaseTable: Sendable {
     /// etcd's maximum lease TTL (`MaxLeaseTTL`).
     public static let maxTTL: Int64 = 9_000_000_000
-    /// Shortest TTL granted; shorter requests are raised to it. etcd derives it
-    /// from the election timeout (1.5 × 1 s, rounded up): 2 seconds.
-    public var minimumTTL: Int64 = 2
+    /// etcd's minimum TTL at its default election timeout (1.5 × 1 s, rounded up).
+    public static let defaultMinimumTTL: Int64 = 2
+    /// Shortest TTL granted; shorter grants in the log are raised to it. The
+    /// same on every member, so applying a grant gives the same lease
+    /// everywhere; a member whose election timeout asks for more raises the
+    /// TTL before proposing (`LeaseService.minimumTTL`).
+    public var minimumTTL: Int64 = Self.defaultMinimumTTL
 
     public private(set) var leases: [LeaseID: Lease] = [:]
     /// Which lease each key is attached to.
@@ -71,7 +75,9 @@ public struct LeaseTable: Sendable {
 
     /// Records the leader's view of the remaining TTL (lease checkpointing).
     public mutating func checkpoint(id: LeaseID, remainingTTL: Int64) {
-        leases[id]?.checkpointTTL = max(remainingTTL, 0)
+        guard let granted = leases[id]?.grantedTTL else { return }
+        // Clamped: a remaining TTL past the granted one is not a countdown.
+        leases[id]?.checkpointTTL = min(max(remainingTTL, 0), granted)
     }
 
     /// A key was put with `lease` (0: none), replacing any earlier attachment.

@@ -5,7 +5,8 @@ import Testing
 /// besides grpc-go in etcdctl and NIOHTTP2 in this project's client) against
 /// a dev cluster: unary calls, a 1 MiB value through flow control both ways,
 /// etcd's size error, an unknown method, 2,000 concurrent calls on one
-/// connection, and a bidirectional watch.
+/// connection, a bidirectional watch, and streams the client half-closes
+/// (keep-alive answers and watch events still arrive).
 @Suite(.serialized, .timeLimit(.minutes(2))) struct GRPCInteropTests {
     static let script = #"""
         import grpc, sys, threading, time
@@ -61,6 +62,36 @@ import Testing
                 time.sleep(0.2)
         print("watched", b"event" in next(responses))
         finished.set()
+        # Requests then a half-close (python-etcd3's refresh_lease, grpcurl):
+        # every request sent before it is answered; a watch goes on streaming.
+        def varints(data):
+            out, i = {}, 0
+            while i < len(data):
+                tag = 0; shift = 0
+                while True:
+                    b = data[i]; i += 1; tag |= (b & 0x7F) << shift; shift += 7
+                    if b < 128: break
+                if tag & 7 == 0:
+                    v = 0; shift = 0
+                    while True:
+                        b = data[i]; i += 1; v |= (b & 0x7F) << shift; shift += 7
+                        if b < 128: break
+                    out[tag >> 3] = v
+                else:
+                    n = 0; shift = 0
+                    while True:
+                        b = data[i]; i += 1; n |= (b & 0x7F) << shift; shift += 7
+                        if b < 128: break
+                    i += n
+            return out
+        ch.unary_unary("/etcdserverpb.Lease/LeaseGrant", **ident)(bytes([8]) + varint(60) + bytes([16]) + varint(4242), timeout=10)
+        keepalive = ch.stream_stream("/etcdserverpb.Lease/LeaseKeepAlive", **ident)
+        answers = list(keepalive(iter([bytes([8]) + varint(4242)] * 3), timeout=10))
+        print("keepalive", [(varints(a).get(2), varints(a).get(3)) for a in answers])
+        responses = watch(iter([field(1, field(1, b"h"))]), timeout=20)
+        next(responses)  # created
+        put(field(1, b"h") + field(2, b"after-half-close"), timeout=10)
+        print("watched after half-close", b"after-half-close" in next(responses))
         """#
 
     @Test func pythonGrpcioTalksToEnsemble() async throws {
@@ -73,6 +104,8 @@ import Testing
             unknown UNIMPLEMENTED unknown method /x.Y/Z
             concurrent 2000
             watched True
+            keepalive [(4242, 60), (4242, 60), (4242, 60)]
+            watched after half-close True
 
             """, "\(output)")
         await f.close()

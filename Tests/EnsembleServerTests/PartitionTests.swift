@@ -1,6 +1,7 @@
 import EnsembleAPI
 import EnsembleClient
 import Foundation
+import SwiftProtobuf
 import Testing
 
 /// Network partitions between real processes, each member in a network
@@ -39,8 +40,32 @@ import Testing
         let others = [0, 1, 2].filter { $0 != old }
         let isolated = try await EtcdClient.connect(host: cluster.hosts[old], port: cluster.endpoints[old], group: cluster.group)
         _ = try await isolated.put(put("k", "v1"), timeout: .seconds(3))
+        var grant = Etcdserverpb_LeaseGrantRequest()
+        grant.ttl = 60
+        let lease = try await isolated.leaseGrant(grant, timeout: .seconds(3)).id
 
         try network.isolate(old)
+        // Nor does it renew leases (the majority's leader would expire them
+        // while the client believes its session alive; etcd 3.4.31's
+        // ensureLeadership): a keep-alive answer there is an error, not a TTL.
+        let renewal = isolated.connection.stream("/etcdserverpb.Lease/LeaseKeepAlive")
+        var keepAlive = Etcdserverpb_LeaseKeepAliveRequest()
+        keepAlive.id = lease
+        renewal.send(try keepAlive.serializedBytes())
+        do {
+            for try await answer in renewal.messages {
+                let ttl = try Etcdserverpb_LeaseKeepAliveResponse(serializedBytes: answer).ttl
+                Issue.record("the isolated leader renewed a lease: TTL \(ttl)")
+                break
+            }
+        } catch {}
+        renewal.cancel()
+        var timeToLive = Etcdserverpb_LeaseTimeToLiveRequest()
+        timeToLive.id = lease
+        await #expect(throws: (any Error).self, "nor report a lease's TTL") {
+            _ = try await isolated.call(
+                "/etcdserverpb.Lease/LeaseTimeToLive", timeToLive, as: Etcdserverpb_LeaseTimeToLiveResponse.self, timeout: .seconds(3))
+        }
         // The isolated leader can still be reached by clients, but commits nothing.
         await #expect(throws: (any Error).self, "a write through the isolated leader must not be acknowledged") {
             _ = try await isolated.put(put("k", "v2"), timeout: .seconds(3))

@@ -8,6 +8,12 @@ import Synchronization
 /// expected means absent).
 final class RegisterMachine: ReplicatedStateMachine {
     private(set) var values: [String: String] = [:]
+    /// The values when this member heard it leads (``roleChanged(isLeader:)``); nil while it does not.
+    private(set) var valuesAtPromotion: [String: String]?
+
+    func roleChanged(isLeader: Bool) {
+        valuesAtPromotion = isLeader ? values : nil
+    }
 
     static func put(_ key: String, _ value: String) -> [UInt8] { Array("put\u{0}\(key)\u{0}\(value)".utf8) }
     static func delete(_ key: String) -> [UInt8] { Array("del\u{0}\(key)".utf8) }

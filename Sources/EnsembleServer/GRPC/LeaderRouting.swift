@@ -69,23 +69,56 @@ public struct LeaderRouting: Sendable {
         return leaderInProcess(status.leader)?.status
     }
 
-    /// Runs `body` on the leader's loop. `body` returns nil when the machine it
-    /// ran on does not lead after all (then the leader it names is tried).
+    /// Runs `body` on the leader's machine. `body` returns nil when the
+    /// machine it ran on does not lead (then the leader it names is tried).
     /// While no leader is known it waits for one, as proposals do
-    /// (``NodeLoop/noLeaderWait``; etcd's lease renewals wait for a leader too).
-    func onLeader<T: Sendable>(_ body: @escaping @Sendable (KVReplica) -> T?) async throws(NodeError) -> T {
-        if let result = await node.withMachine(body), let result { return result }
-        let leader = await knownLeader()
-        guard leader != .none else { throw NodeError.noLeader }
-        if leader == node.id {
-            // Elected while waiting; a machine that does not lead yet is a
-            // leadership change in progress, not another member to ask.
-            if let result = await node.withMachine(body), let result { return result }
-            throw NodeError.leaderChanged
+    /// (``NodeLoop/noLeaderWait``; etcd's lease renewals wait for a leader
+    /// too); a leader whose machine does not lead yet (it is applying the
+    /// entries of earlier terms first) is asked again until then.
+    ///
+    /// `confirmed`: `body` runs on this member only after a ReadIndex round
+    /// shows that it still leads and it has applied everything committed
+    /// (``NodeLoop/withMachineConfirmed(_:)``). A leader whose Raft loop is
+    /// stuck (a stalled disk) or that is cut off from the majority then
+    /// answers nothing rather than renewing leases the new leader will expire
+    /// (etcd's ensureLeadership, 3.4.31).
+    func onLeader<T: Sendable>(confirmed: Bool = false, _ body: @escaping @Sendable (KVReplica) -> T?) async throws(NodeError) -> T {
+        func attempt(_ node: NodeLoop<KVReplica>) async throws(NodeError) -> T? {
+            guard confirmed else { return await node.withMachine(body) ?? nil }
+            // Only a leader can renew: a follower's round would be wasted.
+            guard node.status.role == .leader else { return nil }
+            return try await node.withMachineConfirmed(body)
         }
-        guard let other = leaderInProcess(leader), other !== node else { throw NodeError.notLeader(leader: leader) }
-        if let result = await other.withMachine(body), let result { return result }
-        throw NodeError.leaderChanged
+        let deadline = ContinuousClock.now + node.noLeaderWait
+        do {
+            if let result = try await attempt(node) { return result }
+        } catch .stopped {
+            throw NodeError.stopped
+        } catch {
+            // The round failed (a change of leader, a timeout): ask again below.
+        }
+        while true {
+            let leader = await knownLeader()
+            guard leader != .none else { throw NodeError.noLeader }
+            let target: NodeLoop<KVReplica>
+            if leader == node.id {
+                target = node
+            } else {
+                guard let other = leaderInProcess(leader), other !== node else { throw NodeError.notLeader(leader: leader) }
+                target = other
+            }
+            let failure: NodeError
+            do {
+                if let result = try await attempt(target) { return result }
+                failure = .leaderChanged
+            } catch .stopped {
+                throw NodeError.stopped
+            } catch {
+                failure = error
+            }
+            guard ContinuousClock.now < deadline else { throw failure }
+            do { try await Task.sleep(for: .milliseconds(10)) } catch { throw failure }
+        }
     }
 }
 

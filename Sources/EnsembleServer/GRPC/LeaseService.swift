@@ -16,12 +16,18 @@ public struct LeaseService: Sendable {
     let space: SpaceQuota
     /// Reaches a leader in another process for keep-alives.
     let forwarder: LeaderForwarder?
+    /// Grants ask for at least this TTL (seconds): a lease must outlive an
+    /// election. etcd's is 1.5 election timeouts, rounded up
+    /// (``minimumTTL(electionTimeout:)``); the log's own floor is 2 s
+    /// (`LeaseTable.minimumTTL`, the same on every member).
+    let minimumTTL: Int64
 
     public init(
         node: NodeLoop<KVReplica>, clusterID: UInt64, space: SpaceQuota = SpaceQuota(),
         leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil },
-        forwarder: LeaderForwarder? = nil
+        forwarder: LeaderForwarder? = nil, minimumTTL: Int64 = LeaseTable.defaultMinimumTTL
     ) {
+        self.minimumTTL = minimumTTL
         self.node = node
         self.space = space
         self.forwarder = forwarder
@@ -66,7 +72,7 @@ public struct LeaseService: Sendable {
         // same lease (etcd draws it from its request-id generator). Positive,
         // as etcd's clients print and parse lease ids.
         var command = Ensemble_V1_Command()
-        command.leaseGrant.ttl = request.ttl
+        command.leaseGrant.ttl = max(request.ttl, minimumTTL)
         command.leaseGrant.id = request.id != 0 ? request.id : Int64.random(in: 1...Int64.max)
         switch await routing.submit(command) {
         case let .success(.leaseGrant(lease, revision)):
@@ -107,7 +113,7 @@ public struct LeaseService: Sendable {
         let id = request.id
         let answer: (remaining: Int64, granted: Int64, keys: [[UInt8]], revision: Int64)
         do {
-            answer = try await routing.onLeader { replica in
+            answer = try await routing.onLeader(confirmed: true) { replica in
                 replica.timeToLive(id).map { ($0.remaining, $0.granted, $0.keys, replica.machine.store.revision) }
             }
         } catch {
@@ -144,7 +150,7 @@ public struct LeaseService: Sendable {
     func keepAlive(_ id: LeaseID, forwarding: Bool = true) async -> Result<[UInt8], GRPCStatus> {
         let ttl: (Int64, Int64)
         do {
-            ttl = try await routing.onLeader { replica in
+            ttl = try await routing.onLeader(confirmed: true) { replica in
                 replica.renew(id).map { ($0, replica.machine.store.revision) }
             }
         } catch let NodeError.notLeader(leader) where forwarding {
@@ -173,15 +179,30 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
     private var queue: [LeaseID] = []
     private var busy = false
     private var done = false
+    /// The client half-closed: the call ends (OK) once every request it sent
+    /// is answered, as etcd's loop answers each before reading the next.
+    private var clientDone = false
 
     init(service: LeaseService, stream: GRPCServerStream) {
         self.service = service
         self.stream = stream
     }
 
+    /// Keep-alives waiting for an answer on one call: etcd reads the next only
+    /// after answering one; a client that sends faster than that is refused.
+    static let maxQueued = 1_000
+
     func received(_ message: [UInt8]) {
+        guard !done else { return }
         guard let request = try? Etcdserverpb_LeaseKeepAliveRequest(serializedBytes: message) else {
+            done = true
             stream.finish(.invalidArgument("malformed LeaseKeepAliveRequest"))
+            return
+        }
+        guard queue.count < Self.maxQueued else {
+            done = true
+            queue = []
+            stream.finish(GRPCStatus(code: 8, message: "too many keep-alives waiting for an answer"))
             return
         }
         queue.append(request.id)
@@ -189,7 +210,14 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
     }
 
     private func next() {
-        guard !busy, !done, !queue.isEmpty else { return }
+        guard !busy, !done else { return }
+        guard !queue.isEmpty else {
+            if clientDone {
+                done = true
+                stream.finish(.ok)
+            }
+            return
+        }
         busy = true
         let id = queue.removeFirst()
         let service = self.service
@@ -209,12 +237,21 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
     }
 
     func clientFinished() {
-        done = true
-        stream.finish(.ok)
+        clientDone = true
+        next()
     }
 
     func closed() {
         done = true
         queue = []
+    }
+}
+
+extension LeaseService {
+    /// etcd's minimum lease TTL for an election timeout: 1.5 of it, in whole
+    /// seconds rounded up, and never below the log's floor.
+    public static func minimumTTL(electionTimeout: Duration) -> Int64 {
+        let seconds = (1.5 * electionTimeout.inSeconds).rounded(.up)
+        return max(LeaseTable.defaultMinimumTTL, seconds < 9e9 ? Int64(seconds) : LeaseTable.maxTTL)
     }
 }

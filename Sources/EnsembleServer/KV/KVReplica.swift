@@ -43,11 +43,13 @@ public final class KVReplica: ReplicatedStateMachine {
         lessor.checkpointInterval = checkpointInterval
     }
 
-    /// Seconds since an arbitrary fixed point of the monotonic clock.
+    /// Seconds since an arbitrary fixed point of a monotonic clock that stops
+    /// while the machine is suspended (Go's, which etcd's lessor uses): a
+    /// laptop that sleeps does not wake to every lease expired.
     public static let monotonicSeconds: @Sendable () -> Double = {
-        (ContinuousClock.now - epoch).inSeconds
+        (SuspendingClock.now - epoch).inSeconds
     }
-    private static let epoch = ContinuousClock.now
+    private static let epoch = SuspendingClock.now
 
     public typealias Result = Swift.Result<KVStateMachine.Response, KVStateMachine.Failure>
 

@@ -37,7 +37,11 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
         case read(Machine.Query, ReadReply)
         /// `refused` runs instead of `body` if the job never runs.
         case perform(@Sendable (Machine) -> Void, refused: (@Sendable () -> Void)?)
-        case roleChanged(isLeader: Bool)
+        /// This member became leader in `term`, or stopped leading. The
+        /// machine hears of a promotion only when the first entry of `term`
+        /// applies (the leader's empty entry): every entry of earlier terms is
+        /// applied by then (etcd promotes its lessor at the same point).
+        case roleChanged(isLeader: Bool, term: UInt64)
         /// Time advanced on the leader: the machine may want to propose. Run
         /// once the queue is empty (see ``run()``).
         case leaderTick
@@ -96,6 +100,9 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
     static var snapshotChunk: Int { 1 << 20 }
     /// A leader tick waits for the queue to empty, since when.
     private var tickDue: ContinuousClock.Instant?
+    /// The term of a leadership the machine has not yet been told of (see
+    /// ``Job/roleChanged(isLeader:term:)``).
+    private var promotionTerm: UInt64?
 
     /// `snapshot`: the metadata of the snapshot the machine was restored
     /// from, `snapshotBytes` the size of its data.
@@ -225,9 +232,14 @@ extension Applier {
             reply(.success(machine.read(query)))
         case let .perform(body, _):
             body(machine)
-        case let .roleChanged(isLeader):
-            if !isLeader { tickDue = nil }
-            machine.roleChanged(isLeader: isLeader)
+        case let .roleChanged(isLeader, term):
+            if isLeader && appliedTerm < term {
+                promotionTerm = term
+            } else {
+                if !isLeader { tickDue = nil }
+                promotionTerm = nil
+                machine.roleChanged(isLeader: isLeader)
+            }
         case .leaderTick:
             if tickDue == nil { tickDue = .now }
         case let .snapshotSettled(index, bytes):
@@ -250,6 +262,10 @@ extension Applier {
         var next = waiters.startIndex
         let started = ContinuousClock.now
         for entry in entries {
+            if let term = promotionTerm, entry.term >= term {
+                promotionTerm = nil
+                machine.roleChanged(isLeader: true)
+            }
             var result: Machine.Result?
             if entry.kind == .normal && !entry.data.isEmpty {
                 result = machine.apply(entry.data, index: entry.index)

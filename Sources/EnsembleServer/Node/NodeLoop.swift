@@ -66,11 +66,18 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     typealias ProposalReply = @Sendable (Result<Machine.Result, NodeError>) -> Void
     typealias ReadReply = @Sendable (Result<Machine.ReadResult, NodeError>) -> Void
 
+    /// A read: the applier job that serves it (once the applier has applied
+    /// up to the read index, for a linearizable one) and how it fails.
+    struct ReadJob {
+        let serve: Applier<Machine>.Job
+        let fail: @Sendable (NodeError) -> Void
+    }
+
     enum Work {
         case messages([Message])
         case propose([UInt8], ProposalReply)
         case proposeConfChange(ConfChange, ProposalReply)
-        case read(Machine.Query, linearizable: Bool, ReadReply)
+        case read(ReadJob, linearizable: Bool)
         case campaign
         case transfer(NodeID)
         /// Entries the machine wants proposed on the leader (fire and forget).
@@ -125,7 +132,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var proposals: [UInt64: (term: UInt64, reply: ProposalReply, deadline: ContinuousClock.Instant)] = [:]
     /// Reads waiting on a ReadIndex round, with the leadership they were
     /// asked under.
-    private var reads: [UInt64: (query: Machine.Query, reply: ReadReply, deadline: ContinuousClock.Instant, under: Leadership)] = [:]
+    private var reads: [UInt64: (job: ReadJob, deadline: ContinuousClock.Instant, under: Leadership)] = [:]
     private var confirmedReads: [(index: UInt64, context: UInt64)] = []
     /// Proposals made on this follower in the current cycle, forwarded to the
     /// leader as one batch at its end.
@@ -288,7 +295,26 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     public func read(
         _ query: Machine.Query, linearizable: Bool, reply: @escaping @Sendable (Result<Machine.ReadResult, NodeError>) -> Void
     ) {
-        enqueue(.read(query, linearizable: linearizable, counted(reply)))
+        let reply = counted(reply)
+        enqueue(.read(ReadJob(serve: .read(query, reply), fail: { reply(.failure($0)) }), linearizable: linearizable))
+    }
+
+    /// Runs `body` on the machine once a ReadIndex round has confirmed that
+    /// the leader this member knows still leads, and this member has applied
+    /// up to its commit index: what `body` sees includes every write
+    /// committed before the call (etcd's ensureLeadership and
+    /// waitAppliedIndex, which lease renewals need). Fails as a linearizable
+    /// read does: no leader, a change of leader, the request timeout.
+    public func withMachineConfirmed<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T) async throws(NodeError) -> T {
+        let result: Result<T, NodeError> = await withCheckedContinuation { continuation in
+            let once = Mutex(Optional(continuation))
+            let resume: @Sendable (Result<T, NodeError>) -> Void = { value in
+                once.withLock { $0.take() }?.resume(returning: value)
+            }
+            let serve = Applier<Machine>.Job.perform({ machine in resume(.success(body(machine))) }, refused: { resume(.failure(.stopped)) })
+            enqueue(.read(ReadJob(serve: serve, fail: { resume(.failure($0)) }), linearizable: true))
+        }
+        return try result.get()
     }
 
     /// Counts a request in flight (for the batching window) until `reply` runs.
@@ -328,7 +354,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private func fail(_ work: Work, _ error: NodeError) {
         switch work {
         case let .propose(_, reply), let .proposeConfChange(_, reply): reply(.failure(error))
-        case let .read(_, _, reply): reply(.failure(error))
+        case let .read(job, _): job.fail(error)
         default: break
         }
     }
@@ -462,7 +488,7 @@ extension NodeLoop {
         }
         for (context, pending) in reads where pending.deadline <= now {
             reads.removeValue(forKey: context)
-            pending.reply(.failure(.leaderChanged))
+            pending.job.fail(.leaderChanged)
         }
     }
 
@@ -597,9 +623,9 @@ extension NodeLoop {
             dispatch(data, reply)
         case let .proposeConfChange(change, reply):
             track(reply) { () throws(ProposalError) in try raft.proposeConfChange(change) }
-        case let .read(query, linearizable, reply):
+        case let .read(job, linearizable):
             guard linearizable else {
-                applier.post(.read(query, reply))
+                applier.post(job.serve)
                 return
             }
             guard !holdForLeader(work) else { return }
@@ -607,9 +633,9 @@ extension NodeLoop {
             nextReadContext += 1
             do {
                 try raft.readIndex(context: Self.encode(context))
-                reads[context] = (query, reply, ContinuousClock.now + options.requestTimeout, (raft.leader, raft.role, raft.term))
+                reads[context] = (job, ContinuousClock.now + options.requestTimeout, (raft.leader, raft.role, raft.term))
             } catch {
-                reply(.failure(.noLeader))
+                job.fail(.noLeader)
             }
         case .campaign:
             raft.campaign()
@@ -655,7 +681,7 @@ extension NodeLoop {
                 failForwarded(.outcomeUnknown, unlessSentTo: raft.leader, term: raft.term)
             }
             if (lastLeadership?.role == .leader) != (raft.role == .leader) {
-                applier.post(.roleChanged(isLeader: raft.role == .leader))
+                applier.post(.roleChanged(isLeader: raft.role == .leader, term: raft.term))
             }
             lastLeadership = leadership
             transport.send(ready.messages)
@@ -720,7 +746,7 @@ extension NodeLoop {
         var waiting: [(index: UInt64, context: UInt64)] = []
         for read in confirmedReads {
             if read.index <= applied, let pending = reads.removeValue(forKey: read.context) {
-                applier.post(.read(pending.query, pending.reply))
+                applier.post(pending.job.serve)
             } else if read.index > applied {
                 waiting.append(read)
             }
@@ -751,7 +777,7 @@ extension NodeLoop {
     private func failReads(_ error: NodeError, exceptUnder current: Leadership? = nil) {
         for (context, pending) in reads where current.map({ pending.under != $0 }) ?? true {
             reads.removeValue(forKey: context)
-            pending.reply(.failure(error))
+            pending.job.fail(error)
         }
         confirmedReads.removeAll { reads[$0.context] == nil }
     }

@@ -26,8 +26,10 @@ public protocol ReplicatedStateMachine: AnyObject, SendableMetatype {
     /// is cheap to know (nil otherwise): lets a state that shrank since the
     /// last snapshot (compaction) be snapshotted sooner. Apply thread only.
     var approximateStateBytes: Int? { get }
-    /// This member became leader or stopped being one (called before the
-    /// Ready that shows the change is applied).
+    /// This member became leader or stopped being one. A new leader hears of
+    /// it once the entries of earlier terms are applied (just before the first
+    /// entry of its own term); a step-down at once, before the Ready that
+    /// shows it is applied.
     func roleChanged(isLeader: Bool)
     /// Called on the leader once per loop cycle in which time advanced; returns
     /// entries the machine itself wants proposed (lease expiries, checkpoints).

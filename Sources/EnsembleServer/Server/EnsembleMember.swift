@@ -153,7 +153,11 @@ public final class EnsembleMember: @unchecked Sendable {
         var raft = RaftConfig(id: identity.memberID)
         raft.electionTick = configuration.electionTicks
         raft.seed = UInt64.random(in: 1...UInt64.max)
-        let replica = KVReplica(space: SpaceQuota(limit: configuration.quotaBackendBytes == 0 ? 2 << 30 : configuration.quotaBackendBytes))
+        // Leases get an election timeout's worth of grace twice over when a
+        // new leader takes them over (2 s at the default; etcd gives one).
+        let replica = KVReplica(
+            space: SpaceQuota(limit: configuration.quotaBackendBytes == 0 ? 2 << 30 : configuration.quotaBackendBytes),
+            promotionGrace: max(2, 2 * configuration.electionTimeout.inSeconds))
         // Superseded values go to files beside the WAL (a cache the snapshot
         // and WAL rebuild on restart), so memory follows the live keys.
         try FileManager.default.createDirectory(atPath: dataDirectory + "/member", withIntermediateDirectories: true)
@@ -272,8 +276,10 @@ public final class EnsembleMember: @unchecked Sendable {
         var routes = GRPCRouter()
         let space = replica.space
         KVService(node: node, clusterID: clusterID, space: space, leaderInProcess: leaderInProcess).register(on: &routes)
-        LeaseService(node: node, clusterID: clusterID, space: space, leaderInProcess: leaderInProcess, forwarder: forwarder)
-            .register(on: &routes)
+        LeaseService(
+            node: node, clusterID: clusterID, space: space, leaderInProcess: leaderInProcess, forwarder: forwarder,
+            minimumTTL: LeaseService.minimumTTL(electionTimeout: configuration.electionTimeout)
+        ).register(on: &routes)
         if let loop = servers.first?.eventLoop {
             WatchService(node: node, clusterID: clusterID, on: loop).register(on: &routes)
         }

@@ -1,0 +1,62 @@
+@testable import EnsembleServer
+import Foundation
+import Raft
+import Synchronization
+import Testing
+
+/// The apply thread on its own: when the machine hears that its member leads.
+@Suite struct ApplierTests {
+    func started(_ machine: RegisterMachine) -> Applier<RegisterMachine> {
+        let hooks = Applier<RegisterMachine>.Hooks(
+            propose: { _ in }, snapshotWritten: { _, _, _ in }, failed: { _ in }, applied: { _ in })
+        let applier = Applier(
+            machine: machine, snapshot: SnapshotMetadata(term: 1, confState: ConfState(voters: [1, 2, 3])), snapshotBytes: 0,
+            snapshotEvery: 1_000_000, snapshotLogRatio: 1, storageDirectory: NSTemporaryDirectory(), observer: nil,
+            label: "test", hooks: hooks)
+        applier.start(name: "applier-test")
+        return applier
+    }
+
+    func promoted(_ applier: Applier<RegisterMachine>, _ machine: RegisterMachine) -> [String: String]? {
+        let seen = Mutex<[String: String]??>(nil)
+        let done = DispatchSemaphore(value: 0)
+        applier.post(.perform({ machine in
+            seen.withLock { $0 = .some(machine.valuesAtPromotion) }
+            done.signal()
+        }, refused: { done.signal() }))
+        done.wait()
+        return seen.withLock { $0 } ?? nil
+    }
+
+    /// A new leader may hold entries the old leader committed that it has not
+    /// yet learned are committed: its machine (the lessor) must not act as
+    /// leader until they are applied, i.e. until its own term's first entry.
+    @Test func aNewLeaderIsPromotedWhenTheFirstEntryOfItsTermApplies() {
+        let machine = RegisterMachine()
+        let applier = started(machine)
+        defer { applier.stop() }
+        applier.post(.entries([Entry(term: 1, index: 1, data: RegisterMachine.put("a", "1"))], conf: ConfState(voters: [1, 2, 3]), waiters: []))
+        applier.post(.roleChanged(isLeader: true, term: 2))
+        #expect(promoted(applier, machine) == nil, "not before the old term's entries are applied")
+        applier.post(.entries(
+            [Entry(term: 1, index: 2, data: RegisterMachine.put("b", "2")), Entry(term: 2, index: 3)],
+            conf: ConfState(voters: [1, 2, 3]), waiters: []))
+        #expect(promoted(applier, machine) == ["a": "1", "b": "2"])
+
+        applier.post(.roleChanged(isLeader: false, term: 2))
+        #expect(promoted(applier, machine) == nil, "a step-down is heard at once")
+        // Leading again in a term whose entries are already applied: at once.
+        applier.post(.roleChanged(isLeader: true, term: 2))
+        #expect(promoted(applier, machine) == ["a": "1", "b": "2"])
+    }
+
+    @Test func aLeadershipLostBeforeItsTermAppliesIsNeverHeard() {
+        let machine = RegisterMachine()
+        let applier = started(machine)
+        defer { applier.stop() }
+        applier.post(.roleChanged(isLeader: true, term: 3))
+        applier.post(.roleChanged(isLeader: false, term: 3))
+        applier.post(.entries([Entry(term: 4, index: 1)], conf: ConfState(voters: [1, 2, 3]), waiters: []))
+        #expect(promoted(applier, machine) == nil)
+    }
+}
