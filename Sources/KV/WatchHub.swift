@@ -22,8 +22,12 @@ public final class WatchHub {
     }
 
     /// Events per response before a batch is split (etcd's watchBatchMaxRevs
-    /// bounds revisions; a byte bound belongs to the transport).
+    /// bounds revisions).
     public var maxEventsPerResponse = 1_000
+    /// Bytes per response before a batch is split (etcd fragments at its
+    /// request size limit, 1.5 MiB by default): a catch-up of many large
+    /// revisions goes out in several responses a client can receive.
+    public var maxBytesPerResponse = 3 << 19
     private var watchers: [WatchStreamID: [Int64: Watcher]] = [:]
     private var nextID: [WatchStreamID: Int64] = [:]
     /// Watchers that fell behind and must catch up from history, by stream and id.
@@ -238,12 +242,15 @@ public final class WatchHub {
         return event
     }
 
-    /// Splits events into responses: whole revisions per response up to the
-    /// event limit; a single revision larger than the limit is fragmented when
-    /// the client allows it, else sent whole.
+    /// Splits events into responses: whole revisions per response, up to
+    /// `maxEventsPerResponse` events and `maxBytesPerResponse` bytes (a
+    /// revision bigger than either goes alone). A single revision beyond them
+    /// is fragmented when the client allows it (by both bounds, as etcd
+    /// splits by size), else sent whole.
     private func responses(for watcher: Watcher, events: [Event], revision: Int64) -> [WatchDelivery] {
         var out: [WatchDelivery] = []
         var batch: [Event] = []
+        var batchBytes = 0
         func flush(fragment: Bool) {
             guard !batch.isEmpty else { return }
             var response = WatchResponse(watchID: watcher.id, revision: revision)
@@ -251,36 +258,47 @@ public final class WatchHub {
             response.fragment = fragment
             out.append(WatchDelivery(stream: watcher.stream, response: response))
             batch = []
+            batchBytes = 0
         }
         var index = 0
         while index < events.count {
             // One revision's events.
             let rev = events[index].kv.modRevision
             var end = index
-            while end < events.count, events[end].kv.modRevision == rev { end += 1 }
+            var groupBytes = 0
+            while end < events.count, events[end].kv.modRevision == rev {
+                groupBytes += Self.approximateBytes(events[end])
+                end += 1
+            }
             let group = events[index..<end]
-            if batch.count + group.count > maxEventsPerResponse { flush(fragment: false) }
-            if group.count > maxEventsPerResponse && watcher.request.fragment {
-                var chunks = Array(group).chunked(maxEventsPerResponse)
-                let last = chunks.removeLast()
-                for chunk in chunks {
-                    batch = chunk
-                    flush(fragment: true)
+            if batch.count + group.count > maxEventsPerResponse || batchBytes + groupBytes > maxBytesPerResponse {
+                flush(fragment: false)
+            }
+            if watcher.request.fragment && (group.count > maxEventsPerResponse || groupBytes > maxBytesPerResponse) {
+                for event in group {
+                    let bytes = Self.approximateBytes(event)
+                    if !batch.isEmpty && (batch.count == maxEventsPerResponse || batchBytes + bytes > maxBytesPerResponse) {
+                        flush(fragment: true)
+                    }
+                    batch.append(event)
+                    batchBytes += bytes
                 }
-                batch = last
                 flush(fragment: false)
             } else {
                 batch += group
+                batchBytes += groupBytes
             }
             index = end
         }
         flush(fragment: false)
         return out
     }
-}
 
-extension Array {
-    func chunked(_ size: Int) -> [[Element]] {
-        stride(from: 0, to: count, by: size).map { Array(self[$0..<Swift.min($0 + size, count)]) }
+    /// About what an event takes in a response: its keys and values, plus a
+    /// fixed share for revisions, versions and framing.
+    static func approximateBytes(_ event: Event) -> Int {
+        var bytes = 48 + event.kv.key.count + event.kv.value.count
+        if let previous = event.previous { bytes += 32 + previous.key.count + previous.value.count }
+        return bytes
     }
 }

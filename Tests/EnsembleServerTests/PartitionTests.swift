@@ -44,6 +44,12 @@ import Testing
         grant.ttl = 60
         let lease = try await isolated.leaseGrant(grant, timeout: .seconds(3)).id
 
+        // etcdctl watches require a leader: the isolated member must end the
+        // watch once it has known none for three election timeouts, so the
+        // client can move on instead of watching a state that never changes.
+        let watch = try EtcdctlProcess(endpoints: "\(cluster.hosts[old]):\(cluster.endpoints[old])", ["watch", "k"])
+        defer { watch.stop() }
+
         try network.isolate(old)
         // Nor does it renew leases (the majority's leader would expire them
         // while the client believes its session alive; etcd 3.4.31's
@@ -79,6 +85,9 @@ import Testing
             let stale = try await isolated.range(get("k"), timeout: .seconds(3))
             Issue.record("the isolated member served a linearizable read: \(stale.kvs.map { String(decoding: $0.value, as: UTF8.self) })")
         } catch {}
+
+        let ended = await watch.waitFor(timeout: .seconds(15)) { $0.contains("etcdserver: no leader") }
+        #expect(ended, "the watch on the isolated member went on: \(watch.text)")
 
         // Healing: pre-vote keeps the rejoining member from forcing an election.
         try network.heal(old)

@@ -140,6 +140,30 @@ final class WatchBench {
         #expect((bench.received[1]?[whole] ?? []).filter { !$0.events.isEmpty }.map(\.events.count) == [7])
     }
 
+    /// Responses are bounded in bytes too: a catch-up over large revisions is
+    /// split at revision boundaries, and one large revision is fragmented by
+    /// size when the client allows it (etcd fragments by size).
+    @Test func responsesAreBoundedInBytes() throws {
+        let bench = WatchBench()
+        bench.hub.maxBytesPerResponse = 1_000
+        let value = [UInt8](repeating: 7, count: 400)
+        for i in 0..<5 { bench.apply(.put(PutRequest(key: b("k\(i)"), value: value))) }
+        let replayed = bench.hub.create(WatchRequest(key: [0], rangeEnd: [0], startRevision: 1), on: 1, store: bench.kv.store)
+            .filter { !$0.response.events.isEmpty }
+        #expect(replayed.map(\.response.events.count) == [2, 2, 1], "whole revisions, at most 1,000 bytes each")
+        #expect(replayed.allSatisfy { !$0.response.fragment })
+
+        var fragmented = WatchRequest(key: [0], rangeEnd: [0])
+        fragmented.fragment = true
+        let f = try #require(bench.watch(fragmented, stream: 2))
+        let whole = try #require(bench.watch(WatchRequest(key: [0], rangeEnd: [0]), stream: 3))
+        bench.apply(.txn(TxnRequest(success: (0..<5).map { .put(PutRequest(key: b("t\($0)"), value: value)) })))
+        let pieces = (bench.received[2]?[f] ?? []).filter { !$0.events.isEmpty }
+        #expect(pieces.map(\.events.count) == [2, 2, 1])
+        #expect(pieces.map(\.fragment) == [true, true, false])
+        #expect((bench.received[3]?[whole] ?? []).filter { !$0.events.isEmpty }.map(\.events.count) == [5], "not split unless asked")
+    }
+
     @Test func progressNotifications() throws {
         let bench = WatchBench()
         var request = WatchRequest(key: b("k"))

@@ -68,6 +68,18 @@ public protocol GRPCStreamReceiver: AnyObject {
     func closed()
 }
 
+/// The receiver of a call the server ended as it opened (it ignores the rest).
+public final class RefusedCall: GRPCStreamReceiver {
+    /// Ends `stream` with `status` at once.
+    public init(_ stream: GRPCServerStream, _ status: GRPCStatus) {
+        stream.finish(status)
+    }
+
+    public func received(_ message: [UInt8]) {}
+    public func clientFinished() {}
+    public func closed() {}
+}
+
 /// Hears finished calls, for metrics. ``method(path:streaming:)`` is asked
 /// once per method when routes are installed, under the router's lock (it
 /// must not call back into the router); the recorder it returns hears each

@@ -223,7 +223,8 @@ final class GRPCServerHandler: ChannelInboundHandler {
         case let .streaming(streaming)? where outbox != nil:
             guard let outbox else { return }
             calls[stream] = call
-            let receiver = streaming(GRPCServerStream(outbox: outbox, stream: stream))
+            let requiresLeader = headers.first(name: "hasleader") == "true"
+            let receiver = streaming(GRPCServerStream(outbox: outbox, stream: stream, requiresLeader: requiresLeader))
             calls[stream]?.kind = .streaming(receiver)
         default:
             calls[stream] = call

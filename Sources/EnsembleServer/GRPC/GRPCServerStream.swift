@@ -14,9 +14,15 @@ public final class GRPCServerStream: Sendable {
     private let stream: UInt32
     private let queued = Atomic<Int>(0)
 
-    init(outbox: GRPCOutbox, stream: UInt32) {
+    /// The client asked that the call fail rather than go stale while its
+    /// member has no leader (etcd's `hasleader: true` metadata, which clientv3
+    /// sets for watches and keep-alives with `WithRequireLeader`).
+    public let requiresLeader: Bool
+
+    init(outbox: GRPCOutbox, stream: UInt32, requiresLeader: Bool = false) {
         self.outbox = outbox
         self.stream = stream
+        self.requiresLeader = requiresLeader
     }
 
     public var queuedBytes: Int { queued.load(ordering: .relaxed) }

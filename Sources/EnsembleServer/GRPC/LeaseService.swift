@@ -50,7 +50,12 @@ public struct LeaseService: Sendable {
             return await service.keepAlive(request.id, forwarding: false)
         }
         router.streaming["/etcdserverpb.Lease/LeaseKeepAlive"] = { stream in
-            LeaseKeepAliveStream(service: service, stream: stream)
+            // etcd's interceptor: a client that requires a leader is refused
+            // while this member knows none.
+            if stream.requiresLeader && service.node.status.leader == .none {
+                return RefusedCall(stream, KVService.status(NodeError.noLeader))
+            }
+            return LeaseKeepAliveStream(service: service, stream: stream)
         }
     }
 

@@ -3,6 +3,7 @@ import EnsembleAPI
 import Foundation
 import KV
 import NIOCore
+import Raft
 import SwiftProtobuf
 import Synchronization
 
@@ -25,6 +26,8 @@ public final class WatchService: Sendable {
     let maxQueuedBytes: Int
     private let streams = Mutex<[WatchStreamID: GRPCServerStream]>([:])
     private let nextStream = Atomic<UInt64>(1)
+    /// Since when this member has known no leader (nil: it knows one).
+    private let leaderless = Mutex<ContinuousClock.Instant?>(nil)
 
     /// Installs the service as the node's watch delivery; call before serving.
     /// `progressInterval`: how often watchers that asked for progress
@@ -45,6 +48,7 @@ public final class WatchService: Sendable {
         eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [weak self] task in
             guard let self else { return task.cancel() }
             self.node.perform { [weak self] replica in self?.catchUp(replica) }
+            self.endStreamsWithoutLeader()
         }
         let interval = TimeAmount.nanoseconds(progressInterval.nanosecondsSaturated)
         eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] task in
@@ -65,9 +69,37 @@ public final class WatchService: Sendable {
     }
 
     private func open(_ stream: GRPCServerStream) -> any GRPCStreamReceiver {
+        // etcd's interceptor: a client that requires a leader is refused while
+        // this member knows none (etcdctl watch and clientv3 ask for it).
+        if stream.requiresLeader && node.status.leader == .none {
+            return RefusedCall(stream, KVService.status(NodeError.noLeader))
+        }
         let id = nextStream.add(1, ordering: .relaxed).oldValue
         streams.withLock { $0[id] = stream }
         return WatchStream(service: self, id: id, stream: stream)
+    }
+
+    /// etcd's monitorLeader: once this member has known no leader for three
+    /// election timeouts, the streams whose clients require one end with
+    /// "etcdserver: no leader", so they move to a member that has one
+    /// instead of watching a state that no longer changes.
+    private func endStreamsWithoutLeader() {
+        let now = ContinuousClock.now
+        let since: ContinuousClock.Instant? = leaderless.withLock { since in
+            if node.status.leader != .none {
+                since = nil
+            } else if since == nil {
+                since = now
+            }
+            return since
+        }
+        guard let since, now - since >= node.noLeaderWait * 3 / 2 else { return }
+        let ending = streams.withLock { streams in
+            let ending = streams.filter { $0.value.requiresLeader }
+            for id in ending.keys { streams[id] = nil }
+            return ending
+        }
+        for stream in ending.values { stream.finish(KVService.status(NodeError.noLeader)) }
     }
 
     func closed(_ id: WatchStreamID) {
@@ -81,6 +113,10 @@ public final class WatchService: Sendable {
         let status = node.status
         let header = HeaderSource(clusterID: clusterID, memberID: status.id, raftTerm: status.term)
         var refused: Set<WatchKey> = []
+        // Watchers part-way through a fragmented revision: the rest of it goes
+        // out whatever the queue holds (a replay from its first fragment would
+        // repeat the ones sent; clientv3 would deliver their events twice).
+        var fragmenting: Set<WatchKey> = []
         streams.withLock { streams in
             for delivery in deliveries {
                 guard let stream = streams[delivery.stream] else { continue }
@@ -88,11 +124,12 @@ public final class WatchService: Sendable {
                 if let first = response.events.first {
                     let key = WatchKey(stream: delivery.stream, id: response.watchID)
                     if refused.contains(key) { continue }
-                    if stream.queuedBytes > maxQueuedBytes {
+                    if !fragmenting.contains(key), stream.queuedBytes > maxQueuedBytes {
                         refused.insert(key)
                         hub.markSlow(response.watchID, on: delivery.stream, from: first.kv.modRevision)
                         continue
                     }
+                    if response.fragment { fragmenting.insert(key) } else { fragmenting.remove(key) }
                 }
                 if let bytes = try? Etcdserverpb_WatchResponse(response, header).serializedBytes() as [UInt8] {
                     stream.send(bytes)
@@ -109,27 +146,39 @@ public final class WatchService: Sendable {
         deliver(replica.watches.catchUp(store: replica.machine.store, ready: { ready.contains($0) }), hub: replica.watches)
     }
 
-    /// A client's request on a stream.
-    func handle(_ request: Etcdserverpb_WatchRequest, on id: WatchStreamID) {
+    /// A client's request on a stream. On the apply thread `begin` runs just
+    /// before it is handled and `done` just after (only `done` if the member
+    /// stopped first).
+    func handle(
+        _ request: Etcdserverpb_WatchRequest, on id: WatchStreamID,
+        begin: @escaping @Sendable () -> Void = {}, done: @escaping @Sendable () -> Void
+    ) {
+        let job: @Sendable (KVReplica) -> Void
         switch request.requestUnion {
         case let .createRequest(create)?:
             let watch = WatchRequest(create)
-            node.perform { [weak self] replica in
+            job = { [weak self] replica in
                 self?.deliver(replica.watches.create(watch, on: id, store: replica.machine.store), hub: replica.watches)
             }
         case let .cancelRequest(cancel)?:
-            node.perform { [weak self] replica in
+            job = { [weak self] replica in
                 let revision = replica.machine.store.revision
                 self?.deliver(replica.watches.cancel(cancel.watchID, on: id, revision: revision), hub: replica.watches)
             }
         case .progressRequest?:
-            node.perform { [weak self] replica in
+            job = { [weak self] replica in
                 let revision = replica.machine.store.revision
                 self?.deliver(replica.watches.requestProgress(on: id, revision: revision), hub: replica.watches)
             }
         case nil:
-            break
+            return done()
         }
+        node.perform(
+            { replica in
+                begin()
+                job(replica)
+                done()
+            }, refused: done)
     }
 }
 
@@ -139,10 +188,23 @@ struct WatchKey: Hashable {
 }
 
 /// One `Watch` call.
+///
+/// Requests wait on the apply thread; a client that sends more than
+/// ``maxPending`` before they are handled is refused (etcd stops reading the
+/// stream, which blocks such a client), and a progress request while one is
+/// still waiting is answered by that one.
 final class WatchStream: GRPCStreamReceiver {
     let service: WatchService
     let id: WatchStreamID
     let stream: GRPCServerStream
+    static let maxPending = 1_000
+    /// Counted here, on the event loop, and on the apply thread.
+    private final class Pending: Sendable {
+        let requests = Atomic<Int>(0)
+        let progress = Atomic<Bool>(false)
+    }
+    private let pending = Pending()
+    private var ended = false
 
     init(service: WatchService, id: WatchStreamID, stream: GRPCServerStream) {
         self.service = service
@@ -151,11 +213,28 @@ final class WatchStream: GRPCStreamReceiver {
     }
 
     func received(_ message: [UInt8]) {
-        do {
-            service.handle(try Etcdserverpb_WatchRequest(serializedBytes: message), on: id)
-        } catch {
+        guard !ended else { return }
+        guard let request = try? Etcdserverpb_WatchRequest(serializedBytes: message) else {
+            ended = true
             stream.finish(.invalidArgument("malformed WatchRequest"))
+            return
         }
+        let pending = self.pending
+        let done: @Sendable () -> Void = { pending.requests.subtract(1, ordering: .relaxed) }
+        var begin: @Sendable () -> Void = {}
+        if case .progressRequest? = request.requestUnion {
+            // One waiting progress request answers any made meanwhile: it
+            // reads the revision after they all arrived.
+            guard !pending.progress.exchange(true, ordering: .relaxed) else { return }
+            begin = { pending.progress.store(false, ordering: .relaxed) }
+        }
+        guard pending.requests.add(1, ordering: .relaxed).newValue <= Self.maxPending else {
+            pending.requests.subtract(1, ordering: .relaxed)
+            ended = true
+            stream.finish(GRPCStatus(code: 8, message: "too many watch requests waiting"))
+            return
+        }
+        service.handle(request, on: id, begin: begin, done: done)
     }
 
     /// etcd goes on streaming after the client half-closes (its receive loop

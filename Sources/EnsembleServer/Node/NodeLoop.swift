@@ -338,6 +338,11 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// Not run if the member has stopped taking work.
     public func perform(_ body: @escaping @Sendable (Machine) -> Void) { applier.post(.perform(body, refused: nil)) }
 
+    /// ``perform(_:)``; `refused` runs instead if the member stops first.
+    public func perform(_ body: @escaping @Sendable (Machine) -> Void, refused: @escaping @Sendable () -> Void) {
+        applier.post(.perform(body, refused: refused))
+    }
+
     /// ``perform(_:)`` with a result; nil if the member stopped first.
     public func withMachine<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T) async -> T? {
         await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
