@@ -67,7 +67,8 @@ public struct Lessor: Sendable {
 
     /// Leases whose deadline has passed, in id order: propose their revocation.
     public func expired(now: Double) -> [LeaseID] {
-        deadlines.filter { $0.value <= now }.keys.sorted()
+        // The longest expired first: under a revocation rate limit they go first.
+        deadlines.filter { $0.value <= now }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)
     }
 
     /// Remaining TTLs to replicate, once per `checkpointInterval`.

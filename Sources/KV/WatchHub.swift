@@ -32,6 +32,14 @@ public final class WatchHub {
     private var nextID: [WatchStreamID: Int64] = [:]
     /// Watchers that fell behind and must catch up from history, by stream and id.
     private var unsynced: Set<Key> = []
+    /// Watchers one catch-up round visits at most.
+    public var maxWatchersPerCatchUp = 512
+    /// Bytes of history one watcher is sent per catch-up at most (about what a
+    /// stream queues before it counts as slow): values are read back from
+    /// files only for what can go out.
+    public var catchUpBytesPerWatcher = 4 << 20
+    /// The watcher the last catch-up round stopped at: the next starts after it.
+    private var catchUpCursor: Key?
 
     struct Key: Hashable { var stream: WatchStreamID; var id: Int64 }
 
@@ -82,8 +90,10 @@ public final class WatchHub {
         let watcher = Watcher(id: id, stream: stream, range: range, request: request, next: start)
         ids[id] = watcher
         watchers[stream] = ids
+        // The replay goes out a budget at a time: what does not fit now
+        // follows with the slow watchers' catch-ups.
         var out = [WatchDelivery(stream: stream, response: created)]
-        out += catchUp(Key(stream: stream, id: id), store: store, budget: .max)
+        out += catchUp(Key(stream: stream, id: id), store: store, budget: 10_000).0
         return out
     }
 
@@ -148,28 +158,47 @@ public final class WatchHub {
         }
     }
 
-    /// Replays history to slow watchers, at most `budget` events in all, only
-    /// on streams that are `ready` to take more.
+    /// Replays history to slow watchers, about `budget` events in all, only on
+    /// streams that are `ready` to take more. Each round starts after the
+    /// watcher the last one stopped at, gives each watcher a share of the
+    /// budget and visits at most ``maxWatchersPerCatchUp`` of them (etcd: 512
+    /// watchers and 1,000 revisions each per round), so one big backlog does
+    /// not starve the others.
     public func catchUp(
         store: MVCCStore, budget: Int = 10_000, ready: (WatchStreamID) -> Bool = { _ in true }
     ) -> [WatchDelivery] {
+        let order = unsynced.sorted { ($0.stream, $0.id) < ($1.stream, $1.id) }
+        guard !order.isEmpty else { return [] }
+        let start = catchUpCursor.flatMap { cursor in
+            order.firstIndex { ($0.stream, $0.id) > (cursor.stream, cursor.id) }
+        } ?? 0
+        let share = max(budget / min(order.count, maxWatchersPerCatchUp), maxEventsPerResponse)
         var out: [WatchDelivery] = []
         var left = budget
-        for key in unsynced.sorted(by: { ($0.stream, $0.id) < ($1.stream, $1.id) }) where left > 0 && ready(key.stream) {
-            let delivered = catchUp(key, store: store, budget: left)
-            left -= delivered.reduce(0) { $0 + $1.response.events.count }
+        var visited = 0
+        for key in order[start...] + order[..<start] {
+            guard left > 0, visited < maxWatchersPerCatchUp else { break }
+            guard ready(key.stream) else { continue }
+            visited += 1
+            catchUpCursor = key
+            let (delivered, located) = catchUp(key, store: store, budget: min(share, left))
+            // Every visit costs: a watcher whose filters drop every event
+            // still had its history read.
+            left -= max(located, 1)
             out += delivered
         }
         return out
     }
 
-    private func catchUp(_ key: Key, store: MVCCStore, budget: Int) -> [WatchDelivery] {
-        guard var watcher = watchers[key.stream]?[key.id] else { return [] }
+    /// Replays at most about `budget` events of history to one watcher; also
+    /// returns how many changes were read for it.
+    private func catchUp(_ key: Key, store: MVCCStore, budget: Int) -> ([WatchDelivery], Int) {
+        guard var watcher = watchers[key.stream]?[key.id] else { return ([], 0) }
         let current = store.revision
         // A start in the future: nothing to replay; live publishing takes over.
         if watcher.next > current {
             unsynced.remove(key)
-            return []
+            return ([], 0)
         }
         if watcher.next < store.compactedRevision {
             // History it needs is gone: cancel, telling the client where to resume.
@@ -179,24 +208,17 @@ public final class WatchHub {
             response.canceled = true
             // No reason, as etcd's: clients read the compaction from the revision.
             response.compactRevision = store.compactedRevision
-            return [WatchDelivery(stream: key.stream, response: response)]
+            return ([WatchDelivery(stream: key.stream, response: response)], 0)
         }
-        var events = store.events(in: watcher.range, from: watcher.next, through: current)
-            .filter { wanted($0, by: watcher) }
-        var through = current
-        if events.count > budget, budget > 0 {
-            // Stop at a revision boundary so a revision is never split across catch-ups.
-            let cut = events[budget - 1].kv.modRevision
-            if let firstBeyond = events.firstIndex(where: { $0.kv.modRevision > cut }) {
-                events.removeSubrange(firstBeyond...)
-                through = cut
-            }
-        }
+        // Whole revisions only: a revision is never split across catch-ups.
+        let (located, through) = store.events(
+            in: watcher.range, from: watcher.next, through: current, limit: budget, maxBytes: catchUpBytesPerWatcher)
+        let events = located.filter { wanted($0, by: watcher) }
         watcher.next = through + 1
         watchers[key.stream]?[key.id] = watcher
         if through == current { unsynced.remove(key) } else { unsynced.insert(key) }
-        guard !events.isEmpty else { return [] }
-        return responses(for: watcher, events: events.map { strip($0, for: watcher) }, revision: current)
+        guard !events.isEmpty else { return ([], located.count) }
+        return (responses(for: watcher, events: events.map { strip($0, for: watcher) }, revision: current), located.count)
     }
 
     /// Progress notifications: an empty response with the current revision to

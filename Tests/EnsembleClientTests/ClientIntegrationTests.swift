@@ -193,7 +193,8 @@ import Testing
 
     /// Watch requests wait on the apply thread, but not without bound: progress
     /// requests made while one waits are answered by it, and a client that
-    /// sends more than 1,000 other requests before they are handled is refused.
+    /// sends more requests than the bound (1,000 here) before they are handled
+    /// is refused.
     @Test func watchRequestsPileUpOnlySoFar() async throws {
         try await withServer { server, _, etcd in
             let watch = etcd.watch()
@@ -205,7 +206,9 @@ import Testing
             let answered = try #require(try await responses.next())
             #expect(answered.watchID == -1 && !answered.canceled)
 
-            server.node.perform { _ in Thread.sleep(forTimeInterval: 0.5) }
+            // The apply thread is held until the call is refused.
+            let gate = DispatchSemaphore(value: 0)
+            server.node.perform { _ in _ = gate.wait(timeout: .now() + 20) }
             for i in 0..<1_100 {
                 var create = Etcdserverpb_WatchCreateRequest()
                 create.key = Data("p\(i)".utf8)
@@ -217,6 +220,7 @@ import Testing
             } catch let error as GRPCCallError {
                 #expect(error.code == 8, "\(error)")
             }
+            gate.signal()
         }
     }
 

@@ -40,8 +40,8 @@ final class TestServer: Sendable {
         self.port = port
     }
 
-    /// `watchQueueBytes`: the Watch service's per-stream queue bound.
-    static func start(watchQueueBytes: Int = 4 << 20) async throws -> TestServer {
+    /// `watchQueueBytes`, `watchPending`: the Watch service's per-stream bounds.
+    static func start(watchQueueBytes: Int = 4 << 20, watchPending: Int = 1_000) async throws -> TestServer {
         let directory = NSTemporaryDirectory() + "ensemble-client-\(UUID().uuidString)"
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let node = try NodeLoop(
@@ -55,7 +55,7 @@ final class TestServer: Sendable {
         var router = GRPCRouter()
         KVService(node: node, clusterID: 0x1234).register(on: &router)
         LeaseService(node: node, clusterID: 0x1234).register(on: &router)
-        WatchService(node: node, clusterID: 0x1234, maxQueuedBytes: watchQueueBytes, on: group.next()).register(on: &router)
+        WatchService(node: node, clusterID: 0x1234, maxQueuedBytes: watchQueueBytes, maxPendingRequests: watchPending, on: group.next()).register(on: &router)
         let stopping = StopFlag()
         router.unary["/test.Test/Slow"] = .task { _ in
             for _ in 0..<500 where !stopping.isSet { try? await Task.sleep(for: .milliseconds(10)) }

@@ -51,6 +51,36 @@ import Testing
         #expect(replica.leaderTick().isEmpty)
     }
 
+    /// A mass expiry is revoked at etcd's rate, 1,000 a second (a burst of
+    /// 500), the longest expired first.
+    @Test func revocationsAreRateLimited() throws {
+        let clock = FakeClock()
+        let replica = KVReplica(checkpointInterval: 1_000, now: clock.read)
+        for id in 1...1_200 { _ = replica.apply(try grant(Int64(id), ttl: id <= 600 ? 10 : 20), index: UInt64(id)) }
+        replica.roleChanged(isLeader: true)
+        var index: UInt64 = 1_200
+        /// One tick's revocations, applied as the log would.
+        func tick() throws -> [Int64] {
+            let revoked = try decoded(replica.leaderTick()).map(\.leaseRevoke.id).filter { $0 != 0 }
+            for id in revoked {
+                index += 1
+                _ = replica.apply(try command { $0.leaseRevoke.id = id }, index: index)
+            }
+            return revoked
+        }
+        clock.advance(30)
+        let first = try tick()
+        #expect(first.count == 500)
+        #expect(Set(first) == Set(1...500), "the 10 s leases expired first")
+        clock.advance(0.1)
+        #expect(try tick().count == 100)
+        clock.advance(10)
+        #expect(try tick().count == 500)
+        clock.advance(10)
+        #expect(try tick().count == 100, "the rest")
+        #expect(replica.machine.leases.leases.isEmpty)
+    }
+
     @Test func keepAliveRenewsOnTheLeaderOnly() throws {
         let clock = FakeClock()
         let replica = KVReplica(checkpointInterval: 1_000, now: clock.read)
@@ -93,6 +123,23 @@ import Testing
         // A keep-alive makes the checkpoint stale: the leader clears it.
         #expect(new.renew(7) == 60)
         let cleared = try decoded(new.leaderTick()).first?.leaseCheckpoints.checkpoints.first
+        #expect(cleared?.id == 7 && cleared?.remainingTtl == 0)
+    }
+
+    /// A keep-alive between proposing a checkpoint and applying it: the
+    /// checkpoint applied is stale at once, and the leader clears it.
+    @Test func aCheckpointOvertakenByAKeepAliveIsCleared() throws {
+        let clock = FakeClock()
+        let replica = KVReplica(checkpointInterval: 5, now: clock.read)
+        replica.roleChanged(isLeader: true)
+        _ = replica.apply(try grant(7, ttl: 60), index: 1)
+        clock.advance(40)
+        let proposed = replica.leaderTick()
+        #expect(try decoded(proposed).first?.leaseCheckpoints.checkpoints.first?.remainingTtl == 20)
+        #expect(replica.renew(7) == 60, "renewed while the checkpoint is in flight")
+        for entry in proposed { _ = replica.apply(entry, index: 2) }
+        #expect(replica.machine.leases.leases[7]?.checkpointTTL == 20)
+        let cleared = try decoded(replica.leaderTick()).first?.leaseCheckpoints.checkpoints.first
         #expect(cleared?.id == 7 && cleared?.remainingTtl == 0)
     }
 }

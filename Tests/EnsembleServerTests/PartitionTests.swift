@@ -39,16 +39,20 @@ import Testing
         let (old, _) = try #require(await leader(cluster, among: [0, 1, 2], timeout: .seconds(15)), "no leader:\n\(cluster.log(0))")
         let others = [0, 1, 2].filter { $0 != old }
         let isolated = try await EtcdClient.connect(host: cluster.hosts[old], port: cluster.endpoints[old], group: cluster.group)
-        _ = try await isolated.put(put("k", "v1"), timeout: .seconds(3))
-        var grant = Etcdserverpb_LeaseGrantRequest()
-        grant.ttl = 60
-        let lease = try await isolated.leaseGrant(grant, timeout: .seconds(3)).id
-
         // etcdctl watches require a leader: the isolated member must end the
         // watch once it has known none for three election timeouts, so the
         // client can move on instead of watching a state that never changes.
         let watch = try EtcdctlProcess(endpoints: "\(cluster.hosts[old]):\(cluster.endpoints[old])", ["watch", "k"])
         defer { watch.stop() }
+        var watching = false
+        for _ in 0..<10 where !watching {
+            _ = try await isolated.put(put("k", "v1"), timeout: .seconds(3))
+            watching = await watch.waitFor(timeout: .seconds(1)) { $0.contains("v1") }
+        }
+        try #require(watching, "the watch is open before the partition: \(watch.text)")
+        var grant = Etcdserverpb_LeaseGrantRequest()
+        grant.ttl = 60
+        let lease = try await isolated.leaseGrant(grant, timeout: .seconds(3)).id
 
         try network.isolate(old)
         // Nor does it renew leases (the majority's leader would expire them

@@ -164,6 +164,49 @@ final class WatchBench {
         #expect((bench.received[3]?[whole] ?? []).filter { !$0.events.isEmpty }.map(\.events.count) == [5], "not split unless asked")
     }
 
+    /// A replay reads history only as far as a catch-up can send (values may
+    /// have to be read back from files): the rest follows in later rounds.
+    @Test func aReplayReadsOnlyWhatFits() throws {
+        let bench = WatchBench()
+        bench.hub.catchUpBytesPerWatcher = 1_000
+        let value = [UInt8](repeating: 7, count: 400)
+        for _ in 0..<5 { bench.apply(.put(PutRequest(key: b("k"), value: value))) }
+        let first = bench.hub.create(WatchRequest(key: b("k"), startRevision: 2), on: 1, store: bench.kv.store)
+        #expect(first.flatMap(\.response.events).count == 2, "about 1,000 bytes, whole revisions")
+        #expect(bench.hub.hasSlowWatchers)
+        bench.deliver(first)
+        var rounds = 0
+        while bench.hub.hasSlowWatchers && rounds < 10 {
+            bench.deliver(bench.hub.catchUp(store: bench.kv.store))
+            rounds += 1
+        }
+        #expect(bench.events(1, 0).map(\.kv.modRevision) == [2, 3, 4, 5, 6])
+    }
+
+    /// A watcher with a long backlog cannot take every catch-up round: each
+    /// watcher gets a share, and a round starts after the last one served.
+    @Test func catchUpSharesItsBudgetAndRotates() throws {
+        let bench = WatchBench()
+        let big = try #require(bench.watch(WatchRequest(key: b("big")), stream: 1))
+        let small = try #require(bench.watch(WatchRequest(key: b("small")), stream: 2))
+        for i in 0..<3_000 { bench.apply(.put(PutRequest(key: b("big"), value: b("\(i)")))) }
+        bench.apply(.put(PutRequest(key: b("small"), value: b("x"))))
+        bench.received = [:]
+        bench.hub.markSlow(big, on: 1, from: 2)
+        bench.hub.markSlow(small, on: 2, from: 2)
+        bench.hub.maxEventsPerResponse = 100
+        bench.deliver(bench.hub.catchUp(store: bench.kv.store, budget: 1_000))
+        #expect(bench.events(1, big).count == 500, "half the budget each")
+        #expect(bench.events(2, small).count == 1)
+        // With a budget one watcher exhausts, rounds take turns.
+        bench.hub.markSlow(small, on: 2, from: 2)
+        bench.deliver(bench.hub.catchUp(store: bench.kv.store, budget: 100))
+        bench.deliver(bench.hub.catchUp(store: bench.kv.store, budget: 100))
+        #expect(bench.events(2, small).count == 2, "served in one of two rounds")
+        bench.deliver(bench.hub.catchUp(store: bench.kv.store, budget: .max))
+        #expect(bench.events(1, big).map { String(decoding: $0.kv.value, as: UTF8.self) } == (0..<3_000).map { "\($0)" })
+    }
+
     @Test func progressNotifications() throws {
         let bench = WatchBench()
         var request = WatchRequest(key: b("k"))

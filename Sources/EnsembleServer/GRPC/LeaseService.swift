@@ -153,34 +153,64 @@ public struct LeaseService: Sendable {
     /// (etcd answers an unknown lease with TTL 0, not an error). A follower
     /// hands it to the leader, in this process or another.
     func keepAlive(_ id: LeaseID, forwarding: Bool = true) async -> Result<[UInt8], GRPCStatus> {
-        let ttl: (Int64, Int64)
+        await keepAlive([id], forwarding: forwarding).map { $0[0] }
+    }
+
+    /// Keep-alives for `ids` (at least one), answered in order: on the leader
+    /// all in one confirmed round (a client's keep-alives for many leases
+    /// share one stream); a follower forwards them one by one.
+    func keepAlive(_ ids: [LeaseID], forwarding: Bool = true) async -> Result<[[UInt8]], GRPCStatus> {
+        let renewed: (ttls: [Int64], revision: Int64)
         do {
-            ttl = try await routing.onLeader(confirmed: true) { replica in
-                replica.renew(id).map { ($0, replica.machine.store.revision) }
+            renewed = try await routing.onLeader(confirmed: true) { replica in
+                var ttls: [Int64] = []
+                ttls.reserveCapacity(ids.count)
+                for id in ids {
+                    guard let ttl = replica.renew(id) else { return nil }
+                    ttls.append(ttl)
+                }
+                return (ttls, replica.machine.store.revision)
             }
         } catch let NodeError.notLeader(leader) where forwarding {
-            var request = Etcdserverpb_LeaseKeepAliveRequest()
-            request.id = id
-            guard let forwarder, let bytes = try? request.serializedBytes() as [UInt8],
-                let forwarded = await forwarder.forward(Self.keepAliveOncePath, bytes, to: leader)
-            else { return .failure(KVService.status(NodeError.notLeader(leader: leader))) }
-            return forwarded
+            guard let forwarder else { return .failure(KVService.status(NodeError.notLeader(leader: leader))) }
+            var answers: [[UInt8]] = []
+            for id in ids {
+                var request = Etcdserverpb_LeaseKeepAliveRequest()
+                request.id = id
+                guard let bytes = try? request.serializedBytes() as [UInt8],
+                    let forwarded = await forwarder.forward(Self.keepAliveOncePath, bytes, to: leader)
+                else { return .failure(KVService.status(NodeError.notLeader(leader: leader))) }
+                switch forwarded {
+                case let .success(answer): answers.append(answer)
+                case let .failure(status): return .failure(status)
+                }
+            }
+            return .success(answers)
         } catch {
             return .failure(KVService.status(error))
         }
-        var response = Etcdserverpb_LeaseKeepAliveResponse()
-        response.header = headers.header(revision: ttl.1)
-        response.id = id
-        response.ttl = ttl.0
-        return KVService.serialize(response)
+        let header = headers.header(revision: renewed.revision)
+        var answers: [[UInt8]] = []
+        for (id, ttl) in zip(ids, renewed.ttls) {
+            var response = Etcdserverpb_LeaseKeepAliveResponse()
+            response.header = header
+            response.id = id
+            response.ttl = ttl
+            guard case let .success(bytes) = KVService.serialize(response) else { return .failure(.internal("cannot encode")) }
+            answers.append(bytes)
+        }
+        return .success(answers)
     }
 }
 
-/// One `LeaseKeepAlive` call: every request is answered, in order.
+/// One `LeaseKeepAlive` call: every request is answered, in order. The
+/// requests that arrived while a round was out are renewed together in the
+/// next (clientv3 sends the keep-alives of all a client's leases on one
+/// stream, and resends unanswered ones every 500 ms).
 final class LeaseKeepAliveStream: GRPCStreamReceiver {
     let service: LeaseService
     let stream: GRPCServerStream
-    /// Answers are produced one at a time so they go out in request order.
+    /// Requests waiting for the next round, in arrival order.
     private var queue: [LeaseID] = []
     private var busy = false
     private var done = false
@@ -194,8 +224,9 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
     }
 
     /// Keep-alives waiting for an answer on one call: etcd reads the next only
-    /// after answering one; a client that sends faster than that is refused.
-    static let maxQueued = 1_000
+    /// after answering one; a client that sends far more than its leases
+    /// before a round ends is refused.
+    static let maxQueued = 100_000
 
     func received(_ message: [UInt8]) {
         guard !done else { return }
@@ -224,15 +255,17 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
             return
         }
         busy = true
-        let id = queue.removeFirst()
+        let ids = queue
+        queue = []
         let service = self.service
         let loop = stream.eventLoop
         let bound = NIOLoopBoundBox(self, eventLoop: loop)
-        loop.makeFutureWithTask { await service.keepAlive(id) }.whenSuccess { result in
+        loop.makeFutureWithTask { await service.keepAlive(ids) }.whenSuccess { result in
             let receiver = bound.value
             receiver.busy = false
             switch result {
-            case let .success(bytes): receiver.stream.send(bytes)
+            case let .success(answers):
+                for bytes in answers { receiver.stream.send(bytes) }
             case let .failure(status):
                 receiver.done = true
                 receiver.stream.finish(status)

@@ -24,6 +24,8 @@ public final class WatchService: Sendable {
     let node: NodeLoop<KVReplica>
     let clusterID: UInt64
     let maxQueuedBytes: Int
+    /// Requests one call may have waiting on the apply thread (``WatchStream``).
+    let maxPendingRequests: Int
     private let streams = Mutex<[WatchStreamID: GRPCServerStream]>([:])
     private let nextStream = Atomic<UInt64>(1)
     /// Since when this member has known no leader (nil: it knows one).
@@ -33,9 +35,10 @@ public final class WatchService: Sendable {
     /// `progressInterval`: how often watchers that asked for progress
     /// notifications get one (etcd: 10 minutes).
     public init(
-        node: NodeLoop<KVReplica>, clusterID: UInt64, maxQueuedBytes: Int = 4 << 20,
+        node: NodeLoop<KVReplica>, clusterID: UInt64, maxQueuedBytes: Int = 4 << 20, maxPendingRequests: Int = 100_000,
         progressInterval: Duration = .seconds(600), on eventLoop: any EventLoop
     ) {
+        self.maxPendingRequests = maxPendingRequests
         self.node = node
         self.clusterID = clusterID
         self.maxQueuedBytes = maxQueuedBytes
@@ -190,14 +193,13 @@ struct WatchKey: Hashable {
 /// One `Watch` call.
 ///
 /// Requests wait on the apply thread; a client that sends more than
-/// ``maxPending`` before they are handled is refused (etcd stops reading the
-/// stream, which blocks such a client), and a progress request while one is
-/// still waiting is answered by that one.
+/// `maxPendingRequests` before they are handled is refused (etcd stops reading the
+/// stream, which blocks such a client), and a progress request made right
+/// after another that still waits is answered by that one.
 final class WatchStream: GRPCStreamReceiver {
     let service: WatchService
     let id: WatchStreamID
     let stream: GRPCServerStream
-    static let maxPending = 1_000
     /// Counted here, on the event loop, and on the apply thread.
     private final class Pending: Sendable {
         let requests = Atomic<Int>(0)
@@ -223,12 +225,15 @@ final class WatchStream: GRPCStreamReceiver {
         let done: @Sendable () -> Void = { pending.requests.subtract(1, ordering: .relaxed) }
         var begin: @Sendable () -> Void = {}
         if case .progressRequest? = request.requestUnion {
-            // One waiting progress request answers any made meanwhile: it
-            // reads the revision after they all arrived.
+            // A waiting progress request answers those made right after it:
+            // it reads the revision after they all arrived.
             guard !pending.progress.exchange(true, ordering: .relaxed) else { return }
             begin = { pending.progress.store(false, ordering: .relaxed) }
+        } else {
+            // Not across a create or cancel: the answer must come after it.
+            pending.progress.store(false, ordering: .relaxed)
         }
-        guard pending.requests.add(1, ordering: .relaxed).newValue <= Self.maxPending else {
+        guard pending.requests.add(1, ordering: .relaxed).newValue <= service.maxPendingRequests else {
             pending.requests.subtract(1, ordering: .relaxed)
             ended = true
             stream.finish(GRPCStatus(code: 8, message: "too many watch requests waiting"))

@@ -12,6 +12,8 @@ extension KVReplica {
         leading = isLeader
         revoking = [:]
         staleCheckpoints = []
+        revokeTokens = Self.revokesPerSecond / 2
+        lastRevokeTick = now()
         if isLeader {
             lessor.promote(machine.leases, now: now(), extra: promotionGrace)
         } else {
@@ -19,14 +21,24 @@ extension KVReplica {
         }
     }
 
+    /// Revocations proposed per second at most (etcd's leaseRevokeRate): a
+    /// mass expiry (many clients gone at once) becomes a steady stream of
+    /// small entries, not one apply that holds up everything behind it.
+    static let revokesPerSecond = 1_000.0
+
     /// Expired leases become revoke proposals (one each, as etcd proposes
-    /// them; re-proposed after 3 s if not applied); due checkpoints and cleared
-    /// checkpoints become one checkpoint proposal.
+    /// them; the longest expired first, within the rate; re-proposed after
+    /// 3 s if not applied); due checkpoints and cleared checkpoints become one
+    /// checkpoint proposal.
     public func leaderTick() -> [[UInt8]] {
         guard leading else { return [] }
         let time = now()
         var out: [[UInt8]] = []
+        revokeTokens = min(revokeTokens + max(time - lastRevokeTick, 0) * Self.revokesPerSecond, Self.revokesPerSecond / 2)
+        lastRevokeTick = time
         for id in lessor.expired(now: time) where (revoking[id].map { time - $0 >= 3 } ?? true) {
+            guard revokeTokens >= 1 else { break }
+            revokeTokens -= 1
             revoking[id] = time
             var command = Ensemble_V1_Command()
             command.leaseRevoke.id = id
@@ -71,6 +83,16 @@ extension KVReplica {
             // Applied or already gone: either way it no longer counts down.
             lessor.revoked(id)
             revoking[id] = nil
+        case let (.leaseCheckpoint(checkpoints), _):
+            // A keep-alive between proposing a checkpoint and applying it left
+            // a lower remaining TTL in the log than the lease has: cleared in
+            // the next tick, so a new leader does not start from it.
+            let time = now()
+            for checkpoint in checkpoints where checkpoint.remainingTTL > 0 {
+                if lessor.remaining(checkpoint.id, now: time) > checkpoint.remainingTTL + 1 {
+                    staleCheckpoints.insert(checkpoint.id)
+                }
+            }
         default:
             break
         }

@@ -27,6 +27,9 @@ public final class KVReplica: ReplicatedStateMachine {
     var revoking: [LeaseID: Double] = [:]
     /// Leases whose stale checkpoint a keep-alive made obsolete; cleared by the next tick.
     var staleCheckpoints: Set<LeaseID> = []
+    /// Revocations the leader may still propose now, and when it last counted.
+    var revokeTokens = 0.0
+    var lastRevokeTick = 0.0
     /// Seconds on a monotonic clock; injected by tests.
     let now: @Sendable () -> Double
     /// Grace added to every lease when this member becomes leader, covering the

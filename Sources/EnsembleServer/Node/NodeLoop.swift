@@ -304,12 +304,17 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// up to its commit index: what `body` sees includes every write
     /// committed before the call (etcd's ensureLeadership and
     /// waitAppliedIndex, which lease renewals need). Fails as a linearizable
-    /// read does: no leader, a change of leader, the request timeout.
+    /// read does: no leader, a change of leader, the request timeout — which
+    /// counts here too when the loop itself is stuck (a stalled disk), so the
+    /// caller hears of it and its client can move to another member.
     public func withMachineConfirmed<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T) async throws(NodeError) -> T {
         let result: Result<T, NodeError> = await withCheckedContinuation { continuation in
             let once = Mutex(Optional(continuation))
             let resume: @Sendable (Result<T, NodeError>) -> Void = { value in
                 once.withLock { $0.take() }?.resume(returning: value)
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + options.requestTimeout.inSeconds) {
+                resume(.failure(.leaderChanged))
             }
             let serve = Applier<Machine>.Job.perform({ machine in resume(.success(body(machine))) }, refused: { resume(.failure(.stopped)) })
             enqueue(.read(ReadJob(serve: serve, fail: { resume(.failure($0)) }), linearizable: true))
