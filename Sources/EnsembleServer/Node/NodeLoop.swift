@@ -101,6 +101,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         let published: Mutex<NodeStatus>
         /// Proposals and reads made through the public API, not yet answered.
         let inFlight = Atomic<Int>(0)
+        /// Whether this member is a learner, readable on every request.
+        let learner = Atomic<Bool>(false)
 
         init(id: NodeID) { published = Mutex(NodeStatus(id: id)) }
 
@@ -253,6 +255,10 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     }
 
     public var status: NodeStatus { shared.published.withLock { $0 } }
+
+    /// Whether this member is a learner (a non-voting member catching up), as
+    /// of the last cycle; cheaper than ``status``.
+    public var isLearner: Bool { shared.learner.load(ordering: .relaxed) }
 
     /// Proposes `data`; returns what applying it produced once it is committed
     /// and applied here. A follower forwards it to its leader; while no
@@ -798,6 +804,8 @@ extension NodeLoop {
             appliedIndex: 0, voters: raft.confState.voters, learners: raft.confState.learners,
             running: true, matchIndexes: raft.matchIndexes, activePeers: raft.activePeers, pendingProposals: proposals.count,
             snapshotIndex: lastSnapshotIndex)
+        let learner = raft.confState.learners.contains(id)
+        if shared.learner.load(ordering: .relaxed) != learner { shared.learner.store(learner, ordering: .relaxed) }
         shared.published.withLock { published in
             // The applier raises the applied index on its own; never lower it.
             status.appliedIndex = max(published.appliedIndex, applier.appliedIndex.load(ordering: .relaxed))

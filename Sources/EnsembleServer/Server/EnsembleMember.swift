@@ -297,6 +297,8 @@ public final class EnsembleMember: @unchecked Sendable {
         }
         MemberEndpoints(node: node, metrics: metrics, space: space).install(on: &routes)
         forwarder.install(on: &routes)
+        let node = self.node
+        LearnerGate.install(on: &routes) { node.isLearner }
         router.install(routes)
     }
 
