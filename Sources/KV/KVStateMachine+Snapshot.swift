@@ -197,7 +197,8 @@ public struct FrozenKVState: @unchecked Sendable {
     public func hashKV(revision: Int64 = 0) throws(KVError) -> (hash: UInt32, revision: Int64, compactRevision: Int64) {
         let at = revision > 0 ? revision : self.revision
         if at > self.revision { throw .futureRevision }
-        if at < compacted { throw .compacted }
+        // etcd's HashByRev: a revision asked for at or below the compaction is gone.
+        if revision > 0 ? at <= compacted : at < compacted { throw .compacted }
         var h: UInt32 = 2_166_136_261
         func mix(_ bytes: [UInt8]) {
             for byte in bytes { h = (h ^ UInt32(byte)) &* 16_777_619 }

@@ -20,8 +20,8 @@ public struct Member: Sendable, Hashable {
 /// The replicated member directory: who is in the cluster and where to reach
 /// them, changed in log order by membership changes (Raft configuration
 /// changes carrying the member's record) and by members publishing their own
-/// attributes. Removed ids are remembered and never come back (etcd refuses
-/// them with "ID removed").
+/// attributes. Removed ids are remembered and never come back (etcd's
+/// ErrIDRemoved, which its API answers as "member not found").
 public struct MemberTable: Sendable, Equatable {
     /// Set by the bootstrap entries; 0 until then.
     public internal(set) var clusterID: UInt64 = 0

@@ -48,6 +48,9 @@ import Testing
         (code, output) = try await f.run(f.leaderPort, ["--endpoints=\(endpoints)", "move-leader", String(target.id, radix: 16)])
         #expect(code == 0 && output.contains("Leadership transferred"), "\(output)")
         #expect(f.cluster.status(of: target.id)?.role == .leader)
+        // To the leader itself: nothing to do, and a success (as etcd).
+        (code, output) = try await f.run(f.leaderPort, ["--endpoints=\(endpoints)", "move-leader", String(target.id, radix: 16)])
+        #expect(code == 0 && output.contains("Leadership transferred"), "\(output)")
         await f.close()
     }
 

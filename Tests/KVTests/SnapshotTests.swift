@@ -140,6 +140,16 @@ import Testing
         #expect(try a.hashKV(revision: a.store.revision).hash == b2.hashKV(revision: a.store.revision).hash,
                 "hashing at an earlier revision ignores later changes")
         #expect(throws: KVError.futureRevision) { try a.hashKV(revision: a.store.revision + 1) }
+
+        // etcd's HashByRev: at or below the compaction is gone; the current
+        // revision stays hashable when it is the compaction; never compacted is -1.
+        let fresh = KVStateMachine()
+        _ = fresh.apply(.put(PutRequest(key: b("k"), value: b("1"))))
+        #expect(try fresh.hashKV().compactRevision == -1)
+        _ = fresh.apply(.put(PutRequest(key: b("k"), value: b("2"))))
+        _ = fresh.apply(.compact(revision: 3))
+        #expect(throws: KVError.compacted) { try fresh.hashKV(revision: 3) }
+        #expect(try fresh.hashKV().compactRevision == 3)
     }
 
     /// Damaged snapshots are refused with an error, never a crash, and leave the

@@ -71,7 +71,14 @@ final class Inbox: Sendable {
         await b.shutdown()
         // The peer comes back on the same port; sends resume after backoff.
         b = NIOPeerTransport(group: group)
-        _ = try await b.listen(host: "127.0.0.1", port: port)
+        // A connection accepted while shutting down may hold the port a
+        // moment longer (CI saw EADDRINUSE once): retried for up to 5 s.
+        var rebound = false
+        for _ in 0..<50 where !rebound {
+            rebound = (try? await b.listen(host: "127.0.0.1", port: port)) != nil
+            if !rebound { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        try #require(rebound, "port \(port) stayed in use")
         let second = Inbox()
         b.register(2) { second.add($0) }
         try await sendUntilDelivered(a, [Message(kind: .heartbeat, from: 1, to: 2, term: 2)], to: second, count: 1)

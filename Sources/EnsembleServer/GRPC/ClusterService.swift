@@ -95,7 +95,7 @@ public struct ClusterService: Sendable {
         }
         let table: MemberTable
         do { table = try await directory() } catch { return .failure(KVService.status(error)) }
-        if table.removed.contains(request.id) { return .failure(Self.status(.idRemoved)) }
+        // A removed id is "member not found", as etcd maps ErrIDRemoved.
         guard table.members[request.id] != nil else { return .failure(Self.status(.notFound)) }
         switch await apply(ConfChange(.remove, node: request.id)) {
         case let .success(members):

@@ -101,7 +101,8 @@ public struct MaintenanceService: Sendable {
             var response = Etcdserverpb_HashKVResponse()
             response.header = header(revision: revision)
             response.hash = hash
-            response.compactRevision = max(compacted, 0)
+            // -1 for a store never compacted, as etcd's compactMainRev.
+            response.compactRevision = compacted
             return KVService.serialize(response)
         case let .failure(status):
             return .failure(status)
@@ -185,10 +186,11 @@ public struct MaintenanceService: Sendable {
         guard status.role == .leader else {
             return .failure(GRPCStatus(code: 9, message: "etcdserver: not leader"))
         }
-        guard request.targetID != status.id, status.voters.contains(request.targetID) else {
+        guard status.voters.contains(request.targetID) else {
             return .failure(GRPCStatus(code: 9, message: "etcdserver: bad leader transferee"))
         }
-        node.transferLeadership(to: request.targetID)
+        // To itself: nothing to transfer (etcd answers success at once).
+        if request.targetID != status.id { node.transferLeadership(to: request.targetID) }
         let deadline = ContinuousClock.now + .seconds(7)
         while ContinuousClock.now < deadline {
             if node.status.leader == request.targetID {
