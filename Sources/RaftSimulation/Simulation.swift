@@ -301,7 +301,7 @@ public final class Simulation {
             change = ConfChange(.addLearner, node: next)
         case 1:
             guard let learner = pick(conf.learners) else { return }
-            change = ConfChange(.addVoter, node: learner)
+            change = ConfChange(random.next() % 2 == 0 ? .promote : .addVoter, node: learner)
         case 2:
             guard conf.voters.count > 1, let voter = pick(conf.voters) else { return }
             change = ConfChange(.remove, node: voter)

@@ -86,6 +86,24 @@ import Testing
         #expect(proposeChange(cluster, 1, ConfChange(.remove, node: 1)) == .invalidConfChange(.noVotersLeft))
         #expect(proposeChange(cluster, 1, ConfChange(.addVoter, node: 0)) == .invalidConfChange(.invalidNode))
         #expect(proposeChange(cluster, 2, ConfChange(.addVoter, node: 3)) != nil)
+        #expect(proposeChange(cluster, 1, ConfChange(.remove, node: 7)) == .invalidConfChange(.notMember))
+        #expect(proposeChange(cluster, 1, ConfChange(.promote, node: 1)) == .invalidConfChange(.notLearner))
+        #expect(proposeChange(cluster, 1, ConfChange(.promote, node: 7)) == .invalidConfChange(.notLearner))
+    }
+
+    /// A promotion committed after the learner's removal (each proposed
+    /// while the other was not yet applied on the proposer) is ignored when
+    /// applied: it must not add a voter that no process runs. A removal of a
+    /// node already gone is ignored the same way.
+    @Test func aPromotionOrRemovalOfANodeNoLongerThereIsIgnoredWhenApplied() throws {
+        let base = ConfState(voters: [1, 2, 3], learners: [4])
+        let removed = try base.applying(ConfChange(.remove, node: 4))
+        #expect(throws: ConfChangeError.notLearner) { try removed.applying(ConfChange(.promote, node: 4)) }
+        #expect(throws: ConfChangeError.notMember) { try removed.applying(ConfChange(.remove, node: 4)) }
+        #expect(try base.applying(ConfChange(.promote, node: 4)) == ConfState(voters: [1, 2, 3, 4], learners: []))
+        // The log form of a promotion.
+        let promote = ConfChange(.promote, node: 4)
+        #expect(ConfChange(decoding: promote.encoded()) == promote)
     }
 
     @Test func confChangeEncodingRoundTrips() {

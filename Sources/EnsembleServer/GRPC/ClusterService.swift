@@ -147,7 +147,7 @@ public struct ClusterService: Sendable {
             let learnerMatch = leader.matchIndexes[request.id] ?? 0
             if Double(learnerMatch) < Double(leaderMatch) * 0.9 { return .failure(Self.status(.learnerNotReady)) }
         }
-        switch await apply(ConfChange(.addVoter, node: request.id)) {
+        switch await apply(ConfChange(.promote, node: request.id)) {
         case let .success(members):
             var response = Etcdserverpb_MemberPromoteResponse()
             response.header = header(table)
@@ -164,6 +164,11 @@ public struct ClusterService: Sendable {
             result = try await routing.proposeConfChange(change)
         } catch let NodeError.proposalDropped(why) where why.contains("confChangeInProgress") {
             return .failure(.unavailable("etcdserver: unhealthy cluster"))
+        } catch let NodeError.proposalDropped(why) where why.contains("notLearner") {
+            // The configuration changed since the directory was read.
+            return .failure(Self.status(.notLearner))
+        } catch let NodeError.proposalDropped(why) where why.contains("notMember") {
+            return .failure(Self.status(.notFound))
         } catch {
             return .failure(KVService.status(error))
         }

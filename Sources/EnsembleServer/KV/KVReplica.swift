@@ -157,7 +157,11 @@ public final class KVReplica: ReplicatedStateMachine {
     /// cluster id).
     public func applyConfChange(_ change: ConfChange, accepted: Bool, index: UInt64) -> Result? {
         guard accepted else {
-            return .failure(.member(change.kind == .remove ? .notFound : .idExists))
+            switch change.kind {
+            case .remove: return .failure(.member(.notFound))
+            case .promote: return .failure(.member(.notLearner))
+            case .addVoter, .addLearner: return .failure(.member(.idExists))
+            }
         }
         let context = (try? Ensemble_V1_MemberContext(serializedBytes: change.context)) ?? Ensemble_V1_MemberContext()
         let record = context.hasMember
@@ -166,7 +170,7 @@ public final class KVReplica: ReplicatedStateMachine {
             : nil
         let kind: MemberChange.Kind
         switch change.kind {
-        case .addVoter: kind = .addVoter
+        case .addVoter, .promote: kind = .addVoter
         case .addLearner: kind = .addLearner
         case .remove: kind = .remove
         }

@@ -10,8 +10,12 @@ public struct ConfChange: Sendable, Hashable {
         case addVoter = 0
         /// Adds a learner (non-voting member that replicates), or demotes a voter.
         case addLearner = 1
-        /// Removes a voter or a learner.
+        /// Removes a voter or a learner; refused for a node that is neither.
         case remove = 2
+        /// Promotes a learner to voter; refused for a node that is not a
+        /// learner (when applied too: a promotion that arrives after the
+        /// learner's removal must not add a voter nobody runs).
+        case promote = 3
     }
 
     public var kind: Kind
@@ -60,8 +64,13 @@ extension ConfState {
             voters.removeAll { $0 == change.node }
             if !learners.contains(change.node) { learners.append(change.node) }
         case .remove:
+            guard voters.contains(change.node) || learners.contains(change.node) else { throw .notMember }
             voters.removeAll { $0 == change.node }
             learners.removeAll { $0 == change.node }
+        case .promote:
+            guard learners.contains(change.node) else { throw .notLearner }
+            learners.removeAll { $0 == change.node }
+            voters.append(change.node)
         }
         if voters.isEmpty { throw .noVotersLeft }
         return ConfState(voters: voters, learners: learners)
@@ -72,4 +81,8 @@ extension ConfState {
 public enum ConfChangeError: Error, Sendable, Hashable {
     case invalidNode
     case noVotersLeft
+    /// Removing a node that is not in the configuration.
+    case notMember
+    /// Promoting a node that is not a learner.
+    case notLearner
 }
