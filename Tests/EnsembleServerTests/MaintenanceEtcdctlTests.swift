@@ -9,7 +9,8 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(2))) struct MaintenanceEtcdctlTests {
     @Test func statusHashesHealthSnapshotDefragAndMoveLeader() async throws {
         let f = try await DevClusterFixture()
-        for i in 0..<20 { _ = try await f.run(f.leaderPort, "put", "k\(i)", String(repeating: "v", count: 100)) }
+        // 100 KB in all: the snapshot below goes out in several 32 KiB chunks.
+        for i in 0..<20 { _ = try await f.run(f.leaderPort, "put", "k\(i)", String(repeating: "v", count: 5_000)) }
         // A put is answered once committed on the leader; followers apply it
         // a heartbeat later, which a loaded machine may stretch.
         try await f.waitUntilEveryMemberHas("k19")
@@ -30,7 +31,7 @@ import Testing
         (code, output) = try await f.run(f.followerPort, "snapshot", "save", file)
         #expect(code == 0 && output.contains("Snapshot saved at \(file)"), "\(output)")
         let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
-        #expect(size > 20 * 100, "the whole state: \(size) bytes")
+        #expect(size > 20 * 5_000, "the whole state: \(size) bytes")
         // The file is the state, checked by its SHA-256: it restores a replica.
         let state = try MaintenanceService.state(inSnapshotFile: Array(try Data(contentsOf: URL(fileURLWithPath: file))))
         let restored = KVReplica()

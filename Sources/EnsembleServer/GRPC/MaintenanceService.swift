@@ -4,6 +4,7 @@ import Foundation
 import KV
 import Raft
 import SwiftProtobuf
+import Synchronization
 
 /// etcd's Maintenance service: Status, Hash, HashKV, Alarm, Defragment,
 /// Snapshot and MoveLeader, answered from the member's applied state and
@@ -203,26 +204,24 @@ public struct MaintenanceService: Sendable {
         return .failure(GRPCStatus(code: 14, message: "etcdserver: request timed out, leader transfer took too long"))
     }
 
-    /// The whole applied state as a snapshot file, laid out the way etcd's
-    /// clients check one: a body whose size is a multiple of 512 (etcd's is a
-    /// bbolt file of whole pages), then the body's SHA-256, so a truncated or
-    /// damaged file is detected. The body is the state, zero padding, and the
-    /// state's length as a little-endian UInt64 in its last 8 bytes.
-    /// The state is frozen on the node loop (O(1), copy-on-write) and encoded
-    /// here, so a large state does not stop the loop.
-    func snapshotBytes() async -> (bytes: [UInt8], revision: Int64)? {
-        guard let (encode, revision) = await node.withMachine({ ($0.freezeSnapshot(), $0.machine.store.revision) }) else {
-            return nil
-        }
-        return (Self.snapshotFile(state: encode()), revision)
+    /// A snapshot file, laid out the way etcd's clients check one: a body
+    /// whose size is a multiple of 512 (etcd's is a bbolt file of whole
+    /// pages), then the body's SHA-256, so a truncated or damaged file is
+    /// detected. The body is the state, zero padding, and the state's length
+    /// as a little-endian UInt64 in its last 8 bytes. The Snapshot call
+    /// streams this layout (``SnapshotStream``); this builds it whole (tests).
+    public static func snapshotFile(state: [UInt8]) -> [UInt8] {
+        var body = state
+        body += snapshotTrailer(stateCount: state.count)
+        return body + Array(SHA256.hash(data: body))
     }
 
-    public static func snapshotFile(state: [UInt8]) -> [UInt8] {
-        let size = (state.count + 8 + 511) / 512 * 512
-        var body = state
-        body.append(contentsOf: repeatElement(0, count: size - state.count - 8))
-        withUnsafeBytes(of: UInt64(state.count).littleEndian) { body.append(contentsOf: $0) }
-        return body + Array(SHA256.hash(data: body))
+    /// The padding and length that end a snapshot body of `stateCount` bytes of state.
+    static func snapshotTrailer(stateCount: Int) -> [UInt8] {
+        let size = (stateCount + 8 + 511) / 512 * 512
+        var trailer = [UInt8](repeating: 0, count: size - stateCount - 8)
+        withUnsafeBytes(of: UInt64(stateCount).littleEndian) { trailer.append(contentsOf: $0) }
+        return trailer
     }
 
     /// The state inside a snapshot file, after checking its hash and layout.
@@ -247,49 +246,97 @@ public struct MaintenanceService: Sendable {
 
 /// One `Snapshot` call: the client sends its request, then gets the snapshot in
 /// chunks, each saying how many bytes remain.
+///
+/// The state is frozen on the apply thread (cheap, copy-on-write) and encoded
+/// on a thread of its own straight into the stream, a chunk at a time, with
+/// the SHA-256 computed as it goes: memory stays at a few chunks whatever the
+/// store's size (it held the whole state three times over before), and a
+/// client that goes away stops the encoding.
 final class SnapshotStream: GRPCStreamReceiver {
     let service: MaintenanceService
-    let stream: GRPCServerStream
+    let sender: SnapshotSender
     private var started = false
 
     init(service: MaintenanceService, stream: GRPCServerStream) {
         self.service = service
-        self.stream = stream
+        self.sender = SnapshotSender(stream: stream)
     }
 
     func received(_ message: [UInt8]) {
         guard !started else { return }
         started = true
         let service = self.service
-        let stream = self.stream
-        Task {
-            guard let (bytes, revision) = await service.snapshotBytes() else {
-                stream.finish(KVService.status(NodeError.stopped))
-                return
-            }
-            let header = service.header(revision: revision)
-            var offset = 0
-            repeat {
-                let end = min(offset + MaintenanceService.snapshotChunk, bytes.count)
-                var response = Etcdserverpb_SnapshotResponse()
-                response.header = header
-                response.blob = Data(bytes[offset..<end])
-                response.remainingBytes = UInt64(bytes.count - end)
-                guard let encoded = try? response.serializedBytes() as [UInt8] else {
-                    stream.finish(.internal("cannot encode the snapshot"))
-                    return
-                }
-                // Keep memory bounded for a slow reader.
-                while stream.queuedBytes > 4 << 20 { try? await Task.sleep(for: .milliseconds(5)) }
-                stream.send(encoded)
-                offset = end
-            } while offset < bytes.count
-            stream.finish(.ok)
-        }
+        let sender = self.sender
+        service.node.perform(
+            { replica in
+                let frozen = replica.freezeSnapshotStream()
+                let header = service.header(revision: replica.machine.store.revision)
+                DispatchQueue.global().async { sender.send(frozen, header: header) }
+            }, refused: { sender.stream.finish(KVService.status(NodeError.stopped)) })
     }
 
     func clientFinished() {}
-    func closed() {}
+    func closed() { sender.ended.store(true, ordering: .relaxed) }
+}
+
+/// Encodes a frozen state into a Snapshot call (on a dispatch thread: it waits
+/// for the client when more than ``maxQueued`` bytes are queued).
+final class SnapshotSender: Sendable {
+    let stream: GRPCServerStream
+    /// Set when the call is over: the encoder stops at its next chunk.
+    let ended = Atomic<Bool>(false)
+    static let maxQueued = 4 << 20
+
+    init(stream: GRPCServerStream) { self.stream = stream }
+
+    func send(_ frozen: FrozenSnapshot, header: Etcdserverpb_ResponseHeader) {
+        let chunk = MaintenanceService.snapshotChunk
+        let stateCount = frozen.count()
+        let trailer = MaintenanceService.snapshotTrailer(stateCount: stateCount)
+        var remaining = stateCount + trailer.count + 32
+        var hasher = SHA256()
+        var pending: [UInt8] = []
+        pending.reserveCapacity(chunk)
+        var encoded = 0
+        // Sends `pending` as one chunk; false once the call is over.
+        func flush() -> Bool {
+            while stream.queuedBytes > Self.maxQueued && !ended.load(ordering: .relaxed) { usleep(2_000) }
+            if ended.load(ordering: .relaxed) { return false }
+            remaining -= pending.count
+            var response = Etcdserverpb_SnapshotResponse()
+            response.header = header
+            response.blob = Data(pending)
+            response.remainingBytes = UInt64(remaining)
+            pending.removeAll(keepingCapacity: true)
+            guard let bytes = try? response.serializedBytes() as [UInt8] else { return false }
+            stream.send(bytes)
+            return true
+        }
+        func add(_ bytes: [UInt8]) -> Bool {
+            var start = 0
+            while start < bytes.count {
+                let end = min(start + chunk - pending.count, bytes.count)
+                pending += bytes[start..<end]
+                start = end
+                if pending.count == chunk, !flush() { return false }
+            }
+            return true
+        }
+        let complete = frozen.write(chunk) { piece in
+            encoded += piece.count
+            hasher.update(data: piece)
+            return add(piece)
+        }
+        guard complete, encoded == stateCount else {
+            // Stopped by the client, or the state's size differs from its
+            // count (a bug): no file that could pass its checks goes out.
+            if !ended.load(ordering: .relaxed) { stream.finish(.internal("the snapshot could not be encoded")) }
+            return
+        }
+        hasher.update(data: trailer)
+        guard add(trailer), add(Array(hasher.finalize())), pending.isEmpty || flush() else { return }
+        stream.finish(.ok)
+    }
 }
 
 extension Alarm.Kind {
