@@ -68,6 +68,15 @@ import Testing
         #expect(Duration.milliseconds(1500).nanosecondsSaturated == 1_500_000_000)
     }
 
+    /// Peer URLs as etcd's types.NewURLs takes them (MemberAdd, MemberUpdate).
+    @Test func peerURLsAreTrimmedSortedAndWithoutPath() {
+        #expect(ClusterService.peerURLs(["http://b:2380", " http://a:2380 "]) == ["http://a:2380", "http://b:2380"])
+        #expect(ClusterService.peerURLs(["http://a:2380/"]) == nil, "a path, even /")
+        #expect(ClusterService.peerURLs(["http://a"]) == nil, "no port")
+        #expect(ClusterService.peerURLs(["ftp://a:21"]) == nil)
+        #expect(ClusterService.peerURLs([]) == nil)
+    }
+
     @Test func grpcMessageIsPercentEncoded() {
         #expect(GRPCStatus.percentEncode("etcdserver: 100% done\n") == "etcdserver: 100%25 done%0A")
     }

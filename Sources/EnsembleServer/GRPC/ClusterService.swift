@@ -56,14 +56,13 @@ public struct ClusterService: Sendable {
     }
 
     func memberAdd(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
-        guard let request = try? Etcdserverpb_MemberAddRequest(serializedBytes: bytes) else {
+        guard var request = try? Etcdserverpb_MemberAddRequest(serializedBytes: bytes) else {
             return .failure(.invalidArgument("malformed MemberAddRequest"))
         }
         let table: MemberTable
         do { table = try await directory() } catch { return .failure(KVService.status(error)) }
-        guard !request.peerUrls.isEmpty, request.peerUrls.allSatisfy(Self.isValidURL) else {
-            return .failure(Self.status(.badURLs))
-        }
+        guard let urls = Self.peerURLs(request.peerUrls) else { return .failure(Self.status(.badURLs)) }
+        request.peerUrls = urls
         if table.member(usingPeerURLs: request.peerUrls) != nil { return .failure(Self.status(.peerURLExists)) }
         // etcd 3.4 allows one learner at a time.
         if request.isLearner && table.members.values.contains(where: \.isLearner) {
@@ -109,12 +108,11 @@ public struct ClusterService: Sendable {
     }
 
     func memberUpdate(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
-        guard let request = try? Etcdserverpb_MemberUpdateRequest(serializedBytes: bytes) else {
+        guard var request = try? Etcdserverpb_MemberUpdateRequest(serializedBytes: bytes) else {
             return .failure(.invalidArgument("malformed MemberUpdateRequest"))
         }
-        guard !request.peerUrls.isEmpty, request.peerUrls.allSatisfy(Self.isValidURL) else {
-            return .failure(Self.status(.badURLs))
-        }
+        guard let urls = Self.peerURLs(request.peerUrls) else { return .failure(Self.status(.badURLs)) }
+        request.peerUrls = urls
         var command = Ensemble_V1_Command()
         command.memberPeerUrls.id = request.id
         command.memberPeerUrls.peerUrls = request.peerUrls
@@ -184,10 +182,20 @@ public struct ClusterService: Sendable {
         GRPCStatus(code: error.grpcCode, message: error.description)
     }
 
-    /// etcd accepts `scheme://host:port` URLs with http or https.
+    /// Peer URLs as etcd's `types.NewURLs` takes them: each trimmed of
+    /// spaces (etcdctl splits `--peer-urls` on commas only), a
+    /// `scheme://host:port` with no path, sorted; nil if any is not.
+    static func peerURLs(_ given: [String]) -> [String]? {
+        let trimmed = given.map { $0.trimmingCharacters(in: .whitespaces) }
+        guard !trimmed.isEmpty, trimmed.allSatisfy(isValidURL) else { return nil }
+        return trimmed.sorted()
+    }
+
+    /// etcd accepts `scheme://host:port` URLs with http or https (and unix
+    /// sockets), and no path.
     static func isValidURL(_ string: String) -> Bool {
         guard let url = URL(string: string), let scheme = url.scheme, ["http", "https", "unix", "unixs"].contains(scheme),
-            let host = url.host, !host.isEmpty, url.port != nil, url.path.isEmpty || url.path == "/"
+            let host = url.host, !host.isEmpty, url.port != nil, url.path.isEmpty
         else { return false }
         return true
     }
