@@ -66,6 +66,11 @@ public struct Lessor: Sendable {
     }
 
     /// Leases whose deadline has passed, in id order: propose their revocation.
+    /// Whether `id` counts down here and its deadline has passed.
+    public func isExpired(_ id: LeaseID, now: Double) -> Bool {
+        deadlines[id].map { $0 <= now } ?? false
+    }
+
     public func expired(now: Double) -> [LeaseID] {
         // The longest expired first: under a revocation rate limit they go first.
         deadlines.filter { $0.value <= now }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)

@@ -172,7 +172,7 @@ public final class WatchHub {
         let start = catchUpCursor.flatMap { cursor in
             order.firstIndex { ($0.stream, $0.id) > (cursor.stream, cursor.id) }
         } ?? 0
-        let share = max(budget / min(order.count, maxWatchersPerCatchUp), maxEventsPerResponse)
+        let share = max(budget / max(min(order.count, maxWatchersPerCatchUp), 1), maxEventsPerResponse)
         var out: [WatchDelivery] = []
         var left = budget
         var visited = 0

@@ -6,9 +6,9 @@ import Testing
 
 /// The apply thread on its own: when the machine hears that its member leads.
 @Suite struct ApplierTests {
-    func started(_ machine: RegisterMachine) -> Applier<RegisterMachine> {
+    func started(_ machine: RegisterMachine, failed: @escaping @Sendable (any Error) -> Void = { _ in }) -> Applier<RegisterMachine> {
         let hooks = Applier<RegisterMachine>.Hooks(
-            propose: { _ in }, snapshotWritten: { _, _, _ in }, failed: { _ in }, applied: { _ in })
+            propose: { _ in }, snapshotWritten: { _, _, _ in }, failed: failed, applied: { _ in })
         let applier = Applier(
             machine: machine, snapshot: SnapshotMetadata(term: 1, confState: ConfState(voters: [1, 2, 3])), snapshotBytes: 0,
             snapshotEvery: 1_000_000, snapshotLogRatio: 1, storageDirectory: NSTemporaryDirectory(), observer: nil,
@@ -58,5 +58,23 @@ import Testing
         applier.post(.roleChanged(isLeader: false, term: 3))
         applier.post(.entries([Entry(term: 4, index: 1)], conf: ConfState(voters: [1, 2, 3]), waiters: []))
         #expect(promoted(applier, machine) == nil)
+    }
+
+    /// A committed membership change of a kind this binary cannot read stops
+    /// the member instead of being skipped (it would count another quorum).
+    @Test func anUnreadableMembershipChangeStopsTheMember() {
+        let machine = RegisterMachine()
+        let failure = Mutex<String?>(nil)
+        let applier = started(machine) { error in failure.withLock { $0 = "\(error)" } }
+        defer { applier.stop() }
+        applier.post(.entries(
+            [Entry(term: 1, index: 1, kind: .confChange, data: [200] + [UInt8](repeating: 0, count: 8)),
+             Entry(term: 1, index: 2, data: RegisterMachine.put("after", "1"))],
+            conf: ConfState(voters: [1, 2, 3]), waiters: []))
+        let done = DispatchSemaphore(value: 0)
+        applier.post(.perform({ _ in done.signal() }, refused: { done.signal() }))
+        done.wait()
+        #expect(failure.withLock { $0 }?.contains("index 1") == true)
+        #expect(machine.read("after") == nil, "nothing after it applies")
     }
 }

@@ -53,6 +53,18 @@ import Testing
         var grant = Etcdserverpb_LeaseGrantRequest()
         grant.ttl = 60
         let lease = try await isolated.leaseGrant(grant, timeout: .seconds(3)).id
+        // Keep-alives on a follower go to the leader in another process: all
+        // answered, in order (a repeated id too, as clientv3 resends).
+        let follower = try await EtcdClient.connect(host: cluster.hosts[others[0]], port: cluster.endpoints[others[0]], group: cluster.group)
+        let forwarded = follower.connection.stream("/etcdserverpb.Lease/LeaseKeepAlive")
+        var once = Etcdserverpb_LeaseKeepAliveRequest()
+        once.id = lease
+        for _ in 0..<3 { forwarded.send(try once.serializedBytes()) }
+        forwarded.finish()
+        var ttls: [Int64] = []
+        for try await answer in forwarded.messages { ttls.append(try Etcdserverpb_LeaseKeepAliveResponse(serializedBytes: answer).ttl) }
+        #expect(ttls == [60, 60, 60], "keep-alives through a follower")
+        await follower.connection.close()
 
         try network.isolate(old)
         // Nor does it renew leases (the majority's leader would expire them

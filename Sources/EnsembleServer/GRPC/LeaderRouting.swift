@@ -94,8 +94,11 @@ public struct LeaderRouting: Sendable {
             if let result = try await attempt(node) { return result }
         } catch .stopped {
             throw NodeError.stopped
+        } catch .outcomeUnknown {
+            // The request timeout passed (a stuck loop): no second round.
+            throw NodeError.outcomeUnknown
         } catch {
-            // The round failed (a change of leader, a timeout): ask again below.
+            // The round failed (a change of leader): ask again below.
         }
         while true {
             let leader = await knownLeader()
@@ -113,6 +116,8 @@ public struct LeaderRouting: Sendable {
                 failure = .leaderChanged
             } catch .stopped {
                 throw NodeError.stopped
+            } catch .outcomeUnknown {
+                throw NodeError.outcomeUnknown
             } catch {
                 failure = error
             }

@@ -153,53 +153,79 @@ public struct LeaseService: Sendable {
     /// (etcd answers an unknown lease with TTL 0, not an error). A follower
     /// hands it to the leader, in this process or another.
     func keepAlive(_ id: LeaseID, forwarding: Bool = true) async -> Result<[UInt8], GRPCStatus> {
-        await keepAlive([id], forwarding: forwarding).map { $0[0] }
+        let (answers, failure) = await keepAlive([id], forwarding: forwarding)
+        if let answer = answers.first { return .success(answer) }
+        return .failure(failure ?? .internal("no answer"))
     }
 
-    /// Keep-alives for `ids` (at least one), answered in order: on the leader
-    /// all in one confirmed round (a client's keep-alives for many leases
-    /// share one stream); a follower forwards them one by one.
-    func keepAlive(_ ids: [LeaseID], forwarding: Bool = true) async -> Result<[[UInt8]], GRPCStatus> {
+    /// Keep-alives for `ids`, answered in order: on the leader all in one
+    /// confirmed round (a client's keep-alives for many leases share one
+    /// stream, and clientv3 resends unanswered ones, so an id may repeat: it
+    /// is renewed once); a follower forwards the distinct ids to the leader at
+    /// once. The answers for a prefix of `ids`, and why the rest got none.
+    func keepAlive(_ ids: [LeaseID], forwarding: Bool = true) async -> (answers: [[UInt8]], failure: GRPCStatus?) {
+        var distinct: [LeaseID] = []
+        var seen: Set<LeaseID> = []
+        for id in ids where seen.insert(id).inserted { distinct.append(id) }
         let renewed: (ttls: [Int64], revision: Int64)
         do {
-            renewed = try await routing.onLeader(confirmed: true) { replica in
+            renewed = try await routing.onLeader(confirmed: true) { [distinct] replica in
                 var ttls: [Int64] = []
-                ttls.reserveCapacity(ids.count)
-                for id in ids {
+                ttls.reserveCapacity(distinct.count)
+                for id in distinct {
                     guard let ttl = replica.renew(id) else { return nil }
                     ttls.append(ttl)
                 }
                 return (ttls, replica.machine.store.revision)
             }
         } catch let NodeError.notLeader(leader) where forwarding {
-            guard let forwarder else { return .failure(KVService.status(NodeError.notLeader(leader: leader))) }
-            var answers: [[UInt8]] = []
-            for id in ids {
-                var request = Etcdserverpb_LeaseKeepAliveRequest()
-                request.id = id
-                guard let bytes = try? request.serializedBytes() as [UInt8],
-                    let forwarded = await forwarder.forward(Self.keepAliveOncePath, bytes, to: leader)
-                else { return .failure(KVService.status(NodeError.notLeader(leader: leader))) }
-                switch forwarded {
-                case let .success(answer): answers.append(answer)
-                case let .failure(status): return .failure(status)
-                }
-            }
-            return .success(answers)
+            return await forward(ids, distinct: distinct, to: leader)
         } catch {
-            return .failure(KVService.status(error))
+            return ([], KVService.status(error))
         }
         let header = headers.header(revision: renewed.revision)
+        let ttls = Dictionary(uniqueKeysWithValues: zip(distinct, renewed.ttls))
         var answers: [[UInt8]] = []
-        for (id, ttl) in zip(ids, renewed.ttls) {
+        for id in ids {
             var response = Etcdserverpb_LeaseKeepAliveResponse()
             response.header = header
             response.id = id
-            response.ttl = ttl
-            guard case let .success(bytes) = KVService.serialize(response) else { return .failure(.internal("cannot encode")) }
+            response.ttl = ttls[id] ?? 0
+            guard case let .success(bytes) = KVService.serialize(response) else { return (answers, .internal("cannot encode")) }
             answers.append(bytes)
         }
-        return .success(answers)
+        return (answers, nil)
+    }
+
+    /// Keep-alives handed to a leader in another process, all at once, each
+    /// as ``keepAliveOncePath``; answered in request order up to the first
+    /// that failed.
+    private func forward(_ ids: [LeaseID], distinct: [LeaseID], to leader: NodeID) async -> (answers: [[UInt8]], failure: GRPCStatus?) {
+        guard let forwarder else { return ([], KVService.status(NodeError.notLeader(leader: leader))) }
+        let results = await withTaskGroup(of: (LeaseID, Result<[UInt8], GRPCStatus>).self) { group in
+            for id in distinct {
+                group.addTask {
+                    var request = Etcdserverpb_LeaseKeepAliveRequest()
+                    request.id = id
+                    guard let bytes = try? request.serializedBytes() as [UInt8],
+                        let forwarded = await forwarder.forward(Self.keepAliveOncePath, bytes, to: leader)
+                    else { return (id, .failure(KVService.status(NodeError.notLeader(leader: leader)))) }
+                    return (id, forwarded)
+                }
+            }
+            var results: [LeaseID: Result<[UInt8], GRPCStatus>] = [:]
+            for await (id, result) in group { results[id] = result }
+            return results
+        }
+        var answers: [[UInt8]] = []
+        for id in ids {
+            switch results[id] {
+            case let .success(answer)?: answers.append(answer)
+            case let .failure(status)?: return (answers, status)
+            case nil: return (answers, .internal("no answer"))
+            }
+        }
+        return (answers, nil)
     }
 }
 
@@ -263,12 +289,11 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
         loop.makeFutureWithTask { await service.keepAlive(ids) }.whenSuccess { result in
             let receiver = bound.value
             receiver.busy = false
-            switch result {
-            case let .success(answers):
-                for bytes in answers { receiver.stream.send(bytes) }
-            case let .failure(status):
+            // What was renewed is answered even when the rest failed.
+            for bytes in result.answers { receiver.stream.send(bytes) }
+            if let failure = result.failure {
                 receiver.done = true
-                receiver.stream.finish(status)
+                receiver.stream.finish(failure)
             }
             receiver.next()
         }

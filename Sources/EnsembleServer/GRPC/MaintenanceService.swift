@@ -306,7 +306,7 @@ final class SnapshotSender: Sendable {
             var response = Etcdserverpb_SnapshotResponse()
             response.header = header
             response.blob = Data(pending)
-            response.remainingBytes = UInt64(remaining)
+            response.remainingBytes = UInt64(clamping: remaining)
             pending.removeAll(keepingCapacity: true)
             guard let bytes = try? response.serializedBytes() as [UInt8] else { return false }
             stream.send(bytes)
@@ -324,6 +324,8 @@ final class SnapshotSender: Sendable {
         }
         let complete = frozen.write(chunk) { piece in
             encoded += piece.count
+            // More than counted (a bug): stop before a chunk could go out.
+            guard encoded <= stateCount else { return false }
             hasher.update(data: piece)
             return add(piece)
         }

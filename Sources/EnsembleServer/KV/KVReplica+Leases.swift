@@ -14,6 +14,7 @@ extension KVReplica {
         staleCheckpoints = []
         revokeTokens = Self.revokesPerSecond / 2
         lastRevokeTick = now()
+        expiredQueue = []
         if isLeader {
             lessor.promote(machine.leases, now: now(), extra: promotionGrace)
         } else {
@@ -36,8 +37,12 @@ extension KVReplica {
         var out: [[UInt8]] = []
         revokeTokens = min(revokeTokens + max(time - lastRevokeTick, 0) * Self.revokesPerSecond, Self.revokesPerSecond / 2)
         lastRevokeTick = time
-        for id in lessor.expired(now: time) where (revoking[id].map { time - $0 >= 3 } ?? true) {
-            guard revokeTokens >= 1 else { break }
+        // The expired leases are found and sorted once per drain, not per
+        // tick: a mass expiry takes many ticks to revoke at this rate.
+        if revokeTokens >= 1 && expiredQueue.isEmpty { expiredQueue = lessor.expired(now: time).reversed() }
+        while revokeTokens >= 1, let id = expiredQueue.popLast() {
+            // Renewed or revoked since it was queued, or proposed < 3 s ago.
+            guard lessor.isExpired(id, now: time), revoking[id].map({ time - $0 >= 3 }) ?? true else { continue }
             revokeTokens -= 1
             revoking[id] = time
             var command = Ensemble_V1_Command()

@@ -30,6 +30,8 @@ public final class KVReplica: ReplicatedStateMachine {
     /// Revocations the leader may still propose now, and when it last counted.
     var revokeTokens = 0.0
     var lastRevokeTick = 0.0
+    /// Expired leases not yet proposed, the longest expired last (popped first).
+    var expiredQueue: [LeaseID] = []
     /// Seconds on a monotonic clock; injected by tests.
     let now: @Sendable () -> Double
     /// Grace added to every lease when this member becomes leader, covering the

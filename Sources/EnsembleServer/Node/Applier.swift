@@ -269,7 +269,16 @@ extension Applier {
             var result: Machine.Result?
             if entry.kind == .normal && !entry.data.isEmpty {
                 result = machine.apply(entry.data, index: entry.index)
-            } else if entry.kind == .confChange, let change = ConfChange(decoding: entry.data) {
+            } else if entry.kind == .confChange {
+                guard let change = ConfChange(decoding: entry.data) else {
+                    // A membership change this binary cannot read (a newer
+                    // kind): going on would count another quorum than the
+                    // members that read it. The member stops, loudly.
+                    broken = true
+                    hooks.failed(UnreadableConfChange(index: entry.index))
+                    for waiter in waiters[next...] { waiter.reply(.failure(.stopped)) }
+                    return
+                }
                 let accepted = try? conf.applying(change)
                 if let accepted { conf = accepted }
                 result = machine.applyConfChange(change, accepted: accepted != nil, index: entry.index)
@@ -330,5 +339,13 @@ extension Applier {
             }
             hooks.snapshotWritten(metadata, result, started)
         }
+    }
+}
+
+/// A committed membership change that this binary cannot decode.
+struct UnreadableConfChange: Error, CustomStringConvertible {
+    let index: UInt64
+    var description: String {
+        "the membership change at index \(index) is of a kind this version cannot read: upgrade this member"
     }
 }

@@ -311,8 +311,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// committed before the call (etcd's ensureLeadership and
     /// waitAppliedIndex, which lease renewals need). Fails as a linearizable
     /// read does: no leader, a change of leader, the request timeout — which
-    /// counts here too when the loop itself is stuck (a stalled disk), so the
-    /// caller hears of it and its client can move to another member.
+    /// counts here too when the loop itself is stuck (a stalled disk: then
+    /// ``NodeError/outcomeUnknown``, "request timed out"), so the caller hears
+    /// of it and its client can move to another member.
     public func withMachineConfirmed<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T) async throws(NodeError) -> T {
         let result: Result<T, NodeError> = await withCheckedContinuation { continuation in
             let once = Mutex(Optional(continuation))
@@ -320,7 +321,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
                 once.withLock { $0.take() }?.resume(returning: value)
             }
             DispatchQueue.global().asyncAfter(deadline: .now() + options.requestTimeout.inSeconds) {
-                resume(.failure(.leaderChanged))
+                resume(.failure(.outcomeUnknown))
             }
             let serve = Applier<Machine>.Job.perform({ machine in resume(.success(body(machine))) }, refused: { resume(.failure(.stopped)) })
             enqueue(.read(ReadJob(serve: serve, fail: { resume(.failure($0)) }), linearizable: true))
