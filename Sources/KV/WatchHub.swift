@@ -32,6 +32,8 @@ public final class WatchHub {
     private var nextID: [WatchStreamID: Int64] = [:]
     /// Watchers that fell behind and must catch up from history, by stream and id.
     private var unsynced: Set<Key> = []
+    /// Events of history one catch-up round (or one create's replay) reads at most.
+    public static let catchUpBudget = 10_000
     /// Watchers one catch-up round visits at most.
     public var maxWatchersPerCatchUp = 512
     /// Bytes of history one watcher is sent per catch-up at most (about what a
@@ -93,7 +95,7 @@ public final class WatchHub {
         // The replay goes out a budget at a time: what does not fit now
         // follows with the slow watchers' catch-ups.
         var out = [WatchDelivery(stream: stream, response: created)]
-        out += catchUp(Key(stream: stream, id: id), store: store, budget: 10_000).0
+        out += catchUp(Key(stream: stream, id: id), store: store, budget: Self.catchUpBudget).0
         return out
     }
 
@@ -165,7 +167,7 @@ public final class WatchHub {
     /// watchers and 1,000 revisions each per round), so one big backlog does
     /// not starve the others.
     public func catchUp(
-        store: MVCCStore, budget: Int = 10_000, ready: (WatchStreamID) -> Bool = { _ in true }
+        store: MVCCStore, budget: Int = catchUpBudget, ready: (WatchStreamID) -> Bool = { _ in true }
     ) -> [WatchDelivery] {
         let order = unsynced.sorted { ($0.stream, $0.id) < ($1.stream, $1.id) }
         guard !order.isEmpty else { return [] }

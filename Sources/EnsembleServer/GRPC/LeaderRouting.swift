@@ -83,23 +83,29 @@ public struct LeaderRouting: Sendable {
     /// answers nothing rather than renewing leases the new leader will expire
     /// (etcd's ensureLeadership, 3.4.31).
     func onLeader<T: Sendable>(confirmed: Bool = false, _ body: @escaping @Sendable (KVReplica) -> T?) async throws(NodeError) -> T {
-        func attempt(_ node: NodeLoop<KVReplica>) async throws(NodeError) -> T? {
-            guard confirmed else { return await node.withMachine(body) ?? nil }
+        // Why the last attempt got no answer: what the caller hears at the deadline.
+        var failure = NodeError.leaderChanged
+        // `body` on `target`; nil when it did not lead after all. Throws only
+        // what asking again cannot mend: a stopped member, the request timeout
+        // (a stuck loop).
+        func attempt(_ target: NodeLoop<KVReplica>) async throws(NodeError) -> T? {
+            failure = .leaderChanged
+            guard confirmed else { return await target.withMachine(body) ?? nil }
             // Only a leader can renew: a follower's round would be wasted.
-            guard node.status.role == .leader else { return nil }
-            return try await node.withMachineConfirmed(body)
+            guard target.status.role == .leader else { return nil }
+            do {
+                return try await target.withMachineConfirmed(body)
+            } catch .stopped {
+                throw .stopped
+            } catch .outcomeUnknown {
+                throw .outcomeUnknown
+            } catch {
+                failure = error
+                return nil
+            }
         }
         let deadline = ContinuousClock.now + node.noLeaderWait
-        do {
-            if let result = try await attempt(node) { return result }
-        } catch .stopped {
-            throw NodeError.stopped
-        } catch .outcomeUnknown {
-            // The request timeout passed (a stuck loop): no second round.
-            throw NodeError.outcomeUnknown
-        } catch {
-            // The round failed (a change of leader): ask again below.
-        }
+        if let result = try await attempt(node) { return result }
         while true {
             let leader = await knownLeader()
             guard leader != .none else { throw NodeError.noLeader }
@@ -110,17 +116,7 @@ public struct LeaderRouting: Sendable {
                 guard let other = leaderInProcess(leader), other !== node else { throw NodeError.notLeader(leader: leader) }
                 target = other
             }
-            let failure: NodeError
-            do {
-                if let result = try await attempt(target) { return result }
-                failure = .leaderChanged
-            } catch .stopped {
-                throw NodeError.stopped
-            } catch .outcomeUnknown {
-                throw NodeError.outcomeUnknown
-            } catch {
-                failure = error
-            }
+            if let result = try await attempt(target) { return result }
             guard ContinuousClock.now < deadline else { throw failure }
             do { try await Task.sleep(for: .milliseconds(10)) } catch { throw failure }
         }
