@@ -92,6 +92,10 @@ public enum MemberError: Error, Sendable, Hashable, CustomStringConvertible {
     case learnerNotReady
     case tooManyLearners
     case badURLs
+    /// A strict reconfiguration check failed (etcd's ErrNotEnoughStartedMembers).
+    case notEnoughStartedMembers
+    /// Removing the voter would leave the reachable voters under quorum.
+    case unhealthy
 
     public var description: String {
         switch self {
@@ -103,14 +107,18 @@ public enum MemberError: Error, Sendable, Hashable, CustomStringConvertible {
         case .learnerNotReady: "etcdserver: can only promote a learner member which is in sync with leader"
         case .tooManyLearners: "etcdserver: too many learner members in cluster"
         case .badURLs: "etcdserver: given member URLs are invalid"
+        case .notEnoughStartedMembers: "etcdserver: re-configuration failed due to not enough started members"
+        case .unhealthy: "etcdserver: unhealthy cluster"
         }
     }
 
-    /// gRPC codes as etcd's rpctypes: NotFound, FailedPrecondition, InvalidArgument.
+    /// gRPC codes as etcd's rpctypes: NotFound, InvalidArgument, Unavailable,
+    /// FailedPrecondition.
     public var grpcCode: Int {
         switch self {
         case .notFound: 5
         case .badURLs: 3
+        case .unhealthy: 14
         default: 9
         }
     }

@@ -118,6 +118,10 @@ public struct RaftNode<Storage: RaftLogStorage> {
     public var softState: SoftState { SoftState(leader: leader, role: role) }
     public var commitIndex: UInt64 { log.committed }
     public var appliedIndex: UInt64 { log.applied }
+    /// Leader only: the index of the latest membership change that may be in
+    /// the log (on election, the last index); a new change is refused until it
+    /// is applied.
+    public var pendingConfChangeIndex: UInt64 { pendingConfIndex }
     public var lastIndex: UInt64 { log.lastIndex }
     public var firstIndex: UInt64 { log.firstIndex }
     public func term(at index: UInt64) -> UInt64? { log.term(at: index) }

@@ -56,30 +56,30 @@ public struct ClusterService: Sendable {
     }
 
     func memberAdd(_ bytes: [UInt8]) async -> Result<[UInt8], GRPCStatus> {
-        guard var request = try? Etcdserverpb_MemberAddRequest(serializedBytes: bytes) else {
+        guard let request = try? Etcdserverpb_MemberAddRequest(serializedBytes: bytes) else {
             return .failure(.invalidArgument("malformed MemberAddRequest"))
         }
-        let table: MemberTable
-        do { table = try await directory() } catch { return .failure(KVService.status(error)) }
         guard let urls = Self.peerURLs(request.peerUrls) else { return .failure(Self.status(.badURLs)) }
-        request.peerUrls = urls
-        if table.member(usingPeerURLs: request.peerUrls) != nil { return .failure(Self.status(.peerURLExists)) }
-        // etcd 3.4 allows one learner at a time.
-        if request.isLearner && table.members.values.contains(where: \.isLearner) {
-            return .failure(Self.status(.tooManyLearners))
+        let learner = request.isLearner
+        let outcome = await apply { replica, _ in
+            let table = replica.machine.members
+            do throws(MemberError) { try table.checkAdd(peerURLs: urls, isLearner: learner) } catch { return .refuse(.failure(.member(error))) }
+            // A new id every time (etcd mixes in the time too), so a member
+            // that was removed never comes back under its old id.
+            var id: UInt64 = 0
+            repeat {
+                id = Self.memberID(
+                    peerURLs: urls, salt: "\(table.clusterID)/\(Date().timeIntervalSince1970)/\(UInt64.random(in: 0...UInt64.max))")
+            } while id == 0 || table.members[id] != nil || table.removed.contains(id)
+            let record = Member(id: id, peerURLs: urls, isLearner: learner)
+            return .propose(ConfChange(learner ? .addLearner : .addVoter, node: id, context: KVReplica.memberContext(record)))
         }
-        // A new id every time (etcd mixes in the time too), so a member that
-        // was removed never comes back under its old id.
-        var id: UInt64 = 0
-        repeat {
-            id = Self.memberID(peerURLs: request.peerUrls, salt: "\(table.clusterID)/\(Date().timeIntervalSince1970)/\(UInt64.random(in: 0...UInt64.max))")
-        } while id == 0 || table.members[id] != nil || table.removed.contains(id)
-        let record = Member(id: id, peerURLs: request.peerUrls, isLearner: request.isLearner)
-        let change = ConfChange(request.isLearner ? .addLearner : .addVoter, node: id, context: KVReplica.memberContext(record))
-        switch await apply(change) {
-        case let .success(members):
+        switch outcome {
+        case let .success((members, header)):
+            // Peer URLs are unique in the directory: they name the new member.
+            guard let record = members.first(where: { $0.peerURLs == urls }) else { return .failure(.internal("added member not found")) }
             var response = Etcdserverpb_MemberAddResponse()
-            response.header = header(table)
+            response.header = header
             response.member = Etcdserverpb_Member(record)
             response.members = members.map(Etcdserverpb_Member.init)
             return KVService.serialize(response)
@@ -92,14 +92,22 @@ public struct ClusterService: Sendable {
         guard let request = try? Etcdserverpb_MemberRemoveRequest(serializedBytes: bytes) else {
             return .failure(.invalidArgument("malformed MemberRemoveRequest"))
         }
-        let table: MemberTable
-        do { table = try await directory() } catch { return .failure(KVService.status(error)) }
-        // A removed id is "member not found", as etcd maps ErrIDRemoved.
-        guard table.members[request.id] != nil else { return .failure(Self.status(.notFound)) }
-        switch await apply(ConfChange(.remove, node: request.id)) {
-        case let .success(members):
+        let id = request.id
+        let outcome = await apply { replica, leader in
+            // etcd counts a peer as up if connected within its health interval.
+            let now = ContinuousClock.now
+            let active = Set(leader.lastHeard.filter { now - $0.value < Self.healthInterval }.keys)
+            do throws(MemberError) {
+                try replica.machine.members.checkRemove(id, local: leader.id, active: active)
+            } catch {
+                return .refuse(.failure(.member(error)))
+            }
+            return .propose(ConfChange(.remove, node: id))
+        }
+        switch outcome {
+        case let .success((members, header)):
             var response = Etcdserverpb_MemberRemoveResponse()
-            response.header = header(table)
+            response.header = header
             response.members = members.map(Etcdserverpb_Member.init)
             return KVService.serialize(response)
         case let .failure(status):
@@ -136,19 +144,25 @@ public struct ClusterService: Sendable {
         guard let request = try? Etcdserverpb_MemberPromoteRequest(serializedBytes: bytes) else {
             return .failure(.invalidArgument("malformed MemberPromoteRequest"))
         }
-        let table: MemberTable
-        do { table = try await directory() } catch { return .failure(KVService.status(error)) }
-        guard let member = table.members[request.id] else { return .failure(Self.status(.notFound)) }
-        guard member.isLearner else { return .failure(Self.status(.notLearner)) }
-        if let leader = routing.leaderStatus() {
-            let leaderMatch = leader.matchIndexes[leader.id] ?? leader.commitIndex
-            let learnerMatch = leader.matchIndexes[request.id] ?? 0
-            if Double(learnerMatch) < Double(leaderMatch) * 0.9 { return .failure(Self.status(.learnerNotReady)) }
+        let id = request.id
+        let outcome = await apply { replica, leader in
+            let table = replica.machine.members
+            do throws(MemberError) {
+                guard let member = table.members[id] else { throw MemberError.notFound }
+                guard member.isLearner else { throw MemberError.notLearner }
+                let leaderMatch = leader.matchIndexes[leader.id] ?? leader.commitIndex
+                let learnerMatch = leader.matchIndexes[id] ?? 0
+                if Double(learnerMatch) < Double(leaderMatch) * 0.9 { throw MemberError.learnerNotReady }
+                try table.checkPromote(id)
+            } catch {
+                return .refuse(.failure(.member(error)))
+            }
+            return .propose(ConfChange(.promote, node: id))
         }
-        switch await apply(ConfChange(.promote, node: request.id)) {
-        case let .success(members):
+        switch outcome {
+        case let .success((members, header)):
             var response = Etcdserverpb_MemberPromoteResponse()
-            response.header = header(table)
+            response.header = header
             response.members = members.map(Etcdserverpb_Member.init)
             return KVService.serialize(response)
         case let .failure(status):
@@ -156,14 +170,22 @@ public struct ClusterService: Sendable {
         }
     }
 
-    private func apply(_ change: ConfChange) async -> Result<[Member], GRPCStatus> {
+    /// etcd's HealthInterval: a peer heard from within it counts as up.
+    static let healthInterval = Duration.seconds(5)
+
+    /// Proposes the membership change `check` decides on the leader
+    /// (``LeaderRouting/proposeConfChange(checked:)``); the directory after
+    /// it applied here, and the response header.
+    private func apply(
+        _ check: @escaping NodeLoop<KVReplica>.ConfChangeCheck
+    ) async -> Result<([Member], Etcdserverpb_ResponseHeader), GRPCStatus> {
         let result: KVReplica.Result
         do {
-            result = try await routing.proposeConfChange(change)
+            result = try await routing.proposeConfChange(checked: check)
         } catch let NodeError.proposalDropped(why) where why.contains("confChangeInProgress") {
             return .failure(.unavailable("etcdserver: unhealthy cluster"))
         } catch let NodeError.proposalDropped(why) where why.contains("notLearner") {
-            // The configuration changed since the directory was read.
+            // Raft's own check: the configuration changed since the directory was read.
             return .failure(Self.status(.notLearner))
         } catch let NodeError.proposalDropped(why) where why.contains("notMember") {
             return .failure(Self.status(.notFound))
@@ -171,7 +193,9 @@ public struct ClusterService: Sendable {
             return .failure(KVService.status(error))
         }
         switch result {
-        case let .success(.members(members)): return .success(members)
+        case let .success(.members(members)):
+            let table = (try? await directory()) ?? MemberTable()
+            return .success((members, header(table)))
         case .success: return .failure(.internal("unexpected response"))
         case let .failure(.member(error)): return .failure(Self.status(error))
         case let .failure(error): return .failure(.internal(error.description))

@@ -42,12 +42,15 @@ public struct LeaderRouting: Sendable {
     }
 
     /// Proposes a membership change on this node or the in-process leader.
-    func proposeConfChange(_ change: ConfChange) async throws(NodeError) -> KVReplica.Result {
+    /// ``NodeLoop/proposeConfChange(checked:)`` on this member or the
+    /// in-process leader (a leader in another process: `notLeader`, and the
+    /// caller forwards the whole request).
+    func proposeConfChange(checked check: @escaping NodeLoop<KVReplica>.ConfChangeCheck) async throws(NodeError) -> KVReplica.Result {
         do {
-            return try await node.proposeConfChange(change)
+            return try await node.proposeConfChange(checked: check)
         } catch let NodeError.notLeader(leader) {
             guard let other = leaderInProcess(leader), other !== node else { throw NodeError.notLeader(leader: leader) }
-            return try await other.proposeConfChange(change)
+            return try await other.proposeConfChange(checked: check)
         }
     }
 

@@ -64,6 +64,17 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     }
 
     typealias ProposalReply = @Sendable (Result<Machine.Result, NodeError>) -> Void
+
+    /// What a membership check made of the leader's state: the change to
+    /// propose, or the answer to give instead.
+    public enum ConfChangeDecision: Sendable {
+        case propose(ConfChange)
+        case refuse(Machine.Result)
+    }
+
+    /// Decides a membership change on the leader's machine (apply thread),
+    /// given the leader's status.
+    public typealias ConfChangeCheck = @Sendable (Machine, NodeStatus) -> ConfChangeDecision
     typealias ReadReply = @Sendable (Result<Machine.ReadResult, NodeError>) -> Void
 
     /// A read: the applier job that serves it (once the applier has applied
@@ -76,7 +87,11 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     enum Work {
         case messages([Message])
         case propose([UInt8], ProposalReply)
-        case proposeConfChange(ConfChange, ProposalReply)
+        /// A membership change decided by `check` on the leader's machine
+        /// (``proposeConfChange(checked:)``); `attempt` counts re-checks.
+        case checkConfChange(ConfChangeCheck, ProposalReply, attempt: Int)
+        /// What the check decided, from the state applied through `checkedAt`.
+        case checkedConfChange(ConfChangeDecision, checkedAt: UInt64, ConfChangeCheck, ProposalReply, attempt: Int)
         case read(ReadJob, linearizable: Bool)
         case campaign
         case transfer(NodeID)
@@ -136,6 +151,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// asked under.
     private var reads: [UInt64: (job: ReadJob, deadline: ContinuousClock.Instant, under: Leadership)] = [:]
     private var confirmedReads: [(index: UInt64, context: UInt64)] = []
+    /// Leader only: when each peer was last seen active (``NodeStatus/lastHeard``).
+    private var lastHeard: [NodeID: ContinuousClock.Instant] = [:]
     /// Proposals made on this follower in the current cycle, forwarded to the
     /// leader as one batch at its end.
     private var toForward: [(data: [UInt8], reply: ProposalReply)] = []
@@ -276,12 +293,19 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         enqueue(.propose(data, counted(reply)))
     }
 
-    /// Proposes a membership change; returns what the machine made of it when
-    /// applied here (``ReplicatedStateMachine/applyConfChange(_:accepted:index:)``).
-    /// Only the leader accepts it, one change at a time.
-    public func proposeConfChange(_ change: ConfChange) async throws(NodeError) -> Machine.Result {
+    /// Proposes the membership change `check` decides on, checked against the
+    /// state every earlier membership change has applied to: `check` runs on
+    /// this leader's machine, and its change is proposed only if no other
+    /// change entered the log after the state it saw (else it checks again).
+    /// etcd validates each change as it applies; here Raft takes a change as
+    /// it applies, so the check comes first, in line with the changes before
+    /// it — two concurrent adds of one peer URL cannot both pass. A follower
+    /// answers ``NodeError/notLeader(leader:)``. The result is what the
+    /// machine made of the change when applied here
+    /// (``ReplicatedStateMachine/applyConfChange(_:accepted:index:)``).
+    public func proposeConfChange(checked check: @escaping ConfChangeCheck) async throws(NodeError) -> Machine.Result {
         let result: Result<Machine.Result, NodeError> = await withCheckedContinuation { continuation in
-            enqueue(.proposeConfChange(change, { continuation.resume(returning: $0) }))
+            enqueue(.checkConfChange(check, { continuation.resume(returning: $0) }, attempt: 0))
         }
         return try result.get()
     }
@@ -370,7 +394,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
 
     private func fail(_ work: Work, _ error: NodeError) {
         switch work {
-        case let .propose(_, reply), let .proposeConfChange(_, reply): reply(.failure(error))
+        case let .propose(_, reply), let .checkConfChange(_, reply, _),
+            let .checkedConfChange(_, _, _, reply, _):
+            reply(.failure(error))
         case let .read(job, _): job.fail(error)
         default: break
         }
@@ -548,6 +574,26 @@ extension NodeLoop {
         }
     }
 
+    /// Runs `check` on the machine once it has applied everything handed out
+    /// so far (the applier's queue is in order), and comes back with its decision.
+    private func checkConfChange(_ check: @escaping ConfChangeCheck, _ reply: @escaping ProposalReply, attempt: Int) {
+        guard raft.role == .leader else {
+            reply(.failure(raft.leader == .none ? .noLeader : .notLeader(leader: raft.leader)))
+            return
+        }
+        let checkedAt = raft.appliedIndex
+        let status = shared.published.withLock { $0 }
+        let shared = self.shared
+        applier.post(
+            .perform(
+                { machine in
+                    let decision = check(machine, status)
+                    if !shared.enqueue(.checkedConfChange(decision, checkedAt: checkedAt, check, reply, attempt: attempt)) {
+                        reply(.failure(.stopped))
+                    }
+                }, refused: { reply(.failure(.stopped)) }))
+    }
+
     /// Holds `work` while no leader is known (true); otherwise lets what
     /// was held go first, so requests keep their order (false).
     private func holdForLeader(_ work: Work) -> Bool {
@@ -638,8 +684,25 @@ extension NodeLoop {
             }
             guard !holdForLeader(work) else { return }
             dispatch(data, reply)
-        case let .proposeConfChange(change, reply):
-            track(reply) { () throws(ProposalError) in try raft.proposeConfChange(change) }
+        case let .checkConfChange(check, reply, attempt):
+            checkConfChange(check, reply, attempt: attempt)
+        case let .checkedConfChange(decision, checkedAt, check, reply, attempt):
+            switch decision {
+            case let .refuse(result):
+                reply(.success(result))
+            case let .propose(change):
+                // A change entered the log after the state checked: check
+                // again once it has applied (Raft refuses until then anyway).
+                guard raft.pendingConfChangeIndex <= checkedAt else {
+                    if attempt < 3 && raft.pendingConfChangeIndex <= raft.appliedIndex {
+                        checkConfChange(check, reply, attempt: attempt + 1)
+                    } else {
+                        reply(.failure(.proposalDropped("\(ProposalError.confChangeInProgress)")))
+                    }
+                    return
+                }
+                track(reply) { () throws(ProposalError) in try raft.proposeConfChange(change) }
+            }
         case let .read(job, linearizable):
             guard linearizable else {
                 applier.post(job.serve)
@@ -805,6 +868,15 @@ extension NodeLoop {
             appliedIndex: 0, voters: raft.confState.voters, learners: raft.confState.learners,
             running: true, matchIndexes: raft.matchIndexes, activePeers: raft.activePeers, pendingProposals: proposals.count,
             snapshotIndex: lastSnapshotIndex)
+        if raft.role == .leader {
+            if !status.activePeers.isEmpty {
+                let now = ContinuousClock.now
+                for peer in status.activePeers { lastHeard[peer] = now }
+            }
+            status.lastHeard = lastHeard
+        } else if !lastHeard.isEmpty {
+            lastHeard = [:]
+        }
         let learner = raft.confState.learners.contains(id)
         if shared.learner.load(ordering: .relaxed) != learner { shared.learner.store(learner, ordering: .relaxed) }
         shared.published.withLock { published in

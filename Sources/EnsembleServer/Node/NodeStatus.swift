@@ -16,6 +16,9 @@ public struct NodeStatus: Sendable, Equatable {
     public var matchIndexes: [NodeID: UInt64] = [:]
     /// On the leader: the peers heard from lately (``Raft/RaftNode/activePeers``).
     public var activePeers: Set<NodeID> = []
+    /// On the leader: when each peer was last among ``activePeers`` (as seen
+    /// once per loop cycle); whom a membership check may count as up.
+    public var lastHeard: [NodeID: ContinuousClock.Instant] = [:]
     /// Proposals waiting to be applied.
     public var pendingProposals = 0
     /// The index of the latest snapshot saved in the member's data directory.

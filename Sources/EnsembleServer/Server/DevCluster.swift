@@ -24,7 +24,7 @@ public final class DevCluster: Sendable {
     /// Members started later with ``join(name:peerPort:clientPort:)``.
     private let joined = Mutex<[EnsembleMember]>([])
     /// Every node in this process by id, so followers reach the leader.
-    private let nodeDirectory = NodeDirectory()
+    let nodeDirectory = NodeDirectory()
     private let group: MultiThreadedEventLoopGroup
     public let dataDirectory: String
     public let clusterID: UInt64
