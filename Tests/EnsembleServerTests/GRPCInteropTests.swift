@@ -111,6 +111,46 @@ import Testing
         await f.close()
     }
 
+    static let requireLeaderScript = #"""
+        import grpc, sys, time
+        ch = grpc.insecure_channel(sys.argv[1])
+        rng = ch.unary_unary("/etcdserverpb.KV/Range", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        # RangeRequest{key: "k", serializable: true}
+        request = bytes([10, 1]) + b"k" + bytes([56, 1])
+        deadline = time.time() + 20
+        while True:
+            try:
+                rng(request, timeout=5, metadata=[("hasleader", "true")])
+                if time.time() > deadline: print("still served"); break
+                time.sleep(0.1)
+            except grpc.RpcError as e:
+                print("required", e.code().name, e.details()); break
+        started = time.time()
+        try:
+            rng(request, timeout=5, metadata=[("hasleader", "true")])
+        except grpc.RpcError as e:
+            print("at once", time.time() - started < 1, e.details())
+        print("without", len(rng(request, timeout=5)) > 0)
+        """#
+
+    /// etcd's unary interceptor refuses a call with `hasleader: true` while
+    /// the member knows no leader (clientv3's WithRequireLeader); without
+    /// it, a serializable read is served.
+    @Test func aUnaryCallThatRequiresALeaderIsRefusedWithoutOne() async throws {
+        let cluster = try ProcessCluster()
+        defer { cluster.stop() }
+        let leader = try #require(await cluster.leader(), "no leader; log:\n\(cluster.log(0))")
+        let survivor = (leader + 1) % 3
+        for i in 0..<3 where i != survivor { cluster.signal(i, SIGKILL) }
+        let output = try await Self.python(["-c", Self.requireLeaderScript, "127.0.0.1:\(cluster.endpoints[survivor])"])
+        #expect(output == """
+            required UNAVAILABLE etcdserver: no leader
+            at once True etcdserver: no leader
+            without True
+
+            """, "\(output)")
+    }
+
     /// Runs python3; its stderr is part of the output.
     static func python(_ arguments: [String]) async throws -> String {
         try await runProcess("/usr/bin/env", ["python3"] + arguments).output

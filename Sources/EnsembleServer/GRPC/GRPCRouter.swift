@@ -15,6 +15,11 @@ public struct GRPCRouter: Sendable {
     public var streaming: [String: Streaming] = [:]
     /// Plain HTTP/1.1 GET endpoints on the same port, by path (`/metrics`).
     public var http: [String: @Sendable () async -> HTTPResponse] = [:]
+    /// Whether the member knows a leader. A unary etcd call carrying
+    /// `hasleader: true` (clientv3's WithRequireLeader) is refused with
+    /// "etcdserver: no leader" when it does not, as etcd's unary interceptor
+    /// does; streams check it themselves (``GRPCServerStream/requiresLeader``).
+    public var leaderKnown: (@Sendable () -> Bool)?
     public init() {}
 }
 
@@ -107,6 +112,8 @@ public final class GRPCRouterBox: Sendable {
         }
         let handler: Handler
         let metrics: (any GRPCMethodObserver)?
+        /// For etcd's unary calls: ``GRPCRouter/leaderKnown``.
+        var leaderKnown: (@Sendable () -> Bool)? = nil
     }
 
     private struct State {
@@ -117,7 +124,9 @@ public final class GRPCRouterBox: Sendable {
         mutating func resolve() {
             routes = [:]
             for (path, unary) in router.unary {
-                routes[path] = Route(handler: .unary(unary), metrics: observer?.method(path: path, streaming: false))
+                routes[path] = Route(
+                    handler: .unary(unary), metrics: observer?.method(path: path, streaming: false),
+                    leaderKnown: path.hasPrefix("/ensemble.") ? nil : router.leaderKnown)
             }
             for (path, streaming) in router.streaming where routes[path] == nil {
                 routes[path] = Route(handler: .streaming(streaming), metrics: observer?.method(path: path, streaming: true))

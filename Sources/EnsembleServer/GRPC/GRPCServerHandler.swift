@@ -218,6 +218,11 @@ final class GRPCServerHandler: ChannelInboundHandler {
         call.metrics = route?.metrics
         switch route?.handler {
         case let .unary(unary)?:
+            if let leaderKnown = route?.leaderKnown, headers.first(name: "hasleader") == "true", !leaderKnown() {
+                calls[stream] = call
+                end(context: context, stream: stream, .unavailable("etcdserver: no leader"))
+                return
+            }
             call.kind = .unary(unary, message: nil, extra: false)
             calls[stream] = call
         case let .streaming(streaming)? where outbox != nil:

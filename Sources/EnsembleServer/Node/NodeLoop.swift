@@ -118,6 +118,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         let inFlight = Atomic<Int>(0)
         /// Whether this member is a learner, readable on every request.
         let learner = Atomic<Bool>(false)
+        /// Whether this member knows a leader, readable on every request.
+        let knowsLeader = Atomic<Bool>(false)
 
         init(id: NodeID) { published = Mutex(NodeStatus(id: id)) }
 
@@ -276,6 +278,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// Whether this member is a learner (a non-voting member catching up), as
     /// of the last cycle; cheaper than ``status``.
     public var isLearner: Bool { shared.learner.load(ordering: .relaxed) }
+
+    /// Whether this member knows a leader, as of the last cycle; cheaper than ``status``.
+    public var knowsLeader: Bool { shared.knowsLeader.load(ordering: .relaxed) }
 
     /// Proposes `data`; returns what applying it produced once it is committed
     /// and applied here. A follower forwards it to its leader; while no
@@ -879,6 +884,8 @@ extension NodeLoop {
         }
         let learner = raft.confState.learners.contains(id)
         if shared.learner.load(ordering: .relaxed) != learner { shared.learner.store(learner, ordering: .relaxed) }
+        let knowsLeader = raft.leader != .none
+        if shared.knowsLeader.load(ordering: .relaxed) != knowsLeader { shared.knowsLeader.store(knowsLeader, ordering: .relaxed) }
         shared.published.withLock { published in
             // The applier raises the applied index on its own; never lower it.
             status.appliedIndex = max(published.appliedIndex, applier.appliedIndex.load(ordering: .relaxed))

@@ -299,6 +299,7 @@ public final class EnsembleMember: @unchecked Sendable {
         forwarder.install(on: &routes)
         let node = self.node
         LearnerGate.install(on: &routes) { node.isLearner }
+        routes.leaderKnown = { node.knowsLeader }
         router.install(routes)
     }
 
