@@ -16,6 +16,8 @@ public enum KVError: Error, Sendable, Hashable, CustomStringConvertible {
     case valueTooLarge
     /// The space quota is exhausted (the NOSPACE alarm is raised).
     case noSpace
+    /// The CORRUPT alarm is raised: members disagree on their data.
+    case corrupt
 
     /// The gRPC status code etcd answers with.
     public var grpcCode: GRPCCode {
@@ -25,6 +27,7 @@ public enum KVError: Error, Sendable, Hashable, CustomStringConvertible {
             .invalidArgument
         case .leaseNotFound: .notFound
         case .noSpace: .resourceExhausted
+        case .corrupt: .dataLoss
         }
     }
 
@@ -41,6 +44,7 @@ public enum KVError: Error, Sendable, Hashable, CustomStringConvertible {
         case .leaseProvided: "etcdserver: lease is provided"
         case .valueTooLarge: "etcdserver: request is too large"
         case .noSpace: "etcdserver: mvcc: database space exceeded"
+        case .corrupt: "etcdserver: corrupt cluster"
         }
     }
 }
@@ -51,4 +55,5 @@ public enum GRPCCode: Int, Sendable {
     case notFound = 5
     case resourceExhausted = 8
     case outOfRange = 11
+    case dataLoss = 15
 }

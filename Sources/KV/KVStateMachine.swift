@@ -76,7 +76,10 @@ public final class KVStateMachine {
     /// Applies one command; returns its response (or the error the client gets)
     /// and the events it produced, in revision order.
     public func apply(_ command: Command) -> (Result<Response, Failure>, [Event]) {
-        if refusedForSpace(command) { return (.failure(.kv(.noSpace)), []) }
+        if !alarms.isEmpty {
+            if refusedForCorruption(command) { return (.failure(.kv(.corrupt)), []) }
+            if refusedForSpace(command) { return (.failure(.kv(.noSpace)), []) }
+        }
         do {
             switch command {
             case let .member(change):
