@@ -35,7 +35,11 @@ extension KVReplica {
         guard leading else { return [] }
         let time = now()
         var out: [[UInt8]] = []
-        revokeTokens = min(revokeTokens + max(time - lastRevokeTick, 0) * Self.revokesPerSecond, Self.revokesPerSecond / 2)
+        // Half a second of burst (etcd revokes every 500 ms), or one tick's
+        // worth when ticks are further apart (a long --heartbeat-interval),
+        // so the rate holds; never more than a second's worth after a stall.
+        let elapsed = max(time - lastRevokeTick, 0)
+        revokeTokens = min(revokeTokens + elapsed * Self.revokesPerSecond, Self.revokesPerSecond * min(max(elapsed, 0.5), 1))
         lastRevokeTick = time
         // The expired leases are found and sorted once per drain, not per
         // tick: a mass expiry takes many ticks to revoke at this rate.
