@@ -1,5 +1,5 @@
 /// A key or key range as etcd encodes it in (`key`, `range_end`).
-struct KeyRange: Sendable {
+struct KeyRange: Sendable, Hashable {
     let start: [UInt8]
     /// Exclusive end; nil for "no upper bound". Equal to the successor of
     /// `start` for a single key.

@@ -8,16 +8,23 @@
 /// batch), from its start revision on; a start below the compaction point is
 /// cancelled with the compaction revision.
 ///
-/// Invariant for a synced watcher: `next == store.revision + 1` — it has been
-/// sent everything up to the current revision. An unsynced (slow) watcher has
-/// `next <= store.revision` and catches up from history.
+/// A synced watcher has been sent everything up to the last published
+/// revision; its next revision is `max(next, published + 1)` (kept lazily, so
+/// a write costs nothing for the watchers it does not touch). An unsynced
+/// (slow) watcher's `next` is exact, at most the store's revision, and it
+/// catches up from history.
+///
+/// A write finds the watchers it touches through indexes: single-key
+/// watchers by key, range and prefix watchers by range (each distinct range
+/// checked once however many watch it), not by visiting every watcher.
 public final class WatchHub {
     struct Watcher {
         let id: Int64
         let stream: WatchStreamID
         let range: KeyRange
         let request: WatchRequest
-        /// The next revision this watcher must be sent.
+        /// The next revision this watcher must be sent (for a synced watcher,
+        /// at least this: see the type's notes).
         var next: Int64
     }
 
@@ -30,6 +37,12 @@ public final class WatchHub {
     public var maxBytesPerResponse = 3 << 19
     private var watchers: [WatchStreamID: [Int64: Watcher]] = [:]
     private var nextID: [WatchStreamID: Int64] = [:]
+    /// Single-key watchers by key, and the others by range.
+    private var byKey: [[UInt8]: Set<Key>] = [:]
+    private var byRange: [KeyRange: Set<Key>] = [:]
+    /// The last revision ``publish(_:revision:)`` sent to synced watchers.
+    private var published: Int64 = 0
+    public private(set) var count = 0
     /// Watchers that fell behind and must catch up from history, by stream and id.
     private var unsynced: Set<Key> = []
     /// Events of history one catch-up round (or one create's replay) reads at most.
@@ -47,7 +60,6 @@ public final class WatchHub {
 
     public init() {}
 
-    public var count: Int { watchers.values.reduce(0) { $0 + $1.count } }
 
     /// Creates a watcher: the `created` response, then — for a start in the
     /// past — the history since then. A start below the compaction point is
@@ -92,6 +104,7 @@ public final class WatchHub {
         let watcher = Watcher(id: id, stream: stream, range: range, request: request, next: start)
         ids[id] = watcher
         watchers[stream] = ids
+        index(watcher)
         // The replay goes out a budget at a time: what does not fit now
         // follows with the slow watchers' catch-ups.
         var out = [WatchDelivery(stream: stream, response: created)]
@@ -101,7 +114,8 @@ public final class WatchHub {
 
     /// Cancels a watcher at the client's request.
     public func cancel(_ id: Int64, on stream: WatchStreamID, revision: Int64) -> [WatchDelivery] {
-        guard watchers[stream]?.removeValue(forKey: id) != nil else { return [] }
+        guard let watcher = watchers[stream]?.removeValue(forKey: id) else { return [] }
+        unindex(watcher)
         unsynced.remove(Key(stream: stream, id: id))
         var response = WatchResponse(watchID: id, revision: revision)
         response.canceled = true
@@ -110,28 +124,61 @@ public final class WatchHub {
 
     /// The stream closed: forget its watchers.
     public func close(_ stream: WatchStreamID) {
-        for id in watchers[stream].map({ Array($0.keys) }) ?? [] { unsynced.remove(Key(stream: stream, id: id)) }
+        for watcher in watchers[stream]?.values ?? [:].values {
+            unsynced.remove(Key(stream: stream, id: watcher.id))
+            unindex(watcher)
+        }
         watchers[stream] = nil
         nextID[stream] = nil
+    }
+
+    private func index(_ watcher: Watcher) {
+        let key = Key(stream: watcher.stream, id: watcher.id)
+        if watcher.range.isSingleKey {
+            byKey[watcher.range.start, default: []].insert(key)
+        } else {
+            byRange[watcher.range, default: []].insert(key)
+        }
+        count += 1
+    }
+
+    private func unindex(_ watcher: Watcher) {
+        let key = Key(stream: watcher.stream, id: watcher.id)
+        if watcher.range.isSingleKey {
+            byKey[watcher.range.start]?.remove(key)
+            if byKey[watcher.range.start]?.isEmpty == true { byKey[watcher.range.start] = nil }
+        } else {
+            byRange[watcher.range]?.remove(key)
+            if byRange[watcher.range]?.isEmpty == true { byRange[watcher.range] = nil }
+        }
+        count -= 1
+    }
+
+    /// Where a watcher resumes: exact when unsynced, else after the last
+    /// revision published (or its start, if that is later).
+    private func next(of watcher: Watcher) -> Int64 {
+        unsynced.contains(Key(stream: watcher.stream, id: watcher.id)) ? watcher.next : max(watcher.next, published + 1)
     }
 
     /// The changes of revision `revision` (all events of one applied command),
     /// for every synced watcher whose range they touch.
     public func publish(_ events: [Event], revision: Int64) -> [WatchDelivery] {
+        defer { published = revision }
+        guard count > 0 else { return [] }
+        var touched: Set<Key> = []
+        for event in events {
+            if let keys = byKey[event.kv.key] { touched.formUnion(keys) }
+            for (range, keys) in byRange where range.contains(event.kv.key) { touched.formUnion(keys) }
+        }
+        guard !touched.isEmpty else { return [] }
         var out: [WatchDelivery] = []
-        for stream in watchers.keys.sorted() {
-            guard var ids = watchers[stream] else { continue }
-            for id in ids.keys.sorted() {
-                guard var watcher = ids[id], !unsynced.contains(Key(stream: stream, id: id)) else { continue }
-                guard watcher.next <= revision else { continue }
-                let mine = events.filter { wanted($0, by: watcher) }
-                watcher.next = revision + 1
-                ids[id] = watcher
-                if !mine.isEmpty {
-                    out += responses(for: watcher, events: mine.map { strip($0, for: watcher) }, revision: revision)
-                }
+        for key in touched.sorted(by: { ($0.stream, $0.id) < ($1.stream, $1.id) }) where !unsynced.contains(key) {
+            // A start still ahead: nothing yet.
+            guard let watcher = watchers[key.stream]?[key.id], watcher.next <= revision else { continue }
+            let mine = events.filter { wanted($0, by: watcher) }
+            if !mine.isEmpty {
+                out += responses(for: watcher, events: mine.map { strip($0, for: watcher) }, revision: revision)
             }
-            watchers[stream] = ids
         }
         return out
     }
@@ -142,10 +189,8 @@ public final class WatchHub {
     /// after all (the watcher resumes there); nil when nothing was dropped.
     public func markSlow(_ id: Int64, on stream: WatchStreamID, from revision: Int64? = nil) {
         guard var watcher = watchers[stream]?[id] else { return }
-        if let revision, revision < watcher.next {
-            watcher.next = revision
-            watchers[stream]?[id] = watcher
-        }
+        watcher.next = min(next(of: watcher), revision ?? .max)
+        watchers[stream]?[id] = watcher
         unsynced.insert(Key(stream: stream, id: id))
     }
 
@@ -156,7 +201,11 @@ public final class WatchHub {
     /// up from history instead of expecting live events.
     public func resyncAll() {
         for (stream, ids) in watchers {
-            for id in ids.keys { unsynced.insert(Key(stream: stream, id: id)) }
+            for var watcher in ids.values {
+                watcher.next = next(of: watcher)
+                watchers[stream]?[watcher.id] = watcher
+                unsynced.insert(Key(stream: stream, id: watcher.id))
+            }
         }
     }
 
@@ -205,6 +254,7 @@ public final class WatchHub {
         if watcher.next < store.compactedRevision {
             // History it needs is gone: cancel, telling the client where to resume.
             watchers[key.stream]?[key.id] = nil
+            unindex(watcher)
             unsynced.remove(key)
             var response = WatchResponse(watchID: watcher.id, revision: current)
             response.canceled = true
