@@ -271,7 +271,9 @@ final class SnapshotStream: GRPCStreamReceiver {
             { replica in
                 let frozen = replica.freezeSnapshotStream()
                 let header = service.header(revision: replica.machine.store.revision)
-                DispatchQueue.global().async { sender.send(frozen, header: header) }
+                // A thread of its own, not the shared dispatch pool: a client
+                // that reads slowly holds it for as long as it takes.
+                Thread { sender.send(frozen, header: header) }.start()
             }, refused: { sender.stream.finish(KVService.status(NodeError.stopped)) })
     }
 
@@ -279,15 +281,42 @@ final class SnapshotStream: GRPCStreamReceiver {
     func closed() { sender.ended.store(true, ordering: .relaxed) }
 }
 
-/// Encodes a frozen state into a Snapshot call (on a dispatch thread: it waits
-/// for the client when more than ``maxQueued`` bytes are queued).
+/// Encodes a frozen state into a Snapshot call (on a thread of its own: it
+/// waits for the client when more than ``maxQueued`` bytes are queued). A
+/// client that takes nothing for ``stallTimeout`` — it keeps the connection
+/// but stopped reading — gets DEADLINE_EXCEEDED, and the thread and the
+/// frozen state are let go.
 final class SnapshotSender: Sendable {
     let stream: GRPCServerStream
     /// Set when the call is over: the encoder stops at its next chunk.
     let ended = Atomic<Bool>(false)
     static let maxQueued = 4 << 20
+    let stallTimeout: Duration
 
-    init(stream: GRPCServerStream) { self.stream = stream }
+    init(stream: GRPCServerStream, stallTimeout: Duration = .seconds(120)) {
+        self.stream = stream
+        self.stallTimeout = stallTimeout
+    }
+
+    /// Waits until the client has taken enough that at most ``maxQueued``
+    /// bytes are queued; false if the call ended or the client stalled.
+    func waitForRoom() -> Bool {
+        var queued = stream.queuedBytes
+        var lastProgress = ContinuousClock.now
+        while queued > Self.maxQueued && !ended.load(ordering: .relaxed) {
+            usleep(2_000)
+            let now = stream.queuedBytes
+            if now < queued {
+                lastProgress = .now
+            } else if ContinuousClock.now - lastProgress > stallTimeout {
+                ended.store(true, ordering: .relaxed)
+                stream.finish(GRPCStatus(code: 4, message: "snapshot: the client took nothing for \(stallTimeout)"))
+                return false
+            }
+            queued = now
+        }
+        return !ended.load(ordering: .relaxed)
+    }
 
     func send(_ frozen: FrozenSnapshot, header: Etcdserverpb_ResponseHeader) {
         let chunk = MaintenanceService.snapshotChunk
@@ -300,8 +329,7 @@ final class SnapshotSender: Sendable {
         var encoded = 0
         // Sends `pending` as one chunk; false once the call is over.
         func flush() -> Bool {
-            while stream.queuedBytes > Self.maxQueued && !ended.load(ordering: .relaxed) { usleep(2_000) }
-            if ended.load(ordering: .relaxed) { return false }
+            guard waitForRoom() else { return false }
             remaining -= pending.count
             var response = Etcdserverpb_SnapshotResponse()
             response.header = header

@@ -1,0 +1,56 @@
+@testable import EnsembleServer
+import EnsembleAPI
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// The Snapshot call's sender against a client that keeps its connection but
+/// stops reading: it must not hold its thread and the frozen state forever.
+@Suite struct SnapshotSenderTests {
+    final class Written: Sendable {
+        let items = Mutex<[GRPCOutbox.Item]>([])
+    }
+
+    @Test func aClientThatStopsReadingIsEndedAfterTheStallTimeout() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let written = Written()
+        // Nothing ever reaches the socket: the messages' promises stay open,
+        // as HTTP/2 flow control holds them for a client that does not read.
+        let outbox = GRPCOutbox(eventLoop: group.next()) { batch in written.items.withLock { $0 += batch } }
+        let sender = SnapshotSender(stream: GRPCServerStream(outbox: outbox, stream: 1), stallTimeout: .milliseconds(300))
+        let size = 16 << 20
+        let frozen = FrozenSnapshot(
+            count: { size },
+            write: { chunk, sink in
+                var left = size
+                while left > 0 {
+                    let n = min(chunk, left)
+                    guard sink([UInt8](repeating: 7, count: n)) else { return false }
+                    left -= n
+                }
+                return true
+            })
+        let started = ContinuousClock.now
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread {
+                sender.send(frozen, header: Etcdserverpb_ResponseHeader())
+                continuation.resume()
+            }.start()
+        }
+        #expect(ContinuousClock.now - started < .seconds(10))
+        try await Task.sleep(for: .milliseconds(50))
+        let items = written.items.withLock { $0 }
+        let ends = items.compactMap { item -> GRPCStatus? in
+            if case let .end(_, status) = item { status } else { nil }
+        }
+        #expect(ends.map(\.code) == [4], "\(ends)")
+        let sent = items.reduce(0) { total, item in
+            if case let .message(_, bytes, _) = item { total + bytes.count } else { total }
+        }
+        #expect(sent < 2 * SnapshotSender.maxQueued, "it stopped once the queue was full: \(sent)")
+        for case let .message(_, _, promise) in items { promise?.succeed() }
+        try await group.shutdownGracefully()
+    }
+}
