@@ -21,6 +21,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
@@ -43,7 +44,9 @@ let package = Package(
         // CRC-32C for the WAL, snapshot files and the KV store's history files.
         .target(name: "Checksum", dependencies: ["CCRC32C"], swiftSettings: swiftSettings),
         // The multi-version key–value state machine behind the etcd API (no I/O).
-        .target(name: "KV", dependencies: ["Checksum"], swiftSettings: swiftSettings),
+        .target(
+            name: "KV", dependencies: ["Checksum", .product(name: "HeapModule", package: "swift-collections")],
+            swiftSettings: swiftSettings),
         // Peer messaging: the wire codec and transports (in memory, and TCP over SwiftNIO).
         .target(
             name: "RaftTransport",
