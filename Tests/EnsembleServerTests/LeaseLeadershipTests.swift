@@ -84,6 +84,34 @@ import Testing
         #expect(replica.machine.leases.leases.isEmpty)
     }
 
+    /// A revocation refused while CORRUPT is raised leaves the lease due:
+    /// it is proposed again, and goes once the alarm is disarmed.
+    @Test func aRevocationRefusedWhileCorruptIsProposedAgain() throws {
+        let clock = FakeClock()
+        let replica = KVReplica(checkpointInterval: 1_000, now: clock.read)
+        _ = replica.apply(try grant(7, ttl: 10), index: 1)
+        replica.roleChanged(isLeader: true)
+        let alarm = { (activate: Bool) throws -> [UInt8] in
+            try command {
+                $0.alarm.action = activate ? .activate : .deactivate
+                $0.alarm.memberID = 1
+                $0.alarm.alarm = .corrupt
+            }
+        }
+        _ = replica.apply(try alarm(true), index: 2)
+        clock.advance(20)
+        #expect(try decoded(replica.leaderTick()).map(\.leaseRevoke.id) == [7])
+        let refused = replica.apply(try command { $0.leaseRevoke.id = 7 }, index: 3)
+        #expect(refused == .failure(.kv(.corrupt)))
+        clock.advance(3.5)
+        #expect(try decoded(replica.leaderTick()).map(\.leaseRevoke.id) == [7], "still due")
+        _ = replica.apply(try alarm(false), index: 4)
+        _ = replica.apply(try command { $0.leaseRevoke.id = 7 }, index: 5)
+        #expect(replica.machine.leases.leases.isEmpty)
+        clock.advance(10)
+        #expect(replica.leaderTick().isEmpty)
+    }
+
     @Test func keepAliveRenewsOnTheLeaderOnly() throws {
         let clock = FakeClock()
         let replica = KVReplica(checkpointInterval: 1_000, now: clock.read)

@@ -36,8 +36,9 @@ extension KVReplica {
         let time = now()
         var out: [[UInt8]] = []
         // Half a second of burst (etcd revokes every 500 ms), or one tick's
-        // worth when ticks are further apart (a long --heartbeat-interval),
-        // so the rate holds; never more than a second's worth after a stall.
+        // worth when ticks are further apart (a long --heartbeat-interval):
+        // the rate holds for ticks up to a second apart. Never more than a
+        // second's worth at once, even after a stall.
         let elapsed = max(time - lastRevokeTick, 0)
         revokeTokens = min(revokeTokens + elapsed * Self.revokesPerSecond, Self.revokesPerSecond * min(max(elapsed, 0.5), 1))
         lastRevokeTick = time
@@ -88,6 +89,10 @@ extension KVReplica {
         switch (command, result) {
         case let (.leaseGrant, .success(.leaseGrant(lease, _))):
             lessor.granted(lease, now: now())
+        case (.leaseRevoke, .failure(.kv(.corrupt))):
+            // Refused while CORRUPT is raised: the lease stays due and its
+            // revocation is proposed again after 3 s (etcd retries too).
+            break
         case let (.leaseRevoke(id), _):
             // Applied or already gone: either way it no longer counts down.
             lessor.revoked(id)
