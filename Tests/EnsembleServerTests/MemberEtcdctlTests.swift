@@ -13,7 +13,9 @@ import Testing
 
         // A voter joins.
         let dPort = try freePortForTests()
-        var (code, output) = try await f.run(f.followerPort, "member", "add", "d", "--peer-urls=http://127.0.0.1:\(dPort)")
+        // A leader just elected has not been in touch with its peers for
+        // etcd's health interval (5 s): it answers "unhealthy cluster" until then.
+        var (code, output) = try await f.runWhileUnhealthy(f.followerPort, "member", "add", "d", "--peer-urls=http://127.0.0.1:\(dPort)")
         #expect(code == 0 && output.contains("added to cluster"), "\(output)")
         #expect(output.contains("ETCD_NAME=\"d\"") && output.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "\(output)")
         #expect(output.contains("d=http://127.0.0.1:\(dPort)") && output.contains("member-1=http://127.0.0.1:"), "\(output)")
@@ -29,12 +31,13 @@ import Testing
         #expect(output.contains(", started, d, http://127.0.0.1:\(dPort), http://127.0.0.1:\(dClient), false"), "d published its client URL: \(output)")
 
         // Adding the same peer URL again is refused with etcd's error.
-        (code, output) = try await f.run(f.leaderPort, "member", "add", "again", "--peer-urls=http://127.0.0.1:\(dPort)")
+        (code, output) = try await f.runWhileUnhealthy(f.leaderPort, "member", "add", "again", "--peer-urls=http://127.0.0.1:\(dPort)")
         #expect(code != 0 && output.contains("etcdserver: Peer URLs already exists"), "\(output)")
 
         // A learner joins, cannot vote until promoted.
         let ePort = try freePortForTests()
-        (code, output) = try await f.run(f.leaderPort, "member", "add", "e", "--learner", "--peer-urls=http://127.0.0.1:\(ePort)")
+        // d joined moments ago: not yet in touch for the health interval.
+        (code, output) = try await f.runWhileUnhealthy(f.leaderPort, "member", "add", "e", "--learner", "--peer-urls=http://127.0.0.1:\(ePort)")
         #expect(code == 0 && output.contains("added to cluster"), "\(output)")
         let e = try await f.cluster.join(name: "e", peerPort: ePort)
         output = try await f.memberList(until: { $0.contains(", e, ") })
@@ -74,7 +77,7 @@ import Testing
         #expect(code == 0 && output.contains("updated in cluster"), "\(output)")
         (code, output) = try await f.run(f.leaderPort, "member", "list")
         #expect(output.contains("http://localhost:\(dPort)"), "\(output)")
-        (code, output) = try await f.run(f.leaderPort, "member", "remove", dID)
+        (code, output) = try await f.runWhileUnhealthy(f.leaderPort, "member", "remove", dID)
         #expect(code == 0 && output.contains("removed from cluster"), "\(output)")
         // The removed member learns it (`ensemble serve` then stops).
         let noticed = await withTaskGroup(of: Bool.self) { group in
@@ -126,6 +129,18 @@ func freePortsForTests(_ count: Int) throws -> [Int] {
 }
 
 extension DevClusterFixture {
+    /// Runs etcdctl again while it answers "unhealthy cluster" (a membership
+    /// change the leader refuses until it has been in touch with every voter
+    /// for 5 s, as etcd's does), up to 20 s.
+    func runWhileUnhealthy(_ port: Int, _ arguments: String...) async throws -> (Int32, String) {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while true {
+            let (code, output) = try await run(port, arguments)
+            guard code != 0, output.contains("etcdserver: unhealthy cluster"), ContinuousClock.now < deadline else { return (code, output) }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
     /// `member list` once it satisfies `condition` (members publish their
     /// names asynchronously), or the last answer after 5 s.
     func memberList(until condition: (String) -> Bool) async throws -> String {

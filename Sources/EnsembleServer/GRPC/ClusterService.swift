@@ -61,9 +61,11 @@ public struct ClusterService: Sendable {
         }
         guard let urls = Self.peerURLs(request.peerUrls) else { return .failure(Self.status(.badURLs)) }
         let learner = request.isLearner
-        let outcome = await apply { replica, _ in
+        let outcome = await apply { replica, leader in
             let table = replica.machine.members
-            do throws(MemberError) { try table.checkAdd(peerURLs: urls, isLearner: learner) } catch { return .refuse(.failure(.member(error))) }
+            do throws(MemberError) {
+                try table.checkAdd(peerURLs: urls, isLearner: learner, local: leader.id, healthy: leader.healthyPeers)
+            } catch { return .refuse(.failure(.member(error))) }
             // A new id every time (etcd mixes in the time too), so a member
             // that was removed never comes back under its old id.
             var id: UInt64 = 0
@@ -94,11 +96,9 @@ public struct ClusterService: Sendable {
         }
         let id = request.id
         let outcome = await apply { replica, leader in
-            // etcd counts a peer as up if connected within its health interval.
-            let now = ContinuousClock.now
-            let active = Set(leader.lastHeard.filter { now - $0.value < Self.healthInterval }.keys)
             do throws(MemberError) {
-                try replica.machine.members.checkRemove(id, local: leader.id, active: active)
+                try replica.machine.members.checkRemove(
+                    id, local: leader.id, connected: leader.connectedPeers, healthy: leader.healthyPeers)
             } catch {
                 return .refuse(.failure(.member(error)))
             }
@@ -148,11 +148,12 @@ public struct ClusterService: Sendable {
         let outcome = await apply { replica, leader in
             let table = replica.machine.members
             do throws(MemberError) {
-                guard let member = table.members[id] else { throw MemberError.notFound }
-                guard member.isLearner else { throw MemberError.notLearner }
-                let leaderMatch = leader.matchIndexes[leader.id] ?? leader.commitIndex
-                let learnerMatch = leader.matchIndexes[id] ?? 0
-                if Double(learnerMatch) < Double(leaderMatch) * 0.9 { throw MemberError.learnerNotReady }
+                // etcd's order: readiness (for a member the leader tracks),
+                // the strict check, then the directory's rules.
+                if let learnerMatch = leader.matchIndexes[id] {
+                    let leaderMatch = leader.matchIndexes[leader.id] ?? leader.commitIndex
+                    if Double(learnerMatch) < Double(leaderMatch) * 0.9 { throw MemberError.learnerNotReady }
+                }
                 try table.checkPromote(id)
             } catch {
                 return .refuse(.failure(.member(error)))
@@ -169,9 +170,6 @@ public struct ClusterService: Sendable {
             return .failure(status)
         }
     }
-
-    /// etcd's HealthInterval: a peer heard from within it counts as up.
-    static let healthInterval = Duration.seconds(5)
 
     /// Proposes the membership change `check` decides on the leader
     /// (``LeaderRouting/proposeConfChange(checked:)``); the directory after

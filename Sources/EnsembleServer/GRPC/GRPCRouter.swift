@@ -15,11 +15,13 @@ public struct GRPCRouter: Sendable {
     public var streaming: [String: Streaming] = [:]
     /// Plain HTTP/1.1 GET endpoints on the same port, by path (`/metrics`).
     public var http: [String: @Sendable () async -> HTTPResponse] = [:]
-    /// Whether the member knows a leader. A unary etcd call carrying
-    /// `hasleader: true` (clientv3's WithRequireLeader) is refused with
-    /// "etcdserver: no leader" when it does not, as etcd's unary interceptor
-    /// does; streams check it themselves (``GRPCServerStream/requiresLeader``).
-    public var leaderKnown: (@Sendable () -> Bool)?
+    /// Asked before serving a unary etcd call (`path`, request message) sent
+    /// with `hasleader: true` (clientv3's WithRequireLeader): the refusal, if
+    /// any — "etcdserver: no leader" while the member knows none, as etcd's
+    /// unary interceptor answers. Streams check it themselves
+    /// (``GRPCServerStream/requiresLeader``).
+    public var leaderRequired: LeaderCheck?
+    public typealias LeaderCheck = @Sendable (_ path: String, _ request: [UInt8]) -> GRPCStatus?
     public init() {}
 }
 
@@ -112,8 +114,8 @@ public final class GRPCRouterBox: Sendable {
         }
         let handler: Handler
         let metrics: (any GRPCMethodObserver)?
-        /// For etcd's unary calls: ``GRPCRouter/leaderKnown``.
-        var leaderKnown: (@Sendable () -> Bool)? = nil
+        /// For etcd's unary calls: ``GRPCRouter/leaderRequired``.
+        var leaderRequired: GRPCRouter.LeaderCheck? = nil
     }
 
     private struct State {
@@ -126,7 +128,7 @@ public final class GRPCRouterBox: Sendable {
             for (path, unary) in router.unary {
                 routes[path] = Route(
                     handler: .unary(unary), metrics: observer?.method(path: path, streaming: false),
-                    leaderKnown: path.hasPrefix("/ensemble.") ? nil : router.leaderKnown)
+                    leaderRequired: path.hasPrefix("/ensemble.") ? nil : router.leaderRequired)
             }
             for (path, streaming) in router.streaming where routes[path] == nil {
                 routes[path] = Route(handler: .streaming(streaming), metrics: observer?.method(path: path, streaming: true))

@@ -37,6 +37,9 @@ final class GRPCServerHandler: ChannelInboundHandler {
         var reader: GRPCMessageReader
         var headersSent = false
         var deadline: Scheduled<Void>?
+        /// A unary call sent with `hasleader: true`: asked before it is served
+        /// (``GRPCRouter/leaderRequired``).
+        var leaderCheck: GRPCRouter.LeaderCheck?
     }
 
     private let router: GRPCRouterBox
@@ -218,11 +221,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
         call.metrics = route?.metrics
         switch route?.handler {
         case let .unary(unary)?:
-            if let leaderKnown = route?.leaderKnown, headers.first(name: "hasleader") == "true", !leaderKnown() {
-                calls[stream] = call
-                end(context: context, stream: stream, .unavailable("etcdserver: no leader"))
-                return
-            }
+            if let check = route?.leaderRequired, headers.first(name: "hasleader") == "true" { call.leaderCheck = check }
             call.kind = .unary(unary, message: nil, extra: false)
             calls[stream] = call
         case let .streaming(streaming)? where outbox != nil:
@@ -283,6 +282,10 @@ final class GRPCServerHandler: ChannelInboundHandler {
             }
             guard let message, !extra else {
                 end(context: context, stream: stream, GRPCStatus(code: 12, message: "a unary call takes exactly one request message"))
+                return
+            }
+            if let check = call.leaderCheck, let refusal = check(call.path, message) {
+                end(context: context, stream: stream, refusal)
                 return
             }
             let outbox = self.outbox

@@ -153,8 +153,12 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// asked under.
     private var reads: [UInt64: (job: ReadJob, deadline: ContinuousClock.Instant, under: Leadership)] = [:]
     private var confirmedReads: [(index: UInt64, context: UInt64)] = []
-    /// Leader only: when each peer was last seen active (``NodeStatus/lastHeard``).
-    private var lastHeard: [NodeID: ContinuousClock.Instant] = [:]
+    /// When each peer was last heard from, and since when without a break
+    /// longer than an election timeout (etcd: connected since), for
+    /// membership checks (``NodeStatus/connectedPeers``).
+    private var contact: [NodeID: (since: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
+    /// A silence longer than this is a break in contact (an election timeout).
+    private let contactBreak: Duration
     /// Proposals made on this follower in the current cycle, forwarded to the
     /// leader as one batch at its end.
     private var toForward: [(data: [UInt8], reply: ProposalReply)] = []
@@ -223,6 +227,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         self.startCommit = storage.hardState.commit
         self.leaseReads = config.readOnly == .leaseBased
         self.noLeaderWait = options.tickInterval * (2 * config.electionTick)
+        self.contactBreak = options.tickInterval * config.electionTick
         let hooks = Applier<Machine>.Hooks(
             propose: { _ = shared.enqueue(.machineProposals($0)) },
             snapshotWritten: { _ = shared.enqueue(.snapshotWritten($0, $1, started: $2)) },
@@ -587,12 +592,18 @@ extension NodeLoop {
             return
         }
         let checkedAt = raft.appliedIndex
-        let status = shared.published.withLock { $0 }
+        var status = currentStatus()
+        let now = ContinuousClock.now
+        for (peer, heard) in contact where now - heard.last <= contactBreak && peer != id {
+            status.connectedPeers.insert(peer)
+            if now - heard.since >= NodeStatus.healthInterval { status.healthyPeers.insert(peer) }
+        }
         let shared = self.shared
+        let leader = status
         applier.post(
             .perform(
                 { machine in
-                    let decision = check(machine, status)
+                    let decision = check(machine, leader)
                     if !shared.enqueue(.checkedConfChange(decision, checkedAt: checkedAt, check, reply, attempt: attempt)) {
                         reply(.failure(.stopped))
                     }
@@ -681,7 +692,16 @@ extension NodeLoop {
     private func handle(_ work: Work) {
         switch work {
         case let .messages(messages):
-            for message in messages { raft.step(message) }
+            guard !messages.isEmpty else { return }
+            let now = ContinuousClock.now
+            for message in messages {
+                raft.step(message)
+                if let heard = contact[message.from], now - heard.last <= contactBreak {
+                    contact[message.from]?.last = now
+                } else {
+                    contact[message.from] = (now, now)
+                }
+            }
         case let .propose(data, reply):
             guard !data.isEmpty else {
                 reply(.failure(.proposalDropped("empty proposal")))
@@ -867,21 +887,17 @@ extension NodeLoop {
         confirmedReads.removeAll { reads[$0.context] == nil }
     }
 
-    private func publishStatus() {
-        var status = NodeStatus(
+    /// The node's state as of now (loop thread).
+    private func currentStatus() -> NodeStatus {
+        NodeStatus(
             id: id, role: raft.role, leader: raft.leader, term: raft.term, commitIndex: raft.commitIndex,
             appliedIndex: 0, voters: raft.confState.voters, learners: raft.confState.learners,
             running: true, matchIndexes: raft.matchIndexes, activePeers: raft.activePeers, pendingProposals: proposals.count,
             snapshotIndex: lastSnapshotIndex)
-        if raft.role == .leader {
-            if !status.activePeers.isEmpty {
-                let now = ContinuousClock.now
-                for peer in status.activePeers { lastHeard[peer] = now }
-            }
-            status.lastHeard = lastHeard
-        } else if !lastHeard.isEmpty {
-            lastHeard = [:]
-        }
+    }
+
+    private func publishStatus() {
+        var status = currentStatus()
         let learner = raft.confState.learners.contains(id)
         if shared.learner.load(ordering: .relaxed) != learner { shared.learner.store(learner, ordering: .relaxed) }
         let knowsLeader = raft.leader != .none

@@ -16,9 +16,15 @@ public struct NodeStatus: Sendable, Equatable {
     public var matchIndexes: [NodeID: UInt64] = [:]
     /// On the leader: the peers heard from lately (``Raft/RaftNode/activePeers``).
     public var activePeers: Set<NodeID> = []
-    /// On the leader: when each peer was last among ``activePeers`` (as seen
-    /// once per loop cycle); whom a membership check may count as up.
-    public var lastHeard: [NodeID: ContinuousClock.Instant] = [:]
+    /// For a membership check (``NodeLoop/proposeConfChange(checked:)``),
+    /// empty otherwise: the peers heard from within an election timeout
+    /// (etcd: connected)…
+    public var connectedPeers: Set<NodeID> = []
+    /// …and those among them heard without a longer break for at least
+    /// ``healthInterval`` (etcd: connected since its health interval).
+    public var healthyPeers: Set<NodeID> = []
+    /// etcd's HealthInterval.
+    public static let healthInterval = Duration.seconds(5)
     /// Proposals waiting to be applied.
     public var pendingProposals = 0
     /// The index of the latest snapshot saved in the member's data directory.

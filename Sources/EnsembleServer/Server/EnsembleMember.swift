@@ -299,7 +299,11 @@ public final class EnsembleMember: @unchecked Sendable {
         forwarder.install(on: &routes)
         let node = self.node
         LearnerGate.install(on: &routes) { node.isLearner }
-        routes.leaderKnown = { node.knowsLeader }
+        // etcd's interceptor order: the learner's refusal, then the leader's.
+        routes.leaderRequired = { path, request in
+            if node.isLearner && !LearnerGate.servedByLearner(path, request) { return LearnerGate.refusal }
+            return node.knowsLeader ? nil : .unavailable("etcdserver: no leader")
+        }
         router.install(routes)
     }
 
