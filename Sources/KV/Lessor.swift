@@ -71,9 +71,11 @@ public struct Lessor: Sendable {
         deadlines[id].map { $0 <= now } ?? false
     }
 
-    public func expired(now: Double) -> [LeaseID] {
+    /// `skipping`: leases left out (their revocation is already on its way),
+    /// so they are not sorted again and again while it is.
+    public func expired(now: Double, skipping: (LeaseID) -> Bool = { _ in false }) -> [LeaseID] {
         // The longest expired first: under a revocation rate limit they go first.
-        deadlines.filter { $0.value <= now }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)
+        deadlines.filter { $0.value <= now && !skipping($0.key) }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)
     }
 
     /// Remaining TTLs to replicate, once per `checkpointInterval`.

@@ -2,6 +2,7 @@
 import Foundation
 import KV
 import Raft
+import RaftTransport
 import Synchronization
 import Testing
 
@@ -54,6 +55,58 @@ import Testing
         #expect(directory.members.values.filter { $0.peerURLs == urls }.count == 1)
         await f.close()
     }
+}
+
+extension ConfChangeCheckTests {
+    /// The peers a membership check counts as connected (heard within an
+    /// election timeout) and healthy (in touch for etcd's 5 s), in the
+    /// leader loop's own ticks.
+    @Test func aCheckSeesWhichPeersTheLeaderIsInTouchWith() async throws {
+        let created = ContinuousClock.now
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        let leaderID = try await cluster.waitForLeader()
+        let leader = try #require(cluster.nodes[leaderID])
+        let others = Set(cluster.ids.filter { $0 != leaderID })
+        func seen() async throws -> NodeStatus {
+            let seen = Seen()
+            _ = try await leader.proposeConfChange(checked: { _, status in
+                seen.status.withLock { $0 = status }
+                return .refuse("looked")
+            })
+            return try #require(seen.status.withLock { $0 })
+        }
+        /// The status a check sees once `condition` holds (polled: a loaded
+        /// machine runs fewer ticks than the wall clock says), or the last one.
+        func seen(within timeout: Duration, until condition: (NodeStatus) -> Bool) async throws -> NodeStatus {
+            let deadline = ContinuousClock.now + timeout
+            var status = try await seen()
+            while !condition(status) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                status = try await seen()
+            }
+            return status
+        }
+        var status = try await seen(within: .seconds(5)) { $0.connectedPeers == others }
+        #expect(status.connectedPeers == others)
+        status = try await seen(within: .seconds(20)) { $0.healthyPeers == others }
+        // Ticks never run ahead of the clock.
+        #expect(ContinuousClock.now - created >= NodeStatus.healthInterval, "healthy only after 5 s of ticks")
+        #expect(status.healthyPeers == others)
+        // A peer cut off for more than an election timeout (10 ticks) is gone.
+        let cut = try #require(others.first)
+        cluster.transport.partition(leaderID, cut)
+        status = try await seen(within: .seconds(10)) { !$0.connectedPeers.contains(cut) }
+        #expect(status.connectedPeers == others.subtracting([cut]) && status.healthyPeers == status.connectedPeers)
+        // Back, but not yet in touch for 5 s.
+        cluster.transport.heal()
+        status = try await seen(within: .seconds(10)) { $0.connectedPeers == others }
+        #expect(status.connectedPeers == others && !status.healthyPeers.contains(cut))
+    }
+}
+
+final class Seen: Sendable {
+    let status = Mutex<NodeStatus?>(nil)
 }
 
 final class Counter: Sendable {

@@ -44,7 +44,11 @@ extension KVReplica {
         lastRevokeTick = time
         // The expired leases are found and sorted once per drain, not per
         // tick: a mass expiry takes many ticks to revoke at this rate.
-        if revokeTokens >= 1 && expiredQueue.isEmpty { expiredQueue = lessor.expired(now: time).reversed() }
+        if revokeTokens >= 1 && expiredQueue.isEmpty {
+            // Those proposed < 3 s ago are left out: under CORRUPT, or while
+            // nothing commits, they would be sorted again every tick.
+            expiredQueue = lessor.expired(now: time, skipping: { id in revoking[id].map { time - $0 < 3 } ?? false }).reversed()
+        }
         while revokeTokens >= 1, let id = expiredQueue.popLast() {
             // Renewed or revoked since it was queued, or proposed < 3 s ago.
             guard lessor.isExpired(id, now: time), revoking[id].map({ time - $0 >= 3 }) ?? true else { continue }

@@ -155,10 +155,16 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var confirmedReads: [(index: UInt64, context: UInt64)] = []
     /// When each peer was last heard from, and since when without a break
     /// longer than an election timeout (etcd: connected since), for
-    /// membership checks (``NodeStatus/connectedPeers``).
-    private var contact: [NodeID: (since: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
+    /// membership checks (``NodeStatus/connectedPeers``). Counted in this
+    /// loop's ticks, not wall time: a stalled loop runs no ticks (and sends
+    /// no heartbeats), so peers do not look gone because it went quiet.
+    private var contact: [NodeID: (since: UInt64, last: UInt64)] = [:]
+    /// Ticks this loop has run.
+    private var ticks: UInt64 = 0
     /// A silence longer than this is a break in contact (an election timeout).
-    private let contactBreak: Duration
+    private let contactBreak: UInt64
+    /// etcd's health interval, in ticks.
+    private let healthTicks: UInt64
     /// Proposals made on this follower in the current cycle, forwarded to the
     /// leader as one batch at its end.
     private var toForward: [(data: [UInt8], reply: ProposalReply)] = []
@@ -227,7 +233,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         self.startCommit = storage.hardState.commit
         self.leaseReads = config.readOnly == .leaseBased
         self.noLeaderWait = options.tickInterval * (2 * config.electionTick)
-        self.contactBreak = options.tickInterval * config.electionTick
+        self.contactBreak = UInt64(config.electionTick)
+        self.healthTicks = UInt64((NodeStatus.healthInterval / options.tickInterval).rounded(.up))
         let hooks = Applier<Machine>.Hooks(
             propose: { _ = shared.enqueue(.machineProposals($0)) },
             snapshotWritten: { _ = shared.enqueue(.snapshotWritten($0, $1, started: $2)) },
@@ -490,6 +497,7 @@ extension NodeLoop {
         var missed = 0
         while clock.now >= nextTick && missed < limit {
             raft.tick()
+            ticks += 1
             nextTick = nextTick + options.tickInterval
             missed += 1
         }
@@ -593,10 +601,11 @@ extension NodeLoop {
         }
         let checkedAt = raft.appliedIndex
         var status = currentStatus()
-        let now = ContinuousClock.now
-        for (peer, heard) in contact where now - heard.last <= contactBreak && peer != id {
+        let members = Set(raft.confState.voters + raft.confState.learners)
+        contact = contact.filter { members.contains($0.key) }
+        for (peer, heard) in contact where ticks - heard.last <= contactBreak && peer != id {
             status.connectedPeers.insert(peer)
-            if now - heard.since >= NodeStatus.healthInterval { status.healthyPeers.insert(peer) }
+            if ticks - heard.since >= healthTicks { status.healthyPeers.insert(peer) }
         }
         let shared = self.shared
         let leader = status
@@ -692,14 +701,12 @@ extension NodeLoop {
     private func handle(_ work: Work) {
         switch work {
         case let .messages(messages):
-            guard !messages.isEmpty else { return }
-            let now = ContinuousClock.now
             for message in messages {
                 raft.step(message)
-                if let heard = contact[message.from], now - heard.last <= contactBreak {
-                    contact[message.from]?.last = now
+                if let heard = contact[message.from], ticks - heard.last <= contactBreak {
+                    if heard.last != ticks { contact[message.from]?.last = ticks }
                 } else {
-                    contact[message.from] = (now, now)
+                    contact[message.from] = (ticks, ticks)
                 }
             }
         case let .propose(data, reply):
