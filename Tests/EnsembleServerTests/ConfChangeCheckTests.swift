@@ -15,12 +15,18 @@ import Testing
     @Test func aChangeCheckedBeforeAnEarlierOneAppliedIsCheckedAgain() async throws {
         let f = try await DevClusterFixture()
         let leader = try #require(f.cluster.nodeDirectory.nodes.withLock { $0[f.leader] })
+        // Every member has published itself: nothing else is proposed below.
+        _ = try await f.memberList(until: { $0.split(separator: "\n").filter { $0.contains(", started, ") }.count == 3 })
+        let before = leader.status.commitIndex
         let urls = ["http://127.0.0.1:1"]
         func add(_ id: UInt64, slow: Bool, checks: Counter?) -> NodeLoop<KVReplica>.ConfChangeCheck {
             { replica, _ in
-                checks?.count.add(1, ordering: .relaxed)
-                // Holds the applier: the first change commits meanwhile.
-                if slow { Thread.sleep(forTimeInterval: 1) }
+                // The first time, hold the applier until the first change has
+                // committed (it is handed out but cannot apply meanwhile).
+                if checks?.count.add(1, ordering: .relaxed).newValue == 1 && slow {
+                    let deadline = ContinuousClock.now + .seconds(20)
+                    while leader.status.commitIndex <= before && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+                }
                 do throws(MemberError) {
                     // Contact with the peers is not what this test is about.
                     let members = replica.machine.members
@@ -33,21 +39,22 @@ import Testing
             }
         }
         let secondChecks = Counter()
-        let second = Mutex<Task<KVReplica.Result, any Error>?>(nil)
+        let secondResult = ResultBox()
         let first = add(1001, slow: false, checks: nil)
         let secondCheck = add(1002, slow: true, checks: secondChecks)
-        // The second is asked once the first has been checked (and is being
-        // proposed): its check sees the state before the first applies.
+        // The second is asked while the first is being checked, so its check
+        // sees the state before the first applies.
         let firstResult = try await leader.proposeConfChange(checked: { replica, status in
-            let decision = first(replica, status)
-            second.withLock { $0 = Task { try await leader.proposeConfChange(checked: secondCheck) } }
-            return decision
+            leader.proposeConfChange(checked: secondCheck) { result in secondResult.value.withLock { $0 = result } }
+            return first(replica, status)
         })
         guard case .success(.members(let members)) = firstResult else { Issue.record("\(firstResult)"); return }
         #expect(members.contains { $0.id == 1001 })
-        let secondResult = try await #require(second.withLock { $0 }).value
-        guard case .failure(.member(.peerURLExists)) = secondResult else {
-            Issue.record("the second add: \(secondResult)")
+        let deadline = ContinuousClock.now + .seconds(20)
+        while secondResult.value.withLock({ $0 }) == nil && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let second = secondResult.value.withLock { $0 }
+        guard case .success(.failure(.member(.peerURLExists)))? = second else {
+            Issue.record("the second add: \(String(describing: second))")
             return
         }
         #expect(secondChecks.count.load(ordering: .relaxed) == 2, "checked again after the first applied")
@@ -103,6 +110,10 @@ extension ConfChangeCheckTests {
         status = try await seen(within: .seconds(10)) { $0.connectedPeers == others }
         #expect(status.connectedPeers == others && !status.healthyPeers.contains(cut))
     }
+}
+
+final class ResultBox: Sendable {
+    let value = Mutex<Result<KVReplica.Result, NodeError>?>(nil)
 }
 
 final class Seen: Sendable {

@@ -322,9 +322,17 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// (``ReplicatedStateMachine/applyConfChange(_:accepted:index:)``).
     public func proposeConfChange(checked check: @escaping ConfChangeCheck) async throws(NodeError) -> Machine.Result {
         let result: Result<Machine.Result, NodeError> = await withCheckedContinuation { continuation in
-            enqueue(.checkConfChange(check, { continuation.resume(returning: $0) }, attempt: 0))
+            proposeConfChange(checked: check) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// ``proposeConfChange(checked:)`` with a callback that runs once, on the
+    /// loop or apply thread.
+    public func proposeConfChange(
+        checked check: @escaping ConfChangeCheck, reply: @escaping @Sendable (Result<Machine.Result, NodeError>) -> Void
+    ) {
+        enqueue(.checkConfChange(check, reply, attempt: 0))
     }
 
     /// Reads from the state machine. Linearizable reads wait for a ReadIndex
