@@ -28,27 +28,26 @@ extension MVCCStore {
     // MARK: Validation before proposing (etcd's v3rpc checks)
 
     /// The checks etcd makes before a txn is proposed (`checkTxnRequest`): at most
-    /// ``maxTxnOperations`` operations in all, nested txns counting their own ops
-    /// against what is left; no empty keys anywhere; the put options' rules; and
-    /// no key written twice in a branch (`checkIntervals`).
+    /// ``maxTxnOperations`` operations, a nested txn counting its own against
+    /// what its parent leaves (whatever its siblings use); no empty keys
+    /// anywhere; the put options' rules; and no key written twice in a branch
+    /// (`checkIntervals`).
     public static func validate(_ request: TxnRequest) throws(KVError) {
-        var budget = maxTxnOperations
-        try validate(request, budget: &budget)
+        try validate(request, budget: maxTxnOperations)
         _ = try checkIntervals(request.success)
         _ = try checkIntervals(request.failure)
     }
 
-    private static func validate(_ request: TxnRequest, budget: inout Int) throws(KVError) {
+    private static func validate(_ request: TxnRequest, budget: Int) throws(KVError) {
         let ops = max(request.compare.count, request.success.count, request.failure.count)
         if ops > budget { throw .tooManyOperations }
-        budget -= ops
         for compare in request.compare where compare.key.isEmpty { throw .emptyKey }
         for op in request.success + request.failure {
             switch op {
             case let .range(r): try validate(range: r)
             case let .put(p): try validate(put: p)
             case let .deleteRange(d): try validate(delete: d)
-            case let .txn(inner): try validate(inner, budget: &budget)
+            case let .txn(inner): try validate(inner, budget: budget - ops)
             }
         }
     }
@@ -131,7 +130,7 @@ extension MVCCStore {
         cursor += 1
         for op in succeeded ? request.success : request.failure {
             switch op {
-            case let .put(p): try checkPut(p)
+            case let .put(p): try checkPut(p, keyFirst: true)
             case let .txn(inner): try checkPuts(inner, path, &cursor)
             default: break
             }

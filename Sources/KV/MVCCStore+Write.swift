@@ -47,14 +47,15 @@ extension MVCCStore {
         return (response, events)
     }
 
-    /// What etcd checks when applying a put (`checkRequestPut`): the lease
-    /// first, then that a key exists when its value or lease is kept.
-    func checkPut(_ request: PutRequest) throws(KVError) {
+    /// What etcd checks when applying a put: the lease, then that a key
+    /// exists when its value or lease is kept (a Put); the other way round in
+    /// a txn (`checkRequestPut`, `keyFirst`).
+    func checkPut(_ request: PutRequest, keyFirst: Bool = false) throws(KVError) {
         if request.key.isEmpty { throw .emptyKey }
+        let missingKey = (request.ignoreValue || request.ignoreLease) && index.value(for: request.key)?.latest == nil
+        if keyFirst && missingKey { throw .keyNotFound }
         if request.lease != 0 && !leaseExists(request.lease) { throw .leaseNotFound }
-        if request.ignoreValue || request.ignoreLease {
-            if index.value(for: request.key)?.latest == nil { throw .keyNotFound }
-        }
+        if missingKey { throw .keyNotFound }
     }
 
     /// Applies a validated put; returns the previous state.

@@ -70,7 +70,8 @@ public final class MVCCStore {
             if request.minModRevision != 0 && mod < request.minModRevision { return true }
             if request.maxCreateRevision != 0 && create > request.maxCreateRevision { return true }
             if request.minCreateRevision != 0 && create < request.minCreateRevision { return true }
-            if let kv = version.kv(key: key, value: !request.keysOnly) { kvs.append(kv) }
+            // keys_only still sorts by value (etcd clears values after sorting).
+            if let kv = version.kv(key: key, value: !request.keysOnly || request.sortTarget == .value) { kvs.append(kv) }
             return true
         }
         response.count = count

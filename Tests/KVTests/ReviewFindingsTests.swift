@@ -71,7 +71,7 @@ import Testing
         #expect(throws: KVError.emptyKey) { try store.txn(TxnRequest(compare: [Compare(key: [], .version(0), .equal)])) }
         // Empty keys in the branch not taken are refused too.
         #expect(throws: KVError.emptyKey) { try store.txn(TxnRequest(failure: [.put(PutRequest(key: [], value: []))])) }
-        // Nested txns spend the same budget of 128 operations.
+        // A nested txn counts against what its parent leaves of 128.
         let nested = TxnRequest(success: Array(repeating: .range(RangeRequest(key: b("k"))), count: 100)
             + [.txn(TxnRequest(success: Array(repeating: .range(RangeRequest(key: b("k"))), count: 50)))])
         #expect(throws: KVError.tooManyOperations) { try store.txn(nested) }
@@ -79,6 +79,38 @@ import Testing
         let fromKey = TxnRequest(success: [.deleteRange(DeleteRangeRequest(key: b("a"), rangeEnd: [0])), .put(PutRequest(key: b("b"), value: []))])
         _ = try store.txn(fromKey)
         #expect(KVError.valueProvided.description == "etcdserver: value is provided")
+        // Each nested txn gets what its parent leaves, whatever its siblings
+        // use (etcd's checkRequestOp(u, maxTxnOps-opc)).
+        let hundred = TxnRequest(success: Array(repeating: .range(RangeRequest(key: b("k"))), count: 100))
+        _ = try store.txn(TxnRequest(success: [.txn(hundred)], failure: [.txn(hundred)]))
+        _ = try store.txn(TxnRequest(success: [.txn(hundred), .txn(hundred)]))
+        let full = TxnRequest(success: Array(repeating: .range(RangeRequest(key: b("k"))), count: 128))
+        #expect(throws: KVError.tooManyOperations) { try store.txn(TxnRequest(success: [.txn(full)])) }
+    }
+
+    /// keys_only still sorts by value: etcd sorts, then drops the values.
+    @Test func keysOnlySortedByValue() throws {
+        let store = MVCCStore()
+        for (key, value) in [("a", "3"), ("b", "1"), ("c", "2")] { _ = try store.put(PutRequest(key: b(key), value: b(value))) }
+        var request = RangeRequest(key: b("a"), rangeEnd: b("d"))
+        request.keysOnly = true
+        request.sortTarget = .value
+        request.sortOrder = .ascend
+        let response = try store.range(request)
+        #expect(response.kvs.map(\.key) == [b("b"), b("c"), b("a")])
+        #expect(response.kvs.allSatisfy { $0.value.isEmpty })
+    }
+
+    /// A put that keeps a missing key's value, with an unknown lease: a Put
+    /// hears of the lease first, a put in a txn of the key first (etcd's
+    /// applierV3backend.Put against checkRequestPut).
+    @Test func missingKeyAndUnknownLeaseAnsweredInEtcdsOrder() throws {
+        let store = MVCCStore()
+        store.leaseExists = { _ in false }
+        var put = PutRequest(key: b("missing"), value: [], lease: 99)
+        put.ignoreValue = true
+        #expect(throws: KVError.leaseNotFound) { try store.put(put) }
+        #expect(throws: KVError.keyNotFound) { try store.txn(TxnRequest(success: [.put(put)])) }
     }
 
     @Test func compactingAFreshStoreAtZeroWorks() throws {

@@ -6,8 +6,8 @@
 /// compressed flag, a 4-byte big-endian length, then the message bytes.
 struct GRPCMessageReader {
     enum Failure: Error, Equatable {
-        /// The message would exceed the server's limit (etcd answers
-        /// "etcdserver: request is too large" to such requests).
+        /// The message would exceed the server's limit (grpc-go, in etcd,
+        /// answers "grpc: received message larger than max").
         case tooLarge(Int)
         /// The compressed flag is set; this server negotiates no compression.
         case compressed

@@ -26,8 +26,9 @@ public final class GRPCServer: Sendable {
     /// Sent to every connection on shutdown: HTTP/2 ones say GOAWAY and close
     /// once their calls are done.
     struct GoingAway {}
-    /// Request messages larger than this are refused with etcd's "request is
-    /// too large" (etcd: 1.5 MiB plus gRPC overhead).
+    /// Request messages larger than this are refused with RESOURCE_EXHAUSTED
+    /// and grpc-go's text, as etcd's gRPC server does (etcd: its request
+    /// limit plus 512 KiB; the KV service refuses writes over the limit itself).
     public let maxRequestBytes: Int
     public let keepalive: GRPCKeepalive
 

@@ -241,9 +241,10 @@ final class GRPCServerHandler: ChannelInboundHandler {
         let messages: [[UInt8]]
         do {
             messages = try call.reader.append(buffer.readableBytesView)
-        } catch .tooLarge {
+        } catch let .tooLarge(length) {
             calls[stream] = call
-            end(context: context, stream: stream, GRPCStatus(code: 8, message: "etcdserver: request is too large"))
+            // grpc-go's words, which etcd's clients see from etcd.
+            end(context: context, stream: stream, GRPCStatus(code: 8, message: "grpc: received message larger than max (\(length) vs. \(maxRequestBytes))"))
             return
         } catch .compressed {
             calls[stream] = call

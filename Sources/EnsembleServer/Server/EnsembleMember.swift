@@ -173,7 +173,7 @@ public final class EnsembleMember: @unchecked Sendable {
         var servers: [any Channel] = []
         var clientPorts: [Int] = []
         let grpcServer = GRPCServer(
-            group: group, router: router, maxRequestBytes: configuration.maxRequestBytes + 1024,
+            group: group, router: router, maxRequestBytes: configuration.maxRequestBytes + MemberConfiguration.grpcOverheadBytes,
             keepalive: try configuration.grpcKeepalive())
         do {
             let tls = try configuration.clientTLSServerContext(logger: logger)
@@ -275,7 +275,10 @@ public final class EnsembleMember: @unchecked Sendable {
     private func install(clusterID: UInt64, leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?) {
         var routes = GRPCRouter()
         let space = replica.space
-        KVService(node: node, clusterID: clusterID, space: space, leaderInProcess: leaderInProcess).register(on: &routes)
+        KVService(
+            node: node, clusterID: clusterID, space: space, maxRequestBytes: configuration.maxRequestBytes,
+            leaderInProcess: leaderInProcess
+        ).register(on: &routes)
         LeaseService(
             node: node, clusterID: clusterID, space: space, leaderInProcess: leaderInProcess, forwarder: forwarder,
             minimumTTL: LeaseService.minimumTTL(electionTimeout: configuration.electionTimeout)

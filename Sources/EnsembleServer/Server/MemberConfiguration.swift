@@ -41,8 +41,13 @@ public struct MemberConfiguration: Sendable {
     public var snapshotCount: UInt64 = 100_000
     /// `--quota-backend-bytes`: the space quota (0: etcd's default, 2 GiB).
     public var quotaBackendBytes = 0
-    /// `--max-request-bytes`: the largest request message (etcd: 1.5 MiB).
-    public var maxRequestBytes = 1_572_864
+    /// `--max-request-bytes`: the largest write request (etcd: 1.5 MiB);
+    /// messages up to 512 KiB more pass the transport (reads are bound by
+    /// that alone), as in etcd.
+    public var maxRequestBytes = Self.defaultMaxRequestBytes
+    public static let defaultMaxRequestBytes = 1_572_864
+    /// etcd's grpcOverheadBytes: what the transport allows beyond `--max-request-bytes`.
+    public static let grpcOverheadBytes = 512 * 1024
     /// `--cert-file`, `--key-file`: the certificate chain and private key
     /// (PEM) served on `https://` listen-client-urls.
     public var certFile = ""
