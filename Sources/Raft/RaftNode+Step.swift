@@ -161,9 +161,12 @@ extension RaftNode {
 
     private mutating func stepLeader(_ message: Message) {
         guard progress[message.from] != nil else {
-            // Not a member this leader replicates to: refuse (certain, this leader never took it).
+            // Not a member this leader replicates to (removed, or not yet
+            // added): refuse — certainly not taken, unless an earlier copy was
+            // taken this term before the sender was removed (then unknown).
             if message.kind == .propose {
-                send(Message(kind: .proposeResponse, to: message.from, reject: true, context: message.context))
+                let unknown = forwardedBatches.mayHaveTaken(message.context, from: message.from)
+                send(Message(kind: .proposeResponse, to: message.from, reject: true, rejectHint: unknown ? 1 : 0, context: message.context))
             }
             return
         }

@@ -77,6 +77,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         print("ENDPOINT               MEMBER            LEADER  TERM  COMMIT  APPLIED  DB SIZE   VERSION         ERRORS")
+        var unreachable = 0
         for endpoint in client.endpoints.split(separator: ",") {
             let name = String(endpoint)
             do {
@@ -91,8 +92,11 @@ struct StatusCommand: AsyncParsableCommand {
                 await etcd.connection.close()
             } catch {
                 print("\(pad(name, 22)) unreachable: \(error)")
+                unreachable += 1
             }
         }
+        // As etcdctl endpoint status: a failure if any endpoint did not answer.
+        if unreachable > 0 { throw ExitCode(1) }
     }
 
     func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }

@@ -26,19 +26,33 @@ struct Dev: AsyncParsableCommand {
         guard client.count == 3, peer.count == 3 else {
             throw ValidationError("--client-ports and --peer-ports need three ports each")
         }
+        // Caught from here on: Ctrl-C during start-up still stops the members cleanly.
+        let interrupts = Interrupts()
         say("ensemble dev: starting 3 members, data in \(dataDir)/")
         let cluster = try await DevCluster(dataDirectory: dataDir, clientPorts: client, peerPorts: peer, tls: tls)
         for member in cluster.members {
             say("  \(member.name) (\(String(member.id, radix: 16))): client 127.0.0.1:\(member.clientPort)  peer 127.0.0.1:\(member.peerPort)")
         }
-        let leader = try await cluster.waitUntilReady()
+        let leader: UInt64
+        do {
+            leader = try await cluster.waitUntilReady()
+        } catch {
+            say("ensemble dev: no leader came (\(error)); stopping")
+            await cluster.shutdown()
+            throw ExitCode(1)
+        }
+        if interrupts.wasReceived {
+            say("ensemble dev: stopping…")
+            await cluster.shutdown()
+            return
+        }
         say("leader: \(cluster.members.first { $0.id == leader }?.name ?? String(leader, radix: 16))")
         let flags = cluster.tls.map { " " + $0.etcdctlFlags } ?? ""
         if let tls = cluster.tls { say("tls:    CA and certificates in \(tls.directory)/ (clients must present one)") }
         say("try:    etcdctl --endpoints=\(cluster.endpoints)\(flags) put hello world")
         say("        etcdctl --endpoints=\(cluster.endpoints)\(flags) get hello")
         say("Ctrl-C stops all members.")
-        await waitForInterrupt()
+        await interrupts.wait()
         say("\nensemble dev: stopping…")
         await cluster.shutdown()
         say("ensemble dev: stopped; data kept in \(dataDir)/")

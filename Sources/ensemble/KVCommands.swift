@@ -21,8 +21,7 @@ struct KV: AsyncParsableCommand {
         func run() async throws {
             let etcd = try await client.connect()
             var request = Etcdserverpb_RangeRequest()
-            request.key = Data(key.utf8)
-            if prefix { request.rangeEnd = prefixEnd(key) }
+            (request.key, request.rangeEnd) = keyRange(key, prefix: prefix)
             request.revision = rev
             request.serializable = serializable
             let response = try await etcd.range(request, timeout: client.timeout)
@@ -65,8 +64,7 @@ struct KV: AsyncParsableCommand {
         func run() async throws {
             let etcd = try await client.connect()
             var request = Etcdserverpb_DeleteRangeRequest()
-            request.key = Data(key.utf8)
-            if prefix { request.rangeEnd = prefixEnd(key) }
+            (request.key, request.rangeEnd) = keyRange(key, prefix: prefix)
             let response = try await etcd.deleteRange(request, timeout: client.timeout)
             print(response.deleted)
             await etcd.connection.close()
@@ -83,8 +81,7 @@ struct KV: AsyncParsableCommand {
         func run() async throws {
             let etcd = try await client.connect()
             var create = Etcdserverpb_WatchCreateRequest()
-            create.key = Data(key.utf8)
-            if prefix { create.rangeEnd = prefixEnd(key) }
+            (create.key, create.rangeEnd) = keyRange(key, prefix: prefix)
             create.startRevision = rev
             var request = Etcdserverpb_WatchRequest()
             request.createRequest = create
@@ -94,14 +91,24 @@ struct KV: AsyncParsableCommand {
                 if response.canceled {
                     throw ValidationError("watch canceled: \(response.cancelReason)")
                 }
+                // Written at once (not held back when piped, as print would).
                 for event in response.events {
-                    print(event.type == .put ? "PUT" : "DELETE")
-                    print(String(decoding: event.kv.key, as: UTF8.self))
-                    print(String(decoding: event.kv.value, as: UTF8.self))
+                    say(event.type == .put ? "PUT" : "DELETE")
+                    say(String(decoding: event.kv.key, as: UTF8.self))
+                    say(String(decoding: event.kv.value, as: UTF8.self))
                 }
             }
         }
     }
+}
+
+/// The key and range end a command sends: `key` alone, or every key starting
+/// with it — every key at all for an empty prefix, as etcdctl sends it
+/// (`\0` to `\0`: an empty key is refused).
+func keyRange(_ key: String, prefix: Bool) -> (key: Data, rangeEnd: Data) {
+    guard prefix else { return (Data(key.utf8), Data()) }
+    if key.isEmpty { return (Data([0]), Data([0])) }
+    return (Data(key.utf8), prefixEnd(key))
 }
 
 /// The range end that covers every key starting with `key` (etcd's prefix end).

@@ -169,8 +169,13 @@ struct Serve: AsyncParsableCommand {
             ])
             say("try: etcdctl --endpoints=\(configuration.advertiseClientURLs.joined(separator: ",")) endpoint status -w table")
         }
-        // SIGTERM and SIGINT shut down gracefully: servers close, the log syncs.
-        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        try await group.run()
+        // SIGTERM and SIGINT shut down gracefully: servers close, the log
+        // syncs. A shutdown that hangs (a disk that stopped answering) is
+        // cancelled after 30 s, and the process ends 10 s after that at most.
+        var group = ServiceGroupConfiguration(
+            services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = .seconds(30)
+        group.maximumCancellationDuration = .seconds(10)
+        try await ServiceGroup(configuration: group).run()
     }
 }

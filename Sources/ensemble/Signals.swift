@@ -1,19 +1,48 @@
 import Dispatch
 import Foundation
+import Synchronization
 
-/// Suspends until SIGINT or SIGTERM.
-func waitForInterrupt() async {
-    signal(SIGINT, SIG_IGN)
-    signal(SIGTERM, SIG_IGN)
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let once = OnceFlag()
+/// SIGINT and SIGTERM, caught from the moment this is made (before a slow
+/// start-up, so Ctrl-C then still stops cleanly): the first is waited for
+/// with ``wait()``; a second one ends the process at once.
+final class Interrupts: Sendable {
+    private let state = Mutex<(received: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
         for sig in [SIGINT, SIGTERM] {
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .main)
-            source.setEventHandler {
-                if once.take() { continuation.resume() }
-            }
+            source.setEventHandler { [self] in received() }
             source.resume()
             signalSources.append(source)
+        }
+    }
+
+    private func received() {
+        let (first, waiter) = state.withLock { state in
+            defer { state.received = true; state.waiter = nil }
+            return (!state.received, state.waiter)
+        }
+        guard first else {
+            FileHandle.standardError.write(Data("\nstopping at once\n".utf8))
+            exit(130)
+        }
+        waiter?.resume()
+    }
+
+    /// Whether a signal has come.
+    var wasReceived: Bool { state.withLock { $0.received } }
+
+    /// Suspends until the first signal (returns at once if it came already).
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.received { return true }
+                state.waiter = continuation
+                return false
+            }
+            if now { continuation.resume() }
         }
     }
 }

@@ -70,4 +70,29 @@ import Testing
         let answer = try #require(cluster.forwarded[2]?.last)
         #expect(answer.index == nil && answer.outcomeUnknown)
     }
+
+    /// A duplicate of a batch the leader took, arriving after its sender was
+    /// removed: not "certainly not done" (the batch may commit), but unknown.
+    /// A batch it never took is refused for certain.
+    @Test func aRemovedSendersDuplicateIsNotRefusedAsCertain() throws {
+        let cluster = try Cluster(voters: 3)
+        cluster.elect(1)
+        cluster.on(3) { node in try? node.forward([bytes("b")], context: bytes("taken")) }
+        cluster.stabilize()
+        #expect(cluster.forwarded[3]?.last?.index != nil)
+        let copy = try #require(cluster.sent.last { $0.kind == .propose && $0.from == 3 })
+        cluster.on(1) { node in _ = try? node.proposeConfChange(ConfChange(.remove, node: 3)) }
+        cluster.stabilize()
+        #expect(!cluster.node(1).confState.voters.contains(3))
+        cluster.deliver(copy)
+        cluster.stabilize()
+        let answer = try #require(cluster.forwarded[3]?.last)
+        #expect(answer.index == nil && answer.outcomeUnknown)
+        var fresh = copy
+        fresh.context = bytes("never")
+        cluster.deliver(fresh)
+        cluster.stabilize()
+        let refusal = try #require(cluster.forwarded[3]?.last)
+        #expect(refusal.context == bytes("never") && refusal.index == nil && !refusal.outcomeUnknown)
+    }
 }

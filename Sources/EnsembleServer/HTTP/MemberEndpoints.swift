@@ -18,13 +18,15 @@ struct MemberEndpoints: Sendable {
     }
 
     func metricsPage() async -> HTTPResponse {
-        let counts = await node.withMachine { ($0.machine.store.keyCount, $0.watches.count) } ?? (0, 0)
+        // Live keys, as etcd's etcd_debugging_mvcc_keys_total (not deleted ones awaiting compaction).
+        let counts = await node.withMachine { ($0.machine.store.liveKeys, $0.watches.count) } ?? (0, 0)
         let body = metrics.scrape(status: node.status, dbBytes: space.usedBytes, keyCount: counts.0, watcherCount: counts.1)
         return HTTPResponse(contentType: "text/plain; version=0.0.4", body: body)
     }
 
-    /// etcd's `/health`: healthy when the member knows a leader, no NOSPACE
-    /// alarm is raised, and a linearizable read succeeds (within 2 s).
+    /// etcd's `/health`: healthy when the member knows a leader, no alarm is
+    /// raised (NOSPACE or CORRUPT), and a linearizable read succeeds within
+    /// a second (etcd's QGET).
     func health() async -> HTTPResponse {
         func answer(_ healthy: Bool, _ reason: String = "") -> HTTPResponse {
             let body = healthy ? #"{"health":"true"}"# : #"{"health":"false","reason":"\#(reason)"}"#
@@ -33,7 +35,8 @@ struct MemberEndpoints: Sendable {
         let status = node.status
         guard status.running else { return answer(false, "STOPPED") }
         guard status.leader != .none else { return answer(false, "RAFT NO LEADER") }
-        if space.isAlarmed { return answer(false, "ALARM NOSPACE") }
+        let alarms = await node.withMachine { $0.machine.alarms.sorted() } ?? []
+        if let alarm = alarms.first { return answer(false, "ALARM \(alarm.kind.name)") }
         // The read cannot be withdrawn; whichever comes first answers.
         let node = self.node
         let healthy: Bool = await withCheckedContinuation { continuation in
@@ -44,7 +47,7 @@ struct MemberEndpoints: Sendable {
                 answer(ok)
             }
             Task {
-                try? await Task.sleep(for: .seconds(2))
+                try? await Task.sleep(for: .seconds(1))
                 answer(false)
             }
         }

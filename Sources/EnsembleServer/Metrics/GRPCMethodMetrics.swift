@@ -14,12 +14,19 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
     /// gRPC latency buckets, 100 µs to about 26 s.
     static let buckets: [Duration] = (0..<19).map { .microseconds(100 << $0) }
 
+    /// grpc-go's label for the method's kind: etcd's streams are
+    /// bidirectional except Snapshot, which only the server streams.
+    static func type(path: String, streaming: Bool) -> String {
+        guard streaming else { return "unary" }
+        return path.hasSuffix("/Maintenance/Snapshot") ? "server_stream" : "bidi_stream"
+    }
+
     init(registry: PrometheusCollectorRegistry, path: String, streaming: Bool) {
         let parts = path.split(separator: "/")
         labels = [
             ("grpc_service", parts.first.map(String.init) ?? "unknown"),
             ("grpc_method", parts.dropFirst().first.map(String.init) ?? "unknown"),
-            ("grpc_type", streaming ? "bidi_stream" : "unary"),
+            ("grpc_type", Self.type(path: path, streaming: streaming)),
         ]
         self.registry = registry
         latency = registry.makeDurationHistogram(

@@ -71,7 +71,9 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
 
     public func walSynced(duration: Duration) { walFsync.record(duration) }
     public func applied(entries: Int, duration: Duration) { applyDuration.record(duration) }
-    public func leaderChanged(to leader: NodeID) { leaderChanges.increment() }
+    /// etcd counts a change only when a (new) leader is known: a failover is
+    /// one change, not two (to none, then to the new one).
+    public func leaderChanged(to leader: NodeID) { if leader != .none { leaderChanges.increment() } }
     public func proposalFailed() { proposalsFailed.increment() }
 
     // MARK: GRPCCallObserver

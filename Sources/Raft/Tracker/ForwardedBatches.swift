@@ -32,5 +32,12 @@ struct ForwardedBatches: Sendable {
         seen[peer, default: Window()].insert(context)
     }
 
+    /// Whether a batch `context` from `peer` may have been taken this term:
+    /// it is recorded, or the peer's window is full and may have forgotten it.
+    func mayHaveTaken(_ context: [UInt8], from peer: NodeID) -> Bool {
+        guard let window = seen[peer] else { return false }
+        return window.contexts.contains(context) || window.ring.count >= Self.perPeer
+    }
+
     mutating func removeAll() { seen.removeAll() }
 }
