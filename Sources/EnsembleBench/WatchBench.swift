@@ -3,18 +3,21 @@ import EnsembleClient
 import Foundation
 import Synchronization
 
-/// `bench watch`: `watchers` watchers of one key, spread over `streams` Watch
-/// streams (over the run's connections); then `total` puts of that key by the
-/// run's requesters at the run's rate. Each event's latency is from the start
-/// of the put that caused it to its arrival at a watcher, so one put yields
-/// one latency per watcher.
-///
-/// This is simpler than etcd's `watch` and closest to its `watch-latency`
-/// (which measures from the put's answer instead, and puts one at a time).
-/// The put's number travels in the first 8 bytes of its value.
+/// `bench watch`, with etcd's `tools/benchmark watch` shape: `streams` Watch
+/// streams (over the run's connections) of `watchersPerStream` watchers
+/// each, every watcher on a key picked at random from a key space of
+/// `keySpaceSize` keys (etcd's keys: `--key-size` bytes starting with the
+/// index as a varint, indexes in order with `--sequential-keys`, else random);
+/// then `total` puts by the run's requesters at the run's rate, put `i` to
+/// key `i % keySpaceSize`. Each event's latency runs from the start of the
+/// put that caused it to its arrival at a watcher, so a put yields one
+/// latency per watcher of its key. The put's number travels in the first 8
+/// bytes of its value.
 public struct WatchLoad: Sendable {
-    public var watchers: Int
     public var streams: Int
+    public var watchersPerStream: Int
+    public var keySpaceSize: Int
+    public var sequentialKeys: Bool
     public var keySize: Int
     /// At least 8: the value carries the put's number.
     public var valueSize: Int
@@ -22,19 +25,66 @@ public struct WatchLoad: Sendable {
     /// missing then are counted as errors.
     public var eventTimeout: Duration
 
-    public init(watchers: Int, streams: Int, keySize: Int, valueSize: Int, eventTimeout: Duration = .seconds(10)) {
-        self.watchers = watchers
+    public var watchers: Int { streams * watchersPerStream }
+
+    public init(
+        streams: Int, watchersPerStream: Int, keySpaceSize: Int = 1, sequentialKeys: Bool = false, keySize: Int,
+        valueSize: Int, eventTimeout: Duration = .seconds(10)
+    ) {
         self.streams = streams
+        self.watchersPerStream = watchersPerStream
+        self.keySpaceSize = keySpaceSize
+        self.sequentialKeys = sequentialKeys
         self.keySize = keySize
         self.valueSize = valueSize
         self.eventTimeout = eventTimeout
     }
 
     public func validate() throws(BenchError) {
-        guard watchers > 0 else { throw BenchError("--watchers must be at least 1") }
         guard streams > 0 else { throw BenchError("--streams must be at least 1") }
-        guard keySize > 0 else { throw BenchError("--key-size must be at least 1") }
+        guard watchersPerStream > 0 else { throw BenchError("--watch-per-stream must be at least 1") }
+        guard keySpaceSize > 0 else { throw BenchError("--key-space-size must be at least 1") }
+        guard keySize >= BenchKeys.minimumKeySize(keySpaceSize: keySpaceSize) else {
+            throw BenchError("--key-size must be at least \(BenchKeys.minimumKeySize(keySpaceSize: keySpaceSize)) for \(keySpaceSize) keys")
+        }
         guard valueSize >= 8 else { throw BenchError("--val-size must be at least 8 (the value carries the put's number)") }
+    }
+
+    /// The key space, and each stream's watchers' keys (indexes into it).
+    public struct Plan: Sendable {
+        public var keys: [Data]
+        public var watched: [[Int]]
+    }
+
+    /// A random plan for this load.
+    public func plan() -> Plan {
+        var generator = SystemRandomNumberGenerator()
+        let (keys, watched) = plan(using: &generator)
+        return Plan(keys: keys, watched: watched)
+    }
+
+    /// Events `plan` should bring for `puts` puts, in all.
+    public func expectedEvents(_ plan: Plan, puts: Int) -> Int {
+        expectedEvents(keys: plan.keys, watched: plan.watched, puts: puts).reduce(0, +)
+    }
+
+    func plan(using generator: inout some RandomNumberGenerator) -> (keys: [Data], watched: [[Int]]) {
+        let picker = KeyPicker(keySpaceSize: keySpaceSize, sequential: sequentialKeys)
+        let keys = (0..<keySpaceSize).map { i in
+            Data(BenchKeys.key(index: picker.index(forRequest: i, using: &generator), size: keySize))
+        }
+        let watched = (0..<streams).map { _ in
+            (0..<watchersPerStream).map { _ in Int.random(in: 0..<keySpaceSize, using: &generator) }
+        }
+        return (keys, watched)
+    }
+
+    /// Events each stream should receive for `puts` puts: per watcher, the
+    /// puts to its key (equal keys at two indexes count as one key).
+    func expectedEvents(keys: [Data], watched: [[Int]], puts: Int) -> [Int] {
+        var putsPerKey: [Data: Int] = [:]
+        for i in 0..<puts { putsPerKey[keys[i % keys.count], default: 0] += 1 }
+        return watched.map { stream in stream.reduce(0) { $0 + (putsPerKey[keys[$1]] ?? 0) } }
     }
 }
 
@@ -46,11 +96,15 @@ public struct WatchBenchResult: Sendable {
 }
 
 public enum WatchBench {
-    /// Runs the watch benchmark; `progress` counts events (watchers × total).
+    /// Runs the watch benchmark (on `plan`, or a new one); `progress` counts
+    /// events (``WatchLoad/expectedEvents(_:puts:)``).
     public static func run(
-        _ load: BenchLoad, _ watch: WatchLoad, on connections: BenchConnections, progress: BenchProgress
+        _ load: BenchLoad, _ watch: WatchLoad, plan: WatchLoad.Plan? = nil, on connections: BenchConnections,
+        progress: BenchProgress
     ) async throws -> WatchBenchResult {
-        let key = Data(BenchWorkloads.randomBytes(watch.keySize))
+        let plan = plan ?? watch.plan()
+        let (keys, watched) = (plan.keys, plan.watched)
+        let expected = watch.expectedEvents(keys: keys, watched: watched, puts: load.total)
         let padding = BenchWorkloads.randomBytes(watch.valueSize - 8)
         let clock = ContinuousClock()
         let origin = clock.now
@@ -58,17 +112,17 @@ public enum WatchBench {
         let created = AtomicCounter()
         let received = AtomicCounter()
 
-        let streams: [(stream: EtcdWatchStream, watchers: Int)] = (0..<watch.streams).map { s in
-            let share = watch.watchers / watch.streams + (s < watch.watchers % watch.streams ? 1 : 0)
-            return (connections.client(forRequester: s).watch(), share)
-        }
+        let streams = watched.indices.map { s in connections.client(forRequester: s).watch() }
         return try await withThrowingTaskGroup(of: StreamResult.self) { group in
-            for (stream, watchers) in streams where watchers > 0 {
-                var create = Etcdserverpb_WatchCreateRequest()
-                create.key = key
-                for _ in 0..<watchers { try stream.create(create) }
+            for (s, stream) in streams.enumerated() {
+                for index in watched[s] {
+                    var create = Etcdserverpb_WatchCreateRequest()
+                    create.key = keys[index]
+                    try stream.create(create)
+                }
+                let expecting = expected[s]
                 group.addTask {
-                    await consume(stream, expecting: watchers * load.total, clock: clock, origin: origin,
+                    await consume(stream, expecting: expecting, clock: clock, origin: origin,
                                   starts: starts, created: created, received: received, progress: progress)
                 }
             }
@@ -76,7 +130,7 @@ public enum WatchBench {
             let createDeadline = clock.now + watch.eventTimeout
             while created.current < watch.watchers {
                 if clock.now > createDeadline {
-                    for (stream, _) in streams { stream.call.cancel() }
+                    for stream in streams { stream.call.cancel() }
                     throw BenchError("only \(created.current) of \(watch.watchers) watchers were created within \(watch.eventTimeout)")
                 }
                 try await Task.sleep(for: .milliseconds(5))
@@ -86,7 +140,7 @@ public enum WatchBench {
             let value = padding
             let puts = await BenchRunner.run(load, on: connections, progress: BenchProgress(total: load.total)) { client, i, _ in
                 var request = Etcdserverpb_PutRequest()
-                request.key = key
+                request.key = keys[i % keys.count]
                 var bytes = withUnsafeBytes(of: UInt64(i).bigEndian) { Array($0) }
                 bytes += value
                 request.value = Data(bytes)
@@ -94,12 +148,14 @@ public enum WatchBench {
                 _ = try await client.put(request)
             }
 
-            let expected = watch.watchers * puts.latencies.count
+            // Puts that failed caused no events: when some did, the count
+            // expected is scaled down (which keys they were for is not kept).
+            let total = expected.reduce(0, +) * puts.latencies.count / max(load.total, 1)
             let eventDeadline = clock.now + watch.eventTimeout
-            while received.current < expected && clock.now < eventDeadline {
+            while received.current < total && clock.now < eventDeadline {
                 try await Task.sleep(for: .milliseconds(5))
             }
-            for (stream, _) in streams { stream.call.cancel() }
+            for stream in streams { stream.call.cancel() }
             let eventsEnd = clock.now
 
             var latencies: [Double] = []
@@ -108,7 +164,7 @@ public enum WatchBench {
                 latencies += result.latencies
                 if let error = result.error { errors[error, default: 0] += 1 }
             }
-            let missing = expected - latencies.count
+            let missing = total - latencies.count
             if missing > 0 { errors["event not received within \(watch.eventTimeout) of the last put", default: 0] += missing }
             let events = LatencyReport(latencies: latencies, errors: errors, total: eventsEnd - origin - creation)
             return WatchBenchResult(creation: creation, puts: puts, events: events)

@@ -87,6 +87,20 @@ struct Serve: AsyncParsableCommand {
     var tlsMinVersion = "TLS1.2"
     @Option(name: .customLong("tls-max-version"), help: "Newest TLS version offered: TLS1.2 or TLS1.3 (empty: the newest).")
     var tlsMaxVersion = ""
+    @Option(name: .customLong("log-level"), help: "debug, info, warn, error, panic or fatal.")
+    var logLevel = "info"
+
+    /// etcd's log levels as swift-log's (panic and fatal are its most severe).
+    static func level(_ name: String) throws -> Logger.Level {
+        switch name.lowercased() {
+        case "debug": return .debug
+        case "info": return .info
+        case "warn", "warning": return .warning
+        case "error": return .error
+        case "panic", "fatal", "dpanic": return .critical
+        default: throw ValidationError("--log-level must be debug, info, warn, error, panic or fatal, not '\(name)'")
+        }
+    }
 
     /// etcd's boolean flags also come written `--client-cert-auth=true` or
     /// `=false` (Go's flag package; kubeadm's manifests do): rewritten to
@@ -142,6 +156,7 @@ struct Serve: AsyncParsableCommand {
         c.cipherSuites = list(cipherSuites)
         c.tlsMinVersion = tlsMinVersion
         c.tlsMaxVersion = tlsMaxVersion
+        c.logLevel = logLevel
         return c
     }
 
@@ -157,6 +172,7 @@ struct Serve: AsyncParsableCommand {
             loaded = try configurationFromFlags()
         }
         var named = Logger(label: "ensemble")
+        named.logLevel = try Self.level(loaded.logLevel)
         named[metadataKey: "name"] = "\(loaded.name)"
         let logger = named
         let configuration = loaded

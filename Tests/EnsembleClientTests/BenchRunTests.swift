@@ -75,19 +75,34 @@ import Testing
         await server.stop()
     }
 
-    @Test func watchSeesEveryPutOnEveryWatcher() async throws {
+    /// `watch` against a test server with `total` puts over two connections.
+    func runWatch(_ watch: WatchLoad, total: Int) async throws -> WatchBenchResult {
         let server = try await TestServer.start()
         let load = BenchLoad(
-            endpoints: [BenchEndpoint(host: "127.0.0.1", port: server.port)], conns: 2, clients: 4, total: 40, rate: 0)
+            endpoints: [BenchEndpoint(host: "127.0.0.1", port: server.port)], conns: 2, clients: 4, total: total, rate: 0)
         let connections = try await BenchConnections.open(load.conns, to: load.endpoints, eventLoopThreads: 1)
-        let watch = WatchLoad(watchers: 6, streams: 4, keySize: 16, valueSize: 12)
-        let progress = BenchProgress(total: 6 * 40)
-        let result = try await WatchBench.run(load, watch, on: connections, progress: progress)
+        let result = try await WatchBench.run(load, watch, on: connections, progress: BenchProgress(total: watch.watchers * total))
+        await connections.close()
+        await server.stop()
+        return result
+    }
+
+    @Test func watchSeesEveryPutOnEveryWatcher() async throws {
+        let result = try await runWatch(WatchLoad(streams: 3, watchersPerStream: 2, keySize: 16, valueSize: 12), total: 40)
         #expect(result.puts.latencies.count == 40)
         #expect(result.events.latencies.count == 240)
         #expect(result.events.errors.isEmpty, "\(result.events.errors)")
+    }
+
+    /// etcd's key space: watchers on random keys of it, put i to key i % n;
+    /// every watcher gets exactly the puts to its key.
+    @Test func watchOverAKeySpaceSeesThePutsToEachWatchersKey() async throws {
+        let watch = WatchLoad(streams: 2, watchersPerStream: 5, keySpaceSize: 3, sequentialKeys: true, keySize: 8, valueSize: 12)
+        let result = try await runWatch(watch, total: 30)
+        #expect(result.puts.latencies.count == 30)
+        // Ten puts to each of three distinct keys: ten events per watcher.
+        #expect(result.events.latencies.count == 100)
+        #expect(result.events.errors.isEmpty, "\(result.events.errors)")
         #expect(result.events.fastest > 0)
-        await connections.close()
-        await server.stop()
     }
 }

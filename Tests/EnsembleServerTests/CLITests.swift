@@ -16,6 +16,9 @@ import Testing
         _ = try await run("kv", "put", endpoints, "app/name", "ensemble")
         (code, output) = try await run("kv", "get", endpoints, "app/", "--prefix")
         #expect(output == "app/greeting\nhello\napp/name\nensemble\n", "\(output)")
+        // An empty prefix is every key (etcdctl sends \0..\0; an empty key is refused).
+        (code, output) = try await run("kv", "get", endpoints, "", "--prefix")
+        #expect(code == 0 && output == "app/greeting\nhello\napp/name\nensemble\n", "\(output)")
         (code, output) = try await run("kv", "del", endpoints, "app/", "--prefix")
         #expect(output == "2\n", "\(output)")
         (code, output) = try await run("member", "list", endpoints)
@@ -24,6 +27,9 @@ import Testing
         #expect(output.split(separator: "\n").count == 4 && output.contains(" yes "), "\(output)")
         (code, output) = try await run("kv", "get", "--endpoints=127.0.0.1:9", "x")
         #expect(code != 0 && output.contains("no endpoint answered"), "\(output)")
+        // A status with an endpoint that does not answer fails, as etcdctl's.
+        (code, output) = try await run("status", "\(endpoints),127.0.0.1:9")
+        #expect(code != 0 && output.contains("unreachable"), "\(output)")
         await f.close()
     }
 
@@ -33,5 +39,7 @@ import Testing
         #expect(code != 0 && output.contains("--client-cert-auth needs --trusted-ca-file"), "\(output)")
         (code, output) = try await run("serve", "--name=x", "--client-cert-auth=false", "--peer-client-cert-auth=false", "--election-timeout=100")
         #expect(code != 0 && output.contains("--election-timeout should be at least 5 times"), "\(output)")
+        (code, output) = try await run("serve", "--name=x", "--log-level=loud")
+        #expect(code != 0 && output.contains("--log-level must be debug, info, warn, error, panic or fatal"), "\(output)")
     }
 }

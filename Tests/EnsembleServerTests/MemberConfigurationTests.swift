@@ -69,7 +69,9 @@ import Testing
             quota-backend-bytes: 8589934592
             grpc-keepalive-min-time: 10s
             event-loop-threads: 3
+            log-level: warn
             """)
+        #expect(c.logLevel == "warn")
         #expect(c.name == "infra1" && c.dataDirectory == "/var/lib/ensemble/infra1")
         #expect(c.listenClientURLs == ["http://127.0.0.1:2379", "http://10.0.0.1:2379"])
         #expect(c.heartbeatInterval == .milliseconds(50) && c.electionTimeout == .milliseconds(500))

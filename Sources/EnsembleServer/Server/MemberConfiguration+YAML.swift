@@ -59,6 +59,7 @@ extension MemberConfiguration {
         case "grpc-keepalive-min-time": grpcKeepaliveMinTime = try string()
         case "cipher-suites": cipherSuites = try urls()  // a list, or comma-separated
         case "event-loop-threads": eventLoopThreads = try integer()
+        case "log-level": logLevel = try string()
         case "tls-min-version": tlsMinVersion = try string()
         case "tls-max-version": tlsMaxVersion = try string()
         case "client-transport-security", "peer-transport-security":

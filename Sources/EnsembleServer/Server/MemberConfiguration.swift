@@ -48,6 +48,8 @@ public struct MemberConfiguration: Sendable {
     public static let defaultMaxRequestBytes = 1_572_864
     /// etcd's grpcOverheadBytes: what the transport allows beyond `--max-request-bytes`.
     public static let grpcOverheadBytes = 512 * 1024
+    /// `--log-level`: debug, info, warn, error, panic or fatal (etcd's).
+    public var logLevel = "info"
     /// `--cert-file`, `--key-file`: the certificate chain and private key
     /// (PEM) served on `https://` listen-client-urls.
     public var certFile = ""
