@@ -29,6 +29,8 @@ struct Serve: AsyncParsableCommand {
     var listenClientURLs = "http://localhost:2379"
     @Option(name: .customLong("advertise-client-urls"), help: "Client URLs to tell the cluster.")
     var advertiseClientURLs = "http://localhost:2379"
+    @Option(name: .customLong("listen-metrics-urls"), help: "More URLs serving only /metrics, /health and /version.")
+    var listenMetricsURLs = ""
     @Option(name: .customLong("listen-peer-urls"), help: "URL to receive Raft traffic on.")
     var listenPeerURLs = "http://localhost:2380"
     @Option(name: .customLong("initial-advertise-peer-urls"), help: "This member's peer URLs, as the others reach it.")
@@ -124,6 +126,7 @@ struct Serve: AsyncParsableCommand {
         c.dataDirectory = dataDir ?? "\(name).etcd"
         c.listenClientURLs = list(listenClientURLs)
         c.advertiseClientURLs = list(advertiseClientURLs)
+        c.listenMetricsURLs = list(listenMetricsURLs)
         c.listenPeerURLs = list(listenPeerURLs)
         c.initialAdvertisePeerURLs = list(initialAdvertisePeerURLs)
         c.initialCluster = initialCluster

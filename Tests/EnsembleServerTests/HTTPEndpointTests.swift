@@ -48,4 +48,34 @@ import Testing
         #expect(checked == 0 && datascale.contains("PASS: Approximate system memory used"), "\(datascale.suffix(600))")
         await f.close()
     }
+
+    /// `--listen-metrics-urls` (kubeadm probes /health there): a port with the
+    /// plain HTTP endpoints only, no gRPC.
+    @Test func metricsURLsServeTheHTTPEndpointsOnly() async throws {
+        let directory = NSTemporaryDirectory() + "ensemble-metrics-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let ports = try freePortsForTests(3)
+        var c = MemberConfiguration()
+        c.name = "m"
+        c.dataDirectory = directory
+        c.listenClientURLs = ["http://127.0.0.1:\(ports[0])"]
+        c.advertiseClientURLs = c.listenClientURLs
+        c.listenPeerURLs = ["http://127.0.0.1:\(ports[1])"]
+        c.initialAdvertisePeerURLs = c.listenPeerURLs
+        c.initialCluster = "m=http://127.0.0.1:\(ports[1])"
+        c.listenMetricsURLs = ["http://127.0.0.1:\(ports[2])"]
+        let member = try await EnsembleMember.start(c)
+        #expect(member.metricsPorts == [ports[2]])
+        var healthy = false
+        for _ in 0..<50 where !healthy {
+            healthy = (try? await get(ports[2], "/health"))?.0 == 200
+            if !healthy { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(healthy)
+        let (code, metrics) = try await get(ports[2], "/metrics")
+        #expect(code == 200 && metrics.contains("etcd_server_has_leader 1"))
+        let (status, output) = try await runProcess("/usr/bin/etcdctl", ["--endpoints=127.0.0.1:\(ports[2])", "--command-timeout=3s", "get", "k"])
+        #expect(status != 0 && output.contains("Unimplemented"), "no gRPC on the metrics port: \(output)")
+        await member.shutdown()
+    }
 }

@@ -48,9 +48,11 @@ public final class GRPCServer: Sendable {
     }
 
     /// Listens on `host:port` (0 picks a free port), inside TLS when `tls`
-    /// is given; returns the channel.
-    public func listen(host: String, port: Int, tls: ReloadingTLSContext? = nil) async throws -> any Channel {
-        let router = self.router
+    /// is given, serving `router` (default: the server's); returns the channel.
+    public func listen(
+        host: String, port: Int, tls: ReloadingTLSContext? = nil, router: GRPCRouterBox? = nil
+    ) async throws -> any Channel {
+        let router = router ?? self.router
         let limit = maxRequestBytes
         let keepalive = self.keepalive
         let listener = try await ServerBootstrap(group: group)

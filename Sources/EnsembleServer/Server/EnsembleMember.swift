@@ -39,6 +39,10 @@ public final class EnsembleMember: @unchecked Sendable {
     public let metrics: ServerMetrics
     /// Bound client (gRPC) ports, one per `--listen-client-urls`.
     public let clientPorts: [Int]
+    /// Bound metrics ports, one per `--listen-metrics-urls`.
+    public let metricsPorts: [Int]
+    /// What the metrics ports serve: the client ports' plain HTTP endpoints only.
+    let metricsRouter: GRPCRouterBox
     public let peerPort: Int
     let transport: NIOPeerTransport
     let router: GRPCRouterBox
@@ -172,6 +176,8 @@ public final class EnsembleMember: @unchecked Sendable {
         router.observe(with: metrics)
         var servers: [any Channel] = []
         var clientPorts: [Int] = []
+        var metricsPorts: [Int] = []
+        let metricsRouter = GRPCRouterBox()
         let grpcServer = GRPCServer(
             group: group, router: router, maxRequestBytes: configuration.maxRequestBytes + MemberConfiguration.grpcOverheadBytes,
             keepalive: try configuration.grpcKeepalive())
@@ -183,6 +189,13 @@ public final class EnsembleMember: @unchecked Sendable {
                     host: address.host, port: address.port, tls: url.hasPrefix("https://") ? tls : nil)
                 servers.append(server)
                 clientPorts.append(server.localAddress?.port ?? address.port)
+            }
+            for url in configuration.listenMetricsURLs {
+                guard let address = HostPort(url: url) else { throw ConfigurationError("--listen-metrics-urls: \(url)") }
+                let server = try await grpcServer.listen(
+                    host: address.host, port: address.port, tls: url.hasPrefix("https://") ? tls : nil, router: metricsRouter)
+                servers.append(server)
+                metricsPorts.append(server.localAddress?.port ?? address.port)
             }
         } catch {
             await grpcServer.shutdown(grace: .zero)
@@ -197,7 +210,8 @@ public final class EnsembleMember: @unchecked Sendable {
         let member = EnsembleMember(
             configuration: configuration, id: identity.memberID, clusterID: identity.clusterID, node: node, replica: replica,
             metrics: metrics,
-            clientPorts: clientPorts, peerPort: peerPort, transport: transport, router: router, servers: servers,
+            clientPorts: clientPorts, metricsPorts: metricsPorts, metricsRouter: metricsRouter, peerPort: peerPort,
+            transport: transport, router: router, servers: servers,
             grpcServer: grpcServer, leaderInProcess: leaderInProcess, logger: logger)
         // A member removed while it was down or cut off never applies its own
         // removal: the others answer its hello with the removed notice.
@@ -231,7 +245,8 @@ public final class EnsembleMember: @unchecked Sendable {
 
     private init(
         configuration: MemberConfiguration, id: NodeID, clusterID: UInt64, node: NodeLoop<KVReplica>, replica: KVReplica,
-        metrics: ServerMetrics, clientPorts: [Int], peerPort: Int, transport: NIOPeerTransport, router: GRPCRouterBox, servers: [any Channel],
+        metrics: ServerMetrics, clientPorts: [Int], metricsPorts: [Int], metricsRouter: GRPCRouterBox, peerPort: Int,
+        transport: NIOPeerTransport, router: GRPCRouterBox, servers: [any Channel],
         grpcServer: GRPCServer, leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?, logger: Logger
     ) {
         self.logger = logger
@@ -242,6 +257,8 @@ public final class EnsembleMember: @unchecked Sendable {
         self.replica = replica
         self.metrics = metrics
         self.clientPorts = clientPorts
+        self.metricsPorts = metricsPorts
+        self.metricsRouter = metricsRouter
         self.peerPort = peerPort
         self.transport = transport
         self.router = router
@@ -308,6 +325,9 @@ public final class EnsembleMember: @unchecked Sendable {
             return node.knowsLeader ? nil : .unavailable("etcdserver: no leader")
         }
         router.install(routes)
+        var httpOnly = GRPCRouter()
+        httpOnly.http = routes.http
+        metricsRouter.install(httpOnly)
     }
 
     /// A logger that drops everything (tests, embedding).

@@ -37,6 +37,7 @@ extension MemberConfiguration {
         case "name": name = try string()
         case "data-dir": dataDirectory = try string()
         case "listen-client-urls": listenClientURLs = try urls()
+        case "listen-metrics-urls": listenMetricsURLs = try urls()
         case "advertise-client-urls": advertiseClientURLs = try urls()
         case "listen-peer-urls": listenPeerURLs = try urls()
         case "initial-advertise-peer-urls": initialAdvertisePeerURLs = try urls()

@@ -21,6 +21,9 @@ public struct MemberConfiguration: Sendable {
     public var listenClientURLs = ["http://localhost:2379"]
     /// `--advertise-client-urls`: what other members and clients are told.
     public var advertiseClientURLs = ["http://localhost:2379"]
+    /// `--listen-metrics-urls`: more ports serving only `/metrics`, `/health`
+    /// and `/version` (plain HTTP; https ones use the client certificate).
+    public var listenMetricsURLs: [String] = []
     /// `--listen-peer-urls`: where Raft traffic is received.
     public var listenPeerURLs = ["http://localhost:2380"]
     /// `--initial-advertise-peer-urls`: this member's peer URLs, as the others reach it.
@@ -162,7 +165,10 @@ public struct MemberConfiguration: Sendable {
                 throw ConfigurationError("\(flag): \(url) is not a valid URL (want http://host:port)")
             }
         }
-        for url in listenClientURLs where url.hasPrefix("https://") && (certFile.isEmpty || keyFile.isEmpty) && !autoTLS {
+        for url in listenMetricsURLs where HostPort(url: url) == nil {
+            throw ConfigurationError("--listen-metrics-urls: \(url) is not a valid URL (want http://host:port)")
+        }
+        for url in listenClientURLs + listenMetricsURLs where url.hasPrefix("https://") && (certFile.isEmpty || keyFile.isEmpty) && !autoTLS {
             throw ConfigurationError("TLS key/cert (--cert-file, --key-file) must be provided for client url \(url) with HTTPS scheme")
         }
         if clientCertAuth && trustedCAFile.isEmpty {
