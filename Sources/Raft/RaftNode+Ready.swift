@@ -42,6 +42,8 @@ extension RaftNode {
             ready.hardState = hard
             previousHardState = hard
         }
+        ready.mustSync = !ready.entries.isEmpty || ready.snapshot != nil
+            || hard.term != persistedHardState.term || hard.vote != persistedHardState.vote
         let soft = softState
         if soft != previousSoftState {
             ready.softState = soft

@@ -38,8 +38,13 @@ public struct ForwardedProposals: Sendable, Equatable {
 ///    unpersisted state (a leader writes its own log in parallel, thesis §10.2.1;
 ///    it counts itself toward a quorum only after `advance`).
 /// 2. Persist `snapshot` (if any), then `entries` (replacing any stored entries
-///    from the first one's index on), then `hardState` (if any) — atomically and
-///    durably (fsync) as one unit. Nothing later may be done before this is durable.
+///    from the first one's index on), then `hardState` (if any) — atomically, as
+///    one unit, and durably (fsync) when `mustSync`: nothing later may be done
+///    before it is. A hard state that only moves the commit index need not be
+///    synced (etcd-io/raft's MustSync): a crash may lose it and the member then
+///    restarts with an older commit index and learns the rest from the leader,
+///    as it would after any restart; the entries it covered were synced when they
+///    were appended. A later sync covers it.
 /// 3. Send `messagesAfterPersist`: votes and acknowledgements that promise what
 ///    was just persisted (Figure 2: persist before responding).
 /// 4. Apply `snapshot` (if any), then `committedEntries` in order, to the state machine.
@@ -68,4 +73,8 @@ public struct Ready: Sendable {
 
     /// Whether step 2 has anything to write.
     public var needsPersist: Bool { hardState != nil || !entries.isEmpty || snapshot != nil }
+    /// Whether step 2 must be durable before the rest: it holds entries, a
+    /// snapshot, or a new term or vote (a vote forgotten in a crash could be
+    /// given twice in one term). Set by ``RaftNode/ready()``.
+    public var mustSync = false
 }

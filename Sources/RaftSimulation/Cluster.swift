@@ -21,6 +21,8 @@ public final class Cluster {
     public private(set) var forwarded: [NodeID: [ForwardedProposals]] = [:]
     /// Every message ever sent, for tests that count them.
     public private(set) var sent: [Message] = []
+    /// Every Ready whose step 2 the members did, in order.
+    public private(set) var persisted: [(member: NodeID, ready: Ready)] = []
     let configure: (inout RaftConfig) -> Void
 
     public struct Pair: Hashable {
@@ -98,6 +100,8 @@ public final class Cluster {
     public func healAll() { cut.removeAll() }
 
     public func crash(_ id: NodeID) { members[id]?.crash() }
+    /// A crash that also loses what was written but not synced.
+    public func powerLoss(_ id: NodeID) { members[id]?.crash(powerLoss: true) }
 
     public func restart(_ id: NodeID) throws {
         guard let member = members[id] else { return }
@@ -153,7 +157,10 @@ extension Cluster: ReadyHandler {
 
     func crashBeforePersist(_ node: SimNode) -> Bool { false }
 
-    func persisted(_ node: SimNode, _ ready: Ready) { oracle.observePersisted(node, ready.entries) }
+    func persisted(_ node: SimNode, _ ready: Ready) {
+        oracle.observePersisted(node, ready.entries)
+        persisted.append((node.id, ready))
+    }
 
     func installedSnapshot(_ node: SimNode, _ snapshot: Snapshot) { oracle.observeSnapshot(node, snapshot) }
 

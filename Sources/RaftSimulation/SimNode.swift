@@ -9,9 +9,13 @@ public final class SimNode {
     public internal(set) var raft: RaftNode<MemoryStorage>?
     public private(set) var stateMachine = SimStateMachine()
     let baseConfig: RaftConfig
-    /// Highest index applied since this member last started; a restart must not
-    /// come back with a lower commit index.
-    var appliedBeforeCrash: UInt64 = 0
+    /// A hard state that only moved the commit index, written but not synced
+    /// (``Ready/mustSync`` was false): it survives the process dying (the
+    /// server hands it to the kernel), not a power loss; the next synced Ready
+    /// or snapshot makes it durable.
+    private var unsyncedHardState: HardState?
+    /// Commit indexes given up in crashes (lost unsynced hard states), for stats.
+    public private(set) var commitsLostInCrashes = 0
 
     public var isUp: Bool { raft != nil }
 
@@ -41,9 +45,22 @@ public final class SimNode {
         raft = try RaftNode(config: config, storage: disk)
     }
 
-    public func crash() {
-        appliedBeforeCrash = max(appliedBeforeCrash, stateMachine.appliedIndex)
+    /// Stops the member. A `powerLoss` also loses what was written but not
+    /// synced; a process crash does not.
+    public func crash(powerLoss: Bool = false) {
+        if powerLoss {
+            if let lost = unsyncedHardState, lost.commit > disk.hardState.commit { commitsLostInCrashes += 1 }
+            unsyncedHardState = nil
+        } else {
+            syncHardState()
+        }
         raft = nil
+    }
+
+    /// What a WAL sync does to the hard state written before it.
+    private func syncHardState() {
+        if let pending = unsyncedHardState { disk.setHardState(pending) }
+        unsyncedHardState = nil
     }
 
     /// Runs `body` on the live node; nothing when the member is down.
@@ -61,6 +78,7 @@ public final class SimNode {
         guard let raft else { return }
         let applied = stateMachine.appliedIndex
         guard applied > disk.latestSnapshot.metadata.index else { return }
+        syncHardState()  // saving a snapshot syncs the WAL
         do {
             try disk.createSnapshot(index: applied, confState: raft.confState, data: stateMachine.snapshotData())
             if applied > keep { try disk.compact(upTo: applied - keep) }
@@ -84,7 +102,8 @@ public final class SimNode {
             }
             if let snapshot = ready.snapshot { disk.applySnapshot(snapshot) }
             disk.append(ready.entries)
-            if let hardState = ready.hardState { disk.setHardState(hardState) }
+            if let hardState = ready.hardState { unsyncedHardState = hardState }
+            if ready.mustSync { syncHardState() }
             handler.persisted(self, ready)
             for message in ready.messagesAfterPersist { handler.send(message) }
             if let snapshot = ready.snapshot {

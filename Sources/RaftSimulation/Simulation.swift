@@ -106,7 +106,8 @@ public final class Simulation {
             seed: options.seed, nodes: options.nodes, violations: oracle.violations,
             committed: oracle.maxCommitted, acknowledged: stats.acked, reads: stats.reads,
             elections: leaderTerms.count, snapshotsInstalled: stats.snapshots,
-            confChanges: stats.confChanges, crashes: stats.crashes, profile: profile.description)
+            confChanges: stats.confChanges, crashes: stats.crashes,
+            commitsLost: members.reduce(0) { $0 + $1.commitsLostInCrashes }, profile: profile.description)
     }
 
     func process(_ node: SimNode) {
@@ -154,13 +155,14 @@ public final class Simulation {
     }
 
     func crash(_ node: SimNode, for duration: Int) {
-        node.crash()
+        let powerLoss = chance(0.5)
+        node.crash(powerLoss: powerLoss)
         pendingProposals[node.id] = nil
         pendingReads[node.id] = nil
         pendingForwards[node.id] = nil
         downUntil[node.id] = now + duration
         stats.crashes += 1
-        trace("n\(node.id) crashes for \(duration)ms")
+        trace("n\(node.id) \(powerLoss ? "loses power" : "crashes") for \(duration)ms")
     }
 
     private func heal() {

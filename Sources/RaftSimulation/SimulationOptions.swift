@@ -72,5 +72,8 @@ public struct SimulationResult: Sendable {
     public var snapshotsInstalled: Int
     public var confChanges: Int
     public var crashes: Int
+    /// Restarts that came back with a lower commit index than before the crash
+    /// (an unsynced commit-only hard state lost).
+    public var commitsLost: Int
     public var profile: String
 }

@@ -172,8 +172,11 @@ public final class DiskStorage: RaftLogStorage {
         durableSnapshotIndex = cache.latestSnapshot.metadata.index
     }
 
-    /// Hands buffered records to the kernel without syncing; for crash tests.
-    func flushBufferedWrites() throws(WALError) {
+    /// Hands appended records to the kernel without syncing: they survive the
+    /// process dying, not the machine losing power. For what need not be
+    /// durable yet (a hard state that only moves the commit index) and for
+    /// crash tests.
+    public func flush() throws(WALError) {
         try wal.flush()
     }
 

@@ -90,7 +90,7 @@ struct RaftSim: ParsableCommand {
                         print("  replay: swift run -c release raft-sim --seeds 1 --start \(seed) --nodes \(result.nodes) --fault-ms \(faultMs) --liveness-ms \(livenessMs)\(breakFlags) --trace")
                     }
                     if progress.done % 100 == 0 || progress.done == seeds {
-                        print("  \(progress.done)/\(seeds) seeds, \(progress.violations) violations, \(progress.committed) entries committed, \(progress.acked) acknowledged, \(progress.reads) reads, \(progress.elections) elections, \(progress.snapshots) snapshots installed, \(progress.confChanges) membership changes, \(progress.crashes) crashes")
+                        print("  \(progress.done)/\(seeds) seeds, \(progress.violations) violations, \(progress.committed) entries committed, \(progress.acked) acknowledged, \(progress.reads) reads, \(progress.elections) elections, \(progress.snapshots) snapshots installed, \(progress.confChanges) membership changes, \(progress.crashes) crashes (\(progress.commitsLost) losing an unsynced commit index)")
                     }
                 }
                 i += workers
@@ -112,6 +112,7 @@ struct Progress: Sendable {
     var snapshots = 0
     var confChanges = 0
     var crashes = 0
+    var commitsLost = 0
 
     mutating func record(_ result: SimulationResult) {
         done += 1
@@ -123,5 +124,6 @@ struct Progress: Sendable {
         snapshots += result.snapshotsInstalled
         confChanges += result.confChanges
         crashes += result.crashes
+        commitsLost += result.commitsLost
     }
 }

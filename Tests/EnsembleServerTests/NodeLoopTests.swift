@@ -216,6 +216,26 @@ final class TestCluster: @unchecked Sendable {
         #expect(try await cluster.read("c99-9", on: leader) == "v")
     }
 
+    /// A hard state that only moves the commit index is not synced (Raft's
+    /// `Ready.mustSync`): a lone writer costs each member one fdatasync per
+    /// write, not two (the second doubled its latency).
+    @Test func aLoneWriterCostsOneSyncPerWritePerMember() async throws {
+        let syncs = SyncCounter()
+        let cluster = try TestCluster { options in options.observer = syncs }
+        defer { cluster.shutdown() }
+        let leader = try await cluster.waitForLeader()
+        let node = try #require(cluster.nodes[leader])
+        _ = try await node.propose(RegisterMachine.put("warm", "v"))
+        try await Task.sleep(for: .milliseconds(200))
+        let before = syncs.count
+        let writes = 30
+        for i in 0..<writes { _ = try await node.propose(RegisterMachine.put("k\(i)", "v")) }
+        try await Task.sleep(for: .milliseconds(200))
+        let used = syncs.count - before
+        #expect(used <= 3 * writes + 6, "\(used) syncs for \(writes) writes on 3 members")
+        #expect(used >= 2 * writes, "every write is synced on a quorum")
+    }
+
     @Test func leaderFailureElectsANewLeaderAndNothingAcknowledgedIsLost() async throws {
         let cluster = try TestCluster()
         defer { cluster.shutdown() }

@@ -30,7 +30,7 @@ private func treeContents(_ root: String) -> [String: [UInt8]] {
             try s.append(hardState: HardState(term: 1, vote: 1, commit: 1), entries: makeEntries(1...3, term: 1))
             try s.sync()
             try s.append(hardState: HardState(term: 1, vote: 1, commit: 3), entries: makeEntries(4...5, term: 1))
-            try s.flushBufferedWrites()  // in the page cache, never synced
+            try s.flush()  // in the page cache, never synced
             let expected = try LogState(s)
             copyDataDir(from: source, to: crash)  // the process dies here
             try s.close()

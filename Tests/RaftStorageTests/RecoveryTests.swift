@@ -43,7 +43,7 @@ func recordHistory(dir: String, batches: Int, syncEvery: Int, segmentSize: Int, 
             let at = s.lastIndex + 5
             let snap = Snapshot(metadata: SnapshotMetadata(index: at, term: term, confState: ConfState(voters: [1, 2])), data: [9])
             try s.append(hardState: HardState(term: term, vote: 0, commit: at), entries: makeEntries((at + 1)...(at + 2), term: term), snapshot: snap)
-            try s.flushBufferedWrites()
+            try s.flush()
             h.states.append(try LogState(s))
             h.boundaries.append(totalWALBytes(s))
             continue
@@ -56,7 +56,7 @@ func recordHistory(dir: String, batches: Int, syncEvery: Int, segmentSize: Int, 
         let hs = Bool.random(using: &rng) || entries.isEmpty
             ? HardState(term: term, vote: UInt64(k % 3), commit: max(s.lastIndex, 1) - 1) : nil
         try s.append(hardState: hs, entries: entries)
-        try s.flushBufferedWrites()  // the kernel may hold any prefix of what was handed to it
+        try s.flush()  // the kernel may hold any prefix of what was handed to it
         h.states.append(try LogState(s))
         h.boundaries.append(totalWALBytes(s))
         if k % syncEvery == 0 {

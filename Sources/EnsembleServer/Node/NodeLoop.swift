@@ -809,8 +809,15 @@ extension NodeLoop {
             if ready.needsPersist {
                 let started = ContinuousClock.now
                 try storage.append(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
-                try storage.sync()
-                options.observer?.walSynced(duration: ContinuousClock.now - started)
+                if ready.mustSync {
+                    try storage.sync()
+                    options.observer?.walSynced(duration: ContinuousClock.now - started)
+                } else {
+                    // Only the commit index moved: no fdatasync (it would double
+                    // a lone writer's latency), but handed to the kernel so that
+                    // a killed process restarts with it.
+                    try storage.flush()
+                }
             }
             transport.send(ready.messagesAfterPersist)
             reportSnapshots(ready.messagesAfterPersist)
