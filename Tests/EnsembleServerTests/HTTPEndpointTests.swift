@@ -21,13 +21,18 @@ import Testing
         #expect(code == 200)
         for name in ["etcd_server_has_leader 1", "etcd_server_is_leader 1", "etcd_server_leader_changes_seen_total",
                      "etcd_disk_wal_fsync_duration_seconds_bucket", "etcd_mvcc_db_total_size_in_bytes",
-                     "etcd_debugging_mvcc_keys_total 5", "etcd_server_proposals_committed_total"] {
+                     "etcd_debugging_mvcc_keys_total 5", "etcd_server_proposals_committed_total",
+                     "etcd_server_quota_backend_bytes 2147483648", "etcd_mvcc_db_total_size_in_use_in_bytes",
+                     "etcd_debugging_mvcc_current_revision 6", "etcd_debugging_mvcc_compact_revision 0",
+                     #"etcd_server_version{server_version="3.4.0"} 1"#] {
             #expect(metrics.contains(name), "\(name) missing from:\n\(metrics.prefix(3000))")
         }
         // The puts were served by the follower's gRPC server.
         let (_, follower) = try await get(f.followerPort, "/metrics")
         let put = #"grpc_server_handled_total{grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_type="unary",grpc_code="OK"} 5"#
         #expect(follower.contains(put), "\(follower.prefix(3000))")
+        let started = #"grpc_server_started_total{grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_type="unary"} 5"#
+        #expect(follower.contains(started), "\(follower.prefix(3000))")
         let (healthCode, health) = try await get(f.followerPort, "/health")
         #expect(healthCode == 200 && health == #"{"health":"true"}"#, "\(health)")
         let (_, version) = try await get(f.followerPort, "/version")

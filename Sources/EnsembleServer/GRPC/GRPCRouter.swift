@@ -99,7 +99,13 @@ public protocol GRPCCallObserver: Sendable {
 /// from request headers to trailers. Called on the connection's event loop;
 /// must be cheap.
 public protocol GRPCMethodObserver: Sendable {
+    /// A call to the method arrived (its request headers).
+    func started()
     func handled(code: Int, duration: Duration)
+}
+
+extension GRPCMethodObserver {
+    public func started() {}
 }
 
 /// Routes that can be installed after the server is listening (members must know

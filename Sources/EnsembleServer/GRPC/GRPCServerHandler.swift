@@ -219,6 +219,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
         }
         let route = router.route(path)
         call.metrics = route?.metrics
+        call.metrics?.started()
         switch route?.handler {
         case let .unary(unary)?:
             if let check = route?.leaderRequired, headers.first(name: "hasleader") == "true" { call.leaderCheck = check }

@@ -19,8 +19,13 @@ struct MemberEndpoints: Sendable {
 
     func metricsPage() async -> HTTPResponse {
         // Live keys, as etcd's etcd_debugging_mvcc_keys_total (not deleted ones awaiting compaction).
-        let counts = await node.withMachine { ($0.machine.store.liveKeys, $0.watches.count) } ?? (0, 0)
-        let body = metrics.scrape(status: node.status, dbBytes: space.usedBytes, keyCount: counts.0, watcherCount: counts.1)
+        var levels = await node.withMachine { replica in
+            StoreLevels(
+                liveKeys: replica.machine.store.liveKeys, watchers: replica.watches.count,
+                revision: replica.machine.store.revision, compactRevision: replica.machine.store.compactedRevision)
+        } ?? StoreLevels()
+        levels.bytes = space.usedBytes
+        let body = metrics.scrape(status: node.status, store: levels, quotaBytes: space.limit)
         return HTTPResponse(contentType: "text/plain; version=0.0.4", body: body)
     }
 

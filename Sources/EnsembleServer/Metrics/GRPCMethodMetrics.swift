@@ -2,13 +2,15 @@ import EnsembleClient
 import Prometheus
 import Synchronization
 
-/// One gRPC method's `grpc_server_handled_total` (a counter per status code,
-/// made when the code first occurs) and `grpc_server_handling_seconds`,
+/// One gRPC method's `grpc_server_started_total`, `grpc_server_handled_total`
+/// (a counter per status code, made when the code first occurs) and
+/// `grpc_server_handling_seconds`,
 /// labelled as go-grpc-prometheus labels them (etcd's gRPC metrics).
 final class GRPCMethodMetrics: GRPCMethodObserver {
     private let registry: PrometheusCollectorRegistry
     private let labels: [(String, String)]
     private let latency: DurationHistogram
+    private let startedCount: Counter
     private let handled = Mutex<[Int: Counter]>([:])
 
     /// gRPC latency buckets, 100 µs to about 26 s.
@@ -32,7 +34,11 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
         latency = registry.makeDurationHistogram(
             descriptor: ServerMetrics.describe("grpc_server_handling_seconds", "Latency of gRPC calls handled by the server."),
             labels: labels, buckets: Self.buckets)
+        startedCount = registry.makeCounter(
+            descriptor: ServerMetrics.describe("grpc_server_started_total", "gRPC calls started on the server."), labels: labels)
     }
+
+    func started() { startedCount.increment() }
 
     func handled(code: Int, duration: Duration) {
         let counter = handled.withLock { counters in

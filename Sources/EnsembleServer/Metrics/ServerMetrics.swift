@@ -26,6 +26,10 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     let keys: Gauge
     let watchers: Gauge
     let isLearner: Gauge
+    let quota: Gauge
+    let dbInUse: Gauge
+    let revision: Gauge
+    let compactRevision: Gauge
     // Events.
     let leaderChanges: Counter
     let proposalsFailed: Counter
@@ -52,6 +56,17 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
         dbSize = registry.makeGauge(descriptor: describe("etcd_mvcc_db_total_size_in_bytes", "Size of the retained key history."))
         keys = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_keys_total", "Keys with retained history."))
         watchers = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_watcher_total", "Watchers on this member."))
+        quota = registry.makeGauge(
+            descriptor: describe("etcd_server_quota_backend_bytes", "The space quota (--quota-backend-bytes; 0: none)."))
+        dbInUse = registry.makeGauge(
+            descriptor: describe("etcd_mvcc_db_total_size_in_use_in_bytes", "Bytes the retained key history uses (no free pages here)."))
+        revision = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_current_revision", "The store's current revision."))
+        compactRevision = registry.makeGauge(
+            descriptor: describe("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction (0: none)."))
+        let version = registry.makeGauge(
+            descriptor: describe("etcd_server_version", "Which etcd version the server speaks (label server_version)."),
+            labels: [("server_version", "3.4.0")])
+        version.set(to: 1)
         leaderChanges = registry.makeCounter(descriptor: describe("etcd_server_leader_changes_seen_total", "Leader changes seen."))
         proposalsFailed = registry.makeCounter(descriptor: describe("etcd_server_proposals_failed_total", "Failed proposals."))
         walFsync = registry.makeDurationHistogram(
@@ -91,7 +106,7 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     }
 
     /// Sets the levels from the member's state and returns the exposition text.
-    func scrape(status: NodeStatus, dbBytes: Int, keyCount: Int, watcherCount: Int) -> [UInt8] {
+    func scrape(status: NodeStatus, store: StoreLevels, quotaBytes: Int) -> [UInt8] {
         hasLeader.set(to: status.leader == .none ? 0.0 : 1.0)
         isLeader.set(to: status.role == .leader ? 1.0 : 0.0)
         isLearner.set(to: status.learners.contains(status.id) ? 1.0 : 0.0)
@@ -100,10 +115,23 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
         applied.set(to: Double(status.appliedIndex))
         pending.set(to: Double(status.pendingProposals))
         applyLag.set(to: Double(status.commitIndex &- min(status.appliedIndex, status.commitIndex)))
-        dbSize.set(to: Double(dbBytes))
-        keys.set(to: Double(keyCount))
-        watchers.set(to: Double(watcherCount))
+        dbSize.set(to: Double(store.bytes))
+        dbInUse.set(to: Double(store.bytes))
+        quota.set(to: Double(quotaBytes))
+        keys.set(to: Double(store.liveKeys))
+        watchers.set(to: Double(store.watchers))
+        revision.set(to: Double(store.revision))
+        compactRevision.set(to: Double(max(0, store.compactRevision)))
         process.update()
         return registry.emitToBuffer()
     }
+}
+
+/// The store's levels that `/metrics` reports, read on the applier.
+struct StoreLevels: Sendable {
+    var bytes = 0
+    var liveKeys = 0
+    var watchers = 0
+    var revision: Int64 = 0
+    var compactRevision: Int64 = 0
 }
