@@ -91,6 +91,10 @@ struct Serve: AsyncParsableCommand {
     var tlsMaxVersion = ""
     @Option(name: .customLong("log-level"), help: "debug, info, warn, error, panic or fatal.")
     var logLevel = "info"
+    @Option(name: .customLong("logger"), help: "capnslog (lines of text) or zap (one JSON object per line).")
+    var logger = "capnslog"
+    @Option(name: .customLong("log-outputs"), help: "default (stderr), stderr, stdout or file paths, comma-separated.")
+    var logOutputs = "default"
 
     /// etcd's log levels as swift-log's (panic and fatal are its most severe).
     static func level(_ name: String) throws -> Logger.Level {
@@ -160,6 +164,8 @@ struct Serve: AsyncParsableCommand {
         c.tlsMinVersion = tlsMinVersion
         c.tlsMaxVersion = tlsMaxVersion
         c.logLevel = logLevel
+        c.logger = logger
+        c.logOutputs = list(logOutputs)
         return c
     }
 
@@ -174,8 +180,19 @@ struct Serve: AsyncParsableCommand {
         } else {
             loaded = try configurationFromFlags()
         }
+        guard let format = LineLogHandler.Format(logger: loaded.logger) else {
+            throw ValidationError("--logger must be capnslog or zap, not '\(loaded.logger)'")
+        }
+        let level = try Self.level(loaded.logLevel)
+        let outputs: LogOutputs
+        do { outputs = try LogOutputs(loaded.logOutputs) } catch { throw ValidationError(error.description) }
+        LoggingSystem.bootstrap { label in
+            var handler = LineLogHandler(label: label, format: format, outputs: outputs)
+            handler.logLevel = level
+            return handler
+        }
         var named = Logger(label: "ensemble")
-        named.logLevel = try Self.level(loaded.logLevel)
+        named.logLevel = level
         named[metadataKey: "name"] = "\(loaded.name)"
         let logger = named
         let configuration = loaded

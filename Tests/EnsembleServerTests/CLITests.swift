@@ -41,5 +41,9 @@ import Testing
         #expect(code != 0 && output.contains("--election-timeout should be at least 5 times"), "\(output)")
         (code, output) = try await run("serve", "--name=x", "--log-level=loud")
         #expect(code != 0 && output.contains("--log-level must be debug, info, warn, error, panic or fatal"), "\(output)")
+        (code, output) = try await run("serve", "--name=x", "--logger=loud")
+        #expect(code != 0 && output.contains("--logger must be capnslog or zap"), "\(output)")
+        (code, output) = try await run("serve", "--name=x", "--log-outputs=/nonexistent/dir/log")
+        #expect(code != 0 && output.contains("--log-outputs: cannot open '/nonexistent/dir/log'"), "\(output)")
     }
 }

@@ -70,8 +70,10 @@ import Testing
             grpc-keepalive-min-time: 10s
             event-loop-threads: 3
             log-level: warn
+            logger: zap
+            log-outputs: [stderr, /var/log/ensemble.log]
             """)
-        #expect(c.logLevel == "warn")
+        #expect(c.logLevel == "warn" && c.logger == "zap" && c.logOutputs == ["stderr", "/var/log/ensemble.log"])
         #expect(c.name == "infra1" && c.dataDirectory == "/var/lib/ensemble/infra1")
         #expect(c.listenClientURLs == ["http://127.0.0.1:2379", "http://10.0.0.1:2379"])
         #expect(c.heartbeatInterval == .milliseconds(50) && c.electionTimeout == .milliseconds(500))

@@ -61,6 +61,8 @@ extension MemberConfiguration {
         case "cipher-suites": cipherSuites = try urls()  // a list, or comma-separated
         case "event-loop-threads": eventLoopThreads = try integer()
         case "log-level": logLevel = try string()
+        case "logger": logger = try string()
+        case "log-outputs": logOutputs = try urls()  // a list, or comma-separated
         case "tls-min-version": tlsMinVersion = try string()
         case "tls-max-version": tlsMaxVersion = try string()
         case "client-transport-security", "peer-transport-security":

@@ -53,6 +53,11 @@ public struct MemberConfiguration: Sendable {
     public static let grpcOverheadBytes = 512 * 1024
     /// `--log-level`: debug, info, warn, error, panic or fatal (etcd's).
     public var logLevel = "info"
+    /// `--logger`: `capnslog` (lines of text, etcd 3.4's default) or `zap`
+    /// (one JSON object per line).
+    public var logger = "capnslog"
+    /// `--log-outputs`: `default` (standard error), `stderr`, `stdout` or file paths.
+    public var logOutputs = ["default"]
     /// `--cert-file`, `--key-file`: the certificate chain and private key
     /// (PEM) served on `https://` listen-client-urls.
     public var certFile = ""
