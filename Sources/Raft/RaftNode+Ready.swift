@@ -44,12 +44,26 @@ extension RaftNode {
         }
         ready.mustSync = !ready.entries.isEmpty || ready.snapshot != nil
             || hard.term != persistedHardState.term || hard.vote != persistedHardState.vote
+            || commitPassesConfChange(from: persistedHardState.commit, to: hard.commit)
         let soft = softState
         if soft != previousSoftState {
             ready.softState = soft
             previousSoftState = soft
         }
         return ready
+    }
+
+    /// Whether moving the commit index from `old` to `new` commits a membership
+    /// change: then the commit index must be synced although nothing else
+    /// changed. Otherwise a power loss could take a survivor back to the
+    /// configuration before the change, and if the change removed the members
+    /// it now needs votes from (they apply their removal and stop), it could
+    /// never elect a leader again. A long move is synced without looking.
+    func commitPassesConfChange(from old: UInt64, to new: UInt64) -> Bool {
+        guard new > old else { return false }
+        guard new - old <= 4096 else { return true }
+        guard let entries = try? log.slice(old + 1, new + 1, maxBytes: .max) else { return true }
+        return entries.contains { $0.kind == .confChange }
     }
 
     /// The driver did everything `ready` asked: entries and hard state are durable,

@@ -74,7 +74,8 @@ public struct Ready: Sendable {
     /// Whether step 2 has anything to write.
     public var needsPersist: Bool { hardState != nil || !entries.isEmpty || snapshot != nil }
     /// Whether step 2 must be durable before the rest: it holds entries, a
-    /// snapshot, or a new term or vote (a vote forgotten in a crash could be
-    /// given twice in one term). Set by ``RaftNode/ready()``.
+    /// snapshot, a new term or vote (a vote forgotten in a crash could be
+    /// given twice in one term), or a commit index that passes a membership
+    /// change. Set by ``RaftNode/ready()``.
     public var mustSync = false
 }

@@ -16,6 +16,10 @@ public final class SimNode {
     private var unsyncedHardState: HardState?
     /// Commit indexes given up in crashes (lost unsynced hard states), for stats.
     public private(set) var commitsLostInCrashes = 0
+    /// What the oracle expects the restart after the last crash to keep.
+    var mustKeepAfterCrash: (commit: UInt64, why: String) = (0, "")
+    /// The last membership change this run of the member applied.
+    private var appliedConfChange: UInt64 = 0
 
     public var isUp: Bool { raft != nil }
 
@@ -48,6 +52,10 @@ public final class SimNode {
     /// Stops the member. A `powerLoss` also loses what was written but not
     /// synced; a process crash does not.
     public func crash(powerLoss: Bool = false) {
+        mustKeepAfterCrash = powerLoss
+            ? (appliedConfChange, "a membership change it had applied before losing power")
+            : (stateMachine.appliedIndex, "what it had applied before the process crashed")
+        appliedConfChange = 0
         if powerLoss {
             if let lost = unsyncedHardState, lost.commit > disk.hardState.commit { commitsLostInCrashes += 1 }
             unsyncedHardState = nil
@@ -111,6 +119,7 @@ public final class SimNode {
                 handler.installedSnapshot(self, snapshot)
             }
             for entry in ready.committedEntries {
+                if entry.kind == .confChange { appliedConfChange = entry.index }
                 stateMachine.apply(entry)
                 handler.applied(self, entry)
             }

@@ -11,8 +11,9 @@ import Raft
 /// - `LOCK` — held with `flock` while open, so two instances never share a directory.
 ///
 /// Driver contract, per `Ready`: ``append(hardState:entries:snapshot:)`` with its
-/// hard state, entries and snapshot (one atomic record), then ``sync()`` — and only
-/// then send `messagesAfterPersist` (they promise the vote, term or entries).
+/// hard state, entries and snapshot (one atomic record), then ``sync()`` when the
+/// Ready's `mustSync` says so (otherwise ``flush()``) — and only then send
+/// `messagesAfterPersist` (they promise the vote, term or entries).
 /// Several Readys may be appended before one ``sync()`` (group commit).
 /// Snapshots the application takes itself go through ``saveSnapshot(_:)``, and
 /// ``compact(upTo:)`` reclaims the space they make unnecessary.

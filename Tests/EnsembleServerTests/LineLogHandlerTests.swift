@@ -1,4 +1,4 @@
-import EnsembleServer
+@testable import EnsembleServer
 import Foundation
 import Logging
 import Testing
@@ -40,6 +40,12 @@ import Testing
         let lines = try lines(format: .text) { $0.info("serving", metadata: ["clients": "http://127.0.0.1:2379"]) }
         #expect(lines.count == 1)
         #expect(lines[0].hasSuffix(" info ensemble : clients=http://127.0.0.1:2379 name=n1 serving"), "\(lines[0])")
+    }
+
+    @Test func timestampsAreUTCWithMilliseconds() {
+        #expect(LineLogHandler.timestamp(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+        #expect(LineLogHandler.timestamp(Date(timeIntervalSince1970: 1_795_510_166.7229)) == "2026-11-24T08:49:26.722Z")
+        #expect(LineLogHandler.timestamp(Date(timeIntervalSince1970: 951_782_400.5)) == "2000-02-29T00:00:00.500Z")
     }
 
     @Test func loggerNamesAndUnopenableOutputs() {

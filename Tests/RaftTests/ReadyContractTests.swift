@@ -142,6 +142,33 @@ import Testing
         #expect(cluster.oracle.violations.isEmpty)
     }
 
+    /// A commit index that commits a membership change is synced even when
+    /// nothing else changed. Otherwise (review finding): a cluster shrunk to
+    /// its leader alone, the leader loses power before the next write, comes
+    /// back in the old two-member configuration and can never be elected — the
+    /// removed member applied its removal and is gone.
+    @Test func aCommitThatPassesAMembershipChangeIsSynced() throws {
+        let cluster = try Cluster(voters: 2)
+        cluster.elect(1)
+        cluster.tickAll(times: 2)
+        let before = cluster.persisted.count
+        try #require(cluster.on(1) { node -> Bool in (try? node.proposeConfChange(ConfChange(.remove, node: 2))) != nil } == true)
+        cluster.stabilize()
+        #expect(cluster.node(1).confState.voters == [1])
+        let change = cluster.node(1).commitIndex
+        // The leader's Ready that committed the removal had no entries, yet synced.
+        let committing = cluster.persisted.dropFirst(before).filter { $0.member == 1 && $0.ready.entries.isEmpty }
+            .map(\.ready).filter { ($0.hardState?.commit ?? 0) >= change }
+        #expect(!committing.isEmpty && committing.allSatisfy { $0.mustSync })
+        cluster.crash(2)  // removed: it stops for good
+        cluster.powerLoss(1)
+        try cluster.restart(1)
+        #expect(cluster.node(1).commitIndex >= change)
+        cluster.tick(1, times: 30)
+        #expect(cluster.node(1).role == .leader, "the lone voter elects itself")
+        #expect(cluster.oracle.violations.isEmpty)
+    }
+
     @Test func invalidConfigIsRejected() {
         var config = RaftConfig(id: 1)
         config.electionTick = 1

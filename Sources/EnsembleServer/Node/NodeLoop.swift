@@ -272,7 +272,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     }
 
     /// Stops the loop; waiting requests fail with ``NodeError/stopped``. Unsynced
-    /// state is never left behind: every cycle syncs before it replies.
+    /// state is never left behind: a cycle syncs what it replies about, and
+    /// closing the storage syncs the rest (a commit-only hard state).
     public func stop() {
         let (started, alreadyStopped) = lifecycle.withLock { state in
             defer { state.stopped = true }
