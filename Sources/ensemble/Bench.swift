@@ -1,5 +1,7 @@
 import ArgumentParser
+import EnsembleAPI
 import EnsembleBench
+import EnsembleClient
 import Foundation
 
 /// `ensemble bench`: etcd's `tools/benchmark` against any etcd v3 endpoint —
@@ -36,6 +38,9 @@ struct BenchGlobalOptions: ParsableArguments {
     @Option(help: "Maximum requests per second over the whole run (0 is no limit).")
     var rate = 0
 
+    @Flag(help: "Send every request to the member that leads, found among --endpoints (etcd's flag).")
+    var targetLeader = false
+
     @Option(help: ArgumentHelp("Event-loop threads for the connections.", visibility: .hidden))
     var eventLoopThreads = 1
 
@@ -48,11 +53,35 @@ struct BenchGlobalOptions: ParsableArguments {
             options: try tls.connectionOptions(for: load.endpoints))
     }
 
-    func load() throws -> BenchLoad {
-        let load = BenchLoad(
+    func load() async throws -> BenchLoad {
+        var load = BenchLoad(
             endpoints: try BenchEndpoint.parseList(endpoints), conns: conns, clients: clients, total: total, rate: rate)
         try load.validate()
+        if targetLeader { load.endpoints = [try await leader(among: load.endpoints)] }
         return load
+    }
+
+    /// The endpoint whose member leads (asked with Maintenance.Status, as
+    /// etcdctl endpoint status does); throws when none of them does.
+    func leader(among endpoints: [BenchEndpoint]) async throws -> BenchEndpoint {
+        var answers: [String] = []
+        for endpoint in endpoints {
+            do {
+                let etcd = try await ClientOptions.connect((endpoint.tls ? "https://" : "") + endpoint.description, tls: tls)
+                defer { Task { await etcd.connection.close() } }
+                let status = try await etcd.call(
+                    "/etcdserverpb.Maintenance/Status", Etcdserverpb_StatusRequest(), as: Etcdserverpb_StatusResponse.self,
+                    timeout: .seconds(5))
+                if status.leader != 0, status.leader == status.header.memberID {
+                    say("bench targets the leader, \(endpoint) (member \(String(status.leader, radix: 16)))")
+                    return endpoint
+                }
+                answers.append("\(endpoint): follower of \(String(status.leader, radix: 16))")
+            } catch {
+                answers.append("\(endpoint): \(error)")
+            }
+        }
+        throw BenchError("--target-leader: no endpoint is the leader (\(answers.joined(separator: "; ")))")
     }
 }
 
@@ -86,7 +115,7 @@ struct BenchPut: AsyncParsableCommand {
     @OptionGroup var write: BenchWriteOptions
 
     func run() async throws {
-        let load = try global.load()
+        let load = try await global.load()
         let request = BenchWorkloads.put(try write.writes())
         try await runClosedLoop(load, global, request: request)
     }
@@ -103,7 +132,7 @@ struct BenchTxnPut: AsyncParsableCommand {
     var txnOps = 1
 
     func run() async throws {
-        let load = try global.load()
+        let load = try await global.load()
         let writes = try write.writes()
         guard txnOps > 0 else { throw BenchError("expected positive --txn-ops, got \(txnOps)") }
         guard txnOps <= write.keySpaceSize else {
@@ -128,7 +157,7 @@ struct BenchRange: AsyncParsableCommand {
     var consistency = "l"
 
     func run() async throws {
-        let load = try global.load()
+        let load = try await global.load()
         switch consistency {
         case "l": say("bench with linearizable range")
         case "s": say("bench with serializable range")

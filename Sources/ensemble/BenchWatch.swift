@@ -40,7 +40,7 @@ struct BenchWatch: AsyncParsableCommand {
     var eventTimeout = 10
 
     func run() async throws {
-        var load = try global.load()
+        var load = try await global.load()
         if let putTotal { load.total = putTotal }
         if let putRate { load.rate = putRate }
         try load.validate()

@@ -33,6 +33,18 @@ import Testing
         await f.close()
     }
 
+    /// `bench --target-leader`, as etcd's: every request to the leader found
+    /// among the endpoints.
+    @Test func benchTargetsTheLeader() async throws {
+        let f = try await DevClusterFixture()
+        let (code, output) = try await run("bench", "--endpoints=\(f.cluster.endpoints)", "--target-leader", "--total=50", "put")
+        #expect(code == 0 && output.contains("bench targets the leader, 127.0.0.1:\(f.leaderPort)"), "\(output)")
+        #expect(output.contains("Requests/sec"), "\(output)")
+        let (_, follower) = try await run("bench", "--endpoints=127.0.0.1:\(f.followerPort)", "--target-leader", "put")
+        #expect(follower.contains("--target-leader: no endpoint is the leader (127.0.0.1:\(f.followerPort): follower of"), "\(follower)")
+        await f.close()
+    }
+
     /// etcd's boolean flags written as Go's flag package allows (kubeadm's manifests do).
     @Test func serveTakesBooleanFlagsWithAValue() async throws {
         var (code, output) = try await run("serve", "--name=x", "--data-dir=/nonexistent/x", "--client-cert-auth=true")
