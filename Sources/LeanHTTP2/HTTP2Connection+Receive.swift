@@ -185,18 +185,19 @@ extension HTTP2Connection {
         }
         guard let data = unpadded(header, payload) else { return fail(.protocolError, "padding longer than the frame") }
         let endStream = header.flags & HTTP2Wire.Flags.endStream != 0
-        // Empty DATA that does not end the stream means nothing; many are a flood.
-        if data.readableBytes == 0 && !endStream {
-            emptyDataFrames += 1
-            if emptyDataFrames > Self.maxEmptyDataFrames { fail(.enhanceYourCalm, "too many empty DATA frames") }
-            return
-        }
-        emptyDataFrames = 0
         let id = header.stream
         guard let index = streams.index(forKey: id), !streams.values[index].waiting else {
             if isIdle(id) { fail(.protocolError, "DATA on idle stream \(id)") }
             return
         }
+        // Empty DATA that does not end the stream means nothing; many are a
+        // flood. (Padding alone is not empty: it counts against the windows.)
+        if header.length == 0 && !endStream {
+            emptyDataFrames += 1
+            if emptyDataFrames > Self.maxEmptyDataFrames { fail(.enhanceYourCalm, "too many empty DATA frames") }
+            return
+        }
+        emptyDataFrames = 0
         guard streams.values[index].receiving else { return reset(id, .streamClosed, into: &events) }
         streams.values[index].receiveWindow -= header.length
         let window = streams.values[index].receiveWindow
@@ -207,7 +208,7 @@ extension HTTP2Connection {
             writeWindowUpdate(stream: id, configuration.streamWindow - window)
             streams.values[index].receiveWindow = configuration.streamWindow
         }
-        events.append(.data(stream: id, data, endStream: endStream))
+        if data.readableBytes > 0 || endStream { events.append(.data(stream: id, data, endStream: endStream)) }
     }
 
     private mutating func receiveReset(_ header: HTTP2Wire.FrameHeader, _ payload: ByteBuffer, into events: inout [Event]) {
@@ -267,6 +268,10 @@ extension HTTP2Connection {
                 streams.values[index].sendWindow += delta
                 if streams.values[index].sendWindow > HTTP2Wire.maxWindow {
                     return fail(.flowControlError, "stream window overflow")
+                }
+                // A stream that waited on its own window may move now.
+                if streams.values[index].sendWindow > 0, !streams.values[index].queue.isEmpty, !streams.values[index].waiting {
+                    markBlocked(streams.keys[index])
                 }
             }
         }
@@ -330,9 +335,7 @@ extension HTTP2Connection {
             guard streams.values[index].sendWindow <= HTTP2Wire.maxWindow else {
                 return reset(header.stream, .flowControlError, into: &events)
             }
-            if !streams.values[index].queue.isEmpty, !sendQueued(header.stream) {
-                blocked.removeAll { $0 == header.stream }
-            }
+            if !streams.values[index].queue.isEmpty, sendQueued(header.stream) { markBlocked(header.stream) }
         } else if isIdle(header.stream) {
             return fail(.protocolError, "WINDOW_UPDATE on idle stream \(header.stream)")
         }

@@ -43,7 +43,7 @@ extension HTTP2Connection {
             if endStream {
                 localEnded(id)
             } else if !streams.values[index].queue.isEmpty, sendQueued(id) {
-                blocked.append(id)
+                markBlocked(id)
             }
         }
     }
@@ -77,15 +77,16 @@ extension HTTP2Connection {
             return
         }
         var data = data
+        let before = output.writerIndex
         let done = Self.frame(&data, endStream: endStream, stream: id, window: &streams.values[index].sendWindow,
                               connection: &connectionSendWindow, maxFrame: peerMaxFrameSize, into: &output)
-        sentStreamFrame()
+        if output.writerIndex != before { sentStreamFrame() }
         if done {
             if let promise { written.append(promise) }
             if endStream { localEnded(id) }
         } else {
             streams.values[index].queue.append(.data(data, endStream: endStream, promise))
-            blocked.append(id)
+            if streams.values[index].sendWindow > 0 { markBlocked(id) }
         }
     }
 
@@ -118,23 +119,29 @@ extension HTTP2Connection {
         }
     }
 
-    /// Sends what the connection window now allows from blocked streams, oldest first.
+    /// Sends what the connection window now allows from blocked streams,
+    /// oldest first; one that is cut short goes to the back. Each step sends
+    /// bytes or drops an entry, so the work is bounded by what the window lets
+    /// out (with the window spent, no queue can move: its head is DATA).
     mutating func sendBlocked() {
-        guard failure == nil, !blocked.isEmpty else { return }
-        let waiting = blocked
-        blocked = []
-        for (n, id) in waiting.enumerated() {
-            // With the connection window spent, no queue can move: its head is DATA.
-            guard connectionSendWindow > 0 else {
-                blocked += waiting[n...].filter { streams[$0] != nil }
-                return
-            }
-            if streams[id] != nil, sendQueued(id) { blocked.append(id) }
+        guard failure == nil else { return }
+        while connectionSendWindow > 0, let id = blocked.popFirst() {
+            guard let index = streams.index(forKey: id), streams.values[index].inBlocked else { continue }
+            streams.values[index].inBlocked = false
+            if sendQueued(id) { markBlocked(id) }
         }
     }
 
+    /// Puts `id` on `blocked` unless it is there.
+    mutating func markBlocked(_ id: UInt32) {
+        guard let index = streams.index(forKey: id), !streams.values[index].inBlocked else { return }
+        streams.values[index].inBlocked = true
+        blocked.append(id)
+    }
+
     /// Sends what the windows allow from one opened stream's queue; true if
-    /// DATA is left. A stream that empties is taken off `blocked` by its caller.
+    /// DATA is left that waits for the connection window (DATA held by the
+    /// stream's own window waits for its WINDOW_UPDATE instead).
     @discardableResult
     mutating func sendQueued(_ id: UInt32) -> Bool {
         while let index = streams.index(forKey: id), !streams.values[index].waiting,
@@ -145,12 +152,14 @@ extension HTTP2Connection {
                 writeHeaderBlock(stream: id, block, endStream: endStream)
                 if endStream { localEnded(id) }
             case .data(var data, let endStream, let promise):
+                let before = output.writerIndex
                 let done = Self.frame(&data, endStream: endStream, stream: id, window: &streams.values[index].sendWindow,
                                       connection: &connectionSendWindow, maxFrame: peerMaxFrameSize, into: &output)
-                sentStreamFrame()
+                // Only frames that went out reset the flood and ping counts.
+                if output.writerIndex != before { sentStreamFrame() }
                 guard done else {
                     streams.values[index].queue.prepend(.data(data, endStream: endStream, promise))
-                    return true
+                    return streams.values[index].sendWindow > 0
                 }
                 if let promise { written.append(promise) }
                 if endStream { localEnded(id) }

@@ -70,9 +70,14 @@ package struct HTTP2Connection {
         package var connectionWindow = 8 << 20
         /// The largest header list accepted (SETTINGS_MAX_HEADER_LIST_SIZE).
         package var maxHeaderListSize = HPACKDecoder.defaultMaxHeaderListSize
-        /// Resets a server allows per `resetPeriod` (the client's and its own).
-        package var maxResets = 200
-        package var resetPeriod = TimeAmount.seconds(30)
+        /// Resets a server allows per `resetPeriod` (the client's and its own):
+        /// the rapid-reset attack opens and cancels streams by the hundred
+        /// thousand a second. The bound is generous (100 a second) because a
+        /// proxy or an API server multiplexing many clients on one connection
+        /// cancels calls legitimately, and hitting it ends every call on the
+        /// connection (NIOHTTP2's 200 per 30 s could cut such a client off).
+        package var maxResets = 1_000
+        package var resetPeriod = TimeAmount.seconds(10)
         /// A server's limit on how often a client may ping (nil: none).
         package var pingPolicy: PingPolicy?
 
@@ -132,6 +137,8 @@ package struct HTTP2Connection {
         var waiting = false
         /// What flow control or the stream limit holds back, oldest first.
         var queue: CircularBuffer<Outbound> = []
+        /// On `blocked`: DATA waits for the connection window (not its own).
+        var inBlocked = false
     }
 
     package let role: Role
@@ -144,8 +151,13 @@ package struct HTTP2Connection {
     var streams: [UInt32: Stream] = [:]
     /// The highest stream opened: by the client (server side), or by this side (client side).
     var lastStreamID: UInt32 = 0
-    /// Streams with queued output, in the order they blocked.
-    var blocked: [UInt32] = []
+    /// Streams whose queued DATA waits for the connection window, in the
+    /// order they blocked. A stream waiting for its own window is not here
+    /// (its WINDOW_UPDATE or a new initial window moves it): a connection
+    /// WINDOW_UPDATE then costs only the streams it lets send, not every
+    /// stream a client keeps at a zero window. Entries of streams since
+    /// gone or unblocked are skipped (`Stream.inBlocked` is the truth).
+    var blocked: CircularBuffer<UInt32> = []
     /// A client's streams waiting for a slot, in stream order.
     var waitingToOpen: CircularBuffer<UInt32> = []
     /// A client's streams whose HEADERS went out and that are not closed.

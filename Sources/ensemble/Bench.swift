@@ -67,11 +67,19 @@ struct BenchGlobalOptions: ParsableArguments {
         var answers: [String] = []
         for endpoint in endpoints {
             do {
-                let etcd = try await ClientOptions.connect((endpoint.tls ? "https://" : "") + endpoint.description, tls: tls)
-                defer { Task { await etcd.connection.close() } }
-                let status = try await etcd.call(
-                    "/etcdserverpb.Maintenance/Status", Etcdserverpb_StatusRequest(), as: Etcdserverpb_StatusResponse.self,
-                    timeout: .seconds(5))
+                var options = try tls.connectionOptions(for: [endpoint])
+                if !endpoint.tls { options.tls = nil }
+                let etcd = try await EtcdClient.connect(host: endpoint.host, port: endpoint.port, options: options)
+                let answer: Result<Etcdserverpb_StatusResponse, any Error>
+                do {
+                    answer = .success(try await etcd.call(
+                        "/etcdserverpb.Maintenance/Status", Etcdserverpb_StatusRequest(), as: Etcdserverpb_StatusResponse.self,
+                        timeout: .seconds(5)))
+                } catch {
+                    answer = .failure(error)
+                }
+                await etcd.connection.close()
+                let status = try answer.get()
                 if status.leader != 0, status.leader == status.header.memberID {
                     say("bench targets the leader, \(endpoint) (member \(String(status.leader, radix: 16)))")
                     return endpoint

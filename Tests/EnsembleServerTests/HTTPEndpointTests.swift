@@ -33,6 +33,18 @@ import Testing
         #expect(follower.contains(put), "\(follower.prefix(3000))")
         let started = #"grpc_server_started_total{grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_type="unary"} 5"#
         #expect(follower.contains(started), "\(follower.prefix(3000))")
+        // A watch whose client goes away is handled, Canceled, as grpc-go's
+        // interceptor counts it: started - handled stays the calls in flight.
+        _ = try await runProcess("/usr/bin/timeout", ["1", "etcdctl", "--endpoints=127.0.0.1:\(f.leaderPort)", "watch", "w"])
+        let watch = #"{grpc_service="etcdserverpb.Watch",grpc_method="Watch",grpc_type="bidi_stream""#
+        var after = ""
+        for _ in 0..<40 {
+            (_, after) = try await get(f.leaderPort, "/metrics")
+            if after.contains("grpc_server_handled_total\(watch),grpc_code=\"Canceled\"} 1") { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(after.contains("grpc_server_started_total\(watch)} 1"), "\(after.prefix(4000))")
+        #expect(after.contains("grpc_server_handled_total\(watch),grpc_code=\"Canceled\"} 1"), "\(after.prefix(4000))")
         let (healthCode, health) = try await get(f.followerPort, "/health")
         #expect(healthCode == 200 && health == #"{"health":"true"}"#, "\(health)")
         let (_, version) = try await get(f.followerPort, "/version")

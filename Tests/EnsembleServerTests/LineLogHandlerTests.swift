@@ -28,7 +28,8 @@ import Testing
         let object = try #require(try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any])
         #expect(object["level"] as? String == "warn")
         #expect(object["msg"] as? String == "disk \"slow\"\n\tretrying")
-        #expect(object["caller"] as? String == "ensemble")
+        #expect(object["logger"] as? String == "ensemble")
+        #expect((object["caller"] as? String)?.hasPrefix("LineLogHandlerTests.swift:") == true, "\(object["caller"] ?? "none")")
         #expect(object["name"] as? String == "n1" && object["took"] as? String == "1.5s")
         #expect(object["peers"] as? [String] == ["a", "b"] && (object["ids"] as? [String: String]) == ["x": "1"])
         let ts = try #require(object["ts"] as? String)
@@ -46,6 +47,7 @@ import Testing
         #expect(LineLogHandler.timestamp(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
         #expect(LineLogHandler.timestamp(Date(timeIntervalSince1970: 1_795_510_166.7229)) == "2026-11-24T08:49:26.722Z")
         #expect(LineLogHandler.timestamp(Date(timeIntervalSince1970: 951_782_400.5)) == "2000-02-29T00:00:00.500Z")
+        #expect(LineLogHandler.timestamp(Date(timeIntervalSince1970: -0.25)) == "1969-12-31T23:59:59.750Z")
     }
 
     @Test func loggerNamesAndUnopenableOutputs() {

@@ -14,6 +14,9 @@ final class GRPCOutbox: Sendable {
         case message(UInt32, [UInt8], sent: EventLoopPromise<Void>?)
         /// Ends a streaming call.
         case end(UInt32, GRPCStatus)
+        /// Resets a streaming call whose client stopped reading, dropping what
+        /// is queued for it (``GRPCServerStream/maxQueuedBytes``).
+        case abort(UInt32)
     }
 
     let eventLoop: any EventLoop

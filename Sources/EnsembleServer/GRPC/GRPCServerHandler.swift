@@ -135,6 +135,9 @@ final class GRPCServerHandler: ChannelInboundHandler {
             case let .reset(stream, _):
                 if let call = calls.removeValue(forKey: stream) {
                     call.deadline?.cancel()
+                    // Counted as grpc-go's interceptor counts a cancelled call,
+                    // so started - handled stays the calls in flight.
+                    call.metrics?.handled(code: GRPCStatus.cancelled.code, duration: .now - call.started)
                     if case let .streaming(receiver) = call.kind { receiver.closed() }
                 }
             }
@@ -170,6 +173,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
         for promise in connection.close() { promise.succeed() }
         for call in open.values {
             call.deadline?.cancel()
+            call.metrics?.handled(code: GRPCStatus.cancelled.code, duration: .now - call.started)
             if case let .streaming(receiver) = call.kind { receiver.closed() }
         }
         context.fireChannelInactive()
@@ -331,6 +335,12 @@ final class GRPCServerHandler: ChannelInboundHandler {
                 sendMessage(context: context, stream: stream, bytes, promise: sent)
             case let .end(stream, status):
                 end(context: context, stream: stream, status)
+            case let .abort(stream):
+                guard let call = calls.removeValue(forKey: stream) else { continue }
+                call.deadline?.cancel()
+                call.metrics?.handled(code: 8, duration: .now - call.started)  // ResourceExhausted
+                connection.sendReset(stream: stream, .enhanceYourCalm)
+                if case let .streaming(receiver) = call.kind { receiver.closed() }
             }
         }
         flushNow(context: context)

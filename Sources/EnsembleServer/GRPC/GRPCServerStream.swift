@@ -13,6 +13,16 @@ public final class GRPCServerStream: Sendable {
     private let outbox: GRPCOutbox
     private let stream: UInt32
     private let queued = Atomic<Int>(0)
+    private let aborted = Atomic<Bool>(false)
+
+    /// More than this waiting for a client that grants no window ends the
+    /// call (RST_STREAM ENHANCE_YOUR_CALM, which grpc-go reports as
+    /// RESOURCE_EXHAUSTED): the receive side credits requests as they arrive,
+    /// so a client could otherwise keep asking (keep-alives, watch creates and
+    /// cancels) and never read, until the server runs out of memory. A watch
+    /// pauses its events at 4 MiB, the snapshot sender at its own bound; this
+    /// catches the answers that are not paused.
+    public static let maxQueuedBytes = 16 << 20
 
     /// The client asked that the call fail rather than go stale while its
     /// member has no leader (etcd's `hasleader: true` metadata, which clientv3
@@ -31,6 +41,12 @@ public final class GRPCServerStream: Sendable {
     public var eventLoop: any EventLoop { outbox.eventLoop }
 
     public func send(_ message: [UInt8]) {
+        guard queued.load(ordering: .relaxed) <= Self.maxQueuedBytes else {
+            if aborted.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+                outbox.push(.abort(stream))
+            }
+            return
+        }
         let size = message.count + 5
         queued.add(size, ordering: .relaxed)
         let sent = outbox.eventLoop.makePromise(of: Void.self)

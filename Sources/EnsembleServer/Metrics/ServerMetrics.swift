@@ -57,7 +57,7 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
         keys = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_keys_total", "Keys with retained history."))
         watchers = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_watcher_total", "Watchers on this member."))
         quota = registry.makeGauge(
-            descriptor: describe("etcd_server_quota_backend_bytes", "The space quota (--quota-backend-bytes; 0: none)."))
+            descriptor: describe("etcd_server_quota_backend_bytes", "The space quota in bytes (0: none)."))
         dbInUse = registry.makeGauge(
             descriptor: describe("etcd_mvcc_db_total_size_in_use_in_bytes", "Bytes the retained key history uses (no free pages here)."))
         revision = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_current_revision", "The store's current revision."))

@@ -160,7 +160,9 @@ public final class EnsembleMember: @unchecked Sendable {
         // Leases get an election timeout's worth of grace twice over when a
         // new leader takes them over (2 s at the default; etcd gives one).
         let replica = KVReplica(
-            space: SpaceQuota(limit: configuration.quotaBackendBytes == 0 ? 2 << 30 : configuration.quotaBackendBytes),
+            // etcd: 0 is the default (2 GiB), a negative value disables the quota.
+            space: SpaceQuota(
+                limit: configuration.quotaBackendBytes == 0 ? 2 << 30 : max(0, configuration.quotaBackendBytes)),
             promotionGrace: max(2, 2 * configuration.electionTimeout.inSeconds))
         // Superseded values go to files beside the WAL (a cache the snapshot
         // and WAL rebuild on restart), so memory follows the live keys.

@@ -9,9 +9,9 @@ import Synchronization
 
 /// etcd's `--logger` and `--log-outputs` for swift-log: one line per record,
 /// as text (`capnslog`, etcd 3.4's default) or as JSON (`zap`, the format
-/// log pipelines parse: `{"level":"info","ts":"…","caller":"ensemble",
-/// "msg":"…", metadata…}`), written to standard error, standard output or
-/// files.
+/// log pipelines parse: `{"level":"info","ts":"…","logger":"ensemble",
+/// "caller":"File.swift:12","msg":"…", metadata…}`), written to standard
+/// error, standard output or files.
 public struct LineLogHandler: LogHandler {
     public enum Format: String, Sendable {
         /// `capnslog`: `<time> <level> <label> : <metadata> <message>`.
@@ -56,11 +56,13 @@ public struct LineLogHandler: LogHandler {
             let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             line = "\(Self.timestamp()) \(Self.name(event.level)) \(label) :\(fields.isEmpty ? "" : " " + fields) \(event.message)\n"
         case .json:
-            var json = "{\"level\":\"\(Self.name(event.level))\",\"ts\":\"\(Self.timestamp())\",\"caller\":"
+            var json = "{\"level\":\"\(Self.name(event.level))\",\"ts\":\"\(Self.timestamp())\",\"logger\":"
             Self.quote(label, into: &json)
+            json += ",\"caller\":"
+            Self.quote("\(event.file.split(separator: "/").last ?? ""):\(event.line)", into: &json)
             json += ",\"msg\":"
             Self.quote("\(event.message)", into: &json)
-            for (key, value) in all.sorted(by: { $0.key < $1.key }) {
+            for (key, value) in all.sorted(by: { $0.key < $1.key }) where !Self.zapFields.contains(key) {
                 json += ","
                 Self.quote(key, into: &json)
                 json += ":"
@@ -70,6 +72,9 @@ public struct LineLogHandler: LogHandler {
         }
         outputs.write(line)
     }
+
+    /// The fields every JSON line starts with; metadata cannot repeat them.
+    static let zapFields: Set<String> = ["level", "ts", "logger", "caller", "msg"]
 
     /// zap's level names (swift-log's `warning` is zap's `warn`).
     static func name(_ level: Logger.Level) -> String {
@@ -85,7 +90,9 @@ public struct LineLogHandler: LogHandler {
     /// UTC, milliseconds, ISO 8601 (zap's ISO8601TimeEncoder).
     static func timestamp(_ now: Date = Date()) -> String {
         let millis = Int64((now.timeIntervalSince1970 * 1000).rounded(.down))
-        let (days, msOfDay) = (millis.quotientAndRemainder(dividingBy: 86_400_000))
+        // Floored, so that times before 1970 count back from a day's start.
+        let days = millis >= 0 ? millis / 86_400_000 : (millis - 86_399_999) / 86_400_000
+        let msOfDay = millis - days * 86_400_000
         // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
         let z = days + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097

@@ -42,7 +42,8 @@ public struct MemberConfiguration: Sendable {
     public var electionTimeout: Duration = .milliseconds(1000)
     /// `--snapshot-count`: applied entries between snapshots (etcd 3.4's default).
     public var snapshotCount: UInt64 = 100_000
-    /// `--quota-backend-bytes`: the space quota (0: etcd's default, 2 GiB).
+    /// `--quota-backend-bytes`: the space quota (0: etcd's default, 2 GiB;
+    /// negative: no quota, as in etcd).
     public var quotaBackendBytes = 0
     /// `--max-request-bytes`: the largest write request (etcd: 1.5 MiB);
     /// messages up to 512 KiB more pass the transport (reads are bound by
