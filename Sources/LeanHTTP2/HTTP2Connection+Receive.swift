@@ -56,6 +56,8 @@ extension HTTP2Connection {
         case .data: receiveData(header, payload, into: &events)
         case .headers: receiveHeaders(header, payload, into: &events)
         case .priority:
+            // Priorities are advice this side ignores (RFC 9113 deprecates them), but the frame's form is checked.
+            if header.stream == 0 { return fail(.protocolError, "PRIORITY on stream 0") }
             if header.length != 5 { fail(.frameSizeError, "PRIORITY of \(header.length) bytes") }
         case .rstStream: receiveReset(header, payload, into: &events)
         case .settings: receiveSettings(header, payload)

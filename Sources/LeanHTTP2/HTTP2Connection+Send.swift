@@ -132,11 +132,17 @@ extension HTTP2Connection {
         }
     }
 
-    /// Puts `id` on `blocked` unless it is there.
+    /// Puts `id` on `blocked` unless it is there. Entries of streams since
+    /// removed leave only when popped, which needs connection window; a peer
+    /// that keeps it at zero while resetting streams would grow the list, so
+    /// it is compacted once stale entries outnumber live streams.
     mutating func markBlocked(_ id: UInt32) {
         guard let index = streams.index(forKey: id), !streams.values[index].inBlocked else { return }
         streams.values[index].inBlocked = true
         blocked.append(id)
+        if blocked.count > 2 * streams.count + 64 {
+            blocked = CircularBuffer(blocked.filter { streams[$0]?.inBlocked == true })
+        }
     }
 
     /// Sends what the windows allow from one opened stream's queue; true if

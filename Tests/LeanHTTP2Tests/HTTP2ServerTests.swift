@@ -366,6 +366,37 @@ struct TestPeer {
         #expect(out.filter { $0.type == 0 }.count == 100, "\(out.prefix(6))")
     }
 
+    /// Streams the peer resets while the connection window is spent leave
+    /// entries on the send list; it is compacted, not left to grow.
+    @Test func streamsResetWhileTheConnectionWindowIsSpentLeaveNoTrail() {
+        let many = HTTP2Connection.Configuration(maxConcurrentStreams: 1000, streamWindow: 1000, connectionWindow: 100_000)
+        var peer = TestPeer(connection: HTTP2Connection(role: .server, configuration: many))
+        _ = peer.output()
+        _ = peer.start([(4, 1_000_000)])
+        peer.send(peer.request(1))
+        peer.connection.sendData(stream: 1, ByteBuffer(bytes: Array(repeating: 0, count: 70_000)), promise: nil)
+        _ = peer.output()
+        #expect(peer.connection.blocked == [1], "the connection window is spent, stream 1's is not")
+        for i in 1...900 {
+            let id = UInt32(2 * i + 1)
+            peer.send(peer.request(id))
+            peer.connection.sendData(stream: id, ByteBuffer(bytes: [1]), promise: nil)
+            peer.send(TestFrame(type: 3, stream: id, payload: [0, 0, 0, 8]))
+        }
+        #expect(peer.connection.failure == nil)
+        #expect(peer.connection.blocked.count <= 2 * peer.connection.streams.count + 65)
+        // Opening the window still serves stream 1.
+        #expect(peer.send(TestFrame.windowUpdate(0, 10_000)).contains { $0.type == 0 && $0.stream == 1 })
+    }
+
+    @Test func priorityOnStreamZeroIsAProtocolError() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        let out = peer.send(TestFrame(type: 2, stream: 0, payload: [0, 0, 0, 1, 16]))
+        #expect(out.last?.type == 7 && out.last?.errorCode == 1)
+    }
+
     /// Padding counts against the stream's window too (§6.9.1), and is
     /// credited back: a client sending padded, empty DATA must see the
     /// stream's WINDOW_UPDATE, or its view of the window drifts until the
