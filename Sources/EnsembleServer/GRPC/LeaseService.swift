@@ -148,6 +148,15 @@ public struct LeaseService: Sendable {
     }
 
     static let keepAliveOncePath = "/ensemble.internal.Lease/KeepAliveOnce"
+    /// How long a keep-alive waits out a change of leader (etcd: its request timeout).
+    static let renewPatience: Duration = .seconds(5)
+
+    /// A forwarded renewal that failed because leadership moved or the leader
+    /// could not be reached: worth asking the (next) leader again.
+    static func isLeaderChange(_ status: GRPCStatus) -> Bool {
+        status.code == 14 && (status.message == "etcdserver: no leader" || status.message == "etcdserver: leader changed"
+            || status.message.hasPrefix("etcdserver: leader unreachable"))
+    }
 
     /// One keep-alive: the TTL granted again, or 0 for a lease that is gone
     /// (etcd answers an unknown lease with TTL 0, not an error). A follower
@@ -163,26 +172,46 @@ public struct LeaseService: Sendable {
     /// stream, and clientv3 resends unanswered ones, so an id may repeat: it
     /// is renewed once); a follower forwards the distinct ids to the leader at
     /// once. The answers for a prefix of `ids`, and why the rest got none.
+    ///
+    /// The member the client called (`forwarding`) rides out a change of
+    /// leader as etcd's LeaseRenew does: while no leader is known, or the
+    /// one it asked has stepped down, it tries again every 50 ms for up to
+    /// ``renewPatience`` (a keep-alive stream that ended there would make
+    /// clientv3 give up a require-leader session for good).
     func keepAlive(_ ids: [LeaseID], forwarding: Bool = true) async -> (answers: [[UInt8]], failure: GRPCStatus?) {
         var distinct: [LeaseID] = []
         var seen: Set<LeaseID> = []
         for id in ids where seen.insert(id).inserted { distinct.append(id) }
-        let renewed: (ttls: [Int64], revision: Int64)
-        do {
-            renewed = try await routing.onLeader(confirmed: true) { [distinct] replica in
-                var ttls: [Int64] = []
-                ttls.reserveCapacity(distinct.count)
-                for id in distinct {
-                    guard let ttl = replica.renew(id) else { return nil }
-                    ttls.append(ttl)
-                }
-                return (ttls, replica.machine.store.revision)
-            }
-        } catch let NodeError.notLeader(leader) where forwarding {
-            return await forward(ids, distinct: distinct, to: leader)
-        } catch {
-            return ([], KVService.status(error))
+        let deadline = ContinuousClock.now + Self.renewPatience
+        func mayRetry() async -> Bool {
+            guard forwarding, ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(50))
+            return true
         }
+        var renewed: (ttls: [Int64], revision: Int64)?
+        while renewed == nil {
+            do {
+                renewed = try await routing.onLeader(confirmed: true) { [distinct] replica in
+                    var ttls: [Int64] = []
+                    ttls.reserveCapacity(distinct.count)
+                    for id in distinct {
+                        guard let ttl = replica.renew(id) else { return nil }
+                        ttls.append(ttl)
+                    }
+                    return (ttls, replica.machine.store.revision)
+                }
+            } catch let NodeError.notLeader(leader) where forwarding && leader != .none {
+                let (answers, failure) = await forward(ids, distinct: distinct, to: leader)
+                if let failure, answers.isEmpty, Self.isLeaderChange(failure), await mayRetry() { continue }
+                return (answers, failure)
+            } catch where [NodeError.noLeader, .leaderChanged, .notLeader(leader: .none)].contains(error) {
+                if await mayRetry() { continue }
+                return ([], KVService.status(error))
+            } catch {
+                return ([], KVService.status(error))
+            }
+        }
+        guard let renewed else { return ([], .internal("no answer")) }
         let header = headers.header(revision: renewed.revision)
         let ttls = Dictionary(uniqueKeysWithValues: zip(distinct, renewed.ttls))
         var answers: [[UInt8]] = []
