@@ -17,9 +17,11 @@ extension MVCCStore {
         cursor = 0
         try checkRanges(request, path, &cursor, at: revision)
         cursor = 0
+        let before = operations.total
         let (response, events) = try write { (context: inout WriteContext) throws(KVError) in
             apply(request, path, &cursor, &context)
         }
+        if operations.total - before > 1 { operations.txns += 1 }
         var top = response
         top.revision = revision
         return (top, events)

@@ -60,6 +60,7 @@ extension MVCCStore {
 
     /// Applies a validated put; returns the previous state.
     func applyPut(_ request: PutRequest, _ context: inout WriteContext) -> KeyValue? {
+        operations.puts += 1
         let revision = context.next()
         var event: Event?
         let log = historyValues
@@ -86,6 +87,7 @@ extension MVCCStore {
 
     /// Applies a delete; returns the deleted keys' last states.
     func applyDelete(_ request: DeleteRangeRequest, _ context: inout WriteContext) -> [KeyValue] {
+        operations.deletes += 1
         let range = KeyRange(key: request.key, rangeEnd: request.rangeEnd)
         var doomed: [[UInt8]] = []
         visit(range) { key, history in

@@ -30,6 +30,34 @@ public final class MVCCStore {
     /// Where superseded values go; nil keeps every value in memory. Set it
     /// before the first write or restore (values already in memory stay there).
     public var historyValues: HistoryValueLog?
+    /// Operations this store served and applied, for etcd's
+    /// `etcd_mvcc_*_total` metrics (counted as etcd's mvcc counts them).
+    public internal(set) var operations = OperationCounts()
+
+    /// Ranges (calls and txn ranges), puts, deletes (one per DeleteRange,
+    /// whatever it deletes), and transactions of more than one operation.
+    public struct OperationCounts: Sendable, Equatable {
+        public var ranges = 0
+        public var puts = 0
+        public var deletes = 0
+        public var txns = 0
+        public init() {}
+
+        var total: Int { ranges + puts + deletes }
+
+        /// What was counted after `earlier`; everything when the counts are
+        /// of another store (any fell).
+        public func since(_ earlier: OperationCounts) -> OperationCounts {
+            guard ranges >= earlier.ranges, puts >= earlier.puts, deletes >= earlier.deletes, txns >= earlier.txns
+            else { return self }
+            var delta = OperationCounts()
+            delta.ranges = ranges - earlier.ranges
+            delta.puts = puts - earlier.puts
+            delta.deletes = deletes - earlier.deletes
+            delta.txns = txns - earlier.txns
+            return delta
+        }
+    }
 
     public init() {}
 
@@ -43,6 +71,7 @@ public final class MVCCStore {
     /// Reads as of `request.revision`, or `current` (inside a write transaction
     /// that already wrote, `current` is its own revision: it reads its writes).
     func range(_ request: RangeRequest, at current: Int64) throws(KVError) -> RangeResponse {
+        operations.ranges += 1
         let at = request.revision > 0 ? request.revision : current
         if at > current { throw .futureRevision }
         if at < compactedRevision { throw .compacted }

@@ -64,6 +64,7 @@ public final class NIOPeerTransport: PeerTransport {
 
     private let group: any EventLoopGroup
     private let state = Mutex(State())
+    private let observer = Mutex<(any PeerTransportObserver)?>(nil)
     private let tls: TLS?
     /// Frames larger than this are refused on receive.
     public let maxFrame: Int
@@ -75,6 +76,11 @@ public final class NIOPeerTransport: PeerTransport {
         self.maxFrame = maxFrame
         self.tls = tls
         state.withLock { $0.peers = peers }
+    }
+
+    /// Sets who hears what the transport sends, receives and drops.
+    public func observe(with observer: any PeerTransportObserver) {
+        self.observer.withLock { $0 = observer }
     }
 
     /// Listens for peers on `host:port` (port 0 picks a free one); returns the
@@ -91,7 +97,8 @@ public final class NIOPeerTransport: PeerTransport {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls())) }
                     try channel.pipeline.syncOperations.addHandler(
                         FrameReceiver(maxFrame: maxFrame, deliver: { messages in self?.deliver(messages) },
-                                      hello: { hello in self?.learn(hello) ?? false }))
+                                      hello: { hello in self?.learn(hello) ?? false },
+                                      received: { bytes, peer in self?.observer.withLock { $0 }?.received(bytes: bytes, from: peer) }))
                 }
             }
             .bind(host: host, port: port)
@@ -178,13 +185,17 @@ public final class NIOPeerTransport: PeerTransport {
         guard !messages.isEmpty else { return }
         var batches: [NodeID: [Message]] = [:]
         for message in messages { batches[message.to, default: []].append(message) }
+        let observer = self.observer.withLock { $0 }
         for (peer, batch) in batches {
-            guard let channel = connection(to: peer) else { continue }
+            // Bounded memory per peer: a peer that does not read is not buffered for.
+            guard let channel = connection(to: peer), channel.isWritable else {
+                observer?.sendFailed(to: peer)
+                continue
+            }
             var bytes: [UInt8] = []
             for message in batch { MessageCodec.encodeFrames(message, into: &bytes) }
-            // Bounded memory per peer: a peer that does not read is not buffered for.
-            guard channel.isWritable else { continue }
             channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+            observer?.sent(bytes: bytes.count, to: peer)
         }
     }
 
@@ -252,6 +263,10 @@ public final class NIOPeerTransport: PeerTransport {
                     }
                     out.channel = channel
                     if tls == nil { out.backoff = .milliseconds(50) }
+                    if let observer = self.observer.withLock({ $0 }) {
+                        observer.connected(to: peer)
+                        channel.closeFuture.whenComplete { _ in observer.disconnected(from: peer) }
+                    }
                 case .failure:
                     out.retryAt = .now() + out.backoff
                     out.backoff = min(out.backoff * 2, .seconds(2))
@@ -307,25 +322,34 @@ final class FrameReceiver: ChannelInboundHandler {
     /// the connection closes.
     private let hello: (Hello) -> Bool
     private let removed: () -> Void
+    /// Hears the bytes of each read, once the sender is known.
+    private let received: (Int, NodeID) -> Void
+    /// Who sent this connection's bytes: from its hello, or its first message.
+    private var sender: NodeID?
 
     init(
         maxFrame: Int, deliver: @escaping ([Message]) -> Void, hello: @escaping (Hello) -> Bool,
-        removed: @escaping () -> Void = {}
+        removed: @escaping () -> Void = {}, received: @escaping (Int, NodeID) -> Void = { _, _ in }
     ) {
         self.decoder = FrameDecoder(maxFrame: maxFrame)
         self.deliver = deliver
         self.hello = hello
         self.removed = removed
+        self.received = received
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         do {
             var messages: [Message] = []
+            defer { if let sender { received(buffer.readableBytes, sender) } }
             for frame in try decoder.feedFrames(buffer.readableBytesView) {
                 switch frame {
-                case let .message(message): messages.append(message)
+                case let .message(message):
+                    if sender == nil { sender = message.from }
+                    messages.append(message)
                 case let .hello(announced):
+                    sender = announced.id
                     if !hello(announced) {
                         let notice = context.channel.allocator.buffer(bytes: Frame.removedFrame)
                         context.writeAndFlush(NIOAny(notice)).whenComplete { _ in context.close(promise: nil) }

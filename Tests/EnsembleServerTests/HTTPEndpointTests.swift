@@ -24,9 +24,23 @@ import Testing
                      "etcd_debugging_mvcc_keys_total 5", "etcd_server_proposals_committed_total",
                      "etcd_server_quota_backend_bytes 2147483648", "etcd_mvcc_db_total_size_in_use_in_bytes",
                      "etcd_debugging_mvcc_current_revision 6", "etcd_debugging_mvcc_compact_revision 0",
-                     #"etcd_server_version{server_version="3.4.0"} 1"#] {
+                     #"etcd_server_version{server_version="3.4.0"} 1"#, #"etcd_cluster_version{cluster_version="3.4"} 1"#,
+                     #"etcd_server_id{server_id=""#, "etcd_mvcc_put_total 5", "etcd_mvcc_delete_total 0",
+                     "etcd_disk_wal_write_bytes_total", #"etcd_network_peer_sent_bytes_total{To=""#,
+                     #"etcd_network_peer_received_bytes_total{From=""#, #"etcd_network_active_peers{Local=""#,
+                     #"etcd_network_peer_round_trip_time_seconds_bucket{To=""#] {
             #expect(metrics.contains(name), "\(name) missing from:\n\(metrics.prefix(3000))")
         }
+        // Every member applies the puts; the follower received them from its clients.
+        let (_, applied) = try await get(f.followerPort, "/metrics")
+        #expect(applied.contains("etcd_mvcc_put_total 5"))
+        let received = #"grpc_server_msg_received_total{grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_type="unary"} 5"#
+        let sent = #"grpc_server_msg_sent_total{grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_type="unary"} 5"#
+        #expect(applied.contains(received) && applied.contains(sent), "\(applied.prefix(3000))")
+        #expect(!applied.contains("etcd_network_client_grpc_received_bytes_total 0\n"))
+        _ = try await get(f.leaderPort, "/health")
+        let (_, afterHealth) = try await get(f.leaderPort, "/metrics")
+        #expect(afterHealth.contains("etcd_server_health_success 1"))
         // The puts were served by the follower's gRPC server.
         let (_, follower) = try await get(f.followerPort, "/metrics")
         let put = #"grpc_server_handled_total{grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_type="unary",grpc_code="OK"} 5"#

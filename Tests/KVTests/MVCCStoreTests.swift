@@ -30,6 +30,24 @@ func b(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(try store.range(old).kvs.isEmpty)
     }
 
+    /// As etcd's mvcc metrics count: a range per range op (txn ones too), a
+    /// delete per DeleteRange, a txn only when it runs more than one op.
+    @Test func operationsAreCountedAsEtcdCountsThem() throws {
+        let store = MVCCStore()
+        _ = try store.put(PutRequest(key: b("a"), value: b("1")))
+        _ = try store.put(PutRequest(key: b("b"), value: b("1")))
+        _ = try store.range(RangeRequest(key: b("a")))
+        _ = try store.deleteRange(DeleteRangeRequest(key: b("a"), rangeEnd: b("c")))
+        _ = try store.txn(TxnRequest(success: [.put(PutRequest(key: b("c"), value: b("2")))]))
+        _ = try store.txn(TxnRequest(success: [.put(PutRequest(key: b("d"), value: b("2"))), .range(RangeRequest(key: b("c")))]))
+        let counts = store.operations
+        #expect(counts.puts == 4 && counts.ranges == 2 && counts.deletes == 1 && counts.txns == 1)
+        var earlier = counts
+        earlier.puts = 1
+        #expect(counts.since(earlier).puts == 3 && counts.since(earlier).ranges == 0)
+        #expect(MVCCStore.OperationCounts().since(counts) == MVCCStore.OperationCounts(), "another store: all of it")
+    }
+
     @Test func deletingNothingKeepsTheRevision() throws {
         let store = MVCCStore()
         let (response, events) = try store.deleteRange(DeleteRangeRequest(key: b("missing")))

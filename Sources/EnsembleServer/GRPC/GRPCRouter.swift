@@ -102,10 +102,16 @@ public protocol GRPCMethodObserver: Sendable {
     /// A call to the method arrived (its request headers).
     func started()
     func handled(code: Int, duration: Duration)
+    /// A request message of `bytes` arrived (after its 5-byte gRPC prefix).
+    func received(bytes: Int)
+    /// A response message of `bytes` was queued to the client.
+    func sent(bytes: Int)
 }
 
 extension GRPCMethodObserver {
     public func started() {}
+    public func received(bytes: Int) {}
+    public func sent(bytes: Int) {}
 }
 
 /// Routes that can be installed after the server is listening (members must know

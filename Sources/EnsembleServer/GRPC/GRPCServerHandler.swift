@@ -260,6 +260,9 @@ final class GRPCServerHandler: ChannelInboundHandler {
             end(context: context, stream: stream, .internal("malformed gRPC message"))
             return
         }
+        if let metrics = call.metrics {
+            for message in messages { metrics.received(bytes: message.count) }
+        }
         switch call.kind {
         case let .unary(handler, message, extra):
             var message = message
@@ -385,6 +388,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
             calls[stream]?.headersSent = true
             connection.sendHeaders(stream: stream, block: Self.responseHeaders)
         }
+        call.metrics?.sent(bytes: message.count)
         var buffer = context.channel.allocator.buffer(capacity: message.count + 5)
         buffer.writeInteger(UInt8(0))
         buffer.writeInteger(UInt32(message.count))

@@ -22,7 +22,8 @@ struct MemberEndpoints: Sendable {
         var levels = await node.withMachine { replica in
             StoreLevels(
                 liveKeys: replica.machine.store.liveKeys, watchers: replica.watches.count,
-                revision: replica.machine.store.revision, compactRevision: replica.machine.store.compactedRevision)
+                revision: replica.machine.store.revision, compactRevision: replica.machine.store.compactedRevision,
+                operations: replica.machine.store.operations)
         } ?? StoreLevels()
         levels.bytes = space.usedBytes
         let body = metrics.scrape(status: node.status, store: levels, quotaBytes: space.limit)
@@ -33,7 +34,9 @@ struct MemberEndpoints: Sendable {
     /// raised (NOSPACE or CORRUPT), and a linearizable read succeeds within
     /// a second (etcd's QGET).
     func health() async -> HTTPResponse {
+        let metrics = self.metrics
         func answer(_ healthy: Bool, _ reason: String = "") -> HTTPResponse {
+            metrics.healthChecked(healthy)
             let body = healthy ? #"{"health":"true"}"# : #"{"health":"false","reason":"\#(reason)"}"#
             return HTTPResponse(status: healthy ? 200 : 503, body: Array(body.utf8))
         }

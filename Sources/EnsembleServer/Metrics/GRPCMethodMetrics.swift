@@ -12,6 +12,11 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
     private let latency: DurationHistogram
     private let startedCount: Counter
     private let handled = Mutex<[Int: Counter]>([:])
+    private let messagesReceived: Counter
+    private let messagesSent: Counter
+    /// The member's totals over all methods.
+    private let bytesReceived: Counter
+    private let bytesSent: Counter
 
     /// gRPC latency buckets, 100 µs to about 26 s.
     static let buckets: [Duration] = (0..<19).map { .microseconds(100 << $0) }
@@ -23,7 +28,9 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
         return path.hasSuffix("/Maintenance/Snapshot") ? "server_stream" : "bidi_stream"
     }
 
-    init(registry: PrometheusCollectorRegistry, path: String, streaming: Bool) {
+    init(
+        registry: PrometheusCollectorRegistry, path: String, streaming: Bool, bytesReceived: Counter, bytesSent: Counter
+    ) {
         let parts = path.split(separator: "/")
         labels = [
             ("grpc_service", parts.first.map(String.init) ?? "unknown"),
@@ -36,6 +43,22 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
             labels: labels, buckets: Self.buckets)
         startedCount = registry.makeCounter(
             descriptor: ServerMetrics.describe("grpc_server_started_total", "gRPC calls started on the server."), labels: labels)
+        messagesReceived = registry.makeCounter(
+            descriptor: ServerMetrics.describe("grpc_server_msg_received_total", "gRPC request messages received."), labels: labels)
+        messagesSent = registry.makeCounter(
+            descriptor: ServerMetrics.describe("grpc_server_msg_sent_total", "gRPC response messages sent."), labels: labels)
+        self.bytesReceived = bytesReceived
+        self.bytesSent = bytesSent
+    }
+
+    func received(bytes: Int) {
+        messagesReceived.increment()
+        bytesReceived.increment(by: Int64(bytes))
+    }
+
+    func sent(bytes: Int) {
+        messagesSent.increment()
+        bytesSent.increment(by: Int64(bytes))
     }
 
     func started() { startedCount.increment() }

@@ -1,4 +1,5 @@
 import EnsembleClient
+import KV
 import Prometheus
 import Raft
 import Synchronization
@@ -34,7 +35,22 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     let leaderChanges: Counter
     let proposalsFailed: Counter
     let walFsync: DurationHistogram
+    let walBytes: Counter
     let applyDuration: DurationHistogram
+    let slowApplies: Counter
+    let snapshotSave: DurationHistogram
+    let healthSuccesses: Counter
+    let healthFailures: Counter
+    /// `etcd_network_client_grpc_{received,sent}_bytes_total`: gRPC message bytes.
+    let clientReceivedBytes: Counter
+    let clientSentBytes: Counter
+    /// `etcd_mvcc_{range,put,delete,txn}_total`, advanced at scrape time by
+    /// what the store counted since the last scrape.
+    let operations: (range: Counter, put: Counter, delete: Counter, txn: Counter)
+    private let operationsSeen = Mutex(MVCCStore.OperationCounts())
+    /// This member's id (labels of the peer series).
+    let member: NodeID
+    private let peers = Mutex<[NodeID: PeerMetrics]>([:])
     /// By path, prefixed `stream ` for streaming methods.
     private let grpc = Mutex<[String: GRPCMethodMetrics]>([:])
     /// `process_*`, as etcd exports them.
@@ -43,7 +59,8 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     /// etcd's disk histogram buckets: 1 ms to about 8 s, doubling.
     static let diskBuckets: [Duration] = (0..<14).map { .microseconds(1000 << $0) }
 
-    public init() {
+    public init(member: NodeID = .none) {
+        self.member = member
         let describe = Self.describe
         hasLeader = registry.makeGauge(descriptor: describe("etcd_server_has_leader", "Whether a leader exists: 1 yes, 0 no."))
         isLeader = registry.makeGauge(descriptor: describe("etcd_server_is_leader", "Whether this member is the leader."))
@@ -67,13 +84,38 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
             descriptor: describe("etcd_server_version", "Which etcd version the server speaks (label server_version)."),
             labels: [("server_version", "3.4.0")])
         version.set(to: 1)
+        registry.makeGauge(
+            descriptor: describe("etcd_cluster_version", "Which cluster version the cluster runs (label cluster_version)."),
+            labels: [("cluster_version", "3.4")]
+        ).set(to: 1)
+        registry.makeGauge(
+            descriptor: describe("etcd_server_id", "This member's id in hex (label server_id)."), labels: [("server_id", hex(member))]
+        ).set(to: 1)
         leaderChanges = registry.makeCounter(descriptor: describe("etcd_server_leader_changes_seen_total", "Leader changes seen."))
         proposalsFailed = registry.makeCounter(descriptor: describe("etcd_server_proposals_failed_total", "Failed proposals."))
         walFsync = registry.makeDurationHistogram(
             descriptor: describe("etcd_disk_wal_fsync_duration_seconds", "WAL write and fdatasync latency."), buckets: Self.diskBuckets)
+        walBytes = registry.makeCounter(descriptor: describe("etcd_disk_wal_write_bytes_total", "Bytes written to the WAL."))
         applyDuration = registry.makeDurationHistogram(
             descriptor: describe("ensemble_server_apply_duration_seconds", "Time to apply one batch of committed entries."),
             buckets: Self.diskBuckets)
+        slowApplies = registry.makeCounter(
+            descriptor: describe("etcd_server_slow_apply_total", "Apply batches that took longer than 100 ms."))
+        snapshotSave = registry.makeDurationHistogram(
+            descriptor: describe("etcd_debugging_snap_save_total_duration_seconds", "Time to write and install a Raft snapshot."),
+            buckets: Self.diskBuckets)
+        healthSuccesses = registry.makeCounter(descriptor: describe("etcd_server_health_success", "/health checks that passed."))
+        healthFailures = registry.makeCounter(descriptor: describe("etcd_server_health_failures", "/health checks that failed."))
+        clientReceivedBytes = registry.makeCounter(
+            descriptor: describe("etcd_network_client_grpc_received_bytes_total", "gRPC request message bytes received from clients."))
+        clientSentBytes = registry.makeCounter(
+            descriptor: describe("etcd_network_client_grpc_sent_bytes_total", "gRPC response message bytes sent to clients."))
+        operations = (
+            registry.makeCounter(descriptor: describe("etcd_mvcc_range_total", "Range operations served (Range calls and txn ranges).")),
+            registry.makeCounter(descriptor: describe("etcd_mvcc_put_total", "Put operations applied (txn puts included).")),
+            registry.makeCounter(descriptor: describe("etcd_mvcc_delete_total", "DeleteRange operations applied (txn deletes included).")),
+            registry.makeCounter(descriptor: describe("etcd_mvcc_txn_total", "Transactions of more than one operation."))
+        )
         process = ProcessMetrics(registry: registry)
     }
 
@@ -85,7 +127,13 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     // MARK: NodeObserver
 
     public func walSynced(duration: Duration) { walFsync.record(duration) }
-    public func applied(entries: Int, duration: Duration) { applyDuration.record(duration) }
+    public func walWritten(bytes: Int) { walBytes.increment(by: Int64(bytes)) }
+    public func applied(entries: Int, duration: Duration) {
+        applyDuration.record(duration)
+        if duration > .milliseconds(100) { slowApplies.increment() }
+    }
+    public func snapshotSaved(index: UInt64, bytes: Int, duration: Duration) { snapshotSave.record(duration) }
+    public func peerRoundTrip(to peer: NodeID, duration: Duration) { metrics(for: peer).roundTrip.record(duration) }
     /// etcd counts a change only when a (new) leader is known: a failover is
     /// one change, not two (to none, then to the new one).
     public func leaderChanged(to leader: NodeID) { if leader != .none { leaderChanges.increment() } }
@@ -99,10 +147,37 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
         grpc.withLock { table in
             let key = streaming ? "stream " + path : path
             if let method = table[key] { return method }
-            let method = GRPCMethodMetrics(registry: registry, path: path, streaming: streaming)
+            let method = GRPCMethodMetrics(
+                registry: registry, path: path, streaming: streaming, bytesReceived: clientReceivedBytes, bytesSent: clientSentBytes)
             table[key] = method
             return method
         }
+    }
+
+    /// One peer's series, made the first time the peer is seen.
+    func metrics(for peer: NodeID) -> PeerMetrics {
+        peers.withLock { table in
+            if let metrics = table[peer] { return metrics }
+            let metrics = PeerMetrics(registry: registry, local: member, peer: peer)
+            table[peer] = metrics
+            return metrics
+        }
+    }
+
+    /// A `/health` check's outcome.
+    func healthChecked(_ healthy: Bool) { (healthy ? healthSuccesses : healthFailures).increment() }
+
+    /// Advances the operation counters by what the store counted since the
+    /// last scrape (all of it if the store was replaced, by a snapshot).
+    private func advance(to counts: MVCCStore.OperationCounts) {
+        let delta = operationsSeen.withLock { seen -> MVCCStore.OperationCounts in
+            defer { seen = counts }
+            return counts.since(seen)
+        }
+        operations.range.increment(by: Int64(delta.ranges))
+        operations.put.increment(by: Int64(delta.puts))
+        operations.delete.increment(by: Int64(delta.deletes))
+        operations.txn.increment(by: Int64(delta.txns))
     }
 
     /// Sets the levels from the member's state and returns the exposition text.
@@ -122,6 +197,7 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
         watchers.set(to: Double(store.watchers))
         revision.set(to: Double(store.revision))
         compactRevision.set(to: Double(max(0, store.compactRevision)))
+        advance(to: store.operations)
         process.update()
         return registry.emitToBuffer()
     }
@@ -134,4 +210,5 @@ struct StoreLevels: Sendable {
     var watchers = 0
     var revision: Int64 = 0
     var compactRevision: Int64 = 0
+    var operations = MVCCStore.OperationCounts()
 }

@@ -161,6 +161,11 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var contact: [NodeID: (since: UInt64, last: UInt64)] = [:]
     /// Ticks this loop has run.
     private var ticks: UInt64 = 0
+    /// When the heartbeat being timed went to each peer (one at a time, for
+    /// ``NodeObserver/peerRoundTrip(to:duration:)``).
+    private var heartbeatSent: [NodeID: (round: [UInt8], at: ContinuousClock.Instant)] = [:]
+    /// The WAL's byte count at the last report.
+    private var walBytesReported = 0
     /// A silence longer than this is a break in contact (an election timeout).
     private let contactBreak: UInt64
     /// etcd's health interval, in ticks.
@@ -711,6 +716,10 @@ extension NodeLoop {
         switch work {
         case let .messages(messages):
             for message in messages {
+                if message.kind == .heartbeatResponse, let sent = heartbeatSent[message.from], sent.round == message.context {
+                    heartbeatSent[message.from] = nil
+                    options.observer?.peerRoundTrip(to: message.from, duration: .now - sent.at)
+                }
                 raft.step(message)
                 if let heard = contact[message.from], ticks - heard.last <= contactBreak {
                     if heard.last != ticks { contact[message.from]?.last = ticks }
@@ -786,6 +795,17 @@ extension NodeLoop {
         }
     }
 
+    /// Starts timing a heartbeat to each peer that has none timed; the
+    /// answer names the same round. One unanswered for a second is given up
+    /// (lost).
+    private func timeHeartbeats(_ messages: [Message]) {
+        let now = ContinuousClock.now
+        for message in messages where message.kind == .heartbeat {
+            if let sent = heartbeatSent[message.to], now - sent.at < .seconds(1) { continue }
+            heartbeatSent[message.to] = (message.context, now)
+        }
+    }
+
     /// Does what each Ready asks, in the order its contract gives.
     private func processReadies() throws {
         while raft.hasReady {
@@ -807,9 +827,15 @@ extension NodeLoop {
             lastLeadership = leadership
             transport.send(ready.messages)
             reportSnapshots(ready.messages)
+            if options.observer != nil { timeHeartbeats(ready.messages) }
             if ready.needsPersist {
                 let started = ContinuousClock.now
                 try storage.append(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
+                if let observer = options.observer {
+                    let written = storage.statistics.bytesWritten
+                    observer.walWritten(bytes: written - walBytesReported)
+                    walBytesReported = written
+                }
                 if ready.mustSync {
                     try storage.sync()
                     options.observer?.walSynced(duration: ContinuousClock.now - started)

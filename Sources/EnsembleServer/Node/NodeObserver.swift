@@ -4,8 +4,13 @@ import Raft
 /// apply thread, so it must be thread-safe, cheap and must not block; every
 /// method has a no-op default.
 public protocol NodeObserver: Sendable {
-    /// One WAL write and fdatasync finished (`bytes` written since the last one).
+    /// One WAL write and fdatasync finished.
     func walSynced(duration: Duration)
+    /// Bytes appended to the WAL (records, headers), synced or not.
+    func walWritten(bytes: Int)
+    /// A peer answered a heartbeat this leader sent it, after `duration`
+    /// (sampled: one heartbeat in flight per peer at a time).
+    func peerRoundTrip(to peer: NodeID, duration: Duration)
     /// A batch of committed entries was applied.
     func applied(entries: Int, duration: Duration)
     /// The leader this member knows changed (`.none` when it lost one).
@@ -24,6 +29,8 @@ public protocol NodeObserver: Sendable {
 
 extension NodeObserver {
     public func walSynced(duration: Duration) {}
+    public func walWritten(bytes: Int) {}
+    public func peerRoundTrip(to peer: NodeID, duration: Duration) {}
     public func applied(entries: Int, duration: Duration) {}
     public func leaderChanged(to leader: NodeID) {}
     public func proposalFailed() {}

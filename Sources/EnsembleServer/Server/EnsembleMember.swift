@@ -146,7 +146,8 @@ public final class EnsembleMember: @unchecked Sendable {
             transport.advertise(identity.memberID, as: .init(host: advertised.host, port: advertised.port))
         }
 
-        let metrics = ServerMetrics()
+        let metrics = ServerMetrics(member: identity.memberID)
+        transport.observe(with: metrics)
         var options = NodeLoop<KVReplica>.Options()
         var nodeLogger = logger
         nodeLogger[metadataKey: "member"] = "\(hex(identity.memberID))"

@@ -37,6 +37,8 @@ struct LoggingNodeObserver: NodeObserver {
     }
 
     func proposalFailed() { next.proposalFailed() }
+    func walWritten(bytes: Int) { next.walWritten(bytes: bytes) }
+    func peerRoundTrip(to peer: NodeID, duration: Duration) { next.peerRoundTrip(to: peer, duration: duration) }
 
     func snapshotFailed(index: UInt64, error: String) {
         logger.error("cannot save a snapshot", metadata: ["index": "\(index)", "error": "\(error)"])
