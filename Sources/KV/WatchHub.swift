@@ -80,6 +80,11 @@ public final class WatchHub {
         if let end = range.end, ByteKeyTree<Int>.compare(end, range.start) <= 0 {
             return refused("mvcc: watcher range is empty")
         }
+        // A start below zero is a client's bug: etcd (since 3.5) refuses it
+        // as compacted rather than watch from now.
+        if request.startRevision < 0 {
+            return refused("etcdserver: mvcc: required revision has been compacted")
+        }
         var ids = watchers[stream, default: [:]]
         var id = request.watchID
         if id == 0 {

@@ -124,6 +124,11 @@ final class WatchBench {
         #expect(empty.first?.response.cancelReason == "mvcc: watcher range is empty")
         #expect(empty.first?.response.watchID == -1 && empty.first?.response.created == true)
         #expect(bench.watch(WatchRequest(key: b("k"))) == 2, "a refused create uses up no id")
+        var negative = WatchRequest(key: b("k"))
+        negative.startRevision = -5
+        let refused = bench.hub.create(negative, on: 1, store: bench.kv.store)
+        #expect(refused.count == 1 && refused.first?.response.watchID == -1 && refused.first?.response.canceled == true)
+        #expect(refused.first?.response.cancelReason == "etcdserver: mvcc: required revision has been compacted")
     }
 
     @Test func bigBatchesAreFragmentedOnlyWhenAsked() throws {

@@ -13,6 +13,8 @@ public final class GRPCServerStream: Sendable {
     private let outbox: GRPCOutbox
     private let stream: UInt32
     private let queued = Atomic<Int>(0)
+    /// The part of `queued` its senders do not pace themselves.
+    private let unpaced = Atomic<Int>(0)
     private let aborted = Atomic<Bool>(false)
 
     /// More than this waiting for a client that grants no window ends the
@@ -21,7 +23,8 @@ public final class GRPCServerStream: Sendable {
     /// so a client could otherwise keep asking (keep-alives, watch creates and
     /// cancels) and never read, until the server runs out of memory. A watch
     /// pauses its events at 4 MiB, the snapshot sender at its own bound; this
-    /// catches the answers that are not paused.
+    /// catches the answers that are not paused: only messages sent without
+    /// `paced` count toward it.
     public static let maxQueuedBytes = 16 << 20
 
     /// The client asked that the call fail rather than go stale while its
@@ -40,8 +43,13 @@ public final class GRPCServerStream: Sendable {
     /// The connection's event loop, where the call's receiver is called.
     public var eventLoop: any EventLoop { outbox.eventLoop }
 
-    public func send(_ message: [UInt8]) {
-        guard queued.load(ordering: .relaxed) <= Self.maxQueuedBytes else {
+    /// Queues `message`. `paced`: the caller bounds what it queues itself
+    /// (it checks ``queuedBytes`` before sending, as a watch admits events
+    /// and the snapshot sender waits for room), so the message may go past
+    /// ``maxQueuedBytes`` — a watch revision larger than that, or its
+    /// fragments, is sent whole, as etcd sends it, not cut off.
+    public func send(_ message: [UInt8], paced: Bool = false) {
+        guard paced || unpaced.load(ordering: .relaxed) <= Self.maxQueuedBytes else {
             if aborted.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
                 outbox.push(.abort(stream))
             }
@@ -49,8 +57,12 @@ public final class GRPCServerStream: Sendable {
         }
         let size = message.count + 5
         queued.add(size, ordering: .relaxed)
+        if !paced { unpaced.add(size, ordering: .relaxed) }
         let sent = outbox.eventLoop.makePromise(of: Void.self)
-        sent.futureResult.whenComplete { [self] _ in queued.subtract(size, ordering: .relaxed) }
+        sent.futureResult.whenComplete { [self] _ in
+            queued.subtract(size, ordering: .relaxed)
+            if !paced { unpaced.subtract(size, ordering: .relaxed) }
+        }
         outbox.push(.message(stream, message, sent: sent))
     }
 

@@ -124,6 +124,9 @@ public final class WatchService: Sendable {
             for delivery in deliveries {
                 guard let stream = streams[delivery.stream] else { continue }
                 let response = delivery.response
+                // Events were admitted against `maxQueuedBytes` (fragments
+                // continue an admitted revision): paced, never cut off.
+                let paced = !response.events.isEmpty
                 if let first = response.events.first {
                     let key = WatchKey(stream: delivery.stream, id: response.watchID)
                     if refused.contains(key) { continue }
@@ -135,7 +138,7 @@ public final class WatchService: Sendable {
                     if response.fragment { fragmenting.insert(key) } else { fragmenting.remove(key) }
                 }
                 if let bytes = try? Etcdserverpb_WatchResponse(response, header).serializedBytes() as [UInt8] {
-                    stream.send(bytes)
+                    stream.send(bytes, paced: paced)
                 }
             }
         }
