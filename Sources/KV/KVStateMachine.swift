@@ -53,7 +53,8 @@ public final class KVStateMachine {
         case leaseGrant(Lease, revision: Int64)
         case leaseRevoke(revision: Int64)
         case leaseCheckpoint
-        /// The alarms raised after the change.
+        /// What etcd's apply answers an alarm change with: the alarm raised
+        /// (whether new or not), or the alarm cleared ([] if it was not raised).
         case alarms([Alarm])
         /// The members after the change.
         case members([Member])
@@ -89,8 +90,11 @@ public final class KVStateMachine {
             case let .memberPeerURLs(id, peerURLs):
                 return (.success(.members(try applyPeerURLs(id: id, peerURLs: peerURLs))), [])
             case let .alarm(activate, alarm):
-                if activate { alarms.insert(alarm) } else { alarms.remove(alarm) }
-                return (.success(.alarms(alarms.sorted())), [])
+                if activate {
+                    alarms.insert(alarm)
+                    return (.success(.alarms([alarm])), [])
+                }
+                return (.success(.alarms(alarms.remove(alarm).map { [$0] } ?? [])), [])
             case let .put(request):
                 let (response, events) = try store.put(request)
                 track(events)

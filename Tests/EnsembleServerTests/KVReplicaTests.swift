@@ -24,6 +24,23 @@ func putCommand(_ key: String, _ value: String, lease: Int64 = 0) throws -> [UIn
 }
 
 @Suite(.timeLimit(.minutes(2))) struct KVReplicaTests {
+    /// Review finding: a MemberAdd checked while a MemberUpdate to the same
+    /// peer URL waited in the log gave two members one URL. The node loop
+    /// re-checks after such an entry; this is how it recognises one.
+    @Test func memberUpdatesAreRecognisedInTheLog() throws {
+        var update = Ensemble_V1_Command()
+        update.memberPeerUrls.id = 7
+        update.memberPeerUrls.peerUrls = ["http://127.0.0.1:2380"]
+        update.requestID = 99
+        #expect(KVReplica.affectsMembershipChecks(try KVReplica.encode(update)))
+        var attributes = Ensemble_V1_Command()
+        attributes.memberAttributes.id = 7
+        attributes.memberAttributes.name = "a"
+        var put = Ensemble_V1_Command()
+        put.put.key = Data("k".utf8)
+        for other in [attributes, put] { #expect(!KVReplica.affectsMembershipChecks(try KVReplica.encode(other))) }
+    }
+
     @Test func appliesWireCommandsAndPublishesWatchEvents() throws {
         let replica = KVReplica()
         var delivered: [WatchDelivery] = []

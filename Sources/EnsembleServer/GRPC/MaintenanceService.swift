@@ -136,8 +136,16 @@ public struct MaintenanceService: Sendable {
         var response = Etcdserverpb_AlarmResponse()
         switch request.action {
         case .get:
+            // Linearizable, as etcd's (which puts the GET through the log).
             let state: Applied
-            do { state = try await applied() } catch { return .failure(KVService.status(error)) }
+            do {
+                state = try await node.withMachineConfirmed { replica in
+                    Applied(revision: replica.machine.store.revision, bytes: replica.machine.store.approximateBytes,
+                            alarms: replica.machine.alarms.sorted())
+                }
+            } catch {
+                return .failure(KVService.status(error))
+            }
             response.header = header(revision: state.revision)
             response.alarms = state.alarms
                 .filter { request.alarm == .none || $0.kind.proto == request.alarm }
@@ -148,16 +156,14 @@ public struct MaintenanceService: Sendable {
             }
             var command = Ensemble_V1_Command()
             command.alarm = request
-            let before: Applied
-            do { before = try await applied() } catch { return .failure(KVService.status(error)) }
             switch await routing.submit(command) {
+            case let .success(.alarms(changed)):
+                // What the apply answered (etcd's): the alarm raised, or the
+                // one cleared; nothing when clearing one that was not raised.
+                response.header = header(revision: (try? await applied().revision) ?? 0)
+                response.alarms = changed.map(Etcdserverpb_AlarmMember.init)
             case .success:
-                let changed = Alarm(member: request.memberID, kind: request.alarm == .nospace ? .noSpace : .corrupt)
-                let wasRaised = before.alarms.contains(changed)
-                response.header = header(revision: before.revision)
-                if request.action == .activate || wasRaised {
-                    response.alarms = [Etcdserverpb_AlarmMember(changed)]
-                }
+                return .failure(.internal("unexpected response"))
             case let .failure(status):
                 return .failure(status)
             }
@@ -201,7 +207,8 @@ public struct MaintenanceService: Sendable {
             }
             try? await Task.sleep(for: .milliseconds(10))
         }
-        return .failure(GRPCStatus(code: 14, message: "etcdserver: request timed out, leader transfer took too long"))
+        // etcd maps no code for this error: grpc-go sends it as Unknown.
+        return .failure(GRPCStatus(code: 2, message: "etcdserver: request timed out, leader transfer took too long"))
     }
 
     /// A snapshot file, laid out the way etcd's clients check one: a body
@@ -322,7 +329,8 @@ final class SnapshotSender: Sendable {
         let chunk = MaintenanceService.snapshotChunk
         let stateCount = frozen.count()
         let trailer = MaintenanceService.snapshotTrailer(stateCount: stateCount)
-        var remaining = stateCount + trailer.count + 32
+        // As etcd counts: the body only; the checksum follows alone, with 0.
+        var remaining = stateCount + trailer.count
         var hasher = SHA256()
         var pending: [UInt8] = []
         pending.reserveCapacity(chunk)
@@ -330,14 +338,14 @@ final class SnapshotSender: Sendable {
         // Sends `pending` as one chunk; false once the call is over.
         func flush() -> Bool {
             guard waitForRoom() else { return false }
-            remaining -= pending.count
+            remaining = max(0, remaining - pending.count)
             var response = Etcdserverpb_SnapshotResponse()
             response.header = header
             response.blob = Data(pending)
             response.remainingBytes = UInt64(clamping: remaining)
             pending.removeAll(keepingCapacity: true)
             guard let bytes = try? response.serializedBytes() as [UInt8] else { return false }
-            stream.send(bytes)
+            stream.send(bytes, paced: true)
             return true
         }
         func add(_ bytes: [UInt8]) -> Bool {
@@ -364,7 +372,9 @@ final class SnapshotSender: Sendable {
             return
         }
         hasher.update(data: trailer)
-        guard add(trailer), add(Array(hasher.finalize())), pending.isEmpty || flush() else { return }
+        guard add(trailer), pending.isEmpty || flush() else { return }
+        pending = Array(hasher.finalize())
+        guard flush() else { return }
         stream.finish(.ok)
     }
 }

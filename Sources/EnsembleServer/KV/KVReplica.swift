@@ -85,6 +85,12 @@ public final class KVReplica: ReplicatedStateMachine {
         return result
     }
 
+    /// A MemberUpdate (`member_peer_urls`, field 11: its tag byte leads the
+    /// encoded command, as fields are written in number order).
+    public static func affectsMembershipChecks(_ data: [UInt8]) -> Bool {
+        data.first == 11 << 3 | 2
+    }
+
     static func decode(_ data: [UInt8]) throws -> KVStateMachine.Command {
         if let put = PutWire.fromCommand(data) { return .put(put) }
         let command = try Ensemble_V1_Command(serializedBytes: data)

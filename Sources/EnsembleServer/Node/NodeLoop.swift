@@ -166,6 +166,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var heartbeatSent: [NodeID: (round: [UInt8], at: ContinuousClock.Instant)] = [:]
     /// The WAL's byte count at the last report.
     private var walBytesReported = 0
+    /// The last entry appended that membership checks must see applied
+    /// (``ReplicatedStateMachine/affectsMembershipChecks(_:)``).
+    private var lastMembershipEntry: UInt64 = 0
     /// A silence longer than this is a break in contact (an election timeout).
     private let contactBreak: UInt64
     /// etcd's health interval, in ticks.
@@ -743,8 +746,10 @@ extension NodeLoop {
             case let .propose(change):
                 // A change entered the log after the state checked: check
                 // again once it has applied (Raft refuses until then anyway).
-                guard raft.pendingConfChangeIndex <= checkedAt else {
-                    if attempt < 3 && raft.pendingConfChangeIndex <= raft.appliedIndex {
+                // So for a member update (a new peer URL that an add must not reuse).
+                let pending = max(raft.pendingConfChangeIndex, lastMembershipEntry)
+                guard pending <= checkedAt else {
+                    if attempt < 3 && pending <= raft.appliedIndex {
                         checkConfChange(check, reply, attempt: attempt + 1)
                     } else {
                         reply(.failure(.proposalDropped("\(ProposalError.confChangeInProgress)")))
@@ -828,6 +833,9 @@ extension NodeLoop {
             transport.send(ready.messages)
             reportSnapshots(ready.messages)
             if options.observer != nil { timeHeartbeats(ready.messages) }
+            for entry in ready.entries where entry.kind == .normal && Machine.affectsMembershipChecks(entry.data) {
+                lastMembershipEntry = max(lastMembershipEntry, entry.index)
+            }
             if ready.needsPersist {
                 let started = ContinuousClock.now
                 try storage.append(hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)

@@ -40,6 +40,11 @@ public protocol ReplicatedStateMachine: AnyObject, SendableMetatype {
     /// configuration is ignored by Raft). The result answers its proposer;
     /// nil answers it as failed.
     func applyConfChange(_ change: ConfChange, accepted: Bool, index: UInt64) -> Result?
+    /// Whether a normal entry changes what membership checks read (a
+    /// member's peer URLs): a membership change checked before such an
+    /// entry applied is checked again after it (as one checked before a
+    /// pending conf change is). Must be cheap: asked of every entry appended.
+    static func affectsMembershipChecks(_ data: [UInt8]) -> Bool
 }
 
 extension ReplicatedStateMachine {
@@ -55,6 +60,7 @@ extension ReplicatedStateMachine {
     public func leaderTick() -> [[UInt8]] { [] }
     public var approximateStateBytes: Int? { nil }
     public func applyConfChange(_ change: ConfChange, accepted: Bool, index: UInt64) -> Result? { nil }
+    public static func affectsMembershipChecks(_ data: [UInt8]) -> Bool { false }
 }
 
 /// A state frozen by ``ReplicatedStateMachine/freezeSnapshotStream()``,

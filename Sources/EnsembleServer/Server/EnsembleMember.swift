@@ -59,7 +59,10 @@ public final class EnsembleMember: @unchecked Sendable {
     let forwarder: LeaderForwarder
     private let logger: Logger
     /// Set once the directory shows this member removed; waiters are resumed.
-    private let removal = Mutex<(removed: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    /// Whether this member was removed, whether ``wakeWaiters()`` ran (a
+    /// later wait returns at once: a shutdown signal that came before the
+    /// wait began is not lost), and who waits.
+    private let removal = Mutex<(removed: Bool, woken: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, false, []))
 
     /// Starts a member on event loop threads of its own, stopped by ``shutdown(handOff:)``.
     public static func start(
@@ -285,9 +288,8 @@ public final class EnsembleMember: @unchecked Sendable {
         } else {
             self.compactor = nil
         }
-        let forwarder = self.forwarder
         self.publisher = Task {
-            await Self.publish(name: name, clientURLs: clientURLs, id: id, node: node, routing: routing, forwarder: forwarder)
+            await Self.publish(name: name, clientURLs: clientURLs, id: id, node: node, routing: routing)
         }
     }
 
@@ -309,15 +311,6 @@ public final class EnsembleMember: @unchecked Sendable {
         ClusterService(node: node, leaderInProcess: leaderInProcess).register(on: &routes)
         MaintenanceService(node: node, clusterID: clusterID, leaderInProcess: leaderInProcess).register(on: &routes)
         HealthService(node: node).register(on: &routes)
-        let routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
-        routes.unary[Self.publishPath] = .task { bytes in
-            guard let member = try? Etcdserverpb_Member(serializedBytes: bytes) else {
-                return .failure(.invalidArgument("malformed Member"))
-            }
-            var command = Ensemble_V1_Command()
-            command.memberAttributes = member
-            return await routing.submit(command).map { _ in [] }
-        }
         MemberEndpoints(node: node, metrics: metrics, space: space).install(on: &routes)
         forwarder.install(on: &routes)
         let node = self.node
@@ -336,9 +329,11 @@ public final class EnsembleMember: @unchecked Sendable {
     /// A logger that drops everything (tests, embedding).
     public static let silent = Logger(label: "ensemble", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    /// Resumes every ``waitUntilRemoved()`` without a removal (shutting down).
+    /// Resumes every ``waitUntilRemoved()`` without a removal (shutting
+    /// down), and those that begin later.
     public func wakeWaiters() {
         let waiters = removal.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.woken = true
             defer { state.waiters = [] }
             return state.waiters
         }
@@ -349,15 +344,20 @@ public final class EnsembleMember: @unchecked Sendable {
 
     /// Returns once this member has been removed from the cluster (`member
     /// remove`): like etcd's, it should then stop, as it will never hear from
-    /// the cluster again. Also returns on ``wakeWaiters()``.
+    /// the cluster again. Also returns on ``wakeWaiters()`` (before or
+    /// during the wait) and when the waiting task is cancelled.
     public func waitUntilRemoved() async {
-        await withCheckedContinuation { continuation in
-            let resumeNow = removal.withLock { state -> Bool in
-                if state.removed { return true }
-                state.waiters.append(continuation)
-                return false
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = removal.withLock { state -> Bool in
+                    if state.removed || state.woken { return true }
+                    state.waiters.append(continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
             }
-            if resumeNow { continuation.resume() }
+        } onCancel: {
+            wakeWaiters()
         }
     }
 
@@ -408,8 +408,7 @@ public final class EnsembleMember: @unchecked Sendable {
     /// Publishes this member's name and client URLs through the log (etcd's
     /// publish), retrying until the directory shows them.
     private static func publish(
-        name: String, clientURLs: [String], id: NodeID, node: NodeLoop<KVReplica>, routing: LeaderRouting,
-        forwarder: LeaderForwarder
+        name: String, clientURLs: [String], id: NodeID, node: NodeLoop<KVReplica>, routing: LeaderRouting
     ) async {
         while !Task.isCancelled {
             guard let current = await node.withMachine({ $0.machine.members.members[id] }) else { return }
@@ -419,12 +418,11 @@ public final class EnsembleMember: @unchecked Sendable {
                 command.memberAttributes.id = id
                 command.memberAttributes.name = name
                 command.memberAttributes.clientUrls = clientURLs
-                if case let .failure(status) = await routing.submit(command), status.leader != .none,
-                    let bytes = try? command.memberAttributes.serializedBytes() as [UInt8]
-                {
-                    // The leader runs elsewhere: it proposes for us.
-                    _ = await forwarder.forward(Self.publishPath, bytes, to: status.leader)
-                }
+                // Through the log like any write: a follower forwards it to
+                // the leader over the peer transport. (There is no client
+                // call for it: a client could otherwise rename members or
+                // point followers' forwarding at a host of its choosing.)
+                _ = await routing.submit(command)
             }
             try? await Task.sleep(for: .milliseconds(500))
         }
@@ -476,9 +474,6 @@ public final class EnsembleMember: @unchecked Sendable {
         }
         logger.warning("could not hand leadership over before stopping", metadata: ["to": "\(hex(target))"])
     }
-
-    /// A member publishing its attributes through a leader in another process.
-    static let publishPath = "/ensemble.internal.Cluster/Publish"
 
     /// Stops serving (clients hear GOAWAY, and calls already open get a
     /// moment to finish), then the node (which syncs and closes its log),
