@@ -144,10 +144,14 @@ extension HTTP2Connection {
         } catch {
             return fail(.compressionError, "header block: \(error)")
         }
+        // Only a server checks what it receives: its own client trusts its server.
+        let tooLarge = role == .server && RequestHeaderRules.listSize(headers) > configuration.maxHeaderListSize
         if let index = streams.index(forKey: id), !streams.values[index].waiting {
             guard streams.values[index].receiving else { return reset(id, .streamClosed, into: &events) }
             // A server hears only trailers after the request headers, and they end the request.
-            if role == .server && !endStream { return reset(id, .protocolError, into: &events) }
+            if role == .server && (!endStream || tooLarge || !RequestHeaderRules.isValidTrailers(headers)) {
+                return reset(id, .protocolError, into: &events)
+            }
             if endStream { peerEnded(id, at: index) }
             events.append(.headers(stream: id, headers, endStream: endStream))
             return
@@ -161,6 +165,13 @@ extension HTTP2Connection {
         if goingAway { return writeReset(id, .refusedStream) }
         guard streams.count < configuration.maxConcurrentStreams else {
             writeReset(id, .refusedStream)
+            countReset()
+            return
+        }
+        // A malformed request (§8.1.1), or one over the advertised header
+        // list size, fails its stream alone.
+        guard !tooLarge, RequestHeaderRules.isValidRequest(headers) else {
+            writeReset(id, .protocolError)
             countReset()
             return
         }

@@ -173,6 +173,9 @@ package struct HTTP2Connection {
     var peerGoingAway = false
     /// This server sent GOAWAY (``goAway()``): streams opened later are refused.
     package private(set) var goingAway = false
+    /// The last stream id a GOAWAY named: a later one may not name more
+    /// (§6.8), though streams refused since have higher ids.
+    var goAwayLastStreamID = UInt32.max
     /// The server's SETTINGS named a stream limit; any of its SETTINGS came.
     var concurrencyAnnounced = false
     var peerSettingsApplied = false
@@ -207,8 +210,11 @@ package struct HTTP2Connection {
         self.role = role
         self.configuration = configuration
         self.output = allocator.buffer(capacity: 256)
+        // The decoder's bound is looser than the advertised one: a list over
+        // the advertised size is still decoded (the dynamic table stays in
+        // step), and refused on its stream alone (§10.5.1).
         self.decoder = HPACKDecoder(allocator: allocator, maxDynamicTableSize: HPACKDecoder.maxDynamicTableSize,
-                                    maxHeaderListSize: configuration.maxHeaderListSize)
+                                    maxHeaderListSize: 4 * configuration.maxHeaderListSize)
         self.connectionReceiveWindow = configuration.connectionWindow
         // Only a server reads a preface (§3.4).
         self.prefaceSeen = role == .client
@@ -252,6 +258,7 @@ package struct HTTP2Connection {
     package mutating func goAway() {
         guard role == .server, failure == nil, !goingAway else { return }
         goingAway = true
+        goAwayLastStreamID = lastStreamID
         HTTP2Wire.writeFrameHeader(&output, length: 8, type: .goAway, stream: 0)
         output.writeInteger(lastStreamID)
         output.writeInteger(HTTP2Wire.ErrorCode.noError.rawValue)
@@ -280,7 +287,7 @@ package struct HTTP2Connection {
         dropAll()
         let debug = Array(reason.utf8.prefix(256))
         HTTP2Wire.writeFrameHeader(&output, length: 8 + debug.count, type: .goAway, stream: 0)
-        output.writeInteger(role == .server ? lastStreamID : 0)
+        output.writeInteger(role == .server ? min(lastStreamID, goAwayLastStreamID) : 0)
         output.writeInteger(code.rawValue)
         output.writeBytes(debug)
     }

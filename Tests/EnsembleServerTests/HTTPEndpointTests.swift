@@ -82,6 +82,25 @@ import Testing
 
     /// `--listen-metrics-urls` (kubeadm probes /health there): a port with the
     /// plain HTTP endpoints only, no gRPC.
+    /// grpc-go's checks before a call starts, seen by a real HTTP/2 client:
+    /// a content type that is not gRPC's gets 415 and INVALID_ARGUMENT, a
+    /// method other than POST 405 and INTERNAL.
+    @Test func requestsThatAreNotGRPCAreRefusedAsGrpcGoRefusesThem() async throws {
+        let f = try await DevClusterFixture()
+        let url = "http://127.0.0.1:\(f.leaderPort)/etcdserverpb.KV/Range"
+        var (_, output) = try await runProcess(
+            "/usr/bin/curl", ["-sS", "-i", "--http2-prior-knowledge", "-H", "content-type: text/plain", "--data-binary", "x", url])
+        #expect(output.hasPrefix("HTTP/2 415") && output.contains("grpc-status: 3"), "\(output)")
+        #expect(output.contains("invalid gRPC request content-type"), "\(output)")
+        (_, output) = try await runProcess(
+            "/usr/bin/curl", ["-sS", "-i", "--http2-prior-knowledge", "-H", "content-type: application/grpc", url])
+        #expect(output.hasPrefix("HTTP/2 405") && output.contains("grpc-status: 13"), "\(output)")
+        // The connection and the member go on serving.
+        let (code, put) = try await f.run(f.leaderPort, "put", "after", "v")
+        #expect(code == 0 && put == "OK\n")
+        await f.close()
+    }
+
     @Test func metricsURLsServeTheHTTPEndpointsOnly() async throws {
         let directory = NSTemporaryDirectory() + "ensemble-metrics-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }

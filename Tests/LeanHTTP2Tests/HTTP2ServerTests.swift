@@ -292,6 +292,10 @@ struct TestPeer {
         peer.connection.sendHeaders(stream: 1, block: ByteBuffer(bytes: [0x88]), endStream: true)
         #expect(peer.output().map(\.type) == [1])
         #expect(!peer.connection.hasStreams)
+        // A connection error after that names no more than the first GOAWAY
+        // did (§6.8), though stream 3 was refused since.
+        peer.connection.fail(.protocolError, "test")
+        #expect(peer.output().first?.payload.prefix(8) == [0, 0, 0, 1, 0, 0, 0, 1])
     }
 
     @Test func theFirstFrameMustBeSettings() {
@@ -503,5 +507,70 @@ struct TestPeer {
                 peer.connection.sendHeaders(stream: stream, block: ByteBuffer(bytes: [0x88]), endStream: true)
             }
         }
+    }
+}
+
+/// RFC 9113 §8.1.1: a malformed request, or one over the advertised header
+/// list size, fails its own stream (RST_STREAM PROTOCOL_ERROR); the
+/// connection and its other streams go on.
+@Suite struct MalformedRequestTests {
+    static func literalBlock(_ fields: [(String, String)]) -> [UInt8] {
+        var block = ByteBuffer()
+        for (name, value) in fields { HPACKLiterals.append(name: name, value: value, to: &block) }
+        return Array(block.readableBytesView)
+    }
+
+    static let valid: [(String, String)] = [
+        (":method", "POST"), (":scheme", "http"), (":path", "/etcdserverpb.KV/Put"), ("content-type", "application/grpc"),
+    ]
+
+    static let malformed: [[(String, String)]] = [
+        [(":method", "POST"), (":scheme", "http"), ("content-type", "application/grpc")],  // no :path
+        [(":method", "POST"), (":path", "/p")],  // no :scheme
+        [(":method", "POST"), (":scheme", "http"), (":path", "")],  // empty :path
+        [(":method", "POST"), (":method", "POST"), (":scheme", "http"), (":path", "/p")],  // twice
+        [(":method", "POST"), (":scheme", "http"), ("te", "trailers"), (":path", "/p")],  // pseudo after regular
+        [(":method", "POST"), (":scheme", "http"), (":path", "/p"), (":status", "200")],  // a response's pseudo-header
+        [(":method", "POST"), (":scheme", "http"), (":path", "/p"), ("Content-Type", "application/grpc")],  // uppercase
+        [(":method", "POST"), (":scheme", "http"), (":path", "/p"), ("connection", "keep-alive")],
+        [(":method", "POST"), (":scheme", "http"), (":path", "/p"), ("te", "gzip")],
+    ]
+
+    @Test(arguments: 0..<malformed.count)
+    func aMalformedRequestResetsItsStreamOnly(_ index: Int) {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        let bad = TestFrame(type: 1, flags: 0x4, stream: 1, payload: Self.literalBlock(Self.malformed[index]))
+        let out = peer.send(bad, TestFrame(type: 1, flags: 0x4, stream: 3, payload: Self.literalBlock(Self.valid)))
+        #expect(out == [TestFrame(type: 3, stream: 1, payload: [0, 0, 0, 1])], "\(Self.malformed[index])")
+        #expect(peer.connection.failure == nil)
+        #expect(peer.events.count == 1, "the valid request on stream 3 opened")
+    }
+
+    @Test func trailersWithAPseudoHeaderResetTheStream() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        _ = peer.send(TestFrame(type: 1, flags: 0x4, stream: 1, payload: Self.literalBlock(Self.valid)))
+        let out = peer.send(TestFrame(type: 1, flags: 0x5, stream: 1, payload: Self.literalBlock([(":path", "/p")])))
+        #expect(out == [TestFrame(type: 3, stream: 1, payload: [0, 0, 0, 1])])
+        #expect(peer.connection.failure == nil)
+    }
+
+    @Test func aHeaderListOverTheAdvertisedSizeFailsOnlyItsStream() {
+        var peer = TestPeer()
+        _ = peer.output()
+        _ = peer.start()
+        let big = Self.valid + [("x-big", String(repeating: "a", count: 10_000)), ("x-big2", String(repeating: "b", count: 10_000))]
+        // 20 KB of literals: HEADERS and one CONTINUATION.
+        let block = Self.literalBlock(big)
+        let frames = [TestFrame(type: 1, flags: 0, stream: 1, payload: Array(block[..<16_000])),
+                  TestFrame(type: 9, flags: 0x4, stream: 1, payload: Array(block[16_000...]))]
+        var out = peer.send(bytes: frames.flatMap { $0.encoded() })
+        #expect(out == [TestFrame(type: 3, stream: 1, payload: [0, 0, 0, 1])])
+        #expect(peer.connection.failure == nil)
+        out = peer.send(TestFrame(type: 1, flags: 0x4, stream: 3, payload: Self.literalBlock(Self.valid)))
+        #expect(out.isEmpty && peer.events.count == 1, "the next request opens")
     }
 }

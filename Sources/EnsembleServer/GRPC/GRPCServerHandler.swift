@@ -221,6 +221,19 @@ final class GRPCServerHandler: ChannelInboundHandler {
                 handler.flushNow(context: context)
             }
         }
+        // grpc-go's checks before a call starts, with its HTTP statuses and words.
+        let method = headers.first(name: ":method") ?? ""
+        guard method == "POST" else {
+            calls[stream] = call
+            let message = "Received a HEADERS frame with :method \"\(method)\" which should be POST"
+            return end(context: context, stream: stream, .internal(message), httpStatus: 405)
+        }
+        let contentType = headers.first(name: "content-type") ?? ""
+        guard Self.isGRPC(contentType: contentType) else {
+            calls[stream] = call
+            let message = "invalid gRPC request content-type \"\(contentType)\""
+            return end(context: context, stream: stream, GRPCStatus(code: 3, message: message), httpStatus: 415)
+        }
         let route = router.route(path)
         call.metrics = route?.metrics
         call.metrics?.started()
@@ -396,9 +409,18 @@ final class GRPCServerHandler: ChannelInboundHandler {
         connection.sendData(stream: stream, buffer, promise: promise)
     }
 
-    /// Ends the call once: trailers after a response, or trailers-only. The
-    /// call leaves the table; later frames of its stream are ignored.
-    private func end(context: ChannelHandlerContext, stream: UInt32, _ status: GRPCStatus) {
+    /// `application/grpc`, alone or with a subtype (`+proto`) or parameters.
+    static func isGRPC(contentType: String) -> Bool {
+        let base = "application/grpc"
+        guard contentType.hasPrefix(base) else { return false }
+        let rest = contentType.utf8.dropFirst(base.utf8.count)
+        return rest.isEmpty || rest.first == UInt8(ascii: "+") || rest.first == UInt8(ascii: ";")
+    }
+
+    /// Ends the call once: trailers after a response, or trailers-only (with
+    /// `httpStatus`, for a request refused before it started). The call
+    /// leaves the table; later frames of its stream are ignored.
+    private func end(context: ChannelHandlerContext, stream: UInt32, _ status: GRPCStatus, httpStatus: Int = 200) {
         guard let call = calls.removeValue(forKey: stream) else { return }
         call.deadline?.cancel()
         let receiver: (any GRPCStreamReceiver)?
@@ -407,6 +429,11 @@ final class GRPCServerHandler: ChannelInboundHandler {
             connection.sendHeaders(stream: stream, block: Self.okTrailers, endStream: true)
         } else {
             var block = call.headersSent ? ByteBuffer() : Self.responseHeaders
+            if httpStatus != 200 && !call.headersSent {
+                block = ByteBuffer()
+                HPACKLiterals.append(name: ":status", value: String(httpStatus), to: &block)
+                HPACKLiterals.append(name: "content-type", value: "application/grpc", to: &block)
+            }
             HPACKLiterals.append(name: "grpc-status", value: String(status.code), to: &block)
             if !status.message.isEmpty {
                 HPACKLiterals.append(name: "grpc-message", value: GRPCStatus.percentEncode(status.message), to: &block)
