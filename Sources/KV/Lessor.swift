@@ -78,9 +78,10 @@ public struct Lessor: Sendable {
         deadlines.filter { $0.value <= now && !skipping($0.key) }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)
     }
 
-    /// Remaining TTLs to replicate, once per `checkpointInterval`.
+    /// Remaining TTLs to replicate, once per `checkpointInterval` (never
+    /// when it is 0 or less).
     public mutating func checkpointsDue(now: Double) -> [(id: LeaseID, remaining: Int64)] {
-        guard now - lastCheckpoint >= checkpointInterval else { return [] }
+        guard checkpointInterval > 0, now - lastCheckpoint >= checkpointInterval else { return [] }
         lastCheckpoint = now
         return deadlines.keys.sorted().map { ($0, remaining($0, now: now)) }
     }

@@ -61,6 +61,10 @@ struct Serve: AsyncParsableCommand {
     var grpcKeepaliveTimeout = "20s"
     @Option(name: .customLong("grpc-keepalive-min-time"), help: "The shortest interval at which a client may ping; faster pingers are sent away.")
     var grpcKeepaliveMinTime = "5s"
+    @Option(
+        name: .customLong("experimental-lease-checkpoint-interval"),
+        help: "How often the leader replicates leases' remaining TTLs, which a new leader then keeps (0: off, as etcd's default).")
+    var leaseCheckpointInterval = "5s"
     @Option(name: .customLong("event-loop-threads"), help: "Threads serving client and peer connections (0: one per CPU core). Not an etcd flag.")
     var eventLoopThreads = 0
     @Option(name: .customLong("cert-file"), help: "TLS certificate chain (PEM) for https:// client URLs.")
@@ -150,6 +154,7 @@ struct Serve: AsyncParsableCommand {
         c.grpcKeepaliveTimeout = grpcKeepaliveTimeout
         c.grpcKeepaliveMinTime = grpcKeepaliveMinTime
         c.eventLoopThreads = eventLoopThreads
+        c.leaseCheckpointInterval = leaseCheckpointInterval
         c.certFile = certFile
         c.keyFile = keyFile
         c.trustedCAFile = trustedCAFile

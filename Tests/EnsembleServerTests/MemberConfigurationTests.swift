@@ -68,6 +68,7 @@ import Testing
             snapshot-count: 5000
             quota-backend-bytes: 8589934592
             grpc-keepalive-min-time: 10s
+            experimental-lease-checkpoint-interval: 1m
             event-loop-threads: 3
             log-level: warn
             logger: zap
@@ -80,6 +81,12 @@ import Testing
         #expect(c.snapshotCount == 5000 && c.quotaBackendBytes == 8_589_934_592 && c.initialClusterToken == "prod")
         #expect(try c.grpcKeepalive() == GRPCKeepalive(interval: .seconds(7200), timeout: .seconds(20), minimumTime: .seconds(10)))
         #expect(c.resolvedEventLoopThreads == 3 && MemberConfiguration().resolvedEventLoopThreads == System.coreCount)
+        #expect(try c.leaseCheckpointSeconds() == 60 && MemberConfiguration().leaseCheckpointSeconds() == 5)
+        var off = c
+        off.leaseCheckpointInterval = "0"
+        #expect(try off.leaseCheckpointSeconds() == 0)
+        off.leaseCheckpointInterval = "soon"
+        #expect(throws: ConfigurationError.self) { try off.leaseCheckpointSeconds() }
         try c.validate()
         var negative = c
         negative.eventLoopThreads = -1

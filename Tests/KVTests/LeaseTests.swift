@@ -68,5 +68,8 @@ import Testing
         #expect(next.remaining(2, now: 1_000) == 60, "not reset to the full 100 s")
         #expect(next.remaining(99, now: 1_000) == -1)
         #expect(next.renew(2, in: kv.leases, now: 1_001).clearCheckpoint)
+        // An interval of 0 turns checkpoints off.
+        next.checkpointInterval = 0
+        #expect(next.checkpointsDue(now: 5_000).isEmpty)
     }
 }

@@ -249,7 +249,15 @@ public struct LeaseService: Sendable {
         var answers: [[UInt8]] = []
         for id in ids {
             switch results[id] {
-            case let .success(answer)?: answers.append(answer)
+            case let .success(answer)?:
+                // The header is the serving member's, as etcd's follower fills
+                // it (the revision is the leader's, a moment newer at most).
+                guard var response = try? Etcdserverpb_LeaseKeepAliveResponse(serializedBytes: answer) else {
+                    return (answers, .internal("malformed answer from the leader"))
+                }
+                response.header = headers.header(revision: response.header.revision)
+                guard case let .success(bytes) = KVService.serialize(response) else { return (answers, .internal("cannot encode")) }
+                answers.append(bytes)
             case let .failure(status)?: return (answers, status)
             case nil: return (answers, .internal("no answer"))
             }

@@ -167,6 +167,7 @@ public final class EnsembleMember: @unchecked Sendable {
             // etcd: 0 is the default (2 GiB), a negative value disables the quota.
             space: SpaceQuota(
                 limit: configuration.quotaBackendBytes == 0 ? 2 << 30 : max(0, configuration.quotaBackendBytes)),
+            checkpointInterval: try configuration.leaseCheckpointSeconds(),
             promotionGrace: max(2, 2 * configuration.electionTimeout.inSeconds))
         // Superseded values go to files beside the WAL (a cache the snapshot
         // and WAL rebuild on restart), so memory follows the live keys.

@@ -58,6 +58,7 @@ extension MemberConfiguration {
         case "grpc-keepalive-interval": grpcKeepaliveInterval = try string()
         case "grpc-keepalive-timeout": grpcKeepaliveTimeout = try string()
         case "grpc-keepalive-min-time": grpcKeepaliveMinTime = try string()
+        case "experimental-lease-checkpoint-interval": leaseCheckpointInterval = try string()
         case "cipher-suites": cipherSuites = try urls()  // a list, or comma-separated
         case "event-loop-threads": eventLoopThreads = try integer()
         case "log-level": logLevel = try string()
