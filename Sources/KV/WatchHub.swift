@@ -40,6 +40,8 @@ public final class WatchHub {
     /// Single-key watchers by key, and the others by range.
     private var byKey: [[UInt8]: Set<Key>] = [:]
     private var byRange: [KeyRange: Set<Key>] = [:]
+    /// The distinct ranges of `byRange`, found by a key they contain.
+    private var rangeIndex = KeyRangeIndex()
     /// The last revision ``publish(_:revision:)`` sent to synced watchers.
     private var published: Int64 = 0
     public private(set) var count = 0
@@ -142,7 +144,9 @@ public final class WatchHub {
         if watcher.range.isSingleKey {
             byKey[watcher.range.start, default: []].insert(key)
         } else {
-            byRange[watcher.range, default: []].insert(key)
+            if byRange[watcher.range, default: []].insert(key).inserted, byRange[watcher.range]?.count == 1 {
+                rangeIndex.insert(watcher.range)
+            }
         }
         count += 1
     }
@@ -154,7 +158,10 @@ public final class WatchHub {
             if byKey[watcher.range.start]?.isEmpty == true { byKey[watcher.range.start] = nil }
         } else {
             byRange[watcher.range]?.remove(key)
-            if byRange[watcher.range]?.isEmpty == true { byRange[watcher.range] = nil }
+            if byRange[watcher.range]?.isEmpty == true {
+                byRange[watcher.range] = nil
+                rangeIndex.remove(watcher.range)
+            }
         }
         count -= 1
     }
@@ -173,7 +180,9 @@ public final class WatchHub {
         var touched: Set<Key> = []
         for event in events {
             if let keys = byKey[event.kv.key] { touched.formUnion(keys) }
-            for (range, keys) in byRange where range.contains(event.kv.key) { touched.formUnion(keys) }
+            rangeIndex.forEach(containing: event.kv.key) { range in
+                if let keys = byRange[range] { touched.formUnion(keys) }
+            }
         }
         guard !touched.isEmpty else { return [] }
         var out: [WatchDelivery] = []
