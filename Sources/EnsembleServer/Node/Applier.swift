@@ -146,6 +146,17 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
         finished.wait()
     }
 
+    /// Stops an applier that was never started: the jobs posted to it are
+    /// refused, and it takes no more.
+    func refuseAll() {
+        let jobs = queue.withLock { queue in
+            queue.stopping = true
+            defer { queue.jobs = [] }
+            return queue.jobs
+        }
+        for job in jobs { refuse(job) }
+    }
+
     /// Queues `job`; false if the applier has stopped taking work.
     @discardableResult
     func post(_ job: Job) -> Bool {

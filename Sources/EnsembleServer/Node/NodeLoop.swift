@@ -101,7 +101,18 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         case snapshotWritten(SnapshotMetadata, Result<Int, WALError>, started: ContinuousClock.Instant)
         /// The applier could not go on (a snapshot failed to restore).
         case applyFailed
+
+        /// A client's request, which waits for an answer.
+        var isRequest: Bool {
+            switch self {
+            case .propose, .checkConfChange, .checkedConfChange, .read: true
+            default: false
+            }
+        }
     }
+
+    /// How often the watchdog looks at the loop.
+    static var watchdogPeriod: Duration { .seconds(1) }
 
     struct Inbox {
         var work: [Work] = []
@@ -120,6 +131,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         let learner = Atomic<Bool>(false)
         /// Whether this member knows a leader, readable on every request.
         let knowsLeader = Atomic<Bool>(false)
+        /// When the cycle now running began (uptime nanoseconds; 0: none
+        /// running), for the watchdog.
+        let cycleStarted = Atomic<UInt64>(0)
 
         init(id: NodeID) { published = Mutex(NodeStatus(id: id)) }
 
@@ -135,6 +149,20 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
             }
             if first { wakeup.signal() }
             return accepted
+        }
+
+        /// Takes the requests out of the inbox, leaving the loop's own work
+        /// (peer messages, snapshots, …) in order.
+        func takeRequests() -> [Work] {
+            inbox.withLock { inbox in
+                var requests: [Work] = []
+                inbox.work.removeAll { work in
+                    guard work.isRequest else { return false }
+                    requests.append(work)
+                    return true
+                }
+                return requests
+            }
         }
     }
 
@@ -256,18 +284,22 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     }
 
     private let lifecycle = Mutex((started: false, stopped: false))
+    /// The loop thread has left its loop (the watchdog then ends).
+    private let loopEnded = Atomic<Bool>(false)
 
     /// Starts the loop thread and connects to the transport. Calling it again
     /// does nothing.
     public func start() {
+        // Once stopped, never started.
         guard lifecycle.withLock({ state -> Bool in
             defer { state.started = true }
-            return !state.started
+            return !state.started && !state.stopped
         }) else { return }
         transport.register(id) { [weak self] messages in self?.enqueue(.messages(messages)) }
         applier.start(name: "ensemble-apply-\(id)")
         let thread = Thread { [self] in
             self.run()
+            self.loopEnded.store(true, ordering: .relaxed)
             // What was handed to the applier is applied and answered, and a
             // snapshot being written finishes, before the directory is released.
             self.applier.stop()
@@ -277,6 +309,26 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         }
         thread.name = "ensemble-node-\(id)"
         thread.start()
+        watch()
+    }
+
+    /// The watchdog: a loop stuck in one cycle for longer than the request
+    /// timeout (a stalled disk holding an fdatasync, a huge snapshot being
+    /// written) answers nothing, so requests waiting in its inbox are failed
+    /// from here, as etcd's requests time out whatever its raft loop does
+    /// ("request timed out"); those inside the stuck cycle time out once it
+    /// ends. Looks once a second until the loop has stopped.
+    private func watch() {
+        let period = Self.watchdogPeriod
+        DispatchQueue.global().asyncAfter(deadline: .now() + period.inSeconds) { [weak self] in
+            guard let self, !self.loopEnded.load(ordering: .relaxed) else { return }
+            let started = self.shared.cycleStarted.load(ordering: .relaxed)
+            let now = DispatchTime.now().uptimeNanoseconds
+            if started != 0, now > started, Duration.nanoseconds(now - started) > self.options.requestTimeout {
+                for work in self.shared.takeRequests() { self.fail(work, .outcomeUnknown) }
+            }
+            self.watch()
+        }
     }
 
     /// Stops the loop; waiting requests fail with ``NodeError/stopped``. Unsynced
@@ -287,7 +339,14 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
             defer { state.stopped = true }
             return (state.started, state.stopped)
         }
-        shared.inbox.withLock { $0.stopping = true }
+        let waiting = shared.inbox.withLock { inbox in
+            inbox.stopping = true
+            // Never started: nothing will take what waits; answer it here.
+            defer { if !started { inbox.work.removeAll() } }
+            return started ? [] : inbox.work
+        }
+        for work in waiting { fail(work, .stopped) }
+        if !started { applier.refuseAll() }
         guard started, !alreadyStopped else { return }
         transport.unregister(id)
         shared.wakeup.signal()
@@ -456,6 +515,8 @@ extension NodeLoop {
                 defer { inbox.work.removeAll(keepingCapacity: true) }
                 return (inbox.work, inbox.stopping)
             }
+            shared.cycleStarted.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
+            defer { shared.cycleStarted.store(0, ordering: .relaxed) }
             // Wake-ups for work already taken find an empty inbox: only a
             // cycle with work counts for the batching window.
             if !work.isEmpty { lastCycle = clock.now }
@@ -476,7 +537,9 @@ extension NodeLoop {
             // replaying a stall longer than an election timeout would make a
             // healthy leader step down and its followers drop it.
             var missed = 0
-            if leaseReads { missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: 64) }
+            // (At least an election timeout of them: a stall that long must
+            // end the lease, however many ticks the timeout is.)
+            if leaseReads { missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: max(64, Int(contactBreak) + 1)) }
             for item in work { handle(item) }
             releaseHeld()
             forwardProposals()
@@ -675,8 +738,13 @@ extension NodeLoop {
             forwarded[context] = ForwardedBatch(
                 replies: batch.map(\.reply), deadline: ContinuousClock.now + options.requestTimeout,
                 leader: raft.leader, term: raft.term)
+        } catch let .notLeader(leader) where leader == .none {
+            // The leader was lost in this very cycle (a higher term's vote
+            // request): wait for the next, as a proposal made now would.
+            let deadline = ContinuousClock.now + noLeaderWait
+            for item in batch { held.append((.propose(item.data, item.reply), deadline)) }
         } catch let .notLeader(leader) {
-            for item in batch { item.reply(.failure(leader == .none ? .noLeader : .notLeader(leader: leader))) }
+            for item in batch { item.reply(.failure(.notLeader(leader: leader))) }
         } catch {
             for item in batch { item.reply(.failure(.proposalDropped("\(error)"))) }
         }
@@ -909,7 +977,9 @@ extension NodeLoop {
         for read in confirmedReads {
             if read.index <= applied, let pending = reads.removeValue(forKey: read.context) {
                 applier.post(pending.job.serve)
-            } else if read.index > applied {
+            } else if read.index > applied, reads[read.context] != nil {
+                // (A read that expired meanwhile is not kept: a member that
+                // stays behind would otherwise pile up one entry per read.)
                 waiting.append(read)
             }
         }
