@@ -3,21 +3,21 @@
 /// write asks which watched ranges its keys fall in, and a member may have
 /// thousands of distinct ranges watched (one prefix per client, say).
 ///
-/// The ranges are kept sorted by start, beside a segment tree holding the
-/// greatest end under each node. A query takes the ranges that start at or
-/// before the key — a prefix of the sorted array — and descends only into
-/// subtrees whose greatest end lies past the key. Adding or removing a range
-/// shifts the array and rebuilds the tree: O(n) plain work, for watch
-/// creates and cancels, which are rare beside writes.
+/// The ranges are kept sorted by start, beside a segment tree holding, for
+/// each node, which range below it ends last. A query takes the ranges that
+/// start at or before the key — a prefix of the sorted array — and descends
+/// only into subtrees whose last end lies past the key. Adding or removing a
+/// range shifts the array (a memmove) and marks the tree stale; the next
+/// query rebuilds it, in O(n) integer work. So a storm of watch creates
+/// (clients re-watching after a failover) costs one rebuild, not one each.
 struct KeyRangeIndex {
-    /// A range's end as the tree orders it: nil (no upper bound) above all.
-    private typealias End = [UInt8]?
-
     private var ranges: [KeyRange] = []
     /// Node 1 is the root; node i has children 2i and 2i+1; leaf j is node
-    /// `leaves + j`. Each holds the greatest end below it (empty: none).
-    private var maxEnd: [End] = []
+    /// `leaves + j`. Each holds the index of the range below it whose end is
+    /// greatest, or -1 for none.
+    private var lastEnding: [Int] = []
     private var leaves = 0
+    private var stale = false
 
     var count: Int { ranges.count }
 
@@ -27,7 +27,7 @@ struct KeyRangeIndex {
         let at = position(of: range)
         if at < ranges.count && ranges[at] == range { return false }
         ranges.insert(range, at: at)
-        rebuild()
+        stale = true
         return true
     }
 
@@ -37,12 +37,13 @@ struct KeyRangeIndex {
         let at = position(of: range)
         guard at < ranges.count && ranges[at] == range else { return false }
         ranges.remove(at: at)
-        rebuild()
+        stale = true
         return true
     }
 
     /// Calls `body` with every range that contains `key`, in start order.
-    func forEach(containing key: [UInt8], _ body: (KeyRange) -> Void) {
+    mutating func forEach(containing key: [UInt8], _ body: (KeyRange) -> Void) {
+        if stale { rebuild() }
         // Ranges that start at or before the key: indexes 0..<limit.
         var low = 0
         var high = ranges.count
@@ -55,7 +56,7 @@ struct KeyRangeIndex {
     }
 
     private func visit(node: Int, covering span: Range<Int>, below limit: Int, key: [UInt8], _ body: (KeyRange) -> Void) {
-        guard span.lowerBound < limit, Self.isPast(maxEnd[node], key) else { return }
+        guard span.lowerBound < limit, endsPast(lastEnding[node], key) else { return }
         if span.count == 1 {
             body(ranges[span.lowerBound])
             return
@@ -65,16 +66,23 @@ struct KeyRangeIndex {
         visit(node: 2 * node + 1, covering: middle..<span.upperBound, below: limit, key: key, body)
     }
 
-    /// Whether `end` lies past `key` (so a range starting at or before the
-    /// key and ending there contains it). An empty end is no range at all.
-    private static func isPast(_ end: End, _ key: [UInt8]) -> Bool {
-        guard let end else { return true }
-        return !end.isEmpty && ByteKeyTree<Int>.compare(end, key) > 0
+    /// Whether range `index` ends past `key` (so, starting at or before the
+    /// key, it contains it); -1 is no range.
+    private func endsPast(_ index: Int, _ key: [UInt8]) -> Bool {
+        guard index >= 0 else { return false }
+        guard let end = ranges[index].end else { return true }
+        return ByteKeyTree<Int>.compare(end, key) > 0
     }
 
-    private static func greater(_ a: End, _ b: End) -> End {
-        guard let a, let b else { return nil }
-        return ByteKeyTree<Int>.compare(a, b) >= 0 ? a : b
+    /// Of two range indexes (-1: none), the one whose end is greater.
+    private func laterEnding(_ a: Int, _ b: Int) -> Int {
+        guard a >= 0 else { return b }
+        guard b >= 0 else { return a }
+        switch (ranges[a].end, ranges[b].end) {
+        case (nil, _): return a
+        case (_, nil): return b
+        case let (x?, y?): return ByteKeyTree<Int>.compare(x, y) >= 0 ? a : b
+        }
     }
 
     /// Where `range` is, or goes, in start (then end) order.
@@ -99,13 +107,14 @@ struct KeyRangeIndex {
     }
 
     private mutating func rebuild() {
+        stale = false
         leaves = 1
         while leaves < ranges.count { leaves *= 2 }
-        maxEnd = Array(repeating: [], count: 2 * leaves)
-        for (j, range) in ranges.enumerated() { maxEnd[leaves + j] = range.end }
+        if lastEnding.count != 2 * leaves { lastEnding = Array(repeating: -1, count: 2 * leaves) }
+        for j in 0..<leaves { lastEnding[leaves + j] = j < ranges.count ? j : -1 }
         var node = leaves - 1
         while node >= 1 {
-            maxEnd[node] = Self.greater(maxEnd[2 * node], maxEnd[2 * node + 1])
+            lastEnding[node] = laterEnding(lastEnding[2 * node], lastEnding[2 * node + 1])
             node -= 1
         }
     }

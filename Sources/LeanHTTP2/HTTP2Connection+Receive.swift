@@ -121,7 +121,8 @@ extension HTTP2Connection {
         continuing.block.writeBuffer(&payload)
         continuing.frames += 1
         // A block may not grow, or go on, without bound while its end never comes.
-        guard continuing.block.readableBytes <= 2 * configuration.maxHeaderListSize + HTTP2Wire.defaultMaxFrameSize,
+        // (As far as the decoder goes: a larger list fails its stream alone.)
+        guard continuing.block.readableBytes <= 4 * configuration.maxHeaderListSize + HTTP2Wire.defaultMaxFrameSize,
             continuing.frames <= Self.maxHeaderFrames
         else {
             return fail(.enhanceYourCalm, "header block too large")
@@ -144,13 +145,16 @@ extension HTTP2Connection {
         } catch {
             return fail(.compressionError, "header block: \(error)")
         }
-        // Only a server checks what it receives: its own client trusts its server.
-        let tooLarge = role == .server && RequestHeaderRules.listSize(headers) > configuration.maxHeaderListSize
         if let index = streams.index(forKey: id), !streams.values[index].waiting {
             guard streams.values[index].receiving else { return reset(id, .streamClosed, into: &events) }
-            // A server hears only trailers after the request headers, and they end the request.
-            if role == .server && (!endStream || tooLarge || !RequestHeaderRules.isValidTrailers(headers)) {
-                return reset(id, .protocolError, into: &events)
+            // A server hears only trailers after the request headers, and they
+            // end the request. (Only a server checks what it receives: its
+            // own client trusts its server.)
+            if role == .server {
+                let (valid, size) = RequestHeaderRules.inspect(headers, trailers: true)
+                if !endStream || !valid || size > configuration.maxHeaderListSize {
+                    return reset(id, .protocolError, into: &events)
+                }
             }
             if endStream { peerEnded(id, at: index) }
             events.append(.headers(stream: id, headers, endStream: endStream))
@@ -170,7 +174,8 @@ extension HTTP2Connection {
         }
         // A malformed request (§8.1.1), or one over the advertised header
         // list size, fails its stream alone.
-        guard !tooLarge, RequestHeaderRules.isValidRequest(headers) else {
+        let (valid, size) = RequestHeaderRules.inspect(headers)
+        guard valid, size <= configuration.maxHeaderListSize else {
             writeReset(id, .protocolError)
             countReset()
             return

@@ -192,6 +192,7 @@ import Testing
                 yield request
                 time.sleep(0.02)
         def fields(message):
+            # Varint fields as numbers, length-delimited ones as bytes.
             i, found = 0, {}
             while i < len(message):
                 key = message[i]; i += 1
@@ -200,21 +201,13 @@ import Testing
                     b = message[i]; i += 1
                     value |= (b & 0x7F) << shift; shift += 7
                     if not b & 0x80: break
-                if key & 7 == 2: i += value
+                if key & 7 == 2:
+                    found[key >> 3] = message[i:i + value]
+                    i += value
                 else: found[key >> 3] = value
             return found
         def header_member(message):
-            i = 0
-            while i < len(message):
-                key = message[i]; i += 1
-                value, shift = 0, 0
-                while True:
-                    b = message[i]; i += 1
-                    value |= (b & 0x7F) << shift; shift += 7
-                    if not b & 0x80: break
-                if key & 7 == 2:
-                    if key >> 3 == 1: return fields(message[i:i + value]).get(2)
-                    i += value
+            return fields(fields(message).get(1, b"")).get(2, 0)
         answered, ttls, members = 0, set(), set()
         try:
             for response in ka(requests(), metadata=[("hasleader", "true")], timeout=60):

@@ -68,7 +68,7 @@ import Testing
             snapshot-count: 5000
             quota-backend-bytes: 8589934592
             grpc-keepalive-min-time: 10s
-            experimental-lease-checkpoint-interval: 1m
+            experimental-lease-checkpoint-interval: 60000000000
             event-loop-threads: 3
             log-level: warn
             logger: zap
@@ -95,6 +95,25 @@ import Testing
             try MemberConfiguration(yaml: "nmae: x")
         }
         #expect(throws: ConfigurationError.self) { try MemberConfiguration(yaml: "initial-cluster-state: maybe") }
+    }
+
+    /// Review finding: durations went through the auto-compaction parser,
+    /// where a bare number is hours: `5` meant 5 h, etcd's nanosecond
+    /// integers from a config file meant 10^11 hours (or trapped on overflow),
+    /// and `500ms` was refused. They are Go durations now.
+    @Test func durationsAreGoDurations() {
+        #expect(GoDuration.parse("0") == .zero)
+        #expect(GoDuration.parse("500ms") == .milliseconds(500))
+        #expect(GoDuration.parse("1.5h") == .seconds(5400))
+        #expect(GoDuration.parse("2h45m30s") == .seconds(9930))
+        #expect(GoDuration.parse("10us") == .microseconds(10) && GoDuration.parse("10\u{B5}s") == .microseconds(10))
+        #expect(GoDuration.parse("-3s") == .seconds(-3))
+        #expect(GoDuration.parse("300000000000ns") == .seconds(300))
+        for bad in ["", "5", "s", "1x", "1.s2", ".s", "1h-2m", "99999999999h"] {
+            #expect(GoDuration.parse(bad) == nil, "\(bad)")
+        }
+        #expect(AutoCompactionPolicy.parseDuration("1") == .seconds(3600), "a bare retention counts hours, as etcd's")
+        #expect(AutoCompactionPolicy.parseDuration("1e300") == nil)
     }
 
     @Test func identitySurvivesInTheDataDirectory() throws {

@@ -68,5 +68,10 @@ final class BlockingTransport: PeerTransport {
         #expect(await performed == nil)
         node.start()
         #expect(!node.status.running, "a stopped loop does not start")
+        // Its data directory is free again.
+        let again = try NodeLoop(
+            config: RaftConfig(id: 1), directory: directory, bootstrap: [1], machine: RegisterMachine(),
+            transport: InMemoryTransport(), options: .init())
+        again.stop()
     }
 }

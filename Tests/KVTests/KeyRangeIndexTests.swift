@@ -26,7 +26,21 @@ import Testing
         var rng = SeededRandom(seed: seed)
         var index = KeyRangeIndex()
         var reference: Set<KeyRange> = []
-        for _ in 0..<3_000 {
+        for round in 0..<3_000 {
+            // Now and then a burst of changes with no query between (a storm
+            // of watch creates): the index catches up at the next query.
+            if round % 100 == 99 {
+                for _ in 0..<30 {
+                    let range = Self.randomRange(&rng)
+                    if let end = range.end, ByteKeyTree<Int>.compare(end, range.start) <= 0 { continue }
+                    index.insert(range)
+                    reference.insert(range)
+                }
+                if let victim = reference.first {
+                    reference.remove(victim)
+                    index.remove(victim)
+                }
+            }
             let range = Self.randomRange(&rng)
             // Inverted or empty ranges never reach the index (the hub refuses them).
             if let end = range.end, ByteKeyTree<Int>.compare(end, range.start) <= 0 { continue }

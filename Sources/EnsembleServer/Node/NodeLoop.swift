@@ -85,7 +85,8 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     }
 
     enum Work {
-        case messages([Message])
+        /// Peer messages, with when the transport handed them over.
+        case messages([Message], received: ContinuousClock.Instant)
         case propose([UInt8], ProposalReply)
         /// A membership change decided by `check` on the leader's machine
         /// (``proposeConfChange(checked:)``); `attempt` counts re-checks.
@@ -116,7 +117,15 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
 
     struct Inbox {
         var work: [Work] = []
+        /// When each request in `work` was queued (uptime nanoseconds; 0 for
+        /// the loop's own work), for the watchdog.
+        var queuedAt: [UInt64] = []
         var stopping = false
+
+        mutating func removeAll(keepingCapacity: Bool = false) {
+            work.removeAll(keepingCapacity: keepingCapacity)
+            queuedAt.removeAll(keepingCapacity: keepingCapacity)
+        }
     }
 
     /// What the loop shares with other threads: its inbox, the semaphore
@@ -131,9 +140,6 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         let learner = Atomic<Bool>(false)
         /// Whether this member knows a leader, readable on every request.
         let knowsLeader = Atomic<Bool>(false)
-        /// When the cycle now running began (uptime nanoseconds; 0: none
-        /// running), for the watchdog.
-        let cycleStarted = Atomic<UInt64>(0)
 
         init(id: NodeID) { published = Mutex(NodeStatus(id: id)) }
 
@@ -142,25 +148,35 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
             // Only the first item of a batch signals: the loop takes the whole
             // inbox at once, and a signal per item would pile up under load
             // (the loop would spin through them once the load ends).
+            let now = work.isRequest ? DispatchTime.now().uptimeNanoseconds : 0
             let (accepted, first) = inbox.withLock { inbox -> (Bool, Bool) in
                 guard !inbox.stopping else { return (false, false) }
                 inbox.work.append(work)
+                inbox.queuedAt.append(now)
                 return (true, inbox.work.count == 1)
             }
             if first { wakeup.signal() }
             return accepted
         }
 
-        /// Takes the requests out of the inbox, leaving the loop's own work
-        /// (peer messages, snapshots, …) in order.
-        func takeRequests() -> [Work] {
+        /// Takes the requests queued before `cutoff` (uptime nanoseconds)
+        /// out of the inbox, leaving the rest in order.
+        func takeRequests(queuedBefore cutoff: UInt64) -> [Work] {
             inbox.withLock { inbox in
+                guard let oldest = inbox.queuedAt.first(where: { $0 != 0 }), oldest < cutoff else { return [] }
                 var requests: [Work] = []
-                inbox.work.removeAll { work in
-                    guard work.isRequest else { return false }
-                    requests.append(work)
-                    return true
+                var kept: [Work] = []
+                var keptAt: [UInt64] = []
+                for (work, at) in zip(inbox.work, inbox.queuedAt) {
+                    if at != 0 && at < cutoff {
+                        requests.append(work)
+                    } else {
+                        kept.append(work)
+                        keptAt.append(at)
+                    }
                 }
+                inbox.work = kept
+                inbox.queuedAt = keptAt
                 return requests
             }
         }
@@ -295,7 +311,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
             defer { state.started = true }
             return !state.started && !state.stopped
         }) else { return }
-        transport.register(id) { [weak self] messages in self?.enqueue(.messages(messages)) }
+        transport.register(id) { [weak self] messages in self?.enqueue(.messages(messages, received: .now)) }
         applier.start(name: "ensemble-apply-\(id)")
         let thread = Thread { [self] in
             self.run()
@@ -312,20 +328,24 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         watch()
     }
 
-    /// The watchdog: a loop stuck in one cycle for longer than the request
-    /// timeout (a stalled disk holding an fdatasync, a huge snapshot being
-    /// written) answers nothing, so requests waiting in its inbox are failed
-    /// from here, as etcd's requests time out whatever its raft loop does
-    /// ("request timed out"); those inside the stuck cycle time out once it
-    /// ends. Looks once a second until the loop has stopped.
+    /// The watchdog: a loop stuck in one cycle (a stalled disk holding an
+    /// fdatasync, a huge snapshot being written) answers nothing, so a
+    /// request that has waited in its inbox for longer than the request
+    /// timeout is failed from here, as etcd's requests time out whatever its
+    /// raft loop does ("request timed out"); those inside the stuck cycle
+    /// time out by deadline once it ends. A running loop takes its whole
+    /// inbox every cycle, so nothing else ever waits there that long. Looks
+    /// once a second until the loop has stopped.
     private func watch() {
         let period = Self.watchdogPeriod
         DispatchQueue.global().asyncAfter(deadline: .now() + period.inSeconds) { [weak self] in
             guard let self, !self.loopEnded.load(ordering: .relaxed) else { return }
-            let started = self.shared.cycleStarted.load(ordering: .relaxed)
+            // A loop that runs takes its whole inbox every cycle: only a stuck
+            // one lets a request wait there this long.
             let now = DispatchTime.now().uptimeNanoseconds
-            if started != 0, now > started, Duration.nanoseconds(now - started) > self.options.requestTimeout {
-                for work in self.shared.takeRequests() { self.fail(work, .outcomeUnknown) }
+            let timeout = UInt64(max(0, self.options.requestTimeout.inSeconds) * 1e9)
+            if now > timeout {
+                for work in self.shared.takeRequests(queuedBefore: now - timeout) { self.fail(work, .outcomeUnknown) }
             }
             self.watch()
         }
@@ -342,11 +362,15 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         let waiting = shared.inbox.withLock { inbox in
             inbox.stopping = true
             // Never started: nothing will take what waits; answer it here.
-            defer { if !started { inbox.work.removeAll() } }
+            defer { if !started { inbox.removeAll() } }
             return started ? [] : inbox.work
         }
         for work in waiting { fail(work, .stopped) }
-        if !started { applier.refuseAll() }
+        if !started && !alreadyStopped {
+            applier.refuseAll()
+            // The data directory's lock goes with it: it may be opened again.
+            try? storage.close()
+        }
         guard started, !alreadyStopped else { return }
         transport.unregister(id)
         shared.wakeup.signal()
@@ -512,11 +536,9 @@ extension NodeLoop {
             let wait = clock.now.duration(to: nextTick)
             if wait > .zero { _ = shared.wakeup.wait(timeout: .now() + wait.inSeconds) }
             let (work, stopping) = shared.inbox.withLock { inbox in
-                defer { inbox.work.removeAll(keepingCapacity: true) }
+                defer { inbox.removeAll(keepingCapacity: true) }
                 return (inbox.work, inbox.stopping)
             }
-            shared.cycleStarted.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
-            defer { shared.cycleStarted.store(0, ordering: .relaxed) }
             // Wake-ups for work already taken find an empty inbox: only a
             // cycle with work counts for the batching window.
             if !work.isEmpty { lastCycle = clock.now }
@@ -556,7 +578,7 @@ extension NodeLoop {
                 transport.unregister(id)
                 let leftover = shared.inbox.withLock { inbox in
                     inbox.stopping = true
-                    defer { inbox.work.removeAll() }
+                    defer { inbox.removeAll() }
                     return inbox.work
                 }
                 shutDown(leftover: leftover, pending: .outcomeUnknown)
@@ -785,11 +807,13 @@ extension NodeLoop {
 
     private func handle(_ work: Work) {
         switch work {
-        case let .messages(messages):
+        case let .messages(messages, received):
             for message in messages {
+                // Timed from send to arrival: this loop's own cycle (its WAL
+                // sync) is not the network's.
                 if message.kind == .heartbeatResponse, let sent = heartbeatSent[message.from], sent.round == message.context {
                     heartbeatSent[message.from] = nil
-                    options.observer?.peerRoundTrip(to: message.from, duration: .now - sent.at)
+                    options.observer?.peerRoundTrip(to: message.from, duration: received - sent.at)
                 }
                 raft.step(message)
                 if let heard = contact[message.from], ticks - heard.last <= contactBreak {

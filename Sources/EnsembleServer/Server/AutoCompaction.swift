@@ -49,25 +49,14 @@ public struct AutoCompactionPolicy: Sendable, Equatable {
         }
     }
 
-    static func parseDuration(_ text: String) -> Duration? {
-        if let hours = Double(text) { return .milliseconds(Int64(hours * 3_600_000)) }
-        var total: Duration = .zero
-        var number = ""
-        for character in text {
-            if character.isNumber || character == "." {
-                number.append(character)
-                continue
-            }
-            guard let value = Double(number) else { return nil }
-            switch character {
-            case "h": total += .milliseconds(Int64(value * 3_600_000))
-            case "m": total += .milliseconds(Int64(value * 60_000))
-            case "s": total += .milliseconds(Int64(value * 1000))
-            default: return nil
-            }
-            number = ""
+    /// etcd's retention: a bare number counts hours (`1` is an hour),
+    /// anything else is a Go duration (`30m`, `1h30m`).
+    public static func parseDuration(_ text: String) -> Duration? {
+        if let hours = Double(text) {
+            guard hours.isFinite, abs(hours) < 2.5e6 else { return nil }  // Go's limit: ~292 years
+            return .milliseconds(Int64(hours * 3_600_000))
         }
-        return number.isEmpty ? total : nil
+        return GoDuration.parse(text)
     }
 
     /// How often ``observe(now:revision:)`` should be called.

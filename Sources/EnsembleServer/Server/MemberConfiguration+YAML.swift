@@ -28,6 +28,12 @@ extension MemberConfiguration {
             if let list = value as? [String] { return list }
             return try string().split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) }
         }
+        /// etcd's config file holds a `time.Duration` as integer nanoseconds
+        /// (its YAML goes through JSON); a Go duration string is taken too.
+        func duration() throws -> String {
+            if let number = value as? Int { return "\(number)ns" }
+            return try string()
+        }
         func integer() throws -> Int {
             if let number = value as? Int { return number }
             if let text = value as? String, let number = Int(text) { return number }
@@ -55,10 +61,10 @@ extension MemberConfiguration {
         case "max-request-bytes": maxRequestBytes = try integer()
         case "auto-compaction-mode": autoCompactionMode = try string()
         case "auto-compaction-retention": autoCompactionRetention = try string()
-        case "grpc-keepalive-interval": grpcKeepaliveInterval = try string()
-        case "grpc-keepalive-timeout": grpcKeepaliveTimeout = try string()
-        case "grpc-keepalive-min-time": grpcKeepaliveMinTime = try string()
-        case "experimental-lease-checkpoint-interval": leaseCheckpointInterval = try string()
+        case "grpc-keepalive-interval": grpcKeepaliveInterval = try duration()
+        case "grpc-keepalive-timeout": grpcKeepaliveTimeout = try duration()
+        case "grpc-keepalive-min-time": grpcKeepaliveMinTime = try duration()
+        case "experimental-lease-checkpoint-interval": leaseCheckpointInterval = try duration()
         case "cipher-suites": cipherSuites = try urls()  // a list, or comma-separated
         case "event-loop-threads": eventLoopThreads = try integer()
         case "log-level": logLevel = try string()

@@ -121,13 +121,13 @@ public struct MemberConfiguration: Sendable {
 
     /// The keepalive policy for client connections, from the three flags.
     public func grpcKeepalive() throws(ConfigurationError) -> GRPCKeepalive {
-        guard let interval = AutoCompactionPolicy.parseDuration(grpcKeepaliveInterval), interval > .zero else {
+        guard let interval = GoDuration.parse(grpcKeepaliveInterval), interval > .zero else {
             throw ConfigurationError("--grpc-keepalive-interval: \"\(grpcKeepaliveInterval)\" is not a duration such as 2h or 30s")
         }
-        guard let timeout = AutoCompactionPolicy.parseDuration(grpcKeepaliveTimeout), timeout > .zero else {
+        guard let timeout = GoDuration.parse(grpcKeepaliveTimeout), timeout > .zero else {
             throw ConfigurationError("--grpc-keepalive-timeout: \"\(grpcKeepaliveTimeout)\" is not a duration such as 20s")
         }
-        guard let minimum = AutoCompactionPolicy.parseDuration(grpcKeepaliveMinTime), minimum >= .zero else {
+        guard let minimum = GoDuration.parse(grpcKeepaliveMinTime), minimum >= .zero else {
             throw ConfigurationError("--grpc-keepalive-min-time: \"\(grpcKeepaliveMinTime)\" is not a duration such as 5s")
         }
         return GRPCKeepalive(interval: interval, timeout: timeout, minimumTime: minimum)
@@ -135,7 +135,7 @@ public struct MemberConfiguration: Sendable {
 
     /// ``leaseCheckpointInterval`` in seconds (0: off).
     public func leaseCheckpointSeconds() throws(ConfigurationError) -> Double {
-        guard let interval = AutoCompactionPolicy.parseDuration(leaseCheckpointInterval), interval >= .zero else {
+        guard let interval = GoDuration.parse(leaseCheckpointInterval), interval >= .zero else {
             throw ConfigurationError(
                 "--experimental-lease-checkpoint-interval: \"\(leaseCheckpointInterval)\" is not a duration such as 5s or 5m")
         }
