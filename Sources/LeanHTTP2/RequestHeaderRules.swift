@@ -38,10 +38,14 @@ enum RequestHeaderRules {
 
     private static func isValidRegular(_ name: String, _ value: String) -> Bool {
         guard !name.isEmpty, !name.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else { return false }
-        switch name {
-        // HTTP/1 connection-specific headers (§8.2.2).
-        case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade": return false
-        case "te": return value == "trailers"
+        // HTTP/1 connection-specific headers (§8.2.2), found by length first:
+        // this runs for every header of every request.
+        switch name.utf8.count {
+        case 2: return name != "te" || value == "trailers"
+        case 7: return name != "upgrade"
+        case 10: return name != "connection" && name != "keep-alive"
+        case 16: return name != "proxy-connection"
+        case 17: return name != "transfer-encoding"
         default: return true
         }
     }

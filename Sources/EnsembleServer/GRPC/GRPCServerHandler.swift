@@ -207,11 +207,28 @@ final class GRPCServerHandler: ChannelInboundHandler {
     // MARK: - Inbound
 
     private func open(context: ChannelHandlerContext, stream: UInt32, headers: HPACKHeaders) {
-        let path = headers.first(name: ":path") ?? ""
+        // One pass, exact names: HTTP2Connection has checked that they are
+        // lowercase (`HPACKHeaders.first(name:)` would scan, case-blind, per name).
+        var path = ""
+        var method = ""
+        var contentType = ""
+        var timeoutValue: String?
+        var requiresLeader = false
+        for (name, value, _) in headers {
+            // By length first: string compares per header per call add up.
+            switch name.utf8.count {
+            case 5 where name == ":path": path = value
+            case 7 where name == ":method": method = value
+            case 9 where name == "hasleader": requiresLeader = value == "true"
+            case 12 where name == "content-type": contentType = value
+            case 12 where name == "grpc-timeout": timeoutValue = value
+            default: break
+            }
+        }
         var call = Call(
             kind: .done, path: path, started: .now, reader: GRPCMessageReader(maxMessageBytes: maxRequestBytes))
         // A deadline beyond a year is no deadline (the largest, 99999999H, is 11,000 years).
-        if let value = headers.first(name: "grpc-timeout"), let timeout = parseGRPCTimeout(Substring(value)),
+        if let value = timeoutValue, let timeout = parseGRPCTimeout(Substring(value)),
             timeout < .seconds(365 * 86_400)
         {
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
@@ -222,13 +239,11 @@ final class GRPCServerHandler: ChannelInboundHandler {
             }
         }
         // grpc-go's checks before a call starts, with its HTTP statuses and words.
-        let method = headers.first(name: ":method") ?? ""
         guard method == "POST" else {
             calls[stream] = call
             let message = "Received a HEADERS frame with :method \"\(method)\" which should be POST"
             return end(context: context, stream: stream, .internal(message), httpStatus: 405)
         }
-        let contentType = headers.first(name: "content-type") ?? ""
         guard Self.isGRPC(contentType: contentType) else {
             calls[stream] = call
             let message = "invalid gRPC request content-type \"\(contentType)\""
@@ -239,13 +254,12 @@ final class GRPCServerHandler: ChannelInboundHandler {
         call.metrics?.started()
         switch route?.handler {
         case let .unary(unary)?:
-            if let check = route?.leaderRequired, headers.first(name: "hasleader") == "true" { call.leaderCheck = check }
+            if let check = route?.leaderRequired, requiresLeader { call.leaderCheck = check }
             call.kind = .unary(unary, message: nil, extra: false)
             calls[stream] = call
         case let .streaming(streaming)? where outbox != nil:
             guard let outbox else { return }
             calls[stream] = call
-            let requiresLeader = headers.first(name: "hasleader") == "true"
             let receiver = streaming(GRPCServerStream(outbox: outbox, stream: stream, requiresLeader: requiresLeader))
             calls[stream]?.kind = .streaming(receiver)
         default:
