@@ -30,6 +30,13 @@ import Testing
         let impatient = LeaderForwarder(group: group, addressWait: .milliseconds(100))
         let none = await impatient.forward("/test.Echo/Reverse", [1], to: 8)
         #expect(none == nil)
+        // A known address that cannot be reached (review finding: it was
+        // answered "no leader", though there is one): etcd's words for a
+        // follower that lost its leader's connection.
+        impatient.setClientURLs([9: ["http://127.0.0.1:1"]])
+        let unreachable = await impatient.forward("/test.Echo/Reverse", [1], to: 9)
+        #expect(unreachable.map { result in if case let .failure(status) = result { status == LeaderForwarder.unreachable } else { false } } == true)
+        await impatient.shutdown()
         await forwarder.shutdown()
         try await server.close()
     }

@@ -51,9 +51,18 @@ public final class LeaderForwarder: Sendable {
         for connection in stale { Task { await connection.close() } }
     }
 
+    /// What a client hears when the leader's client URL cannot be reached
+    /// from here: etcd's words for a follower that lost its leader's
+    /// connection (not "no leader": there is one).
+    static let unreachable = GRPCStatus.unavailable("etcdserver: request timed out, possibly due to connection lost")
+
     /// Sends `request` for `path` to `leader`; nil when its address is unknown.
     public func forward(_ path: String, _ request: [UInt8], to leader: NodeID) async -> Result<[UInt8], GRPCStatus>? {
-        guard let connection = await connection(to: leader) else { return nil }
+        guard let connection = await connection(to: leader) else {
+            // Known but not reachable (a client URL peers cannot reach: it
+            // names localhost, or a firewall stands between).
+            return state.withLock({ $0.urls[leader] }) == nil ? nil : .failure(Self.unreachable)
+        }
         do {
             return .success(try await connection.unary(Self.prefix + path, request, timeout: timeout))
         } catch let error as GRPCCallError {

@@ -155,7 +155,7 @@ public struct LeaseService: Sendable {
     /// could not be reached: worth asking the (next) leader again.
     static func isLeaderChange(_ status: GRPCStatus) -> Bool {
         status.code == 14 && (status.message == "etcdserver: no leader" || status.message == "etcdserver: leader changed"
-            || status.message.hasPrefix("etcdserver: leader unreachable"))
+            || status.message.hasPrefix("etcdserver: leader unreachable") || status.message == LeaderForwarder.unreachable.message)
     }
 
     /// One keep-alive: the TTL granted again, or 0 for a lease that is gone
