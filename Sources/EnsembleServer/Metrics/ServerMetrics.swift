@@ -80,17 +80,14 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
         revision = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_current_revision", "The store's current revision."))
         compactRevision = registry.makeGauge(
             descriptor: describe("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction (0: none)."))
-        let version = registry.makeGauge(
-            descriptor: describe("etcd_server_version", "Which etcd version the server speaks (label server_version)."),
-            labels: [("server_version", "3.4.0")])
-        version.set(to: 1)
-        registry.makeGauge(
-            descriptor: describe("etcd_cluster_version", "Which cluster version the cluster runs (label cluster_version)."),
-            labels: [("cluster_version", "3.4")]
-        ).set(to: 1)
-        registry.makeGauge(
-            descriptor: describe("etcd_server_id", "This member's id in hex (label server_id)."), labels: [("server_id", hex(member))]
-        ).set(to: 1)
+        // Facts carried by a label, the value always 1 (etcd's way).
+        for (name, help, label) in [
+            ("etcd_server_version", "Which etcd version the server speaks (label server_version).", ("server_version", "3.4.0")),
+            ("etcd_cluster_version", "Which cluster version the cluster runs (label cluster_version).", ("cluster_version", "3.4")),
+            ("etcd_server_id", "This member's id in hex (label server_id).", ("server_id", hex(member))),
+        ] {
+            registry.makeGauge(descriptor: describe(name, help), labels: [label]).set(to: 1)
+        }
         leaderChanges = registry.makeCounter(descriptor: describe("etcd_server_leader_changes_seen_total", "Leader changes seen."))
         proposalsFailed = registry.makeCounter(descriptor: describe("etcd_server_proposals_failed_total", "Failed proposals."))
         walFsync = registry.makeDurationHistogram(
