@@ -12,6 +12,14 @@ import Synchronization
 /// bytes go through ``FrameDecoder``; a malformed frame closes the connection.
 /// With ``TLS`` every connection, both ways, runs inside TLS (etcd's
 /// `https://` peer URLs): a cluster's members all use it or none do.
+///
+/// Every member keeps a link to every peer in its directory, busy or not: once
+/// it has advertised itself it re-sends its hello on each link every
+/// ``linkPingInterval``. Raft alone would leave followers silent to each other,
+/// so a member just elected would know its followers only since the election
+/// (etcd's peer streams send link heartbeats for the same reason). A hello is
+/// what every version of the receiver already accepts mid-stream, so the pings
+/// need no protocol change. ``linkedPeers(of:)`` reports what they show.
 public final class NIOPeerTransport: PeerTransport {
     /// The contexts for accepting and for opening peer connections, asked
     /// for each new connection (they may change: certificate rotation).
@@ -60,7 +68,16 @@ public final class NIOPeerTransport: PeerTransport {
         var removed: Set<NodeID> = []
         /// Called when a peer says this member was removed.
         var onRemoved: (@Sendable () -> Void)?
+        /// Peers whose hellos arrive, since when without a break longer
+        /// than ``linkBreak``, and the latest.
+        var links: [NodeID: (since: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
+        var pinger: RepeatedTask?
     }
+
+    /// How often a member re-sends its hello on each link.
+    public static let linkPingInterval = TimeAmount.milliseconds(500)
+    /// A link whose pings stop for longer than this is down.
+    public static let linkBreak = Duration.seconds(2)
 
     private let group: any EventLoopGroup
     private let state = Mutex(State())
@@ -98,6 +115,7 @@ public final class NIOPeerTransport: PeerTransport {
                     try channel.pipeline.syncOperations.addHandler(
                         FrameReceiver(maxFrame: maxFrame, deliver: { messages in self?.deliver(messages) },
                                       hello: { hello in self?.learn(hello) ?? false },
+                                      lost: { peer in self?.linkLost(peer) },
                                       received: { bytes, peer in self?.observer.withLock { $0 }?.received(bytes: bytes, from: peer) }))
                 }
             }
@@ -135,17 +153,70 @@ public final class NIOPeerTransport: PeerTransport {
     /// Announces this member as `id`, reached at `peer`, on every connection it
     /// opens from now on.
     public func advertise(_ id: NodeID, as peer: Peer) {
-        state.withLock { $0.hello = Hello(id: id, host: peer.host, port: peer.port) }
+        let start = state.withLock { state -> Bool in
+            state.hello = Hello(id: id, host: peer.host, port: peer.port)
+            return state.pinger == nil && !state.closed
+        }
+        guard start else { return }
+        let task = group.next().scheduleRepeatedTask(initialDelay: .zero, delay: Self.linkPingInterval) { [weak self] _ in
+            self?.ping()
+        }
+        let late = state.withLock { state -> Bool in
+            guard state.pinger == nil, !state.closed else { return true }
+            state.pinger = task
+            return false
+        }
+        if late { task.cancel() }
     }
 
-    /// Records a peer's address from its hello; false if that peer was
-    /// removed from the cluster (the connection then gets the removed notice).
+    /// Sends this member's hello on the link to every peer in the directory,
+    /// opening links that are down (as the backoff allows).
+    private func ping() {
+        let (hello, targets) = state.withLock { state -> (Hello?, [NodeID]) in
+            guard let hello = state.hello else { return (nil, []) }
+            return (hello, state.peers.keys.filter { $0 != hello.id && !state.removed.contains($0) })
+        }
+        guard let hello else { return }
+        let bytes = hello.encoded()
+        let observer = self.observer.withLock { $0 }
+        for peer in targets {
+            guard let channel = connection(to: peer), channel.isWritable else { continue }
+            channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+            observer?.sent(bytes: bytes.count, to: peer)
+        }
+    }
+
+    /// The peers whose links are up, each with since when without a break
+    /// (etcd's ActiveSince): what a membership check may count on beyond the
+    /// Raft messages it has seen.
+    public func linkedPeers(of member: NodeID) -> [NodeID: ContinuousClock.Instant] {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            state.links.filter { now - $0.value.last <= Self.linkBreak }.mapValues(\.since)
+        }
+    }
+
+    /// Records a peer's address and contact from its hello; false if that
+    /// peer was removed from the cluster (the connection then gets the
+    /// removed notice).
     private func learn(_ hello: Hello) -> Bool {
-        state.withLock { state in
+        let now = ContinuousClock.now
+        return state.withLock { state in
             if state.removed.contains(hello.id) { return false }
             state.learned[hello.id] = Peer(host: hello.host, port: hello.port)
+            if let link = state.links[hello.id], now - link.last <= Self.linkBreak {
+                state.links[hello.id]?.last = now
+            } else {
+                state.links[hello.id] = (now, now)
+            }
             return true
         }
+    }
+
+    /// A connection that carried `peer`'s hellos closed: the peer is gone
+    /// (killed, or restarting) until its pings come again.
+    private func linkLost(_ peer: NodeID) {
+        _ = state.withLock { $0.links.removeValue(forKey: peer) }
     }
 
     /// The members removed from the cluster (from the replicated directory).
@@ -286,6 +357,8 @@ public final class NIOPeerTransport: PeerTransport {
     public func shutdown() async {
         let channels = state.withLock { state -> [any Channel] in
             state.closed = true
+            state.pinger?.cancel()
+            state.pinger = nil
             var all = state.outbound.values.compactMap(\.channel) + Array(state.inbound.values)
             if let server = state.server { all.append(server) }
             state.outbound = [:]
@@ -322,20 +395,31 @@ final class FrameReceiver: ChannelInboundHandler {
     /// the connection closes.
     private let hello: (Hello) -> Bool
     private let removed: () -> Void
+    /// Hears that a connection whose sender said hello closed.
+    private let lost: (NodeID) -> Void
     /// Hears the bytes of each read, once the sender is known.
     private let received: (Int, NodeID) -> Void
     /// Who sent this connection's bytes: from its hello, or its first message.
     private var sender: NodeID?
+    /// Whether the sender said hello (and so counts as a link).
+    private var greeted = false
 
     init(
         maxFrame: Int, deliver: @escaping ([Message]) -> Void, hello: @escaping (Hello) -> Bool,
-        removed: @escaping () -> Void = {}, received: @escaping (Int, NodeID) -> Void = { _, _ in }
+        lost: @escaping (NodeID) -> Void = { _ in }, removed: @escaping () -> Void = {},
+        received: @escaping (Int, NodeID) -> Void = { _, _ in }
     ) {
         self.decoder = FrameDecoder(maxFrame: maxFrame)
         self.deliver = deliver
         self.hello = hello
+        self.lost = lost
         self.removed = removed
         self.received = received
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let sender, greeted { lost(sender) }
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -350,11 +434,12 @@ final class FrameReceiver: ChannelInboundHandler {
                     messages.append(message)
                 case let .hello(announced):
                     sender = announced.id
-                    if !hello(announced) {
+                    guard hello(announced) else {
                         let notice = context.channel.allocator.buffer(bytes: Frame.removedFrame)
                         context.writeAndFlush(NIOAny(notice)).whenComplete { _ in context.close(promise: nil) }
                         return
                     }
+                    greeted = true
                 case .removed: removed()
                 }
             }

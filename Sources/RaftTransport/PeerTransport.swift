@@ -11,6 +11,13 @@ public protocol PeerTransport: AnyObject, Sendable {
     /// Registers where messages for `member` are delivered.
     func register(_ member: NodeID, deliver: @escaping @Sendable ([Message]) -> Void)
     func unregister(_ member: NodeID)
+    /// The peers `member` has had a working link to, each with since when
+    /// without a break (etcd's ActiveSince); empty where links are not tracked.
+    func linkedPeers(of member: NodeID) -> [NodeID: ContinuousClock.Instant]
+}
+
+extension PeerTransport {
+    public func linkedPeers(of member: NodeID) -> [NodeID: ContinuousClock.Instant] { [:] }
 }
 
 /// Delivers messages between members in one process, for tests and the local
@@ -19,6 +26,10 @@ public final class InMemoryTransport: PeerTransport {
     private struct State {
         var handlers: [NodeID: @Sendable ([Message]) -> Void] = [:]
         var cut: Set<[NodeID]> = []
+        /// When each member registered, and when cut links were last healed:
+        /// a link is up since the later of them.
+        var registered: [NodeID: ContinuousClock.Instant] = [:]
+        var healed: ContinuousClock.Instant?
     }
 
     private let state = Mutex(State())
@@ -26,11 +37,28 @@ public final class InMemoryTransport: PeerTransport {
     public init() {}
 
     public func register(_ member: NodeID, deliver: @escaping @Sendable ([Message]) -> Void) {
-        state.withLock { $0.handlers[member] = deliver }
+        state.withLock {
+            $0.handlers[member] = deliver
+            $0.registered[member] = .now
+        }
     }
 
     public func unregister(_ member: NodeID) {
-        state.withLock { $0.handlers[member] = nil }
+        state.withLock {
+            $0.handlers[member] = nil
+            $0.registered[member] = nil
+        }
+    }
+
+    public func linkedPeers(of member: NodeID) -> [NodeID: ContinuousClock.Instant] {
+        state.withLock { state in
+            guard let mine = state.registered[member] else { return [:] }
+            var linked: [NodeID: ContinuousClock.Instant] = [:]
+            for (peer, since) in state.registered where peer != member && !state.cut.contains([member, peer]) {
+                linked[peer] = [mine, since, state.healed].compactMap { $0 }.max()
+            }
+            return linked
+        }
     }
 
     /// Drops everything between `a` and `b`, both ways.
@@ -46,7 +74,12 @@ public final class InMemoryTransport: PeerTransport {
         for other in others where other != member { partition(member, other) }
     }
 
-    public func heal() { state.withLock { $0.cut.removeAll() } }
+    public func heal() {
+        state.withLock {
+            $0.cut.removeAll()
+            $0.healed = .now
+        }
+    }
 
     public func send(_ messages: [Message]) {
         var batches: [NodeID: [Message]] = [:]

@@ -13,8 +13,8 @@ import Testing
 
         // A voter joins.
         let dPort = try freePortForTests()
-        // A leader just elected has not been in touch with its peers for
-        // etcd's health interval (5 s): it answers "unhealthy cluster" until then.
+        // A cluster up for less than etcd's health interval (5 s) answers
+        // "unhealthy cluster" until then.
         var (code, output) = try await f.runWhileUnhealthy(f.followerPort, "member", "add", "d", "--peer-urls=http://127.0.0.1:\(dPort)")
         #expect(code == 0 && output.contains("added to cluster"), "\(output)")
         #expect(output.contains("ETCD_NAME=\"d\"") && output.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "\(output)")
@@ -98,6 +98,23 @@ import Testing
         #expect(output.split(separator: "\n").count == 3, "\(output)")
         (code, output) = try await f.run(f.leaderPort, "put", "after", "v")
         #expect(code == 0, "the three remaining members still commit: \(output)")
+        await f.close()
+    }
+
+    /// Followers are in touch with each other by link pings, so a leader
+    /// elected in a cluster that has been up for the health interval takes a
+    /// member at once, as etcd's does (its peer streams run between all
+    /// members), instead of answering "unhealthy cluster" for 5 s.
+    @Test func aLeaderJustElectedTakesAMemberAtOnce() async throws {
+        let f = try await DevClusterFixture()
+        try await Task.sleep(for: .seconds(6))
+        let target = try #require(f.cluster.members.first { $0.id != f.leader })
+        let targetPort = target.clientPort
+        var (code, output) = try await f.run(f.leaderPort, ["--endpoints=\(f.cluster.endpoints)", "move-leader", String(target.id, radix: 16)])
+        #expect(code == 0 && output.contains("Leadership transferred"), "\(output)")
+        let port = try freePortForTests()
+        (code, output) = try await f.run(targetPort, "member", "add", "e", "--learner", "--peer-urls=http://127.0.0.1:\(port)")
+        #expect(code == 0 && output.contains("added to cluster"), "\(output)")
         await f.close()
     }
 }

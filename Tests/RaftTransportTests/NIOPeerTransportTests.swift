@@ -87,4 +87,38 @@ final class Inbox: Sendable {
         await b.shutdown()
         try await group.shutdownGracefully()
     }
+
+    /// Two members that never send each other a Raft message (two followers)
+    /// are still linked, by their hellos; a link that closes is down at once.
+    @Test func linkPingsKeepSilentPeersInTouch() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let a = NIOPeerTransport(group: group)
+        let b = NIOPeerTransport(group: group)
+        let portA = try await a.listen(host: "127.0.0.1", port: 0)
+        let portB = try await b.listen(host: "127.0.0.1", port: 0)
+        a.setPeer(2, .init(host: "127.0.0.1", port: portB))
+        b.setPeer(1, .init(host: "127.0.0.1", port: portA))
+        #expect(a.linkedPeers(of: 1).isEmpty)
+        let start = ContinuousClock.now
+        a.advertise(1, as: .init(host: "127.0.0.1", port: portA))
+        b.advertise(2, as: .init(host: "127.0.0.1", port: portB))
+        for _ in 0..<300 where a.linkedPeers(of: 1)[2] == nil || b.linkedPeers(of: 2)[1] == nil {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let since = try #require(a.linkedPeers(of: 1)[2])
+        #expect(since >= start)
+        #expect(b.linkedPeers(of: 2)[1] != nil)
+        // The link stays up across pings, with its first contact kept.
+        try await Task.sleep(for: .milliseconds(1200))
+        #expect(a.linkedPeers(of: 1)[2] == since)
+        // B goes away: its connection closes, and A counts the link down
+        // without waiting out the break.
+        await b.shutdown()
+        for _ in 0..<100 where a.linkedPeers(of: 1)[2] != nil {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(a.linkedPeers(of: 1)[2] == nil)
+        await a.shutdown()
+        try await group.shutdownGracefully()
+    }
 }

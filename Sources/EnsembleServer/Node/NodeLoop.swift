@@ -709,6 +709,13 @@ extension NodeLoop {
             status.connectedPeers.insert(peer)
             if ticks - heard.since >= healthTicks { status.healthyPeers.insert(peer) }
         }
+        // The transport's link pings cover the time before this leader's
+        // election, when its followers had no reason to talk to it.
+        let now = ContinuousClock.now
+        for (peer, since) in transport.linkedPeers(of: id) where members.contains(peer) && peer != id {
+            status.connectedPeers.insert(peer)
+            if now - since >= NodeStatus.healthInterval { status.healthyPeers.insert(peer) }
+        }
         let shared = self.shared
         let leader = status
         applier.post(
