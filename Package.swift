@@ -52,6 +52,7 @@ let package = Package(
             name: "RaftTransport",
             dependencies: [
                 "Raft",
+                "LeanHTTP2",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

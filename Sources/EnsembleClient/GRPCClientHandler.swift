@@ -33,19 +33,44 @@ final class GRPCClientHandler: ChannelInboundHandler {
     /// The connection closes once its GOAWAY is out.
     private var closeScheduled = false
 
-    init(shared: GRPCConnection.Shared, outbox: GRPCClientOutbox, configuration: HTTP2Connection.Configuration) {
+    /// Completed by the server's first bytes; failed if the connection ends
+    /// first or they do not come in time
+    /// (``GRPCConnection/Options/waitForServerPreface``).
+    private var greeting: EventLoopPromise<Void>?
+    private let greetingTimeout: TimeAmount
+
+    init(
+        shared: GRPCConnection.Shared, outbox: GRPCClientOutbox, configuration: HTTP2Connection.Configuration,
+        greeting: (EventLoopPromise<Void>, TimeAmount)? = nil
+    ) {
         self.shared = shared
         self.outbox = outbox
         self.connection = HTTP2Connection(role: .client, configuration: configuration)
+        self.greeting = greeting?.0
+        self.greetingTimeout = greeting?.1 ?? .zero
+    }
+
+    private func settleGreeting(_ failure: GRPCCallError?) {
+        guard let greeting else { return }
+        self.greeting = nil
+        if let failure { greeting.fail(failure) } else { greeting.succeed() }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if greeting != nil {
+            context.eventLoop.assumeIsolated().scheduleTask(in: greetingTimeout) { [self] in
+                guard greeting != nil else { return }
+                settleGreeting(.unavailable("no HTTP/2 preface from \(shared.target)"))
+                context.close(promise: nil)
+            }
+        }
         // The preface and SETTINGS go out as soon as the socket is up.
         if context.channel.isActive { flush(context: context) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        settleGreeting(.unavailable("connection to \(shared.target) closed before its HTTP/2 preface"))
         failAll(context: context)
         self.context = nil
     }
@@ -56,12 +81,14 @@ final class GRPCClientHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        settleGreeting(.unavailable("connection to \(shared.target) closed before its HTTP/2 preface"))
         failAll(context: context)
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
+        settleGreeting(nil)
         events.removeAll(keepingCapacity: true)
         connection.receive(&bytes, into: &events)
         for event in events {

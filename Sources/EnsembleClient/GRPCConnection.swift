@@ -49,6 +49,11 @@ public final class GRPCConnection: Sendable {
         /// server's certificate must carry (nil: the host connected to).
         public var tls: NIOSSLContext?
         public var serverHostname: String?
+        /// Whether ``GRPCConnection/connect(host:port:group:options:)`` waits
+        /// for the server's first bytes (its SETTINGS), within
+        /// `connectTimeout`: a listener that accepts but does not speak HTTP/2
+        /// is then refused before any call could have reached it.
+        public var waitForServerPreface = false
 
         public init() {}
     }
@@ -137,7 +142,7 @@ public final class GRPCConnection: Sendable {
             streamWindow: options.streamWindowBytes, connectionWindow: options.connectionWindowBytes)
         let shared = Shared(target: "\(host):\(port)", maxResponseBytes: options.maxResponseBytes)
         let timeout = TimeAmount.nanoseconds(options.connectTimeout.nanosecondsSaturated)
-        let connected: (any Channel, GRPCClientOutbox)
+        let connected: (any Channel, GRPCClientOutbox, EventLoopFuture<Void>)
         do {
             connected = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -150,12 +155,17 @@ public final class GRPCConnection: Sendable {
                             try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
                         }
                         let outbox = GRPCClientOutbox(eventLoop: channel.eventLoop)
-                        let handler = GRPCClientHandler(shared: shared, outbox: outbox, configuration: configuration)
+                        let greeting = channel.eventLoop.makePromise(of: Void.self)
+                        let handler = GRPCClientHandler(
+                            shared: shared, outbox: outbox, configuration: configuration,
+                            greeting: options.waitForServerPreface ? (greeting, timeout) : nil)
                         outbox.attach(handler)
                         try channel.pipeline.syncOperations.addHandler(handler)
-                        return (channel, outbox)
+                        if !options.waitForServerPreface { greeting.succeed() }
+                        return (channel, outbox, greeting.futureResult)
                     }
                 }
+            try await connected.2.get()
         } catch {
             throw GRPCCallError.unavailable("cannot connect to \(host):\(port): \(error)")
         }

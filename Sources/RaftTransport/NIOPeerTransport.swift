@@ -1,3 +1,4 @@
+import LeanHTTP2
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -72,6 +73,8 @@ public final class NIOPeerTransport: PeerTransport {
         /// than ``linkBreak``, and the latest.
         var links: [NodeID: (since: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
         var pinger: RepeatedTask?
+        /// Sets up connections that open with the HTTP/2 preface.
+        var http2: (@Sendable (ChannelPipeline.SynchronousOperations) throws -> Void)?
     }
 
     /// How often a member re-sends its hello on each link.
@@ -82,7 +85,8 @@ public final class NIOPeerTransport: PeerTransport {
     private let group: any EventLoopGroup
     private let state = Mutex(State())
     private let observer = Mutex<(any PeerTransportObserver)?>(nil)
-    private let tls: TLS?
+    /// The contexts peer connections use (nil: in the clear).
+    public let tls: TLS?
     /// Frames larger than this are refused on receive.
     public let maxFrame: Int
 
@@ -110,13 +114,18 @@ public final class NIOPeerTransport: PeerTransport {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [weak self] channel in
                 self?.track(channel)
+                let http2 = self?.state.withLock { $0.http2 }
                 return channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls())) }
+                    let receiver = FrameReceiver(
+                        maxFrame: maxFrame, deliver: { messages in self?.deliver(messages) },
+                        hello: { hello in self?.learn(hello) ?? false },
+                        lost: { peer in self?.linkLost(peer) },
+                        received: { bytes, peer in self?.observer.withLock { $0 }?.received(bytes: bytes, from: peer) })
+                    // Read as a frame length, `PRI ` is over 500 MiB: no
+                    // Raft connection can open with it.
                     try channel.pipeline.syncOperations.addHandler(
-                        FrameReceiver(maxFrame: maxFrame, deliver: { messages in self?.deliver(messages) },
-                                      hello: { hello in self?.learn(hello) ?? false },
-                                      lost: { peer in self?.linkLost(peer) },
-                                      received: { bytes, peer in self?.observer.withLock { $0 }?.received(bytes: bytes, from: peer) }))
+                        PrefaceSniffer(length: 4, http2: http2, other: { try $0.addHandler(receiver) }))
                 }
             }
             .bind(host: host, port: port)
@@ -139,6 +148,14 @@ public final class NIOPeerTransport: PeerTransport {
         channel.closeFuture.whenComplete { [weak self] _ in
             _ = self?.state.withLock { $0.inbound.removeValue(forKey: id) }
         }
+    }
+
+    /// Serves HTTP/2 on the peer port beside Raft frames: connections accepted
+    /// from now on that open with its preface get the handlers `configure`
+    /// adds (inside TLS when peers use it). Members forward client calls
+    /// that need the leader this way, as etcd's do over peer URLs.
+    public func serveHTTP2(_ configure: @escaping @Sendable (ChannelPipeline.SynchronousOperations) throws -> Void) {
+        state.withLock { $0.http2 = configure }
     }
 
     /// Adds or moves a peer (a member added, or its address changed).

@@ -3,6 +3,8 @@ import EnsembleClient
 import NIOCore
 import NIOPosix
 import Raft
+import RaftTransport
+import Synchronization
 import Testing
 
 /// A member hands a request it refused to the leader's client port. Right
@@ -38,6 +40,53 @@ import Testing
         #expect(unreachable.map { result in if case let .failure(status) = result { status == LeaderForwarder.unreachable } else { false } } == true)
         await impatient.shutdown()
         await forwarder.shutdown()
+        try await server.close()
+    }
+
+    /// The leader's peer port serves forwarded calls beside Raft frames; a
+    /// peer port that does not speak HTTP/2 (a member of an older version)
+    /// is found out when connecting, and the client URL is used instead.
+    @Test func forwardsToThePeerPortAndFallsBackToTheClientURL() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        var routes = GRPCRouter()
+        routes.unary[LeaderForwarder.prefix + "/test.Echo/Reverse"] = .direct { request, reply in
+            reply(.success(GRPCResponse(bytes: request.reversed())))
+        }
+        let router = GRPCRouterBox(routes)
+        let current = NIOPeerTransport(group: group)
+        current.serveHTTP2 { pipeline in
+            try pipeline.addHandler(GRPCServerHandler(router: router, maxRequestBytes: 1 << 20, keepalive: .etcd))
+        }
+        let currentPort = try await current.listen(host: "127.0.0.1", port: 0)
+        let forwarder = LeaderForwarder(group: group, addressWait: .milliseconds(100))
+        forwarder.setPeerURLs([7: ["http://127.0.0.1:\(currentPort)"]])
+        let answer = await forwarder.forward("/test.Echo/Reverse", [1, 2, 3], to: 7)
+        #expect((try? answer?.get()) == [3, 2, 1])
+
+        // Raft frames still flow on that port.
+        let inbox = Mutex<[Message]>([])
+        current.register(2) { batch in inbox.withLock { $0 += batch } }
+        let sender = NIOPeerTransport(group: group)
+        sender.setPeer(2, .init(host: "127.0.0.1", port: currentPort))
+        for _ in 0..<250 where inbox.withLock({ $0.isEmpty }) {
+            sender.send([Message(kind: .heartbeat, from: 1, to: 2, term: 3)])
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(inbox.withLock { $0.first?.term } == 3)
+
+        let old = NIOPeerTransport(group: group)
+        let oldPort = try await old.listen(host: "127.0.0.1", port: 0)
+        let server = try await GRPCServer(group: group, router: routes).listen(host: "127.0.0.1", port: 0)
+        let clientPort = try #require(server.localAddress?.port)
+        forwarder.setPeerURLs([8: ["http://127.0.0.1:\(oldPort)"]])
+        forwarder.setClientURLs([8: ["http://127.0.0.1:\(clientPort)"]])
+        let fallback = await forwarder.forward("/test.Echo/Reverse", [4, 5], to: 8)
+        #expect((try? fallback?.get()) == [5, 4])
+
+        await forwarder.shutdown()
+        await sender.shutdown()
+        await current.shutdown()
+        await old.shutdown()
         try await server.close()
     }
 }

@@ -15,6 +15,8 @@ final class ProcessCluster: @unchecked Sendable {
         var clientPort: Int
         var peerPort: Int
         var process: Process?
+        /// `--advertise-client-urls`, when not the URL it listens on.
+        var advertisedClientURL: String?
         /// The network namespace the member runs in (``NetworkNamespaces``).
         var namespace: String?
     }
@@ -68,7 +70,8 @@ final class ProcessCluster: @unchecked Sendable {
         let m = members[i]
         return [
             "serve", "--name", m.name, "--data-dir", "\(directory)/\(m.name)",
-            "--listen-client-urls", "http://\(m.host):\(m.clientPort)", "--advertise-client-urls", "http://\(m.host):\(m.clientPort)",
+            "--listen-client-urls", "http://\(m.host):\(m.clientPort)",
+            "--advertise-client-urls", m.advertisedClientURL ?? "http://\(m.host):\(m.clientPort)",
             "--listen-peer-urls", "http://\(m.host):\(m.peerPort)", "--initial-advertise-peer-urls", "http://\(m.host):\(m.peerPort)",
             "--initial-cluster", initial, "--heartbeat-interval", "50", "--election-timeout", "500",
         ]
@@ -92,6 +95,11 @@ final class ProcessCluster: @unchecked Sendable {
         process.standardError = log
         try process.run()
         members[i].process = process
+    }
+
+    /// Member `i` advertises `url` as its client URL (before it starts).
+    func advertiseClientURL(_ i: Int, _ url: String) {
+        members[i].advertisedClientURL = url
     }
 
     func signal(_ i: Int, _ signal: Int32) {

@@ -128,7 +128,8 @@ import Testing
     /// Three members whose Raft traffic runs inside TLS, each accepting only
     /// members whose certificate the CA signed, serving clients over TLS
     /// with the CA known to the clients only: a lease query on a follower
-    /// reaches the leader's https:// client URL (the leader forwarder).
+    /// reaches the leader over its https:// peer URL (the leader forwarder;
+    /// the client URLs advertised cannot be reached).
     @Test func membersReplicateOverTLS() async throws {
         let certificates = try await Certificates()
         defer { certificates.remove() }
@@ -145,7 +146,7 @@ import Testing
                 c.listenClientURLs = ["https://127.0.0.1:\(ports[i])"]
                 c.certFile = certificates.serverCert
                 c.keyFile = certificates.serverKey
-                c.advertiseClientURLs = c.listenClientURLs
+                c.advertiseClientURLs = ["https://127.0.0.1:1"]
                 c.listenPeerURLs = ["https://127.0.0.1:\(ports[3 + i])"]
                 c.initialAdvertisePeerURLs = c.listenPeerURLs
                 c.initialCluster = initialCluster

@@ -1,3 +1,4 @@
+import LeanHTTP2
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -8,7 +9,7 @@ import Synchronization
 /// ``GRPCServerHandler``, which speaks HTTP/2 through LeanHTTP2's
 /// `HTTP2Connection` and serves every stream's unary or streaming
 /// call from the router. The same port answers plain HTTP/1.1 for the
-/// router's `http` endpoints (``ProtocolSniffer``), in the clear or inside
+/// router's `http` endpoints (`PrefaceSniffer`), in the clear or inside
 /// TLS (a listener given a context: `https://` URLs).
 ///
 /// The lean gRPC layer of shared/reference/performance.md: no generic
@@ -64,15 +65,20 @@ public final class GRPCServer: Sendable {
                 channel.closeFuture.whenComplete { [self] _ in channels.withLock { _ = $0.connections.removeValue(forKey: key) } }
                 return channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current())) }
-                    let sniffer = ProtocolSniffer(
-                        // Handlers go after the sniffer (it is first), which then leaves.
+                    // gRPC beside HTTP/1.1, as etcd's cmux: decided on the
+                    // preface's first line. Handlers go after the sniffer (it
+                    // is last), which then leaves. A connection still undecided
+                    // on shutdown has no call to finish: it closes.
+                    let sniffer = PrefaceSniffer(
+                        length: 16,
                         http2: { pipeline in
                             try pipeline.addHandler(GRPCServerHandler(router: router, maxRequestBytes: limit, keepalive: keepalive))
                         },
-                        http1: { pipeline in
+                        other: { pipeline in
                             try pipeline.configureHTTPServerPipeline()
                             try pipeline.addHandler(HTTPEndpointHandler(router: router))
-                        })
+                        },
+                        closesOn: { $0 is GoingAway })
                     try channel.pipeline.syncOperations.addHandler(sniffer)
                 }
             }

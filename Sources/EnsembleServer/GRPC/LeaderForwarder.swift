@@ -4,11 +4,19 @@ import NIOSSL
 import Raft
 import Synchronization
 
-/// Hands requests that need the leader to the leader's client port when it
-/// runs in another process, as etcd followers forward to their leader: the
-/// request's bytes go unchanged to `/ensemble.forward` + the method path on
-/// the leader, which serves them without forwarding again (so two members
-/// that each think the other leads cannot bounce a request between them).
+/// Hands requests that need the leader to the leader when it runs in another
+/// process, as etcd followers forward to their leader: the request's bytes go
+/// unchanged to `/ensemble.forward` + the method path on the leader, which
+/// serves them without forwarding again (so two members that each think the
+/// other leads cannot bounce a request between them).
+///
+/// The call goes to the leader's **peer URL**, as etcd's do: its peer port
+/// serves these routes beside Raft frames (`NIOPeerTransport.serveHTTP2`),
+/// inside the peers' TLS when they use it, so members need not reach each
+/// other's client URLs (often bound to localhost). A leader whose peer port
+/// does not answer HTTP/2 (a member of an older version, during a rolling
+/// upgrade) is reached at its client URL instead; that is decided when
+/// connecting, before any call is sent, so no call can run twice.
 ///
 /// Only refusals are forwarded — a write this member refused certainly did
 /// not happen here — so nothing is ever applied twice.
@@ -16,37 +24,66 @@ public final class LeaderForwarder: Sendable {
     /// Forwarded calls arrive under this prefix.
     public static let prefix = "/ensemble.forward"
 
+    /// Where a member is reached, and whether over TLS.
+    struct Address: Equatable {
+        var hostPort: HostPort
+        var tls: Bool
+    }
+
+    private struct State {
+        var peerURLs: [NodeID: Address] = [:]
+        var clientURLs: [NodeID: Address] = [:]
+        var connections: [NodeID: GRPCConnection] = [:]
+    }
+
     private let group: any EventLoopGroup
     /// For leaders whose client URL is `https://` (nil: none expected).
     private let tls: ReloadingTLSContext?
-    /// Each member's client address, and whether it speaks TLS.
-    private let state = Mutex<(urls: [NodeID: (address: HostPort, tls: Bool)], connections: [NodeID: GRPCConnection])>(([:], [:]))
+    /// For `https://` peer URLs: the peer transport's client context.
+    private let peerTLS: (@Sendable () -> NIOSSLContext)?
+    private let state = Mutex(State())
     /// How long a forwarded call may take (etcd's request timeout plus margin).
     let timeout: Duration
     /// How long to wait for an unknown leader's client URLs to be published.
     let addressWait: Duration
 
     public init(
-        group: any EventLoopGroup, tls: ReloadingTLSContext? = nil, timeout: Duration = .seconds(8), addressWait: Duration = .seconds(3)
+        group: any EventLoopGroup, tls: ReloadingTLSContext? = nil, peerTLS: (@Sendable () -> NIOSSLContext)? = nil,
+        timeout: Duration = .seconds(8), addressWait: Duration = .seconds(3)
     ) {
         self.group = group
         self.tls = tls
+        self.peerTLS = peerTLS
         self.timeout = timeout
         self.addressWait = addressWait
     }
 
     /// The members' client addresses, from the directory (first usable URL each).
     public func setClientURLs(_ urls: [NodeID: [String]]) {
-        let parsed = urls.compactMapValues { urls in
-            urls.lazy.compactMap { url in HostPort(url: url).map { (address: $0, tls: url.hasPrefix("https://")) } }.first
+        update { $0.clientURLs = Self.parse(urls) }
+    }
+
+    /// The members' peer addresses, from the directory (first usable URL each).
+    public func setPeerURLs(_ urls: [NodeID: [String]]) {
+        update { $0.peerURLs = Self.parse(urls) }
+    }
+
+    private static func parse(_ urls: [NodeID: [String]]) -> [NodeID: Address] {
+        urls.compactMapValues { urls in
+            urls.lazy.compactMap { url in HostPort(url: url).map { Address(hostPort: $0, tls: url.hasPrefix("https://")) } }.first
         }
+    }
+
+    /// Applies `change` and drops connections to members whose addresses moved.
+    private func update(_ change: (inout State) -> Void) {
         let stale = state.withLock { state -> [GRPCConnection] in
-            let changed = state.connections.filter { id, _ in
-                parsed[id]?.address != state.urls[id]?.address || parsed[id]?.tls != state.urls[id]?.tls
+            let before = state
+            change(&state)
+            let moved = state.connections.filter { id, _ in
+                before.peerURLs[id] != state.peerURLs[id] || before.clientURLs[id] != state.clientURLs[id]
             }
-            for id in changed.keys { state.connections[id] = nil }
-            state.urls = parsed
-            return Array(changed.values)
+            for id in moved.keys { state.connections[id] = nil }
+            return Array(moved.values)
         }
         for connection in stale { Task { await connection.close() } }
     }
@@ -59,9 +96,8 @@ public final class LeaderForwarder: Sendable {
     /// Sends `request` for `path` to `leader`; nil when its address is unknown.
     public func forward(_ path: String, _ request: [UInt8], to leader: NodeID) async -> Result<[UInt8], GRPCStatus>? {
         guard let connection = await connection(to: leader) else {
-            // Known but not reachable (a client URL peers cannot reach: it
-            // names localhost, or a firewall stands between).
-            return state.withLock({ $0.urls[leader] }) == nil ? nil : .failure(Self.unreachable)
+            // Known but not reachable (down, or cut off from here).
+            return state.withLock({ $0.peerURLs[leader] == nil && $0.clientURLs[leader] == nil }) ? nil : .failure(Self.unreachable)
         }
         do {
             return .success(try await connection.unary(Self.prefix + path, request, timeout: timeout))
@@ -77,24 +113,37 @@ public final class LeaderForwarder: Sendable {
     }
 
     private func connection(to id: NodeID) async -> GRPCConnection? {
-        var (existing, address) = state.withLock { ($0.connections[id], $0.urls[id]) }
+        var (existing, peer, client) = state.withLock { ($0.connections[id], $0.peerURLs[id], $0.clientURLs[id]) }
         if let existing { return existing }
-        // A leader that has just started publishes its client URLs through
-        // the log within a second or so: wait for them rather than refuse.
+        if let peer, let made = await connect(peer, tls: peerTLS?()) { return await keep(made, for: id) }
+        // No peer port that speaks HTTP/2: the client URL. A leader that has
+        // just started publishes those through the log within a second or
+        // so: wait for them rather than refuse.
         let deadline = ContinuousClock.now + addressWait
-        while address == nil, ContinuousClock.now < deadline {
+        while client == nil, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(50))
-            address = state.withLock { $0.urls[id] }
+            client = state.withLock { $0.clientURLs[id] }
         }
-        guard let address else { return nil }
+        guard let client, let made = await connect(client, tls: tls?.current()) else { return nil }
+        return await keep(made, for: id)
+    }
+
+    /// A connection to `address` whose server has answered in HTTP/2; nil if
+    /// it cannot be reached, or TLS is wanted and there is no context for it.
+    private func connect(_ address: Address, tls: NIOSSLContext?) async -> GRPCConnection? {
         var options = GRPCConnection.Options()
+        options.waitForServerPreface = true
+        options.connectTimeout = .seconds(2)
         if address.tls {
             guard let tls else { return nil }
-            options.tls = tls.current()
+            options.tls = tls
         }
-        guard let made = try? await GRPCConnection.connect(
-            host: address.address.host, port: address.address.port, group: group, options: options)
-        else { return nil }
+        return try? await GRPCConnection.connect(
+            host: address.hostPort.host, port: address.hostPort.port, group: group, options: options)
+    }
+
+    /// Keeps `made` as the connection to `id`, unless another call made one first.
+    private func keep(_ made: GRPCConnection, for id: NodeID) async -> GRPCConnection {
         let (winner, loser) = state.withLock { state -> (GRPCConnection, GRPCConnection?) in
             if let raced = state.connections[id] { return (raced, made) }
             state.connections[id] = made

@@ -26,7 +26,7 @@ extension MemberConfiguration {
             // The server's order wins: gRPC clients offer only h2, while curl and
             // browsers, which offer both, get HTTP/1.1, where the HTTP endpoints
             // (/health, /metrics) are served. The bytes decide in the end
-            // (ProtocolSniffer).
+            // (PrefaceSniffer).
             tls.applicationProtocols = ["http/1.1", "h2"]
             if !port.trustedCA.isEmpty {
                 tls.trustRoots = .certificates(try TLSFiles.certificates("--trusted-ca-file", port.trustedCA))

@@ -46,6 +46,8 @@ public final class EnsembleMember: @unchecked Sendable {
     public let peerPort: Int
     let transport: NIOPeerTransport
     let router: GRPCRouterBox
+    /// What the peer port serves over HTTP/2: the forwarded routes only.
+    private let peerRouter: GRPCRouterBox
     private let servers: [any Channel]
     /// The gRPC server behind `servers`, which a shutdown stops gracefully.
     private let grpcServer: GRPCServer
@@ -278,7 +280,15 @@ public final class EnsembleMember: @unchecked Sendable {
             forwardTLS = try? configuration.clientTLSClientContext(logger: logger)
         }
         self.forwarder = LeaderForwarder(
-            group: servers.first?.eventLoop ?? MultiThreadedEventLoopGroup.singleton, tls: forwardTLS)
+            group: servers.first?.eventLoop ?? MultiThreadedEventLoopGroup.singleton, tls: forwardTLS,
+            peerTLS: transport.tls?.client)
+        // Forwarded calls are served on the peer port too (where followers
+        // send them), with the routes ``install(clusterID:leaderInProcess:)`` puts here.
+        let peerRouter = GRPCRouterBox()
+        self.peerRouter = peerRouter
+        transport.serveHTTP2 { [maxRequestBytes = grpcServer.maxRequestBytes, keepalive = grpcServer.keepalive] pipeline in
+            try pipeline.addHandler(GRPCServerHandler(router: peerRouter, maxRequestBytes: maxRequestBytes, keepalive: keepalive))
+        }
         let routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
         let name = configuration.name
         let clientURLs = configuration.advertiseClientURLs
@@ -322,6 +332,10 @@ public final class EnsembleMember: @unchecked Sendable {
             return node.knowsLeader ? nil : .unavailable("etcdserver: no leader")
         }
         router.install(routes)
+        var forwarded = GRPCRouter()
+        forwarded.unary = routes.unary.filter { $0.key.hasPrefix(LeaderForwarder.prefix + "/") }
+        forwarded.leaderRequired = routes.leaderRequired
+        peerRouter.install(forwarded)
         var httpOnly = GRPCRouter()
         httpOnly.http = routes.http
         metricsRouter.install(httpOnly)
@@ -380,6 +394,7 @@ public final class EnsembleMember: @unchecked Sendable {
     /// Keeps the transport's addresses in step with the directory.
     func pointTransport(at members: [Member]) {
         forwarder.setClientURLs(Dictionary(members.map { ($0.id, $0.clientURLs) }, uniquingKeysWith: { a, _ in a }))
+        forwarder.setPeerURLs(Dictionary(members.map { ($0.id, $0.peerURLs) }, uniquingKeysWith: { a, _ in a }))
         for member in members where member.id != id {
             guard let address = member.peerURLs.lazy.compactMap(HostPort.init(url:)).first else { continue }
             let peer = NIOPeerTransport.Peer(host: address.host, port: address.port)
