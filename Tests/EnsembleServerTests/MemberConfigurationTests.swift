@@ -15,6 +15,20 @@ import Testing
         return c
     }
 
+    /// etcd's minimum lease TTL counts whole ticks: 1,350 ms of election
+    /// timeout at 100 ms heartbeats is 13 ticks, (3 × 13) / 2 = 19 heartbeats,
+    /// 1.9 s → 2 (1.5 × 1.35 s would be 2.025 s → 3).
+    @Test func minimumLeaseTTLIsEtcds() {
+        #expect(LeaseService.minimumTTL(electionTicks: 10, heartbeat: .milliseconds(100)) == 2)
+        #expect(LeaseService.minimumTTL(electionTicks: 13, heartbeat: .milliseconds(100)) == 2)
+        #expect(LeaseService.minimumTTL(electionTicks: 10, heartbeat: .milliseconds(500)) == 8)
+        #expect(LeaseService.minimumTTL(electionTicks: 5, heartbeat: .milliseconds(10)) == 2, "the log's floor")
+        var c = MemberConfiguration()
+        c.heartbeatInterval = .milliseconds(100)
+        c.electionTimeout = .milliseconds(1350)
+        #expect(c.electionTicks == 13)
+    }
+
     @Test func foundingMemberMustBeInTheInitialClusterWithItsURLs() throws {
         try founder().validate()
         #expect(throws: ConfigurationError.self) { try founder("z").validate() }

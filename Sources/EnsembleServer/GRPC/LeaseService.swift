@@ -18,7 +18,7 @@ public struct LeaseService: Sendable {
     let forwarder: LeaderForwarder?
     /// Grants ask for at least this TTL (seconds): a lease must outlive an
     /// election. etcd's is 1.5 election timeouts, rounded up
-    /// (``minimumTTL(electionTimeout:)``); the log's own floor is 2 s
+    /// (``minimumTTL(electionTicks:heartbeat:)``); the log's own floor is 2 s
     /// (`LeaseTable.minimumTTL`, the same on every member).
     let minimumTTL: Int64
 
@@ -348,10 +348,11 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
 }
 
 extension LeaseService {
-    /// etcd's minimum lease TTL for an election timeout: 1.5 of it, in whole
-    /// seconds rounded up, and never below the log's floor.
-    public static func minimumTTL(electionTimeout: Duration) -> Int64 {
-        let seconds = (1.5 * electionTimeout.inSeconds).rounded(.up)
+    /// etcd's minimum lease TTL: `(3 * electionTicks) / 2` heartbeats (whole
+    /// ticks, as etcd divides), in seconds rounded up, and never below the
+    /// log's floor.
+    public static func minimumTTL(electionTicks: Int, heartbeat: Duration) -> Int64 {
+        let seconds = (Double((3 * electionTicks) / 2) * heartbeat.inSeconds).rounded(.up)
         return max(LeaseTable.defaultMinimumTTL, seconds < 9e9 ? Int64(seconds) : LeaseTable.maxTTL)
     }
 }

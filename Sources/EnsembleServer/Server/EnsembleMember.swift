@@ -314,7 +314,7 @@ public final class EnsembleMember: @unchecked Sendable {
         ).register(on: &routes)
         LeaseService(
             node: node, clusterID: clusterID, space: space, leaderInProcess: leaderInProcess, forwarder: forwarder,
-            minimumTTL: LeaseService.minimumTTL(electionTimeout: configuration.electionTimeout)
+            minimumTTL: LeaseService.minimumTTL(electionTicks: configuration.electionTicks, heartbeat: configuration.heartbeatInterval)
         ).register(on: &routes)
         if let loop = servers.first?.eventLoop {
             WatchService(node: node, clusterID: clusterID, on: loop).register(on: &routes)

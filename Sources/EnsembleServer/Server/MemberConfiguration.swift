@@ -223,7 +223,7 @@ public struct MemberConfiguration: Sendable {
     }
 
     /// Election timeout in ticks.
-    var electionTicks: Int {
+    public var electionTicks: Int {
         max(Int(electionTimeout.nanosecondsSaturated / max(heartbeatInterval.nanosecondsSaturated, 1)), 5)
     }
 }
