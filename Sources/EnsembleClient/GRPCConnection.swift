@@ -160,7 +160,12 @@ public final class GRPCConnection: Sendable {
                             shared: shared, outbox: outbox, configuration: configuration,
                             greeting: options.waitForServerPreface ? (greeting, timeout) : nil)
                         outbox.attach(handler)
-                        try channel.pipeline.syncOperations.addHandler(handler)
+                        do {
+                            try channel.pipeline.syncOperations.addHandler(handler)
+                        } catch {
+                            greeting.fail(error)
+                            throw error
+                        }
                         if !options.waitForServerPreface { greeting.succeed() }
                         return (channel, outbox, greeting.futureResult)
                     }

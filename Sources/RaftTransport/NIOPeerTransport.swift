@@ -47,6 +47,9 @@ public final class NIOPeerTransport: PeerTransport {
 
     private struct Outbound {
         var channel: (any Channel)?
+        /// Since when `channel` has been usable (connected; with TLS, its
+        /// handshake done).
+        var upSince: ContinuousClock.Instant?
         var connecting = false
         var retryAt: NIODeadline = .distantPast
         var backoff: TimeAmount = .milliseconds(50)
@@ -69,12 +72,19 @@ public final class NIOPeerTransport: PeerTransport {
         var removed: Set<NodeID> = []
         /// Called when a peer says this member was removed.
         var onRemoved: (@Sendable () -> Void)?
-        /// Peers whose hellos arrive, since when without a break longer
-        /// than ``linkBreak``, and the latest.
-        var links: [NodeID: (since: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
+        /// Peers whose hellos arrive: since when without a break longer than
+        /// ``linkBreak``, the latest, and how many of their connections are
+        /// open (the entry goes when the last one closes).
+        var links: [NodeID: Link] = [:]
         var pinger: RepeatedTask?
         /// Sets up connections that open with the HTTP/2 preface.
         var http2: (@Sendable (ChannelPipeline.SynchronousOperations) throws -> Void)?
+    }
+
+    private struct Link {
+        var since: ContinuousClock.Instant
+        var last: ContinuousClock.Instant
+        var connections = 0
     }
 
     /// How often a member re-sends its hello on each link.
@@ -119,7 +129,7 @@ public final class NIOPeerTransport: PeerTransport {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls())) }
                     let receiver = FrameReceiver(
                         maxFrame: maxFrame, deliver: { messages in self?.deliver(messages) },
-                        hello: { hello in self?.learn(hello) ?? false },
+                        hello: { hello, first in self?.learn(hello, first: first) ?? false },
                         lost: { peer in self?.linkLost(peer) },
                         received: { bytes, peer in self?.observer.withLock { $0 }?.received(bytes: bytes, from: peer) })
                     // Read as a frame length, `PRI ` is over 500 MiB: no
@@ -190,7 +200,8 @@ public final class NIOPeerTransport: PeerTransport {
     /// opening links that are down (as the backoff allows).
     private func ping() {
         let (hello, targets) = state.withLock { state -> (Hello?, [NodeID]) in
-            guard let hello = state.hello else { return (nil, []) }
+            // A member whose node has stopped (a failed disk) must not look alive.
+            guard let hello = state.hello, state.handler != nil else { return (nil, []) }
             return (hello, state.peers.keys.filter { $0 != hello.id && !state.removed.contains($0) })
         }
         guard let hello else { return }
@@ -203,37 +214,50 @@ public final class NIOPeerTransport: PeerTransport {
         }
     }
 
-    /// The peers whose links are up, each with since when without a break
-    /// (etcd's ActiveSince): what a membership check may count on beyond the
-    /// Raft messages it has seen.
+    /// The peers whose links are up both ways, each with since when without
+    /// a break (etcd's ActiveSince): their pings arrive, and this member's
+    /// own connection to them is up (a peer that can reach this member but
+    /// not be reached by it is no use to a leader). What a membership check
+    /// may count on beyond the Raft messages it has seen.
     public func linkedPeers(of member: NodeID) -> [NodeID: ContinuousClock.Instant] {
         let now = ContinuousClock.now
         return state.withLock { state in
-            state.links.filter { now - $0.value.last <= Self.linkBreak }.mapValues(\.since)
+            var linked: [NodeID: ContinuousClock.Instant] = [:]
+            for (peer, link) in state.links where now - link.last <= Self.linkBreak {
+                guard let out = state.outbound[peer], out.channel?.isActive == true, let up = out.upSince else { continue }
+                linked[peer] = max(link.since, up)
+            }
+            return linked
         }
     }
 
     /// Records a peer's address and contact from its hello; false if that
     /// peer was removed from the cluster (the connection then gets the
     /// removed notice).
-    private func learn(_ hello: Hello) -> Bool {
+    /// `first`: the first hello on its connection.
+    private func learn(_ hello: Hello, first: Bool) -> Bool {
         let now = ContinuousClock.now
         return state.withLock { state in
             if state.removed.contains(hello.id) { return false }
             state.learned[hello.id] = Peer(host: hello.host, port: hello.port)
-            if let link = state.links[hello.id], now - link.last <= Self.linkBreak {
-                state.links[hello.id]?.last = now
-            } else {
-                state.links[hello.id] = (now, now)
-            }
+            var link = state.links[hello.id] ?? Link(since: now, last: now)
+            if now - link.last > Self.linkBreak { link.since = now }
+            link.last = now
+            if first { link.connections += 1 }
+            state.links[hello.id] = link
             return true
         }
     }
 
-    /// A connection that carried `peer`'s hellos closed: the peer is gone
-    /// (killed, or restarting) until its pings come again.
+    /// A connection that carried `peer`'s hellos closed. With none left the
+    /// peer is gone (killed, or restarting) until its pings come again; an
+    /// older connection closing after a reconnect changes nothing.
     private func linkLost(_ peer: NodeID) {
-        _ = state.withLock { $0.links.removeValue(forKey: peer) }
+        state.withLock { state in
+            guard var link = state.links[peer] else { return }
+            link.connections -= 1
+            state.links[peer] = link.connections > 0 ? link : nil
+        }
     }
 
     /// The members removed from the cluster (from the replicated directory).
@@ -301,6 +325,7 @@ public final class NIOPeerTransport: PeerTransport {
                 // closes a connection TCP had opened; without this wait every
                 // cycle would start another.)
                 out.channel = nil
+                out.upSince = nil
                 out.retryAt = now + out.backoff
                 out.backoff = min(out.backoff * 2, .seconds(2))
             }
@@ -333,7 +358,7 @@ public final class NIOPeerTransport: PeerTransport {
                         try channel.pipeline.syncOperations.addHandler(HandshakeWatcher { self?.handshakeCompleted(peer) })
                     }
                     try channel.pipeline.syncOperations.addHandler(
-                        FrameReceiver(maxFrame: 64, deliver: { _ in }, hello: { _ in true },
+                        FrameReceiver(maxFrame: 64, deliver: { _ in }, hello: { _, _ in true },
                                       removed: { self?.heardRemoved() }))
                 }
             }
@@ -350,7 +375,11 @@ public final class NIOPeerTransport: PeerTransport {
                         channel.writeAndFlush(channel.allocator.buffer(bytes: hello.encoded()), promise: nil)
                     }
                     out.channel = channel
-                    if tls == nil { out.backoff = .milliseconds(50) }
+                    out.upSince = nil
+                    if tls == nil {
+                        out.backoff = .milliseconds(50)
+                        out.upSince = .now
+                    }
                     if let observer = self.observer.withLock({ $0 }) {
                         observer.connected(to: peer)
                         channel.closeFuture.whenComplete { _ in observer.disconnected(from: peer) }
@@ -367,7 +396,10 @@ public final class NIOPeerTransport: PeerTransport {
     }
 
     private func handshakeCompleted(_ peer: NodeID) {
-        state.withLock { $0.outbound[peer]?.backoff = .milliseconds(50) }
+        state.withLock {
+            $0.outbound[peer]?.backoff = .milliseconds(50)
+            $0.outbound[peer]?.upSince = .now
+        }
     }
 
     /// Closes the listener and every connection, inbound and outbound.
@@ -409,8 +441,8 @@ final class FrameReceiver: ChannelInboundHandler {
     private var decoder: FrameDecoder
     private let deliver: ([Message]) -> Void
     /// Returns false for a peer removed from the cluster: it is told so, and
-    /// the connection closes.
-    private let hello: (Hello) -> Bool
+    /// the connection closes. Also told whether it is the connection's first.
+    private let hello: (Hello, Bool) -> Bool
     private let removed: () -> Void
     /// Hears that a connection whose sender said hello closed.
     private let lost: (NodeID) -> Void
@@ -422,7 +454,7 @@ final class FrameReceiver: ChannelInboundHandler {
     private var greeted = false
 
     init(
-        maxFrame: Int, deliver: @escaping ([Message]) -> Void, hello: @escaping (Hello) -> Bool,
+        maxFrame: Int, deliver: @escaping ([Message]) -> Void, hello: @escaping (Hello, Bool) -> Bool,
         lost: @escaping (NodeID) -> Void = { _ in }, removed: @escaping () -> Void = {},
         received: @escaping (Int, NodeID) -> Void = { _, _ in }
     ) {
@@ -451,7 +483,7 @@ final class FrameReceiver: ChannelInboundHandler {
                     messages.append(message)
                 case let .hello(announced):
                     sender = announced.id
-                    guard hello(announced) else {
+                    guard hello(announced, !greeted) else {
                         let notice = context.channel.allocator.buffer(bytes: Frame.removedFrame)
                         context.writeAndFlush(NIOAny(notice)).whenComplete { _ in context.close(promise: nil) }
                         return

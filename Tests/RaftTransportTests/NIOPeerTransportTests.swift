@@ -99,6 +99,9 @@ final class Inbox: Sendable {
         a.setPeer(2, .init(host: "127.0.0.1", port: portB))
         b.setPeer(1, .init(host: "127.0.0.1", port: portA))
         #expect(a.linkedPeers(of: 1).isEmpty)
+        // Only a member whose node is running pings.
+        a.register(1) { _ in }
+        b.register(2) { _ in }
         let start = ContinuousClock.now
         a.advertise(1, as: .init(host: "127.0.0.1", port: portA))
         b.advertise(2, as: .init(host: "127.0.0.1", port: portB))
@@ -111,6 +114,31 @@ final class Inbox: Sendable {
         // The link stays up across pings, with its first contact kept.
         try await Task.sleep(for: .milliseconds(1200))
         #expect(a.linkedPeers(of: 1)[2] == since)
+
+        // C reaches A, but A cannot reach C (a wrong address, a one-way
+        // firewall): C's pings arrive, yet C is no use to A as a follower.
+        let c = NIOPeerTransport(group: group)
+        let portC = try await c.listen(host: "127.0.0.1", port: 0)
+        a.setPeer(3, .init(host: "127.0.0.1", port: 1))
+        c.setPeer(1, .init(host: "127.0.0.1", port: portA))
+        c.register(3) { _ in }
+        c.advertise(3, as: .init(host: "127.0.0.1", port: portC))
+        try await Task.sleep(for: .milliseconds(1200))
+        #expect(a.linkedPeers(of: 1)[3] == nil)
+
+        // A member whose node stopped (a failed disk) stops pinging: after
+        // the break it no longer counts, though its process and sockets live on.
+        a.setPeer(3, .init(host: "127.0.0.1", port: portC))
+        for _ in 0..<300 where a.linkedPeers(of: 1)[3] == nil {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(a.linkedPeers(of: 1)[3] != nil, "reachable both ways")
+        c.unregister(3)
+        for _ in 0..<300 where a.linkedPeers(of: 1)[3] != nil {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(a.linkedPeers(of: 1)[3] == nil, "C's pings stopped with its node")
+        await c.shutdown()
         // B goes away: its connection closes, and A counts the link down
         // without waiting out the break.
         await b.shutdown()

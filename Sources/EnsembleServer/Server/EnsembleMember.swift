@@ -46,8 +46,6 @@ public final class EnsembleMember: @unchecked Sendable {
     public let peerPort: Int
     let transport: NIOPeerTransport
     let router: GRPCRouterBox
-    /// What the peer port serves over HTTP/2: the forwarded routes only.
-    private let peerRouter: GRPCRouterBox
     private let servers: [any Channel]
     /// The gRPC server behind `servers`, which a shutdown stops gracefully.
     private let grpcServer: GRPCServer
@@ -282,13 +280,7 @@ public final class EnsembleMember: @unchecked Sendable {
         self.forwarder = LeaderForwarder(
             group: servers.first?.eventLoop ?? MultiThreadedEventLoopGroup.singleton, tls: forwardTLS,
             peerTLS: transport.tls?.client)
-        // Forwarded calls are served on the peer port too (where followers
-        // send them), with the routes ``install(clusterID:leaderInProcess:)`` puts here.
-        let peerRouter = GRPCRouterBox()
-        self.peerRouter = peerRouter
-        transport.serveHTTP2 { [maxRequestBytes = grpcServer.maxRequestBytes, keepalive = grpcServer.keepalive] pipeline in
-            try pipeline.addHandler(GRPCServerHandler(router: peerRouter, maxRequestBytes: maxRequestBytes, keepalive: keepalive))
-        }
+
         let routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
         let name = configuration.name
         let clientURLs = configuration.advertiseClientURLs
@@ -332,10 +324,16 @@ public final class EnsembleMember: @unchecked Sendable {
             return node.knowsLeader ? nil : .unavailable("etcdserver: no leader")
         }
         router.install(routes)
+        // Followers forward to the peer port (docs/api.md "Where the leader
+        // is needed"). Served only from now on: before, a follower finds no
+        // HTTP/2 there and turns to the client URL, rather than hear UNIMPLEMENTED.
         var forwarded = GRPCRouter()
         forwarded.unary = routes.unary.filter { $0.key.hasPrefix(LeaderForwarder.prefix + "/") }
         forwarded.leaderRequired = routes.leaderRequired
-        peerRouter.install(forwarded)
+        let peerRouter = GRPCRouterBox(forwarded)
+        transport.serveHTTP2 { [maxRequestBytes = grpcServer.maxRequestBytes, keepalive = grpcServer.keepalive] pipeline in
+            try pipeline.addHandler(GRPCServerHandler(router: peerRouter, maxRequestBytes: maxRequestBytes, keepalive: keepalive))
+        }
         var httpOnly = GRPCRouter()
         httpOnly.http = routes.http
         metricsRouter.install(httpOnly)
