@@ -43,6 +43,38 @@ import Testing
         try await server.close()
     }
 
+    /// A thousand keep-alives refused at once after a leader change share
+    /// one connection to the new leader rather than each dialing it (review
+    /// finding: every call that found no connection made its own).
+    @Test func concurrentCallsShareOneDial() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        var router = GRPCRouter()
+        router.unary[LeaderForwarder.prefix + "/test.Echo/Reverse"] = .direct { request, reply in
+            reply(.success(GRPCResponse(bytes: request.reversed())))
+        }
+        let server = try await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: 0)
+        let port = try #require(server.localAddress?.port)
+        let forwarder = LeaderForwarder(group: group, addressWait: .seconds(5))
+        let answers = Task {
+            await withTaskGroup(of: [UInt8]?.self) { calls in
+                for i in 0..<200 {
+                    calls.addTask { try? await forwarder.forward("/test.Echo/Reverse", [UInt8(i % 256), 0], to: 7)?.get() }
+                }
+                var answered = 0
+                for await answer in calls where answer != nil { answered += 1 }
+                return answered
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        forwarder.setClientURLs([7: ["http://127.0.0.1:\(port)"]])
+        #expect(await answers.value == 200)
+        #expect(forwarder.dials == 1)
+        await forwarder.shutdown()
+        // Shut down: a call no longer keeps a connection it makes.
+        #expect(await forwarder.forward("/test.Echo/Reverse", [1], to: 7) == .failure(LeaderForwarder.unreachable))
+        try await server.close()
+    }
+
     /// The leader's peer port serves forwarded calls beside Raft frames; a
     /// peer port that does not speak HTTP/2 (a member of an older version)
     /// is found out when connecting, and the client URL is used instead.

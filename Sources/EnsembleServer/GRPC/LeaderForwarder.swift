@@ -34,6 +34,12 @@ public final class LeaderForwarder: Sendable {
         var peerURLs: [NodeID: Address] = [:]
         var clientURLs: [NodeID: Address] = [:]
         var connections: [NodeID: GRPCConnection] = [:]
+        /// Connections being made: calls that find one wait for it rather
+        /// than dial too (a thousand keep-alives after a leader change).
+        var dialing: [NodeID: Task<GRPCConnection?, Never>] = [:]
+        var closed = false
+        /// Connections begun, for tests.
+        var dials = 0
     }
 
     private let group: any EventLoopGroup
@@ -113,8 +119,26 @@ public final class LeaderForwarder: Sendable {
     }
 
     private func connection(to id: NodeID) async -> GRPCConnection? {
-        var (existing, peer, client) = state.withLock { ($0.connections[id], $0.peerURLs[id], $0.clientURLs[id]) }
+        let (existing, dial) = state.withLock { state -> (GRPCConnection?, Task<GRPCConnection?, Never>?) in
+            if let existing = state.connections[id] { return (existing, nil) }
+            if state.closed { return (nil, nil) }
+            if let dialing = state.dialing[id] { return (nil, dialing) }
+            let dial = Task { await self.dial(id) }
+            state.dialing[id] = dial
+            state.dials += 1
+            return (nil, dial)
+        }
         if let existing { return existing }
+        return await dial?.value
+    }
+
+    /// How many connections were begun so far.
+    var dials: Int { state.withLock { $0.dials } }
+
+    /// Makes the connection to `id`, and keeps it for the calls after.
+    private func dial(_ id: NodeID) async -> GRPCConnection? {
+        defer { state.withLock { _ = $0.dialing.removeValue(forKey: id) } }
+        var (peer, client) = state.withLock { ($0.peerURLs[id], $0.clientURLs[id]) }
         if let peer, let made = await connect(peer, tls: peerTLS?()) { return await keep(made, for: id) }
         // No peer port that speaks HTTP/2: the client URL. A leader that has
         // just started publishes those through the log within a second or
@@ -143,8 +167,9 @@ public final class LeaderForwarder: Sendable {
     }
 
     /// Keeps `made` as the connection to `id`, unless another call made one first.
-    private func keep(_ made: GRPCConnection, for id: NodeID) async -> GRPCConnection {
-        let (winner, loser) = state.withLock { state -> (GRPCConnection, GRPCConnection?) in
+    private func keep(_ made: GRPCConnection, for id: NodeID) async -> GRPCConnection? {
+        let (winner, loser) = state.withLock { state -> (GRPCConnection?, GRPCConnection?) in
+            if state.closed { return (nil, made) }
             if let raced = state.connections[id] { return (raced, made) }
             state.connections[id] = made
             return (made, nil)
@@ -165,6 +190,7 @@ public final class LeaderForwarder: Sendable {
     /// Closes every connection.
     public func shutdown() async {
         let all = state.withLock { state -> [GRPCConnection] in
+            state.closed = true
             defer { state.connections = [:] }
             return Array(state.connections.values)
         }
