@@ -219,12 +219,14 @@ extension MVCCStore {
         case let .modRevision(v): order = kv.modRevision == v ? 0 : (kv.modRevision < v ? -1 : 1)
         case let .lease(v): order = kv.lease == v ? 0 : (kv.lease < v ? -1 : 1)
         case let .value(v): order = ByteKeyTree<Int>.compare(kv.value, v).signum()
+        case .unknown: order = 0
         }
         switch compare.result {
         case .equal: return order == 0
         case .notEqual: return order != 0
         case .greater: return order > 0
         case .less: return order < 0
+        case .unknown: return true
         }
     }
 }

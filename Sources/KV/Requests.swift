@@ -82,6 +82,10 @@ public struct DeleteRangeResponse: Sendable, Hashable {
 }
 
 /// A txn guard: compares each key in the range against a value.
+///
+/// `unknown` stands for an enum value from a newer API that this version
+/// cannot name; it is evaluated as etcd evaluates one: an unknown target
+/// compares equal, an unknown result holds.
 public struct Compare: Sendable, Hashable {
     public enum Target: Sendable, Hashable {
         case version(Int64)
@@ -89,9 +93,10 @@ public struct Compare: Sendable, Hashable {
         case modRevision(Int64)
         case value([UInt8])
         case lease(LeaseID)
+        case unknown
     }
 
-    public enum Result: Sendable, Hashable { case equal, greater, less, notEqual }
+    public enum Result: Sendable, Hashable { case equal, greater, less, notEqual, unknown }
 
     public var key: [UInt8]
     public var rangeEnd: [UInt8] = []

@@ -46,3 +46,35 @@ import Testing
         #expect(throws: KVError.tooManyOperations) { try KVService.check(request, maxOperations: 128) }
     }
 }
+
+/// Compare enums from a newer API are evaluated as etcd evaluates them
+/// (`compareKV`): an unknown target compares equal (its result stays 0), an
+/// unknown result holds. They used to be refused as "key not found".
+@Suite struct UnknownCompareTests {
+    func evaluate(target: Int, result: Int, key: String) throws -> Bool {
+        let store = MVCCStore()
+        _ = try store.put(PutRequest(key: Array("k".utf8), value: Array("v".utf8)))
+        var compare = Etcdserverpb_Compare()
+        compare.key = Data(key.utf8)
+        compare.target = .init(rawValue: target) ?? .version
+        compare.result = .init(rawValue: result) ?? .equal
+        compare.version = 5
+        var request = Etcdserverpb_TxnRequest()
+        request.compare = [compare]
+        return try store.txn(TxnRequest(request)).0.succeeded
+    }
+
+    @Test func unknownTargetsCompareEqual() throws {
+        #expect(try evaluate(target: 9, result: 0, key: "k"))  // EQUAL
+        #expect(try !evaluate(target: 9, result: 1, key: "k"))  // GREATER
+        #expect(try !evaluate(target: 9, result: 3, key: "k"))  // NOT_EQUAL
+        // A missing key too (only a value compare fails on one).
+        #expect(try evaluate(target: 9, result: 0, key: "missing"))
+    }
+
+    @Test func unknownResultsHold() throws {
+        #expect(try evaluate(target: 0, result: 7, key: "k"))  // VERSION ? 5, version is 1
+        #expect(try evaluate(target: 3, result: 7, key: "k"))  // VALUE on an existing key
+        #expect(try !evaluate(target: 3, result: 7, key: "missing"))  // a value compare on a missing key fails first
+    }
+}

@@ -59,8 +59,9 @@ extension DeleteRangeRequest {
 }
 
 extension Compare {
-    /// Nil for a target this version of the API does not know.
-    public init?(_ p: Etcdserverpb_Compare) {
+    /// Values this version of the API does not know are kept as `unknown`
+    /// and evaluated as etcd evaluates them, not refused.
+    public init(_ p: Etcdserverpb_Compare) {
         let target: Target
         // etcd reads the union member the target names; an unset member is zero.
         switch p.target {
@@ -69,7 +70,7 @@ extension Compare {
         case .mod: target = .modRevision(p.modRevision)
         case .value: target = .value(p.value.byteArray)
         case .lease: target = .lease(p.lease)
-        case .UNRECOGNIZED: return nil
+        case .UNRECOGNIZED: target = .unknown
         }
         let result: Result
         switch p.result {
@@ -77,7 +78,7 @@ extension Compare {
         case .greater: result = .greater
         case .less: result = .less
         case .notEqual: result = .notEqual
-        case .UNRECOGNIZED: return nil
+        case .UNRECOGNIZED: result = .unknown
         }
         self.init(key: p.key.byteArray, rangeEnd: p.rangeEnd.byteArray, target, result)
     }
@@ -85,14 +86,9 @@ extension Compare {
 
 extension TxnRequest {
     /// Throws etcd's errors for malformed operations: an empty RequestOp is
-    /// `key not found` (etcd's checkRequestOp), an unknown compare is invalid.
+    /// `key not found` (etcd's checkRequestOp).
     public init(_ p: Etcdserverpb_TxnRequest) throws(KVError) {
-        var compares: [Compare] = []
-        for c in p.compare {
-            guard let compare = Compare(c) else { throw .keyNotFound }
-            compares.append(compare)
-        }
-        self.init(compare: compares, success: try Self.ops(p.success), failure: try Self.ops(p.failure))
+        self.init(compare: p.compare.map(Compare.init), success: try Self.ops(p.success), failure: try Self.ops(p.failure))
     }
 
     private static func ops(_ ops: [Etcdserverpb_RequestOp]) throws(KVError) -> [RequestOp] {
