@@ -37,6 +37,10 @@ public final class WatchHub {
     public var maxBytesPerResponse = 3 << 19
     private var watchers: [WatchStreamID: [Int64: Watcher]] = [:]
     private var nextID: [WatchStreamID: Int64] = [:]
+    /// Watchers cancelled by compaction: their ids stay taken until the
+    /// client cancels them, as etcd's do (clientv3 sends that cancel, and it
+    /// must not reach a new watcher given the same id meanwhile).
+    private var compactedIDs: [WatchStreamID: Set<Int64>] = [:]
     /// Single-key watchers by key, and the others by range.
     private var byKey: [[UInt8]: Set<Key>] = [:]
     private var byRange: [KeyRange: Set<Key>] = [:]
@@ -88,12 +92,13 @@ public final class WatchHub {
             return refused("etcdserver: mvcc: required revision has been compacted")
         }
         var ids = watchers[stream, default: [:]]
+        let retired = compactedIDs[stream, default: []]
         var id = request.watchID
         if id == 0 {
             id = nextID[stream, default: 0]
-            while ids[id] != nil { id += 1 }
+            while ids[id] != nil || retired.contains(id) { id += 1 }
             nextID[stream] = id + 1
-        } else if ids[id] != nil {
+        } else if ids[id] != nil || retired.contains(id) {
             return refused("mvcc: duplicate watch ID provided on the WatchStream")
         }
         var created = WatchResponse(watchID: id, revision: current)
@@ -106,6 +111,7 @@ public final class WatchHub {
             canceled.created = false
             canceled.canceled = true
             canceled.compactRevision = store.compactedRevision
+            compactedIDs[stream, default: []].insert(id)
             return [WatchDelivery(stream: stream, response: created), WatchDelivery(stream: stream, response: canceled)]
         }
         let watcher = Watcher(id: id, stream: stream, range: range, request: request, next: start)
@@ -119,11 +125,16 @@ public final class WatchHub {
         return out
     }
 
-    /// Cancels a watcher at the client's request.
+    /// Cancels a watcher at the client's request (also one already cancelled
+    /// by compaction, whose id is then free again); an unknown id gets no
+    /// answer, as in etcd.
     public func cancel(_ id: Int64, on stream: WatchStreamID, revision: Int64) -> [WatchDelivery] {
-        guard let watcher = watchers[stream]?.removeValue(forKey: id) else { return [] }
-        unindex(watcher)
-        unsynced.remove(Key(stream: stream, id: id))
+        if let watcher = watchers[stream]?.removeValue(forKey: id) {
+            unindex(watcher)
+            unsynced.remove(Key(stream: stream, id: id))
+        } else if compactedIDs[stream]?.remove(id) == nil {
+            return []
+        }
         var response = WatchResponse(watchID: id, revision: revision)
         response.canceled = true
         return [WatchDelivery(stream: stream, response: response)]
@@ -137,6 +148,7 @@ public final class WatchHub {
         }
         watchers[stream] = nil
         nextID[stream] = nil
+        compactedIDs[stream] = nil
     }
 
     private func index(_ watcher: Watcher) {
@@ -270,6 +282,7 @@ public final class WatchHub {
             watchers[key.stream]?[key.id] = nil
             unindex(watcher)
             unsynced.remove(key)
+            compactedIDs[key.stream, default: []].insert(key.id)
             var response = WatchResponse(watchID: watcher.id, revision: current)
             response.canceled = true
             // No reason, as etcd's: clients read the compaction from the revision.

@@ -101,6 +101,37 @@ final class WatchBench {
         #expect(fromCompaction.flatMap(\.response.events).map(\.kind) == [.delete])
     }
 
+    /// A watcher cancelled by compaction keeps its id until the client
+    /// cancels it, as etcd's does: clientv3 sends that cancel, which must
+    /// not reach a new watcher given the id meanwhile; it is answered.
+    @Test func aCompactedWatchersIdStaysTakenUntilCancelled() throws {
+        let bench = WatchBench()
+        for i in 0..<5 { bench.apply(.put(PutRequest(key: b("k"), value: b("v\(i)")))) }
+        bench.apply(.compact(revision: 4))
+        var request = WatchRequest(key: b("k"), startRevision: 2)
+        request.watchID = 7
+        #expect(bench.hub.create(request, on: 1, store: bench.kv.store).last?.response.compactRevision == 4)
+        request.startRevision = 0
+        let again = bench.hub.create(request, on: 1, store: bench.kv.store)
+        #expect(again.first?.response.watchID == -1 && again.first?.response.cancelReason.contains("duplicate") == true)
+        let cancelled = bench.hub.cancel(7, on: 1, revision: bench.kv.store.revision)
+        #expect(cancelled.first?.response.watchID == 7 && cancelled.first?.response.canceled == true)
+        #expect(bench.hub.cancel(7, on: 1, revision: bench.kv.store.revision).isEmpty, "an unknown id is not answered")
+        #expect(bench.hub.create(request, on: 1, store: bench.kv.store).first?.response.watchID == 7)
+
+        // Server-assigned ids skip it too; a slow watcher compacted away keeps its id.
+        request.watchID = 0
+        _ = bench.hub.create(request, on: 2, store: bench.kv.store)  // id 0, which a request cannot name
+        request.startRevision = 2
+        let auto = try #require(bench.hub.create(request, on: 2, store: bench.kv.store).first?.response.watchID)
+        #expect(auto == 1)
+        request.watchID = auto
+        request.startRevision = 0
+        #expect(bench.hub.create(request, on: 2, store: bench.kv.store).first?.response.watchID == -1)
+        bench.hub.close(2)
+        #expect(bench.hub.create(request, on: 2, store: bench.kv.store).first?.response.watchID == auto, "a closed stream frees all")
+    }
+
     @Test func filtersIdsAndCancel() throws {
         let bench = WatchBench()
         var noPuts = WatchRequest(key: b("k"))
