@@ -49,8 +49,27 @@ import Testing
 
 /// Compare enums from a newer API are evaluated as etcd evaluates them
 /// (`compareKV`): an unknown target compares equal (its result stays 0), an
-/// unknown result holds. They used to be refused as "key not found".
+/// unknown result holds. The API refuses them before proposing (members of
+/// older versions skipped such an entry: review finding), so this is what a
+/// later version can rely on once it lets them through.
 @Suite struct UnknownCompareTests {
+    @Test func theAPIRefusesThemNestedToo() {
+        var compare = Etcdserverpb_Compare()
+        compare.key = Data("k".utf8)
+        var request = Etcdserverpb_TxnRequest()
+        request.compare = [compare]
+        #expect(!KVService.hasUnknownCompare(request))
+        var inner = request
+        inner.compare[0].result = .UNRECOGNIZED(9)
+        var op = Etcdserverpb_RequestOp()
+        op.requestTxn = inner
+        request.failure = [op]
+        #expect(KVService.hasUnknownCompare(request))
+        request.failure = []
+        request.compare[0].target = .UNRECOGNIZED(9)
+        #expect(KVService.hasUnknownCompare(request))
+    }
+
     func evaluate(target: Int, result: Int, key: String) throws -> Bool {
         let store = MVCCStore()
         _ = try store.put(PutRequest(key: Array("k".utf8), value: Array("v".utf8)))

@@ -155,6 +155,7 @@ public struct KVService: Sendable {
         let txn: TxnRequest
         do {
             try Self.check(request, maxOperations: MVCCStore.maxTxnOperations)
+            if Self.hasUnknownCompare(request) { return reply(.failure(Self.unknownCompare)) }
             txn = try TxnRequest(request)
             try MVCCStore.validate(txn)
         } catch {
@@ -210,6 +211,24 @@ public struct KVService: Sendable {
             }
         }
     }
+
+    /// Compare enum values from a newer API. This version evaluates them as
+    /// etcd does (an unknown target compares equal, an unknown result holds),
+    /// but members before it skipped such a txn when applying it, so one in
+    /// the log could leave members of two versions with different data: they
+    /// are refused before proposing until members can tell each other's
+    /// versions.
+    static func hasUnknownCompare(_ request: Etcdserverpb_TxnRequest) -> Bool {
+        for compare in request.compare {
+            if case .UNRECOGNIZED = compare.target { return true }
+            if case .UNRECOGNIZED = compare.result { return true }
+        }
+        return (request.success + request.failure).contains { op in
+            if case let .requestTxn(inner)? = op.request { hasUnknownCompare(inner) } else { false }
+        }
+    }
+
+    static let unknownCompare = GRPCStatus.invalidArgument("etcdserver: unknown compare target or result in txn request")
 
     /// A put read from its wire bytes (``PutWire``), proposed with those bytes
     /// embedded in the log entry: what ``write(_:as:reply:adds:_:)`` does for
