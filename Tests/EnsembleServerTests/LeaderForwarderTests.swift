@@ -121,4 +121,49 @@ import Testing
         await old.shutdown()
         try await server.close()
     }
+
+    /// Review findings: a connection the leader closed was handed to the
+    /// next call, which failed; and a change of either URL cut the calls in
+    /// flight on a connection made to the other one.
+    @Test func connectionsOutliveChangesThatDoNotConcernThem() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        var router = GRPCRouter()
+        router.unary[LeaderForwarder.prefix + "/test.Echo/Slow"] = .direct { request, reply in
+            group.any().scheduleTask(in: .milliseconds(400)) { reply(.success(GRPCResponse(bytes: request.reversed()))) }
+        }
+        router.unary[LeaderForwarder.prefix + "/test.Echo/Reverse"] = .direct { request, reply in
+            reply(.success(GRPCResponse(bytes: request.reversed())))
+        }
+        var server = try await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: 0)
+        let port = try #require(server.localAddress?.port)
+        let forwarder = LeaderForwarder(group: group, timeout: .seconds(2), addressWait: .milliseconds(100))
+        forwarder.setClientURLs([7: ["http://127.0.0.1:\(port)"]])
+
+        // The peer URL appears while a call runs over the client URL: it goes on.
+        async let slow = forwarder.forward("/test.Echo/Slow", [1, 2], to: 7)
+        try await Task.sleep(for: .milliseconds(100))
+        forwarder.setPeerURLs([7: ["http://127.0.0.1:1"]])
+        #expect((try? await slow?.get()) == [2, 1])
+
+        // The client URL moves while a call runs: it goes on too, and the
+        // next call goes to the new address.
+        let secondServer = GRPCServer(group: group, router: router)
+        let second = try await secondServer.listen(host: "127.0.0.1", port: 0)
+        let secondPort = try #require(second.localAddress?.port)
+        async let moved = forwarder.forward("/test.Echo/Slow", [3, 4], to: 7)
+        try await Task.sleep(for: .milliseconds(100))
+        forwarder.setClientURLs([7: ["http://127.0.0.1:\(secondPort)"]])
+        #expect((try? await moved?.get()) == [4, 3])
+        let dials = forwarder.dials
+        #expect((try? await forwarder.forward("/test.Echo/Reverse", [5, 6], to: 7)?.get()) == [6, 5])
+        #expect(forwarder.dials == dials + 1)
+
+        // The leader restarts at the same address: the next call redials.
+        await secondServer.shutdown(grace: .zero)
+        try await Task.sleep(for: .milliseconds(100))
+        server = try await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: secondPort)
+        #expect((try? await forwarder.forward("/test.Echo/Reverse", [7, 8], to: 7)?.get()) == [8, 7])
+        await forwarder.shutdown()
+        try await server.close()
+    }
 }

@@ -30,16 +30,31 @@ public final class LeaderForwarder: Sendable {
         var tls: Bool
     }
 
+    /// Which of a member's URLs a connection was made to.
+    enum Port { case peer, client }
+
+    /// A connection and the address it was made to: it is replaced only when
+    /// that address changes, not the member's other one.
+    struct Kept {
+        let connection: GRPCConnection
+        let port: Port
+        let address: Address
+    }
+
     private struct State {
         var peerURLs: [NodeID: Address] = [:]
         var clientURLs: [NodeID: Address] = [:]
-        var connections: [NodeID: GRPCConnection] = [:]
+        var connections: [NodeID: Kept] = [:]
         /// Connections being made: calls that find one wait for it rather
         /// than dial too (a thousand keep-alives after a leader change).
         var dialing: [NodeID: Task<GRPCConnection?, Never>] = [:]
         var closed = false
         /// Connections begun, for tests.
         var dials = 0
+
+        func address(of id: NodeID, _ port: Port) -> Address? {
+            port == .peer ? peerURLs[id] : clientURLs[id]
+        }
     }
 
     private let group: any EventLoopGroup
@@ -80,18 +95,25 @@ public final class LeaderForwarder: Sendable {
         }
     }
 
-    /// Applies `change` and drops connections to members whose addresses moved.
+    /// Applies `change` and retires connections made to addresses that moved.
     private func update(_ change: (inout State) -> Void) {
         let stale = state.withLock { state -> [GRPCConnection] in
-            let before = state
             change(&state)
-            let moved = state.connections.filter { id, _ in
-                before.peerURLs[id] != state.peerURLs[id] || before.clientURLs[id] != state.clientURLs[id]
-            }
+            let moved = state.connections.filter { id, kept in state.address(of: id, kept.port) != kept.address }
             for id in moved.keys { state.connections[id] = nil }
-            return Array(moved.values)
+            return moved.values.map(\.connection)
         }
-        for connection in stale { Task { await connection.close() } }
+        for connection in stale { retire(connection) }
+    }
+
+    /// Closes `connection` once the calls it carries have had their time:
+    /// closing at once would fail calls the leader may have carried out.
+    private func retire(_ connection: GRPCConnection) {
+        let timeout = self.timeout
+        Task {
+            try? await Task.sleep(for: timeout)
+            await connection.close()
+        }
     }
 
     /// What a client hears when the leader's client URL cannot be reached
@@ -119,15 +141,24 @@ public final class LeaderForwarder: Sendable {
     }
 
     private func connection(to id: NodeID) async -> GRPCConnection? {
-        let (existing, dial) = state.withLock { state -> (GRPCConnection?, Task<GRPCConnection?, Never>?) in
-            if let existing = state.connections[id] { return (existing, nil) }
-            if state.closed { return (nil, nil) }
-            if let dialing = state.dialing[id] { return (nil, dialing) }
+        let (existing, broken, dial) = state.withLock {
+            state -> (GRPCConnection?, GRPCConnection?, Task<GRPCConnection?, Never>?) in
+            var broken: GRPCConnection?
+            if let kept = state.connections[id] {
+                // A connection that broke since its last call (the leader
+                // restarted, say) is replaced now, not after a call fails on it.
+                if kept.connection.isOpen { return (kept.connection, nil, nil) }
+                broken = kept.connection
+                state.connections[id] = nil
+            }
+            if state.closed { return (nil, broken, nil) }
+            if let dialing = state.dialing[id] { return (nil, broken, dialing) }
             let dial = Task { await self.dial(id) }
             state.dialing[id] = dial
             state.dials += 1
-            return (nil, dial)
+            return (nil, broken, dial)
         }
+        if let broken { Task { await broken.close() } }
         if let existing { return existing }
         return await dial?.value
     }
@@ -139,7 +170,9 @@ public final class LeaderForwarder: Sendable {
     private func dial(_ id: NodeID) async -> GRPCConnection? {
         defer { state.withLock { _ = $0.dialing.removeValue(forKey: id) } }
         var (peer, client) = state.withLock { ($0.peerURLs[id], $0.clientURLs[id]) }
-        if let peer, let made = await connect(peer, tls: peerTLS?()) { return await keep(made, for: id) }
+        if let peer, let made = await connect(peer, tls: peerTLS?()) {
+            return await keep(Kept(connection: made, port: .peer, address: peer), for: id)
+        }
         // No peer port that speaks HTTP/2: the client URL. A leader that has
         // just started publishes those through the log within a second or
         // so: wait for them rather than refuse.
@@ -149,7 +182,7 @@ public final class LeaderForwarder: Sendable {
             client = state.withLock { $0.clientURLs[id] }
         }
         guard let client, let made = await connect(client, tls: tls?.current()) else { return nil }
-        return await keep(made, for: id)
+        return await keep(Kept(connection: made, port: .client, address: client), for: id)
     }
 
     /// A connection to `address` whose server has answered in HTTP/2; nil if
@@ -166,21 +199,30 @@ public final class LeaderForwarder: Sendable {
             host: address.hostPort.host, port: address.hostPort.port, group: group, options: options)
     }
 
-    /// Keeps `made` as the connection to `id`, unless another call made one first.
-    private func keep(_ made: GRPCConnection, for id: NodeID) async -> GRPCConnection? {
-        let (winner, loser) = state.withLock { state -> (GRPCConnection?, GRPCConnection?) in
-            if state.closed { return (nil, made) }
-            if let raced = state.connections[id] { return (raced, made) }
+    /// Keeps `made` as the connection to `id`. One made to an address that
+    /// moved while dialing serves the calls that waited for it, then retires.
+    private func keep(_ made: Kept, for id: NodeID) async -> GRPCConnection? {
+        enum Outcome { case kept, unkept, refused }
+        let outcome = state.withLock { state -> Outcome in
+            if state.closed { return .refused }
+            guard state.address(of: id, made.port) == made.address else { return .unkept }
             state.connections[id] = made
-            return (made, nil)
+            return .kept
         }
-        if let loser { await loser.close() }
-        return winner
+        switch outcome {
+        case .kept: return made.connection
+        case .unkept:
+            retire(made.connection)
+            return made.connection
+        case .refused:
+            await made.connection.close()
+            return nil
+        }
     }
 
     private func drop(_ id: NodeID, _ connection: GRPCConnection) {
         let removed = state.withLock { state -> Bool in
-            guard state.connections[id] === connection else { return false }
+            guard state.connections[id]?.connection === connection else { return false }
             state.connections[id] = nil
             return true
         }
@@ -192,7 +234,7 @@ public final class LeaderForwarder: Sendable {
         let all = state.withLock { state -> [GRPCConnection] in
             state.closed = true
             defer { state.connections = [:] }
-            return Array(state.connections.values)
+            return state.connections.values.map(\.connection)
         }
         for connection in all { await connection.close() }
     }
