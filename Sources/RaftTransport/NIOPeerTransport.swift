@@ -355,7 +355,8 @@ public final class NIOPeerTransport: PeerTransport {
                         let name = address.host.contains(where: \.isLetter) && !address.host.contains(":") ? address.host : nil
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls(), serverHostname: name))
                         // Only a completed handshake shows the peer healthy.
-                        try channel.pipeline.syncOperations.addHandler(HandshakeWatcher { self?.handshakeCompleted(peer) })
+                        try channel.pipeline.syncOperations.addHandler(
+                            HandshakeWatcher { [weak channel] in if let channel { self?.handshakeCompleted(peer, on: channel) } })
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         FrameReceiver(maxFrame: 64, deliver: { _ in }, hello: { _, _ in true },
@@ -395,8 +396,13 @@ public final class NIOPeerTransport: PeerTransport {
         }
     }
 
-    private func handshakeCompleted(_ peer: NodeID) {
+    /// Marks the connection to `peer` up, if `channel` is still it (a
+    /// connection replaced mid-handshake must not vouch for its successor).
+    /// The connect's completion has set it by then: a handshake takes a
+    /// round trip after it.
+    private func handshakeCompleted(_ peer: NodeID, on channel: any Channel) {
         state.withLock {
+            guard $0.outbound[peer]?.channel === channel else { return }
             $0.outbound[peer]?.backoff = .milliseconds(50)
             $0.outbound[peer]?.upSince = .now
         }
