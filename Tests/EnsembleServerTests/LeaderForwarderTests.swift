@@ -13,14 +13,20 @@ import Testing
 /// for them instead of answering "no leader" (seen as a failed
 /// `etcdctl member add` through a follower of a cluster just started).
 @Suite struct LeaderForwarderTests {
-    @Test func waitsForTheAddressOfALeaderThatHasJustStarted() async throws {
-        let group = MultiThreadedEventLoopGroup.singleton
+    /// A leader's forwarded-call port that answers `Reverse` with the request reversed.
+    func echoServer() async throws -> (any Channel, Int) {
         var router = GRPCRouter()
         router.unary[LeaderForwarder.prefix + "/test.Echo/Reverse"] = .direct { request, reply in
             reply(.success(GRPCResponse(bytes: request.reversed())))
         }
-        let server = try await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: 0)
-        let port = try #require(server.localAddress?.port)
+        let server = try await GRPCServer(group: MultiThreadedEventLoopGroup.singleton, router: router)
+            .listen(host: "127.0.0.1", port: 0)
+        return (server, try #require(server.localAddress?.port))
+    }
+
+    @Test func waitsForTheAddressOfALeaderThatHasJustStarted() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let (server, port) = try await echoServer()
         let forwarder = LeaderForwarder(group: group, addressWait: .seconds(5))
         async let answer = forwarder.forward("/test.Echo/Reverse", [1, 2, 3], to: 7)
         try await Task.sleep(for: .milliseconds(300))
@@ -48,12 +54,7 @@ import Testing
     /// finding: every call that found no connection made its own).
     @Test func concurrentCallsShareOneDial() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
-        var router = GRPCRouter()
-        router.unary[LeaderForwarder.prefix + "/test.Echo/Reverse"] = .direct { request, reply in
-            reply(.success(GRPCResponse(bytes: request.reversed())))
-        }
-        let server = try await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: 0)
-        let port = try #require(server.localAddress?.port)
+        let (server, port) = try await echoServer()
         let forwarder = LeaderForwarder(group: group, addressWait: .seconds(5))
         let answers = Task {
             await withTaskGroup(of: [UInt8]?.self) { calls in
