@@ -148,9 +148,15 @@ import Testing
 
         // The client URL moves while a call runs: it goes on too, and the
         // next call goes to the new address.
+        // Below the ephemeral range, so that no other test's connection can
+        // take the port before the restart below binds it again.
         let secondServer = GRPCServer(group: group, router: router)
-        let second = try await secondServer.listen(host: "127.0.0.1", port: 0)
-        let secondPort = try #require(second.localAddress?.port)
+        var secondPort = 0
+        for _ in 0..<20 where secondPort == 0 {
+            let candidate = Int.random(in: 20_000..<30_000)
+            if (try? await secondServer.listen(host: "127.0.0.1", port: candidate)) != nil { secondPort = candidate }
+        }
+        try #require(secondPort != 0)
         async let moved = forwarder.forward("/test.Echo/Slow", [3, 4], to: 7)
         try await Task.sleep(for: .milliseconds(100))
         forwarder.setClientURLs([7: ["http://127.0.0.1:\(secondPort)"]])
@@ -161,6 +167,7 @@ import Testing
 
         // The leader restarts at the same address: the next call redials.
         await secondServer.shutdown(grace: .zero)
+        try await server.close()
         try await Task.sleep(for: .milliseconds(100))
         server = try await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: secondPort)
         #expect((try? await forwarder.forward("/test.Echo/Reverse", [7, 8], to: 7)?.get()) == [8, 7])
