@@ -2,6 +2,7 @@ import EnsembleClient
 import EnsembleServer
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 /// The server's keepalive (etcd's --grpc-keepalive-interval/-timeout): a
@@ -28,6 +29,34 @@ import Testing
         try await group.shutdownGracefully()
     }
 
+    /// A client's PING is answered though nothing else is sent.
+    @Test func aPingIsAnsweredWithoutAnythingElseToSend() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let server = GRPCServer(group: group, router: GRPCRouter())
+        let listener = try await server.listen(host: "127.0.0.1", port: 0)
+        let port = try #require(listener.localAddress?.port)
+        let received = Mutex<[UInt8]>([])
+        let client = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteCollector { bytes in received.withLock { $0 += bytes } })
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 0, 4, 0, 0, 0, 0, 0]
+        let ping: [UInt8] = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+        try await client.writeAndFlush(ByteBuffer(bytes: preface + ping))
+        let ack: [UInt8] = [0, 0, 8, 6, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+        let start = ContinuousClock.now
+        while ContinuousClock.now - start < .seconds(3), !received.withLock({ $0.contains(ack) }) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(received.withLock { $0.contains(ack) })
+        #expect(ContinuousClock.now - start < .seconds(2))
+        try await client.close()
+        await server.shutdown(grace: .zero)
+    }
+
     @Test func theFlagsTakeEtcdsDurations() throws {
         var configuration = MemberConfiguration()
         #expect(try configuration.grpcKeepalive() == .etcd)
@@ -36,5 +65,15 @@ import Testing
         #expect(try configuration.grpcKeepalive() == GRPCKeepalive(interval: .seconds(5400), timeout: .seconds(5)))
         configuration.grpcKeepaliveTimeout = "soon"
         #expect(throws: ConfigurationError.self) { try configuration.grpcKeepalive() }
+    }
+}
+
+/// Hands every byte read to `collect`.
+private final class ByteCollector: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let collect: @Sendable ([UInt8]) -> Void
+    init(_ collect: @escaping @Sendable ([UInt8]) -> Void) { self.collect = collect }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        collect(Array(unwrapInboundIn(data).readableBytesView))
     }
 }
