@@ -41,6 +41,9 @@ public final class WatchHub {
     /// client cancels them, as etcd's do (clientv3 sends that cancel, and it
     /// must not reach a new watcher given the same id meanwhile).
     private var compactedIDs: [WatchStreamID: Set<Int64>] = [:]
+    /// Streams whose progress request waits for their watchers to be synced
+    /// (etcd 3.4.25's deferred progress): answered by ``settleProgress(revision:)``.
+    private var owedProgress: Set<WatchStreamID> = []
     /// Single-key watchers by key, and the others by range.
     private var byKey: [[UInt8]: Set<Key>] = [:]
     private var byRange: [KeyRange: Set<Key>] = [:]
@@ -121,7 +124,7 @@ public final class WatchHub {
         // The replay goes out a budget at a time: what does not fit now
         // follows with the slow watchers' catch-ups.
         var out = [WatchDelivery(stream: stream, response: created)]
-        out += catchUp(Key(stream: stream, id: id), store: store, budget: Self.catchUpBudget).0
+        out += catchUp(Key(stream: stream, id: id), store: store, budget: Self.catchUpBudget, maxBytes: catchUpBytesPerWatcher).0
         return out
     }
 
@@ -149,6 +152,7 @@ public final class WatchHub {
         watchers[stream] = nil
         nextID[stream] = nil
         compactedIDs[stream] = nil
+        owedProgress.remove(stream)
     }
 
     private func index(_ watcher: Watcher) {
@@ -235,14 +239,16 @@ public final class WatchHub {
         }
     }
 
-    /// Replays history to slow watchers, about `budget` events in all, only on
-    /// streams that are `ready` to take more. Each round starts after the
-    /// watcher the last one stopped at, gives each watcher a share of the
-    /// budget and visits at most ``maxWatchersPerCatchUp`` of them (etcd: 512
-    /// watchers and 1,000 revisions each per round), so one big backlog does
-    /// not starve the others.
+    /// Replays history to slow watchers, about `budget` events in all, and
+    /// to each stream about the bytes `room` says it can take now (0: none;
+    /// a revision is never split, so one larger than the room comes whole).
+    /// Each round starts after the watcher the last one stopped at, gives each
+    /// watcher a share of the budget and visits at most
+    /// ``maxWatchersPerCatchUp`` of them (etcd: 512 watchers and 1,000
+    /// revisions each per round), so one big backlog does not starve the
+    /// others; no more history is read than the streams can take.
     public func catchUp(
-        store: MVCCStore, budget: Int = catchUpBudget, ready: (WatchStreamID) -> Bool = { _ in true }
+        store: MVCCStore, budget: Int = catchUpBudget, room: (WatchStreamID) -> Int = { _ in .max }
     ) -> [WatchDelivery] {
         let order = unsynced.sorted { ($0.stream, $0.id) < ($1.stream, $1.id) }
         guard !order.isEmpty else { return [] }
@@ -253,12 +259,18 @@ public final class WatchHub {
         var out: [WatchDelivery] = []
         var left = budget
         var visited = 0
+        var rooms: [WatchStreamID: Int] = [:]
         for key in order[start...] + order[..<start] {
             guard left > 0, visited < maxWatchersPerCatchUp else { break }
-            guard ready(key.stream) else { continue }
+            let room = rooms[key.stream] ?? room(key.stream)
+            guard room > 0 else { continue }
             visited += 1
             catchUpCursor = key
-            let (delivered, located) = catchUp(key, store: store, budget: min(share, left))
+            let (delivered, located) = catchUp(
+                key, store: store, budget: min(share, left), maxBytes: min(room, catchUpBytesPerWatcher))
+            rooms[key.stream] = room - delivered.reduce(0) { sum, d in
+                sum + d.response.events.reduce(0) { $0 + Self.approximateBytes($1) }
+            }
             // Every visit costs: a watcher whose filters drop every event
             // still had its history read.
             left -= max(located, 1)
@@ -269,7 +281,7 @@ public final class WatchHub {
 
     /// Replays at most about `budget` events of history to one watcher; also
     /// returns how many changes were read for it.
-    private func catchUp(_ key: Key, store: MVCCStore, budget: Int) -> ([WatchDelivery], Int) {
+    private func catchUp(_ key: Key, store: MVCCStore, budget: Int, maxBytes: Int) -> ([WatchDelivery], Int) {
         guard var watcher = watchers[key.stream]?[key.id] else { return ([], 0) }
         let current = store.revision
         // A start in the future: nothing to replay; live publishing takes over.
@@ -291,7 +303,7 @@ public final class WatchHub {
         }
         // Whole revisions only: a revision is never split across catch-ups.
         let (located, through) = store.events(
-            in: watcher.range, from: watcher.next, through: current, limit: budget, maxBytes: catchUpBytesPerWatcher)
+            in: watcher.range, from: watcher.next, through: current, limit: budget, maxBytes: maxBytes)
         let events = located.filter { wanted($0, by: watcher) }
         watcher.next = through + 1
         watchers[key.stream]?[key.id] = watcher
@@ -317,15 +329,40 @@ public final class WatchHub {
         return out
     }
 
-    /// A client's progress request (etcd 3.4): one stream-wide response, only
-    /// when every watcher on the stream is synced (otherwise its revision could
-    /// run ahead of events not yet sent) and none starts in the future (clients
-    /// give a stream-wide response to every watcher on the stream).
+    /// A client's progress request: one stream-wide response once every
+    /// watcher on the stream is synced (before, its revision could run ahead
+    /// of events not yet sent) and none starts in the future (clients give a
+    /// stream-wide response to every watcher on the stream). Until then it
+    /// is owed, as etcd 3.4.25 defers it, and ``settleProgress(revision:)``
+    /// answers it; requests made meanwhile share that answer.
     public func requestProgress(on stream: WatchStreamID, revision: Int64) -> [WatchDelivery] {
-        let mine = watchers[stream] ?? [:]
-        guard !mine.contains(where: { unsynced.contains(Key(stream: stream, id: $0.key)) || $0.value.next > revision + 1 })
-        else { return [] }
+        guard isSynced(stream, revision: revision) else {
+            owedProgress.insert(stream)
+            return []
+        }
+        owedProgress.remove(stream)
         return [WatchDelivery(stream: stream, response: WatchResponse(watchID: WatchResponse.streamWideID, revision: revision))]
+    }
+
+    /// Whether a progress request waits for a stream's watchers to be synced.
+    public var owesProgress: Bool { !owedProgress.isEmpty }
+
+    /// Answers the owed progress requests of streams whose watchers are all
+    /// synced now. Call after what was last delivered has been sent or
+    /// marked slow: the answer says every event up to `revision` went out.
+    public func settleProgress(revision: Int64) -> [WatchDelivery] {
+        var out: [WatchDelivery] = []
+        for stream in owedProgress.sorted() where isSynced(stream, revision: revision) {
+            owedProgress.remove(stream)
+            out.append(WatchDelivery(stream: stream, response: WatchResponse(watchID: WatchResponse.streamWideID, revision: revision)))
+        }
+        return out
+    }
+
+    private func isSynced(_ stream: WatchStreamID, revision: Int64) -> Bool {
+        !(watchers[stream] ?? [:]).contains { id, watcher in
+            unsynced.contains(Key(stream: stream, id: id)) || watcher.next > revision + 1
+        }
     }
 
     private func wanted(_ event: Event, by watcher: Watcher) -> Bool {

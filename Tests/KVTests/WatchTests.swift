@@ -243,6 +243,31 @@ final class WatchBench {
         #expect(bench.events(1, big).map { String(decoding: $0.kv.value, as: UTF8.self) } == (0..<3_000).map { "\($0)" })
     }
 
+    /// A catch-up round reads no more history for a stream than it has room
+    /// for (review finding: 512 slow watchers on one stream each read up to
+    /// their own bound, and all but the first few were refused again).
+    @Test func catchUpReadsWhatTheStreamHasRoomFor() throws {
+        let bench = WatchBench()
+        let value = [UInt8](repeating: 7, count: 1_000)
+        let ids = try (0..<4).map { i in try #require(bench.watch(WatchRequest(key: b("k\(i)")))) }
+        for round in 0..<10 {
+            for i in 0..<4 { bench.apply(.put(PutRequest(key: b("k\(i)"), value: value + [UInt8(round)]))) }
+        }
+        bench.received = [:]
+        for id in ids { bench.hub.markSlow(id, on: 1, from: 2) }
+        let out = bench.hub.catchUp(store: bench.kv.store, room: { _ in 2_500 })
+        let sent = out.flatMap(\.response.events).reduce(0) { $0 + WatchHub.approximateBytes($1) }
+        #expect(sent > 0 && sent < 2_500 + 1_200, "the room, and at most one revision past it")
+        bench.deliver(out)
+        #expect(bench.hub.catchUp(store: bench.kv.store, room: { _ in 0 }).isEmpty, "no room, nothing read")
+        for _ in 0..<20 where bench.hub.hasSlowWatchers {
+            bench.deliver(bench.hub.catchUp(store: bench.kv.store, room: { _ in 2_500 }))
+        }
+        for (i, id) in ids.enumerated() {
+            #expect(bench.events(1, id).map(\.kv.modRevision) == (0..<10).map { Int64(2 + 4 * $0 + i) })
+        }
+    }
+
     @Test func progressNotifications() throws {
         let bench = WatchBench()
         var request = WatchRequest(key: b("k"))
@@ -253,6 +278,17 @@ final class WatchBench {
         #expect(bench.hub.requestProgress(on: 1, revision: 1).first?.response.watchID == -1)
         bench.hub.markSlow(id, on: 1)
         #expect(bench.hub.requestProgress(on: 1, revision: 1).isEmpty, "not while a watcher lags")
+        // Owed, not forgotten (review finding: it was never answered): it
+        // goes out once the watcher has caught up, after what it was sent.
+        #expect(bench.hub.owesProgress)
+        #expect(bench.hub.settleProgress(revision: 1).isEmpty)
+        bench.deliver(bench.hub.catchUp(store: bench.kv.store))
+        #expect(bench.hub.settleProgress(revision: 1).map(\.response.watchID) == [-1])
+        #expect(!bench.hub.owesProgress)
+        bench.hub.markSlow(id, on: 1)
+        _ = bench.hub.requestProgress(on: 1, revision: 1)
+        bench.hub.close(1)
+        #expect(!bench.hub.owesProgress, "a closed stream is owed nothing")
 
         // A start in the future: clients resume after a notification's
         // revision, so none goes out before the start (etcd 3.4.38).

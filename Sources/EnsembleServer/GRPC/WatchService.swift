@@ -30,6 +30,9 @@ public final class WatchService: Sendable {
     private let nextStream = Atomic<UInt64>(1)
     /// Since when this member has known no leader (nil: it knows one).
     private let leaderless = Mutex<ContinuousClock.Instant?>(nil)
+    /// A catch-up round waits on the apply thread: the timer adds no other
+    /// (rounds slower than the timer would otherwise pile up there).
+    private let catchUpQueued = Atomic<Bool>(false)
 
     /// Installs the service as the node's watch delivery; call before serving.
     /// `progressInterval`: how often watchers that asked for progress
@@ -50,7 +53,13 @@ public final class WatchService: Sendable {
         // Slow watchers catch up every 100 ms; progress goes out on its own period.
         eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [weak self] task in
             guard let self else { return task.cancel() }
-            self.node.perform { [weak self] replica in self?.catchUp(replica) }
+            if !self.catchUpQueued.exchange(true, ordering: .relaxed) {
+                self.node.perform(
+                    { [weak self] replica in
+                        self?.catchUpQueued.store(false, ordering: .relaxed)
+                        self?.catchUp(replica)
+                    }, refused: { [weak self] in self?.catchUpQueued.store(false, ordering: .relaxed) })
+            }
             self.endStreamsWithoutLeader()
         }
         let interval = TimeAmount.nanoseconds(progressInterval.nanosecondsSaturated)
@@ -144,12 +153,17 @@ public final class WatchService: Sendable {
         }
     }
 
+    /// Replays history to slow watchers, as much as each stream has room for
+    /// below `maxQueuedBytes` (the bound live events are held to, so neither
+    /// starves the other), then answers the progress requests that waited
+    /// for them.
     private func catchUp(_ replica: KVReplica) {
-        guard replica.watches.hasSlowWatchers else { return }
-        let ready = streams.withLock { streams in
-            Set(streams.filter { $0.value.queuedBytes <= maxQueuedBytes / 2 }.keys)
+        let hub = replica.watches
+        if hub.hasSlowWatchers {
+            let rooms = streams.withLock { streams in streams.mapValues { maxQueuedBytes - $0.queuedBytes } }
+            deliver(hub.catchUp(store: replica.machine.store, room: { rooms[$0] ?? 0 }), hub: hub)
         }
-        deliver(replica.watches.catchUp(store: replica.machine.store, ready: { ready.contains($0) }), hub: replica.watches)
+        if hub.owesProgress { deliver(hub.settleProgress(revision: replica.machine.store.revision), hub: hub) }
     }
 
     /// A client's request on a stream. On the apply thread `begin` runs just
