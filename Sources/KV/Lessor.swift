@@ -6,7 +6,8 @@
 public struct Lessor: Sendable {
     /// Deadlines in seconds of the leader's monotonic clock.
     public private(set) var deadlines: [LeaseID: Double] = [:]
-    /// How often remaining TTLs are checkpointed through the log.
+    /// How often remaining TTLs are checkpointed through the log (the
+    /// server sets `--lease-checkpoint-interval`, 5 s by default).
     public var checkpointInterval: Double = 5 * 60
     private var lastCheckpoint: Double = 0
 
@@ -49,9 +50,13 @@ public struct Lessor: Sendable {
         }
     }
 
-    /// A keep-alive, served without the log.
-    public mutating func renew(_ id: LeaseID, in table: LeaseTable, now: Double) -> Renewal {
-        guard let lease = table.leases[id], let deadline = deadlines[id], deadline > now else {
+    /// A keep-alive, served without the log. `arrived`: when it reached the
+    /// leader, if before `now` — one that came in time is not refused for
+    /// having waited behind a long apply (the caller makes sure the lease's
+    /// revocation is not already on its way).
+    public mutating func renew(_ id: LeaseID, in table: LeaseTable, now: Double, arrived: Double? = nil) -> Renewal {
+        let asOf = min(arrived ?? now, now)
+        guard let lease = table.leases[id], let deadline = deadlines[id], deadline > asOf else {
             return Renewal(ttl: 0, clearCheckpoint: false)
         }
         deadlines[id] = now + Double(lease.grantedTTL)

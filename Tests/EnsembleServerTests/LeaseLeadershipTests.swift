@@ -125,6 +125,19 @@ import Testing
         #expect(replica.timeToLive(7)?.remaining == 2)
         #expect(replica.timeToLive(99)?.remaining == -1, "unknown lease")
         #expect(replica.renew(99) == 0, "unknown lease: TTL 0, not an error")
+        // Review finding: a keep-alive that came in time but waited behind a
+        // long apply past the deadline lost its lease.
+        clock.advance(2.5)
+        #expect(replica.renew(7, waited: 1) == 10)
+        // Once the revocation is proposed, it is too late however early it came.
+        // An expired lease is answered once its revocation has applied, as
+        // etcd's Renew waits for it (review finding: TTL 0 came first).
+        clock.advance(11)
+        let revokes = replica.leaderTick()
+        #expect(revokes.count == 1)
+        #expect(replica.renew(7, waited: 5) == KVReplica.revocationPending)
+        _ = replica.apply(try #require(revokes.first), index: 2)
+        #expect(replica.renew(7) == 0)
     }
 
     /// etcd 3.4 restarts every lease's countdown on a leader change; here the

@@ -57,6 +57,11 @@ import Testing
         #expect(lessor.expired(now: 19).isEmpty)
         #expect(lessor.expired(now: 19.5) == [1])
         #expect(lessor.renew(1, in: kv.leases, now: 20).ttl == 0, "an expired lease is not renewed")
+        // One that arrived before the deadline and waited behind a long apply is.
+        if let lease = kv.leases.leases[1] { lessor.granted(lease, now: 20) }
+        #expect(lessor.renew(1, in: kv.leases, now: 30.5, arrived: 29.8).ttl == 10)
+        #expect(lessor.remaining(1, now: 31) == 9, "a full TTL from when it is served")
+        #expect(lessor.renew(1, in: kv.leases, now: 41, arrived: 40.6).ttl == 0)
         #expect(lessor.remaining(2, now: 40.2) == 59, "truncated, as etcd reports it")
         // A checkpoint replicates the remaining TTL; a new leader continues from it.
         let due = lessor.checkpointsDue(now: 40)

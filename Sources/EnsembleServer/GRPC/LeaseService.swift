@@ -150,6 +150,9 @@ public struct LeaseService: Sendable {
     static let keepAliveOncePath = "/ensemble.internal.Lease/KeepAliveOnce"
     /// How long a keep-alive waits out a change of leader (etcd: its request timeout).
     static let renewPatience: Duration = .seconds(5)
+    /// How long a keep-alive for an expired lease waits for its revocation
+    /// (proposed within half a second of expiry) before it is answered TTL 0.
+    static let revocationWait: Duration = .seconds(3)
 
     /// A forwarded renewal that failed because leadership moved or the leader
     /// could not be reached: worth asking the (next) leader again.
@@ -189,16 +192,29 @@ public struct LeaseService: Sendable {
             return true
         }
         var renewed: (ttls: [Int64], revision: Int64)?
+        // Leases alive when the keep-alive came are renewed though it waited
+        // behind a long apply (a big delete) past their deadline.
+        let arrived = SuspendingClock.now
+        let revocationDeadline = ContinuousClock.now + Self.revocationWait
         while renewed == nil {
             do {
                 renewed = try await routing.onLeader(confirmed: true) { [distinct] replica in
                     var ttls: [Int64] = []
                     ttls.reserveCapacity(distinct.count)
+                    let waited = (SuspendingClock.now - arrived).inSeconds
                     for id in distinct {
-                        guard let ttl = replica.renew(id) else { return nil }
+                        guard let ttl = replica.renew(id, waited: waited) else { return nil }
                         ttls.append(ttl)
                     }
                     return (ttls, replica.machine.store.revision)
+                }
+                // An expired lease answers once its revocation has applied
+                // (or a new leader has taken it over, and renews it).
+                if let pending = renewed, pending.ttls.contains(KVReplica.revocationPending),
+                    ContinuousClock.now < revocationDeadline
+                {
+                    renewed = nil
+                    try? await Task.sleep(for: .milliseconds(50))
                 }
             } catch let NodeError.notLeader(leader) where forwarding && leader != .none {
                 let (answers, failure) = await forward(ids, distinct: distinct, to: leader)
@@ -219,7 +235,7 @@ public struct LeaseService: Sendable {
             var response = Etcdserverpb_LeaseKeepAliveResponse()
             response.header = header
             response.id = id
-            response.ttl = ttls[id] ?? 0
+            response.ttl = max(ttls[id] ?? 0, 0)
             guard case let .success(bytes) = KVService.serialize(response) else { return (answers, .internal("cannot encode")) }
             answers.append(bytes)
         }

@@ -116,13 +116,27 @@ extension KVReplica {
         }
     }
 
-    /// What a keep-alive gets. nil: this member does not lead, so it cannot
-    /// renew (the caller forwards to the leader).
-    public func renew(_ id: LeaseID) -> Int64? {
+    /// A keep-alive's answer while its lease has expired but is not yet
+    /// revoked: ask again (``renew(_:waited:)``).
+    public static let revocationPending: Int64 = -1
+
+    /// What a keep-alive gets: the TTL granted again, 0 for a lease that does
+    /// not exist, or ``revocationPending`` for one that expired and whose
+    /// revocation has not applied yet — as etcd's `Renew` waits for it, so a
+    /// client told TTL 0 no longer finds the lease's keys, and a leader that
+    /// fails first leaves the lease to the next one. nil: this member does
+    /// not lead, so it cannot renew (the caller forwards to the leader).
+    /// `waited`: seconds since the keep-alive arrived here; it renews a
+    /// lease that was alive then, unless the lease's revocation has been
+    /// proposed since.
+    public func renew(_ id: LeaseID, waited: Double = 0) -> Int64? {
         guard leading else { return nil }
-        let renewal = lessor.renew(id, in: machine.leases, now: now())
+        guard machine.leases.leases[id] != nil else { return 0 }
+        if revoking[id] != nil { return Self.revocationPending }
+        let time = now()
+        let renewal = lessor.renew(id, in: machine.leases, now: time, arrived: time - max(waited, 0))
         if renewal.clearCheckpoint { staleCheckpoints.insert(id) }
-        return renewal.ttl
+        return renewal.ttl > 0 ? renewal.ttl : Self.revocationPending
     }
 
     /// A lease's remaining and granted TTL and its keys, as LeaseTimeToLive
