@@ -13,17 +13,21 @@ public struct MaintenanceService: Sendable {
     let node: NodeLoop<KVReplica>
     let clusterID: UInt64
     let routing: LeaderRouting
+    let space: SpaceQuota
+    let summary: AppliedSummary
     /// Reported as the server version (semver with build metadata).
     public static let version = "3.4.0+ensemble"
     /// Snapshot stream chunk size (etcd sends 32 KiB blobs).
     static let snapshotChunk = 32 * 1024
 
     public init(
-        node: NodeLoop<KVReplica>, clusterID: UInt64,
+        node: NodeLoop<KVReplica>, clusterID: UInt64, space: SpaceQuota, summary: AppliedSummary,
         leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>? = { _ in nil }
     ) {
         self.node = node
         self.clusterID = clusterID
+        self.space = space
+        self.summary = summary
         self.routing = LeaderRouting(node: node, leaderInProcess: leaderInProcess)
     }
 
@@ -45,19 +49,17 @@ public struct MaintenanceService: Sendable {
         return HeaderSource(clusterID: clusterID, memberID: status.id, raftTerm: status.term).header(revision: revision)
     }
 
-    /// What the applied state says, read on the loop.
+    /// What the applied state says.
     struct Applied: Sendable {
         var revision: Int64
         var bytes: Int
         var alarms: [Alarm]
     }
 
+    /// As last published by the apply thread: not behind its queue.
     func applied() async throws(NodeError) -> Applied {
-        guard let state = await node.withMachine({ replica in
-            Applied(revision: replica.machine.store.revision, bytes: replica.machine.store.approximateBytes,
-                    alarms: replica.machine.alarms.sorted())
-        }) else { throw NodeError.stopped }
-        return state
+        guard node.status.running else { throw NodeError.stopped }
+        return Applied(revision: summary.revision, bytes: space.usedBytes, alarms: summary.alarms)
     }
 
     func status() async -> Result<[UInt8], GRPCStatus> {
@@ -151,6 +153,12 @@ public struct MaintenanceService: Sendable {
                 .filter { request.alarm == .none || $0.kind.proto == request.alarm }
                 .map(Etcdserverpb_AlarmMember.init)
         case .activate, .deactivate:
+            // No alarm named: nothing to change, as etcd's apply answers it
+            // (clientv3's AlarmDisarm of one member sends exactly that).
+            if request.alarm == .none {
+                response.header = header(revision: (try? await applied().revision) ?? 0)
+                return KVService.serialize(response)
+            }
             guard request.alarm == .nospace || request.alarm == .corrupt else {
                 return .failure(.invalidArgument("etcdserver: unknown alarm"))
             }

@@ -9,6 +9,7 @@ struct MemberEndpoints: Sendable {
     let node: NodeLoop<KVReplica>
     let metrics: ServerMetrics
     let space: SpaceQuota
+    let summary: AppliedSummary
 
     func install(on router: inout GRPCRouter) {
         let endpoints = self
@@ -43,8 +44,7 @@ struct MemberEndpoints: Sendable {
         let status = node.status
         guard status.running else { return answer(false, "STOPPED") }
         guard status.leader != .none else { return answer(false, "RAFT NO LEADER") }
-        let alarms = await node.withMachine { $0.machine.alarms.sorted() } ?? []
-        if let alarm = alarms.first { return answer(false, "ALARM \(alarm.kind.name)") }
+        if let alarm = summary.alarms.first { return answer(false, "ALARM \(alarm.kind.name)") }
         // The read cannot be withdrawn; whichever comes first answers.
         let node = self.node
         let healthy: Bool = await withCheckedContinuation { continuation in

@@ -13,6 +13,8 @@ public final class KVReplica: ReplicatedStateMachine {
     public let watches = WatchHub()
     /// Published after every apply for the API services' quota checks.
     public let space: SpaceQuota
+    /// The applied revision and alarms, for readers off the apply thread.
+    public let summary = AppliedSummary()
     /// Receives watch responses produced by applying entries, in order.
     public var onWatchDeliveries: ([WatchDelivery]) -> Void = { _ in }
     /// Hears the member directory after every change (and after a restore):
@@ -46,6 +48,7 @@ public final class KVReplica: ReplicatedStateMachine {
         self.now = now
         self.promotionGrace = promotionGrace
         lessor.checkpointInterval = checkpointInterval
+        summary.publish(revision: machine.store.revision, alarms: machine.alarms)
     }
 
     /// Seconds since an arbitrary fixed point of a monotonic clock that stops
@@ -158,6 +161,7 @@ public final class KVReplica: ReplicatedStateMachine {
 
     private func publishSpace() {
         space.publish(used: machine.store.approximateBytes, alarmed: machine.alarms.contains { $0.kind == .noSpace })
+        summary.publish(revision: machine.store.revision, alarms: machine.alarms)
     }
 
     /// A membership change: the directory follows what Raft accepted; the

@@ -312,9 +312,11 @@ public final class EnsembleMember: @unchecked Sendable {
             WatchService(node: node, clusterID: clusterID, on: loop).register(on: &routes)
         }
         ClusterService(node: node, leaderInProcess: leaderInProcess).register(on: &routes)
-        MaintenanceService(node: node, clusterID: clusterID, leaderInProcess: leaderInProcess).register(on: &routes)
+        MaintenanceService(
+            node: node, clusterID: clusterID, space: space, summary: replica.summary, leaderInProcess: leaderInProcess
+        ).register(on: &routes)
         HealthService(node: node).register(on: &routes)
-        MemberEndpoints(node: node, metrics: metrics, space: space).install(on: &routes)
+        MemberEndpoints(node: node, metrics: metrics, space: space, summary: replica.summary).install(on: &routes)
         forwarder.install(on: &routes)
         let node = self.node
         LearnerGate.install(on: &routes) { node.isLearner }
