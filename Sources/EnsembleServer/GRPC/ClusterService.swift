@@ -171,6 +171,31 @@ public struct ClusterService: Sendable {
         }
     }
 
+    /// Refusals that say only "not now" — no leader yet, a leader that has
+    /// not committed an entry of its term, a leadership transfer under way —
+    /// are asked again for up to ``leaderWait``, as etcd's proposal waits
+    /// for a leader: nothing was proposed, so nothing can happen twice.
+    private func proposeWhenLeaderReady(_ check: @escaping NodeLoop<KVReplica>.ConfChangeCheck) async throws(NodeError) -> KVReplica.Result {
+        let deadline = ContinuousClock.now + Self.leaderWait
+        while true {
+            do {
+                return try await routing.proposeConfChange(checked: check)
+            } catch let error where ContinuousClock.now < deadline && Self.isNotNow(error) {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
+    static let leaderWait: Duration = .seconds(5)
+
+    static func isNotNow(_ error: NodeError) -> Bool {
+        switch error {
+        case .noLeader, .notLeader(leader: .none): true
+        case let .proposalDropped(why): why.contains("leaderNotReady") || why.contains("leadershipTransferInProgress")
+        default: false
+        }
+    }
+
     /// Proposes the membership change `check` decides on the leader
     /// (``LeaderRouting/proposeConfChange(checked:)``); the directory after
     /// it applied here, and the response header.
@@ -179,7 +204,7 @@ public struct ClusterService: Sendable {
     ) async -> Result<([Member], Etcdserverpb_ResponseHeader), GRPCStatus> {
         let result: KVReplica.Result
         do {
-            result = try await routing.proposeConfChange(checked: check)
+            result = try await proposeWhenLeaderReady(check)
         } catch let NodeError.proposalDropped(why) where why.contains("confChangeInProgress") {
             return .failure(.unavailable("etcdserver: unhealthy cluster"))
         } catch let NodeError.proposalDropped(why) where why.contains("notLearner") {

@@ -231,6 +231,9 @@ public final class EnsembleMember: @unchecked Sendable {
             }
             member?.pointTransport(at: replica.machine.members.sorted)
             transport.setRemoved(Self.removedIDs(replica.machine.members))
+            // Restarted from a snapshot that records its own removal (killed
+            // during the stop that follows it): it stops again at once.
+            if let member, replica.machine.members.removed.contains(member.id) { member.markRemoved() }
         }
         node.start()
 
@@ -469,8 +472,17 @@ public final class EnsembleMember: @unchecked Sendable {
     /// election timeout; the others then elect a leader as after a crash.
     private func handOffLeadership() async {
         let status = node.status
-        // A removed leader already hands over inside Raft (and hears no more).
-        guard status.running, status.role == .leader, status.voters.contains(id), !isRemoved else { return }
+        if isRemoved {
+            // A removed leader hands over inside Raft. It stops only once
+            // another member leads (or after two election timeouts, as etcd
+            // delays its stop): a member that has not yet heard the removal
+            // committed still counts this one's vote, and in a cluster of two
+            // could never win an election without it (review finding).
+            guard status.running, status.role == .leader else { return }
+            _ = await waitForAnotherLeader(until: ContinuousClock.now + configuration.electionTimeout * 2)
+            return
+        }
+        guard status.running, status.role == .leader, status.voters.contains(id) else { return }
         // A peer heard from lately, the most up to date first (a dead one's
         // match index stays where it stopped).
         let others = status.voters.filter { $0 != id }
@@ -478,17 +490,23 @@ public final class EnsembleMember: @unchecked Sendable {
         let pool = active.isEmpty ? others : active
         guard let target = pool.max(by: { (status.matchIndexes[$0] ?? 0) < (status.matchIndexes[$1] ?? 0) }) else { return }
         node.transferLeadership(to: target)
-        let deadline = ContinuousClock.now + configuration.electionTimeout
+        if !(await waitForAnotherLeader(until: ContinuousClock.now + configuration.electionTimeout)) {
+            logger.warning("could not hand leadership over before stopping", metadata: ["to": "\(hex(target))"])
+        }
+    }
+
+    /// Waits until another member leads (true), this node stops, or `deadline`.
+    private func waitForAnotherLeader(until deadline: ContinuousClock.Instant) async -> Bool {
         while ContinuousClock.now < deadline {
             let now = node.status
-            if !now.running { return }
+            if !now.running { return false }
             if now.leader != .none && now.leader != id {
                 logger.info("handed leadership over before stopping", metadata: ["to": "\(hex(now.leader))"])
-                return
+                return true
             }
-            do { try await Task.sleep(for: .milliseconds(5)) } catch { return }
+            do { try await Task.sleep(for: .milliseconds(5)) } catch { return false }
         }
-        logger.warning("could not hand leadership over before stopping", metadata: ["to": "\(hex(target))"])
+        return false
     }
 
     /// Stops serving (clients hear GOAWAY, and calls already open get a
