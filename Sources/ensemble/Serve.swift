@@ -176,9 +176,10 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         var loaded: MemberConfiguration
+        var warnings: [String] = []
         if let configFile {
             let text = try String(contentsOfFile: configFile, encoding: .utf8)
-            loaded = try MemberConfiguration(yaml: text)
+            (loaded, warnings) = try MemberConfiguration.load(yaml: text)
             if loaded.dataDirectory == MemberConfiguration().dataDirectory {
                 loaded.dataDirectory = "\(loaded.name).etcd"
             }
@@ -202,6 +203,7 @@ struct Serve: AsyncParsableCommand {
         let logger = named
         let configuration = loaded
         logger.info("starting", metadata: ["data-dir": "\(configuration.dataDirectory)"])
+        for warning in warnings { logger.warning("\(warning)") }
         let service = MemberService(configuration, logger: logger) { member in
             logger.info("serving", metadata: [
                 "member": "\(String(member.id, radix: 16))", "cluster": "\(String(member.clusterID, radix: 16))",

@@ -4,18 +4,81 @@ import Yams
 extension MemberConfiguration {
     /// Reads etcd's configuration file format (`--config-file`): YAML with the
     /// flag names as keys (`name`, `data-dir`, `listen-client-urls`, …; URL
-    /// lists comma-separated, durations in milliseconds). Unknown keys are
-    /// refused by name, so a typo does not pass silently; etcd keys Ensemble does
-    /// not implement are refused the same way.
+    /// lists comma-separated, durations in milliseconds). A key left empty
+    /// (null, as etcd's sample file leaves many) keeps its default.
+    ///
+    /// Unknown keys are refused by name, so a typo does not pass silently.
+    /// etcd 3.4 keys Ensemble does not implement are taken when they change
+    /// nothing Ensemble does (`enable-pprof`, `max-wals`, `debug`, …: see
+    /// ``ignoredEtcdKeys``) and reported in `warnings`; refused when
+    /// ignoring them would surprise (a separate WAL directory, discovery, a
+    /// proxy, certificate restrictions, `force-new-cluster`) unless they hold
+    /// etcd's default.
     public init(yaml text: String) throws {
-        self.init()
-        guard let loaded = try Yams.load(yaml: text) else { return }
+        self = try Self.load(yaml: text).configuration
+    }
+
+    /// ``init(yaml:)``, with a line for every etcd key taken without effect
+    /// (`ensemble serve` logs them).
+    public static func load(yaml text: String) throws -> (configuration: MemberConfiguration, warnings: [String]) {
+        var configuration = MemberConfiguration()
+        var warnings: [String] = []
+        guard let loaded = try Yams.load(yaml: text) else { return (configuration, warnings) }
         guard let entries = loaded as? [String: Any] else {
             throw ConfigurationError("config file: expected a mapping of flag names to values")
         }
-        for (key, value) in entries {
-            try apply(key: key, value: value)
+        for (key, value) in entries.sorted(by: { $0.key < $1.key }) where !(value is NSNull) {
+            switch try etcdKey(key, value) {
+            case .apply: try configuration.apply(key: key, value: value)
+            case .skip: break
+            case let .ignore(warning): warnings.append(warning)
+            }
         }
+        return (configuration, warnings)
+    }
+
+    /// etcd 3.4 keys that change nothing Ensemble does: taken with a warning.
+    static let ignoredEtcdKeys: Set<String> = [
+        "max-snapshots", "max-wals", "cors", "backend-batch-limit", "backend-batch-interval", "max-txn-ops",
+        "strict-reconfig-check", "enable-v2", "enable-pprof", "metrics", "debug", "log-package-levels",
+        "auth-token", "bcrypt-cost", "experimental-backend-bbolt-freelist-type", "experimental-corrupt-check-time",
+        "experimental-initial-corrupt-check", "experimental-compaction-batch-limit", "experimental-enable-v2v3",
+        "experimental-enable-lease-checkpoint", "discovery-fallback", "proxy-failure-wait", "proxy-refresh-interval",
+        "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout", "initial-election-tick-advance",
+        "pre-vote", "enable-grpc-gateway", "unsafe-no-fsync",
+    ]
+
+    /// etcd 3.4 keys Ensemble refuses unless they hold etcd's default (the
+    /// values listed): ignoring a set one would surprise.
+    static let defaultOnlyEtcdKeys: [String: Set<String>] = [
+        "wal-dir": [""], "discovery": [""], "discovery-srv": [""], "discovery-srv-name": [""],
+        "discovery-proxy": [""], "proxy": ["off", "false"], "force-new-cluster": ["false"],
+        "client-crl-file": [""], "client-cert-allowed-hostname": [""], "peer-crl-file": [""],
+        "peer-cert-allowed-cn": [""], "peer-cert-allowed-hostname": [""],
+        "experimental-peer-skip-client-san-verification": ["false"],
+    ]
+
+    enum EtcdKey: Equatable {
+        /// A key Ensemble implements (or an unknown one, refused by ``apply(key:value:)``).
+        case apply
+        /// An etcd key left at etcd's default: nothing to do.
+        case skip
+        /// An etcd key with no effect here: taken, with this warning.
+        case ignore(String)
+    }
+
+    /// What to do with `key`; throws for an etcd key set to something
+    /// Ensemble cannot do.
+    static func etcdKey(_ key: String, _ value: Any) throws -> EtcdKey {
+        if let defaults = defaultOnlyEtcdKeys[key] {
+            let text = (value as? Bool).map { $0 ? "true" : "false" } ?? (value as? String) ?? "\(value)"
+            guard defaults.contains(text) else {
+                throw ConfigurationError("config file: \(key): \(text) is not supported by Ensemble (only etcd's default)")
+            }
+            return .skip
+        }
+        guard ignoredEtcdKeys.contains(key) else { return .apply }
+        return .ignore("config file: \(key) is an etcd setting with no effect in Ensemble; ignored")
     }
 
     private mutating func apply(key: String, value: Any) throws {
