@@ -172,9 +172,11 @@ public struct ClusterService: Sendable {
     }
 
     /// Refusals that say only "not now" — no leader yet, a leader that has
-    /// not committed an entry of its term, a leadership transfer under way —
-    /// are asked again for up to ``leaderWait``, as etcd's proposal waits
-    /// for a leader: nothing was proposed, so nothing can happen twice.
+    /// not committed an entry of its term, a leadership transfer under way,
+    /// another membership change not yet applied — are asked again for up
+    /// to ``leaderWait``, as etcd's proposal waits (for a leader; behind a
+    /// pending change etcd's times out): nothing was proposed, so nothing
+    /// can happen twice.
     private func proposeWhenLeaderReady(_ check: @escaping NodeLoop<KVReplica>.ConfChangeCheck) async throws(NodeError) -> KVReplica.Result {
         let deadline = ContinuousClock.now + Self.leaderWait
         while true {
@@ -191,7 +193,8 @@ public struct ClusterService: Sendable {
     static func isNotNow(_ error: NodeError) -> Bool {
         switch error {
         case .noLeader, .notLeader(leader: .none): true
-        case let .proposalDropped(why): why.contains("leaderNotReady") || why.contains("leadershipTransferInProgress")
+        case let .proposalDropped(why):
+            why.contains("leaderNotReady") || why.contains("leadershipTransferInProgress") || why.contains("confChangeInProgress")
         default: false
         }
     }

@@ -410,12 +410,18 @@ public final class EnsembleMember: @unchecked Sendable {
         }
     }
 
-    /// The id the first Raft message to arrive is addressed to: the leader
-    /// contacts a member added with `member add` at the peer URL it was added with.
+    /// The id the leader's first message is addressed to: the leader
+    /// contacts a member added with `member add` at the peer URL it was added
+    /// with. Only a leader's kinds count: a lagging member's vote request to a
+    /// removed member that had the same URL would name that member's id
+    /// (review finding).
     private static func learnID(from transport: NIOPeerTransport) async throws -> NodeID {
         let learned = Mutex<NodeID?>(nil)
+        let fromLeader: Set<MessageKind> = [.append, .heartbeat, .snapshot]
         transport.register(.none) { messages in
-            learned.withLock { id in if id == nil { id = messages.first { $0.to != .none }?.to } }
+            learned.withLock { id in
+                if id == nil { id = messages.first { $0.to != .none && fromLeader.contains($0.kind) }?.to }
+            }
         }
         defer { transport.unregister(.none) }
         while true {
