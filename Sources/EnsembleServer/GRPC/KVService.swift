@@ -223,9 +223,11 @@ public struct KVService: Sendable {
             if case .UNRECOGNIZED = compare.target { return true }
             if case .UNRECOGNIZED = compare.result { return true }
         }
-        return (request.success + request.failure).contains { op in
+        // No concatenated copy of the ops: this runs on every txn.
+        func nested(_ op: Etcdserverpb_RequestOp) -> Bool {
             if case let .requestTxn(inner)? = op.request { hasUnknownCompare(inner) } else { false }
         }
+        return request.success.contains(where: nested) || request.failure.contains(where: nested)
     }
 
     static let unknownCompare = GRPCStatus.invalidArgument("etcdserver: unknown compare target or result in txn request")
