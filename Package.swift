@@ -45,7 +45,11 @@ let package = Package(
         .target(name: "Checksum", dependencies: ["CCRC32C"], swiftSettings: swiftSettings),
         // The multi-version key–value state machine behind the etcd API (no I/O).
         .target(
-            name: "KV", dependencies: ["Checksum", .product(name: "HeapModule", package: "swift-collections")],
+            name: "KV",
+            dependencies: [
+                "Checksum", .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
             swiftSettings: swiftSettings),
         // Peer messaging: the wire codec and transports (in memory, and TCP over SwiftNIO).
         .target(

@@ -172,6 +172,7 @@ extension MVCCStore {
     /// Installs decoded state (from a snapshot).
     func replace(revision: Int64, compacted: Int64, live: Int, entries: [([UInt8], KeyHistory)]) {
         index.replaceAll(entries)
+        changes = ChangeLog(histories: entries, compacted: compacted)
         self.revision = revision
         self.compactedRevision = compacted
         self.liveKeys = live

@@ -16,5 +16,6 @@ extension MVCCStore {
             return keep ? history : nil
         }
         approximateBytes -= freed
+        changes.trim(below: target)
     }
 }

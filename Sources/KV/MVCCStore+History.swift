@@ -11,55 +11,49 @@ extension MVCCStore {
         events(in: range, from: first, through: last, limit: .max).events
     }
 
+    /// How a replay finds its changes: ``automatic`` picks the cheaper of the
+    /// other two; tests force one to compare them.
+    enum ReplayPlan {
+        case automatic
+        /// Visit every key in range and merge their histories.
+        case byKey
+        /// Read the ``ChangeLog`` from the first revision, skipping other keys.
+        case byRevision
+    }
+
     /// ``events(in:from:through:)`` for at most about `limit` events and
     /// `maxBytes` bytes of keys and values: whole revisions from `first` on,
     /// as many as fit (one revision larger than the bounds comes whole), and
     /// the last revision covered (`last` when every change up to it is
-    /// included). The keys' histories are merged in revision order and the
-    /// merge stops at the bounds, so a watcher far behind costs what it is
-    /// sent (and one cursor per key), not its whole backlog each time; only
-    /// the changes returned are built, so values spilled to files are read
-    /// back for these alone.
+    /// included). Either way of finding the changes stops at the bounds, so
+    /// a watcher far behind costs what it is sent, not its whole backlog each
+    /// time; only the changes returned are built, so values spilled to files
+    /// are read back for these alone.
+    ///
+    /// Cost: the smaller of the keys in range and the changes (to any key)
+    /// in `first...last`, about — the keys are visited until there are more
+    /// of them than such changes, and then the change log is read instead.
     func events(
-        in range: KeyRange, from first: Int64, through last: Int64, limit: Int, maxBytes: Int = .max
+        in range: KeyRange, from first: Int64, through last: Int64, limit: Int, maxBytes: Int = .max,
+        plan: ReplayPlan = .automatic
     ) -> (events: [Event], through: Int64) {
         guard first <= last else { return ([], last) }
-        // One cursor per key with a change in first...last, at its first such version.
-        var cursors: [(key: [UInt8], history: KeyHistory, index: Int)] = []
-        var heads: [HistoryHead] = []
-        visit(range) { key, history in
-            // Versions are sorted: start at the first with main >= first.
-            let i = first > .min ? history.firstIndex(after: first - 1) : 0
-            if i < history.versions.count, history.versions[i].revision.main <= last {
-                heads.append(HistoryHead(revision: history.versions[i].revision, cursor: cursors.count))
-                cursors.append((key, history, i))
-            }
-            return true
-        }
-        var merge = Heap(heads)
-        var picked: [(key: [UInt8], history: KeyHistory, index: Int)] = []
-        var through = last
-        var bytes = 0
-        while let head = merge.popMin() {
-            // Bounds reached: stop at a revision boundary (a revision is never split).
-            if picked.count >= limit || bytes >= maxBytes,
-                let previous = picked.last, head.revision.main > previous.history.versions[previous.index].revision.main
-            {
-                through = previous.history.versions[previous.index].revision.main
-                break
-            }
-            let cursor = cursors[head.cursor]
-            let versions = cursor.history.versions
-            picked.append(cursor)
-            bytes += 48 + 2 * cursor.key.count + versions[cursor.index].valueCount
-                + (cursor.index > 0 ? versions[cursor.index - 1].valueCount : 0)
-            let next = cursor.index + 1
-            if next < versions.count, versions[next].revision.main <= last {
-                cursors[head.cursor].index = next
-                merge.insert(HistoryHead(revision: versions[next].revision, cursor: head.cursor))
+        let window = changes.firstPosition(atOrAbove: first)..<changes.firstPosition(atOrAbove: last &+ 1)
+        var picked = ReplaySelection(limit: limit, maxBytes: maxBytes)
+        switch plan {
+        case .byKey:
+            mergeHistories(in: range, from: first, through: last, maxKeys: .max, into: &picked)
+        case .byRevision:
+            readChanges(in: range, window: window, into: &picked)
+        case .automatic:
+            if window.isEmpty { return ([], last) }
+            // One key: its history is the cheapest way.
+            let maxKeys = range.isSingleKey ? .max : window.count
+            if !mergeHistories(in: range, from: first, through: last, maxKeys: maxKeys, into: &picked) {
+                readChanges(in: range, window: window, into: &picked)
             }
         }
-        let events = picked.map { change -> Event in
+        let events = picked.changes.map { change -> Event in
             let versions = change.history.versions
             let revision = versions[change.index].revision
             let previous = change.index > 0 ? versions[change.index - 1].kv(key: change.key) : nil
@@ -70,7 +64,98 @@ extension MVCCStore {
                 key: change.key, createRevision: 0, modRevision: revision.main, version: 0, value: [], lease: 0)
             return Event(kind: .delete, kv: tombstone, previous: previous)
         }
-        return (events, through)
+        return (events, picked.through ?? last)
+    }
+
+    /// Merges the histories of the keys in `range` in revision order into
+    /// `picked`, unless the range holds more than `maxKeys` keys: then picks
+    /// nothing and returns false.
+    @discardableResult
+    private func mergeHistories(
+        in range: KeyRange, from first: Int64, through last: Int64, maxKeys: Int, into picked: inout ReplaySelection
+    ) -> Bool {
+        // One cursor per key with a change in first...last, at its first such version.
+        var cursors: [ReplaySelection.Change] = []
+        var heads: [HistoryHead] = []
+        var visited = 0
+        visit(range) { key, history in
+            visited += 1
+            if visited > maxKeys { return false }
+            // Versions are sorted: start at the first with main >= first.
+            let i = first > .min ? history.firstIndex(after: first - 1) : 0
+            if i < history.versions.count, history.versions[i].revision.main <= last {
+                heads.append(HistoryHead(revision: history.versions[i].revision, cursor: cursors.count))
+                cursors.append(ReplaySelection.Change(key: key, history: history, index: i))
+            }
+            return true
+        }
+        if visited > maxKeys { return false }
+        var merge = Heap(heads)
+        while let head = merge.popMin() {
+            let cursor = cursors[head.cursor]
+            guard picked.take(cursor) else { break }
+            let versions = cursor.history.versions
+            let next = cursor.index + 1
+            if next < versions.count, versions[next].revision.main <= last {
+                cursors[head.cursor].index = next
+                merge.insert(HistoryHead(revision: versions[next].revision, cursor: head.cursor))
+            }
+        }
+        return true
+    }
+
+    /// Reads the change log over `window` into `picked`, keeping the changes
+    /// to keys in `range`.
+    private func readChanges(in range: KeyRange, window: Range<Int>, into picked: inout ReplaySelection) {
+        for position in window {
+            let entry = changes[position]
+            guard range.contains(entry.key), let history = index.value(for: entry.key) else { continue }
+            // The key's version at this exact revision (a txn may change a key
+            // more than once in one main revision).
+            var i = history.firstIndex(after: entry.revision.main - 1)
+            while i < history.versions.count, history.versions[i].revision < entry.revision { i += 1 }
+            guard i < history.versions.count, history.versions[i].revision == entry.revision else { continue }
+            guard picked.take(ReplaySelection.Change(key: entry.key, history: history, index: i)) else { break }
+        }
+    }
+}
+
+/// The changes a replay has chosen so far, in revision order, and its bounds.
+struct ReplaySelection {
+    struct Change {
+        var key: [UInt8]
+        var history: KeyHistory
+        var index: Int
+    }
+
+    let limit: Int
+    let maxBytes: Int
+    var changes: [Change] = []
+    var bytes = 0
+    /// Set when the bounds stopped the replay: the last revision taken.
+    var through: Int64?
+
+    init(limit: Int, maxBytes: Int) {
+        self.limit = limit
+        self.maxBytes = maxBytes
+    }
+
+    /// Takes the next change in revision order, unless the bounds are reached
+    /// and it starts a new revision (a revision is never split): then records
+    /// where the replay stopped and returns false.
+    mutating func take(_ change: Change) -> Bool {
+        let versions = change.history.versions
+        if changes.count >= limit || bytes >= maxBytes, let previous = changes.last {
+            let previousMain = previous.history.versions[previous.index].revision.main
+            if versions[change.index].revision.main > previousMain {
+                through = previousMain
+                return false
+            }
+        }
+        changes.append(change)
+        bytes += 48 + 2 * change.key.count + versions[change.index].valueCount
+            + (change.index > 0 ? versions[change.index - 1].valueCount : 0)
+        return true
     }
 }
 

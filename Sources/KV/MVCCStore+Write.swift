@@ -81,7 +81,10 @@ extension MVCCStore {
             return previous
         }
         if previous == nil { liveKeys += 1 }
-        if let event { context.events.append(event) }
+        if let event {
+            changes.append(revision, key: event.kv.key)
+            context.events.append(event)
+        }
         return previous
     }
 
@@ -105,6 +108,7 @@ extension MVCCStore {
                 history.versions.append(.init(revision: revision, kv: nil))
                 approximateBytes += KeyHistory.size(key: key, valueCount: 0)
                 deleted.append(previous)
+                changes.append(revision, key: previous.key)
                 let tombstone = KeyValue(key: key, createRevision: 0, modRevision: revision.main, version: 0, value: [], lease: 0)
                 context.events.append(Event(kind: .delete, kv: tombstone, previous: previous))
             }

@@ -23,6 +23,8 @@ public final class MVCCStore {
     /// what etcd calls the database size (Status `dbSize`, the space quota).
     public internal(set) var approximateBytes = 0
     let index = ByteKeyTree<KeyHistory>()
+    /// The same changes in revision order, for watchers replaying history.
+    var changes = ChangeLog()
     /// Keys with any retained history (live or deleted but not yet compacted).
     public var keyCount: Int { index.count }
     /// Says whether a lease exists; puts naming an unknown lease are refused.
