@@ -84,7 +84,7 @@ import Testing
         var (_, output) = try await f.run(f.followerPort, "get", "expiring")
         #expect(output.isEmpty, "expired by the leader and deleted everywhere: \(output)")
         (_, output) = try await f.run(f.followerPort, "get", "kept", "--print-value-only")
-        #expect(output == "v\n", "\(output)")
+        #expect(output == "v\n", "\(output) keep-alive: \(keepAlive.text)")
         #expect(keepAlive.text.contains("lease \(kept) keepalived with TTL(2)"), "\(keepAlive.text)")
         keepAlive.stop()
         await f.close()
