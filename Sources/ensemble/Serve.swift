@@ -65,6 +65,10 @@ struct Serve: AsyncParsableCommand {
         name: .customLong("experimental-lease-checkpoint-interval"),
         help: "How often the leader replicates leases' remaining TTLs, which a new leader then keeps (0: off, as etcd's default).")
     var leaseCheckpointInterval = "5s"
+    @Option(
+        name: .customLong("experimental-corrupt-check-time"),
+        help: "How often the leader compares every member's data hash with its own and raises CORRUPT on a difference (0s: off).")
+    var corruptCheckTime = "0s"
     @Option(name: .customLong("event-loop-threads"), help: "Threads serving client and peer connections (0: one per CPU core). Not an etcd flag.")
     var eventLoopThreads = 0
     @Option(name: .customLong("cert-file"), help: "TLS certificate chain (PEM) for https:// client URLs.")
@@ -155,6 +159,7 @@ struct Serve: AsyncParsableCommand {
         c.grpcKeepaliveMinTime = grpcKeepaliveMinTime
         c.eventLoopThreads = eventLoopThreads
         c.leaseCheckpointInterval = leaseCheckpointInterval
+        c.corruptCheckTime = corruptCheckTime
         c.certFile = certFile
         c.keyFile = keyFile
         c.trustedCAFile = trustedCAFile

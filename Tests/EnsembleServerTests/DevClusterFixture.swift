@@ -8,13 +8,13 @@ final class DevClusterFixture {
     let cluster: DevCluster
     let leader: NodeID
 
-    init(spaceQuota: Int = 2 << 30) async throws {
+    init(spaceQuota: Int = 2 << 30, configure: (inout MemberConfiguration) -> Void = { _ in }) async throws {
         // 50 ms ticks: a 500 ms election timeout. At 250 ms a loaded CI
         // machine (fsyncs of 100+ ms, threads waiting for a core) changed
         // leaders in the middle of tests.
         cluster = try await DevCluster(
             dataDirectory: directory, clientPorts: [0, 0, 0], peerPorts: [0, 0, 0], tickInterval: .milliseconds(50),
-            spaceQuota: spaceQuota)
+            spaceQuota: spaceQuota, configure: configure)
         leader = try await cluster.waitUntilReady()
     }
 

@@ -83,6 +83,7 @@ import Testing
             quota-backend-bytes: 8589934592
             grpc-keepalive-min-time: 10s
             experimental-lease-checkpoint-interval: 60000000000
+            experimental-corrupt-check-time: 2m
             event-loop-threads: 3
             log-level: warn
             logger: zap
@@ -101,6 +102,11 @@ import Testing
         #expect(try off.leaseCheckpointSeconds() == 0)
         off.leaseCheckpointInterval = "soon"
         #expect(throws: ConfigurationError.self) { try off.leaseCheckpointSeconds() }
+        #expect(try c.corruptCheckInterval() == .seconds(120) && MemberConfiguration().corruptCheckInterval() == nil)
+        off.corruptCheckTime = "often"
+        #expect(throws: ConfigurationError("--experimental-corrupt-check-time: \"often\" is not a duration such as 1m or 30s")) {
+            try off.validate()
+        }
         try c.validate()
         var negative = c
         negative.eventLoopThreads = -1

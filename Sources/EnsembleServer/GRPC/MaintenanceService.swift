@@ -115,6 +115,12 @@ public struct MaintenanceService: Sendable {
     /// Frozen on the apply thread (O(1)), hashed off it: hashing reads every
     /// retained value, some from the history files.
     private func hashKV(revision: Int64) async -> Result<(UInt32, Int64, Int64), GRPCStatus> {
+        await Self.hashKV(node: node, revision: revision)
+    }
+
+    /// HashKV of `node`'s applied state: (hash, current revision, compaction
+    /// revision). Also the corruption check's own hash.
+    static func hashKV(node: NodeLoop<KVReplica>, revision: Int64) async -> Result<(UInt32, Int64, Int64), GRPCStatus> {
         guard let frozen = await node.withMachine({ $0.machine.freeze() }) else {
             return .failure(KVService.status(NodeError.stopped))
         }

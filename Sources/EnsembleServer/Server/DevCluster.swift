@@ -34,9 +34,10 @@ public final class DevCluster: Sendable {
     /// `clientPorts`/`peerPorts`: three each (0 picks free ports, for tests).
     /// `spaceQuota`: bytes each member's store may hold (0: etcd's default).
     /// `tls`: both ports inside TLS with client certificates (``DevTLS``).
+    /// `configure`: changes every member's configuration (tests).
     public init(
         dataDirectory: String, clientPorts: [Int], peerPorts: [Int], tickInterval: Duration = .milliseconds(100),
-        spaceQuota: Int = 0, tls: Bool = false
+        spaceQuota: Int = 0, tls: Bool = false, configure: (inout MemberConfiguration) -> Void = { _ in }
     ) async throws {
         precondition(clientPorts.count == 3 && peerPorts.count == 3, "a dev cluster has three members")
         self.dataDirectory = dataDirectory
@@ -74,6 +75,7 @@ public final class DevCluster: Sendable {
                 configuration.quotaBackendBytes = spaceQuota
                 configuration.listenClientURLs = ["\(scheme)://127.0.0.1:\(clientPorts[i])"]
                 configuration.advertiseClientURLs = configuration.listenClientURLs
+                configure(&configuration)
                 try configuration.validate()
                 let member = try await EnsembleMember.start(
                     configuration, group: group, transport: transports[i].0, peerPort: transports[i].1,

@@ -52,6 +52,7 @@ public final class EnsembleMember: @unchecked Sendable {
     private let publisher: Task<Void, Never>
     /// The leader's auto-compaction loop, when configured.
     private let compactor: Task<Void, Never>?
+    private let corruptionMonitor: Task<Void, Never>?
     /// Event loop threads this member started itself (``start(_:log:)``).
     private let ownedGroup = Mutex<MultiThreadedEventLoopGroup?>(nil)
     private let peers = Mutex<[NodeID: NIOPeerTransport.Peer]>([:])
@@ -294,6 +295,12 @@ public final class EnsembleMember: @unchecked Sendable {
         } else {
             self.compactor = nil
         }
+        if let interval = try? configuration.corruptCheckInterval() {
+            let monitor = CorruptionMonitor(interval: interval, node: node, routing: routing, forwarder: forwarder, logger: logger)
+            self.corruptionMonitor = Task { await monitor.run() }
+        } else {
+            self.corruptionMonitor = nil
+        }
         self.publisher = Task {
             await Self.publish(name: name, clientURLs: clientURLs, id: id, node: node, routing: routing)
         }
@@ -525,6 +532,7 @@ public final class EnsembleMember: @unchecked Sendable {
         if handOff { await handOffLeadership() }
         publisher.cancel()
         compactor?.cancel()
+        corruptionMonitor?.cancel()
         await grpcServer.shutdown(grace: .seconds(1))
         await forwarder.shutdown()
         node.stop()

@@ -41,7 +41,7 @@ extension MemberConfiguration {
     static let ignoredEtcdKeys: Set<String> = [
         "max-snapshots", "max-wals", "cors", "backend-batch-limit", "backend-batch-interval", "max-txn-ops",
         "strict-reconfig-check", "enable-v2", "enable-pprof", "metrics", "debug", "log-package-levels",
-        "auth-token", "bcrypt-cost", "experimental-backend-bbolt-freelist-type", "experimental-corrupt-check-time",
+        "auth-token", "bcrypt-cost", "experimental-backend-bbolt-freelist-type",
         "experimental-initial-corrupt-check", "experimental-compaction-batch-limit", "experimental-enable-v2v3",
         "experimental-enable-lease-checkpoint", "discovery-fallback", "proxy-failure-wait", "proxy-refresh-interval",
         "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout", "initial-election-tick-advance",
@@ -128,6 +128,7 @@ extension MemberConfiguration {
         case "grpc-keepalive-timeout": grpcKeepaliveTimeout = try duration()
         case "grpc-keepalive-min-time": grpcKeepaliveMinTime = try duration()
         case "experimental-lease-checkpoint-interval": leaseCheckpointInterval = try duration()
+        case "experimental-corrupt-check-time": corruptCheckTime = try duration()
         case "cipher-suites": cipherSuites = try urls()  // a list, or comma-separated
         case "event-loop-threads": eventLoopThreads = try integer()
         case "log-level": logLevel = try string()

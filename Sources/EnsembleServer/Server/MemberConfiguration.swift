@@ -112,12 +112,24 @@ public struct MemberConfiguration: Sendable {
     /// false). etcd's interval, when enabled, is 5 min; Ensemble checkpoints
     /// every 5 s by default, so a failover costs a lease at most 5 s more.
     public var leaseCheckpointInterval = "5s"
+    /// `--experimental-corrupt-check-time`: how often the leader compares
+    /// every member's history hash with its own and raises CORRUPT for a
+    /// member that differs (``CorruptionCheck``); "0s", etcd's default, is off.
+    public var corruptCheckTime = "0s"
     /// `--event-loop-threads` (Ensemble's own): threads serving client and
     /// peer connections; 0, the default, is one per CPU core. Raft and the
     /// store run on two threads of their own besides.
     public var eventLoopThreads = 0
 
     public init() {}
+
+    /// How often to run the corruption check; nil when it is off.
+    public func corruptCheckInterval() throws(ConfigurationError) -> Duration? {
+        guard let interval = GoDuration.parse(corruptCheckTime), interval >= .zero else {
+            throw ConfigurationError("--experimental-corrupt-check-time: \"\(corruptCheckTime)\" is not a duration such as 1m or 30s")
+        }
+        return interval > .zero ? interval : nil
+    }
 
     /// The keepalive policy for client connections, from the three flags.
     public func grpcKeepalive() throws(ConfigurationError) -> GRPCKeepalive {
@@ -207,6 +219,7 @@ public struct MemberConfiguration: Sendable {
         _ = try tlsPolicy()
         _ = try AutoCompactionPolicy.parse(mode: autoCompactionMode, retention: autoCompactionRetention)
         _ = try grpcKeepalive()
+        _ = try corruptCheckInterval()
         guard electionTimeout >= heartbeatInterval * 5 else {
             throw ConfigurationError("--election-timeout should be at least 5 times --heartbeat-interval")
         }
