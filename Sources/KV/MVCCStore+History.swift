@@ -37,6 +37,8 @@ extension MVCCStore {
         in range: KeyRange, from first: Int64, through last: Int64, limit: Int, maxBytes: Int = .max,
         plan: ReplayPlan = .automatic
     ) -> (events: [Event], through: Int64) {
+        // Nothing exists past the store's revision (and `last + 1` cannot overflow).
+        let last = min(last, revision)
         guard first <= last else { return ([], last) }
         let window = changes.firstPosition(atOrAbove: first)..<changes.firstPosition(atOrAbove: last &+ 1)
         var picked = ReplaySelection(limit: limit, maxBytes: maxBytes)

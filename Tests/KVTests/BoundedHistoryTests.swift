@@ -68,6 +68,13 @@ import Testing
             case 2, 3:
                 let a = keys[Int.random(in: 0..<6, using: &rng)], c = keys[Int.random(in: 6..<14, using: &rng)]
                 _ = try store.txn(TxnRequest(success: [.put(PutRequest(key: a, value: b("t\(step)"))), .put(PutRequest(key: c, value: b("u")))]))
+            case 6:
+                // A key put and then deleted in one revision (if the txn
+                // checks allow it): two changes to it at one main revision.
+                let key = keys[Int.random(in: 0..<keys.count, using: &rng)]
+                _ = try? store.txn(TxnRequest(success: [
+                    .put(PutRequest(key: key, value: b("p"))), .deleteRange(DeleteRangeRequest(key: key, rangeEnd: [0])),
+                ]))
             case 4 where store.revision > store.compactedRevision + 20:
                 try store.compact(Int64.random(in: (store.compactedRevision + 1)...(store.revision - 10), using: &rng))
             case 5:
