@@ -69,6 +69,10 @@ struct Serve: AsyncParsableCommand {
         name: .customLong("experimental-corrupt-check-time"),
         help: "How often the leader compares every member's data hash with its own and raises CORRUPT on a difference (0s: off).")
     var corruptCheckTime = "0s"
+    @Flag(
+        name: .customLong("experimental-initial-corrupt-check"),
+        help: "Before serving, compare this member's data hash with every other member's and refuse to start on a difference.")
+    var initialCorruptCheck = false
     @Option(name: .customLong("event-loop-threads"), help: "Threads serving client and peer connections (0: one per CPU core). Not an etcd flag.")
     var eventLoopThreads = 0
     @Option(name: .customLong("cert-file"), help: "TLS certificate chain (PEM) for https:// client URLs.")
@@ -160,6 +164,7 @@ struct Serve: AsyncParsableCommand {
         c.eventLoopThreads = eventLoopThreads
         c.leaseCheckpointInterval = leaseCheckpointInterval
         c.corruptCheckTime = corruptCheckTime
+        c.initialCorruptCheck = initialCorruptCheck
         c.certFile = certFile
         c.keyFile = keyFile
         c.trustedCAFile = trustedCAFile

@@ -45,6 +45,26 @@ import Testing
         #expect(CorruptionCheck.verdict(leader: leader, after: changed, peers: [same(2)])?.member == 1)
     }
 
+    @Test func theInitialCheckFindsAMemberUnlikeItsPeers() async throws {
+        let f = try await DevClusterFixture()
+        for i in 0..<5 { _ = try await f.run(f.leaderPort, "put", "k\(i)", "v\(i)") }
+        try await f.waitUntilEveryMemberHas("k4")
+        let follower = try #require(f.cluster.members.first { $0.id != f.leader }?.id)
+        let member = try #require(f.cluster.member(follower))
+        // Agreeing members pass.
+        try await member.checkInitialHashes()
+        _ = await member.node.withMachine { replica in
+            replica.machine.store.index.modify(Array("k1".utf8)) { history in
+                guard var kv = history.latest else { return }
+                kv.value = Array("garbled".utf8)
+                history.versions[history.versions.count - 1].state = .value(kv)
+            }
+        }
+        await #expect(throws: DataInconsistency(member: follower)) { try await member.checkInitialHashes() }
+        #expect(DataInconsistency(member: 0x1f).description == "1f found data inconsistency with peers")
+        await f.close()
+    }
+
     @Test func aMemberWithDivergedDataIsAlarmedAndWritesStop() async throws {
         let f = try await DevClusterFixture { $0.corruptCheckTime = "200ms" }
         // Healthy under writes: checks run meanwhile and find nothing.

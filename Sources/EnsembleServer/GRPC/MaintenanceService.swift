@@ -119,10 +119,23 @@ public struct MaintenanceService: Sendable {
     }
 
     /// HashKV of `node`'s applied state: (hash, current revision, compaction
-    /// revision). Also the corruption check's own hash.
-    static func hashKV(node: NodeLoop<KVReplica>, revision: Int64) async -> Result<(UInt32, Int64, Int64), GRPCStatus> {
-        guard let frozen = await node.withMachine({ $0.machine.freeze() }) else {
-            return .failure(KVService.status(NodeError.stopped))
+    /// revision). Also the corruption check's own hash; `confirmed` first
+    /// applies everything committed when it is called (a ReadIndex round).
+    static func hashKV(
+        node: NodeLoop<KVReplica>, revision: Int64, confirmed: Bool = false
+    ) async -> Result<(UInt32, Int64, Int64), GRPCStatus> {
+        let frozen: FrozenKVState
+        if confirmed {
+            do {
+                frozen = try await node.withMachineConfirmed { $0.machine.freeze() }
+            } catch {
+                return .failure(KVService.status(error))
+            }
+        } else {
+            guard let state = await node.withMachine({ $0.machine.freeze() }) else {
+                return .failure(KVService.status(NodeError.stopped))
+            }
+            frozen = state
         }
         // A long blocking scan: on a dispatch queue, not the cooperative pool.
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<(UInt32, Int64, Int64), KVError>, Never>) in

@@ -252,7 +252,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// The applier could not restore a snapshot: the member stops.
     private var applyFailed = false
     /// The commit index when the member started.
-    private let startCommit: UInt64
+    /// The commit index this start found in the log: entries up to it are
+    /// replayed from the log before anything new.
+    let startCommit: UInt64
     /// The snapshot read failure last reported.
     private var reportedSnapshotFailure: String?
 

@@ -31,6 +31,20 @@ public enum CorruptionCheck {
         public var reason: String
     }
 
+    /// etcd's initial check (`CheckInitialHashKV`), made by a member before
+    /// it serves: `own` is its history's report, `peers` the others' hashes
+    /// at its revision. Each peer with the same compaction revision and
+    /// another hash is a finding (about this member's data, named by
+    /// `own.member`); peers compacted differently cannot be compared.
+    public static func initialVerdict(own: Report, peers: [Report]) -> [Finding] {
+        peers.filter { $0.compactRevision == own.compactRevision && $0.hash != own.hash }.map { peer in
+            Finding(
+                member: own.member,
+                reason: "its hash \(own.hash) differs from member \(String(peer.member, radix: 16))'s \(peer.hash) "
+                    + "at revision \(own.revision), compaction revision \(own.compactRevision)")
+        }
+    }
+
     /// The member to raise CORRUPT for, if any. `before` and `after`: the
     /// leader's own reports taken before and after asking `peers` (at
     /// `before.revision`).

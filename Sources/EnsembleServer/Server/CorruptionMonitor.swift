@@ -1,4 +1,5 @@
 import EnsembleAPI
+import KV
 import Logging
 import Raft
 import SwiftProtobuf
@@ -16,7 +17,7 @@ struct CorruptionMonitor: Sendable {
 
     func run() async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: interval)
+            do { try await Task.sleep(for: interval) } catch { return }
             guard node.status.role == .leader else { continue }
             await checkOnce()
         }
@@ -25,18 +26,26 @@ struct CorruptionMonitor: Sendable {
     /// One check, as etcd's `checkHashKV`; returns what it found.
     @discardableResult
     func checkOnce() async -> CorruptionCheck.Finding? {
-        let me = node.status.id
-        guard let before = await ownReport(me) else { return nil }
+        let start = node.status
+        let me = start.id
+        guard let before = await ownReport(me), let cluster = await clusterID() else { return nil }
         let others = Set(node.status.voters + node.status.learners).subtracting([me]).sorted()
         let peers = await withTaskGroup(of: CorruptionCheck.Report?.self) { group in
             for peer in others {
-                group.addTask { await report(of: peer, at: before.revision) }
+                group.addTask { await report(of: peer, at: before.revision, cluster: cluster) }
             }
             var reports: [CorruptionCheck.Report] = []
             for await report in group { if let report { reports.append(report) } }
             return reports.sorted { $0.member < $1.member }
         }
-        guard let after = await ownReport(me) else { return nil }
+        // Everything committed by now applied first (etcd's read barrier): a
+        // follower may have applied what this leader has committed but not
+        // yet applied, and would look ahead of it.
+        guard let after = await ownReport(me, confirmed: true) else { return nil }
+        // Leading all along, in one term: a new leader's followers may
+        // have applied more than this member ever will in its term.
+        let end = node.status
+        guard !Task.isCancelled, end.role == .leader, end.term == start.term, start.role == .leader else { return nil }
         guard let finding = CorruptionCheck.verdict(leader: before, after: after, peers: peers) else {
             logger.debug("corruption check: members agree", metadata: ["revision": "\(before.revision)", "peers": "\(peers.count)"])
             return nil
@@ -53,8 +62,36 @@ struct CorruptionMonitor: Sendable {
         return finding
     }
 
-    private func ownReport(_ me: NodeID) async -> CorruptionCheck.Report? {
-        switch await MaintenanceService.hashKV(node: node, revision: 0) {
+    /// The initial check: this member's hash against every other member's
+    /// at its revision, once it has replayed what it had committed before
+    /// this start (`replayedThrough`). Returns the differences found.
+    func initialCheck(replayedThrough index: UInt64) async -> [CorruptionCheck.Finding] {
+        while node.status.appliedIndex < index && !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let me = node.status.id
+        guard let own = await ownReport(me), let cluster = await clusterID() else { return [] }
+        let others = Set(node.status.voters + node.status.learners).subtracting([me]).sorted()
+        var peers: [CorruptionCheck.Report] = []
+        for peer in others {
+            if let report = await report(of: peer, at: own.revision, cluster: cluster) { peers.append(report) }
+        }
+        for peer in peers where peer.compactRevision != own.compactRevision {
+            logger.warning(
+                "initial corruption check: cannot compare with member \(hex(peer.member)): it compacted at \(peer.compactRevision), this member at \(own.compactRevision)")
+        }
+        let findings = CorruptionCheck.initialVerdict(own: own, peers: peers)
+        if peers.isEmpty {
+            logger.warning("initial corruption check: no other member answered; nothing compared", metadata: ["revision": "\(own.revision)"])
+        } else if findings.isEmpty {
+            logger.info("initial corruption check: this member's data agrees with its peers'",
+                        metadata: ["revision": "\(own.revision)", "compared": "\(peers.count)"])
+        }
+        return findings
+    }
+
+    private func ownReport(_ me: NodeID, confirmed: Bool = false) async -> CorruptionCheck.Report? {
+        switch await MaintenanceService.hashKV(node: node, revision: 0, confirmed: confirmed) {
         case let .success((hash, revision, compacted)):
             return CorruptionCheck.Report(member: me, hash: hash, revision: revision, compactRevision: compacted)
         case let .failure(status):
@@ -65,7 +102,12 @@ struct CorruptionMonitor: Sendable {
 
     /// A member's HashKV at `revision`; nil (logged) when it cannot be had —
     /// unreachable, behind that revision, or compacted past it.
-    private func report(of peer: NodeID, at revision: Int64) async -> CorruptionCheck.Report? {
+    /// The cluster's id, from the member directory this member applied.
+    private func clusterID() async -> UInt64? {
+        await node.withMachine { $0.machine.members.clusterID }
+    }
+
+    private func report(of peer: NodeID, at revision: Int64, cluster: UInt64) async -> CorruptionCheck.Report? {
         var request = Etcdserverpb_HashKVRequest()
         request.revision = revision
         guard let bytes = try? request.serializedBytes() as [UInt8] else { return nil }
@@ -74,6 +116,12 @@ struct CorruptionMonitor: Sendable {
         case let .success(reply)?:
             guard let response = try? Etcdserverpb_HashKVResponse(serializedBytes: reply) else {
                 logger.warning("corruption check: member \(hex(peer)) sent a malformed HashKV answer")
+                return nil
+            }
+            // Credited to whoever answered: an address now serving another
+            // member (or cluster) must not get this member convicted.
+            guard response.header.memberID == peer, response.header.clusterID == cluster else {
+                logger.warning("corruption check: member \(hex(peer))'s address is answered by member \(hex(response.header.memberID))")
                 return nil
             }
             return CorruptionCheck.Report(

@@ -127,6 +127,9 @@ public final class DevCluster: Sendable {
 
     public func status(of id: NodeID) -> NodeStatus? { running.first { $0.id == id }?.node.status }
 
+    /// A founding member (tests reach inside).
+    func member(_ id: NodeID) -> EnsembleMember? { running.first { $0.id == id } }
+
     /// Waits until a member leads.
     public func waitForLeader(timeout: Duration = .seconds(10)) async throws -> NodeID {
         let deadline = ContinuousClock.now + timeout

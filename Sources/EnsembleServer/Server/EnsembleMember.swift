@@ -250,6 +250,14 @@ public final class EnsembleMember: @unchecked Sendable {
             logger.info("caught up", metadata: ["cluster": "\(hex(identity.clusterID))"])
         }
         try identity.save(in: dataDirectory)
+        if configuration.initialCorruptCheck {
+            do {
+                try await member.checkInitialHashes()
+            } catch {
+                await member.shutdown(handOff: false)
+                throw error
+            }
+        }
         member.install(clusterID: identity.clusterID, leaderInProcess: leaderInProcess)
         return member
     }
@@ -401,6 +409,17 @@ public final class EnsembleMember: @unchecked Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// `--experimental-initial-corrupt-check`: throws when another member's
+    /// history differs from this one's at the same revision and compaction.
+    func checkInitialHashes() async throws {
+        let monitor = CorruptionMonitor(interval: .zero, node: node, routing: LeaderRouting(node: node), forwarder: forwarder, logger: logger)
+        let findings = await monitor.initialCheck(replayedThrough: node.startCommit)
+        guard findings.isEmpty else {
+            for finding in findings { logger.error("initial corruption check: \(finding.reason)") }
+            throw DataInconsistency(member: id)
+        }
+    }
+
     /// Keeps the transport's addresses in step with the directory.
     func pointTransport(at members: [Member]) {
         forwarder.setClientURLs(Dictionary(members.map { ($0.id, $0.clientURLs) }, uniquingKeysWith: { a, _ in a }))
@@ -542,3 +561,10 @@ public final class EnsembleMember: @unchecked Sendable {
 }
 
 func hex(_ id: UInt64) -> String { String(id, radix: 16) }
+
+/// The initial corruption check found this member's data unlike its peers'
+/// (etcd's words).
+public struct DataInconsistency: Error, Equatable, CustomStringConvertible {
+    public var member: UInt64
+    public var description: String { "\(hex(member)) found data inconsistency with peers" }
+}

@@ -41,8 +41,7 @@ extension MemberConfiguration {
     static let ignoredEtcdKeys: Set<String> = [
         "max-snapshots", "max-wals", "cors", "backend-batch-limit", "backend-batch-interval", "max-txn-ops",
         "strict-reconfig-check", "enable-v2", "enable-pprof", "metrics", "debug", "log-package-levels",
-        "auth-token", "bcrypt-cost", "experimental-backend-bbolt-freelist-type",
-        "experimental-initial-corrupt-check", "experimental-compaction-batch-limit", "experimental-enable-v2v3",
+        "auth-token", "bcrypt-cost", "experimental-backend-bbolt-freelist-type", "experimental-compaction-batch-limit", "experimental-enable-v2v3",
         "experimental-enable-lease-checkpoint", "discovery-fallback", "proxy-failure-wait", "proxy-refresh-interval",
         "proxy-dial-timeout", "proxy-write-timeout", "proxy-read-timeout", "initial-election-tick-advance",
         "pre-vote", "enable-grpc-gateway", "unsafe-no-fsync",
@@ -97,6 +96,10 @@ extension MemberConfiguration {
             if let number = value as? Int { return "\(number)ns" }
             return try string()
         }
+        func boolean() throws -> Bool {
+            guard let on = value as? Bool else { throw ConfigurationError("config file: \(key) must be true or false") }
+            return on
+        }
         func integer() throws -> Int {
             if let number = value as? Int { return number }
             if let text = value as? String, let number = Int(text) { return number }
@@ -129,6 +132,7 @@ extension MemberConfiguration {
         case "grpc-keepalive-min-time": grpcKeepaliveMinTime = try duration()
         case "experimental-lease-checkpoint-interval": leaseCheckpointInterval = try duration()
         case "experimental-corrupt-check-time": corruptCheckTime = try duration()
+        case "experimental-initial-corrupt-check": initialCorruptCheck = try boolean()
         case "cipher-suites": cipherSuites = try urls()  // a list, or comma-separated
         case "event-loop-threads": eventLoopThreads = try integer()
         case "log-level": logLevel = try string()

@@ -116,6 +116,10 @@ public struct MemberConfiguration: Sendable {
     /// every member's history hash with its own and raises CORRUPT for a
     /// member that differs (``CorruptionCheck``); "0s", etcd's default, is off.
     public var corruptCheckTime = "0s"
+    /// `--experimental-initial-corrupt-check`: before serving clients, a
+    /// restarted member compares its history hash with every other member's
+    /// at its revision and refuses to start when one differs.
+    public var initialCorruptCheck = false
     /// `--event-loop-threads` (Ensemble's own): threads serving client and
     /// peer connections; 0, the default, is one per CPU core. Raft and the
     /// store run on two threads of their own besides.
