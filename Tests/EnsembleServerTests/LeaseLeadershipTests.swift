@@ -170,6 +170,24 @@ import Testing
         #expect(cleared?.id == 7 && cleared?.remainingTtl == 0)
     }
 
+    /// Leases no longer than the checkpoint interval are not checkpointed
+    /// (etcd's rule): a failover adds at most their TTL, within the bound a
+    /// checkpoint keeps, and short kept-alive leases cost the log nothing.
+    @Test func leasesNoLongerThanTheIntervalAreNotCheckpointed() throws {
+        let clock = FakeClock()
+        let replica = KVReplica(checkpointInterval: 5, now: clock.read)
+        replica.roleChanged(isLeader: true)
+        _ = replica.apply(try grant(7, ttl: 60), index: 1)
+        _ = replica.apply(try grant(8, ttl: 5), index: 2)
+        _ = replica.apply(try grant(9, ttl: 4), index: 3)
+        clock.advance(3)
+        #expect(try decoded(replica.leaderTick()).isEmpty, "no round yet")
+        #expect(replica.renew(8) == 5 && replica.renew(9) == 4)
+        clock.advance(2.5)
+        let ids = try decoded(replica.leaderTick()).flatMap { $0.leaseCheckpoints.checkpoints.map(\.id) }
+        #expect(ids == [7], "\(ids)")
+    }
+
     /// A keep-alive between proposing a checkpoint and applying it: the
     /// checkpoint applied is stale at once, and the leader clears it.
     @Test func aCheckpointOvertakenByAKeepAliveIsCleared() throws {

@@ -67,10 +67,16 @@ extension KVReplica {
             staleCheckpoints = []
         }
         // Leases with nothing to say are left out (a checkpoint of the full TTL
-        // and no checkpoint mean the same to a new leader).
+        // and no checkpoint mean the same to a new leader), and so are leases
+        // no longer than the interval, as etcd schedules checkpoints: a new
+        // leader's full TTL gives them at most that much more, the bound a
+        // checkpoint keeps anyway — and the many short leases of a registry
+        // then cost no checkpoint, nor a clearing one after each renewal.
+        let interval = lessor.checkpointInterval
         checkpoints = checkpoints.filter { entry in
             guard let lease = machine.leases.leases[entry.id] else { return false }
-            return entry.remainingTtl > 0 ? entry.remainingTtl < lease.grantedTTL : lease.checkpointTTL > 0
+            guard entry.remainingTtl > 0 else { return lease.checkpointTTL > 0 }
+            return entry.remainingTtl < lease.grantedTTL && Double(lease.grantedTTL) > interval
         }
         for start in stride(from: 0, to: checkpoints.count, by: 1_000) {
             var command = Ensemble_V1_Command()
