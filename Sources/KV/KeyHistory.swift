@@ -75,8 +75,9 @@ struct KeyHistory: Sendable {
     var versions: [Version] = []
 
     /// Bytes counted per version besides its key and value (revisions, version,
-    /// lease, index entry), for ``MVCCStore/approximateBytes``.
-    static let versionOverhead = 64
+    /// lease, index entry, and its ``ChangeLog`` entry), for
+    /// ``MVCCStore/approximateBytes``.
+    static let versionOverhead = 88
 
     static func size(key: [UInt8], valueCount: Int) -> Int {
         key.count + valueCount + versionOverhead
