@@ -1,5 +1,5 @@
 import EnsembleAPI
-import EnsembleServer
+@testable import EnsembleServer
 import Foundation
 import KV
 import SwiftProtobuf
@@ -186,6 +186,41 @@ import Testing
         clock.advance(2.5)
         let ids = try decoded(replica.leaderTick()).flatMap { $0.leaseCheckpoints.checkpoints.map(\.id) }
         #expect(ids == [7], "\(ids)")
+    }
+
+    /// A keep-alive that reached the leader in time holds its lease's expiry
+    /// while the leader confirms its leadership (a heartbeat round the slow
+    /// disks of followers can stretch past the deadline), then renews it; one
+    /// that arrived late, or that has waited longer than the hold, does not.
+    @Test func aKeepAliveOnItsWayHoldsTheExpiry() throws {
+        let clock = FakeClock()
+        let replica = KVReplica(checkpointInterval: 1_000, now: clock.read)
+        replica.roleChanged(isLeader: true)
+        _ = replica.apply(try grant(7, ttl: 3), index: 1)
+        _ = replica.apply(try grant(8, ttl: 3), index: 2)
+        clock.advance(2)
+        let arrived = replica.keepAlivesArrived([7])
+        clock.advance(1.5)
+        let revoked = try decoded(replica.leaderTick()).filter { $0.leaseRevoke.id != 0 }.map(\.leaseRevoke.id)
+        #expect(revoked == [8], "7 is held by its keep-alive: \(revoked)")
+        #expect(replica.renew(7, waited: 1.5) == 3, "judged as of its arrival")
+        replica.keepAlivesSettled([7], arrived: arrived)
+        #expect(replica.arrivingKeepAlives.isEmpty)
+
+        // Late: it arrived after the deadline, so it holds nothing.
+        clock.advance(3.5)
+        let late = replica.keepAlivesArrived([7])
+        #expect(try decoded(replica.leaderTick()).map(\.leaseRevoke.id).contains(7))
+        replica.keepAlivesSettled([7], arrived: late)
+
+        // A hold ends after keepAliveHold, even if the keep-alive never settles.
+        _ = replica.apply(try grant(9, ttl: 3), index: 3)
+        clock.advance(2)
+        _ = replica.keepAlivesArrived([9])
+        clock.advance(2)
+        #expect(!(try decoded(replica.leaderTick()).map(\.leaseRevoke.id).contains(9)))
+        clock.advance(KVReplica.keepAliveHold)
+        #expect(try decoded(replica.leaderTick()).map(\.leaseRevoke.id).contains(9))
     }
 
     /// A keep-alive between proposing a checkpoint and applying it: the

@@ -85,7 +85,13 @@ public struct LeaderRouting: Sendable {
     /// stuck (a stalled disk) or that is cut off from the majority then
     /// answers nothing rather than renewing leases the new leader will expire
     /// (etcd's ensureLeadership, 3.4.31).
-    func onLeader<T: Sendable>(confirmed: Bool = false, _ body: @escaping @Sendable (KVReplica) -> T?) async throws(NodeError) -> T {
+    ///
+    /// `holding`: leases whose keep-alives this is. While the round confirms
+    /// leadership, the leader does not revoke them (``KVReplica/keepAlivesArrived(_:)``):
+    /// slow acknowledgements must not make keep-alives that came in time late.
+    func onLeader<T: Sendable>(
+        confirmed: Bool = false, holding: [LeaseID] = [], _ body: @escaping @Sendable (KVReplica) -> T?
+    ) async throws(NodeError) -> T {
         // Why the last attempt got no answer: what the caller hears at the deadline.
         var failure = NodeError.leaderChanged
         // `body` on `target`; nil when it did not lead after all. Throws only
@@ -96,6 +102,10 @@ public struct LeaderRouting: Sendable {
             guard confirmed else { return await target.withMachine(body) ?? nil }
             // Only a leader can renew: a follower's round would be wasted.
             guard target.status.role == .leader else { return nil }
+            let arrived = holding.isEmpty ? nil : await target.withMachine { $0.keepAlivesArrived(holding) }
+            defer {
+                if let arrived { target.perform { $0.keepAlivesSettled(holding, arrived: arrived) } }
+            }
             do {
                 return try await target.withMachineConfirmed(body)
             } catch .stopped {

@@ -198,7 +198,7 @@ public struct LeaseService: Sendable {
         let revocationDeadline = ContinuousClock.now + Self.revocationWait
         while renewed == nil {
             do {
-                renewed = try await routing.onLeader(confirmed: true) { [distinct] replica in
+                renewed = try await routing.onLeader(confirmed: true, holding: distinct) { [distinct] replica in
                     var ttls: [Int64] = []
                     ttls.reserveCapacity(distinct.count)
                     let waited = (SuspendingClock.now - arrived).inSeconds

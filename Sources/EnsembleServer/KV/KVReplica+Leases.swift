@@ -15,6 +15,7 @@ extension KVReplica {
         revokeTokens = Self.revokesPerSecond / 2
         lastRevokeTick = now()
         expiredQueue = []
+        arrivingKeepAlives = [:]
         if isLeader {
             lessor.promote(machine.leases, now: now(), extra: promotionGrace)
         } else {
@@ -47,11 +48,16 @@ extension KVReplica {
         if revokeTokens >= 1 && expiredQueue.isEmpty {
             // Those proposed < 3 s ago are left out: under CORRUPT, or while
             // nothing commits, they would be sorted again every tick.
-            expiredQueue = lessor.expired(now: time, skipping: { id in revoking[id].map { time - $0 < 3 } ?? false }).reversed()
+            expiredQueue = lessor.expired(now: time, skipping: { id in
+                revoking[id].map { time - $0 < 3 } ?? false || heldByKeepAlive(id, now: time)
+            }).reversed()
         }
         while revokeTokens >= 1, let id = expiredQueue.popLast() {
-            // Renewed or revoked since it was queued, or proposed < 3 s ago.
-            guard lessor.isExpired(id, now: time), revoking[id].map({ time - $0 >= 3 }) ?? true else { continue }
+            // Renewed or revoked since it was queued, proposed < 3 s ago, or
+            // a keep-alive that came in time is on its way.
+            guard lessor.isExpired(id, now: time), revoking[id].map({ time - $0 >= 3 }) ?? true,
+                !heldByKeepAlive(id, now: time)
+            else { continue }
             revokeTokens -= 1
             revoking[id] = time
             var command = Ensemble_V1_Command()
@@ -120,6 +126,39 @@ extension KVReplica {
         default:
             break
         }
+    }
+
+    /// How long a keep-alive on its way holds its lease's expiry: a
+    /// leadership confirmation takes a heartbeat round, or longer while the
+    /// followers' disks are slow, and gives up after the request timeout.
+    static let keepAliveHold = 5.0
+
+    /// Keep-alives for `ids` reached this leader and wait for it to confirm
+    /// its leadership: a lease that comes due meanwhile is not revoked under
+    /// them (its deadline passing while the followers' acknowledgements are
+    /// slow is no reason; the keep-alive came in time and renews it).
+    /// Returns the arrival time to hand to ``keepAlivesSettled(_:arrived:)``.
+    public func keepAlivesArrived(_ ids: [LeaseID]) -> Double {
+        let time = now()
+        guard leading else { return time }
+        for id in ids { arrivingKeepAlives[id, default: []].append(time) }
+        return time
+    }
+
+    /// The keep-alives of ``keepAlivesArrived(_:)`` renewed or gave up.
+    public func keepAlivesSettled(_ ids: [LeaseID], arrived: Double) {
+        for id in ids {
+            guard var times = arrivingKeepAlives[id], let index = times.firstIndex(of: arrived) else { continue }
+            times.remove(at: index)
+            arrivingKeepAlives[id] = times.isEmpty ? nil : times
+        }
+    }
+
+    /// Whether a keep-alive that arrived before `id`'s deadline, less than
+    /// ``keepAliveHold`` ago, is still on its way.
+    func heldByKeepAlive(_ id: LeaseID, now time: Double) -> Bool {
+        guard let times = arrivingKeepAlives[id], let deadline = lessor.deadlines[id] else { return false }
+        return times.contains { $0 < deadline && time - $0 < Self.keepAliveHold }
     }
 
     /// A keep-alive's answer while its lease has expired but is not yet

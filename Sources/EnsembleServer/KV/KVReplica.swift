@@ -34,6 +34,9 @@ public final class KVReplica: ReplicatedStateMachine {
     var lastRevokeTick = 0.0
     /// Expired leases not yet proposed, the longest expired last (popped first).
     var expiredQueue: [LeaseID] = []
+    /// Keep-alives waiting for this leader to confirm its leadership before
+    /// they renew: when each arrived, by lease (``keepAlivesArrived(_:)``).
+    var arrivingKeepAlives: [LeaseID: [Double]] = [:]
     /// Seconds on a monotonic clock; injected by tests.
     let now: @Sendable () -> Double
     /// Grace added to every lease when this member becomes leader, covering the
