@@ -100,11 +100,11 @@ import Testing
         let endpoints = f.cluster.endpoints
         var differences: [String] = []
         for step in Self.scenario {
-            let (etcdStatus, etcdOutput) = try etcdctl(endpoints: etcd.endpoints, step.arguments, input: step.input)
+            let (etcdStatus, etcdOutput) = try await etcdctl(endpoints: etcd.endpoints, step.arguments, input: step.input)
             let step = step
             let (ourStatus, ourOutput) = try await withCheckedThrowingContinuation { continuation in
                 Thread {
-                    continuation.resume(with: Result { try etcdctl(endpoints: endpoints, step.arguments, input: step.input) })
+                    continuation.resume(with: Result { try etcdctlBlocking(endpoints: endpoints, step.arguments, input: step.input) })
                 }.start()
             }
             let expected = Self.normalize(etcdOutput)
@@ -125,22 +125,22 @@ import Testing
         let f = try await DevClusterFixture()
         let ours = f.cluster.endpoints
         func both(_ arguments: (String) -> [String], lease: (etcd: String, ours: String) = ("", "")) async throws -> (String, String) {
-            let theirs = try etcdctl(endpoints: etcd.endpoints, arguments(lease.etcd)).output
+            let theirs = try await etcdctl(endpoints: etcd.endpoints, arguments(lease.etcd)).output
             let args = arguments(lease.ours)
             let mine = try await withCheckedThrowingContinuation { continuation in
-                Thread { continuation.resume(with: Result { try etcdctl(endpoints: ours, args).output }) }.start()
+                Thread { continuation.resume(with: Result { try etcdctlBlocking(endpoints: ours, args).output }) }.start()
             }
             return (Self.normalize(theirs), Self.normalize(mine))
         }
         var (theirs, mine) = try await both { _ in ["lease", "grant", "100"] }
         #expect(theirs == mine, "\(theirs)\n---\n\(mine)")
         // The id from "lease <id> granted …" (etcdctl may print a client warning first).
-        func grant(_ endpoints: String) throws -> String {
-            let output = try etcdctl(endpoints: endpoints, ["lease", "grant", "100"]).output
+        func grant(_ endpoints: String) async throws -> String {
+            let output = try await etcdctl(endpoints: endpoints, ["lease", "grant", "100"]).output
             let id = output.firstMatch(of: #/lease ([0-9a-f]+) granted/#).map { String($0.1) }
             return try #require(id, "no lease granted: \(output)")
         }
-        let ids = (try grant(etcd.endpoints), try grant(ours))
+        let ids = (try await grant(etcd.endpoints), try await grant(ours))
         var steps: [[String]] = [
             ["put", "w/a", "1", "--lease=ID"], ["put", "w/b", "2"], ["put", "w/a", "3", "--lease=ID"],
             ["lease", "timetolive", "ID", "--keys"], ["lease", "keep-alive", "--once", "ID"],

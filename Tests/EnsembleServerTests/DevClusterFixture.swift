@@ -28,7 +28,7 @@ final class DevClusterFixture {
 
     func run(_ port: Int, _ arguments: [String]) async throws -> (Int32, String) {
         try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try etcdctl(port, arguments) }) }.start()
+            Thread { continuation.resume(with: Result { try etcdctlBlocking(port, arguments) }) }.start()
         }
     }
 

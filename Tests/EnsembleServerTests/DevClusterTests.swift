@@ -14,7 +14,7 @@ import Testing
         let leader = try await cluster.waitForLeader()
         func run(_ port: Int, _ arguments: String...) async throws -> (Int32, String) {
             try await withCheckedThrowingContinuation { continuation in
-                Thread { continuation.resume(with: Result { try etcdctl(port, arguments) }) }.start()
+                Thread { continuation.resume(with: Result { try etcdctlBlocking(port, arguments) }) }.start()
             }
         }
         for member in cluster.members {

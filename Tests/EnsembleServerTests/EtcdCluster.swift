@@ -42,7 +42,7 @@ final class EtcdCluster {
         // Healthy once a quorum answers a linearizable read.
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
-            if let (status, _) = try? etcdctl(endpoints: endpoints, ["get", "health-probe"]), status == 0 { return }
+            if let (status, _) = try? await etcdctl(endpoints: endpoints, ["get", "health-probe"]), status == 0 { return }
             try await Task.sleep(for: .milliseconds(100))
         }
         let log = (try? String(contentsOfFile: "\(directory)/e0.log", encoding: .utf8)) ?? ""
@@ -65,8 +65,19 @@ struct EtcdMissing: Error, CustomStringConvertible {
     var description: String { reason }
 }
 
-/// etcdctl against `endpoints`, with optional standard input (txn reads it).
-func etcdctl(endpoints: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String) {
+/// ``etcdctlBlocking(endpoints:_:input:)`` on a thread of its own: a test
+/// that blocked one of the cooperative pool's two threads for the seconds an
+/// etcdctl run can take starved the in-process members sharing the pool (a
+/// keep-alive's task once waited 2.6 s to start, and its lease expired).
+func etcdctl(endpoints: String, _ arguments: [String], input: String? = nil) async throws -> (status: Int32, output: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try etcdctlBlocking(endpoints: endpoints, arguments, input: input) }) }.start()
+    }
+}
+
+/// etcdctl against `endpoints`, with optional standard input (txn reads it);
+/// blocks the calling thread until it exits.
+func etcdctlBlocking(endpoints: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String) {
     let path = ["/usr/bin/etcdctl", "/usr/local/bin/etcdctl"].first { FileManager.default.isExecutableFile(atPath: $0) }
     guard let path else { throw EtcdctlMissing() }
     let process = Process()

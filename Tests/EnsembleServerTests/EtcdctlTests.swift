@@ -8,8 +8,8 @@ import Testing
 
 /// Runs the real etcdctl (Debian's etcd-client 3.4) against an Ensemble node.
 /// CI installs etcdctl; its absence is a failure, never a skip.
-func etcdctl(_ port: Int, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    try etcdctl(endpoints: "127.0.0.1:\(port)", arguments)
+func etcdctlBlocking(_ port: Int, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    try etcdctlBlocking(endpoints: "127.0.0.1:\(port)", arguments)
 }
 
 @Suite(.serialized, .timeLimit(.minutes(1))) struct EtcdctlTests {
@@ -34,7 +34,7 @@ func etcdctl(_ port: Int, _ arguments: [String]) throws -> (status: Int32, outpu
         func run(_ arguments: String...) async throws -> (Int32, String) {
             try await withCheckedThrowingContinuation { continuation in
                 Thread {
-                    continuation.resume(with: Result { try etcdctl(port, arguments) })
+                    continuation.resume(with: Result { try etcdctlBlocking(port, arguments) })
                 }.start()
             }
         }

@@ -88,8 +88,11 @@ import Testing
     @Test func requestsThatAreNotGRPCAreRefusedAsGrpcGoRefusesThem() async throws {
         let f = try await DevClusterFixture()
         let url = "http://127.0.0.1:\(f.leaderPort)/etcdserverpb.KV/Range"
+        // No request body: the server answers on the headers and, as grpc-go,
+        // resets a stream the client has not ended (RST_STREAM NO_ERROR); curl
+        // 7.88 then failed a body it had yet to send with error 92, now and then.
         var (_, output) = try await runProcess(
-            "/usr/bin/curl", ["-sS", "-i", "--http2-prior-knowledge", "-H", "content-type: text/plain", "--data-binary", "x", url])
+            "/usr/bin/curl", ["-sS", "-i", "--http2-prior-knowledge", "-X", "POST", "-H", "content-type: text/plain", url])
         #expect(output.hasPrefix("HTTP/2 415") && output.contains("grpc-status: 3"), "\(output)")
         #expect(output.contains("invalid gRPC request content-type"), "\(output)")
         (_, output) = try await runProcess(

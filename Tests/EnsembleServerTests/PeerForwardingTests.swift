@@ -16,19 +16,19 @@ import Testing
         let leader = try #require(await cluster.leader(), "no leader; log:\n\(cluster.log(0))")
         let follower = "127.0.0.1:\(cluster.endpoints[(leader + 1) % 3])"
 
-        let grant = try etcdctl(endpoints: follower, ["lease", "grant", "60"])
+        let grant = try await etcdctl(endpoints: follower, ["lease", "grant", "60"])
         #expect(grant.status == 0, "\(grant.output)")
         let id = try #require(grant.output.split(separator: " ").dropFirst().first.map(String.init), "\(grant.output)")
-        let kept = try etcdctl(endpoints: follower, ["lease", "keep-alive", "--once", id])
+        let kept = try await etcdctl(endpoints: follower, ["lease", "keep-alive", "--once", id])
         #expect(kept.status == 0 && kept.output.contains("keepalived with TTL(60)"), "\(kept.output)")
-        let ttl = try etcdctl(endpoints: follower, ["lease", "timetolive", id])
+        let ttl = try await etcdctl(endpoints: follower, ["lease", "timetolive", id])
         #expect(ttl.status == 0 && ttl.output.contains("granted with TTL(60s)"), "\(ttl.output)")
 
         let peerPort = try freePortForTests()
-        var added = try etcdctl(endpoints: follower, ["member", "add", "x", "--learner", "--peer-urls=http://127.0.0.1:\(peerPort)"])
+        var added = try await etcdctl(endpoints: follower, ["member", "add", "x", "--learner", "--peer-urls=http://127.0.0.1:\(peerPort)"])
         for _ in 0..<40 where added.status != 0 && added.output.contains("unhealthy cluster") {
             try await Task.sleep(for: .milliseconds(250))
-            added = try etcdctl(endpoints: follower, ["member", "add", "x", "--learner", "--peer-urls=http://127.0.0.1:\(peerPort)"])
+            added = try await etcdctl(endpoints: follower, ["member", "add", "x", "--learner", "--peer-urls=http://127.0.0.1:\(peerPort)"])
         }
         #expect(added.status == 0 && added.output.contains("added to cluster"), "\(added.output)")
     }

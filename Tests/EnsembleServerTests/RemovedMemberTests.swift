@@ -18,10 +18,10 @@ import Testing
         // Until the leader notices the member is gone (an election timeout),
         // removing it would leave the reachable voters under quorum: "unhealthy
         // cluster", as etcd answers (etcd notices the closed connection at once).
-        var removal = try etcdctl(endpoints: "127.0.0.1:\(cluster.endpoints[leader])", ["member", "remove", String(victimID, radix: 16)])
+        var removal = try await etcdctl(endpoints: "127.0.0.1:\(cluster.endpoints[leader])", ["member", "remove", String(victimID, radix: 16)])
         for _ in 0..<40 where removal.status != 0 && removal.output.contains("unhealthy cluster") {
             try await Task.sleep(for: .milliseconds(250))
-            removal = try etcdctl(endpoints: "127.0.0.1:\(cluster.endpoints[leader])", ["member", "remove", String(victimID, radix: 16)])
+            removal = try await etcdctl(endpoints: "127.0.0.1:\(cluster.endpoints[leader])", ["member", "remove", String(victimID, radix: 16)])
         }
         #expect(removal.status == 0, "\(removal.output)")
 
@@ -33,7 +33,7 @@ import Testing
         #expect(cluster.members[victim].process?.isRunning == false, "still running; log:\n\(cluster.log(victim))")
         #expect(cluster.log(victim).contains("removed from the cluster"), "log:\n\(cluster.log(victim))")
         // The rest of the cluster goes on.
-        let members = try etcdctl(endpoints: others, ["member", "list"])
+        let members = try await etcdctl(endpoints: others, ["member", "list"])
         #expect(members.status == 0 && members.output.split(separator: "\n").count == 2, "\(members.output)")
     }
 }

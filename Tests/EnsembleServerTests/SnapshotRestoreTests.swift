@@ -17,27 +17,27 @@ import Testing
         let old = try ProcessCluster()
         let leader = try #require(await old.leader(), "no leader; log:\n\(old.log(0))")
         let endpoint = "127.0.0.1:\(old.members[leader].clientPort)"
-        func run(_ endpoints: String, _ arguments: [String]) throws -> String {
-            let (status, output) = try etcdctl(endpoints: endpoints, arguments)
+        func run(_ endpoints: String, _ arguments: [String]) async throws -> String {
+            let (status, output) = try await etcdctl(endpoints: endpoints, arguments)
             #expect(status == 0, "etcdctl \(arguments): \(output)")
             return output
         }
-        _ = try run(endpoint, ["put", "config/a", "1"])
-        _ = try run(endpoint, ["put", "config/a", "2"])
-        _ = try run(endpoint, ["put", "config/b", "x"])
-        _ = try run(endpoint, ["del", "config/b"])
-        let lease = try run(endpoint, ["lease", "grant", "600"])
+        _ = try await run(endpoint, ["put", "config/a", "1"])
+        _ = try await run(endpoint, ["put", "config/a", "2"])
+        _ = try await run(endpoint, ["put", "config/b", "x"])
+        _ = try await run(endpoint, ["del", "config/b"])
+        let lease = try await run(endpoint, ["lease", "grant", "600"])
         let leaseID = try #require(lease.firstMatch(of: /lease ([0-9a-f]+) granted/).map { String($0.1) }, "\(lease)")
-        _ = try run(endpoint, ["put", "--lease=\(leaseID)", "session", "alive"])
-        let status = try run(endpoint, ["endpoint", "status", "-w", "json"])
+        _ = try await run(endpoint, ["put", "--lease=\(leaseID)", "session", "alive"])
+        let status = try await run(endpoint, ["endpoint", "status", "-w", "json"])
         let revision = try #require(status.firstMatch(of: /"revision":(\d+)/).map { Int($0.1) ?? 0 })
         let oldCluster = try #require(status.firstMatch(of: /"cluster_id":(\d+)/).map { String($0.1) })
-        let saved = try run(endpoint, ["snapshot", "save", backup])
+        let saved = try await run(endpoint, ["snapshot", "save", backup])
         #expect(saved.contains("Snapshot saved at \(backup)"), "\(saved)")
         old.stop()
 
         let binary = try ProcessCluster.binaryPath()
-        let (checked, summary) = try runProcessBlocking(binary, ["snapshot", "status", backup])
+        let (checked, summary) = try await runProcess(binary, ["snapshot", "status", backup])
         #expect(checked == 0 && summary.contains(", \(revision), 3, "), "etcdctl's simple format: \(summary)")
 
         let new = try ProcessCluster { cluster in
@@ -60,17 +60,17 @@ import Testing
         defer { new.stop() }
         #expect(await new.leader() != nil, "no leader after the restore; log:\n\(new.log(0))")
         let endpoints = new.endpoints.map { "127.0.0.1:\($0)" }.joined(separator: ",")
-        #expect(try run(endpoints, ["get", "config/a", "--print-value-only"]) == "2\n")
-        #expect(try run(endpoints, ["get", "config/a", "--rev=\(revision - 4)", "--print-value-only"]) == "1\n", "history is back")
-        #expect(try run(endpoints, ["get", "config/b"]).isEmpty)
-        #expect(try run(endpoints, ["lease", "list"]).contains(leaseID))
-        #expect(try run(endpoints, ["get", "session", "--print-value-only"]) == "alive\n")
-        let members = try run(endpoints, ["member", "list"])
+        #expect(try await run(endpoints, ["get", "config/a", "--print-value-only"]) == "2\n")
+        #expect(try await run(endpoints, ["get", "config/a", "--rev=\(revision - 4)", "--print-value-only"]) == "1\n", "history is back")
+        #expect(try await run(endpoints, ["get", "config/b"]).isEmpty)
+        #expect(try await run(endpoints, ["lease", "list"]).contains(leaseID))
+        #expect(try await run(endpoints, ["get", "session", "--print-value-only"]) == "alive\n")
+        let members = try await run(endpoints, ["member", "list"])
         for member in new.members { #expect(members.contains("http://127.0.0.1:\(member.peerPort)"), "\(members)") }
-        let newStatus = try run(endpoints, ["endpoint", "status", "-w", "json"])
+        let newStatus = try await run(endpoints, ["endpoint", "status", "-w", "json"])
         #expect(!newStatus.contains("\"cluster_id\":\(oldCluster),"), "a new cluster id: \(newStatus)")
-        _ = try run(endpoints, ["put", "config/c", "3"])
-        let after = try run(endpoints, ["get", "config/c", "-w", "json"])
+        _ = try await run(endpoints, ["put", "config/c", "3"])
+        let after = try await run(endpoints, ["get", "config/c", "-w", "json"])
         #expect(after.contains("\"mod_revision\":\(revision + 1)"), "revisions continue: \(after)")
     }
 
