@@ -186,6 +186,21 @@ import Testing
         clock.advance(2.5)
         let ids = try decoded(replica.leaderTick()).flatMap { $0.leaseCheckpoints.checkpoints.map(\.id) }
         #expect(ids == [7], "\(ids)")
+
+        // A short lease an earlier leader (with a shorter interval) left a
+        // checkpoint on: renewed, that checkpoint is cleared, even when the
+        // clearing falls in a checkpoint round (review finding).
+        var stale = Ensemble_V1_Command()
+        var entry = Ensemble_V1_LeaseCheckpoint()
+        entry.id = 8
+        entry.remainingTtl = 2
+        stale.leaseCheckpoints.checkpoints = [entry]
+        _ = replica.apply(try KVReplica.encode(stale), index: 4)
+        #expect(replica.machine.leases.leases[8]?.checkpointTTL == 2)
+        #expect(replica.renew(8) == 5)
+        clock.advance(5)
+        let round = try decoded(replica.leaderTick()).flatMap { $0.leaseCheckpoints.checkpoints }
+        #expect(round.contains { $0.id == 8 && $0.remainingTtl == 0 }, "\(round)")
     }
 
     /// A keep-alive that reached the leader in time holds its lease's expiry

@@ -86,11 +86,13 @@ public struct LeaderRouting: Sendable {
     /// answers nothing rather than renewing leases the new leader will expire
     /// (etcd's ensureLeadership, 3.4.31).
     ///
-    /// `holding`: leases whose keep-alives this is. While the round confirms
-    /// leadership, the leader does not revoke them (``KVReplica/keepAlivesArrived(_:)``):
-    /// slow acknowledgements must not make keep-alives that came in time late.
+    /// `holding`: leases whose keep-alives this is, and when they arrived.
+    /// While the round confirms leadership, the leader does not revoke them
+    /// (``KVReplica/keepAlivesArrived(_:waited:)``): slow acknowledgements
+    /// must not make keep-alives that came in time late.
     func onLeader<T: Sendable>(
-        confirmed: Bool = false, holding: [LeaseID] = [], _ body: @escaping @Sendable (KVReplica) -> T?
+        confirmed: Bool = false, holding: (ids: [LeaseID], arrived: SuspendingClock.Instant)? = nil,
+        _ body: @escaping @Sendable (KVReplica) -> T?
     ) async throws(NodeError) -> T {
         // Why the last attempt got no answer: what the caller hears at the deadline.
         var failure = NodeError.leaderChanged
@@ -102,9 +104,15 @@ public struct LeaderRouting: Sendable {
             guard confirmed else { return await target.withMachine(body) ?? nil }
             // Only a leader can renew: a follower's round would be wasted.
             guard target.status.role == .leader else { return nil }
-            let arrived = holding.isEmpty ? nil : await target.withMachine { $0.keepAlivesArrived(holding) }
+            var hold: (ids: [LeaseID], at: Double)?
+            if let holding {
+                let at = await target.withMachine {
+                    $0.keepAlivesArrived(holding.ids, waited: (SuspendingClock.now - holding.arrived).inSeconds)
+                }
+                if let at { hold = (holding.ids, at) }
+            }
             defer {
-                if let arrived { target.perform { $0.keepAlivesSettled(holding, arrived: arrived) } }
+                if let hold { target.perform { $0.keepAlivesSettled(hold.ids, arrived: hold.at) } }
             }
             do {
                 return try await target.withMachineConfirmed(body)

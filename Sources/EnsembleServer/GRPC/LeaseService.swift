@@ -151,8 +151,10 @@ public struct LeaseService: Sendable {
     /// How long a keep-alive waits out a change of leader (etcd: its request timeout).
     static let renewPatience: Duration = .seconds(5)
     /// How long a keep-alive for an expired lease waits for its revocation
-    /// (proposed within half a second of expiry) before it is answered TTL 0.
-    static let revocationWait: Duration = .seconds(3)
+    /// (proposed within half a second of expiry) before it is answered TTL 0:
+    /// longer than another keep-alive's hold on the lease
+    /// (``KVReplica/keepAliveHold``), which may yet renew it.
+    static let revocationWait: Duration = .seconds(8)
 
     /// A forwarded renewal that failed because leadership moved or the leader
     /// could not be reached: worth asking the (next) leader again.
@@ -198,7 +200,7 @@ public struct LeaseService: Sendable {
         let revocationDeadline = ContinuousClock.now + Self.revocationWait
         while renewed == nil {
             do {
-                renewed = try await routing.onLeader(confirmed: true, holding: distinct) { [distinct] replica in
+                renewed = try await routing.onLeader(confirmed: true, holding: (distinct, arrived)) { [distinct] replica in
                     var ttls: [Int64] = []
                     ttls.reserveCapacity(distinct.count)
                     let waited = (SuspendingClock.now - arrived).inSeconds

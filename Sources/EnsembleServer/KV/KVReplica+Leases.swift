@@ -66,12 +66,6 @@ extension KVReplica {
         }
         // A remaining TTL of 0 would mean "no checkpoint" (full TTL): a lease
         // about to expire is recorded with 1 s left instead.
-        var checkpoints = lessor.checkpointsDue(now: time).map { checkpoint(id: $0.id, remaining: max($0.remaining, 1)) }
-        if !staleCheckpoints.isEmpty {
-            let due = Set(checkpoints.map(\.id))
-            checkpoints += staleCheckpoints.sorted().filter { !due.contains($0) }.map { checkpoint(id: $0, remaining: 0) }
-            staleCheckpoints = []
-        }
         // Leases with nothing to say are left out (a checkpoint of the full TTL
         // and no checkpoint mean the same to a new leader), and so are leases
         // no longer than the interval, as etcd schedules checkpoints: a new
@@ -79,10 +73,18 @@ extension KVReplica {
         // checkpoint keeps anyway — and the many short leases of a registry
         // then cost no checkpoint, nor a clearing one after each renewal.
         let interval = lessor.checkpointInterval
-        checkpoints = checkpoints.filter { entry in
-            guard let lease = machine.leases.leases[entry.id] else { return false }
-            guard entry.remainingTtl > 0 else { return lease.checkpointTTL > 0 }
-            return entry.remainingTtl < lease.grantedTTL && Double(lease.grantedTTL) > interval
+        var checkpoints = lessor.checkpointsDue(now: time).filter { due in
+            guard let lease = machine.leases.leases[due.id] else { return false }
+            return max(due.remaining, 1) < lease.grantedTTL && Double(lease.grantedTTL) > interval
+        }.map { checkpoint(id: $0.id, remaining: max($0.remaining, 1)) }
+        // Stale checkpoints are cleared unless a fresh one replaces them (a
+        // short lease left with one by an earlier leader is cleared too).
+        if !staleCheckpoints.isEmpty {
+            let kept = Set(checkpoints.map(\.id))
+            checkpoints += staleCheckpoints.sorted()
+                .filter { !kept.contains($0) && (machine.leases.leases[$0]?.checkpointTTL ?? 0) > 0 }
+                .map { checkpoint(id: $0, remaining: 0) }
+            staleCheckpoints = []
         }
         for start in stride(from: 0, to: checkpoints.count, by: 1_000) {
             var command = Ensemble_V1_Command()
@@ -130,16 +132,18 @@ extension KVReplica {
 
     /// How long a keep-alive on its way holds its lease's expiry: a
     /// leadership confirmation takes a heartbeat round, or longer while the
-    /// followers' disks are slow, and gives up after the request timeout.
-    static let keepAliveHold = 5.0
+    /// followers' disks are slow, and gives up after the request timeout
+    /// (`NodeLoop.Options.requestTimeout`, 7 s).
+    static let keepAliveHold = 7.0
 
     /// Keep-alives for `ids` reached this leader and wait for it to confirm
     /// its leadership: a lease that comes due meanwhile is not revoked under
     /// them (its deadline passing while the followers' acknowledgements are
     /// slow is no reason; the keep-alive came in time and renews it).
+    /// `waited`: seconds since the keep-alive arrived (it counts from then).
     /// Returns the arrival time to hand to ``keepAlivesSettled(_:arrived:)``.
-    public func keepAlivesArrived(_ ids: [LeaseID]) -> Double {
-        let time = now()
+    public func keepAlivesArrived(_ ids: [LeaseID], waited: Double = 0) -> Double {
+        let time = now() - max(waited, 0)
         guard leading else { return time }
         for id in ids { arrivingKeepAlives[id, default: []].append(time) }
         return time
