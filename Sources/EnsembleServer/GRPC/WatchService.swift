@@ -129,7 +129,11 @@ public final class WatchService: Sendable {
         // out whatever the queue holds (a replay from its first fragment would
         // repeat the ones sent; clientv3 would deliver their events twice).
         var fragmenting: Set<WatchKey> = []
-        streams.withLock { streams in
+        // Encoded outside the lock: event loops take it to open and close
+        // watch streams, and a large revision takes a while to encode. (A
+        // stream closed meanwhile ignores what it is sent.)
+        let streams = self.streams.withLock { $0 }
+        do {
             for delivery in deliveries {
                 guard let stream = streams[delivery.stream] else { continue }
                 let response = delivery.response

@@ -176,9 +176,13 @@ public final class EnsembleMember: @unchecked Sendable {
         replica.machine.store.historyValues = HistoryValueLog(directory: dataDirectory + "/member/history") { [logger] reason in
             logger.warning("\(reason)")
         }
-        let node = try NodeLoop(
-            config: raft, directory: dataDirectory + "/member", bootstrap: bootstrap, bootstrapContexts: contexts,
-            machine: replica, transport: transport, options: options)
+        // Opening the log replays it and restores the snapshot: disk work.
+        let machine = Handover(value: replica)
+        let node = try await offPool { [raft, bootstrap, contexts, options] in
+            try NodeLoop(
+                config: raft, directory: dataDirectory + "/member", bootstrap: bootstrap, bootstrapContexts: contexts,
+                machine: machine.value, transport: transport, options: options)
+        }
 
         let router = GRPCRouterBox()
         router.observe(with: metrics)
@@ -554,7 +558,10 @@ public final class EnsembleMember: @unchecked Sendable {
         corruptionMonitor?.cancel()
         await grpcServer.shutdown(grace: .seconds(1))
         await forwarder.shutdown()
-        node.stop()
+        // Waits for the loop's last cycle, the applier's queue and a final
+        // sync: seconds if a snapshot is being written.
+        let node = self.node
+        await offPool { node.stop() }
         await transport.shutdown()
         if let group = ownedGroup.withLock({ $0.take() }) { try? await group.shutdownGracefully() }
     }
