@@ -168,8 +168,14 @@ import Testing
         // The leader restarts at the same address: the next call redials.
         await secondServer.shutdown(grace: .zero)
         try await server.close()
-        try await Task.sleep(for: .milliseconds(100))
-        server = try await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: secondPort)
+        // The port frees once the old connections have closed; CI once found
+        // it still taken 100 ms after (EADDRINUSE), so the restart retries.
+        var restarted: (any Channel)?
+        for _ in 0..<40 where restarted == nil {
+            try await Task.sleep(for: .milliseconds(100))
+            restarted = try? await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: secondPort)
+        }
+        server = try #require(restarted, "port \(secondPort) still taken after 4 s")
         #expect((try? await forwarder.forward("/test.Echo/Reverse", [7, 8], to: 7)?.get()) == [8, 7])
         await forwarder.shutdown()
         try await server.close()
