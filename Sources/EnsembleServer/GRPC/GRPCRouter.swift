@@ -51,6 +51,10 @@ public struct GRPCUnary: Sendable {
 /// node loop, which every request shares).
 public struct GRPCResponse: Sendable {
     let encode: @Sendable () -> Result<[UInt8], GRPCStatus>
+    /// About how many bytes of keys and values the message holds, when it
+    /// may be large: from ``GRPCServerHandler/offLoopBytes`` on, it is
+    /// encoded off the connection's event loop.
+    var weight = 0
 
     public init(bytes: [UInt8]) { encode = { .success(bytes) } }
 
@@ -60,6 +64,12 @@ public struct GRPCResponse: Sendable {
     /// The message `make` builds, serialized when written.
     public init<M: SwiftProtobuf.Message>(_ make: @escaping @Sendable () -> M) {
         encode = { KVService.serialize(make()) }
+    }
+
+    /// The message `make` builds, holding about `weight` bytes of data.
+    init<M: SwiftProtobuf.Message>(weight: Int, _ make: @escaping @Sendable () -> M) {
+        self.init(make)
+        self.weight = weight
     }
 }
 

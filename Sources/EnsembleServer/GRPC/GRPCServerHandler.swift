@@ -1,3 +1,4 @@
+import Dispatch
 import EnsembleClient
 import LeanHTTP2
 import NIOCore
@@ -354,6 +355,10 @@ final class GRPCServerHandler: ChannelInboundHandler {
             switch item {
             case let .reply(stream, result):
                 guard calls[stream] != nil else { continue }
+                if case let .success(response) = result, response.weight >= Self.offLoopBytes {
+                    encodeOffLoop(response, stream: stream, context: context)
+                    continue
+                }
                 switch result.flatMap({ $0.encode() }) {
                 case let .success(bytes):
                     sendMessage(context: context, stream: stream, bytes, promise: nil)
@@ -374,6 +379,33 @@ final class GRPCServerHandler: ChannelInboundHandler {
             }
         }
         flushNow(context: context)
+    }
+
+    /// Responses holding this many bytes of keys and values or more are
+    /// encoded on a dispatch queue: a 100 MB Range encoded on the event loop
+    /// held up every other connection on that loop for a few hundred ms.
+    static let offLoopBytes = 1 << 20
+
+    /// Encodes `response` off the event loop, then sends it and ends the
+    /// call there (unless the call ended meanwhile: deadline, reset).
+    private func encodeOffLoop(_ response: GRPCResponse, stream: UInt32, context: ChannelHandlerContext) {
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        DispatchQueue.global().async {
+            let encoded = response.encode()
+            loop.execute {
+                let (handler, context) = bound.value
+                guard handler.calls[stream] != nil else { return }
+                switch encoded {
+                case let .success(bytes):
+                    handler.sendMessage(context: context, stream: stream, bytes, promise: nil)
+                    handler.end(context: context, stream: stream, .ok)
+                case let .failure(status):
+                    handler.end(context: context, stream: stream, status)
+                }
+                handler.flushNow(context: context)
+            }
+        }
     }
 
     /// Writes everything the connection produced, in one write, and flushes;

@@ -100,7 +100,8 @@ public struct KVService: Sendable {
         node.read(query, linearizable: !request.serializable) { result in
             switch result {
             case let .success(.success(response)):
-                reply(.success(GRPCResponse { Etcdserverpb_RangeResponse(response, service.headers) }))
+                let weight = response.kvs.reduce(0) { $0 + $1.key.count + $1.value.count }
+                reply(.success(GRPCResponse(weight: weight) { Etcdserverpb_RangeResponse(response, service.headers) }))
             case let .success(.failure(error)):
                 reply(.failure(Self.status(error)))
             case let .failure(error):
@@ -261,7 +262,10 @@ public struct KVService: Sendable {
         let service = self
         switch applied {
         case let .put(r): return .success(GRPCResponse { Etcdserverpb_PutResponse(r, service.headers) })
-        case let .deleteRange(r): return .success(GRPCResponse { Etcdserverpb_DeleteRangeResponse(r, service.headers) })
+        case let .deleteRange(r):
+            // With prev_kv, every deleted key and value comes back.
+            let weight = r.previous.reduce(0) { $0 + $1.key.count + $1.value.count }
+            return .success(GRPCResponse(weight: weight) { Etcdserverpb_DeleteRangeResponse(r, service.headers) })
         case let .txn(r): return .success(GRPCResponse { Etcdserverpb_TxnResponse(r, service.headers) })
         case let .compact(revision):
             return .success(GRPCResponse {
