@@ -60,6 +60,34 @@ import Testing
         #expect(promoted(applier, machine) == nil)
     }
 
+    /// A tick that comes overdue while a long apply runs judges before the
+    /// work queued behind it, except what it must see (keep-alives that
+    /// arrived meanwhile hold their leases' expiry): that runs first.
+    @Test func anOverdueTickRunsAfterWhatItMustSee() {
+        let machine = RegisterMachine()
+        let applier = started(machine)
+        defer { applier.stop() }
+        let voters = ConfState(voters: [1, 2, 3])
+        applier.post(.entries([Entry(term: 1, index: 1, data: RegisterMachine.sleep(300))], conf: voters, waiters: []))
+        Thread.sleep(forTimeInterval: 0.1)
+        // The next batch: a tick comes due, then another long apply.
+        applier.post(.leaderTick)
+        applier.post(.entries([Entry(term: 1, index: 2, data: RegisterMachine.sleep(900))], conf: voters, waiters: []))
+        Thread.sleep(forTimeInterval: 0.5)
+        // Queued behind it, once the tick is overdue: plain work, and work the tick must see.
+        applier.post(.perform({ machine in machine.trace.append("plain") }, refused: nil))
+        applier.post(.beforeTick({ machine in machine.trace.append("arrived") }, refused: nil))
+        let done = DispatchSemaphore(value: 0)
+        applier.post(.perform({ _ in done.signal() }, refused: { done.signal() }))
+        done.wait()
+        let trace = Mutex<[String]>([])
+        let read = DispatchSemaphore(value: 0)
+        applier.post(.perform({ machine in trace.withLock { $0 = machine.trace }; read.signal() }, refused: { read.signal() }))
+        read.wait()
+        let seen = trace.withLock { $0 }
+        #expect(seen == ["arrived", "tick", "plain"], "the overdue tick goes before plain work, after what it must see: \(seen)")
+    }
+
     /// A committed membership change of a kind this binary cannot read stops
     /// the member instead of being skipped (it would count another quorum).
     @Test func anUnreadableMembershipChangeStopsTheMember() {

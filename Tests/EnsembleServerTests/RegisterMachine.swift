@@ -15,6 +15,14 @@ final class RegisterMachine: ReplicatedStateMachine {
         valuesAtPromotion = isLeader ? values : nil
     }
 
+    /// What ran on the apply thread, for ordering tests ("tick" per leader tick).
+    var trace: [String] = []
+
+    func leaderTick() -> [[UInt8]] {
+        trace.append("tick")
+        return []
+    }
+
     static func put(_ key: String, _ value: String) -> [UInt8] { Array("put\u{0}\(key)\u{0}\(value)".utf8) }
     static func delete(_ key: String) -> [UInt8] { Array("del\u{0}\(key)".utf8) }
     static func cas(_ key: String, _ expected: String?, _ value: String) -> [UInt8] {

@@ -106,7 +106,8 @@ public struct LeaderRouting: Sendable {
             guard target.status.role == .leader else { return nil }
             var hold: (ids: [LeaseID], at: Double)?
             if let holding {
-                let at = await target.withMachine {
+                // Recorded before an overdue tick judges expiry, even behind a long apply.
+                let at = await target.withMachineBeforeTick {
                     $0.keepAlivesArrived(holding.ids, waited: (SuspendingClock.now - holding.arrived).inSeconds)
                 }
                 if let at { hold = (holding.ids, at) }

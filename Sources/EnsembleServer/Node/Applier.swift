@@ -37,6 +37,10 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
         case read(Machine.Query, ReadReply)
         /// `refused` runs instead of `body` if the job never runs.
         case perform(@Sendable (Machine) -> Void, refused: (@Sendable () -> Void)?)
+        /// A ``perform`` that an overdue leader tick runs first, out of
+        /// turn: something the tick must see (a keep-alive that arrived
+        /// while a long apply ran holds its lease's expiry).
+        case beforeTick(@Sendable (Machine) -> Void, refused: (@Sendable () -> Void)?)
         /// This member became leader in `term`, or stopped leading. The
         /// machine hears of a promotion only when the first entry of `term`
         /// applies (the leader's empty entry): every entry of earlier terms is
@@ -175,7 +179,7 @@ final class Applier<Machine: ReplicatedStateMachine>: @unchecked Sendable {
         switch job {
         case let .entries(_, _, waiters): for waiter in waiters { waiter.reply(.failure(.outcomeUnknown)) }
         case let .read(_, reply): reply(.failure(.stopped))
-        case let .perform(_, refused): refused?()
+        case let .perform(_, refused), let .beforeTick(_, refused): refused?()
         default: break
         }
     }
@@ -212,6 +216,19 @@ extension Applier {
         guard let due = tickDue, !broken else { return }
         let idle = queue.withLock { $0.jobs.isEmpty }
         guard idle || ContinuousClock.now - due > .milliseconds(500) else { return }
+        if !idle {
+            // Overdue with work still queued: what the tick must see goes first.
+            let first = queue.withLock { queue -> [Job] in
+                var first: [Job] = []
+                queue.jobs.removeAll { job in
+                    guard case .beforeTick = job else { return false }
+                    first.append(job)
+                    return true
+                }
+                return first
+            }
+            for job in first { handle(job) }
+        }
         tickDue = nil
         let proposals = machine.leaderTick().filter { !$0.isEmpty }
         if !proposals.isEmpty { hooks.propose(proposals) }
@@ -241,7 +258,7 @@ extension Applier {
             }
         case let .read(query, reply):
             reply(.success(machine.read(query)))
-        case let .perform(body, _):
+        case let .perform(body, _), let .beforeTick(body, _):
             body(machine)
         case let .roleChanged(isLeader, term):
             if isLeader && appliedTerm < term {

@@ -507,6 +507,17 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         }
     }
 
+    /// ``withMachine(_:)`` for what the leader's next tick must see even
+    /// when it comes overdue while earlier work is still queued: it then runs
+    /// first (``Applier/Job/beforeTick(_:refused:)``).
+    public func withMachineBeforeTick<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T) async -> T? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+            let once = Mutex(Optional(continuation))
+            let resume: @Sendable (T?) -> Void = { value in once.withLock { $0.take() }?.resume(returning: value) }
+            applier.post(.beforeTick({ machine in resume(body(machine)) }, refused: { resume(nil) }))
+        }
+    }
+
     private func enqueue(_ work: Work) {
         if !shared.enqueue(work) { fail(work, .stopped) }
     }
