@@ -140,6 +140,21 @@ final class ProcessCluster: @unchecked Sendable {
     }
 
     /// The index of the member that leads, asked of every live member.
+    /// Waits until every running member answers Status (a member still
+    /// replaying its log has not bound its client port yet); false on timeout.
+    func everyMemberServes(timeout: Duration = .seconds(15)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var all = true
+            for (i, member) in members.enumerated() where member.process?.isRunning == true {
+                if await status(i) == nil { all = false }
+            }
+            if all { return true }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
+
     func leader(timeout: Duration = .seconds(15)) async -> Int? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {

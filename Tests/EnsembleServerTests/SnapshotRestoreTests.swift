@@ -59,6 +59,9 @@ import Testing
         }
         defer { new.stop() }
         #expect(await new.leader() != nil, "no leader after the restore; log:\n\(new.log(0))")
+        // Below, etcdctl asks every member: each must have started (CI found
+        // one still replaying, its client port not yet bound).
+        #expect(await new.everyMemberServes(), "a restored member did not start; logs:\n\((0..<3).map { new.log($0) }.joined(separator: "\n---\n"))")
         let endpoints = new.endpoints.map { "127.0.0.1:\($0)" }.joined(separator: ",")
         #expect(try await run(endpoints, ["get", "config/a", "--print-value-only"]) == "2\n")
         #expect(try await run(endpoints, ["get", "config/a", "--rev=\(revision - 4)", "--print-value-only"]) == "1\n", "history is back")
