@@ -500,10 +500,18 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
 
     /// ``perform(_:)`` with a result; nil if the member stopped first.
     public func withMachine<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T) async -> T? {
+        await withMachine(body, as: Applier<Machine>.Job.perform)
+    }
+
+    /// Posts `body` as the job `kind` makes of it and of its refusal; awaits its result.
+    private func withMachine<T: Sendable>(
+        _ body: @escaping @Sendable (Machine) -> T,
+        as kind: (@escaping @Sendable (Machine) -> Void, (@Sendable () -> Void)?) -> Applier<Machine>.Job
+    ) async -> T? {
         await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
             let once = Mutex(Optional(continuation))
             let resume: @Sendable (T?) -> Void = { value in once.withLock { $0.take() }?.resume(returning: value) }
-            applier.post(.perform({ machine in resume(body(machine)) }, refused: { resume(nil) }))
+            applier.post(kind({ machine in resume(body(machine)) }, { resume(nil) }))
         }
     }
 
@@ -511,11 +519,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// when it comes overdue while earlier work is still queued: it then runs
     /// first (``Applier/Job/beforeTick(_:refused:)``).
     public func withMachineBeforeTick<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T) async -> T? {
-        await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
-            let once = Mutex(Optional(continuation))
-            let resume: @Sendable (T?) -> Void = { value in once.withLock { $0.take() }?.resume(returning: value) }
-            applier.post(.beforeTick({ machine in resume(body(machine)) }, refused: { resume(nil) }))
-        }
+        await withMachine(body, as: Applier<Machine>.Job.beforeTick)
     }
 
     private func enqueue(_ work: Work) {

@@ -29,15 +29,7 @@ struct CorruptionMonitor: Sendable {
         let start = node.status
         let me = start.id
         guard let before = await ownReport(me), let cluster = await clusterID() else { return nil }
-        let others = Set(node.status.voters + node.status.learners).subtracting([me]).sorted()
-        let peers = await withTaskGroup(of: CorruptionCheck.Report?.self) { group in
-            for peer in others {
-                group.addTask { await report(of: peer, at: before.revision, cluster: cluster) }
-            }
-            var reports: [CorruptionCheck.Report] = []
-            for await report in group { if let report { reports.append(report) } }
-            return reports.sorted { $0.member < $1.member }
-        }
+        let peers = await reports(at: before.revision, excluding: me, cluster: cluster)
         // Everything committed by now applied first (etcd's read barrier): a
         // follower may have applied what this leader has committed but not
         // yet applied, and would look ahead of it.
@@ -71,11 +63,7 @@ struct CorruptionMonitor: Sendable {
         }
         let me = node.status.id
         guard let own = await ownReport(me), let cluster = await clusterID() else { return [] }
-        let others = Set(node.status.voters + node.status.learners).subtracting([me]).sorted()
-        var peers: [CorruptionCheck.Report] = []
-        for peer in others {
-            if let report = await report(of: peer, at: own.revision, cluster: cluster) { peers.append(report) }
-        }
+        let peers = await reports(at: own.revision, excluding: me, cluster: cluster)
         for peer in peers where peer.compactRevision != own.compactRevision {
             logger.warning(
                 "initial corruption check: cannot compare with member \(hex(peer.member)): it compacted at \(peer.compactRevision), this member at \(own.compactRevision)")
@@ -102,6 +90,20 @@ struct CorruptionMonitor: Sendable {
 
     /// A member's HashKV at `revision`; nil (logged) when it cannot be had —
     /// unreachable, behind that revision, or compacted past it.
+    /// Every other member's report at `revision`, asked at once, in id
+    /// order; those that cannot be had are left out.
+    private func reports(at revision: Int64, excluding me: NodeID, cluster: UInt64) async -> [CorruptionCheck.Report] {
+        let others = Set(node.status.voters + node.status.learners).subtracting([me])
+        return await withTaskGroup(of: CorruptionCheck.Report?.self) { group in
+            for peer in others {
+                group.addTask { await report(of: peer, at: revision, cluster: cluster) }
+            }
+            var reports: [CorruptionCheck.Report] = []
+            for await report in group { if let report { reports.append(report) } }
+            return reports.sorted { $0.member < $1.member }
+        }
+    }
+
     /// The cluster's id, from the member directory this member applied.
     private func clusterID() async -> UInt64? {
         await node.withMachine { $0.machine.members.clusterID }
