@@ -58,6 +58,9 @@ public struct GRPCResponse: Sendable {
 
     public init(bytes: [UInt8]) { encode = { .success(bytes) } }
 
+    /// The bytes — or the status the call ends with — that `make` gives, when written.
+    init(result make: @escaping @Sendable () -> Result<[UInt8], GRPCStatus>) { encode = make }
+
     /// Bytes `encode` writes by hand, when written.
     init(encoded: @escaping @Sendable () -> [UInt8]) { encode = { .success(encoded()) } }
 

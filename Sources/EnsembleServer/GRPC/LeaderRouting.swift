@@ -102,26 +102,14 @@ public struct LeaderRouting: Sendable {
         func attempt(_ target: NodeLoop<KVReplica>) async throws(NodeError) -> T? {
             failure = .leaderChanged
             guard confirmed else { return await target.withMachine(body) ?? nil }
-            // Only a leader can renew: a follower's round would be wasted.
-            guard target.status.role == .leader else { return nil }
-            var hold: (ids: [LeaseID], at: Double)?
-            if let holding {
-                // Recorded before an overdue tick judges expiry, even behind a long apply.
-                let at = await target.withMachineBeforeTick {
-                    $0.keepAlivesArrived(holding.ids, waited: (SuspendingClock.now - holding.arrived).inSeconds)
-                }
-                if let at { hold = (holding.ids, at) }
+            let result: Result<T?, NodeError> = await withCheckedContinuation { continuation in
+                Self.confirmedRound(on: target, holding: holding, body) { continuation.resume(returning: $0) }
             }
-            defer {
-                if let hold { target.perform { $0.keepAlivesSettled(hold.ids, arrived: hold.at) } }
-            }
-            do {
-                return try await target.withMachineConfirmed(body)
-            } catch .stopped {
-                throw .stopped
-            } catch .outcomeUnknown {
-                throw .outcomeUnknown
-            } catch {
+            switch result {
+            case let .success(value): return value
+            case .failure(.stopped): throw .stopped
+            case .failure(.outcomeUnknown): throw .outcomeUnknown
+            case let .failure(error):
                 failure = error
                 return nil
             }
@@ -146,6 +134,29 @@ public struct LeaderRouting: Sendable {
 }
 
 extension LeaderRouting {
+    /// One attempt of ``onLeader(confirmed:holding:_:)`` with `confirmed`, on
+    /// `target`, without a task: `reply` (run once, on a node's apply or loop
+    /// thread or a timer's) gets what `body` returned — nil when `target`
+    /// does not lead or its machine does not yet — or why the round failed.
+    static func confirmedRound<T: Sendable>(
+        on target: NodeLoop<KVReplica>, holding: (ids: [LeaseID], arrived: SuspendingClock.Instant)?,
+        _ body: @escaping @Sendable (KVReplica) -> T?, reply: @escaping @Sendable (Result<T?, NodeError>) -> Void
+    ) {
+        // Only a leader can renew: a follower's round would be wasted.
+        guard target.status.role == .leader else { return reply(.success(nil)) }
+        guard let holding else { return target.withMachineConfirmed(body, reply: reply) }
+        // Recorded before an overdue tick judges expiry, even behind a long apply.
+        target.withMachineBeforeTick({
+            $0.keepAlivesArrived(holding.ids, waited: (SuspendingClock.now - holding.arrived).inSeconds)
+        }) { at in
+            guard let at else { return reply(.failure(.stopped)) }
+            target.withMachineConfirmed(body) { result in
+                target.perform { $0.keepAlivesSettled(holding.ids, arrived: at) }
+                reply(result)
+            }
+        }
+    }
+
     /// Proposes `command` and returns what applying it produced, or the
     /// status etcd answers for the failure.
     func submit(_ command: Ensemble_V1_Command) async -> Result<KVStateMachine.Response, GRPCStatus> {

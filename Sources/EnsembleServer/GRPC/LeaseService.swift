@@ -42,12 +42,19 @@ public struct LeaseService: Sendable {
         router.unary["/etcdserverpb.Lease/LeaseTimeToLive"] = .task { await service.timeToLive($0) }
         router.unary["/etcdserverpb.Lease/LeaseLeases"] = .task { await service.leases($0) }
         // One renewal as a unary call: what a follower forwards to a leader in
-        // another process for each keep-alive on its streams.
-        router.unary[Self.keepAliveOncePath] = .task { bytes in
+        // another process for each keep-alive on its streams. A lease that is
+        // gone answers TTL 0, not an error, as etcd's does.
+        router.unary[Self.keepAliveOncePath] = .direct { bytes, reply in
             guard let request = try? Etcdserverpb_LeaseKeepAliveRequest(serializedBytes: bytes) else {
-                return .failure(.invalidArgument("malformed LeaseKeepAliveRequest"))
+                return reply(.failure(.invalidArgument("malformed LeaseKeepAliveRequest")))
             }
-            return await service.keepAlive(request.id, forwarding: false)
+            service.keepAlive([request.id], forwarding: false) { round in
+                // Answered (a failure too) where the response is written: on the event loop.
+                reply(.success(GRPCResponse(result: {
+                    let (answers, failure) = service.answers([request.id], round)
+                    return answers.first.map { .success($0) } ?? .failure(failure ?? .internal("no answer"))
+                })))
+            }
         }
         router.streaming["/etcdserverpb.Lease/LeaseKeepAlive"] = { stream in
             // etcd's interceptor: a client that requires a leader is refused
@@ -163,15 +170,6 @@ public struct LeaseService: Sendable {
             || status.message.hasPrefix("etcdserver: leader unreachable") || status.message == LeaderForwarder.unreachable.message)
     }
 
-    /// One keep-alive: the TTL granted again, or 0 for a lease that is gone
-    /// (etcd answers an unknown lease with TTL 0, not an error). A follower
-    /// hands it to the leader, in this process or another.
-    func keepAlive(_ id: LeaseID, forwarding: Bool = true) async -> Result<[UInt8], GRPCStatus> {
-        let (answers, failure) = await keepAlive([id], forwarding: forwarding)
-        if let answer = answers.first { return .success(answer) }
-        return .failure(failure ?? .internal("no answer"))
-    }
-
     /// Keep-alives for `ids`, answered in order: on the leader all in one
     /// confirmed round (a client's keep-alives for many leases share one
     /// stream, and clientv3 resends unanswered ones, so an id may repeat: it
@@ -183,33 +181,23 @@ public struct LeaseService: Sendable {
     /// one it asked has stepped down, it tries again every 50 ms for up to
     /// ``renewPatience`` (a keep-alive stream that ended there would make
     /// clientv3 give up a require-leader session for good).
-    func keepAlive(_ ids: [LeaseID], forwarding: Bool = true) async -> (answers: [[UInt8]], failure: GRPCStatus?) {
-        var distinct: [LeaseID] = []
-        var seen: Set<LeaseID> = []
-        for id in ids where seen.insert(id).inserted { distinct.append(id) }
+    func keepAlive(
+        _ ids: [LeaseID], forwarding: Bool = true, arrived: SuspendingClock.Instant = .now
+    ) async -> (answers: [[UInt8]], failure: GRPCStatus?) {
+        let distinct = Self.distinct(ids)
         let deadline = ContinuousClock.now + Self.renewPatience
         func mayRetry() async -> Bool {
             guard forwarding, ContinuousClock.now < deadline else { return false }
             try? await Task.sleep(for: .milliseconds(50))
             return true
         }
-        var renewed: (ttls: [Int64], revision: Int64)?
+        var renewed: Renewed?
         // Leases alive when the keep-alive came are renewed though it waited
         // behind a long apply (a big delete) past their deadline.
-        let arrived = SuspendingClock.now
         let revocationDeadline = ContinuousClock.now + Self.revocationWait
         while renewed == nil {
             do {
-                renewed = try await routing.onLeader(confirmed: true, holding: (distinct, arrived)) { [distinct] replica in
-                    var ttls: [Int64] = []
-                    ttls.reserveCapacity(distinct.count)
-                    let waited = (SuspendingClock.now - arrived).inSeconds
-                    for id in distinct {
-                        guard let ttl = replica.renew(id, waited: waited) else { return nil }
-                        ttls.append(ttl)
-                    }
-                    return (ttls, replica.machine.store.revision)
-                }
+                renewed = try await routing.onLeader(confirmed: true, holding: (distinct, arrived), Self.renewal(distinct, arrived: arrived))
                 // An expired lease answers once its revocation has applied
                 // (or a new leader has taken it over, and renews it).
                 if let pending = renewed, pending.ttls.contains(KVReplica.revocationPending),
@@ -230,9 +218,83 @@ public struct LeaseService: Sendable {
             }
         }
         guard let renewed else { return ([], .internal("no answer")) }
+        return answers(ids, distinct: distinct, renewed: renewed)
+    }
+
+    /// ``keepAlive(_:forwarding:arrived:)`` with a callback. The common
+    /// case — this member leads and renews every lease in one confirmed
+    /// round — takes no task, so renewals never wait for the cooperative
+    /// pool, and answers `.renewed` from the apply thread (the caller encodes
+    /// on its event loop); anything else (a follower, a change of leader, an
+    /// expired lease) takes the full path as a task.
+    func keepAlive(_ ids: [LeaseID], forwarding: Bool = true, reply: @escaping @Sendable (KeepAliveRound) -> Void) {
+        let arrived = SuspendingClock.now
+        let distinct = Self.distinct(ids)
+        let service = self
+        let fullPath: @Sendable () -> Void = {
+            Task {
+                let (answers, failure) = await service.keepAlive(ids, forwarding: forwarding, arrived: arrived)
+                reply(.answered(answers: answers, failure: failure))
+            }
+        }
+        guard node.status.role == .leader else { return fullPath() }
+        LeaderRouting.confirmedRound(on: node, holding: (distinct, arrived), Self.renewal(distinct, arrived: arrived)) { result in
+            switch result {
+            case let .success(renewed?) where !renewed.ttls.contains(KVReplica.revocationPending):
+                reply(.renewed(distinct: distinct, renewed))
+            case let .failure(error) where error == .stopped || error == .outcomeUnknown:
+                reply(.answered(answers: [], failure: KVService.status(error)))
+            default:
+                fullPath()
+            }
+        }
+    }
+
+    /// What a round of keep-alives came to.
+    enum KeepAliveRound: Sendable {
+        /// The leader renewed these leases; answers are still to be encoded.
+        case renewed(distinct: [LeaseID], Renewed)
+        /// The answers for a prefix of the keep-alives, and why the rest got none.
+        case answered(answers: [[UInt8]], failure: GRPCStatus?)
+    }
+
+    /// The TTLs a leader granted again to a round's distinct leases, and its revision.
+    typealias Renewed = (ttls: [Int64], revision: Int64)
+
+    /// The answers to `ids` that `round` makes.
+    func answers(_ ids: [LeaseID], _ round: KeepAliveRound) -> (answers: [[UInt8]], failure: GRPCStatus?) {
+        switch round {
+        case let .renewed(distinct, renewed): answers(ids, distinct: distinct, renewed: renewed)
+        case let .answered(answers, failure): (answers, failure)
+        }
+    }
+
+    /// `ids` without repeats, in order (clientv3 resends unanswered keep-alives).
+    static func distinct(_ ids: [LeaseID]) -> [LeaseID] {
+        var seen: Set<LeaseID> = []
+        return ids.filter { seen.insert($0).inserted }
+    }
+
+    /// Renews `distinct` on a leader's machine; nil where it does not lead.
+    static func renewal(_ distinct: [LeaseID], arrived: SuspendingClock.Instant) -> @Sendable (KVReplica) -> Renewed? {
+        { replica in
+            var ttls: [Int64] = []
+            ttls.reserveCapacity(distinct.count)
+            let waited = (SuspendingClock.now - arrived).inSeconds
+            for id in distinct {
+                guard let ttl = replica.renew(id, waited: waited) else { return nil }
+                ttls.append(ttl)
+            }
+            return (ttls, replica.machine.store.revision)
+        }
+    }
+
+    /// One answer per keep-alive in `ids`, from what `distinct` were renewed to.
+    func answers(_ ids: [LeaseID], distinct: [LeaseID], renewed: Renewed) -> (answers: [[UInt8]], failure: GRPCStatus?) {
         let header = headers.header(revision: renewed.revision)
         let ttls = Dictionary(uniqueKeysWithValues: zip(distinct, renewed.ttls))
         var answers: [[UInt8]] = []
+        answers.reserveCapacity(ids.count)
         for id in ids {
             var response = Etcdserverpb_LeaseKeepAliveResponse()
             response.header = header
@@ -341,16 +403,20 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
         let service = self.service
         let loop = stream.eventLoop
         let bound = NIOLoopBoundBox(self, eventLoop: loop)
-        loop.makeFutureWithTask { await service.keepAlive(ids) }.whenSuccess { result in
-            let receiver = bound.value
-            receiver.busy = false
-            // What was renewed is answered even when the rest failed.
-            for bytes in result.answers { receiver.stream.send(bytes) }
-            if let failure = result.failure {
-                receiver.done = true
-                receiver.stream.finish(failure)
+        service.keepAlive(ids) { round in
+            // Encoded on the event loop, not the apply thread.
+            loop.execute {
+                let result = service.answers(ids, round)
+                let receiver = bound.value
+                receiver.busy = false
+                // What was renewed is answered even when the rest failed.
+                for bytes in result.answers { receiver.stream.send(bytes) }
+                if let failure = result.failure {
+                    receiver.done = true
+                    receiver.stream.finish(failure)
+                }
+                receiver.next()
             }
-            receiver.next()
         }
     }
 

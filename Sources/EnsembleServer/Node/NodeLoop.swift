@@ -459,17 +459,23 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// of it and its client can move to another member.
     public func withMachineConfirmed<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T) async throws(NodeError) -> T {
         let result: Result<T, NodeError> = await withCheckedContinuation { continuation in
-            let once = Mutex(Optional(continuation))
-            let resume: @Sendable (Result<T, NodeError>) -> Void = { value in
-                once.withLock { $0.take() }?.resume(returning: value)
-            }
-            DispatchQueue.global().asyncAfter(deadline: .now() + options.requestTimeout.inSeconds) {
-                resume(.failure(.outcomeUnknown))
-            }
-            let serve = Applier<Machine>.Job.perform({ machine in resume(.success(body(machine))) }, refused: { resume(.failure(.stopped)) })
-            enqueue(.read(ReadJob(serve: serve, fail: { resume(.failure($0)) }), linearizable: true))
+            withMachineConfirmed(body) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// ``withMachineConfirmed(_:)`` with a callback that runs once, on the
+    /// apply or loop thread or a timer's, and must be quick.
+    public func withMachineConfirmed<T: Sendable>(
+        _ body: @escaping @Sendable (Machine) -> T, reply: @escaping @Sendable (Result<T, NodeError>) -> Void
+    ) {
+        let once = Mutex(Optional(reply))
+        let resume: @Sendable (Result<T, NodeError>) -> Void = { value in once.withLock { $0.take() }?(value) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + options.requestTimeout.inSeconds) {
+            resume(.failure(.outcomeUnknown))
+        }
+        let serve = Applier<Machine>.Job.perform({ machine in resume(.success(body(machine))) }, refused: { resume(.failure(.stopped)) })
+        enqueue(.read(ReadJob(serve: serve, fail: { resume(.failure($0)) }), linearizable: true))
     }
 
     /// Counts a request in flight (for the batching window) until `reply` runs.
@@ -520,6 +526,12 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// first (``Applier/Job/beforeTick(_:refused:)``).
     public func withMachineBeforeTick<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T) async -> T? {
         await withMachine(body, as: Applier<Machine>.Job.beforeTick)
+    }
+
+    /// ``withMachineBeforeTick(_:)`` with a callback, run once on the apply
+    /// thread (nil if the member stopped first); it must be quick.
+    public func withMachineBeforeTick<T: Sendable>(_ body: @escaping @Sendable (Machine) -> T, reply: @escaping @Sendable (T?) -> Void) {
+        applier.post(.beforeTick({ machine in reply(body(machine)) }, refused: { reply(nil) }))
     }
 
     private func enqueue(_ work: Work) {

@@ -1,0 +1,71 @@
+import EnsembleAPI
+import Foundation
+import KV
+import Raft
+import RaftTransport
+import SwiftProtobuf
+import Synchronization
+import Testing
+
+@testable import EnsembleServer
+
+/// A leader renews keep-alives without a Swift task: the round is posted to
+/// its node and answered from the apply thread, so renewals do not wait for
+/// the cooperative pool (which a busy process may hold).
+@Suite(.timeLimit(.minutes(1))) struct KeepAlivePathTests {
+    @Test func aLeaderRenewsInOneRoundWithoutATask() async throws {
+        let directory = NSTemporaryDirectory() + "ensemble-keepalive-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try NodeLoop(
+            config: RaftConfig(id: 1), directory: directory, bootstrap: [1], machine: KVReplica(), transport: InMemoryTransport())
+        node.start()
+        defer { node.stop() }
+        for _ in 0..<500 where node.status.role != .leader {
+            node.campaign()
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        _ = try await node.propose(try command {
+            $0.leaseGrant.id = 42
+            $0.leaseGrant.ttl = 30
+        })
+        let service = LeaseService(node: node, clusterID: 7)
+        // A repeated id is renewed once and answered twice; an unknown lease gets TTL 0.
+        let ids: [LeaseID] = [42, 99, 42]
+        let round = await withCheckedContinuation { continuation in
+            service.keepAlive(ids) { continuation.resume(returning: $0) }
+        }
+        guard case let .renewed(distinct, renewed) = round else {
+            Issue.record("not renewed in one round: \(round)")
+            return
+        }
+        #expect(distinct == [42, 99])
+        #expect(renewed.ttls == [30, 0])
+        let (answers, failure) = service.answers(ids, round)
+        #expect(failure == nil)
+        let responses = try answers.map { try Etcdserverpb_LeaseKeepAliveResponse(serializedBytes: $0) }
+        #expect(responses.map(\.id) == ids)
+        #expect(responses.map(\.ttl) == [30, 0, 30])
+        #expect(responses.allSatisfy { $0.header.clusterID == 7 && $0.header.memberID == 1 })
+    }
+
+    /// A member that stopped answers the round with a failure, not silence.
+    @Test func aStoppedMemberFailsTheRound() async throws {
+        let directory = NSTemporaryDirectory() + "ensemble-keepalive-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try NodeLoop(
+            config: RaftConfig(id: 1), directory: directory, bootstrap: [1], machine: KVReplica(), transport: InMemoryTransport())
+        node.start()
+        for _ in 0..<500 where node.status.role != .leader {
+            node.campaign()
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        node.stop()
+        let service = LeaseService(node: node, clusterID: 7)
+        let round = await withCheckedContinuation { continuation in
+            service.keepAlive([42]) { continuation.resume(returning: $0) }
+        }
+        let (answers, failure) = service.answers([42], round)
+        #expect(answers.isEmpty)
+        #expect(failure != nil)
+    }
+}
