@@ -23,8 +23,9 @@ import Synchronization
 ///    same bootstrap entries (each carrying a founder's name and peer URLs).
 /// 3. With `existing`, the member was added by `member add`: it listens on its
 ///    peer URL and takes the id the leader's first message is addressed to,
-///    then catches up and learns the cluster id from the replicated directory
-///    before serving clients.
+///    then catches up — learning the cluster id and its own record (a
+///    learner or a voter) from the replicated directory — before serving
+///    clients.
 ///
 /// Each member publishes its name and client URLs through the log once it
 /// runs, and points its peer transport at the directory's peer URLs whenever
@@ -243,10 +244,19 @@ public final class EnsembleMember: @unchecked Sendable {
         node.start()
 
         if identity.clusterID == 0 {
-            // A joiner learns the cluster id from the directory it replicates.
+            // A joiner learns the cluster id from the directory it replicates,
+            // and serves once it has its own membership entry: until then it
+            // would not know to refuse what a learner must (etcd's joiner
+            // reads its record from a peer before it serves).
+            let me = identity.memberID
             while true {
-                if let learned = await node.withMachine({ $0.machine.members.clusterID }), learned != 0 {
-                    identity.clusterID = learned
+                let directory = await node.withMachine { $0.machine.members }
+                guard let directory else { throw NodeError.stopped }
+                let status = node.status
+                let configured = status.voters.contains(me) || status.learners.contains(me)
+                // A member removed before it caught up goes on to stop as removed.
+                if directory.clusterID != 0, directory.removed.contains(me) || (directory.members[me] != nil && configured) {
+                    identity.clusterID = directory.clusterID
                     break
                 }
                 try await Task.sleep(for: .milliseconds(50))
