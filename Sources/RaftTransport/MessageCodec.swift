@@ -272,6 +272,8 @@ public struct FrameDecoder: Sendable {
     public let maxFrame: Int
     /// The largest message reassembled from chunks (a snapshot).
     public let maxMessage: Int
+    /// The most a chunked message's announced size reserves before its bytes arrive.
+    static let reserveLimit = 512 << 20
     /// A chunked message being reassembled, and its announced size.
     private var assembling: [UInt8] = []
     private var assemblingTotal = 0
@@ -324,20 +326,24 @@ public struct FrameDecoder: Sendable {
     /// Adds one chunk; returns the message once its last chunk arrived. Chunks
     /// must come in order and add up to the announced size.
     private mutating func reassemble(_ body: ArraySlice<UInt8>) throws(MessageCodec.DecodeError) -> Message? {
-        let bytes = Array(body)
-        guard bytes.count >= 17 else { throw MessageCodec.DecodeError(reason: "short chunk") }
+        // Read in place: a chunk is megabytes, and this runs on an event loop.
+        guard body.count >= 17 else { throw MessageCodec.DecodeError(reason: "short chunk") }
+        let start = body.startIndex
         var total = 0
         var offset = 0
         for i in 0..<8 {
-            total |= Int(bytes[1 + i]) << (8 * i)
-            offset |= Int(bytes[9 + i]) << (8 * i)
+            total |= Int(body[start + 1 + i]) << (8 * i)
+            offset |= Int(body[start + 9 + i]) << (8 * i)
         }
-        let data = bytes[17...]
+        let data = body[(start + 17)...]
         guard total > 0, total <= maxMessage else {
             throw MessageCodec.DecodeError(reason: "chunked message of \(total) bytes outside 1...\(maxMessage)")
         }
         if offset == 0 {
             assembling = []
+            // Room for the whole message up front (no copies as it grows), up
+            // to a bound: the announced size is the sender's word.
+            assembling.reserveCapacity(min(total, Self.reserveLimit))
             assemblingTotal = total
         }
         guard total == assemblingTotal, offset == assembling.count, offset + data.count <= total else {

@@ -490,8 +490,9 @@ final class FrameReceiver: ChannelInboundHandler {
                 case let .hello(announced):
                     sender = announced.id
                     guard hello(announced, !greeted) else {
-                        let notice = context.channel.allocator.buffer(bytes: Frame.removedFrame)
-                        context.writeAndFlush(NIOAny(notice)).whenComplete { _ in context.close(promise: nil) }
+                        let channel = context.channel
+                        let notice = channel.allocator.buffer(bytes: Frame.removedFrame)
+                        context.writeAndFlush(NIOAny(notice)).whenComplete { _ in channel.close(promise: nil) }
                         return
                     }
                     greeted = true
