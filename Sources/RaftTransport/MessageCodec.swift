@@ -272,8 +272,6 @@ public struct FrameDecoder: Sendable {
     public let maxFrame: Int
     /// The largest message reassembled from chunks (a snapshot).
     public let maxMessage: Int
-    /// The most a chunked message's announced size reserves before its bytes arrive.
-    static let reserveLimit = 512 << 20
     /// A chunked message being reassembled, and its announced size.
     private var assembling: [UInt8] = []
     private var assemblingTotal = 0
@@ -341,9 +339,10 @@ public struct FrameDecoder: Sendable {
         }
         if offset == 0 {
             assembling = []
-            // Room for the whole message up front (no copies as it grows), up
-            // to a bound: the announced size is the sender's word.
-            assembling.reserveCapacity(min(total, Self.reserveLimit))
+            // Room for the message up front (fewer copies as it grows), up to
+            // one frame — what a sender can make a receiver hold anyway: the
+            // announced size is only the sender's word.
+            assembling.reserveCapacity(min(total, maxFrame))
             assemblingTotal = total
         }
         guard total == assemblingTotal, offset == assembling.count, offset + data.count <= total else {

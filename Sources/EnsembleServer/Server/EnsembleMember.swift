@@ -249,21 +249,28 @@ public final class EnsembleMember: @unchecked Sendable {
             // would not know to refuse what a learner must (etcd's joiner
             // reads its record from a peer before it serves).
             let me = identity.memberID
-            while true {
-                let directory = await node.withMachine { $0.machine.members }
-                guard let directory else { throw NodeError.stopped }
-                let status = node.status
-                let configured = status.voters.contains(me) || status.learners.contains(me)
-                // A member removed before it caught up goes on to stop as removed.
-                if directory.clusterID != 0, directory.removed.contains(me) || (directory.members[me] != nil && configured) {
+            do {
+                while true {
+                    let directory = await node.withMachine { $0.machine.members }
+                    guard let directory else { throw NodeError.stopped }
+                    let status = node.status
+                    let configured = status.voters.contains(me) || status.learners.contains(me)
                     identity.clusterID = directory.clusterID
-                    break
+                    if directory.clusterID != 0, directory.members[me] != nil && configured { break }
+                    // Removed before it caught up (peers answer its hello
+                    // "removed"; the leader sends it nothing more): it goes
+                    // on to stop as a removed member does.
+                    if directory.removed.contains(me) || member.isRemoved { break }
+                    try await Task.sleep(for: .milliseconds(50))
                 }
-                try await Task.sleep(for: .milliseconds(50))
+            } catch {
+                await member.shutdown(handOff: false)
+                throw error
             }
             logger.info("caught up", metadata: ["cluster": "\(hex(identity.clusterID))"])
         }
-        try identity.save(in: dataDirectory)
+        // A joiner removed before it learned the cluster keeps no identity.
+        if identity.clusterID != 0 { try identity.save(in: dataDirectory) }
         if configuration.initialCorruptCheck {
             do {
                 try await member.checkInitialHashes()
