@@ -31,8 +31,9 @@ import NIOHPACK
 ///   wait, in order, with what is sent on them.
 /// - ``close()`` hands back every promise still held when the connection goes.
 /// - Floods are connection errors (ENHANCE_YOUR_CALM), with NIOHTTP2's and
-///   grpc-go's limits (§10.5): a server allows 200 resets in 30 s (the "rapid
-///   reset" attack: a reset stream's work has already started); either side
+///   grpc-go's limits (§10.5): a server allows 1,000 resets in 10 s
+///   (``Configuration/maxResets``; the "rapid reset" attack: a reset
+///   stream's work has already started); either side
 ///   allows 10,000 PING or SETTINGS frames within 10 s with no DATA or HEADERS
 ///   sent in between, 100 empty DATA frames in a row, and a header block in at
 ///   most 16 frames.

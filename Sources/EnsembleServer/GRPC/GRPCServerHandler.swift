@@ -41,6 +41,9 @@ final class GRPCServerHandler: ChannelInboundHandler {
         /// A unary call sent with `hasleader: true`: asked before it is served
         /// (``GRPCRouter/leaderRequired``).
         var leaderCheck: GRPCRouter.LeaderCheck?
+        /// Request bytes held for it: a message not yet whole, and a unary
+        /// call's message until the request ends (``heldRequestBytes``).
+        var held = 0
     }
 
     private let router: GRPCRouterBox
@@ -52,6 +55,15 @@ final class GRPCServerHandler: ChannelInboundHandler {
     private var connection: HTTP2Connection
     private var events: [HTTP2Connection.Event] = []
     private var calls: [UInt32: Call] = [:]
+    /// Request bytes held for the calls on this connection. HTTP/2 windows are
+    /// credited as data arrives (as grpc-go's reads into a message's buffer
+    /// credit them), so without this bound a client could park a nearly
+    /// whole message on each of thousands of streams.
+    private var heldRequestBytes = 0
+    /// The bound on ``heldRequestBytes``: a call that would pass it ends with
+    /// RESOURCE_EXHAUSTED. 128 requests of the largest size (256 MiB with
+    /// etcd's limits) may arrive interleaved on one connection.
+    private let maxHeldRequestBytes: Int
     private var outbox: GRPCOutbox?
     /// The connection closes once what is being written is out.
     private var closeScheduled = false
@@ -62,6 +74,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
     ) {
         self.router = router
         self.maxRequestBytes = maxRequestBytes
+        self.maxHeldRequestBytes = 128 * maxRequestBytes
         self.keepalive = keepalive
         var configuration = configuration
         configuration.pingPolicy = .init(minimumInterval: .nanoseconds(keepalive.minimumTime.nanosecondsSaturated))
@@ -135,6 +148,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
                 break  // the client opens nothing more; its calls may finish
             case let .reset(stream, _):
                 if let call = calls.removeValue(forKey: stream) {
+                    heldRequestBytes -= call.held
                     call.deadline?.cancel()
                     // Counted as grpc-go's interceptor counts a cancelled call,
                     // so started - handled stays the calls in flight.
@@ -167,6 +181,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
         keepaliveCheck = nil
         let open = calls
         calls.removeAll()
+        heldRequestBytes = 0
         outbox?.close()
         outbox = nil
         // Messages held back by flow control will not be sent: their senders
@@ -291,6 +306,17 @@ final class GRPCServerHandler: ChannelInboundHandler {
         if let metrics = call.metrics {
             for message in messages { metrics.received(bytes: message.count) }
         }
+        // A unary call keeps its first message until the request ends.
+        var held = call.reader.pendingBytes
+        if case let .unary(_, message, _) = call.kind { held += (message ?? messages.first)?.count ?? 0 }
+        heldRequestBytes += held - call.held
+        call.held = held
+        guard heldRequestBytes <= maxHeldRequestBytes else {
+            calls[stream] = call
+            end(context: context, stream: stream, GRPCStatus(
+                code: 8, message: "request data waiting on this connection exceeds \(maxHeldRequestBytes) bytes"))
+            return
+        }
         switch call.kind {
         case let .unary(handler, message, extra):
             var message = message
@@ -313,6 +339,9 @@ final class GRPCServerHandler: ChannelInboundHandler {
         switch call.kind {
         case let .unary(handler, message, extra):
             calls[stream]?.kind = .done
+            // The message goes to its handler (or is refused): no longer held here.
+            heldRequestBytes -= call.held
+            calls[stream]?.held = 0
             guard call.reader.pendingBytes == 0 else {
                 end(context: context, stream: stream, .internal("gRPC message length mismatch"))
                 return
@@ -372,6 +401,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
                 end(context: context, stream: stream, status)
             case let .abort(stream):
                 guard let call = calls.removeValue(forKey: stream) else { continue }
+                heldRequestBytes -= call.held
                 call.deadline?.cancel()
                 call.metrics?.handled(code: 8, duration: .now - call.started)  // ResourceExhausted
                 connection.sendReset(stream: stream, .enhanceYourCalm)
@@ -443,6 +473,14 @@ final class GRPCServerHandler: ChannelInboundHandler {
             promise?.succeed()
             return
         }
+        // The length prefix is 32 bits and clients take at most 2^31 - 1
+        // bytes: grpc-go's server (etcd's) refuses to send more, in these words.
+        guard message.count <= Self.maxSendBytes else {
+            promise?.succeed()
+            end(context: context, stream: stream, GRPCStatus(
+                code: 8, message: "grpc: trying to send message larger than max (\(message.count) vs. \(Self.maxSendBytes))"))
+            return
+        }
         if !call.headersSent {
             calls[stream]?.headersSent = true
             connection.sendHeaders(stream: stream, block: Self.responseHeaders)
@@ -454,6 +492,9 @@ final class GRPCServerHandler: ChannelInboundHandler {
         buffer.writeBytes(message)
         connection.sendData(stream: stream, buffer, promise: promise)
     }
+
+    /// The largest message sent (etcd's `MaxSendMsgSize`, math.MaxInt32).
+    static let maxSendBytes = Int(Int32.max)
 
     /// `application/grpc`, alone or with a subtype (`+proto`) or parameters.
     static func isGRPC(contentType: String) -> Bool {
@@ -468,6 +509,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
     /// leaves the table; later frames of its stream are ignored.
     private func end(context: ChannelHandlerContext, stream: UInt32, _ status: GRPCStatus, httpStatus: Int = 200) {
         guard let call = calls.removeValue(forKey: stream) else { return }
+        heldRequestBytes -= call.held
         call.deadline?.cancel()
         let receiver: (any GRPCStreamReceiver)?
         if case let .streaming(r) = call.kind { receiver = r } else { receiver = nil }

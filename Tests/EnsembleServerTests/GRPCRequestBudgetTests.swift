@@ -1,0 +1,105 @@
+import EnsembleServer
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// HTTP/2 windows are credited as request data arrives, so the server bounds
+/// what a connection can make it hold for calls whose messages are not yet
+/// whole: 128 of the largest requests. A client parking a nearly whole
+/// message on stream after stream gets RESOURCE_EXHAUSTED for the call that
+/// passes the bound; the calls before it go on.
+@Suite(.timeLimit(.minutes(1))) struct GRPCRequestBudgetTests {
+    @Test func unfinishedMessagesOnOneConnectionAreBounded() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        var router = GRPCRouter()
+        router.unary["/t.T/Echo"] = .task { .success($0) }
+        // 1 KiB messages at most: 128 KiB held per connection.
+        let server = GRPCServer(group: group, router: router, maxRequestBytes: 1024)
+        let listener = try await server.listen(host: "127.0.0.1", port: 0)
+        let port = try #require(listener.localAddress?.port)
+        let received = Mutex<[UInt8]>([])
+        let client = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(BytesRead { bytes in received.withLock { $0 += bytes } })
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+
+        var out = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 4, flags: 0, stream: 0, [])
+        let streams = (0..<140).map { UInt32(2 * $0 + 1) }
+        for stream in streams {
+            out += Self.frame(type: 1, flags: 0x4, stream: stream, Self.requestHeaders)
+            // A message of 1,024 bytes announced, 1,000 sent.
+            out += Self.frame(type: 0, flags: 0, stream: stream, [0, 0, 0, 4, 0] + [UInt8](repeating: 7, count: 1000))
+        }
+        try await client.writeAndFlush(ByteBuffer(bytes: out))
+        let refusal = Array("exceeds 131072 bytes".utf8)
+        try await Self.waitFor(received) { $0.contains(refusal) }
+        // The first call is still open: its message completes and is echoed.
+        try await client.writeAndFlush(ByteBuffer(bytes: Self.frame(type: 0, flags: 0x1, stream: 1, [UInt8](repeating: 7, count: 24))))
+        try await Self.waitFor(received) { bytes in
+            Self.frames(bytes).contains { $0.type == 0 && $0.stream == 1 && $0.length == 1029 }
+        }
+        let refused = Self.frames(received.withLock { $0 }).filter { $0.type == 1 && $0.stream != 1 }.map(\.stream)
+        #expect(!refused.isEmpty && refused.allSatisfy { $0 > 200 }, "refused streams: \(refused)")
+        try await client.close()
+        await server.shutdown(grace: .zero)
+    }
+
+    /// :method POST, :scheme http, :path /t.T/Echo, :authority t,
+    /// content-type application/grpc, te trailers: HPACK literals without
+    /// indexing, no Huffman.
+    static let requestHeaders: [UInt8] = {
+        let fields: [(String, String)] = [
+            (":method", "POST"), (":scheme", "http"), (":path", "/t.T/Echo"), (":authority", "t"),
+            ("content-type", "application/grpc"), ("te", "trailers"),
+        ]
+        var block: [UInt8] = []
+        for (name, value) in fields {
+            block.append(0)
+            block.append(UInt8(name.utf8.count))
+            block += Array(name.utf8)
+            block.append(UInt8(value.utf8.count))
+            block += Array(value.utf8)
+        }
+        return block
+    }()
+
+    static func frame(type: UInt8, flags: UInt8, stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
+        let n = payload.count
+        return [UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF), type, flags,
+                UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF)] + payload
+    }
+
+    static func frames(_ bytes: [UInt8]) -> [(type: UInt8, stream: UInt32, length: Int)] {
+        var frames: [(type: UInt8, stream: UInt32, length: Int)] = []
+        var i = 0
+        while i + 9 <= bytes.count {
+            let n = Int(bytes[i]) << 16 | Int(bytes[i + 1]) << 8 | Int(bytes[i + 2])
+            let stream = UInt32(bytes[i + 5] & 0x7F) << 24 | UInt32(bytes[i + 6]) << 16 | UInt32(bytes[i + 7]) << 8 | UInt32(bytes[i + 8])
+            frames.append((bytes[i + 3], stream, n))
+            i += 9 + n
+        }
+        return frames
+    }
+
+    static func waitFor(_ received: borrowing Mutex<[UInt8]>, _ done: ([UInt8]) -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline, !done(received.withLock { $0 }) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(done(received.withLock { $0 }))
+    }
+}
+
+/// Hands every byte read to `collect`.
+private final class BytesRead: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let collect: @Sendable ([UInt8]) -> Void
+    init(_ collect: @escaping @Sendable ([UInt8]) -> Void) { self.collect = collect }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        collect(Array(unwrapInboundIn(data).readableBytesView))
+    }
+}
