@@ -19,7 +19,9 @@ import NIOHPACK
 /// the read burst.
 ///
 /// A deadline from `grpc-timeout` ends the call with DEADLINE_EXCEEDED; work
-/// already started (a proposal) is not withdrawn, as in etcd.
+/// already started (a proposal) is not withdrawn, as in etcd. An answer that
+/// is still waiting for the client's flow-control window at the deadline is
+/// dropped (RST_STREAM CANCEL).
 final class GRPCServerHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -250,7 +252,13 @@ final class GRPCServerHandler: ChannelInboundHandler {
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             call.deadline = context.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanosecondsSaturated)) {
                 let (handler, context) = bound.value
-                handler.end(context: context, stream: stream, .deadlineExceeded)
+                if handler.calls[stream] != nil {
+                    handler.end(context: context, stream: stream, .deadlineExceeded)
+                } else {
+                    // Answered, but the answer still waits for a window the
+                    // client does not give: the client has given up on it.
+                    handler.connection.sendReset(stream: stream, .cancel)
+                }
                 handler.flushNow(context: context)
             }
         }
@@ -510,7 +518,11 @@ final class GRPCServerHandler: ChannelInboundHandler {
     private func end(context: ChannelHandlerContext, stream: UInt32, _ status: GRPCStatus, httpStatus: Int = 200) {
         guard let call = calls.removeValue(forKey: stream) else { return }
         heldRequestBytes -= call.held
-        call.deadline?.cancel()
+        defer {
+            // An answer held back by flow control keeps the deadline: what a
+            // client that grants no window leaves queued goes when it passes.
+            if connection.isOpen(stream) == false { call.deadline?.cancel() }
+        }
         let receiver: (any GRPCStreamReceiver)?
         if case let .streaming(r) = call.kind { receiver = r } else { receiver = nil }
         if status.code == 0 && call.headersSent {

@@ -4,12 +4,13 @@ import NIOPosix
 import Synchronization
 import Testing
 
-/// HTTP/2 windows are credited as request data arrives, so the server bounds
-/// what a connection can make it hold for calls whose messages are not yet
-/// whole: 128 of the largest requests. A client parking a nearly whole
-/// message on stream after stream gets RESOURCE_EXHAUSTED for the call that
-/// passes the bound; the calls before it go on.
-@Suite(.timeLimit(.minutes(1))) struct GRPCRequestBudgetTests {
+/// What one connection can make the server hold, with raw HTTP/2 frames.
+@Suite(.timeLimit(.minutes(1))) struct GRPCConnectionBoundsTests {
+    /// HTTP/2 windows are credited as request data arrives, so the server
+    /// bounds what a connection can make it hold for calls whose messages
+    /// are not yet whole: 128 of the largest requests. A client parking a
+    /// nearly whole message on stream after stream gets RESOURCE_EXHAUSTED
+    /// for the call that passes the bound; the calls before it go on.
     @Test func unfinishedMessagesOnOneConnectionAreBounded() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         var router = GRPCRouter()
@@ -44,6 +45,44 @@ import Testing
         }
         let refused = Self.frames(received.withLock { $0 }).filter { $0.type == 1 && $0.stream != 1 }.map(\.stream)
         #expect(!refused.isEmpty && refused.allSatisfy { $0 > 200 }, "refused streams: \(refused)")
+        try await client.close()
+        await server.shutdown(grace: .zero)
+    }
+
+    /// An answer the client grants no window for is dropped when the call's
+    /// deadline passes (RST_STREAM CANCEL), not held for the connection's life.
+    @Test func anAnswerHeldBackByFlowControlGoesAtTheDeadline() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        var router = GRPCRouter()
+        router.unary["/t.T/Echo"] = .task { .success($0) }
+        let server = GRPCServer(group: group, router: router)
+        let listener = try await server.listen(host: "127.0.0.1", port: 0)
+        let port = try #require(listener.localAddress?.port)
+        let received = Mutex<[UInt8]>([])
+        let client = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(BytesRead { bytes in received.withLock { $0 += bytes } })
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        // SETTINGS_INITIAL_WINDOW_SIZE 0: no DATA may come on any stream.
+        var out = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 4, flags: 0, stream: 0, [0, 4, 0, 0, 0, 0])
+        var headers = Self.requestHeaders
+        headers += [0, 12] + Array("grpc-timeout".utf8) + [4] + Array("300m".utf8)
+        out += Self.frame(type: 1, flags: 0x4, stream: 1, headers)
+        out += Self.frame(type: 0, flags: 0x1, stream: 1, [0, 0, 0, 0, 3, 1, 2, 3])
+        try await client.writeAndFlush(ByteBuffer(bytes: out))
+        try await Self.waitFor(received) { bytes in
+            Self.frames(bytes).contains { $0.type == 3 && $0.stream == 1 }
+        }
+        let frames = Self.frames(received.withLock { $0 })
+        #expect(!frames.contains { $0.type == 0 && $0.stream == 1 }, "no DATA without a window: \(frames)")
+        // RST_STREAM CANCEL (8).
+        let bytes = received.withLock { $0 }
+        #expect(bytes.indices.contains { i in
+            i + 13 <= bytes.count && Array(bytes[i..<i + 9]) == [0, 0, 4, 3, 0, 0, 0, 0, 1] && Array(bytes[i + 9..<i + 13]) == [0, 0, 0, 8]
+        })
         try await client.close()
         await server.shutdown(grace: .zero)
     }
