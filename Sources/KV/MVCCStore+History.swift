@@ -19,6 +19,8 @@ extension MVCCStore {
         case byKey
         /// Read the ``ChangeLog`` from the first revision, skipping other keys.
         case byRevision
+        /// ``automatic`` with a first allowance other than 256 (tests).
+        case automaticStarting(Int)
     }
 
     /// ``events(in:from:through:)`` for at most about `limit` events and
@@ -30,9 +32,13 @@ extension MVCCStore {
     /// time; only the changes returned are built, so values spilled to files
     /// are read back for these alone.
     ///
-    /// Cost: the smaller of the keys in range and the changes (to any key)
-    /// in `first...last`, about — the keys are visited until there are more
-    /// of them than such changes, and then the change log is read instead.
+    /// Cost: within a small factor of the cheaper way for this call — the
+    /// keys in range (visited whole) or the changes (to any key) read from
+    /// `first` until the bounds are met. Neither is known in advance, so
+    /// the two are tried in turn with a doubling allowance: the change log
+    /// read on, then the keys visited up to the allowance (a merge that
+    /// finds more keys gives up). A watcher far behind on a wide prefix
+    /// thus costs what it is sent each round, not every key in range.
     func events(
         in range: KeyRange, from first: Int64, through last: Int64, limit: Int, maxBytes: Int = .max,
         plan: ReplayPlan = .automatic
@@ -47,12 +53,27 @@ extension MVCCStore {
             mergeHistories(in: range, from: first, through: last, maxKeys: .max, into: &picked)
         case .byRevision:
             readChanges(in: range, window: window, into: &picked)
-        case .automatic:
+        case .automatic, .automaticStarting:
             if window.isEmpty { return ([], last) }
             // One key: its history is the cheapest way.
-            let maxKeys = range.isSingleKey ? .max : window.count
-            if !mergeHistories(in: range, from: first, through: last, maxKeys: maxKeys, into: &picked) {
-                readChanges(in: range, window: window, into: &picked)
+            if range.isSingleKey {
+                mergeHistories(in: range, from: first, through: last, maxKeys: .max, into: &picked)
+                break
+            }
+            var read = window.lowerBound
+            var allowance = 256
+            if case let .automaticStarting(first) = plan { allowance = max(first, 1) }
+            while true {
+                let end = window.upperBound - read <= allowance ? window.upperBound : read + allowance
+                readChanges(in: range, window: read..<end, into: &picked)
+                read = end
+                if picked.through != nil || read == window.upperBound { break }
+                var byKey = ReplaySelection(limit: limit, maxBytes: maxBytes)
+                if mergeHistories(in: range, from: first, through: last, maxKeys: allowance, into: &byKey) {
+                    picked = byKey
+                    break
+                }
+                allowance = allowance > Int.max / 2 ? Int.max : allowance * 2
             }
         }
         let events = picked.changes.map { change -> Event in
