@@ -39,15 +39,18 @@ extension MVCCStore {
     /// read on, then the keys visited up to the allowance (a merge that
     /// finds more keys gives up). A watcher far behind on a wide prefix
     /// thus costs what it is sent each round, not every key in range.
+    ///
+    /// `previous`: whether events carry the key's previous state (a watcher
+    /// without prev_kv does not read it back from a spill file, nor count it).
     func events(
         in range: KeyRange, from first: Int64, through last: Int64, limit: Int, maxBytes: Int = .max,
-        plan: ReplayPlan = .automatic
+        previous: Bool = true, plan: ReplayPlan = .automatic
     ) -> (events: [Event], through: Int64) {
         // Nothing exists past the store's revision (and `last + 1` cannot overflow).
         let last = min(last, revision)
         guard first <= last else { return ([], last) }
         let window = changes.firstPosition(atOrAbove: first)..<changes.firstPosition(atOrAbove: last &+ 1)
-        var picked = ReplaySelection(limit: limit, maxBytes: maxBytes)
+        var picked = ReplaySelection(limit: limit, maxBytes: maxBytes, countsPrevious: previous)
         switch plan {
         case .byKey:
             mergeHistories(in: range, from: first, through: last, maxKeys: .max, into: &picked)
@@ -68,7 +71,7 @@ extension MVCCStore {
                 readChanges(in: range, window: read..<end, into: &picked)
                 read = end
                 if picked.through != nil || read == window.upperBound { break }
-                var byKey = ReplaySelection(limit: limit, maxBytes: maxBytes)
+                var byKey = ReplaySelection(limit: limit, maxBytes: maxBytes, countsPrevious: previous)
                 if mergeHistories(in: range, from: first, through: last, maxKeys: allowance, into: &byKey) {
                     picked = byKey
                     break
@@ -79,13 +82,13 @@ extension MVCCStore {
         let events = picked.changes.map { change -> Event in
             let versions = change.history.versions
             let revision = versions[change.index].revision
-            let previous = change.index > 0 ? versions[change.index - 1].kv(key: change.key) : nil
+            let before = previous && change.index > 0 ? versions[change.index - 1].kv(key: change.key) : nil
             if let kv = versions[change.index].kv(key: change.key) {
-                return Event(kind: .put, kv: kv, previous: previous)
+                return Event(kind: .put, kv: kv, previous: before)
             }
             let tombstone = KeyValue(
                 key: change.key, createRevision: 0, modRevision: revision.main, version: 0, value: [], lease: 0)
-            return Event(kind: .delete, kv: tombstone, previous: previous)
+            return Event(kind: .delete, kv: tombstone, previous: before)
         }
         return (events, picked.through ?? last)
     }
@@ -153,14 +156,17 @@ struct ReplaySelection {
 
     let limit: Int
     let maxBytes: Int
+    /// Whether the events will carry the previous state (its bytes count).
+    let countsPrevious: Bool
     var changes: [Change] = []
     var bytes = 0
     /// Set when the bounds stopped the replay: the last revision taken.
     var through: Int64?
 
-    init(limit: Int, maxBytes: Int) {
+    init(limit: Int, maxBytes: Int, countsPrevious: Bool = true) {
         self.limit = limit
         self.maxBytes = maxBytes
+        self.countsPrevious = countsPrevious
     }
 
     /// Takes the next change in revision order, unless the bounds are reached
@@ -177,7 +183,7 @@ struct ReplaySelection {
         }
         changes.append(change)
         bytes += 48 + 2 * change.key.count + versions[change.index].valueCount
-            + (change.index > 0 ? versions[change.index - 1].valueCount : 0)
+            + (countsPrevious && change.index > 0 ? versions[change.index - 1].valueCount : 0)
         return true
     }
 }

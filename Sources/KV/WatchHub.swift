@@ -303,7 +303,8 @@ public final class WatchHub {
         }
         // Whole revisions only: a revision is never split across catch-ups.
         let (located, through) = store.events(
-            in: watcher.range, from: watcher.next, through: current, limit: budget, maxBytes: maxBytes)
+            in: watcher.range, from: watcher.next, through: current, limit: budget, maxBytes: maxBytes,
+            previous: watcher.request.prevKV)
         let events = located.filter { wanted($0, by: watcher) }
         watcher.next = through + 1
         watchers[key.stream]?[key.id] = watcher

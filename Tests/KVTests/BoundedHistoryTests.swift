@@ -114,6 +114,20 @@ import Testing
             #expect(byKey.through == byRevision.through, "\(where_)")
             #expect(byKey.events == automatic.events && byKey.through == automatic.through, "\(where_): automatic")
             #expect(byKey.events == stepwise.events && byKey.through == stepwise.through, "\(where_): stepwise")
+            // Without previous states (a watcher without prev_kv): the same
+            // changes, bare; under a byte bound they count less, so more may fit.
+            let bare = other.events(in: range, from: first, through: last, limit: limit, maxBytes: maxBytes, previous: false)
+            #expect(bare.events.allSatisfy { $0.previous == nil }, "\(where_): bare")
+            if maxBytes == .max {
+                let stripped = byKey.events.map { event in
+                    var event = event
+                    event.previous = nil
+                    return event
+                }
+                #expect(bare.events == stripped && bare.through == byKey.through, "\(where_): bare")
+            } else {
+                #expect(bare.through >= byKey.through, "\(where_): bare")
+            }
         }
     }
 }

@@ -207,8 +207,15 @@ final class WatchBench {
         bench.hub.catchUpBytesPerWatcher = 1_000
         let value = [UInt8](repeating: 7, count: 400)
         for _ in 0..<5 { bench.apply(.put(PutRequest(key: b("k"), value: value))) }
+        // With prev_kv each event carries two values: two fit in about 1,000
+        // bytes; without, three (the previous states are not read at all).
+        var withPrevious = WatchRequest(key: b("k"), startRevision: 2)
+        withPrevious.prevKV = true
+        let both = bench.hub.create(withPrevious, on: 2, store: bench.kv.store)
+        #expect(both.flatMap(\.response.events).count == 2, "about 1,000 bytes, whole revisions")
+        #expect(both.flatMap(\.response.events).dropFirst().allSatisfy { $0.previous != nil })
         let first = bench.hub.create(WatchRequest(key: b("k"), startRevision: 2), on: 1, store: bench.kv.store)
-        #expect(first.flatMap(\.response.events).count == 2, "about 1,000 bytes, whole revisions")
+        #expect(first.flatMap(\.response.events).count == 3, "about 1,000 bytes, whole revisions")
         #expect(bench.hub.hasSlowWatchers)
         bench.deliver(first)
         var rounds = 0
