@@ -64,6 +64,8 @@ public final class WatchHub {
     public var catchUpBytesPerWatcher = 4 << 20
     /// The watcher the last catch-up round stopped at: the next starts after it.
     private var catchUpCursor: Key?
+    /// Events creates may still replay at once before the next catch-up round.
+    private var createBudget = catchUpBudget
 
     struct Key: Hashable { var stream: WatchStreamID; var id: Int64 }
 
@@ -73,7 +75,16 @@ public final class WatchHub {
     /// Creates a watcher: the `created` response, then — for a start in the
     /// past — the history since then. A start below the compaction point is
     /// answered with a cancellation carrying the compaction revision.
-    public func create(_ request: WatchRequest, on stream: WatchStreamID, store: MVCCStore) -> [WatchDelivery] {
+    ///
+    /// The replay's first part goes out at once if the stream has `room`
+    /// (bytes) for it and the creates since the last catch-up round have not
+    /// used up one round's budget between them; otherwise the watcher waits
+    /// for the next round, as etcd's unsynced watchers do. So a burst of
+    /// creates from the past costs the apply thread a round's work, not one
+    /// per create.
+    public func create(
+        _ request: WatchRequest, on stream: WatchStreamID, store: MVCCStore, room: Int = .max
+    ) -> [WatchDelivery] {
         let current = store.revision
         // A create that fails is answered with id -1, as etcd's (clientv3
         // routes responses by id: a real one would cancel a live watcher);
@@ -123,9 +134,16 @@ public final class WatchHub {
         index(watcher)
         // The replay goes out a budget at a time: what does not fit now
         // follows with the slow watchers' catch-ups.
-        var out = [WatchDelivery(stream: stream, response: created)]
-        out += catchUp(Key(stream: stream, id: id), store: store, budget: Self.catchUpBudget, maxBytes: catchUpBytesPerWatcher).0
-        return out
+        let out = [WatchDelivery(stream: stream, response: created)]
+        let key = Key(stream: stream, id: id)
+        guard start <= store.revision else { return out }
+        guard room > 0, createBudget > 0 else {
+            unsynced.insert(key)
+            return out
+        }
+        let (replayed, located) = catchUp(key, store: store, budget: createBudget, maxBytes: min(room, catchUpBytesPerWatcher))
+        createBudget -= max(located, 1)
+        return out + replayed
     }
 
     /// Cancels a watcher at the client's request (also one already cancelled
@@ -250,8 +268,9 @@ public final class WatchHub {
     public func catchUp(
         store: MVCCStore, budget: Int = catchUpBudget, room: (WatchStreamID) -> Int = { _ in .max }
     ) -> [WatchDelivery] {
+        createBudget = Self.catchUpBudget
+        guard !unsynced.isEmpty else { return [] }
         let order = unsynced.sorted { ($0.stream, $0.id) < ($1.stream, $1.id) }
-        guard !order.isEmpty else { return [] }
         let start = catchUpCursor.flatMap { cursor in
             order.firstIndex { ($0.stream, $0.id) > (cursor.stream, cursor.id) }
         } ?? 0

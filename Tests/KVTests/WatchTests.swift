@@ -226,6 +226,38 @@ final class WatchBench {
         #expect(bench.events(1, 0).map(\.kv.modRevision) == [2, 3, 4, 5, 6])
     }
 
+    /// Creates from the past replay at once only while the stream has room
+    /// and the creates since the last round have not used up a round's
+    /// budget; the rest wait for the next round and miss nothing.
+    @Test func aBurstOfCreatesFromThePastSharesOneRoundsBudget() throws {
+        let bench = WatchBench()
+        for i in 0..<4_000 { bench.apply(.put(PutRequest(key: b("k\(i % 10)"), value: b("v")))) }
+        var immediate: [Int] = []
+        var ids: [Int64] = []
+        for stream in 1...5 {
+            let out = bench.hub.create(WatchRequest(key: b("k"), rangeEnd: b("l"), startRevision: 2), on: WatchStreamID(stream), store: bench.kv.store)
+            immediate.append(out.flatMap(\.response.events).count)
+            ids.append(try #require(out.first?.response.watchID))
+            bench.deliver(out)
+        }
+        // 10,000 events between them: two whole backlogs, a part of the third, none after.
+        #expect(immediate[0] == 4_000 && immediate[1] == 4_000 && immediate[2] > 0 && immediate[2] < 4_000, "\(immediate)")
+        #expect(immediate[3] == 0 && immediate[4] == 0, "\(immediate)")
+        // No room on the stream: nothing at once either.
+        let full = bench.hub.create(WatchRequest(key: b("k"), rangeEnd: b("l"), startRevision: 2), on: 6, store: bench.kv.store, room: 0)
+        #expect(full.flatMap(\.response.events).isEmpty)
+        bench.deliver(full)
+        var rounds = 0
+        while bench.hub.hasSlowWatchers && rounds < 20 {
+            bench.deliver(bench.hub.catchUp(store: bench.kv.store))
+            rounds += 1
+        }
+        for stream in 1...6 {
+            let id = stream <= 5 ? ids[stream - 1] : 0
+            #expect(bench.events(WatchStreamID(stream), id).map(\.kv.modRevision) == Array(2...4_001), "stream \(stream)")
+        }
+    }
+
     /// A watcher with a long backlog cannot take every catch-up round: each
     /// watcher gets a share, and a round starts after the last one served.
     @Test func catchUpSharesItsBudgetAndRotates() throws {

@@ -163,11 +163,15 @@ public final class WatchService: Sendable {
     /// for them.
     private func catchUp(_ replica: KVReplica) {
         let hub = replica.watches
-        if hub.hasSlowWatchers {
-            let rooms = streams.withLock { streams in streams.mapValues { maxQueuedBytes - $0.queuedBytes } }
-            deliver(hub.catchUp(store: replica.machine.store, room: { rooms[$0] ?? 0 }), hub: hub)
-        }
+        // Every round, slow watchers or not: it also renews what creates may replay at once.
+        let out = hub.catchUp(store: replica.machine.store, room: room(of:))
+        if !out.isEmpty { deliver(out, hub: hub) }
         if hub.owesProgress { deliver(hub.settleProgress(revision: replica.machine.store.revision), hub: hub) }
+    }
+
+    /// Bytes stream `id` may still queue below `maxQueuedBytes` (0 if it is gone).
+    private func room(of id: WatchStreamID) -> Int {
+        streams.withLock { $0[id].map { maxQueuedBytes - $0.queuedBytes } ?? 0 }
     }
 
     /// A client's request on a stream. On the apply thread `begin` runs just
@@ -182,7 +186,9 @@ public final class WatchService: Sendable {
         case let .createRequest(create)?:
             let watch = WatchRequest(create)
             job = { [weak self] replica in
-                self?.deliver(replica.watches.create(watch, on: id, store: replica.machine.store), hub: replica.watches)
+                guard let self else { return }
+                let room = self.room(of: id)
+                self.deliver(replica.watches.create(watch, on: id, store: replica.machine.store, room: room), hub: replica.watches)
             }
         case let .cancelRequest(cancel)?:
             job = { [weak self] replica in
