@@ -454,7 +454,7 @@ public final class WatchHub {
 
     /// About what an event takes in a response: its keys and values, plus a
     /// fixed share for revisions, versions and framing.
-    static func approximateBytes(_ event: Event) -> Int {
+    public static func approximateBytes(_ event: Event) -> Int {
         var bytes = 48 + event.kv.key.count + event.kv.value.count
         if let previous = event.previous { bytes += 32 + previous.key.count + previous.value.count }
         return bytes

@@ -24,7 +24,8 @@ struct GRPCMessageReader {
         self.maxMessageBytes = maxMessageBytes
     }
 
-    /// Bytes received but not yet part of a whole message.
+    /// Bytes received but not yet part of a whole message: about what the
+    /// reader holds, as a large buffer is released once it drains.
     var pendingBytes: Int { buffer.count - start }
 
     /// Adds received bytes; returns every message they complete.
@@ -42,7 +43,9 @@ struct GRPCMessageReader {
             start += 5 + length
         }
         if start == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
+            // Drained: keep a small buffer for the next message, not a large
+            // one's (a call between messages, or answered, holds nothing big).
+            if buffer.capacity > 64 * 1024 { buffer = [] } else { buffer.removeAll(keepingCapacity: true) }
             start = 0
         } else if start > 64 * 1024 {
             buffer.removeFirst(start)

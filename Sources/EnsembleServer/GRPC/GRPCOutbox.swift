@@ -12,6 +12,8 @@ final class GRPCOutbox: Sendable {
         case reply(UInt32, Result<GRPCResponse, GRPCStatus>)
         /// A streaming call's message; `sent` completes when it reaches the socket.
         case message(UInt32, [UInt8], sent: EventLoopPromise<Void>?)
+        /// A streaming call's message, encoded when it is written (nil: none).
+        case encoded(UInt32, @Sendable () -> [UInt8]?, sent: EventLoopPromise<Void>?)
         /// Ends a streaming call.
         case end(UInt32, GRPCStatus)
         /// Resets a streaming call whose client stopped reading, dropping what
@@ -38,7 +40,7 @@ final class GRPCOutbox: Sendable {
         }
         switch first {
         case nil:
-            if case let .message(_, _, sent) = item { sent?.succeed() }
+            item.sent?.succeed()
         case true?:
             eventLoop.execute { [self] in drain() }
         case false?:
@@ -53,7 +55,7 @@ final class GRPCOutbox: Sendable {
             defer { pending.items = [] }
             return pending.items
         }
-        for case let .message(_, _, sent) in dropped { sent?.succeed() }
+        for item in dropped { item.sent?.succeed() }
     }
 
     private func drain() {
@@ -62,5 +64,15 @@ final class GRPCOutbox: Sendable {
             return pending.items
         }
         if !items.isEmpty { write(items) }
+    }
+}
+
+extension GRPCOutbox.Item {
+    /// The promise a stream message completes when written or dropped.
+    var sent: EventLoopPromise<Void>? {
+        switch self {
+        case let .message(_, _, sent), let .encoded(_, _, sent): sent
+        default: nil
+        }
     }
 }

@@ -62,6 +62,10 @@ final class GRPCServerHandler: ChannelInboundHandler {
     /// credit them), so without this bound a client could park a nearly
     /// whole message on each of thousands of streams.
     private var heldRequestBytes = 0
+    /// Deadlines of answered calls whose output still waits for the client's
+    /// window: each resets its stream if it passes first, and is cancelled
+    /// once the stream is gone (checked at each flush).
+    private var keptDeadlines: [UInt32: Scheduled<Void>] = [:]
     /// The bound on ``heldRequestBytes``: a call that would pass it ends with
     /// RESOURCE_EXHAUSTED. 128 requests of the largest size (256 MiB with
     /// etcd's limits) may arrive interleaved on one connection.
@@ -172,6 +176,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         keepaliveCheck?.cancel()
         keepaliveCheck = nil
+        cancelKeptDeadlines()
         // The outbox's drain closure holds this handler and its context.
         outbox?.close()
         outbox = nil
@@ -181,6 +186,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         keepaliveCheck?.cancel()
         keepaliveCheck = nil
+        cancelKeptDeadlines()
         let open = calls
         calls.removeAll()
         heldRequestBytes = 0
@@ -252,13 +258,14 @@ final class GRPCServerHandler: ChannelInboundHandler {
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             call.deadline = context.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanosecondsSaturated)) {
                 let (handler, context) = bound.value
+                handler.keptDeadlines[stream] = nil
                 if handler.calls[stream] != nil {
                     handler.end(context: context, stream: stream, .deadlineExceeded)
-                } else {
-                    // Answered, but the answer still waits for a window the
-                    // client does not give: the client has given up on it.
-                    handler.connection.sendReset(stream: stream, .cancel)
                 }
+                // Output still waiting for a window the client does not give
+                // (an answer, or a stream's messages before these trailers):
+                // the client has given up on it.
+                if handler.connection.isOpen(stream) { handler.connection.sendReset(stream: stream, .cancel) }
                 handler.flushNow(context: context)
             }
         }
@@ -405,6 +412,12 @@ final class GRPCServerHandler: ChannelInboundHandler {
                 }
             case let .message(stream, bytes, sent):
                 sendMessage(context: context, stream: stream, bytes, promise: sent)
+            case let .encoded(stream, make, sent):
+                if calls[stream] != nil, let bytes = make() {
+                    sendMessage(context: context, stream: stream, bytes, promise: sent)
+                } else {
+                    sent?.succeed()
+                }
             case let .end(stream, status):
                 end(context: context, stream: stream, status)
             case let .abort(stream):
@@ -448,7 +461,18 @@ final class GRPCServerHandler: ChannelInboundHandler {
 
     /// Writes everything the connection produced, in one write, and flushes;
     /// closes the connection after a connection error's GOAWAY.
+    private func cancelKeptDeadlines() {
+        for deadline in keptDeadlines.values { deadline.cancel() }
+        keptDeadlines = [:]
+    }
+
     private func flushNow(context: ChannelHandlerContext) {
+        if !keptDeadlines.isEmpty {
+            for (stream, deadline) in keptDeadlines where !connection.isOpen(stream) {
+                deadline.cancel()
+                keptDeadlines[stream] = nil
+            }
+        }
         // After a connection error's GOAWAY; or going away, once every call is done.
         let closing = !closeScheduled
             && (connection.failure != nil || (connection.goingAway && calls.isEmpty && !connection.hasStreams))
@@ -521,7 +545,9 @@ final class GRPCServerHandler: ChannelInboundHandler {
         defer {
             // An answer held back by flow control keeps the deadline: what a
             // client that grants no window leaves queued goes when it passes.
-            if connection.isOpen(stream) == false { call.deadline?.cancel() }
+            if let deadline = call.deadline {
+                if connection.isOpen(stream) { keptDeadlines[stream] = deadline } else { deadline.cancel() }
+            }
         }
         let receiver: (any GRPCStreamReceiver)?
         if case let .streaming(r) = call.kind { receiver = r } else { receiver = nil }

@@ -49,13 +49,25 @@ public final class GRPCServerStream: Sendable {
     /// ``maxQueuedBytes`` — a watch revision larger than that, or its
     /// fragments, is sent whole, as etcd sends it, not cut off.
     public func send(_ message: [UInt8], paced: Bool = false) {
+        enqueue(size: message.count + 5, paced: paced) { .message(stream, message, sent: $0) }
+    }
+
+    /// ``send(_:paced:)`` for a message that `encode` makes on the
+    /// connection's event loop when it is written, so the thread that
+    /// produced it (a watch's, which applies the log) does not encode it;
+    /// it counts as `estimatedBytes` while queued. Messages stay in call order.
+    public func send(estimatedBytes: Int, paced: Bool = false, _ encode: @escaping @Sendable () -> [UInt8]?) {
+        let stream = self.stream
+        enqueue(size: estimatedBytes + 5, paced: paced) { .encoded(stream, encode, sent: $0) }
+    }
+
+    private func enqueue(size: Int, paced: Bool, _ item: (EventLoopPromise<Void>) -> GRPCOutbox.Item) {
         guard paced || unpaced.load(ordering: .relaxed) <= Self.maxQueuedBytes else {
             if aborted.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
                 outbox.push(.abort(stream))
             }
             return
         }
-        let size = message.count + 5
         queued.add(size, ordering: .relaxed)
         if !paced { unpaced.add(size, ordering: .relaxed) }
         let sent = outbox.eventLoop.makePromise(of: Void.self)
@@ -63,7 +75,7 @@ public final class GRPCServerStream: Sendable {
             queued.subtract(size, ordering: .relaxed)
             if !paced { unpaced.subtract(size, ordering: .relaxed) }
         }
-        outbox.push(.message(stream, message, sent: sent))
+        outbox.push(item(sent))
     }
 
     /// Ends the call with `status` (``GRPCStatus/ok`` for success).

@@ -129,9 +129,9 @@ public final class WatchService: Sendable {
         // out whatever the queue holds (a replay from its first fragment would
         // repeat the ones sent; clientv3 would deliver their events twice).
         var fragmenting: Set<WatchKey> = []
-        // Encoded outside the lock: event loops take it to open and close
-        // watch streams, and a large revision takes a while to encode. (A
-        // stream closed meanwhile ignores what it is sent.)
+        // Sent outside the lock: event loops take it to open and close watch
+        // streams, and a large revision takes a while to encode. (A stream
+        // closed meanwhile ignores what it is sent.)
         let streams = self.streams.withLock { $0 }
         do {
             for delivery in deliveries {
@@ -150,7 +150,14 @@ public final class WatchService: Sendable {
                     }
                     if response.fragment { fragmenting.insert(key) } else { fragmenting.remove(key) }
                 }
-                if let bytes = try? Etcdserverpb_WatchResponse(response, header).serializedBytes() as [UInt8] {
+                // Encoded on the stream's event loop unless large (then here,
+                // as a large unary answer is encoded off its loop).
+                let estimate = response.events.reduce(64) { $0 + WatchHub.approximateBytes($1) }
+                if estimate < GRPCServerHandler.offLoopBytes {
+                    stream.send(estimatedBytes: estimate, paced: paced) {
+                        try? Etcdserverpb_WatchResponse(response, header).serializedBytes() as [UInt8]
+                    }
+                } else if let bytes = try? Etcdserverpb_WatchResponse(response, header).serializedBytes() as [UInt8] {
                     stream.send(bytes, paced: paced)
                 }
             }
