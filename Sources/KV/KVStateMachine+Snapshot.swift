@@ -66,7 +66,8 @@ extension KVStateMachine {
             previousKey = key
             let versionCount = try r.count("version count", elementSize: 17)
             var history = KeyHistory()
-            history.versions.reserveCapacity(versionCount)
+            // A count is only a claim until its versions are read: reserve a little.
+            history.versions.reserveCapacity(min(versionCount, 64))
             for _ in 0..<versionCount {
                 let main = try r.i64("revision")
                 let sub = try r.i64("sub revision")

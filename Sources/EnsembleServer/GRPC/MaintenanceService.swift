@@ -175,7 +175,7 @@ public struct MaintenanceService: Sendable {
             // No alarm named: nothing to change, as etcd's apply answers it
             // (clientv3's AlarmDisarm of one member sends exactly that).
             if request.alarm == .none {
-                response.header = header(revision: (try? await applied().revision) ?? 0)
+                do { response.header = header(revision: try await applied().revision) } catch { return .failure(KVService.status(error)) }
                 return KVService.serialize(response)
             }
             guard request.alarm == .nospace || request.alarm == .corrupt else {
@@ -205,8 +205,8 @@ public struct MaintenanceService: Sendable {
     /// operators' scripts (etcdctl defrag) work.
     func defragment() async -> Result<[UInt8], GRPCStatus> {
         var response = Etcdserverpb_DefragmentResponse()
-        let revision = (try? await applied().revision) ?? 0
-        response.header = header(revision: revision)
+        // A stopped member answers "etcdserver: server stopped", as etcd's.
+        do { response.header = header(revision: try await applied().revision) } catch { return .failure(KVService.status(error)) }
         return KVService.serialize(response)
     }
 

@@ -64,7 +64,9 @@ public enum SnapshotRestore {
                 "--initial-advertise-peer-urls \(configuration.initialAdvertisePeerURLs.joined(separator: ",")) "
                     + "differ from --initial-cluster's for \(me.name) (\(me.peerURLs.joined(separator: ",")))")
         }
-        let directory = configuration.dataDirectory
+        // Without a trailing slash: the staging directory goes beside it, not in it.
+        var directory = configuration.dataDirectory
+        while directory.count > 1, directory.hasSuffix("/") { directory.removeLast() }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
             guard isDirectory.boolValue, (try FileManager.default.contentsOfDirectory(atPath: directory)).isEmpty else {
@@ -91,6 +93,15 @@ public enum SnapshotRestore {
             try identity.save(in: staging)
             guard rename(staging, directory) == 0 else {
                 throw ConfigurationError("cannot rename \(staging) to \(directory): \(String(cString: strerror(errno)))")
+            }
+            // The rename lasts only once the parent directory is synced.
+            let parent = (directory as NSString).deletingLastPathComponent
+            let fd = open(parent.isEmpty ? "." : parent, O_RDONLY | O_DIRECTORY)
+            if fd >= 0 {
+                defer { close(fd) }
+                guard fsync(fd) == 0 else {
+                    throw ConfigurationError("cannot sync \(parent): \(String(cString: strerror(errno)))")
+                }
             }
         } catch {
             try? FileManager.default.removeItem(atPath: staging)
