@@ -164,6 +164,7 @@ extension RaftNode {
         votes = [:]
         progress = [:]
         leadTransferee = .none
+        handOverTried = []
         needsBroadcast = false
         reads.reset()
     }

@@ -38,11 +38,25 @@ extension RaftNode {
         handOverIfRemoved()
     }
 
-    /// A leader outside the voters transfers leadership to its most caught-up voter.
+    /// A leader outside the voters transfers leadership to its most caught-up
+    /// voter (the lowest id among equals) it has not tried yet: a transfer
+    /// that did not finish within an election timeout is retried with the
+    /// next, as the first may be down — its match index stays where it
+    /// stopped, and a removed leader's log no longer grows, so it would
+    /// otherwise be chosen again and again (review finding).
     mutating func handOverIfRemoved() {
         guard role == .leader, !confState.isVoter(id), leadTransferee == .none else { return }
-        let target = confState.voters.max { (progress[$0]?.match ?? 0) < (progress[$1]?.match ?? 0) }
+        var candidates = confState.voters.filter { !handOverTried.contains($0) }
+        if candidates.isEmpty {
+            handOverTried = []
+            candidates = confState.voters
+        }
+        let target = candidates.max { a, b in
+            let (ma, mb) = (progress[a]?.match ?? 0, progress[b]?.match ?? 0)
+            return ma != mb ? ma < mb : a > b
+        }
         guard let target else { return }
+        handOverTried.insert(target)
         try? transferLeadership(to: target)
     }
 }

@@ -50,6 +50,9 @@ public struct RaftNode<Storage: RaftLogStorage> {
 
     /// Leader only: the member leadership is being handed to, or none.
     var leadTransferee: NodeID = .none
+    /// Leader only, once removed: voters it has tried to hand over to, so a
+    /// retry moves on from one that is down (cleared when all were tried).
+    var handOverTried: Set<NodeID> = []
     /// Leader only: index of the latest membership change proposed; a new one
     /// waits until it is applied.
     var pendingConfIndex: UInt64 = 0

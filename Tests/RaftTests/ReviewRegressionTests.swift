@@ -94,6 +94,31 @@ import Testing
         #expect(cluster.oracle.violations.isEmpty)
     }
 
+    /// The removed leader's first choice is down: after an election timeout
+    /// it hands over to the next voter instead of retrying the same one (a
+    /// removed leader refuses writes, so that would be an outage for as long
+    /// as the voter stays down; review finding).
+    @Test func aRemovedLeaderMovesOnFromAVoterThatIsDown() throws {
+        let cluster = try Cluster(voters: 5)
+        cluster.elect(5)
+        // All four catch up and the lowest id is chosen first, but the
+        // hand-over never reaches it (its link drops TimeoutNow; it still
+        // hears heartbeats, so it does not campaign on its own).
+        cluster.dropIf = { $0.kind == .timeoutNow && $0.to == 1 }
+        cluster.on(5) { node in _ = try? node.proposeConfChange(ConfChange(.remove, node: 5)) }
+        cluster.stabilize()
+        #expect(cluster.node(5).transferee == 1)
+        cluster.tickAll(times: 40)
+        let leaders = ([2, 3, 4] as [NodeID]).filter { cluster.node($0).role == .leader }
+        #expect(leaders.count == 1, "a remaining voter leads")
+        if let leader = leaders.first {
+            _ = try cluster.propose(leader, "after")
+            cluster.stabilize()
+            #expect(cluster.appliedData(leader).last == bytes("after"))
+        }
+        #expect(cluster.oracle.violations.isEmpty)
+    }
+
     /// An installed snapshot whose follow-up entries were compacted meanwhile
     /// leads to a newer snapshot instead of a stuck follower.
     @Test func snapshotStateRecoversWhenLogMovesOn() throws {
