@@ -220,13 +220,26 @@ public final class WatchHub {
         }
         guard !touched.isEmpty else { return [] }
         var out: [WatchDelivery] = []
+        // Watchers that take every event get the same array (with or without
+        // previous states, each made once), so the service encodes the events
+        // once for all of them (a put watched by many).
+        var bare: [Event]?
         for key in touched.sorted(by: { ($0.stream, $0.id) < ($1.stream, $1.id) }) where !unsynced.contains(key) {
             // A start still ahead: nothing yet.
             guard let watcher = watchers[key.stream]?[key.id], watcher.next <= revision else { continue }
-            let mine = events.filter { wanted($0, by: watcher) }
-            if !mine.isEmpty {
-                out += responses(for: watcher, events: mine.map { strip($0, for: watcher) }, revision: revision)
+            var mine: [Event]
+            if events.allSatisfy({ wanted($0, by: watcher) }) {
+                if watcher.request.prevKV {
+                    mine = events
+                } else {
+                    if bare == nil { bare = events.map(Self.withoutPrevious) }
+                    mine = bare ?? []
+                }
+            } else {
+                mine = events.filter { wanted($0, by: watcher) }
+                if !watcher.request.prevKV { mine = mine.map(Self.withoutPrevious) }
             }
+            if !mine.isEmpty { out += responses(for: watcher, events: mine, revision: revision) }
         }
         return out
     }
@@ -394,7 +407,11 @@ public final class WatchHub {
     }
 
     private func strip(_ event: Event, for watcher: Watcher) -> Event {
-        guard !watcher.request.prevKV else { return event }
+        watcher.request.prevKV ? event : Self.withoutPrevious(event)
+    }
+
+    private static func withoutPrevious(_ event: Event) -> Event {
+        guard event.previous != nil else { return event }
         var event = event
         event.previous = nil
         return event
@@ -406,6 +423,12 @@ public final class WatchHub {
     /// is fragmented when the client allows it (by both bounds, as etcd
     /// splits by size), else sent whole.
     private func responses(for watcher: Watcher, events: [Event], revision: Int64) -> [WatchDelivery] {
+        // All in one response (the usual case): the array itself, not a copy.
+        if !events.isEmpty, events.count <= maxEventsPerResponse, events.reduce(0, { $0 + Self.approximateBytes($1) }) <= maxBytesPerResponse {
+            var response = WatchResponse(watchID: watcher.id, revision: revision)
+            response.events = events
+            return [WatchDelivery(stream: watcher.stream, response: response)]
+        }
         var out: [WatchDelivery] = []
         var batch: [Event] = []
         var batchBytes = 0

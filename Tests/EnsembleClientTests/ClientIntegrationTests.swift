@@ -150,6 +150,47 @@ import Testing
         }
     }
 
+    /// Watchers of one put share its encoded events (each response is its
+    /// own fields followed by them): every watcher still gets its own id and
+    /// header, the events it asked for, and prev_kv only if it asked.
+    @Test func watchersOfOnePutEachGetTheirOwnResponse() async throws {
+        try await withServer { _, _, etcd in
+            let watch = etcd.watch()
+            func create(_ key: String, prevKV: Bool = false, noDelete: Bool = false) throws {
+                var create = Etcdserverpb_WatchCreateRequest()
+                create.key = Data(key.utf8)
+                create.prevKv = prevKV
+                if noDelete { create.filters = [.nodelete] }
+                try watch.create(create)
+            }
+            try create("s")
+            try create("s")
+            try create("s", prevKV: true)
+            try create("s", prevKV: true, noDelete: true)
+            var responses = watch.responses.makeAsyncIterator()
+            var ids: [Int64] = []
+            while ids.count < 4, let response = try await responses.next() {
+                if response.created { ids.append(response.watchID) }
+            }
+            #expect(Set(ids).count == 4)
+            _ = try await etcd.put(put("s", "one"))
+            _ = try await etcd.put(put("s", "two"))
+            var seen: [Int64: [String]] = [:]
+            var previous: [Int64: [String]] = [:]
+            while seen.values.reduce(0, { $0 + $1.count }) < 8, let response = try await responses.next() {
+                #expect(response.header.clusterID == 0x1234 && response.header.revision > 1)
+                for event in response.events {
+                    seen[response.watchID, default: []].append(String(decoding: event.kv.value, as: UTF8.self))
+                    if event.hasPrevKv { previous[response.watchID, default: []].append(String(decoding: event.prevKv.value, as: UTF8.self)) }
+                }
+            }
+            for id in ids { #expect(seen[id] == ["one", "two"], "watcher \(id)") }
+            #expect(previous[ids[0]] == nil && previous[ids[1]] == nil)
+            #expect(previous[ids[2]] == ["one"] && previous[ids[3]] == ["one"])
+            watch.cancel()
+        }
+    }
+
     /// A revision split into fragments goes out whole once its first fragment
     /// did, however full the stream's queue: a replay from the first
     /// fragment would repeat the ones sent (clientv3 joins fragments, so the

@@ -343,7 +343,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
             calls[stream] = call
         case let .streaming(receiver):
             calls[stream] = call
-            for message in messages where calls[stream] != nil { receiver.received(message) }
+            for message in messages where calls.index(forKey: stream) != nil { receiver.received(message) }
         case .done:
             calls[stream] = call
         }
@@ -398,7 +398,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
         for item in items {
             switch item {
             case let .reply(stream, result):
-                guard calls[stream] != nil else { continue }
+                guard calls.index(forKey: stream) != nil else { continue }
                 if case let .success(response) = result, response.weight >= Self.offLoopBytes {
                     encodeOffLoop(response, stream: stream, context: context)
                     continue
@@ -413,7 +413,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
             case let .message(stream, bytes, sent):
                 sendMessage(context: context, stream: stream, bytes, promise: sent)
             case let .encoded(stream, make, sent):
-                if calls[stream] != nil, let bytes = make() {
+                if calls.index(forKey: stream) != nil, let bytes = make() {
                     sendMessage(context: context, stream: stream, bytes, promise: sent)
                 } else {
                     sent?.succeed()
@@ -501,7 +501,9 @@ final class GRPCServerHandler: ChannelInboundHandler {
     }
 
     private func sendMessage(context: ChannelHandlerContext, stream: UInt32, _ message: [UInt8], promise: EventLoopPromise<Void>?) {
-        guard let call = calls[stream] else {
+        // The call is looked at in place: copying it out (path, reader,
+        // deadline, receiver…) costs a retain and release each, per message.
+        guard let index = calls.index(forKey: stream) else {
             promise?.succeed()
             return
         }
@@ -513,11 +515,11 @@ final class GRPCServerHandler: ChannelInboundHandler {
                 code: 8, message: "grpc: trying to send message larger than max (\(message.count) vs. \(Self.maxSendBytes))"))
             return
         }
-        if !call.headersSent {
-            calls[stream]?.headersSent = true
+        if !calls.values[index].headersSent {
+            calls.values[index].headersSent = true
             connection.sendHeaders(stream: stream, block: Self.responseHeaders)
         }
-        call.metrics?.sent(bytes: message.count)
+        calls.values[index].metrics?.sent(bytes: message.count)
         var buffer = context.channel.allocator.buffer(capacity: message.count + 5)
         buffer.writeInteger(UInt8(0))
         buffer.writeInteger(UInt32(message.count))

@@ -119,6 +119,19 @@ public final class WatchService: Sendable {
         node.perform { replica in replica.watches.close(id) }
     }
 
+    /// The storage an events array is in: equal for arrays that share it.
+    /// (Compared only while the arrays are alive.)
+    static func identity(of events: [KV.Event]) -> UInt {
+        events.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+    }
+
+    /// `events` as a WatchResponse's repeated events field, alone.
+    static func encodedEvents(_ events: [KV.Event]) -> [UInt8]? {
+        var only = Etcdserverpb_WatchResponse()
+        only.events = events.map(Mvccpb_Event.init)
+        return try? only.serializedBytes()
+    }
+
     /// Sends hub output to the streams (on the loop thread).
     func deliver(_ deliveries: [WatchDelivery], hub: WatchHub) {
         guard !deliveries.isEmpty else { return }
@@ -133,6 +146,15 @@ public final class WatchService: Sendable {
         // streams, and a large revision takes a while to encode. (A stream
         // closed meanwhile ignores what it is sent.)
         let streams = self.streams.withLock { $0 }
+        // Watchers of one put that take all of it share its events array
+        // (WatchHub.publish): those events are encoded once, here, and each
+        // response is its own fields followed by them (protobuf parses
+        // concatenated messages as one, appending repeated fields).
+        var sharers: [UInt: Int] = [:]
+        for delivery in deliveries where !delivery.response.events.isEmpty {
+            sharers[Self.identity(of: delivery.response.events), default: 0] += 1
+        }
+        var sharedEvents: [UInt: [UInt8]] = [:]
         do {
             for delivery in deliveries {
                 guard let stream = streams[delivery.stream] else { continue }
@@ -153,7 +175,19 @@ public final class WatchService: Sendable {
                 // Encoded on the stream's event loop unless large (then here,
                 // as a large unary answer is encoded off its loop).
                 let estimate = response.events.reduce(64) { $0 + WatchHub.approximateBytes($1) }
-                if estimate < GRPCServerHandler.offLoopBytes {
+                let id = response.events.isEmpty ? 0 : Self.identity(of: response.events)
+                if id != 0, sharers[id, default: 0] > 1,
+                    let events = sharedEvents[id] ?? Self.encodedEvents(response.events)
+                {
+                    sharedEvents[id] = events
+                    var fieldsOnly = response
+                    fieldsOnly.events = []
+                    let head = fieldsOnly
+                    stream.send(estimatedBytes: estimate, paced: paced) {
+                        guard let fields = try? Etcdserverpb_WatchResponse(head, header).serializedBytes() as [UInt8] else { return nil }
+                        return fields + events
+                    }
+                } else if estimate < GRPCServerHandler.offLoopBytes {
                     stream.send(estimatedBytes: estimate, paced: paced) {
                         try? Etcdserverpb_WatchResponse(response, header).serializedBytes() as [UInt8]
                     }
