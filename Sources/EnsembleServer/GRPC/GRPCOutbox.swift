@@ -12,8 +12,9 @@ final class GRPCOutbox: Sendable {
         case reply(UInt32, Result<GRPCResponse, GRPCStatus>)
         /// A streaming call's message; `sent` completes when it reaches the socket.
         case message(UInt32, [UInt8], sent: EventLoopPromise<Void>?)
-        /// A streaming call's message, encoded when it is written (nil: none).
-        case encoded(UInt32, @Sendable () -> [UInt8]?, sent: EventLoopPromise<Void>?)
+        /// A streaming call's messages, each encoded when they are written
+        /// (nil: none), in one DATA frame.
+        case encoded(UInt32, [@Sendable () -> [UInt8]?], sent: EventLoopPromise<Void>?)
         /// Ends a streaming call.
         case end(UInt32, GRPCStatus)
         /// Resets a streaming call whose client stopped reading, dropping what

@@ -412,12 +412,12 @@ final class GRPCServerHandler: ChannelInboundHandler {
                 }
             case let .message(stream, bytes, sent):
                 sendMessage(context: context, stream: stream, bytes, promise: sent)
-            case let .encoded(stream, make, sent):
-                if calls.index(forKey: stream) != nil, let bytes = make() {
-                    sendMessage(context: context, stream: stream, bytes, promise: sent)
-                } else {
+            case let .encoded(stream, makes, sent):
+                guard calls.index(forKey: stream) != nil else {
                     sent?.succeed()
+                    continue
                 }
+                sendMessages(context: context, stream: stream, makes.compactMap { $0() }, promise: sent)
             case let .end(stream, status):
                 end(context: context, stream: stream, status)
             case let .abort(stream):
@@ -524,6 +524,34 @@ final class GRPCServerHandler: ChannelInboundHandler {
         buffer.writeInteger(UInt8(0))
         buffer.writeInteger(UInt32(message.count))
         buffer.writeBytes(message)
+        connection.sendData(stream: stream, buffer, promise: promise)
+    }
+
+    /// Several messages of one call in one DATA frame (gRPC frames each with
+    /// its length; HTTP/2 does not care where they start).
+    private func sendMessages(context: ChannelHandlerContext, stream: UInt32, _ messages: [[UInt8]], promise: EventLoopPromise<Void>?) {
+        guard messages.count > 1, let index = calls.index(forKey: stream) else {
+            if let only = messages.first { return sendMessage(context: context, stream: stream, only, promise: promise) }
+            promise?.succeed()
+            return
+        }
+        guard messages.allSatisfy({ $0.count <= Self.maxSendBytes }) else {
+            // One too large for a client: refused as sendMessage refuses it.
+            for message in messages { sendMessage(context: context, stream: stream, message, promise: nil) }
+            promise?.succeed()
+            return
+        }
+        if !calls.values[index].headersSent {
+            calls.values[index].headersSent = true
+            connection.sendHeaders(stream: stream, block: Self.responseHeaders)
+        }
+        var buffer = context.channel.allocator.buffer(capacity: messages.reduce(0) { $0 + $1.count + 5 })
+        for message in messages {
+            calls.values[index].metrics?.sent(bytes: message.count)
+            buffer.writeInteger(UInt8(0))
+            buffer.writeInteger(UInt32(message.count))
+            buffer.writeBytes(message)
+        }
         connection.sendData(stream: stream, buffer, promise: promise)
     }
 

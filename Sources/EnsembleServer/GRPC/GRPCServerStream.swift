@@ -52,13 +52,14 @@ public final class GRPCServerStream: Sendable {
         enqueue(size: message.count + 5, paced: paced) { .message(stream, message, sent: $0) }
     }
 
-    /// ``send(_:paced:)`` for a message that `encode` makes on the
-    /// connection's event loop when it is written, so the thread that
-    /// produced it (a watch's, which applies the log) does not encode it;
-    /// it counts as `estimatedBytes` while queued. Messages stay in call order.
-    public func send(estimatedBytes: Int, paced: Bool = false, _ encode: @escaping @Sendable () -> [UInt8]?) {
+    /// ``send(_:paced:)`` for messages that `encode` makes, one each, on
+    /// the connection's event loop when they are written — so the thread
+    /// that produced them (a watch's, which applies the log) does not encode
+    /// them — together, in one DATA frame; they count as `estimatedBytes`
+    /// while queued. Messages stay in call order.
+    public func send(estimatedBytes: Int, paced: Bool = false, _ encode: [@Sendable () -> [UInt8]?]) {
         let stream = self.stream
-        enqueue(size: estimatedBytes + 5, paced: paced) { .encoded(stream, encode, sent: $0) }
+        enqueue(size: estimatedBytes + 5 * encode.count, paced: paced) { .encoded(stream, encode, sent: $0) }
     }
 
     private func enqueue(size: Int, paced: Bool, _ item: (EventLoopPromise<Void>) -> GRPCOutbox.Item) {

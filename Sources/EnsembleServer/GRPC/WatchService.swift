@@ -155,47 +155,60 @@ public final class WatchService: Sendable {
             sharers[Self.identity(of: delivery.response.events), default: 0] += 1
         }
         var sharedEvents: [UInt: [UInt8]] = [:]
-        do {
-            for delivery in deliveries {
-                guard let stream = streams[delivery.stream] else { continue }
-                let response = delivery.response
-                // Events were admitted against `maxQueuedBytes` (fragments
-                // continue an admitted revision): paced, never cut off.
-                let paced = !response.events.isEmpty
-                if let first = response.events.first {
-                    let key = WatchKey(stream: delivery.stream, id: response.watchID)
-                    if refused.contains(key) { continue }
-                    if !fragmenting.contains(key), stream.queuedBytes > maxQueuedBytes {
-                        refused.insert(key)
-                        hub.markSlow(response.watchID, on: delivery.stream, from: first.kv.modRevision)
-                        continue
-                    }
-                    if response.fragment { fragmenting.insert(key) } else { fragmenting.remove(key) }
+        // A stream's event responses of this call go out together (one
+        // outbox item, one DATA frame); a response without events flushes
+        // what is gathered for its stream first, so order is kept.
+        var gathered: [WatchStreamID: (stream: GRPCServerStream, bytes: Int, messages: [@Sendable () -> [UInt8]?])] = [:]
+        func flush(_ id: WatchStreamID) {
+            guard let batch = gathered.removeValue(forKey: id) else { return }
+            batch.stream.send(estimatedBytes: batch.bytes, paced: true, batch.messages)
+        }
+        for delivery in deliveries {
+            guard let stream = streams[delivery.stream] else { continue }
+            let response = delivery.response
+            // Events were admitted against `maxQueuedBytes` (fragments
+            // continue an admitted revision): paced, never cut off.
+            let paced = !response.events.isEmpty
+            if let first = response.events.first {
+                let key = WatchKey(stream: delivery.stream, id: response.watchID)
+                if refused.contains(key) { continue }
+                let queued = stream.queuedBytes + (gathered[delivery.stream]?.bytes ?? 0)
+                if !fragmenting.contains(key), queued > maxQueuedBytes {
+                    refused.insert(key)
+                    hub.markSlow(response.watchID, on: delivery.stream, from: first.kv.modRevision)
+                    continue
                 }
-                // Encoded on the stream's event loop unless large (then here,
-                // as a large unary answer is encoded off its loop).
-                let estimate = response.events.reduce(64) { $0 + WatchHub.approximateBytes($1) }
-                let id = response.events.isEmpty ? 0 : Self.identity(of: response.events)
-                if id != 0, sharers[id, default: 0] > 1,
-                    let events = sharedEvents[id] ?? Self.encodedEvents(response.events)
-                {
-                    sharedEvents[id] = events
-                    var fieldsOnly = response
-                    fieldsOnly.events = []
-                    let head = fieldsOnly
-                    stream.send(estimatedBytes: estimate, paced: paced) {
-                        guard let fields = try? Etcdserverpb_WatchResponse(head, header).serializedBytes() as [UInt8] else { return nil }
-                        return fields + events
-                    }
-                } else if estimate < GRPCServerHandler.offLoopBytes {
-                    stream.send(estimatedBytes: estimate, paced: paced) {
-                        try? Etcdserverpb_WatchResponse(response, header).serializedBytes() as [UInt8]
-                    }
-                } else if let bytes = try? Etcdserverpb_WatchResponse(response, header).serializedBytes() as [UInt8] {
-                    stream.send(bytes, paced: paced)
+                if response.fragment { fragmenting.insert(key) } else { fragmenting.remove(key) }
+            }
+            // Encoded on the stream's event loop unless large (then here,
+            // as a large unary answer is encoded off its loop).
+            let estimate = response.events.reduce(64) { $0 + WatchHub.approximateBytes($1) }
+            let make: @Sendable () -> [UInt8]?
+            let id = response.events.isEmpty ? 0 : Self.identity(of: response.events)
+            if id != 0, sharers[id, default: 0] > 1, let events = sharedEvents[id] ?? Self.encodedEvents(response.events) {
+                sharedEvents[id] = events
+                var fieldsOnly = response
+                fieldsOnly.events = []
+                let head = fieldsOnly
+                make = {
+                    guard let fields = try? Etcdserverpb_WatchResponse(head, header).serializedBytes() as [UInt8] else { return nil }
+                    return fields + events
                 }
+            } else if estimate < GRPCServerHandler.offLoopBytes {
+                make = { try? Etcdserverpb_WatchResponse(response, header).serializedBytes() as [UInt8] }
+            } else {
+                let bytes = try? Etcdserverpb_WatchResponse(response, header).serializedBytes() as [UInt8]
+                make = { bytes }
+            }
+            if paced {
+                gathered[delivery.stream, default: (stream, 0, [])].bytes += estimate
+                gathered[delivery.stream]?.messages.append(make)
+            } else {
+                flush(delivery.stream)
+                stream.send(estimatedBytes: estimate, paced: false, [make])
             }
         }
+        for id in Array(gathered.keys) { flush(id) }
     }
 
     /// Replays history to slow watchers, as much as each stream has room for
