@@ -536,9 +536,11 @@ final class GRPCServerHandler: ChannelInboundHandler {
             return
         }
         guard messages.allSatisfy({ $0.count <= Self.maxSendBytes }) else {
-            // One too large for a client: refused as sendMessage refuses it.
-            for message in messages { sendMessage(context: context, stream: stream, message, promise: nil) }
-            promise?.succeed()
+            // One too large for a client: refused as sendMessage refuses it
+            // (the promise goes with the last, written or not).
+            for (i, message) in messages.enumerated() {
+                sendMessage(context: context, stream: stream, message, promise: i == messages.count - 1 ? promise : nil)
+            }
             return
         }
         if !calls.values[index].headersSent {

@@ -182,7 +182,8 @@ public final class WatchService: Sendable {
             }
             // Encoded on the stream's event loop unless large (then here,
             // as a large unary answer is encoded off its loop).
-            let estimate = response.events.reduce(64) { $0 + WatchHub.approximateBytes($1) }
+            // (A response without events: its fields, a cancel reason the largest.)
+            let estimate = response.events.reduce(128 + response.cancelReason.utf8.count) { $0 + WatchHub.approximateBytes($1) }
             let make: @Sendable () -> [UInt8]?
             let id = response.events.isEmpty ? 0 : Self.identity(of: response.events)
             if id != 0, sharers[id, default: 0] > 1, let events = sharedEvents[id] ?? Self.encodedEvents(response.events) {
@@ -203,6 +204,8 @@ public final class WatchService: Sendable {
             if paced {
                 gathered[delivery.stream, default: (stream, 0, [])].bytes += estimate
                 gathered[delivery.stream]?.messages.append(make)
+                // Not a whole huge fragmented revision in one buffer.
+                if (gathered[delivery.stream]?.bytes ?? 0) >= GRPCServerHandler.offLoopBytes { flush(delivery.stream) }
             } else {
                 flush(delivery.stream)
                 stream.send(estimatedBytes: estimate, paced: false, [make])
