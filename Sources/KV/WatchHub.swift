@@ -424,7 +424,12 @@ public final class WatchHub {
     /// splits by size), else sent whole.
     private func responses(for watcher: Watcher, events: [Event], revision: Int64) -> [WatchDelivery] {
         // All in one response (the usual case): the array itself, not a copy.
-        if !events.isEmpty, events.count <= maxEventsPerResponse, events.reduce(0, { $0 + Self.approximateBytes($1) }) <= maxBytesPerResponse {
+        // So too one revision past the bounds for a watcher that does not
+        // take fragments: it goes whole either way.
+        let oneRevision = !watcher.request.fragment && events.first?.kv.modRevision == events.last?.kv.modRevision
+        if !events.isEmpty, oneRevision
+            || (events.count <= maxEventsPerResponse && events.reduce(0, { $0 + Self.approximateBytes($1) }) <= maxBytesPerResponse)
+        {
             var response = WatchResponse(watchID: watcher.id, revision: revision)
             response.events = events
             return [WatchDelivery(stream: watcher.stream, response: response)]
