@@ -19,11 +19,17 @@ import Testing
         // removing it would leave the reachable voters under quorum: "unhealthy
         // cluster", as etcd answers (etcd notices the closed connection at once).
         var removal = try await etcdctl(endpoints: "127.0.0.1:\(cluster.endpoints[leader])", ["member", "remove", String(victimID, radix: 16)])
-        for _ in 0..<40 where removal.status != 0 && removal.output.contains("unhealthy cluster") {
+        // Under the parallel suites' load an attempt may also time out (and
+        // have happened all the same: the next then finds no such member).
+        var unknown = false
+        let transient = ["unhealthy cluster", "request timed out", "context deadline exceeded", "leader changed"]
+        for _ in 0..<40 where removal.status != 0 && transient.contains(where: removal.output.contains) {
+            unknown = unknown || !removal.output.contains("unhealthy cluster")
             try await Task.sleep(for: .milliseconds(250))
             removal = try await etcdctl(endpoints: "127.0.0.1:\(cluster.endpoints[leader])", ["member", "remove", String(victimID, radix: 16)])
         }
-        #expect(removal.status == 0, "\(removal.output)")
+        let done = removal.status == 0 || (unknown && removal.output.contains("member not found"))
+        #expect(done, "\(removal.output)")
 
         try cluster.start(victim)
         let deadline = ContinuousClock.now + .seconds(20)
