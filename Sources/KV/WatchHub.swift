@@ -213,9 +213,14 @@ public final class WatchHub {
         guard count > 0 else { return [] }
         var touched: Set<Key> = []
         for event in events {
-            if let keys = byKey[event.kv.key] { touched.formUnion(keys) }
+            if let keys = byKey[event.kv.key] {
+                // The first set is shared, not copied (one put, many watchers of its key).
+                if touched.isEmpty { touched = keys } else { touched.formUnion(keys) }
+            }
             rangeIndex.forEach(containing: event.kv.key) { range in
-                if let keys = byRange[range] { touched.formUnion(keys) }
+                if let keys = byRange[range] {
+                    if touched.isEmpty { touched = keys } else { touched.formUnion(keys) }
+                }
             }
         }
         guard !touched.isEmpty else { return [] }
@@ -224,7 +229,9 @@ public final class WatchHub {
         // previous states, each made once), so the service encodes the events
         // once for all of them (a put watched by many).
         var bare: [Event]?
-        for key in touched.sorted(by: { ($0.stream, $0.id) < ($1.stream, $1.id) }) where !unsynced.contains(key) {
+        // In no particular order: each watcher's responses are in order, and
+        // watchers do not depend on one another.
+        for key in touched where unsynced.isEmpty || !unsynced.contains(key) {
             // A start still ahead: nothing yet.
             guard let watcher = watchers[key.stream]?[key.id], watcher.next <= revision else { continue }
             var mine: [Event]

@@ -171,14 +171,19 @@ public final class WatchService: Sendable {
             let paced = !response.events.isEmpty
             if let first = response.events.first {
                 let key = WatchKey(stream: delivery.stream, id: response.watchID)
-                if refused.contains(key) { continue }
+                // (The sets are empty but for slow streams and fragments: no hashing then.)
+                if !refused.isEmpty, refused.contains(key) { continue }
                 let queued = stream.queuedBytes + (gathered[delivery.stream]?.bytes ?? 0)
-                if !fragmenting.contains(key), queued > maxQueuedBytes {
+                if queued > maxQueuedBytes, fragmenting.isEmpty || !fragmenting.contains(key) {
                     refused.insert(key)
                     hub.markSlow(response.watchID, on: delivery.stream, from: first.kv.modRevision)
                     continue
                 }
-                if response.fragment { fragmenting.insert(key) } else { fragmenting.remove(key) }
+                if response.fragment {
+                    fragmenting.insert(key)
+                } else if !fragmenting.isEmpty {
+                    fragmenting.remove(key)
+                }
             }
             // Encoded on the stream's event loop unless large (then here,
             // as a large unary answer is encoded off its loop).
