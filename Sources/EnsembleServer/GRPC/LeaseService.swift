@@ -346,16 +346,24 @@ public struct LeaseService: Sendable {
     }
 }
 
-/// One `LeaseKeepAlive` call: every request is answered, in order. The
-/// requests that arrived while a round was out are renewed together in the
-/// next (clientv3 sends the keep-alives of all a client's leases on one
-/// stream, and resends unanswered ones every 500 ms).
+/// One `LeaseKeepAlive` call: every request is answered. The requests that
+/// arrive in one read are renewed together in one round (clientv3 sends the
+/// keep-alives of all a client's leases on one stream, and resends
+/// unanswered ones every 500 ms). Rounds overlap, up to ``maxRounds``: a
+/// keep-alive that arrives while another round waits (a slow confirmation,
+/// an expired lease's revocation) starts its own at once, so its arrival is
+/// recorded and its lease held from then — waiting for the earlier round
+/// could make a keep-alive that came in time late (review finding). Answers
+/// carry their lease id; clients do not need them in order.
 final class LeaseKeepAliveStream: GRPCStreamReceiver {
     let service: LeaseService
     let stream: GRPCServerStream
-    /// Requests waiting for the next round, in arrival order.
+    /// Requests waiting for a round, in arrival order.
     private var queue: [LeaseID] = []
-    private var busy = false
+    /// Rounds out now.
+    private var rounds = 0
+    /// A round is due at the end of this read.
+    private var scheduled = false
     private var done = false
     /// The client half-closed: the call ends (OK) once every request it sent
     /// is answered, as etcd's loop answers each before reading the next.
@@ -368,8 +376,10 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
 
     /// Keep-alives waiting for an answer on one call: etcd reads the next only
     /// after answering one; a client that sends far more than its leases
-    /// before a round ends is refused.
+    /// before its rounds end is refused.
     static let maxQueued = 100_000
+    /// Rounds one call may have out at once.
+    static let maxRounds = 8
 
     func received(_ message: [UInt8]) {
         guard !done else { return }
@@ -385,19 +395,27 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
             return
         }
         queue.append(request.id)
-        next()
+        guard !scheduled else { return }
+        // After the rest of this read: its keep-alives share the round.
+        scheduled = true
+        let bound = NIOLoopBoundBox(self, eventLoop: stream.eventLoop)
+        stream.eventLoop.execute {
+            bound.value.scheduled = false
+            bound.value.next()
+        }
     }
 
     private func next() {
-        guard !busy, !done else { return }
+        guard !done else { return }
         guard !queue.isEmpty else {
-            if clientDone {
+            if clientDone && rounds == 0 {
                 done = true
                 stream.finish(.ok)
             }
             return
         }
-        busy = true
+        guard rounds < Self.maxRounds else { return }
+        rounds += 1
         let ids = queue
         queue = []
         let service = self.service
@@ -406,9 +424,10 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
         service.keepAlive(ids) { round in
             // Encoded on the event loop, not the apply thread.
             loop.execute {
-                let result = service.answers(ids, round)
                 let receiver = bound.value
-                receiver.busy = false
+                receiver.rounds -= 1
+                guard !receiver.done else { return }
+                let result = service.answers(ids, round)
                 // What was renewed is answered even when the rest failed.
                 for bytes in result.answers { receiver.stream.send(bytes) }
                 if let failure = result.failure {
