@@ -126,6 +126,10 @@ public struct RaftNode<Storage: RaftLogStorage> {
     /// is applied.
     public var pendingConfChangeIndex: UInt64 { pendingConfIndex }
     public var lastIndex: UInt64 { log.lastIndex }
+    /// Entries in the log not yet persisted: those appended since the last
+    /// Ready was advanced (a driver checking what entered the log in its
+    /// current cycle, before the next Ready hands them out).
+    public var unpersistedEntries: [Entry] { log.unstable.entries }
     public var firstIndex: UInt64 { log.firstIndex }
     public func term(at index: UInt64) -> UInt64? { log.term(at: index) }
 

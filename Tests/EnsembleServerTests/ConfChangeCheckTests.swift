@@ -1,4 +1,5 @@
 @testable import EnsembleServer
+import EnsembleAPI
 import Foundation
 import KV
 import Raft
@@ -65,6 +66,52 @@ import Testing
 }
 
 extension ConfChangeCheckTests {
+    /// A member update to a new peer URL entering the log in the same cycle
+    /// as an add of that URL (checked before the update existed): the add is
+    /// checked again and refused, so no two members share the URL (review
+    /// finding: entries of the current cycle were not yet counted).
+    @Test func anUpdateAppendedInTheSameCycleIsSeenByTheAdd() async throws {
+        let f = try await DevClusterFixture()
+        let leader = try #require(f.cluster.nodeDirectory.nodes.withLock { $0[f.leader] })
+        _ = try await f.memberList(until: { $0.split(separator: "\n").filter { $0.contains(", started, ") }.count == 3 })
+        let follower = try #require(leader.status.voters.first { $0 != leader.id })
+        let urls = ["http://127.0.0.1:2"]
+        var update = Ensemble_V1_Command()
+        update.memberPeerUrls.id = follower
+        update.memberPeerUrls.peerUrls = urls
+        update.requestID = 4242
+        let entry = try KVReplica.encode(update)
+        let checks = Counter()
+        let check: NodeLoop<KVReplica>.ConfChangeCheck = { replica, _ in
+            // The update goes into the loop's inbox just before this check's answer.
+            if checks.count.add(1, ordering: .relaxed).newValue == 1 { leader.propose(entry) { _ in } }
+            do throws(MemberError) {
+                let members = replica.machine.members
+                try members.checkAdd(peerURLs: urls, isLearner: true, local: 0, healthy: Set(members.members.keys))
+            } catch {
+                return .refuse(.failure(.member(error)))
+            }
+            return .propose(ConfChange(.addLearner, node: 2002, context: KVReplica.memberContext(Member(id: 2002, peerURLs: urls, isLearner: true))))
+        }
+        // Refused as a change in progress (the service asks again, as below)
+        // or, checked again once the update applied, for the URL.
+        var outcome: String
+        do {
+            let result = try await leader.proposeConfChange(checked: check)
+            outcome = "\(result)"
+        } catch {
+            outcome = "\(error)"
+            #expect(outcome.contains("confChangeInProgress"), "\(outcome)")
+            try await Task.sleep(for: .milliseconds(300))
+            outcome = "\(try await leader.proposeConfChange(checked: check))"
+        }
+        #expect(outcome.contains("Peer URLs already exists"), "\(outcome)")
+        let directory = try #require(await leader.withMachine { $0.machine.members })
+        #expect(directory.members.values.filter { $0.peerURLs == urls }.count == 1)
+        #expect(directory.members[2002] == nil)
+        await f.close()
+    }
+
     /// The peers a membership check counts as connected (heard within an
     /// election timeout) and healthy (in touch for etcd's 5 s), in the
     /// leader loop's own ticks.

@@ -211,8 +211,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// The WAL's byte count at the last report.
     private var walBytesReported = 0
     /// The last entry appended that membership checks must see applied
-    /// (``ReplicatedStateMachine/affectsMembershipChecks(_:)``).
-    private var lastMembershipEntry: UInt64 = 0
+    /// (``ReplicatedStateMachine/affectsMembershipChecks(_:)``), with its
+    /// term: one a new leader's log replaced no longer counts.
+    private var lastMembershipEntry: (index: UInt64, term: UInt64) = (0, 0)
     /// A silence longer than this is a break in contact (an election timeout).
     private let contactBreak: UInt64
     /// etcd's health interval, in ticks.
@@ -875,7 +876,17 @@ extension NodeLoop {
                 // A change entered the log after the state checked: check
                 // again once it has applied (Raft refuses until then anyway).
                 // So for a member update (a new peer URL that an add must not reuse).
-                let pending = max(raft.pendingConfChangeIndex, lastMembershipEntry)
+                // Also entries appended in this very cycle, which the loop
+                // counts only when it hands them out (review finding: a
+                // member update just before an add could give two members
+                // one peer URL).
+                var pending = raft.pendingConfChangeIndex
+                if raft.term(at: lastMembershipEntry.index) == lastMembershipEntry.term {
+                    pending = max(pending, lastMembershipEntry.index)
+                }
+                for entry in raft.unpersistedEntries where entry.kind == .normal && Machine.affectsMembershipChecks(entry.data) {
+                    pending = max(pending, entry.index)
+                }
                 guard pending <= checkedAt else {
                     if attempt < 3 && pending <= raft.appliedIndex {
                         checkConfChange(check, reply, attempt: attempt + 1)
@@ -962,7 +973,7 @@ extension NodeLoop {
             reportSnapshots(ready.messages)
             if options.observer != nil { timeHeartbeats(ready.messages) }
             for entry in ready.entries where entry.kind == .normal && Machine.affectsMembershipChecks(entry.data) {
-                lastMembershipEntry = max(lastMembershipEntry, entry.index)
+                lastMembershipEntry = (entry.index, entry.term)
             }
             if ready.needsPersist {
                 let started = ContinuousClock.now
