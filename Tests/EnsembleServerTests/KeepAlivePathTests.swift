@@ -48,6 +48,24 @@ import Testing
         #expect(responses.allSatisfy { $0.header.clusterID == 7 && $0.header.memberID == 1 })
     }
 
+    /// A round where some leases expired (their revocation not applied yet)
+    /// answers the renewed ones now and none for the expired: those go round
+    /// again on their stream, to wait for the revocation there.
+    @Test func aPartlyRenewedRoundAnswersOnlyTheRenewed() throws {
+        let directory = NSTemporaryDirectory() + "ensemble-keepalive-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let node = try NodeLoop(
+            config: RaftConfig(id: 1), directory: directory, bootstrap: [1], machine: KVReplica(), transport: InMemoryTransport())
+        let service = LeaseService(node: node, clusterID: 7)
+        let round = LeaseService.KeepAliveRound.partly(distinct: [42, 44], (ttls: [30, 60], revision: 9), pending: [43])
+        let (answers, failure) = service.answers([42, 43, 44, 42], round)
+        #expect(failure == nil)
+        let responses = try answers.map { try Etcdserverpb_LeaseKeepAliveResponse(serializedBytes: $0) }
+        #expect(responses.map(\.id) == [42, 44, 42])
+        #expect(responses.map(\.ttl) == [30, 60, 30])
+        #expect(responses.allSatisfy { $0.header.revision == 9 })
+    }
+
     /// A member that stopped answers the round with a failure, not silence.
     @Test func aStoppedMemberFailsTheRound() async throws {
         let directory = NSTemporaryDirectory() + "ensemble-keepalive-\(UUID().uuidString)"
