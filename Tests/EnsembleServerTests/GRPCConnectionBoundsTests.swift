@@ -19,14 +19,7 @@ import Testing
         let server = GRPCServer(group: group, router: router, maxRequestBytes: 1024)
         let listener = try await server.listen(host: "127.0.0.1", port: 0)
         let port = try #require(listener.localAddress?.port)
-        let received = Mutex<[UInt8]>([])
-        let client = try await ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(BytesRead { bytes in received.withLock { $0 += bytes } })
-                }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
+        let client = try await RawConnection.connect(port: port)
 
         var out = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 4, flags: 0, stream: 0, [])
         let streams = (0..<140).map { UInt32(2 * $0 + 1) }
@@ -35,17 +28,17 @@ import Testing
             // A message of 1,024 bytes announced, 1,000 sent.
             out += Self.frame(type: 0, flags: 0, stream: stream, [0, 0, 0, 4, 0] + [UInt8](repeating: 7, count: 1000))
         }
-        try await client.writeAndFlush(ByteBuffer(bytes: out))
+        try await client.send(out)
         let refusal = Array("exceeds 131072 bytes".utf8)
-        try await Self.waitFor(received) { $0.contains(refusal) }
+        try await client.waitFor { $0.contains(refusal) }
         // The first call is still open: its message completes and is echoed.
-        try await client.writeAndFlush(ByteBuffer(bytes: Self.frame(type: 0, flags: 0x1, stream: 1, [UInt8](repeating: 7, count: 24))))
-        try await Self.waitFor(received) { bytes in
+        try await client.send(Self.frame(type: 0, flags: 0x1, stream: 1, [UInt8](repeating: 7, count: 24)))
+        try await client.waitFor { bytes in
             Self.frames(bytes).contains { $0.type == 0 && $0.stream == 1 && $0.length == 1029 }
         }
-        let refused = Self.frames(received.withLock { $0 }).filter { $0.type == 1 && $0.stream != 1 }.map(\.stream)
+        let refused = Self.frames(client.bytes).filter { $0.type == 1 && $0.stream != 1 }.map(\.stream)
         #expect(!refused.isEmpty && refused.allSatisfy { $0 > 200 }, "refused streams: \(refused)")
-        try await client.close()
+        try await client.channel.close()
         await server.shutdown(grace: .zero)
     }
 
@@ -58,32 +51,25 @@ import Testing
         let server = GRPCServer(group: group, router: router)
         let listener = try await server.listen(host: "127.0.0.1", port: 0)
         let port = try #require(listener.localAddress?.port)
-        let received = Mutex<[UInt8]>([])
-        let client = try await ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(BytesRead { bytes in received.withLock { $0 += bytes } })
-                }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
+        let client = try await RawConnection.connect(port: port)
         // SETTINGS_INITIAL_WINDOW_SIZE 0: no DATA may come on any stream.
         var out = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 4, flags: 0, stream: 0, [0, 4, 0, 0, 0, 0])
         var headers = Self.requestHeaders
         headers += [0, 12] + Array("grpc-timeout".utf8) + [4] + Array("300m".utf8)
         out += Self.frame(type: 1, flags: 0x4, stream: 1, headers)
         out += Self.frame(type: 0, flags: 0x1, stream: 1, [0, 0, 0, 0, 3, 1, 2, 3])
-        try await client.writeAndFlush(ByteBuffer(bytes: out))
-        try await Self.waitFor(received) { bytes in
+        try await client.send(out)
+        try await client.waitFor { bytes in
             Self.frames(bytes).contains { $0.type == 3 && $0.stream == 1 }
         }
-        let frames = Self.frames(received.withLock { $0 })
+        let frames = Self.frames(client.bytes)
         #expect(!frames.contains { $0.type == 0 && $0.stream == 1 }, "no DATA without a window: \(frames)")
         // RST_STREAM CANCEL (8).
-        let bytes = received.withLock { $0 }
+        let bytes = client.bytes
         #expect(bytes.indices.contains { i in
             i + 13 <= bytes.count && Array(bytes[i..<i + 9]) == [0, 0, 4, 3, 0, 0, 0, 0, 1] && Array(bytes[i + 9..<i + 13]) == [0, 0, 0, 8]
         })
-        try await client.close()
+        try await client.channel.close()
         await server.shutdown(grace: .zero)
     }
 
@@ -123,22 +109,51 @@ import Testing
         }
         return frames
     }
+}
 
-    static func waitFor(_ received: borrowing Mutex<[UInt8]>, _ done: ([UInt8]) -> Bool) async throws {
+/// A TCP connection to a server that tests write raw HTTP/2 bytes to; it
+/// keeps every byte the server sends.
+final class RawConnection: Sendable {
+    let channel: any Channel
+    private let collector: ByteCollector
+
+    private init(channel: any Channel, collector: ByteCollector) {
+        self.channel = channel
+        self.collector = collector
+    }
+
+    static func connect(port: Int) async throws -> RawConnection {
+        let collector = ByteCollector()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        return RawConnection(channel: channel, collector: collector)
+    }
+
+    var bytes: [UInt8] { collector.received.withLock { $0 } }
+
+    func send(_ bytes: [UInt8]) async throws {
+        try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+    }
+
+    /// Waits up to 10 s for `done` to hold for what was received.
+    func waitFor(_ done: ([UInt8]) -> Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline, !done(received.withLock { $0 }) {
+        while ContinuousClock.now < deadline, !done(bytes) {
             try await Task.sleep(for: .milliseconds(20))
         }
-        #expect(done(received.withLock { $0 }))
+        #expect(done(bytes))
     }
 }
 
-/// Hands every byte read to `collect`.
-private final class BytesRead: ChannelInboundHandler, Sendable {
+/// Keeps every byte read.
+final class ByteCollector: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
-    let collect: @Sendable ([UInt8]) -> Void
-    init(_ collect: @escaping @Sendable ([UInt8]) -> Void) { self.collect = collect }
+    let received = Mutex<[UInt8]>([])
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        collect(Array(unwrapInboundIn(data).readableBytesView))
+        let bytes = unwrapInboundIn(data).readableBytesView
+        received.withLock { $0 += bytes }
     }
 }

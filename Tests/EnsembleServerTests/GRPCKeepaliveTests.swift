@@ -35,25 +35,15 @@ import Testing
         let server = GRPCServer(group: group, router: GRPCRouter())
         let listener = try await server.listen(host: "127.0.0.1", port: 0)
         let port = try #require(listener.localAddress?.port)
-        let received = Mutex<[UInt8]>([])
-        let client = try await ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteCollector { bytes in received.withLock { $0 += bytes } })
-                }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
+        let client = try await RawConnection.connect(port: port)
         let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 0, 4, 0, 0, 0, 0, 0]
         let ping: [UInt8] = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
-        try await client.writeAndFlush(ByteBuffer(bytes: preface + ping))
+        try await client.send(preface + ping)
         let ack: [UInt8] = [0, 0, 8, 6, 1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
         let start = ContinuousClock.now
-        while ContinuousClock.now - start < .seconds(3), !received.withLock({ $0.contains(ack) }) {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        #expect(received.withLock { $0.contains(ack) })
+        try await client.waitFor { $0.contains(ack) }
         #expect(ContinuousClock.now - start < .seconds(2))
-        try await client.close()
+        try await client.channel.close()
         await server.shutdown(grace: .zero)
     }
 
@@ -65,15 +55,5 @@ import Testing
         #expect(try configuration.grpcKeepalive() == GRPCKeepalive(interval: .seconds(5400), timeout: .seconds(5)))
         configuration.grpcKeepaliveTimeout = "soon"
         #expect(throws: ConfigurationError.self) { try configuration.grpcKeepalive() }
-    }
-}
-
-/// Hands every byte read to `collect`.
-private final class ByteCollector: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    let collect: @Sendable ([UInt8]) -> Void
-    init(_ collect: @escaping @Sendable ([UInt8]) -> Void) { self.collect = collect }
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        collect(Array(unwrapInboundIn(data).readableBytesView))
     }
 }
