@@ -14,16 +14,10 @@ import Testing
 /// the cooperative pool (which a busy process may hold).
 @Suite(.timeLimit(.minutes(1))) struct KeepAlivePathTests {
     @Test func aLeaderRenewsInOneRoundWithoutATask() async throws {
-        let directory = NSTemporaryDirectory() + "ensemble-keepalive-\(UUID().uuidString)"
+        let directory = Self.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try NodeLoop(
-            config: RaftConfig(id: 1), directory: directory, bootstrap: [1], machine: KVReplica(), transport: InMemoryTransport())
-        node.start()
+        let node = try await Self.leader(in: directory)
         defer { node.stop() }
-        for _ in 0..<500 where node.status.role != .leader {
-            node.campaign()
-            try await Task.sleep(for: .milliseconds(10))
-        }
         _ = try await node.propose(try command {
             $0.leaseGrant.id = 42
             $0.leaseGrant.ttl = 30
@@ -34,7 +28,7 @@ import Testing
         let round = await withCheckedContinuation { continuation in
             service.keepAlive(ids) { continuation.resume(returning: $0) }
         }
-        guard case let .renewed(distinct, renewed) = round else {
+        guard case let .renewed(distinct, renewed, _) = round else {
             Issue.record("not renewed in one round: \(round)")
             return
         }
@@ -52,12 +46,11 @@ import Testing
     /// answers the renewed ones now and none for the expired: those go round
     /// again on their stream, to wait for the revocation there.
     @Test func aPartlyRenewedRoundAnswersOnlyTheRenewed() throws {
-        let directory = NSTemporaryDirectory() + "ensemble-keepalive-\(UUID().uuidString)"
+        let directory = Self.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try NodeLoop(
-            config: RaftConfig(id: 1), directory: directory, bootstrap: [1], machine: KVReplica(), transport: InMemoryTransport())
+        let node = try Self.node(in: directory)
         let service = LeaseService(node: node, clusterID: 7)
-        let round = LeaseService.KeepAliveRound.partly(distinct: [42, 44], (ttls: [30, 60], revision: 9), pending: [43])
+        let round = LeaseService.KeepAliveRound.renewed(distinct: [42, 44], (ttls: [30, 60], revision: 9), pending: [43])
         let (answers, failure) = service.answers([42, 43, 44, 42], round)
         #expect(failure == nil)
         let responses = try answers.map { try Etcdserverpb_LeaseKeepAliveResponse(serializedBytes: $0) }
@@ -68,15 +61,9 @@ import Testing
 
     /// A member that stopped answers the round with a failure, not silence.
     @Test func aStoppedMemberFailsTheRound() async throws {
-        let directory = NSTemporaryDirectory() + "ensemble-keepalive-\(UUID().uuidString)"
+        let directory = Self.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let node = try NodeLoop(
-            config: RaftConfig(id: 1), directory: directory, bootstrap: [1], machine: KVReplica(), transport: InMemoryTransport())
-        node.start()
-        for _ in 0..<500 where node.status.role != .leader {
-            node.campaign()
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        let node = try await Self.leader(in: directory)
         node.stop()
         let service = LeaseService(node: node, clusterID: 7)
         let round = await withCheckedContinuation { continuation in
@@ -85,5 +72,23 @@ import Testing
         let (answers, failure) = service.answers([42], round)
         #expect(answers.isEmpty)
         #expect(failure != nil)
+    }
+
+    static func directory() -> String { NSTemporaryDirectory() + "ensemble-keepalive-\(UUID().uuidString)" }
+
+    /// A one-member node over `directory`, not started.
+    static func node(in directory: String) throws -> NodeLoop<KVReplica> {
+        try NodeLoop(config: RaftConfig(id: 1), directory: directory, bootstrap: [1], machine: KVReplica(), transport: InMemoryTransport())
+    }
+
+    /// ``node(in:)`` started and leading.
+    static func leader(in directory: String) async throws -> NodeLoop<KVReplica> {
+        let node = try node(in: directory)
+        node.start()
+        for _ in 0..<500 where node.status.role != .leader {
+            node.campaign()
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return node
     }
 }

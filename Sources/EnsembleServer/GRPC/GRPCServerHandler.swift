@@ -501,60 +501,43 @@ final class GRPCServerHandler: ChannelInboundHandler {
     }
 
     private func sendMessage(context: ChannelHandlerContext, stream: UInt32, _ message: [UInt8], promise: EventLoopPromise<Void>?) {
+        sendMessages(context: context, stream: stream, CollectionOfOne(message), promise: promise)
+    }
+
+    /// Messages of one call in one DATA frame (gRPC frames each with its
+    /// length; HTTP/2 does not care where they start).
+    private func sendMessages(
+        context: ChannelHandlerContext, stream: UInt32, _ messages: some RandomAccessCollection<[UInt8]>, promise: EventLoopPromise<Void>?
+    ) {
         // The call is looked at in place: copying it out (path, reader,
         // deadline, receiver…) costs a retain and release each, per message.
-        guard let index = calls.index(forKey: stream) else {
+        guard let index = calls.index(forKey: stream), !messages.isEmpty else {
             promise?.succeed()
             return
         }
         // The length prefix is 32 bits and clients take at most 2^31 - 1
-        // bytes: grpc-go's server (etcd's) refuses to send more, in these words.
-        guard message.count <= Self.maxSendBytes else {
+        // bytes: grpc-go's server (etcd's) refuses to send more, in these
+        // words. What comes before such a message goes out.
+        let fitting = messages.prefix { $0.count <= Self.maxSendBytes }
+        if !fitting.isEmpty {
+            if !calls.values[index].headersSent {
+                calls.values[index].headersSent = true
+                connection.sendHeaders(stream: stream, block: Self.responseHeaders)
+            }
+            var buffer = context.channel.allocator.buffer(capacity: fitting.reduce(0) { $0 + $1.count + 5 })
+            for message in fitting {
+                calls.values[index].metrics?.sent(bytes: message.count)
+                buffer.writeInteger(UInt8(0))
+                buffer.writeInteger(UInt32(message.count))
+                buffer.writeBytes(message)
+            }
+            connection.sendData(stream: stream, buffer, promise: fitting.count == messages.count ? promise : nil)
+        }
+        if fitting.count < messages.count, let tooLarge = messages[fitting.endIndex...].first {
             promise?.succeed()
             end(context: context, stream: stream, GRPCStatus(
-                code: 8, message: "grpc: trying to send message larger than max (\(message.count) vs. \(Self.maxSendBytes))"))
-            return
+                code: 8, message: "grpc: trying to send message larger than max (\(tooLarge.count) vs. \(Self.maxSendBytes))"))
         }
-        if !calls.values[index].headersSent {
-            calls.values[index].headersSent = true
-            connection.sendHeaders(stream: stream, block: Self.responseHeaders)
-        }
-        calls.values[index].metrics?.sent(bytes: message.count)
-        var buffer = context.channel.allocator.buffer(capacity: message.count + 5)
-        buffer.writeInteger(UInt8(0))
-        buffer.writeInteger(UInt32(message.count))
-        buffer.writeBytes(message)
-        connection.sendData(stream: stream, buffer, promise: promise)
-    }
-
-    /// Several messages of one call in one DATA frame (gRPC frames each with
-    /// its length; HTTP/2 does not care where they start).
-    private func sendMessages(context: ChannelHandlerContext, stream: UInt32, _ messages: [[UInt8]], promise: EventLoopPromise<Void>?) {
-        guard messages.count > 1, let index = calls.index(forKey: stream) else {
-            if let only = messages.first { return sendMessage(context: context, stream: stream, only, promise: promise) }
-            promise?.succeed()
-            return
-        }
-        guard messages.allSatisfy({ $0.count <= Self.maxSendBytes }) else {
-            // One too large for a client: refused as sendMessage refuses it
-            // (the promise goes with the last, written or not).
-            for (i, message) in messages.enumerated() {
-                sendMessage(context: context, stream: stream, message, promise: i == messages.count - 1 ? promise : nil)
-            }
-            return
-        }
-        if !calls.values[index].headersSent {
-            calls.values[index].headersSent = true
-            connection.sendHeaders(stream: stream, block: Self.responseHeaders)
-        }
-        var buffer = context.channel.allocator.buffer(capacity: messages.reduce(0) { $0 + $1.count + 5 })
-        for message in messages {
-            calls.values[index].metrics?.sent(bytes: message.count)
-            buffer.writeInteger(UInt8(0))
-            buffer.writeInteger(UInt32(message.count))
-            buffer.writeBytes(message)
-        }
-        connection.sendData(stream: stream, buffer, promise: promise)
     }
 
     /// The largest message sent (etcd's `MaxSendMsgSize`, math.MaxInt32).

@@ -241,14 +241,14 @@ public struct LeaseService: Sendable {
         LeaderRouting.confirmedRound(on: node, holding: (distinct, arrived), Self.renewal(distinct, arrived: arrived)) { result in
             switch result {
             case let .success(renewed?) where !renewed.ttls.contains(KVReplica.revocationPending):
-                reply(.renewed(distinct: distinct, renewed))
+                reply(.renewed(distinct: distinct, renewed, pending: []))
             case let .success(renewed?) where renewed.ttls.contains { $0 != KVReplica.revocationPending }:
                 // Some expired, their revocation not applied yet: the others
                 // are answered now, not after that wait (review finding).
                 let split = zip(distinct, renewed.ttls)
                 let done = split.filter { $0.1 != KVReplica.revocationPending }
                 let pending = split.filter { $0.1 == KVReplica.revocationPending }.map(\.0)
-                reply(.partly(distinct: done.map(\.0), (done.map(\.1), renewed.revision), pending: pending))
+                reply(.renewed(distinct: done.map(\.0), (done.map(\.1), renewed.revision), pending: pending))
             case let .failure(error) where error == .stopped || error == .outcomeUnknown:
                 reply(.answered(answers: [], failure: KVService.status(error)))
             default:
@@ -260,12 +260,11 @@ public struct LeaseService: Sendable {
     /// What a round of keep-alives came to.
     enum KeepAliveRound: Sendable {
         /// The leader renewed these leases; answers are still to be encoded.
-        case renewed(distinct: [LeaseID], Renewed)
+        /// `pending` expired and wait for their revocation (another round
+        /// answers them).
+        case renewed(distinct: [LeaseID], Renewed, pending: [LeaseID])
         /// The answers for a prefix of the keep-alives, and why the rest got none.
         case answered(answers: [[UInt8]], failure: GRPCStatus?)
-        /// The leader renewed these leases; `pending` expired and wait for
-        /// their revocation (another round answers them).
-        case partly(distinct: [LeaseID], Renewed, pending: [LeaseID])
     }
 
     /// The TTLs a leader granted again to a round's distinct leases, and its revision.
@@ -274,10 +273,9 @@ public struct LeaseService: Sendable {
     /// The answers to `ids` that `round` makes.
     func answers(_ ids: [LeaseID], _ round: KeepAliveRound) -> (answers: [[UInt8]], failure: GRPCStatus?) {
         switch round {
-        case let .renewed(distinct, renewed): answers(ids, distinct: distinct, renewed: renewed)
+        case let .renewed(distinct, renewed, pending):
+            answers(pending.isEmpty ? ids : ids.filter(Set(distinct).contains), distinct: distinct, renewed: renewed)
         case let .answered(answers, failure): (answers, failure)
-        case let .partly(distinct, renewed, _):
-            answers(ids.filter(Set(distinct).contains), distinct: distinct, renewed: renewed)
         }
     }
 
@@ -440,7 +438,7 @@ final class LeaseKeepAliveStream: GRPCStreamReceiver {
                 receiver.rounds -= 1
                 guard !receiver.done else { return }
                 // Keep-alives of expired leases go round again, to wait there.
-                if case let .partly(_, _, pending) = round { receiver.queue += ids.filter(Set(pending).contains) }
+                if case let .renewed(_, _, pending) = round, !pending.isEmpty { receiver.queue += ids.filter(Set(pending).contains) }
                 let result = service.answers(ids, round)
                 // What was renewed is answered even when the rest failed.
                 for bytes in result.answers { receiver.stream.send(bytes) }

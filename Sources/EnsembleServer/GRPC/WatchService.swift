@@ -125,6 +125,20 @@ public final class WatchService: Sendable {
         events.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
     }
 
+    /// A stream's responses gathered in one delivery, and their estimated bytes.
+    struct Gathered {
+        let stream: GRPCServerStream
+        var bytes = 0
+        var messages: [@Sendable () -> [UInt8]?] = []
+    }
+
+    /// Adds a response to `batch` (one dictionary access for both); its bytes now.
+    private static func add(_ make: @escaping @Sendable () -> [UInt8]?, _ bytes: Int, to batch: inout Gathered) -> Int {
+        batch.messages.append(make)
+        batch.bytes += bytes
+        return batch.bytes
+    }
+
     /// `events` as a WatchResponse's repeated events field, alone.
     static func encodedEvents(_ events: [KV.Event]) -> [UInt8]? {
         var only = Etcdserverpb_WatchResponse()
@@ -158,7 +172,7 @@ public final class WatchService: Sendable {
         // A stream's event responses of this call go out together (one
         // outbox item, one DATA frame); a response without events flushes
         // what is gathered for its stream first, so order is kept.
-        var gathered: [WatchStreamID: (stream: GRPCServerStream, bytes: Int, messages: [@Sendable () -> [UInt8]?])] = [:]
+        var gathered: [WatchStreamID: Gathered] = [:]
         func flush(_ id: WatchStreamID) {
             guard let batch = gathered.removeValue(forKey: id) else { return }
             batch.stream.send(estimatedBytes: batch.bytes, paced: true, batch.messages)
@@ -207,10 +221,9 @@ public final class WatchService: Sendable {
                 make = { bytes }
             }
             if paced {
-                gathered[delivery.stream, default: (stream, 0, [])].bytes += estimate
-                gathered[delivery.stream]?.messages.append(make)
+                let total = Self.add(make, estimate, to: &gathered[delivery.stream, default: Gathered(stream: stream)])
                 // Not a whole huge fragmented revision in one buffer.
-                if (gathered[delivery.stream]?.bytes ?? 0) >= GRPCServerHandler.offLoopBytes { flush(delivery.stream) }
+                if total >= GRPCServerHandler.offLoopBytes { flush(delivery.stream) }
             } else {
                 flush(delivery.stream)
                 stream.send(estimatedBytes: estimate, paced: false, [make])
