@@ -51,6 +51,10 @@ public final class NIOPeerTransport: PeerTransport {
         /// handshake done).
         var upSince: ContinuousClock.Instant?
         var connecting = false
+        /// Names the connection attempt under way: one that completes after
+        /// ``setPeer(_:_:)`` moved the peer (or a later attempt replaced it)
+        /// is closed instead of taking the peer's place.
+        var attempt: UInt64 = 0
         var retryAt: NIODeadline = .distantPast
         var backoff: TimeAmount = .milliseconds(50)
     }
@@ -62,6 +66,8 @@ public final class NIOPeerTransport: PeerTransport {
         /// This member's hello, sent first on every connection it opens.
         var hello: Hello?
         var outbound: [NodeID: Outbound] = [:]
+        /// Connection attempts started, numbering ``Outbound/attempt``.
+        var attempts: UInt64 = 0
         var handler: (@Sendable ([Message]) -> Void)?
         var server: (any Channel)?
         /// Accepted connections: closing the listener does not close them.
@@ -315,7 +321,7 @@ public final class NIOPeerTransport: PeerTransport {
     /// the backoff allows; nil while not connected.
     private func connection(to peer: NodeID) -> (any Channel)? {
         let now = NIODeadline.now()
-        let attempt = state.withLock { state -> Peer? in
+        let attempt = state.withLock { state -> (Peer, UInt64)? in
             guard !state.closed, let address = state.peers[peer] ?? state.learned[peer] else { return nil }
             var out = state.outbound[peer] ?? Outbound()
             defer { state.outbound[peer] = out }
@@ -331,13 +337,15 @@ public final class NIOPeerTransport: PeerTransport {
             }
             guard !out.connecting, now >= out.retryAt else { return nil }
             out.connecting = true
-            return address
+            state.attempts &+= 1
+            out.attempt = state.attempts
+            return (address, out.attempt)
         }
-        if let address = attempt { connect(peer, address) }
+        if let (address, number) = attempt { connect(peer, address, attempt: number) }
         return state.withLock { $0.outbound[peer]?.channel }
     }
 
-    private func connect(_ peer: NodeID, _ address: Peer) {
+    private func connect(_ peer: NodeID, _ address: Peer, attempt: UInt64) {
         let tls = self.tls?.client
         let future = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -367,7 +375,11 @@ public final class NIOPeerTransport: PeerTransport {
         future.whenComplete { [weak self] result in
             guard let self else { return }
             let leftover = self.state.withLock { state -> (any Channel)? in
-                var out = state.outbound[peer] ?? Outbound()
+                guard var out = state.outbound[peer], out.attempt == attempt else {
+                    // Superseded (the peer moved meanwhile): not this peer's link.
+                    if case let .success(channel) = result { return channel }
+                    return nil
+                }
                 out.connecting = false
                 switch result {
                 case let .success(channel):

@@ -20,6 +20,7 @@ import Testing
         #expect(output.contains("ETCD_NAME=\"d\"") && output.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "\(output)")
         #expect(output.contains("d=http://127.0.0.1:\(dPort)") && output.contains("member-1=http://127.0.0.1:"), "\(output)")
         let d = try await f.cluster.join(name: "d", peerPort: dPort)
+        #expect(d.clusterID == f.cluster.clusterID, "a joiner knows the cluster it joined (its start-up log shows it)")
         let dClient = try #require(d.clientPorts.first)
         try await f.waitUntil(dClient, has: "before-29")
         (code, output) = try await f.run(dClient, "get", "before-", "--prefix", "--keys-only", "--consistency=s", "-w", "json")

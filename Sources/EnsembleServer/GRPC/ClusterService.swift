@@ -209,7 +209,10 @@ public struct ClusterService: Sendable {
         do {
             result = try await proposeWhenLeaderReady(check)
         } catch let NodeError.proposalDropped(why) where why.contains("confChangeInProgress") {
-            return .failure(.unavailable("etcdserver: unhealthy cluster"))
+            // Another change still applying after ``leaderWait``: etcd's Raft
+            // drops such a proposal and its caller waits out the request
+            // timeout, so clients know this as etcd's ErrTimeout.
+            return .failure(.unavailable("etcdserver: request timed out"))
         } catch let NodeError.proposalDropped(why) where why.contains("notLearner") {
             // Raft's own check: the configuration changed since the directory was read.
             return .failure(Self.status(.notLearner))

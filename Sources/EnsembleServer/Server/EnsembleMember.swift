@@ -33,7 +33,9 @@ import Synchronization
 public final class EnsembleMember: @unchecked Sendable {
     public let configuration: MemberConfiguration
     public let id: NodeID
-    public let clusterID: UInt64
+    /// The cluster's id; 0 until a joiner has learned it (set before
+    /// `start` returns the member).
+    public private(set) var clusterID: UInt64
     public let node: NodeLoop<KVReplica>
     public let replica: KVReplica
     /// Prometheus metrics, served at `/metrics` on every client port.
@@ -337,6 +339,7 @@ public final class EnsembleMember: @unchecked Sendable {
 
     /// Installs the etcd services (once the cluster id is known).
     private func install(clusterID: UInt64, leaderInProcess: @escaping @Sendable (NodeID) -> NodeLoop<KVReplica>?) {
+        self.clusterID = clusterID
         var routes = GRPCRouter()
         let space = replica.space
         KVService(
