@@ -222,6 +222,17 @@ import Testing
         #expect(a != ClusterService.memberID(peerURLs: ["http://h:1", "http://h:2"], salt: "other"))
         #expect(ClusterService.clusterID(memberIDs: [3, 1, 2]) == ClusterService.clusterID(memberIDs: [1, 2, 3]))
     }
+
+    /// The ids etcd 3.4.23 gave the same founders ("starting member
+    /// ce675075d1f2d62d in cluster ceba214c92630691" for `--name a
+    /// --initial-cluster a=http://127.0.0.1:45380,b=http://127.0.0.1:45381
+    /// --initial-cluster-token tok`).
+    @Test func foundersGetEtcdsIDs() {
+        let a = ClusterService.memberID(peerURLs: ["http://127.0.0.1:45380"], salt: "tok")
+        let b = ClusterService.memberID(peerURLs: ["http://127.0.0.1:45381"], salt: "tok")
+        #expect(a == 0xce67_5075_d1f2_d62d && b == 0xab43_aeb5_ccac_ba51)
+        #expect(ClusterService.clusterID(memberIDs: [a, b]) == 0xceba_214c_9263_0691)
+    }
 }
 
 /// etcd's auto-compaction policies, driven by a fake clock.

@@ -253,19 +253,22 @@ public struct ClusterService: Sendable {
         return true
     }
 
-    /// A member id from its peer URLs (etcd: SHA-1 of the sorted URLs, the
-    /// cluster token and, for added members, the time): the first 8 bytes of
-    /// the SHA-256 of the same, big-endian.
+    /// A member id from its peer URLs, as etcd computes it: the first 8
+    /// bytes, big-endian, of the SHA-1 of the sorted URLs joined and the
+    /// salt (for founders the cluster token, so a founder gets the id etcd
+    /// would give it for the same flags). SHA-1 names here, as in etcd; it
+    /// guards nothing.
     public static func memberID(peerURLs: [String], salt: String) -> UInt64 {
-        let digest = Array(SHA256.hash(data: Array((peerURLs.sorted().joined() + salt).utf8)))
+        let digest = Array(Insecure.SHA1.hash(data: Array((peerURLs.sorted().joined() + salt).utf8)))
         return digest.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 
-    /// The cluster id from the founding members' ids (etcd hashes them too).
+    /// The cluster id from the founding members' ids, as etcd's: SHA-1 of
+    /// the sorted ids, 8 bytes big-endian each.
     public static func clusterID(memberIDs: [UInt64]) -> UInt64 {
         var bytes: [UInt8] = []
         for id in memberIDs.sorted() { withUnsafeBytes(of: id.bigEndian) { bytes.append(contentsOf: $0) } }
-        return Array(SHA256.hash(data: bytes)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+        return Array(Insecure.SHA1.hash(data: bytes)).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 }
 
