@@ -106,6 +106,15 @@ struct KeyHistory: Sendable {
         return versions[after - 1]
     }
 
+    /// An event's previous state, as etcd's watch fills prev_kv (a range
+    /// at the revision before): the state before the transaction of
+    /// revision `main` — `latest`, unless that transaction already changed
+    /// the key (a put and a delete of one key in one txn).
+    func beforeRevision(_ main: Int64, latest: KeyValue?, key: [UInt8]) -> KeyValue? {
+        guard let last = versions.last, last.revision.main == main else { return latest }
+        return visible(at: main - 1, key: key)
+    }
+
     /// The index of the first version with a revision above `main`.
     func firstIndex(after main: Int64) -> Int {
         var low = 0

@@ -82,7 +82,11 @@ extension MVCCStore {
         let events = picked.changes.map { change -> Event in
             let versions = change.history.versions
             let revision = versions[change.index].revision
-            let before = previous && change.index > 0 ? versions[change.index - 1].kv(key: change.key) : nil
+            // The state before this revision's txn (etcd's range at the
+            // revision before), past any earlier change of it in that txn.
+            var earlier = change.index
+            while earlier > 0, versions[earlier - 1].revision.main == revision.main { earlier -= 1 }
+            let before = previous && earlier > 0 ? versions[earlier - 1].kv(key: change.key) : nil
             if let kv = versions[change.index].kv(key: change.key) {
                 return Event(kind: .put, kv: kv, previous: before)
             }

@@ -66,6 +66,7 @@ extension MVCCStore {
         let log = historyValues
         let previous: KeyValue? = index.update(request.key, orInsert: { KeyHistory() }) { history in
             let previous = history.latest
+            let before = history.beforeRevision(revision.main, latest: previous, key: request.key)
             if let log { history.spillLatest(into: log) }
             let kv = KeyValue(
                 // The previous version's key array, if any: one copy per key, not per version.
@@ -77,7 +78,7 @@ extension MVCCStore {
                 lease: request.ignoreLease ? previous?.lease ?? 0 : request.lease)
             history.versions.append(.init(revision: revision, kv: kv))
             approximateBytes += KeyHistory.size(key: request.key, valueCount: kv.value.count)
-            event = Event(kind: .put, kv: kv, previous: previous)
+            event = Event(kind: .put, kv: kv, previous: before)
             return previous
         }
         if previous == nil { liveKeys += 1 }
@@ -104,13 +105,14 @@ extension MVCCStore {
             let revision = context.next()
             index.modify(key) { history in
                 guard let previous = history.latest else { return }
+                let before = history.beforeRevision(revision.main, latest: previous, key: key)
                 if let log { history.spillLatest(into: log) }
                 history.versions.append(.init(revision: revision, kv: nil))
                 approximateBytes += KeyHistory.size(key: key, valueCount: 0)
                 deleted.append(previous)
                 changes.append(revision, key: previous.key)
                 let tombstone = KeyValue(key: key, createRevision: 0, modRevision: revision.main, version: 0, value: [], lease: 0)
-                context.events.append(Event(kind: .delete, kv: tombstone, previous: previous))
+                context.events.append(Event(kind: .delete, kv: tombstone, previous: before))
             }
         }
         liveKeys -= deleted.count

@@ -1,10 +1,34 @@
-import KV
+@testable import KV
 import Testing
 
 /// etcd behaviours found in review, each checked against etcd v3.4's source.
 @Suite struct ReviewFindingsTests {
     /// Nested compares are evaluated once, against the state before the txn
     /// (etcd's compareToPath), not after the txn's own earlier writes.
+    /// A key put and deleted in one txn (a from-key delete conflicts with
+    /// nothing in etcd's interval check): each event's prev_kv is the state
+    /// before the txn, as etcd's watch reads it (a range at the revision
+    /// before) — live and replayed alike.
+    @Test func eventsOfOneTxnCarryTheStateBeforeIt() throws {
+        let store = MVCCStore()
+        _ = try store.put(PutRequest(key: b("k"), value: b("v1")))  // revision 2
+        let putThenDelete = TxnRequest(success: [
+            .put(PutRequest(key: b("k"), value: b("v2"))),
+            .deleteRange(DeleteRangeRequest(key: b("k"), rangeEnd: [0])),
+        ])
+        let (_, live) = try store.txn(putThenDelete)  // revision 3
+        let deleteThenPut = TxnRequest(success: [
+            .deleteRange(DeleteRangeRequest(key: b("j"), rangeEnd: [0])),
+            .put(PutRequest(key: b("j"), value: b("w"))),
+        ])
+        _ = try store.put(PutRequest(key: b("j"), value: b("w0")))  // revision 4
+        let (_, live2) = try store.txn(deleteThenPut)  // revision 5
+        #expect(live.map(\.kind) == [.put, .delete] && live.allSatisfy { $0.previous?.value == b("v1") })
+        #expect(live2.map(\.kind) == [.delete, .put] && live2.allSatisfy { $0.previous?.value == b("w0") })
+        let replayed = store.events(in: KeyRange(key: b("a"), rangeEnd: [0]), from: 3, through: 5)
+        #expect(replayed.map(\.previous?.value) == [b("v1"), b("v1"), nil, b("w0"), b("w0")])
+    }
+
     @Test func nestedComparesSeeTheStateBeforeTheTxn() throws {
         let store = MVCCStore()
         let txn = TxnRequest(success: [
