@@ -65,11 +65,20 @@ enum FileIO {
         #endif
     }
 
+    /// fsync: data and all metadata durable (directories, renamed files).
     static func fullSync(_ fd: Int32, path: String) throws(WALError) {
+        #if os(Linux)
         while fsync(fd) != 0 {
             if errno == EINTR { continue }
             throw error("fsync", path)
         }
+        #else
+        // As in dataSync: Darwin's fsync leaves the drive's cache. (Untested here.)
+        while fcntl(fd, F_FULLFSYNC) != 0 {
+            if errno == EINTR { continue }
+            throw error("fcntl(F_FULLFSYNC)", path)
+        }
+        #endif
     }
 
     /// fsyncs a directory so entries created, renamed or removed in it are durable.
@@ -134,13 +143,21 @@ enum FileIO {
     }
 
     /// Creates `path` and missing parents, like `mkdir -p`, fsyncing each parent
-    /// whose listing changed.
+    /// whose listing changed — and `path`'s own parent in any case: a run
+    /// that crashed between creating `path` and that sync left its entry
+    /// possibly not durable, and this run must not build on it unsynced.
     static func makeDirectories(_ path: String) throws(WALError) {
         var prefix = path.hasPrefix("/") ? "/" : ""
+        var parentSynced = false
         for part in path.split(separator: "/") where !part.isEmpty {
             let parent = prefix.isEmpty ? "." : prefix
             prefix += prefix.isEmpty || prefix.hasSuffix("/") ? String(part) : "/" + part
-            if try makeDirectory(prefix) { try syncDirectory(parent) }
+            parentSynced = false
+            if try makeDirectory(prefix) {
+                try syncDirectory(parent)
+                parentSynced = true
+            }
+            if prefix == path || prefix + "/" == path, !parentSynced { try syncDirectory(parent) }
         }
     }
 

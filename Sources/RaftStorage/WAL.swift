@@ -101,6 +101,12 @@ final class WAL {
                 warnings.append("truncated torn tail of '\(path)' at offset \(tail.offset) "
                     + "(\(tail.droppedBytes) bytes dropped: \(reason))")
             }
+            if !isLast && scan.records.isEmpty {
+                // Every segment's header is synced before the next one is
+                // created: an empty one before the last was lost by the file
+                // system, and with it entries this member may have acknowledged.
+                throw .corrupted(file: path, offset: 0, reason: "a WAL segment before the last holds no record")
+            }
             if isLast && scan.records.isEmpty {
                 // Created but its header never became durable: the crash hit a rollover
                 // (or the very first open). Everything before it is intact.
@@ -305,14 +311,18 @@ final class WAL {
         var removed: [String] = []
         while segments.count > 1, let first = segments.first, first.maxEntryIndex <= index {
             let path = FileIO.joined(directory, first.name.fileName)
-            try guarded { () throws(WALError) in try FileIO.removeFile(path) }
+            // One removal durable before the next: POSIX does not promise
+            // that a crash keeps unsynced unlinks in order, and a purge that
+            // came back with a gap (an old segment, then a missing one) would
+            // refuse to open.
+            try guarded { () throws(WALError) in
+                try FileIO.removeFile(path)
+                try FileIO.syncDirectory(directory)
+            }
+            stats.directorySyncs += 1
+            stats.segmentsPurged += 1
             segments.removeFirst()
             removed.append(path)
-        }
-        if !removed.isEmpty {
-            try guarded { () throws(WALError) in try FileIO.syncDirectory(directory) }
-            stats.directorySyncs += 1
-            stats.segmentsPurged += removed.count
         }
         return removed
     }

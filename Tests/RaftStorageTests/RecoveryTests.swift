@@ -265,4 +265,25 @@ func writeCrashImage(_ h: History, prefix: Int, to dir: String, emptyNext: Bool 
             }
         }
     }
+
+    /// A segment before the last that lost everything (the file system lost
+    /// synced data) is corruption, not a torn tail: the entries it held may
+    /// have been acknowledged (storage review finding).
+    @Test func anEmptySegmentBeforeTheLastIsCorruption() throws {
+        try withTempDir { dir in
+            try withStorage(dir.path, options: .init(segmentSize: 400)) { s throws in
+                for i in 1...30 {
+                    try s.append(hardState: nil, entries: makeEntries(UInt64(i)...UInt64(i), term: 1, size: 30))
+                }
+            }
+            let segments = listFiles(dir.path + "/wal")
+            #expect(segments.count >= 3)
+            writeBytes(dir.path + "/wal/" + segments[1], [])
+            guard case let .corrupted(file, offset, _)? = walError({ _ = try DiskStorage.open(directory: dir.path) }) else {
+                Issue.record("expected .corrupted for an empty middle segment")
+                return
+            }
+            #expect(file.hasSuffix(segments[1]) && offset == 0)
+        }
+    }
 }
