@@ -147,7 +147,7 @@ struct KeyHistory: Sendable {
     /// the last version at or below `main`, and that version too if it is a
     /// tombstone from before `main`. A tombstone exactly at `main` stays until
     /// the next compaction, so a watch starting at the compaction revision sees
-    /// that delete (etcd's `keyIndex.compact` keeps it too).
+    /// that delete (etcd keeps it from 3.4.34 on; 3.4.23 drops it — docs/kv.md).
     /// Returns false when nothing is left (the key can leave the index).
     mutating func compact(upTo main: Int64) -> Bool {
         let low = firstIndex(after: main)
