@@ -38,7 +38,7 @@ extension BenchRunner {
             for k in 0..<load.clients {
                 let requester = CallbackRequester(
                     run: run, connection: connections.client(forRequester: k).connection,
-                    random: BenchRandom(seed: run.seed &+ UInt64(k) &* 0x9E37_79B9_7F4A_7C15))
+                    random: BenchRandom.forRequester(k, seed: run.seed))
                 requester.connection.eventLoop.execute { requester.next() }
             }
         }

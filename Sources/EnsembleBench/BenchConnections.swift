@@ -6,9 +6,9 @@ import NIOPosix
 /// endpoint `i % endpoints.count`, and requester `k` (of `--clients`) uses
 /// connection `k % conns`, as etcd's `mustCreateClients` spreads them.
 ///
-/// (etcd's clientv3 balances one connection's requests over every endpoint;
-/// here a connection talks to one endpoint, so give at least as many
-/// connections as endpoints to load them all.)
+/// (etcd 3.4's tool also dials each client to one endpoint,
+/// `endpoints[dialTotal % len]`; give at least as many connections as
+/// endpoints to load them all.)
 public final class BenchConnections: Sendable {
     public let group: MultiThreadedEventLoopGroup
     public let clients: [EtcdClient]

@@ -49,13 +49,19 @@ public struct LatencyReport: Sendable {
     /// The percentiles etcd prints.
     public static let percentileLevels: [Double] = [10, 25, 50, 75, 90, 95, 99, 99.9]
 
-    /// The latency at percentile `p` (0–100): the nearest rank
-    /// `ceil(p × (n + 1) / 100)`, clamped to the samples, as etcd's current
-    /// `pkg/report` computes it; 0 without samples.
+    /// The latency at percentile `p` (0–100) as etcd 3.4's `pkg/report`
+    /// picks it: the sorted sample at the first index `i` with
+    /// `i × 100 / n ≥ p`; 0 when there is none (etcd then prints no line,
+    /// e.g. 99.9% of fewer than 1,000 samples) or no samples at all.
     public func percentile(_ p: Double) -> Double {
-        guard !latencies.isEmpty else { return 0 }
-        let rank = Int((p * Double(latencies.count + 1) / 100).rounded(.up)) - 1
-        return latencies[min(max(rank, 0), latencies.count - 1)]
+        let n = latencies.count
+        guard n > 0 else { return 0 }
+        // As Go computes it, `float64(i) * 100.0 / float64(n)`, rounding included.
+        func at(_ i: Int) -> Double { Double(i) * 100 / Double(n) }
+        var i = max(0, Int((p * Double(n) / 100).rounded(.up)))
+        while i > 0 && at(i - 1) >= p { i -= 1 }
+        while i < n && at(i) < p { i += 1 }
+        return i < n ? latencies[i] : 0
     }
 
     /// etcd's histogram: ten equal buckets from fastest to slowest (plus one at
@@ -107,7 +113,7 @@ public struct LatencyReport: Sendable {
             for level in Self.percentileLevels {
                 let value = percentile(level)
                 if value > 0 {
-                    out += "  \(Self.label(level))% in \(String(format: "%.3f", value * 1000)) ms.\n"
+                    out += "  \(Self.label(level))% in \(String(format: "%4.4f", value)) secs.\n"
                 }
             }
         } else {

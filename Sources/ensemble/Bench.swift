@@ -101,15 +101,13 @@ struct BenchWriteOptions: ParsableArguments {
     @Option(help: "Value size of each put.")
     var valSize = 8
 
-    @Flag(help: "Use sequential keys (key i % key-space-size) instead of random ones.")
-    var sequentialKeys = false
-
     @Option(help: "Maximum possible keys.")
     var keySpaceSize = 1
 
-    func writes() throws -> BenchWorkloads.Writes {
+    /// `sequential`: put's `--sequential-keys`; txn-put's keys always are (etcd's have no flag).
+    func writes(sequential: Bool) throws -> BenchWorkloads.Writes {
         let writes = BenchWorkloads.Writes(
-            keySize: keySize, valueSize: valSize, keys: KeyPicker(keySpaceSize: keySpaceSize, sequential: sequentialKeys))
+            keySize: keySize, valueSize: valSize, keys: KeyPicker(keySpaceSize: keySpaceSize, sequential: sequential))
         guard keySpaceSize > 0 else { throw BenchError("expected positive --key-space-size, got \(keySpaceSize)") }
         try writes.validate()
         return writes
@@ -122,9 +120,12 @@ struct BenchPut: AsyncParsableCommand {
     @OptionGroup var global: BenchGlobalOptions
     @OptionGroup var write: BenchWriteOptions
 
+    @Flag(help: "Use sequential keys (key i % key-space-size) instead of random ones.")
+    var sequentialKeys = false
+
     func run() async throws {
         let load = try await global.load()
-        let request = BenchWorkloads.put(try write.writes())
+        let request = BenchWorkloads.put(try write.writes(sequential: sequentialKeys))
         try await runClosedLoop(load, global, request: request)
     }
 }
@@ -141,7 +142,7 @@ struct BenchTxnPut: AsyncParsableCommand {
 
     func run() async throws {
         let load = try await global.load()
-        let writes = try write.writes()
+        let writes = try write.writes(sequential: true)
         guard txnOps > 0 else { throw BenchError("expected positive --txn-ops, got \(txnOps)") }
         guard txnOps <= write.keySpaceSize else {
             throw BenchError("expected --txn-ops no larger than --key-space-size, got txn-ops(\(txnOps)) key-space-size(\(write.keySpaceSize))")
