@@ -8,11 +8,7 @@ import Testing
 /// The client port also answers plain HTTP/1.1, as etcd's does: Prometheus
 /// `/metrics` with etcd's metric names, `/health`, `/version`.
 @Suite(.serialized, .timeLimit(.minutes(1))) struct HTTPEndpointTests {
-    func get(_ port: Int, _ path: String) async throws -> (Int, String) {
-        let url = try #require(URL(string: "http://127.0.0.1:\(port)\(path)"))
-        let (data, response) = try await URLSession.shared.data(from: url)
-        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
-    }
+    func get(_ port: Int, _ path: String) async throws -> (Int, String) { try await httpGet(port, path) }
 
     @Test func metricsHealthAndVersionOnTheClientPort() async throws {
         let f = try await DevClusterFixture()
@@ -131,4 +127,11 @@ import Testing
         #expect(status != 0 && output.contains("Unimplemented"), "no gRPC on the metrics port: \(output)")
         await member.shutdown()
     }
+}
+
+/// A plain HTTP GET of `path` on a local port: the status and the body.
+func httpGet(_ port: Int, _ path: String) async throws -> (Int, String) {
+    let url = try #require(URL(string: "http://127.0.0.1:\(port)\(path)"))
+    let (data, response) = try await URLSession.shared.data(from: url)
+    return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
 }

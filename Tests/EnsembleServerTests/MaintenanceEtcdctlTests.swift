@@ -81,6 +81,13 @@ import Testing
         #expect(code != 0 && output.contains("database space exceeded"), "every member refuses: \(output)")
         (code, output) = try await f.run(f.leaderPort, "endpoint", "status", "-w", "json")
         #expect(output.contains("NOSPACE"), "status reports the alarm: \(output)")
+        // etcd 3.4's /health: unhealthy under an alarm, unless the probe excludes it.
+        var (status, health) = try await httpGet(f.followerPort, "/health")
+        #expect(status == 503 && health == "{\"health\":\"false\"}\n", "\(health)")
+        (status, health) = try await httpGet(f.followerPort, "/health?exclude=NOSPACE")
+        #expect(status == 200 && health == #"{"health":"true"}"#, "\(health)")
+        (status, _) = try await httpGet(f.followerPort, "/health?exclude=CORRUPT")
+        #expect(status == 503)
 
         // Free space, then disarm.
         (code, output) = try await f.run(f.leaderPort, "del", "big", "--prefix")

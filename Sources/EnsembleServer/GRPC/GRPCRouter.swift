@@ -14,7 +14,7 @@ public struct GRPCRouter: Sendable {
     public var unary: [String: GRPCUnary] = [:]
     public var streaming: [String: Streaming] = [:]
     /// Plain HTTP/1.1 GET endpoints on the same port, by path (`/metrics`).
-    public var http: [String: @Sendable () async -> HTTPResponse] = [:]
+    public var http: [String: @Sendable (HTTPRequest) async -> HTTPResponse] = [:]
     /// Asked before serving a unary etcd call (`path`, request message) sent
     /// with `hasleader: true` (clientv3's WithRequireLeader): the refusal, if
     /// any — "etcdserver: no leader" while the member knows none, as etcd's

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 
@@ -12,6 +13,27 @@ public struct HTTPResponse: Sendable {
         self.contentType = contentType
         self.body = body
     }
+}
+
+/// What a plain endpoint is asked: the method and the query's parameters.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    /// Parameters in order, percent-decoded (`exclude=NOSPACE&exclude=CORRUPT`).
+    public var query: [(name: String, value: String)]
+
+    public init(method: String = "GET", query: [(name: String, value: String)] = []) {
+        self.method = method
+        self.query = query
+    }
+
+    /// From a request line's target (`/health?exclude=NOSPACE`).
+    init(method: String, uri: String) {
+        let items = URLComponents(string: uri)?.queryItems ?? []
+        self.init(method: method, query: items.map { ($0.name, $0.value ?? "") })
+    }
+
+    /// Every value given for `name`.
+    public func values(_ name: String) -> [String] { query.filter { $0.name == name }.map(\.value) }
 }
 
 /// Serves GET requests on the plain HTTP endpoints of the router (`/metrics`,
@@ -51,7 +73,8 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
                 return
             }
             let promise = context.eventLoop.makePromise(of: HTTPResponse.self)
-            promise.completeWithTask { await endpoint() }
+            let asked = HTTPRequest(method: head.method.rawValue, uri: head.uri)
+            promise.completeWithTask { await endpoint(asked) }
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             promise.futureResult.whenSuccess { response in
                 let (handler, context) = bound.value

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import KV
 import Raft
 import Synchronization
@@ -10,12 +11,13 @@ struct MemberEndpoints: Sendable {
     let metrics: ServerMetrics
     let space: SpaceQuota
     let summary: AppliedSummary
+    var logger: Logger?
 
     func install(on router: inout GRPCRouter) {
         let endpoints = self
-        router.http["/metrics"] = { await endpoints.metricsPage() }
-        router.http["/health"] = { await endpoints.health() }
-        router.http["/version"] = { endpoints.version() }
+        router.http["/metrics"] = { _ in await endpoints.metricsPage() }
+        router.http["/health"] = { await endpoints.health($0) }
+        router.http["/version"] = { _ in endpoints.version() }
     }
 
     func metricsPage() async -> HTTPResponse {
@@ -31,20 +33,33 @@ struct MemberEndpoints: Sendable {
         return HTTPResponse(contentType: "text/plain; version=0.0.4", body: body)
     }
 
-    /// etcd's `/health`: healthy when the member knows a leader, no alarm is
-    /// raised (NOSPACE or CORRUPT), and a linearizable read succeeds within
-    /// a second (etcd's QGET).
-    func health() async -> HTTPResponse {
+    /// etcd 3.4's `/health`: healthy when no alarm is raised but those the
+    /// query's `exclude` names (`?exclude=NOSPACE`), the member knows a
+    /// leader, and a linearizable read succeeds within a second (etcd's
+    /// QGET). Answered as etcd's: `{"health":"true"}` (200) or
+    /// `{"health":"false"}` and a newline (503), as text/plain; a method
+    /// other than GET gets 405. Why it is unhealthy goes to the log, as
+    /// etcd's warnings do.
+    func health(_ request: HTTPRequest) async -> HTTPResponse {
+        let text = "text/plain; charset=utf-8"
+        guard request.method == "GET" else {
+            return HTTPResponse(status: 405, contentType: text, body: Array("Method Not Allowed\n".utf8))
+        }
         let metrics = self.metrics
+        let logger = self.logger
         func answer(_ healthy: Bool, _ reason: String = "") -> HTTPResponse {
             metrics.healthChecked(healthy)
-            let body = healthy ? #"{"health":"true"}"# : #"{"health":"false","reason":"\#(reason)"}"#
-            return HTTPResponse(status: healthy ? 200 : 503, body: Array(body.utf8))
+            if healthy { return HTTPResponse(status: 200, contentType: text, body: Array(#"{"health":"true"}"#.utf8)) }
+            logger?.warning("/health error", metadata: ["reason": "\(reason)"])
+            return HTTPResponse(status: 503, contentType: text, body: Array("{\"health\":\"false\"}\n".utf8))
         }
+        let excluded = Set(request.values("exclude"))
         let status = node.status
         guard status.running else { return answer(false, "STOPPED") }
+        if let alarm = summary.alarms.first(where: { !excluded.contains($0.kind.name) }) {
+            return answer(false, "ALARM \(alarm.kind.name)")
+        }
         guard status.leader != .none else { return answer(false, "RAFT NO LEADER") }
-        if let alarm = summary.alarms.first { return answer(false, "ALARM \(alarm.kind.name)") }
         // The read cannot be withdrawn; whichever comes first answers.
         let node = self.node
         let healthy: Bool = await withCheckedContinuation { continuation in

@@ -358,7 +358,7 @@ public final class EnsembleMember: @unchecked Sendable {
             node: node, clusterID: clusterID, space: space, summary: replica.summary, leaderInProcess: leaderInProcess
         ).register(on: &routes)
         HealthService(node: node).register(on: &routes)
-        MemberEndpoints(node: node, metrics: metrics, space: space, summary: replica.summary).install(on: &routes)
+        MemberEndpoints(node: node, metrics: metrics, space: space, summary: replica.summary, logger: logger).install(on: &routes)
         forwarder.install(on: &routes)
         let node = self.node
         LearnerGate.install(on: &routes) { node.isLearner }
