@@ -3,7 +3,8 @@ import Prometheus
 import Synchronization
 
 /// One gRPC method's `grpc_server_started_total`, `grpc_server_handled_total`
-/// (a counter per status code, made when the code first occurs) and
+/// (a counter per status code, all 17 made up front as go-grpc-prometheus
+/// makes them, so `rate()` sees a code's first occurrence) and
 /// `grpc_server_handling_seconds`,
 /// labelled as go-grpc-prometheus labels them (etcd's gRPC metrics).
 final class GRPCMethodMetrics: GRPCMethodObserver {
@@ -49,6 +50,7 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
             descriptor: ServerMetrics.describe("grpc_server_msg_sent_total", "gRPC response messages sent."), labels: labels)
         self.bytesReceived = bytesReceived
         self.bytesSent = bytesSent
+        for code in 0...16 { _ = counter(code: code) }
     }
 
     func received(bytes: Int) {
@@ -64,7 +66,12 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
     func started() { startedCount.increment() }
 
     func handled(code: Int, duration: Duration) {
-        let counter = handled.withLock { counters in
+        counter(code: code).increment()
+        latency.record(duration)
+    }
+
+    private func counter(code: Int) -> Counter {
+        handled.withLock { counters in
             if let counter = counters[code] { return counter }
             let counter = registry.makeCounter(
                 descriptor: ServerMetrics.describe("grpc_server_handled_total", "gRPC calls completed, by status code."),
@@ -72,7 +79,5 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
             counters[code] = counter
             return counter
         }
-        counter.increment()
-        latency.record(duration)
     }
 }

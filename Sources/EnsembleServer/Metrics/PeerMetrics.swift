@@ -13,8 +13,8 @@ final class PeerMetrics: Sendable {
     let active: Gauge
     let disconnected: Counter
 
-    /// etcd's peer round-trip buckets: 100 µs to about 0.8 s, doubling.
-    static let roundTripBuckets: [Duration] = (0..<14).map { .microseconds(100 << $0) }
+    /// etcd 3.4's peer round-trip buckets: 100 µs to about 3.3 s, doubling.
+    static let roundTripBuckets: [Duration] = (0..<16).map { .microseconds(100 << $0) }
 
     init(registry: PrometheusCollectorRegistry, local: NodeID, peer: NodeID) {
         let describe = ServerMetrics.describe

@@ -71,7 +71,7 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
         pending = registry.makeGauge(descriptor: describe("etcd_server_proposals_pending", "Proposals waiting to commit."))
         applyLag = registry.makeGauge(descriptor: describe("ensemble_server_apply_lag", "Committed but not yet applied entries."))
         dbSize = registry.makeGauge(descriptor: describe("etcd_mvcc_db_total_size_in_bytes", "Size of the retained key history."))
-        keys = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_keys_total", "Keys with retained history."))
+        keys = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_keys_total", "Live keys (deleted ones not counted)."))
         watchers = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_watcher_total", "Watchers on this member."))
         quota = registry.makeGauge(
             descriptor: describe("etcd_server_quota_backend_bytes", "The space quota in bytes (0: none)."))
@@ -79,7 +79,7 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
             descriptor: describe("etcd_mvcc_db_total_size_in_use_in_bytes", "Bytes the retained key history uses (no free pages here)."))
         revision = registry.makeGauge(descriptor: describe("etcd_debugging_mvcc_current_revision", "The store's current revision."))
         compactRevision = registry.makeGauge(
-            descriptor: describe("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction (0: none)."))
+            descriptor: describe("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction (-1: none, as etcd)."))
         // Facts carried by a label, the value always 1 (etcd's way).
         for (name, help, label) in [
             ("etcd_server_version", "Which etcd version the server speaks (label server_version).", ("server_version", "3.4.0")),
@@ -193,7 +193,7 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
         keys.set(to: Double(store.liveKeys))
         watchers.set(to: Double(store.watchers))
         revision.set(to: Double(store.revision))
-        compactRevision.set(to: Double(max(0, store.compactRevision)))
+        compactRevision.set(to: Double(store.compactRevision))
         advance(to: store.operations)
         process.update()
         return registry.emitToBuffer()
