@@ -303,6 +303,7 @@ extension Applier {
                     // kind): going on would count another quorum than the
                     // members that read it. The member stops, loudly.
                     broken = true
+                    self.conf = conf
                     hooks.failed(UnreadableConfChange(index: entry.index))
                     for waiter in waiters[next...] { waiter.reply(.failure(.stopped)) }
                     return
@@ -317,8 +318,10 @@ extension Applier {
             while next < waiters.endIndex, waiters[next].index <= entry.index {
                 let waiter = waiters[next]
                 next += 1
-                if waiter.index == entry.index, waiter.term == entry.term, let result {
-                    waiter.reply(.success(result))
+                if waiter.index == entry.index, waiter.term == entry.term {
+                    // Applied; a machine that gives no result leaves the caller
+                    // not knowing what it came to (it did happen).
+                    waiter.reply(result.map { .success($0) } ?? .failure(.outcomeUnknown))
                 } else {
                     // Another leader's entry took this index: ours is gone.
                     waiter.reply(.failure(.leaderChanged))
@@ -340,8 +343,9 @@ extension Applier {
     /// queue; the loop installs it (WAL marker, log compaction) when told it
     /// is written.
     private func maybeSnapshot() {
-        // Called after every batch: the cheap checks first.
-        guard !snapshotInFlight, applied >= lastSnapshotIndex + snapshotEvery else { return }
+        // Called after every batch: the cheap checks first. A broken member
+        // (an unreadable membership change) snapshots nothing more.
+        guard !broken, !snapshotInFlight, applied >= lastSnapshotIndex + snapshotEvery else { return }
         // A state that shrank since (compaction) is measured as it is now.
         let stateBytes = min(lastSnapshotBytes, machine.approximateStateBytes ?? .max)
         guard Double(logBytesSinceSnapshot) >= snapshotLogRatio * Double(stateBytes) else { return }

@@ -194,8 +194,11 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private let storage: DiskStorage
     private var proposals: [UInt64: (term: UInt64, reply: ProposalReply, deadline: ContinuousClock.Instant)] = [:]
     /// Reads waiting on a ReadIndex round, with the leadership they were
-    /// asked under.
-    private var reads: [UInt64: (job: ReadJob, deadline: ContinuousClock.Instant, under: Leadership)] = [:]
+    /// asked under: those of one cycle share a round (one context; on a
+    /// follower one request to the leader).
+    private var reads: [UInt64: (jobs: [ReadJob], deadline: ContinuousClock.Instant, under: Leadership)] = [:]
+    /// This cycle's read context, while its round is not asked yet.
+    private var cycleRead: UInt64?
     private var confirmedReads: [(index: UInt64, context: UInt64)] = []
     /// When each peer was last heard from, and since when without a break
     /// longer than an election timeout (etcd: connected since), for
@@ -595,6 +598,7 @@ extension NodeLoop {
             for item in work { handle(item) }
             releaseHeld()
             forwardProposals()
+            cycleRead = nil
             if !leaseReads {
                 missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: 1)
             }
@@ -681,7 +685,7 @@ extension NodeLoop {
         }
         for (context, pending) in reads where pending.deadline <= now {
             reads.removeValue(forKey: context)
-            pending.job.fail(.leaderChanged)
+            for job in pending.jobs { job.fail(.leaderChanged) }
         }
     }
 
@@ -903,11 +907,19 @@ extension NodeLoop {
                 return
             }
             guard !holdForLeader(work) else { return }
+            let under: Leadership = (raft.leader, raft.role, raft.term)
+            // (Safe to share: no write past the round's index can have been
+            // acknowledged yet — acknowledgements follow this cycle's Ready.)
+            if let context = cycleRead, let pending = reads[context], pending.under == under {
+                reads[context]?.jobs.append(job)
+                return
+            }
             let context = nextReadContext
             nextReadContext += 1
             do {
                 try raft.readIndex(context: Self.encode(context))
-                reads[context] = (job, ContinuousClock.now + options.requestTimeout, (raft.leader, raft.role, raft.term))
+                reads[context] = ([job], ContinuousClock.now + options.requestTimeout, under)
+                cycleRead = context
             } catch {
                 job.fail(.noLeader)
             }
@@ -1047,7 +1059,7 @@ extension NodeLoop {
         var waiting: [(index: UInt64, context: UInt64)] = []
         for read in confirmedReads {
             if read.index <= applied, let pending = reads.removeValue(forKey: read.context) {
-                applier.post(pending.job.serve)
+                for job in pending.jobs { applier.post(job.serve) }
             } else if read.index > applied, reads[read.context] != nil {
                 // (A read that expired meanwhile is not kept: a member that
                 // stays behind would otherwise pile up one entry per read.)
@@ -1080,7 +1092,7 @@ extension NodeLoop {
     private func failReads(_ error: NodeError, exceptUnder current: Leadership? = nil) {
         for (context, pending) in reads where current.map({ pending.under != $0 }) ?? true {
             reads.removeValue(forKey: context)
-            pending.job.fail(error)
+            for job in pending.jobs { job.fail(error) }
         }
         confirmedReads.removeAll { reads[$0.context] == nil }
     }
