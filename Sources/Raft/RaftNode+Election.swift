@@ -60,7 +60,7 @@ extension RaftNode {
         guard isPromotable, role != .leader || kind == .transfer else { return }
         // A member that has committed but not applied a membership change could
         // count votes against the wrong configuration; wait until it applies it.
-        if hasUnappliedConfChanges() { return }
+        if hasUnappliedConfChanges() || unreadableConfChange != nil { return }
         let voteTerm: UInt64
         let kindToSend: MessageKind
         if kind == .preElection {

@@ -6,9 +6,14 @@ extension RaftNode {
     /// Applies a committed `.confChange` entry: updates the configuration and the
     /// leader's per-member progress.
     mutating func applyConfChange(_ entry: Entry) {
-        guard let change = ConfChange(decoding: entry.data),
-            let next = try? confState.applying(change)
-        else { return }
+        guard let change = ConfChange(decoding: entry.data) else {
+            // A newer binary's kind of change: this member no longer knows its
+            // configuration, so it must not count votes (``campaign(_:)``)
+            // until its state machine, reaching the entry, stops it.
+            unreadableConfChange = unreadableConfChange ?? entry.index
+            return
+        }
+        guard let next = try? confState.applying(change) else { return }
         confState = next
         guard role == .leader else { return }
         let members = confState.voters + confState.learners

@@ -19,6 +19,10 @@ public struct RaftNode<Storage: RaftLogStorage> {
     public internal(set) var leader: NodeID = .none
     /// The membership in force: the last one applied.
     public internal(set) var confState: ConfState
+    /// The index of a committed membership change this binary could not
+    /// decode: from then on the configuration is unknown here and the node
+    /// never campaigns (the server stops it once it applies that far).
+    public internal(set) var unreadableConfChange: UInt64?
     /// Leader only: one entry per member, this node included.
     var progress: [NodeID: Progress] = [:]
 

@@ -146,6 +146,41 @@ import Testing
 /// removal committed. The voter needed the removed member's vote under the old
 /// configuration and could never get it. Vote answers now carry the voter's commit
 /// index, which the candidate adopts when its log holds that entry.
+/// A committed membership change this binary cannot read: the core no longer
+/// knows its configuration and must not campaign with the old one in the time
+/// before its state machine reaches the entry and stops the member (node
+/// runtime review finding).
+@Suite struct UnreadableConfChangeTests {
+    @Test func aMemberThatCannotReadAChangeNeverCampaigns() throws {
+        var config = RaftConfig(id: 2)
+        config.preVote = false
+        let storage = MemoryStorage()
+        let boot = RaftNode<MemoryStorage>.bootstrap(voters: [1, 2, 3])
+        storage.append(boot.entries)
+        storage.setHardState(boot.hardState)
+        var node = try RaftNode(config: config, storage: storage)
+        func persist() {
+            while node.hasReady {
+                let ready = node.ready()
+                storage.append(ready.entries)
+                if let hs = ready.hardState { storage.setHardState(hs) }
+                node.advance(ready)
+            }
+        }
+        persist()
+        let last = node.lastIndex
+        node.step(Message(kind: .append, from: 1, to: 2, term: 2, logTerm: 1, index: last,
+                          entries: [Entry(term: 2, index: last + 1, kind: .confChange, data: [0xFF, 0xFF, 0xFF])],
+                          commit: last + 1))
+        persist()
+        #expect(node.unreadableConfChange == last + 1)
+        node.campaign()
+        #expect(node.role == .follower, "campaigned with a configuration it no longer knows")
+        for _ in 0..<100 { node.tick() }
+        #expect(node.role == .follower)
+    }
+}
+
 @Suite struct StrandedVoterTests {
     @Test func candidateLearnsTheCommitFromAVoterAnswer() throws {
         let cluster = try Cluster(voters: 2)
