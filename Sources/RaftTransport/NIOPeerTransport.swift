@@ -299,15 +299,18 @@ public final class NIOPeerTransport: PeerTransport {
     /// are dropped (a peer that does not read is not buffered for).
     static let waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 4 << 20, high: 32 << 20)
 
-    public func send(_ messages: [Message]) {
-        guard !messages.isEmpty else { return }
+    @discardableResult
+    public func send(_ messages: [Message]) -> Set<NodeID> {
+        guard !messages.isEmpty else { return [] }
         var batches: [NodeID: [Message]] = [:]
         for message in messages { batches[message.to, default: []].append(message) }
         let observer = self.observer.withLock { $0 }
+        var dropped: Set<NodeID> = []
         for (peer, batch) in batches {
             // Bounded memory per peer: a peer that does not read is not buffered for.
             guard let channel = connection(to: peer), channel.isWritable else {
                 observer?.sendFailed(to: peer)
+                dropped.insert(peer)
                 continue
             }
             var bytes: [UInt8] = []
@@ -315,6 +318,7 @@ public final class NIOPeerTransport: PeerTransport {
             channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
             observer?.sent(bytes: bytes.count, to: peer)
         }
+        return dropped
     }
 
     /// The connected channel to `peer`, starting a connection if none is up and

@@ -6,8 +6,12 @@ import Synchronization
 /// received messages go to the handler the loop registered.
 public protocol PeerTransport: AnyObject, Sendable {
     /// Sends messages; never blocks the loop. Delivery is best effort: Raft
-    /// retries what is lost.
-    func send(_ messages: [Message])
+    /// retries what is lost. Returns the peers whose messages were dropped
+    /// unsent (no connection yet, a cut link, a full buffer) — certainly not
+    /// delivered, which is what the loop needs to know of what Raft does not
+    /// retry (a follower's forwarded proposals and read requests).
+    @discardableResult
+    func send(_ messages: [Message]) -> Set<NodeID>
     /// Registers where messages for `member` are delivered.
     func register(_ member: NodeID, deliver: @escaping @Sendable ([Message]) -> Void)
     func unregister(_ member: NodeID)
@@ -81,14 +85,23 @@ public final class InMemoryTransport: PeerTransport {
         }
     }
 
-    public func send(_ messages: [Message]) {
+    @discardableResult
+    public func send(_ messages: [Message]) -> Set<NodeID> {
         var batches: [NodeID: [Message]] = [:]
+        var dropped: Set<NodeID> = []
         let handlers = state.withLock { state -> [NodeID: @Sendable ([Message]) -> Void] in
-            for message in messages where !state.cut.contains([message.from, message.to]) {
-                batches[message.to, default: []].append(message)
+            for message in messages {
+                if state.cut.contains([message.from, message.to]) {
+                    dropped.insert(message.to)
+                } else {
+                    batches[message.to, default: []].append(message)
+                }
             }
             return state.handlers
         }
-        for (to, batch) in batches { handlers[to]?(batch) }
+        for (to, batch) in batches {
+            if let handler = handlers[to] { handler(batch) } else { dropped.insert(to) }
+        }
+        return dropped
     }
 }

@@ -134,6 +134,33 @@ final class TestCluster: @unchecked Sendable {
         #expect(refused)
     }
 
+    /// A follower's forwarded proposals and read rounds that the transport
+    /// drops unsent (no link to the leader) fail at once as refused, not
+    /// after the 7 s request timeout: Raft never resends them (transport
+    /// review finding).
+    @Test func requestsTheTransportCouldNotSendFailAtOnce() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        let leader = try await cluster.waitForLeader()
+        guard let follower = cluster.ids.first(where: { $0 != leader }), let node = cluster.nodes[follower] else { return }
+        cluster.transport.partition(leader, follower)
+        let started = ContinuousClock.now
+        do {
+            _ = try await node.propose(RegisterMachine.put("cut", "1"))
+            Issue.record("a proposal through a cut link succeeded")
+        } catch {
+            #expect(error == .notLeader(leader: leader) || definitelyNotApplied(error), "\(error)")
+        }
+        do {
+            _ = try await node.read("cut")
+            Issue.record("a linearizable read through a cut link succeeded")
+        } catch {
+            #expect(definitelyNotApplied(error), "\(error)")
+        }
+        #expect(ContinuousClock.now - started < .seconds(2), "waited for the request timeout")
+        cluster.transport.heal()
+    }
+
     /// Applying runs beside the loop, not in it: an entry that takes 3 s to
     /// apply on every member (as a DeleteRange of a million keys may) holds up
     /// neither heartbeats nor anything else of Raft's, so nobody calls an

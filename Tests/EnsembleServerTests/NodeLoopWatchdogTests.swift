@@ -9,8 +9,9 @@ import Testing
 /// it inside a cycle, so the cycle is stuck there, as on a stalled disk.
 final class BlockingTransport: PeerTransport {
     let held = Atomic<Bool>(false)
-    func send(_ messages: [Message]) {
+    func send(_ messages: [Message]) -> Set<NodeID> {
         while held.load(ordering: .relaxed) { usleep(1_000) }
+        return []
     }
     func register(_ member: NodeID, deliver: @escaping @Sendable ([Message]) -> Void) {}
     func unregister(_ member: NodeID) {}

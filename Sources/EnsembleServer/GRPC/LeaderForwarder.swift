@@ -116,10 +116,14 @@ public final class LeaderForwarder: Sendable {
         }
     }
 
-    /// What a client hears when the leader's client URL cannot be reached
-    /// from here: etcd's words for a follower that lost its leader's
-    /// connection (not "no leader": there is one).
-    static let unreachable = GRPCStatus.unavailable("etcdserver: request timed out, possibly due to connection lost")
+    /// What a client hears when no connection to the leader can be made
+    /// from here: nothing was sent, so the call certainly did not happen,
+    /// and for this member there is no leader it can use. (etcd's follower
+    /// would let the proposal time out, "request timed out, possibly due to
+    /// connection lost", leaving the client unsure whether it happened —
+    /// and a client that retries at once then piles up writes of unknown
+    /// outcome.)
+    static let unreachable = GRPCStatus.unavailable("etcdserver: no leader")
 
     /// Sends `request` for `path` to `leader`; nil when its address is unknown.
     public func forward(_ path: String, _ request: [UInt8], to leader: NodeID) async -> Result<[UInt8], GRPCStatus>? {

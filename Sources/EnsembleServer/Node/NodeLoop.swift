@@ -199,6 +199,11 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var reads: [UInt64: (jobs: [ReadJob], deadline: ContinuousClock.Instant, under: Leadership)] = [:]
     /// This cycle's read context, while its round is not asked yet.
     private var cycleRead: UInt64?
+    /// What this cycle asks of the leader and Raft never resends: forwarded
+    /// proposal batches and follower read rounds, by context. If the
+    /// transport drops them unsent, they fail at once instead of at their
+    /// deadline (``failUnsent(dropped:)``).
+    private var askedOfLeader: (forwarded: [UInt64], reads: [UInt64]) = ([], [])
     private var confirmedReads: [(index: UInt64, context: UInt64)] = []
     /// When each peer was last heard from, and since when without a break
     /// longer than an election timeout (etcd: connected since), for
@@ -595,6 +600,7 @@ extension NodeLoop {
             // (At least an election timeout of them: a stall that long must
             // end the lease, however many ticks the timeout is.)
             if leaseReads { missed = catchUpTicks(clock: clock, nextTick: &nextTick, limit: max(64, Int(contactBreak) + 1)) }
+            askedOfLeader = ([], [])
             for item in work { handle(item) }
             releaseHeld()
             forwardProposals()
@@ -801,6 +807,7 @@ extension NodeLoop {
             forwarded[context] = ForwardedBatch(
                 replies: batch.map(\.reply), deadline: ContinuousClock.now + options.requestTimeout,
                 leader: raft.leader, term: raft.term)
+            askedOfLeader.forwarded.append(context)
         } catch let .notLeader(leader) where leader == .none {
             // The leader was lost in this very cycle (a higher term's vote
             // request): wait for the next, as a proposal made now would.
@@ -920,6 +927,7 @@ extension NodeLoop {
                 try raft.readIndex(context: Self.encode(context))
                 reads[context] = ([job], ContinuousClock.now + options.requestTimeout, under)
                 cycleRead = context
+                if raft.role != .leader { askedOfLeader.reads.append(context) }
             } catch {
                 job.fail(.noLeader)
             }
@@ -1005,8 +1013,10 @@ extension NodeLoop {
                     try storage.flush()
                 }
             }
-            transport.send(ready.messagesAfterPersist)
+            // (A follower sends everything here, its requests to the leader included.)
+            let dropped = transport.send(ready.messagesAfterPersist)
             reportSnapshots(ready.messagesAfterPersist)
+            failUnsent(dropped: dropped)
             if let snapshot = ready.snapshot {
                 applier.post(.restore(snapshot))
                 // Entries the snapshot covered were never applied here one by one:
@@ -1080,6 +1090,28 @@ extension NodeLoop {
         // A failed compaction only leaves more log on disk until the next one.
         if index > options.snapshotKeep { _ = try? storage.compact(upTo: index - options.snapshotKeep) }
         return true
+    }
+
+    /// This cycle's requests to the leader that the transport dropped unsent
+    /// (no connection to it yet, or its buffer full) certainly did not reach
+    /// it, and Raft does not resend them: forwarded proposals fail as
+    /// refused by a leader elsewhere (``NodeError/notLeader(leader:)``: the
+    /// server forwards the whole call over its own connection), reads as a
+    /// change of leader (clients retry) — not after the 7 s request timeout.
+    private func failUnsent(dropped: Set<NodeID>) {
+        defer { askedOfLeader = ([], []) }
+        guard !dropped.isEmpty else { return }
+        for context in askedOfLeader.forwarded {
+            guard let batch = forwarded[context], dropped.contains(batch.leader) else { continue }
+            forwarded.removeValue(forKey: context)
+            for reply in batch.replies { reply(.failure(.notLeader(leader: batch.leader))) }
+        }
+        for context in askedOfLeader.reads {
+            guard let pending = reads[context], dropped.contains(pending.under.leader) else { continue }
+            reads.removeValue(forKey: context)
+            for job in pending.jobs { job.fail(.leaderChanged) }
+        }
+        confirmedReads.removeAll { reads[$0.context] == nil }
     }
 
     private func failForwarded(_ error: NodeError, unlessSentTo leader: NodeID = .none, term: UInt64 = 0) {
