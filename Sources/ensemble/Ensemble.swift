@@ -13,7 +13,19 @@ struct Ensemble: AsyncParsableCommand {
         subcommands: [Serve.self, Dev.self, KV.self, MemberCommand.self, StatusCommand.self, SnapshotCommand.self, Bench.self])
 
     static func main() async {
-        await main(Serve.etcdBooleans(Array(CommandLine.arguments.dropFirst())))
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "serve" {
+            let flags = EtcdEnvironment.flagNames(inHelp: Serve.helpMessage(columns: 10_000))
+            switch EtcdEnvironment.apply(to: arguments, environment: ProcessInfo.processInfo.environment, flags: flags) {
+            case let .success((withEnvironment, notes)):
+                arguments = withEnvironment
+                for note in notes { FileHandle.standardError.write(Data("\(note)\n".utf8)) }
+            case let .failure(error):
+                FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+                Foundation.exit(1)
+            }
+        }
+        await main(Serve.etcdBooleans(arguments))
     }
 }
 

@@ -25,18 +25,22 @@ struct Serve: AsyncParsableCommand {
     var name = "default"
     @Option(name: .customLong("data-dir"), help: "Path to the data directory (default: <name>.etcd).")
     var dataDir: String?
-    @Option(name: .customLong("listen-client-urls"), help: "URLs to serve clients (etcd gRPC) on.")
-    var listenClientURLs = "http://localhost:2379"
-    @Option(name: .customLong("advertise-client-urls"), help: "Client URLs to tell the cluster.")
-    var advertiseClientURLs = "http://localhost:2379"
+    @Option(name: .customLong("listen-client-urls"), help: "URLs to serve clients (etcd gRPC) on (default: http://localhost:2379).")
+    var listenClientURLs: String?
+    @Option(
+        name: .customLong("advertise-client-urls"),
+        help: "Client URLs to tell the cluster (default: http://localhost:2379; required with --listen-client-urls).")
+    var advertiseClientURLs: String?
     @Option(name: .customLong("listen-metrics-urls"), help: "More URLs serving only /metrics, /health and /version.")
     var listenMetricsURLs = ""
     @Option(name: .customLong("listen-peer-urls"), help: "URL to receive Raft traffic on.")
     var listenPeerURLs = "http://localhost:2380"
     @Option(name: .customLong("initial-advertise-peer-urls"), help: "This member's peer URLs, as the others reach it.")
     var initialAdvertisePeerURLs = "http://localhost:2380"
-    @Option(name: .customLong("initial-cluster"), help: "Founding members: name=peerURL,…")
-    var initialCluster = "default=http://localhost:2380"
+    @Option(
+        name: .customLong("initial-cluster"),
+        help: "Founding members: name=peerURL,… (default: <name>=<initial-advertise-peer-urls>, or default=http://localhost:2380).")
+    var initialCluster: String?
     @Option(name: .customLong("initial-cluster-state"), help: "new (founding member) or existing (added with member add).")
     var initialClusterState = "new"
     @Option(name: .customLong("initial-cluster-token"), help: "Distinguishes clusters started from the same URLs.")
@@ -124,7 +128,9 @@ struct Serve: AsyncParsableCommand {
     /// `=false` (Go's flag package; kubeadm's manifests do): rewritten to
     /// the bare flag, or dropped.
     static func etcdBooleans(_ arguments: [String]) -> [String] {
-        let booleans = ["--client-cert-auth", "--peer-client-cert-auth", "--auto-tls", "--peer-auto-tls"]
+        let booleans = [
+            "--client-cert-auth", "--peer-client-cert-auth", "--auto-tls", "--peer-auto-tls", "--experimental-initial-corrupt-check",
+        ]
         return arguments.compactMap { argument in
             guard let equals = argument.firstIndex(of: "="), booleans.contains(String(argument[..<equals])) else { return argument }
             switch argument[argument.index(after: equals)...].lowercased() {
@@ -140,12 +146,19 @@ struct Serve: AsyncParsableCommand {
         func list(_ value: String) -> [String] { value.split(separator: ",").map(String.init) }
         c.name = name
         c.dataDirectory = dataDir ?? "\(name).etcd"
-        c.listenClientURLs = list(listenClientURLs)
-        c.advertiseClientURLs = list(advertiseClientURLs)
+        // etcd's rule: listening on chosen URLs, the member must say which to advertise.
+        if listenClientURLs != nil && advertiseClientURLs == nil {
+            throw ValidationError("--advertise-client-urls is required when --listen-client-urls is set explicitly")
+        }
+        c.listenClientURLs = list(listenClientURLs ?? "http://localhost:2379")
+        c.advertiseClientURLs = list(advertiseClientURLs ?? "http://localhost:2379")
         c.listenMetricsURLs = list(listenMetricsURLs)
         c.listenPeerURLs = list(listenPeerURLs)
         c.initialAdvertisePeerURLs = list(initialAdvertisePeerURLs)
+        // etcd: without --initial-cluster, a member not named "default" founds
+        // a cluster of itself at its advertised peer URLs.
         c.initialCluster = initialCluster
+            ?? (name == "default" ? "default=http://localhost:2380" : c.initialAdvertisePeerURLs.map { "\(name)=\($0)" }.joined(separator: ","))
         guard let state = MemberConfiguration.ClusterState(rawValue: initialClusterState) else {
             throw ValidationError("--initial-cluster-state must be new or existing")
         }
@@ -153,7 +166,8 @@ struct Serve: AsyncParsableCommand {
         c.initialClusterToken = initialClusterToken
         c.heartbeatInterval = .milliseconds(heartbeatInterval)
         c.electionTimeout = .milliseconds(electionTimeout)
-        c.snapshotCount = snapshotCount
+        // etcd: 0 means its default.
+        c.snapshotCount = snapshotCount == 0 ? 100_000 : snapshotCount
         c.quotaBackendBytes = quotaBackendBytes
         c.maxRequestBytes = maxRequestBytes
         c.autoCompactionMode = autoCompactionMode

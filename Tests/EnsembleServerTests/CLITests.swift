@@ -45,12 +45,31 @@ import Testing
         await f.close()
     }
 
+    /// etcd's ETCD_<FLAG> environment variables, with etcd 3.4's rules.
+    @Test func serveReadsEtcdsEnvironmentVariables() async throws {
+        let binary = try ProcessCluster.binaryPath()
+        var (code, output) = try await runProcess("/usr/bin/env", ["ETCD_HEARTBEAT_INTERVAL=0", "ETCD_NOT_A_FLAG=1", binary, "serve", "--name=x"])
+        #expect(code != 0 && output.contains("--heartbeat-interval must be >0 (set to 0ms)"), "\(output)")
+        #expect(output.contains("recognized and used environment variable ETCD_HEARTBEAT_INTERVAL=0"), "\(output)")
+        #expect(output.contains("unrecognized environment variable ETCD_NOT_A_FLAG=1"), "\(output)")
+        (code, output) = try await runProcess("/usr/bin/env", ["ETCD_NAME=y", binary, "serve", "--name=x"])
+        #expect(code != 0 && output.contains("conflicting environment variable \"ETCD_NAME\" is shadowed by corresponding command-line flag"), "\(output)")
+        (code, output) = try await runProcess("/usr/bin/env", ["ETCD_CLIENT_CERT_AUTH=true", binary, "serve", "--name=x"])
+        #expect(code != 0 && output.contains("--client-cert-auth needs --trusted-ca-file"), "\(output)")
+    }
+
     /// etcd's boolean flags written as Go's flag package allows (kubeadm's manifests do).
     @Test func serveTakesBooleanFlagsWithAValue() async throws {
         var (code, output) = try await run("serve", "--name=x", "--data-dir=/nonexistent/x", "--client-cert-auth=true")
         #expect(code != 0 && output.contains("--client-cert-auth needs --trusted-ca-file"), "\(output)")
         (code, output) = try await run("serve", "--name=x", "--client-cert-auth=false", "--peer-client-cert-auth=false", "--election-timeout=100")
-        #expect(code != 0 && output.contains("--election-timeout should be at least 5 times"), "\(output)")
+        #expect(code != 0 && output.contains("--election-timeout[100ms] should be at least as 5 times as --heartbeat-interval[100ms]"), "\(output)")
+        (code, output) = try await run("serve", "--name=x", "--heartbeat-interval=0")
+        #expect(code != 0 && output.contains("--heartbeat-interval must be >0 (set to 0ms)"), "\(output)")
+        (code, output) = try await run("serve", "--name=x", "--election-timeout=60000")
+        #expect(code != 0 && output.contains("--election-timeout[60000ms] is too long, and should be set less than 50000ms"), "\(output)")
+        (code, output) = try await run("serve", "--name=x", "--listen-client-urls=http://127.0.0.1:1")
+        #expect(code != 0 && output.contains("--advertise-client-urls is required when --listen-client-urls is set explicitly"), "\(output)")
         (code, output) = try await run("serve", "--name=x", "--log-level=loud")
         #expect(code != 0 && output.contains("--log-level must be debug, info, warn, error, panic or fatal"), "\(output)")
         (code, output) = try await run("serve", "--name=x", "--logger=loud")

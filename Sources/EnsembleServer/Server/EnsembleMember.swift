@@ -119,6 +119,13 @@ public final class EnsembleMember: @unchecked Sendable {
         }
         var bootstrap: [NodeID]?
         var contexts: [NodeID: [UInt8]] = [:]
+        if identity == nil, FileManager.default.fileExists(atPath: dataDirectory + "/member/snap/db") {
+            // etcd's bbolt file: its WAL uses the same file names as ours, and
+            // opening it would take its segments for torn ones of ours.
+            throw ConfigurationError(
+                "\(dataDirectory) is an etcd data directory (it has member/snap/db): Ensemble does not read etcd's files "
+                    + "and leaves them as they are; give a new --data-dir and copy the keys over (etcdctl make-mirror)")
+        }
         if identity == nil {
             switch configuration.initialClusterState {
             case .new:

@@ -122,7 +122,7 @@ extension MemberConfiguration {
         case "initial-cluster-token": initialClusterToken = try string()
         case "heartbeat-interval": heartbeatInterval = .milliseconds(try integer())
         case "election-timeout": electionTimeout = .milliseconds(try integer())
-        case "snapshot-count": snapshotCount = UInt64(max(try integer(), 1))
+        case "snapshot-count": snapshotCount = try integer() <= 0 ? 100_000 : UInt64(try integer())  // etcd: 0 is its default
         case "quota-backend-bytes": quotaBackendBytes = try integer()
         case "max-request-bytes": maxRequestBytes = try integer()
         case "auto-compaction-mode": autoCompactionMode = try string()

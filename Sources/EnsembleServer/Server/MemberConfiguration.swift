@@ -136,12 +136,17 @@ public struct MemberConfiguration: Sendable {
     }
 
     /// The keepalive policy for client connections, from the three flags.
+    /// An interval or timeout of 0 leaves both at grpc-go's defaults (2 h,
+    /// 20 s), as etcd then passes no keepalive parameters ("0 to disable").
     public func grpcKeepalive() throws(ConfigurationError) -> GRPCKeepalive {
-        guard let interval = GoDuration.parse(grpcKeepaliveInterval), interval > .zero else {
+        guard var interval = GoDuration.parse(grpcKeepaliveInterval), interval >= .zero else {
             throw ConfigurationError("--grpc-keepalive-interval: \"\(grpcKeepaliveInterval)\" is not a duration such as 2h or 30s")
         }
-        guard let timeout = GoDuration.parse(grpcKeepaliveTimeout), timeout > .zero else {
+        guard var timeout = GoDuration.parse(grpcKeepaliveTimeout), timeout >= .zero else {
             throw ConfigurationError("--grpc-keepalive-timeout: \"\(grpcKeepaliveTimeout)\" is not a duration such as 20s")
+        }
+        if interval == .zero || timeout == .zero {
+            (interval, timeout) = (GRPCKeepalive.etcd.interval, GRPCKeepalive.etcd.timeout)
         }
         guard let minimum = GoDuration.parse(grpcKeepaliveMinTime), minimum >= .zero else {
             throw ConfigurationError("--grpc-keepalive-min-time: \"\(grpcKeepaliveMinTime)\" is not a duration such as 5s")
@@ -224,8 +229,17 @@ public struct MemberConfiguration: Sendable {
         _ = try AutoCompactionPolicy.parse(mode: autoCompactionMode, retention: autoCompactionRetention)
         _ = try grpcKeepalive()
         _ = try corruptCheckInterval()
-        guard electionTimeout >= heartbeatInterval * 5 else {
-            throw ConfigurationError("--election-timeout should be at least 5 times --heartbeat-interval")
+        // etcd's checks and words (embed.Config.Validate).
+        let tickMs = heartbeatInterval.nanosecondsSaturated / 1_000_000
+        let electionMs = electionTimeout.nanosecondsSaturated / 1_000_000
+        guard tickMs > 0 else { throw ConfigurationError("--heartbeat-interval must be >0 (set to \(tickMs)ms)") }
+        guard electionMs > 0 else { throw ConfigurationError("--election-timeout must be >0 (set to \(electionMs)ms)") }
+        guard electionMs >= 5 * tickMs else {
+            throw ConfigurationError(
+                "--election-timeout[\(electionMs)ms] should be at least as 5 times as --heartbeat-interval[\(tickMs)ms]")
+        }
+        guard electionMs <= 50_000 else {
+            throw ConfigurationError("--election-timeout[\(electionMs)ms] is too long, and should be set less than 50000ms")
         }
         if initialClusterState == .new && !initialized {
             let founding = try parsedInitialCluster()

@@ -42,5 +42,11 @@ public struct MemberIdentity: Codable, Sendable, Equatable {
         try handle.synchronize()
         try handle.close()
         guard rename(temporary, path) == 0 else { throw ConfigurationError("cannot rename \(temporary) to \(path)") }
+        // The rename itself made durable: after a power loss the member must
+        // not come back without its identity (and re-derive one from flags).
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY)
+        guard directoryFD >= 0 else { throw ConfigurationError("cannot open \(directory) to sync it") }
+        defer { close(directoryFD) }
+        guard fsync(directoryFD) == 0 else { throw ConfigurationError("cannot sync \(directory)") }
     }
 }
