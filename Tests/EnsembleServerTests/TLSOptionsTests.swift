@@ -94,6 +94,44 @@ import Testing
         await member.shutdown()
     }
 
+    /// A Kubernetes Secret mount: `tls.crt` is a fixed link to
+    /// `..data/tls.crt`, and a rotation swaps the `..data` link to a new
+    /// directory. The link's own attributes never change; what it points to
+    /// does (review finding: the files were looked at without following links).
+    @Test func aRotatedSecretMountIsServedWithoutARestart() async throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try certificates("first")
+        try certificates("second")
+        let ports = try freePortsForTests(2)
+        let mount = path("secret")
+        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
+        func publish(_ name: String) throws {
+            let version = "..\(name)"
+            try FileManager.default.createDirectory(atPath: "\(mount)/\(version)", withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: path("\(name).pem"), toPath: "\(mount)/\(version)/tls.crt")
+            try FileManager.default.copyItem(atPath: path("\(name).key"), toPath: "\(mount)/\(version)/tls.key")
+            // As the kubelet does: a new link renamed over ..data.
+            try? FileManager.default.removeItem(atPath: "\(mount)/..data_tmp")
+            try FileManager.default.createSymbolicLink(atPath: "\(mount)/..data_tmp", withDestinationPath: version)
+            guard rename("\(mount)/..data_tmp", "\(mount)/..data") == 0 else { throw CocoaError(.fileWriteUnknown) }
+        }
+        try publish("first")
+        for file in ["tls.crt", "tls.key"] {
+            try FileManager.default.createSymbolicLink(atPath: "\(mount)/\(file)", withDestinationPath: "..data/\(file)")
+        }
+        var c = configuration("secret", clientPort: ports[0], peerPort: ports[1])
+        c.certFile = "\(mount)/tls.crt"
+        c.keyFile = "\(mount)/tls.key"
+        let member = try await EnsembleMember.start(c)
+        var (code, output) = try await etcdctl(ports[0], ["--cacert=\(path("first-ca.pem"))", "put", "k", "v"])
+        #expect(code == 0 && output == "OK\n", "\(output)")
+        try publish("second")
+        try await Task.sleep(for: .milliseconds(1_200))
+        (code, output) = try await etcdctl(ports[0], ["--cacert=\(path("second-ca.pem"))", "get", "k", "--print-value-only"])
+        #expect(code == 0 && output == "v\n", "the rotated certificate is served: \(output)")
+        await member.shutdown()
+    }
+
     /// `--auto-tls` and `--peer-auto-tls`: each member makes a self-signed
     /// certificate under its data directory (kept across a restart); clients
     /// connect skipping verification and not otherwise; members

@@ -1,4 +1,10 @@
+import CoreFoundation
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Logging
 import NIOSSL
 import Synchronization
@@ -17,10 +23,11 @@ import Synchronization
 /// Errors at creation are configuration errors: the member does not start.
 public final class ReloadingTLSContext: Sendable {
     private struct Stamp: Equatable {
-        var device: Int
-        var inode: Int
-        var size: Int
-        var modified: Date
+        var device: UInt64
+        var inode: UInt64
+        var size: Int64
+        var modifiedSeconds: Int
+        var modifiedNanoseconds: Int
     }
 
     private struct State {
@@ -73,12 +80,30 @@ public final class ReloadingTLSContext: Sendable {
         }
     }
 
+    /// `stat` following symbolic links: a Kubernetes Secret mount's
+    /// `tls.crt` is a fixed link into `..data/`, and rotation swaps what
+    /// `..data` points to, which the link's own attributes (`lstat`, as
+    /// FileManager reads them) never show (review finding).
     private static func stamp(_ path: String) -> Stamp? {
-        guard let info = try? FileManager.default.attributesOfItem(atPath: path) else { return nil }
+        #if canImport(Glibc)
+        var info = Glibc.stat()
+        #else
+        var info = Darwin.stat()
+        #endif
+        // (fstatat, flags 0: follows links; `stat` is ambiguous here with Foundation's.)
+        guard fstatat(AT_FDCWD, path, &info, 0) == 0 else { return nil }
         return Stamp(
-            device: (info[.deviceIdentifier] as? NSNumber)?.intValue ?? 0,
-            inode: (info[.systemFileNumber] as? NSNumber)?.intValue ?? 0,
-            size: (info[.size] as? NSNumber)?.intValue ?? 0,
-            modified: info[.modificationDate] as? Date ?? .distantPast)
+            device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
+            modifiedSeconds: Int(modified(info).tv_sec), modifiedNanoseconds: Int(modified(info).tv_nsec))
     }
+
+    #if canImport(Glibc)
+    private static func modified(_ info: Glibc.stat) -> timespec {
+        info.st_mtim
+    }
+    #else
+    private static func modified(_ info: Darwin.stat) -> timespec {
+        info.st_mtimespec
+    }
+    #endif
 }
