@@ -333,7 +333,10 @@ public final class NIOPeerTransport: PeerTransport {
                 if channel.isActive { return nil }
                 // Lost: wait before trying again. (A TLS handshake that fails
                 // closes a connection TCP had opened; without this wait every
-                // cycle would start another.)
+                // cycle would start another.) A link that stayed up a while
+                // starts the backoff over; one that drops as soon as it is
+                // made (a peer that accepts and closes) keeps growing it.
+                if let up = out.upSince, ContinuousClock.now - up >= .seconds(1) { out.backoff = .milliseconds(50) }
                 out.channel = nil
                 out.upSince = nil
                 out.retryAt = now + out.backoff
@@ -392,11 +395,7 @@ public final class NIOPeerTransport: PeerTransport {
                         channel.writeAndFlush(channel.allocator.buffer(bytes: hello.encoded()), promise: nil)
                     }
                     out.channel = channel
-                    out.upSince = nil
-                    if tls == nil {
-                        out.backoff = .milliseconds(50)
-                        out.upSince = .now
-                    }
+                    out.upSince = tls == nil ? .now : nil
                     if let observer = self.observer.withLock({ $0 }) {
                         observer.connected(to: peer)
                         channel.closeFuture.whenComplete { _ in observer.disconnected(from: peer) }
@@ -419,7 +418,6 @@ public final class NIOPeerTransport: PeerTransport {
     private func handshakeCompleted(_ peer: NodeID, on channel: any Channel) {
         state.withLock {
             guard $0.outbound[peer]?.channel === channel else { return }
-            $0.outbound[peer]?.backoff = .milliseconds(50)
             $0.outbound[peer]?.upSince = .now
         }
     }

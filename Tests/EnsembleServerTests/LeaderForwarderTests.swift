@@ -38,13 +38,29 @@ import Testing
         let impatient = LeaderForwarder(group: group, addressWait: .milliseconds(100))
         let none = await impatient.forward("/test.Echo/Reverse", [1], to: 8)
         #expect(none == nil)
-        // A known address that cannot be reached (review finding: it was
-        // answered "no leader", though there is one): etcd's words for a
-        // follower that lost its leader's connection.
+        // A known address that cannot be reached: nothing was sent, so
+        // the call certainly did not happen ("no leader" for this member).
         impatient.setClientURLs([9: ["http://127.0.0.1:1"]])
         let unreachable = await impatient.forward("/test.Echo/Reverse", [1], to: 9)
         #expect(unreachable.map { result in if case let .failure(status) = result { status == LeaderForwarder.unreachable } else { false } } == true)
         await impatient.shutdown()
+        await forwarder.shutdown()
+        try await server.close()
+    }
+
+    /// A forwarded call the leader does not answer in time is told in etcd's
+    /// words ("request timed out", which clients know), not as the client's
+    /// own "context deadline exceeded" (transport review finding).
+    @Test func aForwardedCallThatTimesOutIsEtcdsTimeout() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        var router = GRPCRouter()
+        router.unary[LeaderForwarder.prefix + "/test.Echo/Never"] = .direct { _, _ in }
+        let server = try await GRPCServer(group: group, router: router).listen(host: "127.0.0.1", port: 0)
+        let port = try #require(server.localAddress?.port)
+        let forwarder = LeaderForwarder(group: group, timeout: .milliseconds(300), addressWait: .seconds(1))
+        forwarder.setClientURLs([7: ["http://127.0.0.1:\(port)"]])
+        let answer = await forwarder.forward("/test.Echo/Never", [1], to: 7)
+        #expect(answer == .failure(.unavailable("etcdserver: request timed out")))
         await forwarder.shutdown()
         try await server.close()
     }

@@ -49,6 +49,9 @@ public final class LeaderForwarder: Sendable {
         /// than dial too (a thousand keep-alives after a leader change).
         var dialing: [NodeID: Task<GRPCConnection?, Never>] = [:]
         var closed = false
+        /// Connections closing once their calls have had their time
+        /// (``retire(_:)``); shutdown closes them at once.
+        var retiring: [ObjectIdentifier: GRPCConnection] = [:]
         /// Connections begun, for tests.
         var dials = 0
 
@@ -109,10 +112,20 @@ public final class LeaderForwarder: Sendable {
     /// Closes `connection` once the calls it carries have had their time:
     /// closing at once would fail calls the leader may have carried out.
     private func retire(_ connection: GRPCConnection) {
+        let key = ObjectIdentifier(connection)
+        guard state.withLock({ state in
+            guard !state.closed else { return false }
+            state.retiring[key] = connection
+            return true
+        }) else {
+            Task { await connection.close() }
+            return
+        }
         let timeout = self.timeout
         Task {
             try? await Task.sleep(for: timeout)
-            await connection.close()
+            guard let due = state.withLock({ $0.retiring.removeValue(forKey: key) }) else { return }
+            await due.close()
         }
     }
 
@@ -127,21 +140,50 @@ public final class LeaderForwarder: Sendable {
 
     /// Sends `request` for `path` to `leader`; nil when its address is unknown.
     public func forward(_ path: String, _ request: [UInt8], to leader: NodeID) async -> Result<[UInt8], GRPCStatus>? {
-        guard let connection = await connection(to: leader) else {
-            // Known but not reachable (down, or cut off from here).
-            return state.withLock({ $0.peerURLs[leader] == nil && $0.clientURLs[leader] == nil }) ? nil : .failure(Self.unreachable)
+        // Twice at most: a call the connection refused before sending it (it
+        // was ending, or out of stream IDs) goes once more on a new one.
+        for attempt in 0..<2 {
+            guard let connection = await connection(to: leader) else {
+                // Known but not reachable (down, or cut off from here).
+                return state.withLock({ $0.peerURLs[leader] == nil && $0.clientURLs[leader] == nil }) ? nil : .failure(Self.unreachable)
+            }
+            do {
+                return .success(try await connection.unary(Self.prefix + path, request, timeout: timeout))
+            } catch let error as GRPCCallError {
+                // The connection is shared by every forwarded call: only a broken one
+                // is dropped (a status such as "no leader" from the leader is not).
+                if !connection.isOpen { drop(leader, connection) }
+                if Self.refusedUnsent(error) {
+                    if attempt == 0 { continue }
+                    return .failure(Self.unreachable)
+                }
+                return .failure(Self.status(of: error))
+            } catch {
+                if !connection.isOpen { drop(leader, connection) }
+                return .failure(.unavailable("etcdserver: leader unreachable: \(error)"))
+            }
         }
-        do {
-            return .success(try await connection.unary(Self.prefix + path, request, timeout: timeout))
-        } catch let error as GRPCCallError {
-            // The connection is shared by every forwarded call: only a broken one
-            // is dropped (a status such as "no leader" from the leader is not).
-            if !connection.isOpen { drop(leader, connection) }
-            return .failure(GRPCStatus(code: error.code, message: error.message))
-        } catch {
-            if !connection.isOpen { drop(leader, connection) }
-            return .failure(.unavailable("etcdserver: leader unreachable: \(error)"))
+        return .failure(Self.unreachable)
+    }
+
+    /// A call the connection refused without sending it (EnsembleClient's
+    /// refusals name the connection and say nothing of a call in progress).
+    static func refusedUnsent(_ error: GRPCCallError) -> Bool {
+        error.code == GRPCCallError.unavailableCode && error.message.hasPrefix("connection to ")
+            && !error.message.contains("before the call completed")
+    }
+
+    /// What the client hears of a forwarded call that failed: the leader's
+    /// status as it sent it; failures of this member's own client in etcd's
+    /// words (clientv3 takes "context deadline exceeded" for its own
+    /// context and would not retry): the deadline as etcd's ErrTimeout, a
+    /// connection lost mid-call as ErrTimeoutDueToConnectionLost.
+    static func status(of error: GRPCCallError) -> GRPCStatus {
+        if error == .deadlineExceeded { return .unavailable("etcdserver: request timed out") }
+        if error.code == GRPCCallError.unavailableCode && error.message.hasPrefix("connection to ") {
+            return .unavailable("etcdserver: request timed out, possibly due to connection lost")
         }
+        return GRPCStatus(code: error.code, message: error.message)
     }
 
     private func connection(to id: NodeID) async -> GRPCConnection? {
@@ -162,7 +204,9 @@ public final class LeaderForwarder: Sendable {
             state.dials += 1
             return (nil, broken, dial)
         }
-        if let broken { Task { await broken.close() } }
+        // Calls may still run on a connection that is ending (a graceful
+        // GOAWAY, its stream IDs used up): it closes once they are done.
+        if let broken { retire(broken) }
         if let existing { return existing }
         return await dial?.value
     }
@@ -230,15 +274,18 @@ public final class LeaderForwarder: Sendable {
             state.connections[id] = nil
             return true
         }
-        if removed { Task { await connection.close() } }
+        if removed { retire(connection) }
     }
 
     /// Closes every connection.
     public func shutdown() async {
         let all = state.withLock { state -> [GRPCConnection] in
             state.closed = true
-            defer { state.connections = [:] }
-            return state.connections.values.map(\.connection)
+            defer {
+                state.connections = [:]
+                state.retiring = [:]
+            }
+            return state.connections.values.map(\.connection) + state.retiring.values
         }
         for connection in all { await connection.close() }
     }
