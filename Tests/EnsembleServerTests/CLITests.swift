@@ -45,6 +45,32 @@ import Testing
         await f.close()
     }
 
+    /// A joiner still waiting for the leader to contact it stops at once on
+    /// SIGTERM (review finding: the shutdown waited out the 30 s deadline).
+    @Test func aJoinerWaitingForItsLeaderStopsOnSIGTERM() async throws {
+        let ports = try freePortsForTests(2)
+        let directory = NSTemporaryDirectory() + "ensemble-joiner-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try ProcessCluster.binaryPath())
+        process.arguments = [
+            "serve", "--name", "z", "--data-dir", directory, "--initial-cluster-state", "existing",
+            "--listen-client-urls", "http://127.0.0.1:\(ports[0])", "--advertise-client-urls", "http://127.0.0.1:\(ports[0])",
+            "--listen-peer-urls", "http://127.0.0.1:\(ports[1])", "--initial-advertise-peer-urls", "http://127.0.0.1:\(ports[1])",
+            "--initial-cluster", "a=http://127.0.0.1:1,z=http://127.0.0.1:\(ports[1])",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        try await Task.sleep(for: .milliseconds(1_500))
+        let stopping = ContinuousClock.now
+        kill(process.processIdentifier, SIGTERM)
+        while process.isRunning && ContinuousClock.now - stopping < .seconds(20) { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!process.isRunning && ContinuousClock.now - stopping < .seconds(5), "took \(ContinuousClock.now - stopping)")
+        if process.isRunning { process.terminate() }
+        #expect(process.terminationStatus == 0)
+    }
+
     /// etcd's ETCD_<FLAG> environment variables, with etcd 3.4's rules.
     @Test func serveReadsEtcdsEnvironmentVariables() async throws {
         let binary = try ProcessCluster.binaryPath()

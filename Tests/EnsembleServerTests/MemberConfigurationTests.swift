@@ -43,6 +43,9 @@ import Testing
         #expect(throws: ConfigurationError.self, "election timeout under 5 heartbeats") { try fast.validate() }
         var joiner = founder("z")
         joiner.initialClusterState = .existing
+        // etcd's VerifyJoinExisting: a joiner must be in --initial-cluster too.
+        #expect(throws: ConfigurationError("couldn't find local name \"z\" in the initial cluster configuration")) { try joiner.validate() }
+        joiner.initialCluster += ",z=http://127.0.0.1:9999"
         try joiner.validate()
         // A member its data directory already names (a restart, a restored
         // backup) ignores the --initial-* flags, as in etcd.

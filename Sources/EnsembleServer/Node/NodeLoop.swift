@@ -242,6 +242,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
 
     struct ForwardedBatch {
         var replies: [ProposalReply]
+        /// The proposals, kept until the leader answers: sent again if the
+        /// transport dropped them unsent.
+        var data: [[UInt8]]
         var deadline: ContinuousClock.Instant
         /// Whom it went to, in which term: only a change from that fails it early.
         var leader: NodeID
@@ -805,7 +808,7 @@ extension NodeLoop {
         do {
             try raft.forward(batch.map(\.data), context: Self.encode(context))
             forwarded[context] = ForwardedBatch(
-                replies: batch.map(\.reply), deadline: ContinuousClock.now + options.requestTimeout,
+                replies: batch.map(\.reply), data: batch.map(\.data), deadline: ContinuousClock.now + options.requestTimeout,
                 leader: raft.leader, term: raft.term)
             askedOfLeader.forwarded.append(context)
         } catch let .notLeader(leader) where leader == .none {
@@ -1094,17 +1097,19 @@ extension NodeLoop {
 
     /// This cycle's requests to the leader that the transport dropped unsent
     /// (no connection to it yet, or its buffer full) certainly did not reach
-    /// it, and Raft does not resend them: forwarded proposals fail as
-    /// refused by a leader elsewhere (``NodeError/notLeader(leader:)``: the
-    /// server forwards the whole call over its own connection), reads as a
-    /// change of leader (clients retry) — not after the 7 s request timeout.
+    /// it, and Raft does not resend them. Forwarded proposals are held and
+    /// forwarded again from the next cycle on — to the same leader once the
+    /// link is back, or to the next one — until their deadline (then "no
+    /// leader": none was ever sent); reads fail as a change of leader, which
+    /// clients retry. Before, both waited out the 7 s request timeout and
+    /// then answered "outcome unknown".
     private func failUnsent(dropped: Set<NodeID>) {
         defer { askedOfLeader = ([], []) }
         guard !dropped.isEmpty else { return }
         for context in askedOfLeader.forwarded {
             guard let batch = forwarded[context], dropped.contains(batch.leader) else { continue }
             forwarded.removeValue(forKey: context)
-            for reply in batch.replies { reply(.failure(.notLeader(leader: batch.leader))) }
+            for (data, reply) in zip(batch.data, batch.replies) { held.append((.propose(data, reply), batch.deadline)) }
         }
         for context in askedOfLeader.reads {
             guard let pending = reads[context], dropped.contains(pending.under.leader) else { continue }

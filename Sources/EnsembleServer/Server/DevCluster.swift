@@ -109,6 +109,9 @@ public final class DevCluster: Sendable {
         configuration.listenPeerURLs = ["\(scheme)://127.0.0.1:\(peerPort)"]
         configuration.initialAdvertisePeerURLs = configuration.listenPeerURLs
         configuration.initialClusterState = .existing
+        // As `member add` prints it: the founders, then the new member.
+        let others = (running + joined.withLock { $0 }).map { "\($0.configuration.name)=\($0.configuration.initialAdvertisePeerURLs.joined(separator: ","))" }
+        configuration.initialCluster = (others + ["\(name)=\(scheme)://127.0.0.1:\(peerPort)"]).joined(separator: ",")
         configuration.heartbeatInterval = running.first?.configuration.heartbeatInterval ?? .milliseconds(100)
         configuration.electionTimeout = configuration.heartbeatInterval * 10
         configuration.listenClientURLs = ["\(scheme)://127.0.0.1:0"]

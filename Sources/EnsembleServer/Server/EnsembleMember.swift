@@ -135,7 +135,7 @@ public final class EnsembleMember: @unchecked Sendable {
                 }
                 let clusterID = ClusterService.clusterID(memberIDs: founders.map(\.2))
                 guard let me = founders.first(where: { $0.0 == configuration.name }) else {
-                    throw ConfigurationError("--initial-cluster has no member named \(configuration.name)")
+                    throw ConfigurationError("couldn't find local name \"\(configuration.name)\" in the initial cluster configuration")
                 }
                 for (name, peerURLs, id) in founders {
                     // Identical on every founder: the bootstrap entries must match.

@@ -241,14 +241,28 @@ public struct MemberConfiguration: Sendable {
         guard electionMs <= 50_000 else {
             throw ConfigurationError("--election-timeout[\(electionMs)ms] is too long, and should be set less than 50000ms")
         }
-        if initialClusterState == .new && !initialized {
+        // etcd's VerifyBootstrap / VerifyJoinExisting, in its words: the
+        // member is in --initial-cluster (joining too: etcdctl member add
+        // prints the --initial-cluster to start it with), under its own URLs.
+        if !initialized {
             let founding = try parsedInitialCluster()
             guard let mine = founding.first(where: { $0.name == name }) else {
-                throw ConfigurationError("--initial-cluster has no member named \(name) (--name)")
+                throw ConfigurationError("couldn't find local name \"\(name)\" in the initial cluster configuration")
             }
-            guard Set(mine.peerURLs) == Set(initialAdvertisePeerURLs) else {
-                throw ConfigurationError(
-                    "--initial-cluster has \(name)=\(mine.peerURLs.joined(separator: ",")) but --initial-advertise-peer-urls is \(initialAdvertisePeerURLs.joined(separator: ","))")
+            if initialClusterState == .new {
+                let advertised = Set(initialAdvertisePeerURLs)
+                let missing = mine.peerURLs.filter { !advertised.contains($0) }
+                guard missing.isEmpty else {
+                    throw ConfigurationError(
+                        "--initial-cluster has \(missing.map { "\(name)=\($0)" }.joined(separator: ",")) but missing from "
+                            + "--initial-advertise-peer-urls=\(initialAdvertisePeerURLs.sorted().joined(separator: ","))")
+                }
+                let extra = initialAdvertisePeerURLs.filter { !mine.peerURLs.contains($0) }
+                guard extra.isEmpty else {
+                    throw ConfigurationError(
+                        "--initial-advertise-peer-urls has \(extra.joined(separator: ",")) but missing from "
+                            + "--initial-cluster=\(name)=\(initialAdvertisePeerURLs.joined(separator: ","))")
+                }
             }
         }
     }

@@ -18,7 +18,16 @@ public struct MemberService: Service {
     }
 
     public func run() async throws {
-        let member = try await EnsembleMember.start(configuration, logger: logger)
+        // A joiner waits for the leader to contact it, and catches up, before
+        // it serves: SIGTERM or Ctrl-C meanwhile ends that wait (it would
+        // otherwise hold the shutdown until the group's deadline).
+        let member: EnsembleMember
+        do {
+            member = try await cancelWhenGracefulShutdown { try await EnsembleMember.start(configuration, logger: logger) }
+        } catch is CancellationError {
+            logger.info("stopped before serving")
+            return
+        }
         started(member)
         await withGracefulShutdownHandler {
             await member.waitUntilRemoved()

@@ -55,7 +55,7 @@ public enum SnapshotRestore {
                 name: founder.name, peerURLs: founder.peerURLs)
         }
         guard let me = founders.first(where: { $0.name == configuration.name }) else {
-            throw ConfigurationError("--initial-cluster has no member named \(configuration.name)")
+            throw ConfigurationError("couldn't find local name \"\(configuration.name)\" in the initial cluster configuration")
         }
         if !configuration.initialAdvertisePeerURLs.isEmpty,
             Set(configuration.initialAdvertisePeerURLs) != Set(me.peerURLs)
