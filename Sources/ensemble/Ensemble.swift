@@ -16,6 +16,7 @@ struct Ensemble: AsyncParsableCommand {
         var arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == "serve" {
             let flags = EtcdEnvironment.flagNames(inHelp: Serve.helpMessage(columns: 10_000))
+                .union(MemberConfiguration.ignoredEtcdKeys)
             switch EtcdEnvironment.apply(to: arguments, environment: ProcessInfo.processInfo.environment, flags: flags) {
             case let .success((withEnvironment, notes)):
                 arguments = withEnvironment
@@ -24,6 +25,9 @@ struct Ensemble: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
                 Foundation.exit(1)
             }
+            let (kept, notes) = IgnoredEtcdFlags.remove(from: arguments)
+            arguments = kept
+            for note in notes { FileHandle.standardError.write(Data("\(note)\n".utf8)) }
         }
         await main(Serve.etcdBooleans(arguments))
     }

@@ -41,6 +41,15 @@ import Testing
         var fast = founder()
         fast.electionTimeout = .milliseconds(200)
         #expect(throws: ConfigurationError.self, "election timeout under 5 heartbeats") { try fast.validate() }
+        // etcd's URL rules: no path, an IP (or localhost) to bind.
+        var pathed = founder()
+        pathed.advertiseClientURLs = ["http://127.0.0.1:2379/v3"]
+        #expect(throws: ConfigurationError("URL must not contain a path: http://127.0.0.1:2379/v3")) { try pathed.validate() }
+        var named = founder()
+        named.listenClientURLs = ["http://example.com:2379"]
+        #expect(throws: ConfigurationError("expected IP in URL for binding (http://example.com:2379)")) { try named.validate() }
+        named.listenClientURLs = ["http://[::1]:2379", "http://0.0.0.0:2379", "http://localhost:2379"]
+        try named.validate()
         var joiner = founder("z")
         joiner.initialClusterState = .existing
         // etcd's VerifyJoinExisting: a joiner must be in --initial-cluster too.

@@ -38,7 +38,7 @@ extension MemberConfiguration {
     }
 
     /// etcd 3.4 keys that change nothing Ensemble does: taken with a warning.
-    static let ignoredEtcdKeys: Set<String> = [
+    public static let ignoredEtcdKeys: Set<String> = [
         "max-snapshots", "max-wals", "cors", "backend-batch-limit", "backend-batch-interval", "max-txn-ops",
         "strict-reconfig-check", "enable-v2", "enable-pprof", "metrics", "debug", "log-package-levels",
         "auth-token", "bcrypt-cost", "experimental-backend-bbolt-freelist-type", "experimental-compaction-batch-limit", "experimental-enable-v2v3",

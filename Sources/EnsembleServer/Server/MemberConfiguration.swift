@@ -211,6 +211,21 @@ public struct MemberConfiguration: Sendable {
         for url in listenMetricsURLs where HostPort(url: url) == nil {
             throw ConfigurationError("--listen-metrics-urls: \(url) is not a valid URL (want http://host:port)")
         }
+        // etcd's types.NewURLs and checkBindURLs, in its words.
+        for url in listenClientURLs + advertiseClientURLs + listenPeerURLs + initialAdvertisePeerURLs + listenMetricsURLs {
+            if let path = URL(string: url)?.path, !path.isEmpty {
+                throw ConfigurationError("URL must not contain a path: \(url)")
+            }
+        }
+        for url in listenClientURLs + listenPeerURLs + listenMetricsURLs {
+            guard let host = HostPort(url: url)?.host, host != "localhost", (try? SocketAddress(ipAddress: host, port: 0)) == nil
+            else { continue }
+            throw ConfigurationError("expected IP in URL for binding (\(url))")
+        }
+        // One peer listener is bound (the first); say so rather than drop the rest.
+        guard listenPeerURLs.count == 1 else {
+            throw ConfigurationError("--listen-peer-urls: Ensemble listens on one peer URL; got \(listenPeerURLs.count)")
+        }
         for url in listenClientURLs + listenMetricsURLs where url.hasPrefix("https://") && (certFile.isEmpty || keyFile.isEmpty) && !autoTLS {
             throw ConfigurationError("TLS key/cert (--cert-file, --key-file) must be provided for client url \(url) with HTTPS scheme")
         }
