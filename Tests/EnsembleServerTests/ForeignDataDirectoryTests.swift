@@ -36,14 +36,7 @@ import Testing
         let before = try FileManager.default.contentsOfDirectory(atPath: wal).sorted()
         #expect(!before.isEmpty)
 
-        var c = MemberConfiguration()
-        c.name = "a"
-        c.dataDirectory = data
-        c.listenClientURLs = ["http://127.0.0.1:\(ports[0])"]
-        c.advertiseClientURLs = c.listenClientURLs
-        c.listenPeerURLs = ["http://127.0.0.1:\(ports[1])"]
-        c.initialAdvertisePeerURLs = c.listenPeerURLs
-        c.initialCluster = "a=http://127.0.0.1:\(ports[1])"
+        let c = singleMember("a", directory: data, clientPort: ports[0], peerPort: ports[1])
         do {
             let member = try await EnsembleMember.start(c)
             Issue.record("started on etcd's data directory")

@@ -106,14 +106,7 @@ import Testing
         let directory = NSTemporaryDirectory() + "ensemble-metrics-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let ports = try freePortsForTests(3)
-        var c = MemberConfiguration()
-        c.name = "m"
-        c.dataDirectory = directory
-        c.listenClientURLs = ["http://127.0.0.1:\(ports[0])"]
-        c.advertiseClientURLs = c.listenClientURLs
-        c.listenPeerURLs = ["http://127.0.0.1:\(ports[1])"]
-        c.initialAdvertisePeerURLs = c.listenPeerURLs
-        c.initialCluster = "m=http://127.0.0.1:\(ports[1])"
+        var c = singleMember("m", directory: directory, clientPort: ports[0], peerPort: ports[1])
         c.listenMetricsURLs = ["http://127.0.0.1:\(ports[2])"]
         let member = try await EnsembleMember.start(c)
         #expect(member.metricsPorts == [ports[2]])
@@ -136,4 +129,17 @@ func httpGet(_ port: Int, _ path: String) async throws -> (Int, String) {
     let url = try #require(URL(string: "http://127.0.0.1:\(port)\(path)"))
     let (data, response) = try await URLSession.shared.data(from: url)
     return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+}
+
+/// A one-member cluster's configuration on loopback ports.
+func singleMember(_ name: String, directory: String, clientPort: Int, peerPort: Int) -> MemberConfiguration {
+    var c = MemberConfiguration()
+    c.name = name
+    c.dataDirectory = directory
+    c.listenClientURLs = ["http://127.0.0.1:\(clientPort)"]
+    c.advertiseClientURLs = c.listenClientURLs
+    c.listenPeerURLs = ["http://127.0.0.1:\(peerPort)"]
+    c.initialAdvertisePeerURLs = c.listenPeerURLs
+    c.initialCluster = "\(name)=http://127.0.0.1:\(peerPort)"
+    return c
 }

@@ -141,7 +141,10 @@ final class TestCluster: @unchecked Sendable {
     /// (clients retry); a proposal is held and forwarded again, so it
     /// commits once the link is back.
     @Test func requestsTheTransportCouldNotSendAreRetriedOrFailAtOnce() async throws {
-        let cluster = try TestCluster()
+        // Elections after 1–2 s: the cut (a few hundred ms) must not make the
+        // follower drop its leader, which would fail the forwarded proposal
+        // as of unknown outcome (seen in CI with 250 ms).
+        let cluster = try TestCluster { $0.tickInterval = .milliseconds(100) }
         defer { cluster.shutdown() }
         let leader = try await cluster.waitForLeader()
         guard let follower = cluster.ids.first(where: { $0 != leader }), let node = cluster.nodes[follower] else { return }

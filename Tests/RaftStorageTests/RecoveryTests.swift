@@ -241,13 +241,7 @@ func writeCrashImage(_ h: History, prefix: Int, to dir: String, emptyNext: Bool 
 
     @Test func missingSegmentIsReported() throws {
         try withTempDir { dir in
-            try withStorage(dir.path, options: .init(segmentSize: 400)) { s throws in
-                for i in 1...30 {
-                    try s.append(hardState: nil, entries: makeEntries(UInt64(i)...UInt64(i), term: 1, size: 30))
-                }
-            }
-            let segments = listFiles(dir.path + "/wal")
-            #expect(segments.count >= 3)
+            let segments = try writeThirtyEntriesInSmallSegments(dir.path)
             try FileManager.default.removeItem(atPath: dir.path + "/wal/" + segments[1])
             let error = walError { _ = try DiskStorage.open(directory: dir.path, options: .init(segmentSize: 400)) }
             guard case let .missingSegment(_, expected, found)? = error else {
@@ -271,13 +265,7 @@ func writeCrashImage(_ h: History, prefix: Int, to dir: String, emptyNext: Bool 
     /// have been acknowledged (storage review finding).
     @Test func anEmptySegmentBeforeTheLastIsCorruption() throws {
         try withTempDir { dir in
-            try withStorage(dir.path, options: .init(segmentSize: 400)) { s throws in
-                for i in 1...30 {
-                    try s.append(hardState: nil, entries: makeEntries(UInt64(i)...UInt64(i), term: 1, size: 30))
-                }
-            }
-            let segments = listFiles(dir.path + "/wal")
-            #expect(segments.count >= 3)
+            let segments = try writeThirtyEntriesInSmallSegments(dir.path)
             writeBytes(dir.path + "/wal/" + segments[1], [])
             guard case let .corrupted(file, offset, _)? = walError({ _ = try DiskStorage.open(directory: dir.path) }) else {
                 Issue.record("expected .corrupted for an empty middle segment")
@@ -285,5 +273,18 @@ func writeCrashImage(_ h: History, prefix: Int, to dir: String, emptyNext: Bool 
             }
             #expect(file.hasSuffix(segments[1]) && offset == 0)
         }
+    }
+
+    /// Thirty one-entry appends into 400-byte segments (three or more); the
+    /// segment file names, in order.
+    func writeThirtyEntriesInSmallSegments(_ directory: String) throws -> [String] {
+        try withStorage(directory, options: .init(segmentSize: 400)) { s throws in
+            for i in 1...30 {
+                try s.append(hardState: nil, entries: makeEntries(UInt64(i)...UInt64(i), term: 1, size: 30))
+            }
+        }
+        let segments = listFiles(directory + "/wal")
+        #expect(segments.count >= 3)
+        return segments
     }
 }
