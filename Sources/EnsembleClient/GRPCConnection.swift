@@ -54,6 +54,10 @@ public final class GRPCConnection: Sendable {
         /// `connectTimeout`: a listener that accepts but does not speak HTTP/2
         /// is then refused before any call could have reached it.
         public var waitForServerPreface = false
+        /// Linux TCP_USER_TIMEOUT: the connection is dropped when data it
+        /// sent stays unacknowledged this long (a link lost silently in the
+        /// network would otherwise look open for ~15 min). nil: the kernel's.
+        public var userTimeout: Duration?
 
         public init() {}
     }
@@ -144,8 +148,16 @@ public final class GRPCConnection: Sendable {
         let timeout = TimeAmount.nanoseconds(options.connectTimeout.nanosecondsSaturated)
         let connected: (any Channel, GRPCClientOutbox, EventLoopFuture<Void>)
         do {
-            connected = try await ClientBootstrap(group: group)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            var bootstrap = ClientBootstrap(group: group).channelOption(.socketOption(.tcp_nodelay), value: 1)
+            #if os(Linux)
+            if let userTimeout = options.userTimeout {
+                // TCP_USER_TIMEOUT is 18 on Linux.
+                bootstrap = bootstrap.channelOption(
+                    ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: 18)),
+                    value: SocketOptionValue(clamping: userTimeout.nanosecondsSaturated / 1_000_000))
+            }
+            #endif
+            connected = try await bootstrap
                 .connectTimeout(timeout)
                 .connect(host: host, port: port) { [shared, options] channel in
                     channel.eventLoop.makeCompletedFuture {

@@ -295,6 +295,27 @@ public final class NIOPeerTransport: PeerTransport {
         handler(messages)
     }
 
+    /// A connection whose sent data the peer's kernel leaves unacknowledged
+    /// this long is dropped (Linux TCP_USER_TIMEOUT), and redialed: a link
+    /// silently lost in the network (conntrack or NAT state gone) would
+    /// otherwise look up until the kernel gives up retransmitting, ~15 min,
+    /// while every message to that peer is buffered and then dropped. A
+    /// stopped peer process still acknowledges (its kernel does), until its
+    /// receive buffer is full.
+    static let userTimeoutMilliseconds: SocketOptionValue = 10_000
+
+    /// The client bootstrap's socket options: no Nagle delay, and on Linux
+    /// the user timeout above (TCP_USER_TIMEOUT is 18 there).
+    static func peerSocketOptions(_ bootstrap: ClientBootstrap) -> ClientBootstrap {
+        let bootstrap = bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1)
+        #if os(Linux)
+        return bootstrap.channelOption(
+            ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: 18)), value: userTimeoutMilliseconds)
+        #else
+        return bootstrap
+        #endif
+    }
+
     /// Up to this much may wait in a peer's socket buffer before sends to it
     /// are dropped (a peer that does not read is not buffered for).
     static let waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 4 << 20, high: 32 << 20)
@@ -354,8 +375,7 @@ public final class NIOPeerTransport: PeerTransport {
 
     private func connect(_ peer: NodeID, _ address: Peer, attempt: UInt64) {
         let tls = self.tls?.client
-        let future = ClientBootstrap(group: group)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        let future = Self.peerSocketOptions(ClientBootstrap(group: group))
             // NIO's default (64 KiB) dropped whole cycles under load; forwarded
             // proposals are not retried by Raft, so a drop cost a client 7 s.
             .channelOption(.writeBufferWaterMark, value: Self.waterMark)

@@ -239,6 +239,9 @@ public final class LeaderForwarder: Sendable {
         var options = GRPCConnection.Options()
         options.waitForServerPreface = true
         options.connectTimeout = .seconds(2)
+        // A leader gone silently (the network lost the connection) is
+        // redialed rather than timing out every forwarded call for minutes.
+        options.userTimeout = .seconds(10)
         if address.tls {
             guard let tls else { return nil }
             options.tls = tls
