@@ -86,13 +86,18 @@ import Testing
         #expect(code != 0 && output.contains("--heartbeat-interval must be >0"), "parsed past the ignored flags: \(output)")
         #expect(output.contains("--max-wals is an etcd flag with no effect in Ensemble; ignored"), "\(output)")
         #expect(output.contains("--max-txn-ops is an etcd flag with no effect in Ensemble; ignored"), "\(output)")
-        (code, output) = try await runProcess("/usr/bin/env", ["ETCD_CLIENT_CERT_AUTH=true", binary, "serve", "--name=x"])
+        (code, output) = try await runProcess(
+            "/usr/bin/env",
+            ["ETCD_CLIENT_CERT_AUTH=true", "ETCD_AUTO_TLS=true", binary, "serve", "--name=x", "--listen-client-urls=https://127.0.0.1:2379",
+             "--advertise-client-urls=https://127.0.0.1:2379"])
         #expect(code != 0 && output.contains("--client-cert-auth needs --trusted-ca-file"), "\(output)")
     }
 
     /// etcd's boolean flags written as Go's flag package allows (kubeadm's manifests do).
     @Test func serveTakesBooleanFlagsWithAValue() async throws {
-        var (code, output) = try await run("serve", "--name=x", "--data-dir=/nonexistent/x", "--client-cert-auth=true")
+        var (code, output) = try await run(
+            "serve", "--name=x", "--data-dir=/nonexistent/x", "--client-cert-auth=true",
+            "--listen-client-urls=https://127.0.0.1:2379", "--advertise-client-urls=https://127.0.0.1:2379", "--auto-tls")
         #expect(code != 0 && output.contains("--client-cert-auth needs --trusted-ca-file"), "\(output)")
         (code, output) = try await run("serve", "--name=x", "--client-cert-auth=false", "--peer-client-cert-auth=false", "--election-timeout=100")
         #expect(code != 0 && output.contains("--election-timeout[100ms] should be at least as 5 times as --heartbeat-interval[100ms]"), "\(output)")

@@ -190,6 +190,11 @@ import Testing
         #expect(throws: ConfigurationError.self) { try c.clientTLSServerContext() }
         c.clientCertAuth = true
         #expect(throws: ConfigurationError("--client-cert-auth needs --trusted-ca-file")) { try c.validate() }
+        // On http:// URLs there is nothing to check: taken, as etcd does (with a warning there).
+        var plain = MemberConfiguration()
+        plain.clientCertAuth = true
+        plain.peerClientCertAuth = true
+        try plain.validate()
         c = MemberConfiguration()
         c.listenPeerURLs = ["https://127.0.0.1:2380"]
         #expect(throws: ConfigurationError("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url https://127.0.0.1:2380 with HTTPS scheme")) {

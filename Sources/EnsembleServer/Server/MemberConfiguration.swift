@@ -229,14 +229,17 @@ public struct MemberConfiguration: Sendable {
         for url in listenClientURLs + listenMetricsURLs where url.hasPrefix("https://") && (certFile.isEmpty || keyFile.isEmpty) && !autoTLS {
             throw ConfigurationError("TLS key/cert (--cert-file, --key-file) must be provided for client url \(url) with HTTPS scheme")
         }
-        if clientCertAuth && trustedCAFile.isEmpty {
+        // (On http:// URLs only, etcd ignores --client-cert-auth with a
+        // warning: nothing to check there.)
+        let clientTLS = (listenClientURLs + listenMetricsURLs).contains { $0.hasPrefix("https://") }
+        if clientCertAuth && trustedCAFile.isEmpty && clientTLS {
             throw ConfigurationError("--client-cert-auth needs --trusted-ca-file")
         }
         for url in listenPeerURLs + initialAdvertisePeerURLs
         where url.hasPrefix("https://") && (peerCertFile.isEmpty || peerKeyFile.isEmpty) && !peerAutoTLS {
             throw ConfigurationError("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url \(url) with HTTPS scheme")
         }
-        if peerClientCertAuth && peerTrustedCAFile.isEmpty {
+        if peerClientCertAuth && peerTrustedCAFile.isEmpty && (listenPeerURLs + initialAdvertisePeerURLs).contains(where: { $0.hasPrefix("https://") }) {
             throw ConfigurationError("--peer-client-cert-auth needs --peer-trusted-ca-file")
         }
         guard eventLoopThreads >= 0 else { throw ConfigurationError("--event-loop-threads must be 0 (one per core) or more") }
