@@ -73,6 +73,12 @@ public final class InMemoryTransport: PeerTransport {
         }
     }
 
+    /// Drops what `from` sends to `to` only (a one-way fault: a firewall
+    /// rule, a refused certificate).
+    public func cut(from: NodeID, to: NodeID) {
+        state.withLock { _ = $0.cut.insert([from, to]) }
+    }
+
     /// Cuts `member` off from everyone.
     public func isolate(_ member: NodeID, from others: [NodeID]) {
         for other in others where other != member { partition(member, other) }

@@ -166,6 +166,30 @@ final class TestCluster: @unchecked Sendable {
         #expect(try await cluster.read("cut", on: leader) == "1")
     }
 
+    /// A follower that still hears its leader but cannot reach it (a one-way
+    /// cut) re-sends a dropped proposal every cycle — and gives up at the
+    /// proposal's first deadline with "no leader" (none of its attempts was
+    /// sent), not never (review finding: each attempt took a new deadline).
+    @Test func aProposalThatCannotBeSentGivesUpAtItsFirstDeadline() async throws {
+        let cluster = try TestCluster {
+            $0.tickInterval = .milliseconds(100)
+            $0.requestTimeout = .seconds(1)
+        }
+        defer { cluster.shutdown() }
+        let leader = try await cluster.waitForLeader()
+        guard let follower = cluster.ids.first(where: { $0 != leader }), let node = cluster.nodes[follower] else { return }
+        cluster.transport.cut(from: follower, to: leader)
+        let started = ContinuousClock.now
+        do {
+            _ = try await node.propose(RegisterMachine.put("one-way", "1"))
+            Issue.record("a proposal through a one-way cut succeeded")
+        } catch {
+            #expect(error == .noLeader, "\(error)")
+        }
+        #expect(ContinuousClock.now - started < .seconds(3), "held past its deadline: \(ContinuousClock.now - started)")
+        cluster.transport.heal()
+    }
+
     /// Applying runs beside the loop, not in it: an entry that takes 3 s to
     /// apply on every member (as a DeleteRange of a million keys may) holds up
     /// neither heartbeats nor anything else of Raft's, so nobody calls an

@@ -228,7 +228,12 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private let healthTicks: UInt64
     /// Proposals made on this follower in the current cycle, forwarded to the
     /// leader as one batch at its end.
-    private var toForward: [(data: [UInt8], reply: ProposalReply)] = []
+    /// This cycle's proposals for the leader; `deadline` set for those sent
+    /// before and dropped unsent (they keep their first one).
+    private var toForward: [(data: [UInt8], reply: ProposalReply, deadline: ContinuousClock.Instant?)] = []
+    /// Forwarded proposals the transport dropped unsent, to go again
+    /// (``redispatchUnsent()``) until their first deadline.
+    private var unsent: [(data: [UInt8], reply: ProposalReply, deadline: ContinuousClock.Instant)] = []
     /// Forwarded batches waiting for the leader's answer, by context.
     private var forwarded: [UInt64: ForwardedBatch] = [:]
     /// Proposals and linearizable reads made while no leader is known, in
@@ -606,6 +611,7 @@ extension NodeLoop {
             askedOfLeader = ([], [])
             for item in work { handle(item) }
             releaseHeld()
+            redispatchUnsent()
             forwardProposals()
             cycleRead = nil
             if !leaseReads {
@@ -660,6 +666,8 @@ extension NodeLoop {
         proposals.removeAll()
         for item in toForward { item.reply(.failure(.stopped)) }
         toForward.removeAll()
+        for item in unsent { item.reply(.failure(.stopped)) }
+        unsent.removeAll()
         for item in held { fail(item.work, .stopped) }
         held.removeAll()
         failForwarded(error)
@@ -731,7 +739,7 @@ extension NodeLoop {
             return
         }
         if forward {
-            toForward.append((data, reply))
+            toForward.append((data, reply, nil))
         } else {
             track(reply) { () throws(ProposalError) in try raft.propose(data) }
         }
@@ -790,6 +798,29 @@ extension NodeLoop {
         for item in waiting { handle(item.work) }
     }
 
+    /// Proposals the transport dropped unsent go again: proposed here if this
+    /// member now leads, forwarded if it knows a leader, else kept for the
+    /// next cycle — each until its first deadline, then "no leader" (none of
+    /// its attempts was sent, so it certainly did not happen). A link that
+    /// stays down one way (heartbeats still arrive) cannot keep one forever.
+    private func redispatchUnsent() {
+        guard !unsent.isEmpty else { return }
+        let now = ContinuousClock.now
+        let items = unsent
+        unsent.removeAll()
+        for item in items {
+            if item.deadline <= now {
+                item.reply(.failure(.noLeader))
+            } else if raft.role == .leader {
+                track(item.reply) { () throws(ProposalError) in try raft.propose(item.data) }
+            } else if raft.role == .follower && raft.leader != .none && raft.leader != id {
+                toForward.append(item)
+            } else {
+                unsent.append(item)
+            }
+        }
+    }
+
     /// Sends this cycle's proposals to the leader as one batch (Raft
     /// `.propose`); a refusal answers them with ``NodeError/notLeader(leader:)``.
     private func forwardProposals() {
@@ -803,19 +834,35 @@ extension NodeLoop {
             }
             return
         }
+        // Proposals sent before (and dropped unsent) go in a batch of their
+        // own: it keeps their first deadline, which must not cut short the
+        // fresh ones' request timeout.
+        let fresh = batch.filter { $0.deadline == nil }
+        let again = batch.filter { $0.deadline != nil }
+        for part in [fresh, again] where !part.isEmpty { forward(part) }
+    }
+
+    private func forward(_ batch: [(data: [UInt8], reply: ProposalReply, deadline: ContinuousClock.Instant?)]) {
         let context = nextReadContext
         nextReadContext += 1
         do {
             try raft.forward(batch.map(\.data), context: Self.encode(context))
             forwarded[context] = ForwardedBatch(
-                replies: batch.map(\.reply), data: batch.map(\.data), deadline: ContinuousClock.now + options.requestTimeout,
+                replies: batch.map(\.reply), data: batch.map(\.data),
+                deadline: batch.lazy.compactMap(\.deadline).min() ?? ContinuousClock.now + options.requestTimeout,
                 leader: raft.leader, term: raft.term)
             askedOfLeader.forwarded.append(context)
         } catch let .notLeader(leader) where leader == .none {
             // The leader was lost in this very cycle (a higher term's vote
             // request): wait for the next, as a proposal made now would.
             let deadline = ContinuousClock.now + noLeaderWait
-            for item in batch { held.append((.propose(item.data, item.reply), deadline)) }
+            for item in batch {
+                if let first = item.deadline {
+                    unsent.append((item.data, item.reply, first))
+                } else {
+                    held.append((.propose(item.data, item.reply), deadline))
+                }
+            }
         } catch let .notLeader(leader) {
             for item in batch { item.reply(.failure(.notLeader(leader: leader))) }
         } catch {
@@ -1109,7 +1156,7 @@ extension NodeLoop {
         for context in askedOfLeader.forwarded {
             guard let batch = forwarded[context], dropped.contains(batch.leader) else { continue }
             forwarded.removeValue(forKey: context)
-            for (data, reply) in zip(batch.data, batch.replies) { held.append((.propose(data, reply), batch.deadline)) }
+            for (data, reply) in zip(batch.data, batch.replies) { unsent.append((data, reply, batch.deadline)) }
         }
         for context in askedOfLeader.reads {
             guard let pending = reads[context], dropped.contains(pending.under.leader) else { continue }
