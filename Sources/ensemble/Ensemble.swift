@@ -17,7 +17,10 @@ struct Ensemble: AsyncParsableCommand {
         if arguments.first == "serve" {
             let flags = EtcdEnvironment.flagNames(inHelp: Serve.helpMessage(columns: 10_000))
                 .union(MemberConfiguration.ignoredEtcdKeys)
-            switch EtcdEnvironment.apply(to: arguments, environment: ProcessInfo.processInfo.environment, flags: flags) {
+            switch EtcdEnvironment.apply(
+                to: arguments, environment: ProcessInfo.processInfo.environment, flags: flags,
+                defaultOnly: MemberConfiguration.defaultOnlyEtcdKeys)
+            {
             case let .success((withEnvironment, notes)):
                 arguments = withEnvironment
                 for note in notes { FileHandle.standardError.write(Data("\(note)\n".utf8)) }

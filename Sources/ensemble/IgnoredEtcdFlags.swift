@@ -9,7 +9,7 @@ enum IgnoredEtcdFlags {
     /// value as the next argument.
     static let booleans: Set<String> = [
         "strict-reconfig-check", "enable-v2", "enable-pprof", "debug", "experimental-enable-lease-checkpoint",
-        "pre-vote", "enable-grpc-gateway", "unsafe-no-fsync",
+        "pre-vote", "enable-grpc-gateway", "unsafe-no-fsync", "initial-election-tick-advance",
     ]
 
     static func remove(from arguments: [String]) -> (arguments: [String], notes: [String]) {
@@ -29,7 +29,10 @@ enum IgnoredEtcdFlags {
                 continue
             }
             // `--flag value`: the value goes too.
-            if !argument.contains("="), !booleans.contains(name), index < arguments.endIndex { index += 1 }
+            // (Never another flag: a value does not start with `--`.)
+            if !argument.contains("="), !booleans.contains(name), index < arguments.endIndex, !arguments[index].hasPrefix("--") {
+                index += 1
+            }
             notes.append("--\(name) is an etcd flag with no effect in Ensemble; ignored")
         }
         return (kept, notes)

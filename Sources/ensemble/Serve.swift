@@ -155,10 +155,7 @@ struct Serve: AsyncParsableCommand {
         c.listenMetricsURLs = list(listenMetricsURLs)
         c.listenPeerURLs = list(listenPeerURLs)
         c.initialAdvertisePeerURLs = list(initialAdvertisePeerURLs)
-        // etcd: without --initial-cluster, a member not named "default" founds
-        // a cluster of itself at its advertised peer URLs.
-        c.initialCluster = initialCluster
-            ?? (name == "default" ? "default=http://localhost:2380" : c.initialAdvertisePeerURLs.map { "\(name)=\($0)" }.joined(separator: ","))
+        if let initialCluster { c.initialCluster = initialCluster } else { c.deriveInitialClusterFromName() }
         guard let state = MemberConfiguration.ClusterState(rawValue: initialClusterState) else {
             throw ValidationError("--initial-cluster-state must be new or existing")
         }
@@ -207,6 +204,7 @@ struct Serve: AsyncParsableCommand {
             if loaded.dataDirectory == MemberConfiguration().dataDirectory {
                 loaded.dataDirectory = "\(loaded.name).etcd"
             }
+            loaded.deriveInitialClusterFromName()
         } else {
             loaded = try configurationFromFlags()
         }

@@ -80,6 +80,19 @@ import Testing
         #expect(output.contains("unrecognized environment variable ETCD_NOT_A_FLAG=1"), "\(output)")
         (code, output) = try await runProcess("/usr/bin/env", ["ETCD_NAME=y", binary, "serve", "--name=x"])
         #expect(code != 0 && output.contains("conflicting environment variable \"ETCD_NAME\" is shadowed by corresponding command-line flag"), "\(output)")
+        // etcd settings Ensemble cannot honour are refused, not ignored
+        // (ignoring discovery would found a one-member cluster on each node).
+        (code, output) = try await runProcess("/usr/bin/env", ["ETCD_DISCOVERY_SRV=example.com", binary, "serve", "--name=x"])
+        #expect(code != 0 && output.contains("ETCD_DISCOVERY_SRV=example.com: --discovery-srv is not supported by Ensemble"), "\(output)")
+        // With a config file, etcd reads no other variable.
+        let file = NSTemporaryDirectory() + "ensemble-env-\(UUID().uuidString).yaml"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try "name: x\nheartbeat-interval: 0\n".write(toFile: file, atomically: true, encoding: .utf8)
+        (code, output) = try await runProcess("/usr/bin/env", ["ETCD_NAME=y", "ETCD_CONFIG_FILE=\(file)", binary, "serve"])
+        #expect(code != 0 && output.contains("--heartbeat-interval must be >0") && !output.contains("ETCD_NAME"), "\(output)")
+        // A bare boolean no-op flag does not take the next flag as its value.
+        (code, output) = try await run("serve", "--name=x", "--initial-election-tick-advance", "--heartbeat-interval=0")
+        #expect(code != 0 && output.contains("--heartbeat-interval must be >0"), "\(output)")
         // etcd flags with no effect here are taken, with a note (an etcd unit file runs unchanged).
         (code, output) = try await runProcess(
             "/usr/bin/env", ["ETCD_MAX_TXN_OPS=256", binary, "serve", "--name=x", "--enable-v2", "--max-wals", "5", "--heartbeat-interval=0"])

@@ -62,6 +62,16 @@ import Testing
         try moved.validate(initialized: true)
     }
 
+    /// etcd's UpdateDefaultClusterFromName, for flags and config files alike.
+    @Test func aMemberWithoutInitialClusterFoundsItsOwn() throws {
+        var c = try MemberConfiguration(yaml: "name: n1\ninitial-advertise-peer-urls: http://10.0.0.1:2380\n")
+        c.deriveInitialClusterFromName()
+        #expect(c.initialCluster == "n1=http://10.0.0.1:2380")
+        var d = MemberConfiguration()
+        d.deriveInitialClusterFromName()
+        #expect(d.initialCluster == "default=http://localhost:2380")
+    }
+
     @Test func initialClusterParsesRepeatedNamesAsSeveralURLs() throws {
         var c = MemberConfiguration()
         c.initialCluster = "a=http://h1:1,b=http://h2:2,a=http://h3:3"

@@ -49,7 +49,7 @@ extension MemberConfiguration {
 
     /// etcd 3.4 keys Ensemble refuses unless they hold etcd's default (the
     /// values listed): ignoring a set one would surprise.
-    static let defaultOnlyEtcdKeys: [String: Set<String>] = [
+    public static let defaultOnlyEtcdKeys: [String: Set<String>] = [
         "wal-dir": [""], "discovery": [""], "discovery-srv": [""], "discovery-srv-name": [""],
         "discovery-proxy": [""], "proxy": ["off", "false"], "force-new-cluster": ["false"],
         "client-crl-file": [""], "client-cert-allowed-hostname": [""], "peer-crl-file": [""],

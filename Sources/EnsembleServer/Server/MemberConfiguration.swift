@@ -194,6 +194,14 @@ public struct MemberConfiguration: Sendable {
         return members
     }
 
+    /// etcd's UpdateDefaultClusterFromName: a member not named `default`
+    /// whose `--initial-cluster` was not given founds a cluster of itself
+    /// at its advertised peer URLs.
+    public mutating func deriveInitialClusterFromName() {
+        guard name != "default", initialCluster == MemberConfiguration().initialCluster else { return }
+        initialCluster = initialAdvertisePeerURLs.map { "\(name)=\($0)" }.joined(separator: ",")
+    }
+
     /// Checks what etcd checks at start. For a member whose data directory
     /// already names it (`initialized`), the `--initial-*` flags are not
     /// used, and not checked, as in etcd.
