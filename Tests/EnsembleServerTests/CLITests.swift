@@ -51,17 +51,12 @@ import Testing
         let ports = try freePortsForTests(2)
         let directory = NSTemporaryDirectory() + "ensemble-joiner-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try ProcessCluster.binaryPath())
-        process.arguments = [
+        let process = try launchProcess(try ProcessCluster.binaryPath(), [
             "serve", "--name", "z", "--data-dir", directory, "--initial-cluster-state", "existing",
             "--listen-client-urls", "http://127.0.0.1:\(ports[0])", "--advertise-client-urls", "http://127.0.0.1:\(ports[0])",
             "--listen-peer-urls", "http://127.0.0.1:\(ports[1])", "--initial-advertise-peer-urls", "http://127.0.0.1:\(ports[1])",
             "--initial-cluster", "a=http://127.0.0.1:1,z=http://127.0.0.1:\(ports[1])",
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        ])
         try await Task.sleep(for: .milliseconds(1_500))
         let stopping = ContinuousClock.now
         kill(process.processIdentifier, SIGTERM)

@@ -13,17 +13,12 @@ import Testing
         let ports = try freePortsForTests(2)
         let data = directory + "/etcd-data"
         // A real etcd 3.4 data directory: started, one write, stopped.
-        let etcd = Process()
-        etcd.executableURL = URL(fileURLWithPath: "/usr/bin/etcd")
-        etcd.arguments = [
+        let etcd = try launchProcess("/usr/bin/etcd", [
             "--name", "a", "--data-dir", data,
             "--listen-client-urls", "http://127.0.0.1:\(ports[0])", "--advertise-client-urls", "http://127.0.0.1:\(ports[0])",
             "--listen-peer-urls", "http://127.0.0.1:\(ports[1])", "--initial-advertise-peer-urls", "http://127.0.0.1:\(ports[1])",
             "--initial-cluster", "a=http://127.0.0.1:\(ports[1])",
-        ]
-        etcd.standardOutput = FileHandle.nullDevice
-        etcd.standardError = FileHandle.nullDevice
-        try etcd.run()
+        ])
         var written = false
         for _ in 0..<50 where !written {
             try await Task.sleep(for: .milliseconds(100))

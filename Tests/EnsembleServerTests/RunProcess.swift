@@ -15,6 +15,18 @@ func runProcessBlocking(_ executable: String, _ arguments: [String]) throws -> (
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
+/// Starts `executable` in the background with its output discarded (a
+/// server the test stops itself).
+func launchProcess(_ executable: String, _ arguments: [String]) throws -> Process {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    return process
+}
+
 /// ``runProcessBlocking(_:_:)`` on a thread of its own, off the cooperative
 /// pool (which has two threads here).
 func runProcess(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {

@@ -212,7 +212,7 @@ public struct ClusterService: Sendable {
             // Another change still applying after ``leaderWait``: etcd's Raft
             // drops such a proposal and its caller waits out the request
             // timeout, so clients know this as etcd's ErrTimeout.
-            return .failure(.unavailable("etcdserver: request timed out"))
+            return .failure(KVService.status(NodeError.outcomeUnknown))
         } catch let NodeError.proposalDropped(why) where why.contains("notLearner") {
             // Raft's own check: the configuration changed since the directory was read.
             return .failure(Self.status(.notLearner))

@@ -179,7 +179,7 @@ public final class LeaderForwarder: Sendable {
     /// context and would not retry): the deadline as etcd's ErrTimeout, a
     /// connection lost mid-call as ErrTimeoutDueToConnectionLost.
     static func status(of error: GRPCCallError) -> GRPCStatus {
-        if error == .deadlineExceeded { return .unavailable("etcdserver: request timed out") }
+        if error == .deadlineExceeded { return KVService.status(NodeError.outcomeUnknown) }
         if error.code == GRPCCallError.unavailableCode && error.message.hasPrefix("connection to ") {
             return .unavailable("etcdserver: request timed out, possibly due to connection lost")
         }

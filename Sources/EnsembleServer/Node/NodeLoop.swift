@@ -837,6 +837,8 @@ extension NodeLoop {
         // Proposals sent before (and dropped unsent) go in a batch of their
         // own: it keeps their first deadline, which must not cut short the
         // fresh ones' request timeout.
+        // (The common cycle has none: one batch, no copies.)
+        guard batch.contains(where: { $0.deadline != nil }) else { return forward(batch) }
         let fresh = batch.filter { $0.deadline == nil }
         let again = batch.filter { $0.deadline != nil }
         for part in [fresh, again] where !part.isEmpty { forward(part) }
