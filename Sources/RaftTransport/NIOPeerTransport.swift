@@ -25,14 +25,25 @@ public final class NIOPeerTransport: PeerTransport {
     /// The contexts for accepting and for opening peer connections, asked
     /// for each new connection (they may change: certificate rotation).
     public struct TLS: Sendable {
+        /// Checks the certificate a connecting peer presented, after the
+        /// handshake and before any of its data is read; a failed future
+        /// closes the connection. Needs a server context that verifies
+        /// client certificates.
+        public typealias ClientCheck = @Sendable (NIOSSLCertificate, any Channel) -> EventLoopFuture<Void>
+
         public var server: @Sendable () -> NIOSSLContext
         public var client: @Sendable () -> NIOSSLContext
-        public init(server: @escaping @Sendable () -> NIOSSLContext, client: @escaping @Sendable () -> NIOSSLContext) {
+        public var checkClient: ClientCheck?
+        public init(
+            server: @escaping @Sendable () -> NIOSSLContext, client: @escaping @Sendable () -> NIOSSLContext,
+            checkClient: ClientCheck? = nil
+        ) {
             self.server = server
             self.client = client
+            self.checkClient = checkClient
         }
-        public init(server: NIOSSLContext, client: NIOSSLContext) {
-            self.init(server: { server }, client: { client })
+        public init(server: NIOSSLContext, client: NIOSSLContext, checkClient: ClientCheck? = nil) {
+            self.init(server: { server }, client: { client }, checkClient: checkClient)
         }
     }
 
@@ -125,6 +136,7 @@ public final class NIOPeerTransport: PeerTransport {
     public func listen(host: String, port: Int) async throws -> Int {
         let maxFrame = self.maxFrame
         let tls = self.tls?.server
+        let checkClient = self.tls?.checkClient
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -132,7 +144,12 @@ public final class NIOPeerTransport: PeerTransport {
                 self?.track(channel)
                 let http2 = self?.state.withLock { $0.http2 }
                 return channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls())) }
+                    if let tls {
+                        let handler = checkClient.map { check in
+                            NIOSSLServerHandler._makeSSLServerHandler(context: tls(), additionalPeerCertificateVerificationCallback: check)
+                        } ?? NIOSSLServerHandler(context: tls())
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
                     let receiver = FrameReceiver(
                         maxFrame: maxFrame, deliver: { messages in self?.deliver(messages) },
                         hello: { hello, first in self?.learn(hello, first: first) ?? false },

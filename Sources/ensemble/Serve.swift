@@ -95,6 +95,10 @@ struct Serve: AsyncParsableCommand {
     var peerTrustedCAFile = ""
     @Flag(name: .customLong("peer-client-cert-auth"), help: "Accept only members presenting a certificate signed by --peer-trusted-ca-file.")
     var peerClientCertAuth = false
+    @Flag(
+        name: .customLong("experimental-peer-skip-client-san-verification"),
+        help: "Accept a member's client certificate whatever address it connects from (by default it must name that address).")
+    var peerSkipClientSANVerification = false
     @Flag(name: .customLong("auto-tls"), help: "https:// client URLs without --cert-file: a self-signed certificate in <data-dir>/fixtures/client.")
     var autoTLS = false
     @Flag(name: .customLong("peer-auto-tls"), help: "https:// peer URLs without --peer-cert-file: self-signed certificates, not checked between members.")
@@ -130,6 +134,7 @@ struct Serve: AsyncParsableCommand {
     static func etcdBooleans(_ arguments: [String]) -> [String] {
         let booleans = [
             "--client-cert-auth", "--peer-client-cert-auth", "--auto-tls", "--peer-auto-tls", "--experimental-initial-corrupt-check",
+            "--experimental-peer-skip-client-san-verification",
         ]
         return arguments.compactMap { argument in
             guard let equals = argument.firstIndex(of: "="), booleans.contains(String(argument[..<equals])) else { return argument }
@@ -184,6 +189,7 @@ struct Serve: AsyncParsableCommand {
         c.peerKeyFile = peerKeyFile
         c.peerTrustedCAFile = peerTrustedCAFile
         c.peerClientCertAuth = peerClientCertAuth
+        c.peerSkipClientSANVerification = peerSkipClientSANVerification
         c.autoTLS = autoTLS
         c.peerAutoTLS = peerAutoTLS
         c.cipherSuites = list(cipherSuites)

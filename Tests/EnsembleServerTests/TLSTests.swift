@@ -36,6 +36,20 @@ import Testing
             }
         }
 
+        /// Another certificate from the same CA, for both ends, with these
+        /// subject alternative names (openssl's syntax: `IP:…,DNS:…`).
+        func issue(_ name: String, names: String) async throws -> (cert: String, key: String) {
+            try "subjectAltName=\(names)\nextendedKeyUsage=serverAuth,clientAuth\n"
+                .write(toFile: directory + "/\(name).ext", atomically: true, encoding: .utf8)
+            let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+            try await openssl(["req"] + ec + ["-keyout", "\(name).key", "-out", "\(name).csr", "-subj", "/CN=\(name)"])
+            try await openssl([
+                "x509", "-req", "-in", "\(name).csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", "\(name).pem", "-days", "2", "-extfile", "\(name).ext",
+            ])
+            return (directory + "/\(name).pem", directory + "/\(name).key")
+        }
+
         func openssl(_ arguments: [String]) async throws {
             let (status, output) = try await runProcess("/bin/sh", ["-c", "cd '\(directory)' && openssl \"$@\" 2>&1", "openssl"] + arguments)
             guard status == 0 else { throw TLSTestError("openssl \(arguments.joined(separator: " ")): \(output)") }
@@ -174,6 +188,49 @@ import Testing
         let lease = try #require(output.split(separator: " ").dropFirst().first, "\(output)")
         (code, output) = try await etcdctl(ports[follower], [ca, "lease", "timetolive", String(lease)])
         #expect(code == 0 && output.contains("granted with TTL(60s)"), "\(output)")
+        for member in members { await member.shutdown(handOff: false) }
+    }
+
+    /// As in etcd 3.4, a member's certificate must name the address it
+    /// connects from. Member b listens on 127.0.0.2 with a certificate for
+    /// that address, but connects to a from 127.0.0.1 (loopback's source
+    /// address is the destination's): a refuses those connections, so b's
+    /// answers never reach a and the two cannot elect a leader. A DNS name
+    /// that resolves to 127.0.0.1 (`localhost`) or etcd's
+    /// `--experimental-peer-skip-client-san-verification` on a lets them.
+    @Test(arguments: [("IP:127.0.0.2", false, false), ("IP:127.0.0.2,DNS:localhost", false, true), ("IP:127.0.0.2", true, true)])
+    func aMembersCertificateMustNameTheAddressItConnectsFrom(names: String, skipCheck: Bool, elects: Bool) async throws {
+        let certificates = try await Certificates()
+        defer { certificates.remove() }
+        let b = try await certificates.issue("b", names: names)
+        let ports = try freePortsForTests(4)
+        let hosts = ["127.0.0.1", "127.0.0.2"]
+        let initialCluster = "a=https://\(hosts[0]):\(ports[2]),b=https://\(hosts[1]):\(ports[3])"
+        var members: [EnsembleMember] = []
+        try await withThrowingTaskGroup(of: EnsembleMember.self) { group in
+            for (i, name) in ["a", "b"].enumerated() {
+                var c = MemberConfiguration()
+                c.name = name
+                c.dataDirectory = certificates.directory + "/data-\(name)"
+                c.listenClientURLs = ["http://\(hosts[i]):\(ports[i])"]
+                c.advertiseClientURLs = c.listenClientURLs
+                c.listenPeerURLs = ["https://\(hosts[i]):\(ports[2 + i])"]
+                c.initialAdvertisePeerURLs = c.listenPeerURLs
+                c.initialCluster = initialCluster
+                (c.peerCertFile, c.peerKeyFile) = i == 0 ? (certificates.peerCert, certificates.peerKey) : b
+                c.peerTrustedCAFile = certificates.ca
+                c.peerClientCertAuth = true
+                c.peerSkipClientSANVerification = skipCheck && i == 0
+                try c.validate()
+                group.addTask { try await EnsembleMember.start(c) }
+            }
+            for try await member in group { members.append(member) }
+        }
+        let deadline = ContinuousClock.now + .seconds(elects ? 15 : 4)
+        while ContinuousClock.now < deadline && members.contains(where: { $0.node.status.leader == .none }) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(members.allSatisfy { $0.node.status.leader != .none } == elects)
         for member in members { await member.shutdown(handOff: false) }
     }
 

@@ -54,7 +54,6 @@ extension MemberConfiguration {
         "discovery-proxy": [""], "proxy": ["off", "false"], "force-new-cluster": ["false"],
         "client-crl-file": [""], "client-cert-allowed-hostname": [""], "peer-crl-file": [""],
         "peer-cert-allowed-cn": [""], "peer-cert-allowed-hostname": [""],
-        "experimental-peer-skip-client-san-verification": ["false"],
     ]
 
     enum EtcdKey: Equatable {
@@ -133,6 +132,8 @@ extension MemberConfiguration {
         case "experimental-lease-checkpoint-interval": leaseCheckpointInterval = try duration()
         case "experimental-corrupt-check-time": corruptCheckTime = try duration()
         case "experimental-initial-corrupt-check": initialCorruptCheck = try boolean()
+        // A flag only in etcd 3.4 (its config file ignores the key): taken here too.
+        case "experimental-peer-skip-client-san-verification": peerSkipClientSANVerification = try boolean()
         case "cipher-suites": cipherSuites = try urls()  // a list, or comma-separated
         case "event-loop-threads": eventLoopThreads = try integer()
         case "log-level": logLevel = try string()

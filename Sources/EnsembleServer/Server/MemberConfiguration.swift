@@ -75,6 +75,11 @@ public struct MemberConfiguration: Sendable {
     public var peerKeyFile = ""
     public var peerTrustedCAFile = ""
     public var peerClientCertAuth = false
+    /// `--experimental-peer-skip-client-san-verification`: accept a member's
+    /// client certificate whatever address it connects from (etcd's flag;
+    /// by default the certificate must name that address:
+    /// `ClientCertificateAddress`).
+    public var peerSkipClientSANVerification = false
     /// `--auto-tls`, `--peer-auto-tls`: for `https://` URLs without
     /// certificate files, a self-signed certificate made in
     /// `<data-dir>/fixtures/client` or `/peer` (and kept for restarts), as

@@ -10,7 +10,9 @@ import RaftTransport
 /// `--peer-client-cert-auth` is given) a member accepts only members whose
 /// certificate that CA signed. With `--peer-auto-tls` and no files, each
 /// member makes its own self-signed certificate and, as etcd does, does not
-/// check the others' (encrypted, not authenticated). All members of a cluster
+/// check the others' (encrypted, not authenticated). A member's certificate
+/// must also name the address it connects from (``ClientCertificateAddress``).
+/// All members of a cluster
 /// use TLS or none do. Changed files are picked up for new connections
 /// (``ReloadingTLSContext``).
 extension MemberConfiguration {
@@ -43,6 +45,11 @@ extension MemberConfiguration {
             }
             return try TLSFiles.context(tls)
         }
-        return NIOPeerTransport.TLS(server: { server.current() }, client: { client.current() })
+        // With a trusted CA every member must present a certificate, and
+        // (as in etcd) it must name the address the member connects from.
+        let check = port.trustedCA.isEmpty || peerSkipClientSANVerification ? nil : ClientCertificateAddress.verifier { remote, reason in
+            logger.warning("rejected connection", metadata: ["remote-addr": "\(remote)", "error": "\(reason)"])
+        }
+        return NIOPeerTransport.TLS(server: { server.current() }, client: { client.current() }, checkClient: check)
     }
 }
