@@ -241,6 +241,9 @@ final class TestCluster: @unchecked Sendable {
         let window = Duration.milliseconds(300)
         let cluster = try TestCluster { options in
             options.batchingWindow = window
+            // The mechanism, engaged from two requests in flight (the
+            // default, 256, is more than these 100 clients make).
+            options.batchingMinimumInFlight = 2
             options.observer = syncs
             // Heartbeats wait for the window too: elections after 1–2 s.
             options.tickInterval = .milliseconds(100)

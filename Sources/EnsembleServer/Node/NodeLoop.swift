@@ -54,10 +54,13 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         /// so that one WAL sync, one message per peer and one apply batch carry
         /// what arrived meanwhile. A fast disk otherwise lets the loop run a
         /// cycle for nearly every request, and those per-cycle costs (fsync,
-        /// peer writes, thread wake-ups) then dominate. A lone client never
-        /// waits: with fewer requests in flight every cycle runs at once.
+        /// peer writes, thread wake-ups) then dominate. With fewer requests
+        /// in flight every cycle runs at once: measured on 2 cores (3
+        /// members), the window gains ~4% at 1,000 in flight but costs 10–14%
+        /// at 30–100 (answers come later, clients send later) and a tenth of
+        /// `etcdctl check perf --load=l`'s rate (BENCHMARKS.md), hence 256.
         public var batchingWindow: Duration = .milliseconds(1)
-        public var batchingMinimumInFlight = 2
+        public var batchingMinimumInFlight = 256
         /// Hears syncs, applies and leader changes (metrics).
         public var observer: (any NodeObserver)?
         public init() {}
