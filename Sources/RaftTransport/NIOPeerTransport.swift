@@ -154,7 +154,8 @@ public final class NIOPeerTransport: PeerTransport {
                         maxFrame: maxFrame, deliver: { messages in self?.deliver(messages) },
                         hello: { hello, first in self?.learn(hello, first: first) ?? false },
                         lost: { peer in self?.linkLost(peer) },
-                        received: { bytes, peer in self?.observer.withLock { $0 }?.received(bytes: bytes, from: peer) })
+                        received: { bytes, peer in self?.observer.withLock { $0 }?.received(bytes: bytes, from: peer) },
+                        failed: { peer in self?.observer.withLock { $0 }?.receiveFailed(from: peer) })
                     // Read as a frame length, `PRI ` is over 500 MiB: no
                     // Raft connection can open with it.
                     try channel.pipeline.syncOperations.addHandler(
@@ -505,6 +506,8 @@ final class FrameReceiver: ChannelInboundHandler {
     private let lost: (NodeID) -> Void
     /// Hears the bytes of each read, once the sender is known.
     private let received: (Int, NodeID) -> Void
+    /// Hears that a known sender's frame did not decode.
+    private let failed: (NodeID) -> Void
     /// Who sent this connection's bytes: from its hello, or its first message.
     private var sender: NodeID?
     /// Whether the sender said hello (and so counts as a link).
@@ -513,7 +516,7 @@ final class FrameReceiver: ChannelInboundHandler {
     init(
         maxFrame: Int, deliver: @escaping ([Message]) -> Void, hello: @escaping (Hello, Bool) -> Bool,
         lost: @escaping (NodeID) -> Void = { _ in }, removed: @escaping () -> Void = {},
-        received: @escaping (Int, NodeID) -> Void = { _, _ in }
+        received: @escaping (Int, NodeID) -> Void = { _, _ in }, failed: @escaping (NodeID) -> Void = { _ in }
     ) {
         self.decoder = FrameDecoder(maxFrame: maxFrame)
         self.deliver = deliver
@@ -521,6 +524,7 @@ final class FrameReceiver: ChannelInboundHandler {
         self.lost = lost
         self.removed = removed
         self.received = received
+        self.failed = failed
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -552,6 +556,7 @@ final class FrameReceiver: ChannelInboundHandler {
             }
             if !messages.isEmpty { deliver(messages) }
         } catch {
+            if let sender { failed(sender) }
             context.close(promise: nil)
         }
     }

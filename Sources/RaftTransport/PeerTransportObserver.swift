@@ -12,6 +12,8 @@ public protocol PeerTransportObserver: Sendable {
     func sendFailed(to peer: NodeID)
     /// Bytes read from a connection `peer` opened to this member.
     func received(bytes: Int, from peer: NodeID)
+    /// A connection from `peer` sent a frame that does not decode; it is closed.
+    func receiveFailed(from peer: NodeID)
     /// A connection this member opened to `peer` came up, or went down.
     func connected(to peer: NodeID)
     func disconnected(from peer: NodeID)
@@ -21,6 +23,7 @@ extension PeerTransportObserver {
     public func sent(bytes: Int, to peer: NodeID) {}
     public func sendFailed(to peer: NodeID) {}
     public func received(bytes: Int, from peer: NodeID) {}
+    public func receiveFailed(from peer: NodeID) {}
     public func connected(to peer: NodeID) {}
     public func disconnected(from peer: NodeID) {}
 }

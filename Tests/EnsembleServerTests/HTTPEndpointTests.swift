@@ -43,6 +43,11 @@ import Testing
         #expect(follower.contains(put), "\(follower.prefix(3000))")
         let started = #"grpc_server_started_total{grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_type="unary"} 5"#
         #expect(follower.contains(started), "\(follower.prefix(3000))")
+        // clientv3 sends its API version with every call.
+        #expect(follower.contains(#"etcd_server_client_requests_total{type="unary",client_api_version="3.4"} "#), "\(follower.prefix(3000))")
+        for name in ["\netcd_server_heartbeat_send_failures_total ", #"etcd_network_peer_received_failures_total{From=""#] {
+            #expect(metrics.contains(name), "\(name) missing")
+        }
         // A watch whose client goes away is handled, Canceled, as grpc-go's
         // interceptor counts it: started - handled stays the calls in flight.
         _ = try await runProcess("/usr/bin/timeout", ["1", "etcdctl", "--endpoints=127.0.0.1:\(f.leaderPort)", "watch", "w"])

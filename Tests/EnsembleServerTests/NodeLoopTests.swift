@@ -295,6 +295,27 @@ final class TestCluster: @unchecked Sendable {
         #expect(used >= 2 * writes, "every write is synced on a quorum")
     }
 
+    /// etcd's timeout detector: a leader whose loop stalls (here: a slow WAL
+    /// sync) sends its next heartbeats late, and says so
+    /// (`etcd_server_heartbeat_send_failures_total`, with etcd's warning).
+    @Test func aStalledLeaderReportsItsLateHeartbeats() async throws {
+        let observer = StallingObserver()
+        let cluster = try TestCluster { options in options.observer = observer }
+        defer { cluster.shutdown() }
+        let leader = try await cluster.waitForLeader()
+        let node = try #require(cluster.nodes[leader])
+        _ = try await node.propose(RegisterMachine.put("warm", "v"))
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(observer.late.withLock { $0 }.isEmpty, "on time while nothing stalls")
+        // Syncs in the next 100 ms take 150 ms: past two 25 ms heartbeat intervals.
+        observer.stallUntil.withLock { $0 = .now + .milliseconds(100) }
+        _ = try await node.propose(RegisterMachine.put("slow", "v"))
+        try await Task.sleep(for: .milliseconds(200))
+        let late = observer.late.withLock { $0 }
+        #expect(!late.isEmpty)
+        #expect(late.allSatisfy { $0.peer != leader && $0.by > .zero && $0.deadline == .milliseconds(50) }, "\(late)")
+    }
+
     @Test func leaderFailureElectsANewLeaderAndNothingAcknowledgedIsLost() async throws {
         let cluster = try TestCluster()
         defer { cluster.shutdown() }
@@ -404,6 +425,18 @@ final class TestCluster: @unchecked Sendable {
 }
 
 /// Counts WAL syncs on every member that shares it.
+/// Makes WAL syncs slow while armed; records late heartbeats.
+final class StallingObserver: NodeObserver {
+    let stallUntil = Mutex(ContinuousClock.now)
+    let late = Mutex<[(peer: NodeID, by: Duration, deadline: Duration)]>([])
+    func walSynced(duration: Duration) {
+        if ContinuousClock.now < stallUntil.withLock({ $0 }) { Thread.sleep(forTimeInterval: 0.15) }
+    }
+    func heartbeatLate(to peer: NodeID, by: Duration, deadline: Duration) {
+        late.withLock { $0.append((peer, by, deadline)) }
+    }
+}
+
 final class SyncCounter: NodeObserver {
     private let syncs = Atomic<Int>(0)
     var count: Int { syncs.load(ordering: .relaxed) }

@@ -52,6 +52,35 @@ final class Inbox: Sendable {
         try await group.shutdownGracefully()
     }
 
+    /// A frame that does not decode closes the connection and is counted
+    /// against the peer that sent the frames before it
+    /// (`etcd_network_peer_received_failures_total{From}`).
+    @Test func aFrameThatDoesNotDecodeIsCountedAgainstItsSender() async throws {
+        final class Failures: PeerTransportObserver {
+            let from = Mutex<[NodeID]>([])
+            func receiveFailed(from peer: NodeID) { from.withLock { $0.append(peer) } }
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let b = NIOPeerTransport(group: group)
+        let failures = Failures()
+        b.observe(with: failures)
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        let inbox = Inbox()
+        b.register(2) { inbox.add($0) }
+        var bytes: [UInt8] = []
+        MessageCodec.encodeFrames(Message(kind: .heartbeat, from: 7, to: 2, term: 1), into: &bytes)
+        let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port).get()
+        try await channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).get()
+        try await inbox.wait(for: 1)
+        #expect(inbox.all.map(\.from) == [7])
+        let garbage: [UInt8] = [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]  // a length past any frame
+        try await channel.writeAndFlush(channel.allocator.buffer(bytes: garbage)).get()
+        try await channel.closeFuture.get()  // closed by b
+        #expect(failures.from.withLock { $0 } == [7])
+        await b.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     @Test func reconnectsAfterThePeerRestarts() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let a = NIOPeerTransport(group: group)

@@ -112,8 +112,9 @@ public protocol GRPCCallObserver: Sendable {
 /// from request headers to trailers. Called on the connection's event loop;
 /// must be cheap.
 public protocol GRPCMethodObserver: Sendable {
-    /// A call to the method arrived (its request headers).
-    func started()
+    /// A call to the method arrived (its request headers), from a client
+    /// that sent this `client-api-version` header (clientv3 does), if any.
+    func started(clientAPIVersion: String?)
     func handled(code: Int, duration: Duration)
     /// A request message of `bytes` arrived (after its 5-byte gRPC prefix).
     func received(bytes: Int)
@@ -122,7 +123,7 @@ public protocol GRPCMethodObserver: Sendable {
 }
 
 extension GRPCMethodObserver {
-    public func started() {}
+    public func started(clientAPIVersion: String?) {}
     public func received(bytes: Int) {}
     public func sent(bytes: Int) {}
 }

@@ -238,6 +238,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
         var contentType = ""
         var timeoutValue: String?
         var requiresLeader = false
+        var clientAPIVersion: String?
         for (name, value, _) in headers {
             // By length first: string compares per header per call add up.
             switch name.utf8.count {
@@ -246,6 +247,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
             case 9 where name == "hasleader": requiresLeader = value == "true"
             case 12 where name == "content-type": contentType = value
             case 12 where name == "grpc-timeout": timeoutValue = value
+            case 18 where name == "client-api-version": clientAPIVersion = value
             default: break
             }
         }
@@ -282,7 +284,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
         }
         let route = router.route(path)
         call.metrics = route?.metrics
-        call.metrics?.started()
+        call.metrics?.started(clientAPIVersion: clientAPIVersion)
         switch route?.handler {
         case let .unary(unary)?:
             if let check = route?.leaderRequired, requiresLeader { call.leaderCheck = check }

@@ -18,6 +18,9 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
     /// The member's totals over all methods.
     private let bytesReceived: Counter
     private let bytesSent: Counter
+    /// `etcd_server_client_requests_total` for this method's type; nil for
+    /// Ensemble's own methods (member to member).
+    private let clientRequests: ClientRequestCounters?
 
     /// gRPC latency buckets, 100 µs to about 26 s.
     static let buckets: [Duration] = (0..<19).map { .microseconds(100 << $0) }
@@ -30,7 +33,8 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
     }
 
     init(
-        registry: PrometheusCollectorRegistry, path: String, streaming: Bool, bytesReceived: Counter, bytesSent: Counter
+        registry: PrometheusCollectorRegistry, path: String, streaming: Bool, bytesReceived: Counter, bytesSent: Counter,
+        clientRequests: ClientRequestCounters?
     ) {
         let parts = path.split(separator: "/")
         labels = [
@@ -50,6 +54,7 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
             descriptor: ServerMetrics.describe("grpc_server_msg_sent_total", "gRPC response messages sent."), labels: labels)
         self.bytesReceived = bytesReceived
         self.bytesSent = bytesSent
+        self.clientRequests = clientRequests
         for code in 0...16 { _ = counter(code: code) }
     }
 
@@ -63,7 +68,10 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
         bytesSent.increment(by: Int64(bytes))
     }
 
-    func started() { startedCount.increment() }
+    func started(clientAPIVersion: String?) {
+        startedCount.increment()
+        clientRequests?.count(clientAPIVersion ?? "unknown")
+    }
 
     func handled(code: Int, duration: Duration) {
         counter(code: code).increment()
@@ -78,6 +86,36 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
                 labels: labels + [("grpc_code", GRPCCallError.name(of: code))])
             counters[code] = counter
             return counter
+        }
+    }
+}
+
+/// etcd's `etcd_server_client_requests_total{type, client_api_version}`: calls
+/// by kind (`unary`, `stream`) and by the client library's API version
+/// (`client-api-version` header; `unknown` without one). A client chooses
+/// the label, so past `maxVersions` distinct ones the rest count as `other`
+/// rather than making a series each.
+final class ClientRequestCounters: Sendable {
+    static let maxVersions = 16
+    private let registry: PrometheusCollectorRegistry
+    private let type: String
+    private let byVersion = Mutex<[String: Counter]>([:])
+
+    init(registry: PrometheusCollectorRegistry, type: String) {
+        self.registry = registry
+        self.type = type
+    }
+
+    func count(_ version: String) {
+        byVersion.withLock { counters in
+            if let counter = counters[version] { return counter.increment() }
+            let label = counters.count < Self.maxVersions ? version : "other"
+            if let counter = counters[label] { return counter.increment() }
+            let counter = registry.makeCounter(
+                descriptor: ServerMetrics.describe("etcd_server_client_requests_total", "Client requests, by kind and client API version."),
+                labels: [("type", type), ("client_api_version", label)])
+            counters[label] = counter
+            counter.increment()
         }
     }
 }

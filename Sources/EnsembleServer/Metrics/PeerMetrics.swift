@@ -8,6 +8,7 @@ import Synchronization
 final class PeerMetrics: Sendable {
     let sentBytes: Counter
     let receivedBytes: Counter
+    let receivedFailures: Counter
     let sentFailures: Counter
     let roundTrip: DurationHistogram
     let active: Gauge
@@ -25,6 +26,9 @@ final class PeerMetrics: Sendable {
         receivedBytes = registry.makeCounter(
             descriptor: describe("etcd_network_peer_received_bytes_total", "Bytes received from peers."),
             labels: [("From", hex(peer))])
+        receivedFailures = registry.makeCounter(
+            descriptor: describe("etcd_network_peer_received_failures_total", "Connections from peers closed on a frame that does not decode."),
+            labels: [("From", hex(peer))])
         sentFailures = registry.makeCounter(
             descriptor: describe("etcd_network_peer_sent_failures_total", "Sends to peers dropped (not connected, or backed up)."),
             labels: to)
@@ -41,6 +45,7 @@ extension ServerMetrics: PeerTransportObserver {
     public func sent(bytes: Int, to peer: NodeID) { metrics(for: peer).sentBytes.increment(by: Int64(bytes)) }
     public func sendFailed(to peer: NodeID) { metrics(for: peer).sentFailures.increment() }
     public func received(bytes: Int, from peer: NodeID) { metrics(for: peer).receivedBytes.increment(by: Int64(bytes)) }
+    public func receiveFailed(from peer: NodeID) { metrics(for: peer).receivedFailures.increment() }
     public func connected(to peer: NodeID) { metrics(for: peer).active.set(to: 1.0) }
     public func disconnected(from peer: NodeID) {
         let metrics = metrics(for: peer)

@@ -34,6 +34,7 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     // Events.
     let leaderChanges: Counter
     let proposalsFailed: Counter
+    let heartbeatSendFailures: Counter
     let walFsync: DurationHistogram
     let walBytes: Counter
     let applyDuration: DurationHistogram
@@ -53,6 +54,8 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     private let peers = Mutex<[NodeID: PeerMetrics]>([:])
     /// By path, prefixed `stream ` for streaming methods.
     private let grpc = Mutex<[String: GRPCMethodMetrics]>([:])
+    private let clientUnaries: ClientRequestCounters
+    private let clientStreams: ClientRequestCounters
     /// `process_*`, as etcd exports them.
     let process: ProcessMetrics
 
@@ -90,6 +93,9 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
         }
         leaderChanges = registry.makeCounter(descriptor: describe("etcd_server_leader_changes_seen_total", "Leader changes seen."))
         proposalsFailed = registry.makeCounter(descriptor: describe("etcd_server_proposals_failed_total", "Failed proposals."))
+        heartbeatSendFailures = registry.makeCounter(
+            descriptor: describe(
+                "etcd_server_heartbeat_send_failures_total", "Heartbeats this leader sent later than two heartbeat intervals after the previous."))
         walFsync = registry.makeDurationHistogram(
             descriptor: describe("etcd_disk_wal_fsync_duration_seconds", "WAL write and fdatasync latency."), buckets: Self.diskBuckets)
         walBytes = registry.makeCounter(descriptor: describe("etcd_disk_wal_write_bytes_total", "Bytes written to the WAL."))
@@ -114,6 +120,8 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
             registry.makeCounter(descriptor: describe("etcd_mvcc_txn_total", "Transactions of more than one operation."))
         )
         process = ProcessMetrics(registry: registry)
+        clientUnaries = ClientRequestCounters(registry: registry, type: "unary")
+        clientStreams = ClientRequestCounters(registry: registry, type: "stream")
     }
 
     /// A metric's name and help text (no unit suffix: etcd's names carry it).
@@ -135,6 +143,7 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     /// one change, not two (to none, then to the new one).
     public func leaderChanged(to leader: NodeID) { if leader != .none { leaderChanges.increment() } }
     public func proposalFailed() { proposalsFailed.increment() }
+    public func heartbeatLate(to peer: NodeID, by: Duration, deadline: Duration) { heartbeatSendFailures.increment() }
 
     // MARK: GRPCCallObserver
 
@@ -145,7 +154,8 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
             let key = streaming ? "stream " + path : path
             if let method = table[key] { return method }
             let method = GRPCMethodMetrics(
-                registry: registry, path: path, streaming: streaming, bytesReceived: clientReceivedBytes, bytesSent: clientSentBytes)
+                registry: registry, path: path, streaming: streaming, bytesReceived: clientReceivedBytes, bytesSent: clientSentBytes,
+                clientRequests: path.hasPrefix("/ensemble.") ? nil : streaming ? clientStreams : clientUnaries)
             table[key] = method
             return method
         }

@@ -219,6 +219,10 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     /// When the heartbeat being timed went to each peer (one at a time, for
     /// ``NodeObserver/peerRoundTrip(to:duration:)``).
     private var heartbeatSent: [NodeID: (round: [UInt8], at: ContinuousClock.Instant)] = [:]
+    /// When this leader last sent each peer a heartbeat, and the longest gap
+    /// that is on time (two heartbeat intervals: etcd's timeout detector).
+    private var lastHeartbeat: [NodeID: ContinuousClock.Instant] = [:]
+    private let heartbeatDeadline: Duration
     /// The WAL's byte count at the last report.
     private var walBytesReported = 0
     /// The last entry appended that membership checks must see applied
@@ -308,6 +312,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         self.leaseReads = config.readOnly == .leaseBased
         self.noLeaderWait = options.tickInterval * (2 * config.electionTick)
         self.contactBreak = UInt64(config.electionTick)
+        self.heartbeatDeadline = options.tickInterval * (2 * config.heartbeatTick)
         self.healthTicks = UInt64((NodeStatus.healthInterval / options.tickInterval).rounded(.up))
         let hooks = Applier<Machine>.Hooks(
             propose: { _ = shared.enqueue(.machineProposals($0)) },
@@ -1017,9 +1022,16 @@ extension NodeLoop {
     /// Starts timing a heartbeat to each peer that has none timed; the
     /// answer names the same round. One unanswered for a second is given up
     /// (lost).
+    /// Also reports a heartbeat sent later than two intervals after the
+    /// previous one to that peer: the leader is overloaded or its disk slow,
+    /// and followers may soon call an election (etcd counts these in
+    /// `etcd_server_heartbeat_send_failures_total`).
     private func timeHeartbeats(_ messages: [Message]) {
         let now = ContinuousClock.now
         for message in messages where message.kind == .heartbeat {
+            if let last = lastHeartbeat.updateValue(now, forKey: message.to), now - last > heartbeatDeadline {
+                options.observer?.heartbeatLate(to: message.to, by: now - last - heartbeatDeadline, deadline: heartbeatDeadline)
+            }
             if let sent = heartbeatSent[message.to], now - sent.at < .seconds(1) { continue }
             heartbeatSent[message.to] = (message.context, now)
         }
@@ -1042,6 +1054,7 @@ extension NodeLoop {
             }
             if (lastLeadership?.role == .leader) != (raft.role == .leader) {
                 applier.post(.roleChanged(isLeader: raft.role == .leader, term: raft.term))
+                lastHeartbeat = [:]
             }
             lastLeadership = leadership
             transport.send(ready.messages)

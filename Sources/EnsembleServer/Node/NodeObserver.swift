@@ -11,6 +11,9 @@ public protocol NodeObserver: Sendable {
     /// A peer answered a heartbeat this leader sent it, after `duration`
     /// (sampled: one heartbeat in flight per peer at a time).
     func peerRoundTrip(to peer: NodeID, duration: Duration)
+    /// This leader sent `peer` a heartbeat `by` later than `deadline` (two
+    /// heartbeat intervals) after the previous one.
+    func heartbeatLate(to peer: NodeID, by: Duration, deadline: Duration)
     /// A batch of committed entries was applied.
     func applied(entries: Int, duration: Duration)
     /// The leader this member knows changed (`.none` when it lost one).
@@ -31,6 +34,7 @@ extension NodeObserver {
     public func walSynced(duration: Duration) {}
     public func walWritten(bytes: Int) {}
     public func peerRoundTrip(to peer: NodeID, duration: Duration) {}
+    public func heartbeatLate(to peer: NodeID, by: Duration, deadline: Duration) {}
     public func applied(entries: Int, duration: Duration) {}
     public func leaderChanged(to leader: NodeID) {}
     public func proposalFailed() {}
