@@ -80,7 +80,8 @@ public final class NIOPeerTransport: PeerTransport {
         /// Connection attempts started, numbering ``Outbound/attempt``.
         var attempts: UInt64 = 0
         var handler: (@Sendable ([Message]) -> Void)?
-        var server: (any Channel)?
+        /// The listeners, one per ``listen(host:port:)``.
+        var servers: [any Channel] = []
         /// Accepted connections: closing the listener does not close them.
         var inbound: [ObjectIdentifier: any Channel] = [:]
         var closed = false
@@ -164,7 +165,7 @@ public final class NIOPeerTransport: PeerTransport {
             }
             .bind(host: host, port: port)
             .get()
-        state.withLock { $0.server = server }
+        state.withLock { $0.servers.append(server) }
         return server.localAddress?.port ?? port
     }
 
@@ -467,10 +468,10 @@ public final class NIOPeerTransport: PeerTransport {
             state.pinger?.cancel()
             state.pinger = nil
             var all = state.outbound.values.compactMap(\.channel) + Array(state.inbound.values)
-            if let server = state.server { all.append(server) }
+            all += state.servers
             state.outbound = [:]
             state.inbound = [:]
-            state.server = nil
+            state.servers = []
             return all
         }
         // All at once: closing a TLS connection may wait for the peer.

@@ -1,6 +1,7 @@
 import EnsembleServer
 import Foundation
 import NIOCore
+import Raft
 import Testing
 
 /// `ensemble serve`'s configuration: etcd's flags and config file, checked as
@@ -279,6 +280,37 @@ import Testing
         #expect(policy.observe(now: .seconds(300), revision: 5000) == 4000)
         #expect(policy.observe(now: .seconds(301), revision: 9000) == nil, "checks every 5 minutes")
         #expect(policy.observe(now: .seconds(600), revision: 9000) == 8000)
+    }
+
+    /// Every `--listen-peer-urls` is bound, as in etcd: member a listens on
+    /// 127.0.0.1 and 127.0.0.2 but advertises only the second, which is how
+    /// b reaches it. Schemes may not mix (one TLS setup serves them all).
+    @Test func everyListenPeerURLIsBound() async throws {
+        var mixed = MemberConfiguration()
+        mixed.listenPeerURLs = ["http://127.0.0.1:2380", "https://127.0.0.1:2381"]
+        #expect(throws: ConfigurationError("--listen-peer-urls: mixes http:// and https:// (http://127.0.0.1:2380,https://127.0.0.1:2381)")) {
+            try mixed.validate()
+        }
+        let directory = NSTemporaryDirectory() + "ensemble-peer-urls-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let ports = try freePortsForTests(5)
+        let cluster = "a=http://127.0.0.2:\(ports[3]),b=http://127.0.0.1:\(ports[4])"
+        var a = singleMember("a", directory: directory + "/a", clientPort: ports[0], peerPort: ports[2])
+        a.listenPeerURLs = ["http://127.0.0.1:\(ports[2])", "http://127.0.0.2:\(ports[3])"]
+        a.initialAdvertisePeerURLs = ["http://127.0.0.2:\(ports[3])"]
+        a.initialCluster = cluster
+        var b = singleMember("b", directory: directory + "/b", clientPort: ports[1], peerPort: ports[4])
+        b.initialCluster = cluster
+        let members = try await withThrowingTaskGroup(of: EnsembleMember.self) { group in
+            for c in [a, b] { group.addTask { try await EnsembleMember.start(c) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline && members.contains(where: { $0.node.status.leader == .none }) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(members.allSatisfy { $0.node.status.leader != .none })
+        for member in members { await member.shutdown(handOff: false) }
     }
 
     @Test func flagsAreCheckedAsEtcdChecksThem() throws {

@@ -91,13 +91,16 @@ public final class EnsembleMember: @unchecked Sendable {
         logger: Logger = EnsembleMember.silent
     ) async throws -> EnsembleMember {
         try configuration.validate(initialized: try MemberIdentity.load(from: configuration.dataDirectory) != nil)
-        guard let peerListen = configuration.listenPeerURLs.first.flatMap(HostPort.init(url:)) else {
+        let peerListen = configuration.listenPeerURLs.compactMap(HostPort.init(url:))
+        guard !peerListen.isEmpty, peerListen.count == configuration.listenPeerURLs.count else {
             throw ConfigurationError("--listen-peer-urls: no usable URL")
         }
         let transport = NIOPeerTransport(group: group, tls: try configuration.peerTLS(logger: logger))
-        let peerPort = try await transport.listen(host: peerListen.host, port: peerListen.port)
         do {
-            return try await start(configuration, group: group, transport: transport, peerPort: peerPort,
+            // Every URL is bound, as etcd binds them; the first's port is reported.
+            var peerPorts: [Int] = []
+            for listen in peerListen { peerPorts.append(try await transport.listen(host: listen.host, port: listen.port)) }
+            return try await start(configuration, group: group, transport: transport, peerPort: peerPorts[0],
                                    leaderInProcess: leaderInProcess, logger: logger)
         } catch {
             await transport.shutdown()

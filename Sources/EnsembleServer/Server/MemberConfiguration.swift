@@ -235,9 +235,10 @@ public struct MemberConfiguration: Sendable {
             else { continue }
             throw ConfigurationError("expected IP in URL for binding (\(url))")
         }
-        // One peer listener is bound (the first); say so rather than drop the rest.
-        guard listenPeerURLs.count == 1 else {
-            throw ConfigurationError("--listen-peer-urls: Ensemble listens on one peer URL; got \(listenPeerURLs.count)")
+        // Every peer listener shares one TLS setup (and the connections this
+        // member opens use it too): all https:// or all http://.
+        if Set(listenPeerURLs.map { $0.hasPrefix("https://") }).count > 1 {
+            throw ConfigurationError("--listen-peer-urls: mixes http:// and https:// (\(listenPeerURLs.joined(separator: ",")))")
         }
         for url in listenClientURLs + listenMetricsURLs where url.hasPrefix("https://") && (certFile.isEmpty || keyFile.isEmpty) && !autoTLS {
             throw ConfigurationError("TLS key/cert (--cert-file, --key-file) must be provided for client url \(url) with HTTPS scheme")
