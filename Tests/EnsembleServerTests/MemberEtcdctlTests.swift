@@ -102,6 +102,22 @@ import Testing
     /// elected in a cluster that has been up for the health interval takes a
     /// member at once, as etcd's does (its peer streams run between all
     /// members), instead of answering "unhealthy cluster" for 5 s.
+    /// A joiner must have been added (`member add`) and list the whole
+    /// cluster in --initial-cluster, as etcd 3.4 checks before it starts.
+    @Test func aJoinerNotAddedIsRefusedWithEtcdsError() async throws {
+        let f = try await DevClusterFixture()
+        let port = try freePortForTests()
+        do {
+            _ = try await f.cluster.join(name: "stranger", peerPort: port)
+            Issue.record("a joiner that was never added started")
+        } catch {
+            let message = "\(error)"
+            #expect(message.hasPrefix("error validating peerURLs {ClusterID:\(String(f.cluster.clusterID, radix: 16)) Members:[&{ID:"), "\(message)")
+            #expect(message.hasSuffix("RemovedMemberIDs:[]}: member count is unequal"), "\(message)")
+        }
+        await f.close()
+    }
+
     @Test func aLeaderJustElectedTakesAMemberAtOnce() async throws {
         let f = try await DevClusterFixture()
         try await Task.sleep(for: .seconds(6))

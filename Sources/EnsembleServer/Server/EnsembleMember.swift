@@ -148,12 +148,18 @@ public final class EnsembleMember: @unchecked Sendable {
                 identity = MemberIdentity(name: configuration.name, memberID: me.2, clusterID: clusterID)
                 logger.info("founding a new cluster", metadata: ["cluster": "\(hex(clusterID))", "member": "\(hex(me.2))"])
             case .existing:
-                logger.info(
-                    "joining: waiting for the leader to contact this member (was it added with `member add`?)",
-                    metadata: ["peer-urls": "\(configuration.initialAdvertisePeerURLs.joined(separator: ","))"])
-                let id = try await learnID(from: transport)
-                identity = MemberIdentity(name: configuration.name, memberID: id, clusterID: 0)
-                logger.info("joining", metadata: ["member": "\(hex(id))"])
+                let local = try configuration.parsedInitialCluster()
+                let others = local.filter { $0.name != configuration.name }.flatMap(\.peerURLs)
+                logger.info("joining: asking the other members in --initial-cluster for the member list", metadata: ["peer-urls": "\(others.joined(separator: ","))"])
+                guard let existing = await ExistingCluster.fetch(from: others, tls: transport.tls?.client(), group: group, logger: logger)
+                else {
+                    throw ConfigurationError("cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs")
+                }
+                guard let id = try existing.assignIDs(local: local)[configuration.name] else {
+                    throw ConfigurationError("error validating peerURLs \(existing): no member has the peer URLs of \(configuration.name)")
+                }
+                identity = MemberIdentity(name: configuration.name, memberID: id, clusterID: existing.clusterID)
+                logger.info("joining", metadata: ["cluster": "\(hex(existing.clusterID))", "member": "\(hex(id))"])
             }
         }
         guard var identity else { throw ConfigurationError("no identity") }
@@ -467,26 +473,6 @@ public final class EnsembleMember: @unchecked Sendable {
                 return true
             }
             if changed { transport.setPeer(member.id, peer) }
-        }
-    }
-
-    /// The id the leader's first message is addressed to: the leader
-    /// contacts a member added with `member add` at the peer URL it was added
-    /// with. Only a leader's kinds count: a lagging member's vote request to a
-    /// removed member that had the same URL would name that member's id
-    /// (review finding).
-    private static func learnID(from transport: NIOPeerTransport) async throws -> NodeID {
-        let learned = Mutex<NodeID?>(nil)
-        let fromLeader: Set<MessageKind> = [.append, .heartbeat, .snapshot]
-        transport.register(.none) { messages in
-            learned.withLock { id in
-                if id == nil { id = messages.first { $0.to != .none && fromLeader.contains($0.kind) }?.to }
-            }
-        }
-        defer { transport.unregister(.none) }
-        while true {
-            if let id = learned.withLock({ $0 }) { return id }
-            try await Task.sleep(for: .milliseconds(20))
         }
     }
 
