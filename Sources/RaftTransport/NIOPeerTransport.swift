@@ -146,10 +146,15 @@ public final class NIOPeerTransport: PeerTransport {
                 let http2 = self?.state.withLock { $0.http2 }
                 return channel.eventLoop.makeCompletedFuture {
                     if let tls {
-                        let handler = checkClient.map { check in
-                            NIOSSLServerHandler._makeSSLServerHandler(context: tls(), additionalPeerCertificateVerificationCallback: check)
-                        } ?? NIOSSLServerHandler(context: tls())
-                        try channel.pipeline.syncOperations.addHandler(handler)
+                        if let checkClient {
+                            let gate = ReadGate()
+                            try channel.pipeline.syncOperations.addHandler(gate)
+                            try channel.pipeline.syncOperations.addHandler(
+                                NIOSSLServerHandler._makeSSLServerHandler(
+                                    context: tls(), additionalPeerCertificateVerificationCallback: TLS.gatedCheck(checkClient, gate: gate)))
+                        } else {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls()))
+                        }
                     }
                     let receiver = FrameReceiver(
                         maxFrame: maxFrame, deliver: { messages in self?.deliver(messages) },

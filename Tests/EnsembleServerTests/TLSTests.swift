@@ -279,5 +279,8 @@ import Testing
         #expect(yaml.trustedCAFile == "/etc/ensemble/ca.pem" && yaml.clientCertAuth)
         #expect(yaml.peerCertFile == "/etc/ensemble/peer.pem" && yaml.peerKeyFile == "/etc/ensemble/peer.key")
         #expect(yaml.peerTrustedCAFile == "/etc/ensemble/ca.pem" && yaml.peerClientCertAuth)
+        // etcd reads the SAN-check switch only as a flag (a config file's key is ignored there).
+        #expect(try MemberConfiguration(yaml: "experimental-peer-skip-client-san-verification: false").peerSkipClientSANVerification == false)
+        #expect(throws: ConfigurationError.self) { try MemberConfiguration(yaml: "experimental-peer-skip-client-san-verification: true") }
     }
 }

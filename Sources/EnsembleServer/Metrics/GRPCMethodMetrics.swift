@@ -93,29 +93,38 @@ final class GRPCMethodMetrics: GRPCMethodObserver {
 /// etcd's `etcd_server_client_requests_total{type, client_api_version}`: calls
 /// by kind (`unary`, `stream`) and by the client library's API version
 /// (`client-api-version` header; `unknown` without one). A client chooses
-/// the label, so past `maxVersions` distinct ones the rest count as `other`
-/// rather than making a series each.
+/// the label, so past `maxVersions` distinct ones (or one over 32 bytes) the
+/// rest count as `other` rather than making a series each.
 final class ClientRequestCounters: Sendable {
     static let maxVersions = 16
     private let registry: PrometheusCollectorRegistry
     private let type: String
+    /// etcdctl's and clientv3's version, counted without the lock.
+    private let current: Counter
     private let byVersion = Mutex<[String: Counter]>([:])
 
     init(registry: PrometheusCollectorRegistry, type: String) {
         self.registry = registry
         self.type = type
+        current = Self.make(registry, type: type, version: "3.4")
+        byVersion.withLock { $0["3.4"] = current }
     }
 
     func count(_ version: String) {
+        if version == "3.4" { return current.increment() }
         byVersion.withLock { counters in
             if let counter = counters[version] { return counter.increment() }
-            let label = counters.count < Self.maxVersions ? version : "other"
+            let label = counters.count < Self.maxVersions && version.utf8.count <= 32 ? version : "other"
             if let counter = counters[label] { return counter.increment() }
-            let counter = registry.makeCounter(
-                descriptor: ServerMetrics.describe("etcd_server_client_requests_total", "Client requests, by kind and client API version."),
-                labels: [("type", type), ("client_api_version", label)])
+            let counter = Self.make(registry, type: type, version: label)
             counters[label] = counter
             counter.increment()
         }
+    }
+
+    private static func make(_ registry: PrometheusCollectorRegistry, type: String, version: String) -> Counter {
+        registry.makeCounter(
+            descriptor: ServerMetrics.describe("etcd_server_client_requests_total", "Client requests, by kind and client API version."),
+            labels: [("type", type), ("client_api_version", version)])
     }
 }

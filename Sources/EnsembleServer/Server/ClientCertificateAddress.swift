@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import SwiftASN1
+import Synchronization
 import X509
 
 /// etcd 3.4's check of a member connecting to the peer port: the client
@@ -77,35 +78,50 @@ enum ClientCertificateAddress {
     ) -> @Sendable (NIOSSLCertificate, any Channel) -> EventLoopFuture<Void> {
         { certificate, channel in
             let eventLoop = channel.eventLoop
-            guard let remote = channel.remoteAddress, let raw = remote.ipAddress else {
+            guard let address = channel.remoteAddress, let raw = address.ipAddress else {
                 return eventLoop.makeFailedFuture(RefusedError(reason: "no remote address"))
             }
             // As Go reports it: an IPv4 client of a dual-stack socket as IPv4.
             let host = bytes(ofAddress: raw).flatMap(text(ofAddress:)) ?? raw
+            let remote = host.contains(":") ? "[\(host)]:\(address.port ?? 0)" : "\(host):\(address.port ?? 0)"
             let (ips, dns): ([[UInt8]], [String])
             do {
                 (ips, dns) = try names(in: certificate)
             } catch {
-                refused("\(remote)", "\(error)")
+                refused(remote, "\(error)")
                 return eventLoop.makeFailedFuture(error)
             }
             // Only DNS names need lookups (blocking): the rest is answered here.
             let addressMatches = bytes(ofAddress: host).map { remote in ips.contains { canonical($0) == canonical(remote) } } ?? false
             if dns.isEmpty || addressMatches {
                 if let reason = refusal(ipAddresses: ips, dnsNames: dns, host: host, resolver: resolver) {
-                    refused("\(remote)", reason)
+                    refused(remote, reason)
                     return eventLoop.makeFailedFuture(RefusedError(reason: reason))
                 }
                 return eventLoop.makeSucceededVoidFuture()
             }
+            // Lookups block a pool thread each and cannot be cancelled: a
+            // bounded number at a time, none for a connection already gone.
+            guard lookups.add(1, ordering: .relaxed).newValue <= maxLookups else {
+                lookups.subtract(1, ordering: .relaxed)
+                let reason = "too many certificate name lookups in progress"
+                refused(remote, reason)
+                return eventLoop.makeFailedFuture(RefusedError(reason: reason))
+            }
             return NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) {
+                defer { lookups.subtract(1, ordering: .relaxed) }
+                guard channel.isActive else { throw RefusedError(reason: "closed during the check") }
                 if let reason = refusal(ipAddresses: ips, dnsNames: dns, host: host, resolver: resolver) {
-                    refused("\(remote)", reason)
+                    refused(remote, reason)
                     throw RefusedError(reason: reason)
                 }
             }
         }
     }
+
+    /// Name lookups under way, over all connections, and the most allowed.
+    private static let lookups = Atomic<Int>(0)
+    static let maxLookups = 16
 
     struct RefusedError: Error, CustomStringConvertible {
         var reason: String
@@ -138,10 +154,9 @@ enum ClientCertificateAddress {
     }
 
     static func bytes(ofAddress text: String) -> [UInt8]? {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
+        var address = [UInt8](repeating: 0, count: 16)
+        if inet_pton(AF_INET, text, &address) == 1 { return Array(address.prefix(4)) }
+        if inet_pton(AF_INET6, text, &address) == 1 { return address }
         return nil
     }
 
@@ -168,7 +183,11 @@ enum ClientCertificateAddress {
 
     private static func forwardLookup(_ name: String) -> Result<[String], LookupError> {
         var hints = addrinfo()
+        #if canImport(Glibc)
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        #else
+        hints.ai_socktype = SOCK_STREAM
+        #endif
         var list: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(name, nil, &hints, &list)
         guard status == 0 else { return .failure(LookupError(description: "lookup \(name): \(gaiMessage(status))")) }
@@ -176,16 +195,13 @@ enum ClientCertificateAddress {
         var addresses: [String] = []
         var next = list
         while let info = next?.pointee {
-            if let sockaddr = info.ai_addr {
-                switch Int32(info.ai_family) {
-                case AF_INET:
-                    let address = sockaddr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
-                    if let text = text(ofAddress: withUnsafeBytes(of: address) { Array($0) }) { addresses.append(text) }
-                case AF_INET6:
-                    let address = sockaddr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
-                    if let text = text(ofAddress: withUnsafeBytes(of: address) { Array($0) }) { addresses.append(text) }
-                default: break
-                }
+            var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if let address = info.ai_addr,
+                getnameinfo(address, info.ai_addrlen, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0,
+                let text = bytes(ofAddress: String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+                    .flatMap(text(ofAddress:))
+            {
+                addresses.append(text)
             }
             next = info.ai_next
         }

@@ -42,7 +42,10 @@ struct LoggingNodeObserver: NodeObserver {
         next.heartbeatLate(to: peer, by: by, deadline: deadline)
         logger.warning(
             "leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk",
-            metadata: ["to": "\(String(peer, radix: 16))", "expected-duration": "\(deadline)", "exceeded-duration": "\(by)"])
+            metadata: [
+                "to": "\(String(peer, radix: 16))", "heartbeat-interval": "\(deadline / 2)", "expected-duration": "\(deadline)",
+                "exceeded-duration": "\(by)",
+            ])
     }
     func walWritten(bytes: Int) { next.walWritten(bytes: bytes) }
     func peerRoundTrip(to peer: NodeID, duration: Duration) { next.peerRoundTrip(to: peer, duration: duration) }

@@ -132,8 +132,14 @@ extension MemberConfiguration {
         case "experimental-lease-checkpoint-interval": leaseCheckpointInterval = try duration()
         case "experimental-corrupt-check-time": corruptCheckTime = try duration()
         case "experimental-initial-corrupt-check": initialCorruptCheck = try boolean()
-        // A flag only in etcd 3.4 (its config file ignores the key): taken here too.
-        case "experimental-peer-skip-client-san-verification": peerSkipClientSANVerification = try boolean()
+        // A flag only in etcd 3.4: its config file ignores the key, so `true`
+        // there still checks. Refused rather than differ either way.
+        case "experimental-peer-skip-client-san-verification":
+            if try boolean() {
+                throw ConfigurationError(
+                    "config file: experimental-peer-skip-client-san-verification: etcd 3.4 ignores this key in a config file "
+                        + "(it still checks); give --experimental-peer-skip-client-san-verification or its ETCD_ variable")
+            }
         case "cipher-suites": cipherSuites = try urls()  // a list, or comma-separated
         case "event-loop-threads": eventLoopThreads = try integer()
         case "log-level": logLevel = try string()
