@@ -282,6 +282,17 @@ import Testing
         #expect(policy.observe(now: .seconds(600), revision: 9000) == 8000)
     }
 
+    /// `member add` prints a member not yet started as `=url` (no name yet);
+    /// etcd takes that in --initial-cluster, and a joiner needs it whole.
+    @Test func anUnnamedMemberIsTakenInTheInitialCluster() throws {
+        var c = MemberConfiguration()
+        c.initialCluster = "=http://127.0.0.1:1,d=http://127.0.0.1:2"
+        let parsed = try c.parsedInitialCluster()
+        #expect(parsed.map(\.name) == ["", "d"] && parsed[0].peerURLs == ["http://127.0.0.1:1"])
+        c.initialCluster = "d="
+        #expect(throws: ConfigurationError("--initial-cluster: \"d=\" is not name=peerURL")) { try c.parsedInitialCluster() }
+    }
+
     /// Every `--listen-peer-urls` is bound, as in etcd: member a listens on
     /// 127.0.0.1 and 127.0.0.2 but advertises only the second, which is how
     /// b reaches it. Schemes may not mix (one TLS setup serves them all).

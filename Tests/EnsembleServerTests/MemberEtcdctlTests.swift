@@ -98,10 +98,6 @@ import Testing
         await f.close()
     }
 
-    /// Followers are in touch with each other by link pings, so a leader
-    /// elected in a cluster that has been up for the health interval takes a
-    /// member at once, as etcd's does (its peer streams run between all
-    /// members), instead of answering "unhealthy cluster" for 5 s.
     /// A joiner must have been added (`member add`) and list the whole
     /// cluster in --initial-cluster, as etcd 3.4 checks before it starts.
     @Test func aJoinerNotAddedIsRefusedWithEtcdsError() async throws {
@@ -118,6 +114,10 @@ import Testing
         await f.close()
     }
 
+    /// Followers are in touch with each other by link pings, so a leader
+    /// elected in a cluster that has been up for the health interval takes a
+    /// member at once, as etcd's does (its peer streams run between all
+    /// members), instead of answering "unhealthy cluster" for 5 s.
     @Test func aLeaderJustElectedTakesAMemberAtOnce() async throws {
         let f = try await DevClusterFixture()
         try await Task.sleep(for: .seconds(6))

@@ -21,11 +21,11 @@ import Synchronization
 ///    founders: member ids come from each founder's peer URLs and the cluster
 ///    token, the cluster id from the member ids, and every founder writes the
 ///    same bootstrap entries (each carrying a founder's name and peer URLs).
-/// 3. With `existing`, the member was added by `member add`: it listens on its
-///    peer URL and takes the id the leader's first message is addressed to,
-///    then catches up — learning the cluster id and its own record (a
-///    learner or a voter) from the replicated directory — before serving
-///    clients.
+/// 3. With `existing`, the member was added by `member add`: it asks the
+///    members in `--initial-cluster` for the member list and takes the id
+///    of the member with its peer URLs (``ExistingCluster``), then catches
+///    up — learning the cluster id and its own record (a learner or a
+///    voter) from the replicated directory — before serving clients.
 ///
 /// Each member publishes its name and client URLs through the log once it
 /// runs, and points its peer transport at the directory's peer URLs whenever
@@ -158,7 +158,8 @@ public final class EnsembleMember: @unchecked Sendable {
                 guard let id = try existing.assignIDs(local: local)[configuration.name] else {
                     throw ConfigurationError("error validating peerURLs \(existing): no member has the peer URLs of \(configuration.name)")
                 }
-                identity = MemberIdentity(name: configuration.name, memberID: id, clusterID: existing.clusterID)
+                // The cluster id stays 0 until this member has caught up (below).
+                identity = MemberIdentity(name: configuration.name, memberID: id, clusterID: 0)
                 logger.info("joining", metadata: ["cluster": "\(hex(existing.clusterID))", "member": "\(hex(id))"])
             }
         }

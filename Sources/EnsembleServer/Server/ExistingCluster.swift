@@ -29,8 +29,8 @@ struct ExistingCluster: Sendable, CustomStringConvertible {
     /// read from the member's own state, no leader needed, like etcd's `/members`).
     static let path = LeaderForwarder.prefix + "/etcdserverpb.Cluster/MemberList"
 
-    /// Asks each of `peerURLs` in turn, a second each (etcd's timeout); nil
-    /// when none answers.
+    /// Asks each of `peerURLs` in turn, ten seconds each (etcd's timeout);
+    /// nil when none answers.
     static func fetch(
         from peerURLs: [String], tls: NIOSSLContext?, group: any EventLoopGroup, logger: Logger
     ) async -> ExistingCluster? {
@@ -38,17 +38,21 @@ struct ExistingCluster: Sendable, CustomStringConvertible {
             guard let address = HostPort(url: url) else { continue }
             var options = GRPCConnection.Options()
             options.waitForServerPreface = true
-            options.connectTimeout = .seconds(1)
+            options.connectTimeout = .seconds(10)
             if url.hasPrefix("https://") {
-                guard let tls else { continue }
+                guard let tls else {
+                    logger.warning("failed to get cluster response", metadata: ["address": "\(url)", "error": "https:// needs peer TLS"])
+                    continue
+                }
                 options.tls = tls
             }
             do {
                 let connection = try await GRPCConnection.connect(host: address.host, port: address.port, group: group, options: options)
-                defer { Task { await connection.close() } }
                 let request = try Etcdserverpb_MemberListRequest().serializedBytes() as [UInt8]
-                let response = try Etcdserverpb_MemberListResponse(
-                    serializedBytes: try await connection.unary(path, request, timeout: .seconds(1)))
+                let answer: Result<[UInt8], any Error>
+                do { answer = .success(try await connection.unary(path, request, timeout: .seconds(10))) } catch { answer = .failure(error) }
+                await connection.close()
+                let response = try Etcdserverpb_MemberListResponse(serializedBytes: try answer.get())
                 return ExistingCluster(
                     clusterID: response.header.clusterID,
                     members: response.members.map {

@@ -138,7 +138,7 @@ extension MemberConfiguration {
             if try boolean() {
                 throw ConfigurationError(
                     "config file: experimental-peer-skip-client-san-verification: etcd 3.4 ignores this key in a config file "
-                        + "(it still checks); give --experimental-peer-skip-client-san-verification or its ETCD_ variable")
+                        + "(it still checks); without a config file, give --experimental-peer-skip-client-san-verification")
             }
         case "cipher-suites": cipherSuites = try urls()  // a list, or comma-separated
         case "event-loop-threads": eventLoopThreads = try integer()

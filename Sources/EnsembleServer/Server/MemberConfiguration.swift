@@ -177,8 +177,10 @@ public struct MemberConfiguration: Sendable {
     public func parsedInitialCluster() throws(ConfigurationError) -> [(name: String, peerURLs: [String])] {
         var members: [(name: String, peerURLs: [String])] = []
         for entry in initialCluster.split(separator: ",") {
-            let parts = entry.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, !parts[0].isEmpty else {
+            // A member added but not started has no name yet: `member add`
+            // prints it as `=url`, and etcd takes that.
+            let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[1].isEmpty else {
                 throw ConfigurationError("--initial-cluster: \"\(entry)\" is not name=peerURL")
             }
             let name = String(parts[0])
