@@ -78,12 +78,27 @@ public enum MessageCodec {
 
     /// Appends `m` as one frame, or as chunk frames if its body exceeds `chunk`.
     public static func encodeFrames(_ m: Message, chunk: Int = defaultChunk, into out: inout [UInt8]) {
-        let start = out.count
-        encode(m, into: &out)
-        let body = out.count - start - 4
-        guard body > chunk else { return }
-        let frame = Array(out[(start + 4)...])
-        out.removeSubrange(start...)
+        guard (m.snapshot?.data.count ?? 0) >= chunk / 2 else {
+            let start = out.count
+            encode(m, into: &out)
+            if out.count - start - 4 <= chunk { return }
+            // Over a chunk without a large snapshot (many entries): split below.
+            let frame = Array(out[(start + 4)...])
+            out.removeSubrange(start...)
+            return appendChunks(of: frame, chunk: chunk, into: &out)
+        }
+        // A snapshot: encoded once aside, then copied out in chunks (not
+        // encoded in place, copied aside and copied back).
+        var frame: [UInt8] = []
+        encode(m, into: &frame)
+        guard frame.count - 4 > chunk else { return out.append(contentsOf: frame) }
+        out.reserveCapacity(out.count + frame.count + (frame.count / chunk + 1) * 21)
+        appendChunks(of: Array(frame[4...]), chunk: chunk, into: &out)
+    }
+
+    /// `frame` (a frame body, without its length) as chunk frames.
+    private static func appendChunks(of frame: [UInt8], chunk: Int, into out: inout [UInt8]) {
+        let body = frame.count
         var offset = 0
         while offset < body {
             let n = min(chunk, body - offset)

@@ -358,12 +358,33 @@ public final class NIOPeerTransport: PeerTransport {
                 dropped.insert(peer)
                 continue
             }
-            var bytes: [UInt8] = []
-            for message in batch { MessageCodec.encodeFrames(message, into: &bytes) }
+            // A snapshot is copied several times while encoded: on the
+            // connection's event loop, not on the Raft loop calling here, whose
+            // heartbeats to the other peers would wait behind it. Writes from
+            // other threads run as event-loop tasks in order, so the next
+            // cycle's messages still follow it.
+            if batch.contains(where: { ($0.snapshot?.data.count ?? 0) >= Self.encodeOffLoopBytes }) {
+                channel.eventLoop.execute {
+                    let bytes = Self.encode(batch)
+                    channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+                    observer?.sent(bytes: bytes.count, to: peer)
+                }
+                continue
+            }
+            let bytes = Self.encode(batch)
             channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
             observer?.sent(bytes: bytes.count, to: peer)
         }
         return dropped
+    }
+
+    /// Snapshots at least this large are encoded off the sending thread.
+    static let encodeOffLoopBytes = 1 << 20
+
+    private static func encode(_ batch: [Message]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for message in batch { MessageCodec.encodeFrames(message, into: &bytes) }
+        return bytes
     }
 
     /// The connected channel to `peer`, starting a connection if none is up and

@@ -81,6 +81,43 @@ final class Inbox: Sendable {
         try await group.shutdownGracefully()
     }
 
+    /// A large snapshot is encoded on the connection's event loop, not on
+    /// the thread that sends (the Raft loop, whose heartbeats would wait),
+    /// and still arrives before the messages sent after it.
+    @Test func aSnapshotIsEncodedOffTheSendersThreadAndKeepsItsPlace() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let a = NIOPeerTransport(group: group)
+        let b = NIOPeerTransport(group: group)
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        a.setPeer(2, .init(host: "127.0.0.1", port: port))
+        let inbox = Inbox()
+        b.register(2) { inbox.add($0) }
+        try await sendUntilDelivered(a, [Message(kind: .heartbeat, from: 1, to: 2, term: 1)], to: inbox, count: 1)
+        var snapshot = Message(kind: .snapshot, from: 1, to: 2, term: 1)
+        snapshot.snapshot = Snapshot(
+            metadata: SnapshotMetadata(index: 5, term: 1, confState: ConfState(voters: [1, 2], learners: [])),
+            data: [UInt8](repeating: 7, count: 96 << 20))
+        // What encoding it here would cost.
+        let encodeStarted = ContinuousClock.now
+        var encoded: [UInt8] = []
+        MessageCodec.encodeFrames(snapshot, into: &encoded)
+        let encoding = ContinuousClock.now - encodeStarted
+        encoded = []
+        let before = inbox.all.count
+        let sendStarted = ContinuousClock.now
+        a.send([snapshot])
+        a.send([Message(kind: .append, from: 1, to: 2, term: 1, index: 6)])
+        let sending = ContinuousClock.now - sendStarted
+        #expect(sending < encoding / 4, "send took \(sending); encoding alone takes \(encoding)")
+        try await inbox.wait(for: before + 2, seconds: 30)
+        let arrived = Array(inbox.all.dropFirst(before))
+        #expect(arrived.map(\.kind) == [.snapshot, .append])
+        #expect(arrived.first?.snapshot?.data.count == 96 << 20)
+        await a.shutdown()
+        await b.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     @Test func reconnectsAfterThePeerRestarts() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let a = NIOPeerTransport(group: group)
