@@ -63,6 +63,39 @@ import Testing
         #expect(output.contains("cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs"), "\(output)")
     }
 
+    /// etcd's `unix://host:port` client URLs: a socket file named `host:port`
+    /// in the working directory, which etcdctl reaches the same way; it goes
+    /// when the member stops.
+    @Test func aUnixSocketClientURLServesEtcdctl() async throws {
+        let ports = try freePortsForTests(3)
+        let directory = NSTemporaryDirectory() + "ensemble-unix-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let socket = "localhost:\(ports[2])"
+        let serve = [
+            try ProcessCluster.binaryPath(), "serve", "--name", "u", "--data-dir", "data",
+            "--listen-client-urls", "http://127.0.0.1:\(ports[0]),unix://\(socket)",
+            "--advertise-client-urls", "http://127.0.0.1:\(ports[0])",
+            "--listen-peer-urls", "http://127.0.0.1:\(ports[1])", "--initial-advertise-peer-urls", "http://127.0.0.1:\(ports[1])",
+        ].map { "'\($0)'" }.joined(separator: " ")
+        let process = try launchProcess("/bin/sh", ["-c", "cd '\(directory)' && exec \(serve)"])
+        defer { if process.isRunning { process.terminate() } }
+        func etcdctl(_ arguments: String) async throws -> (Int32, String) {
+            try await runProcess("/bin/sh", ["-c", "cd '\(directory)' && etcdctl --endpoints=unix://\(socket) --command-timeout=3s \(arguments) 2>&1"])
+        }
+        var (code, output) = (Int32(1), "")
+        for _ in 0..<100 where code != 0 {
+            (code, output) = try await etcdctl("put over unix")
+            if code != 0 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(code == 0 && output == "OK\n", "\(output)")
+        (code, output) = try await runProcess("/usr/bin/etcdctl", ["--endpoints=127.0.0.1:\(ports[0])", "get", "over", "--print-value-only"])
+        #expect(code == 0 && output == "unix\n", "\(output)")
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(!FileManager.default.fileExists(atPath: directory + "/" + socket), "the socket file is removed")
+    }
+
     /// etcd's ETCD_<FLAG> environment variables, with etcd 3.4's rules.
     @Test func serveReadsEtcdsEnvironmentVariables() async throws {
         let binary = try ProcessCluster.binaryPath()

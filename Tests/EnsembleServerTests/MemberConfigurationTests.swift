@@ -282,6 +282,32 @@ import Testing
         #expect(policy.observe(now: .seconds(600), revision: 9000) == 8000)
     }
 
+    /// Client URLs may be etcd's `unix://host:port` and `unixs://host:port`
+    /// (a socket file of that name); peer URLs may not, and a path is refused
+    /// as etcd refuses it.
+    @Test func unixClientURLsAreTakenAsEtcdTakesThem() throws {
+        #expect(ClientListenAddress(url: "unix://localhost:2379") == .unix(path: "localhost:2379"))
+        #expect(ClientListenAddress(url: "unixs://etcd.sock:0") == .unix(path: "etcd.sock:0"))
+        #expect(ClientListenAddress(url: "unix:///tmp/etcd.sock") == nil)
+        #expect(ClientListenAddress(url: "unix://localhost") == nil)
+        #expect(ClientListenAddress.isSecure("unixs://localhost:1") && !ClientListenAddress.isSecure("unix://localhost:1"))
+        var c = MemberConfiguration()
+        c.name = "u"
+        c.listenClientURLs = ["unix://localhost:2379"]
+        c.advertiseClientURLs = c.listenClientURLs
+        c.listenPeerURLs = ["http://127.0.0.1:2380"]
+        c.initialAdvertisePeerURLs = c.listenPeerURLs
+        c.initialCluster = "u=http://127.0.0.1:2380"
+        try c.validate()
+        c.listenClientURLs = ["unixs://localhost:2379"]
+        #expect(throws: ConfigurationError("TLS key/cert (--cert-file, --key-file) must be provided for client url unixs://localhost:2379 with HTTPS scheme")) {
+            try c.validate()
+        }
+        c.listenClientURLs = ["unix://localhost:2379"]
+        c.listenPeerURLs = ["unix://localhost:2380"]
+        #expect(throws: ConfigurationError.self) { try c.validate() }
+    }
+
     /// `member add` prints a member not yet started as `=url` (no name yet);
     /// etcd takes that in --initial-cluster, and a joiner needs it whole.
     @Test func anUnnamedMemberIsTakenInTheInitialCluster() throws {

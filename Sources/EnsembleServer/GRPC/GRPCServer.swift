@@ -1,3 +1,4 @@
+import Foundation
 import LeanHTTP2
 import NIOCore
 import NIOHTTP1
@@ -53,12 +54,37 @@ public final class GRPCServer: Sendable {
     public func listen(
         host: String, port: Int, tls: ReloadingTLSContext? = nil, router: GRPCRouterBox? = nil
     ) async throws -> any Channel {
-        let router = router ?? self.router
+        let listener = try await bootstrap(tls: tls, router: router ?? self.router, tcp: true)
+            .bind(host: host, port: port)
+            .get()
+        channels.withLock { $0.listeners.append(listener) }
+        return listener
+    }
+
+    /// Listens on the unix domain socket at `path` (etcd's `unix://` and
+    /// `unixs://` client URLs). A socket file left by a member that was
+    /// killed is replaced; the file is removed when the listener closes.
+    public func listen(
+        unixSocket path: String, tls: ReloadingTLSContext? = nil, router: GRPCRouterBox? = nil
+    ) async throws -> any Channel {
+        let listener = try await bootstrap(tls: tls, router: router ?? self.router, tcp: false)
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+            .get()
+        listener.closeFuture.whenComplete { _ in _ = try? FileManager.default.removeItem(atPath: path) }
+        channels.withLock { $0.listeners.append(listener) }
+        return listener
+    }
+
+    private func bootstrap(tls: ReloadingTLSContext?, router: GRPCRouterBox, tcp: Bool) -> ServerBootstrap {
         let limit = maxRequestBytes
         let keepalive = self.keepalive
-        let listener = try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        var bootstrap = ServerBootstrap(group: group)
+        if tcp {
+            bootstrap = bootstrap
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        }
+        return bootstrap
             .childChannelInitializer { [self] channel in
                 let key = ObjectIdentifier(channel)
                 channels.withLock { $0.connections[key] = channel }
@@ -82,10 +108,6 @@ public final class GRPCServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(sniffer)
                 }
             }
-            .bind(host: host, port: port)
-            .get()
-        channels.withLock { $0.listeners.append(listener) }
-        return listener
     }
 
     /// Stops accepting, tells every HTTP/2 connection GOAWAY (calls already

@@ -15,7 +15,7 @@ import NIOSSL
 extension MemberConfiguration {
     /// The context for `https://` client listeners; nil when there is none.
     public func clientTLSServerContext(logger: Logger = EnsembleMember.silent) throws(ConfigurationError) -> ReloadingTLSContext? {
-        guard listenClientURLs.contains(where: { $0.hasPrefix("https://") }) else { return nil }
+        guard listenClientURLs.contains(where: ClientListenAddress.isSecure) else { return nil }
         let port = try portTLS(peer: false, logger: logger)
         let policy = try tlsPolicy()
         return try ReloadingTLSContext(paths: [port.cert, port.key, port.trustedCA], logger: logger) { () throws(ConfigurationError) in

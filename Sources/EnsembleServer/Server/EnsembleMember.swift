@@ -216,11 +216,18 @@ public final class EnsembleMember: @unchecked Sendable {
         do {
             let tls = try configuration.clientTLSServerContext(logger: logger)
             for url in configuration.listenClientURLs {
-                guard let address = HostPort(url: url) else { throw ConfigurationError("--listen-client-urls: \(url)") }
-                let server = try await grpcServer.listen(
-                    host: address.host, port: address.port, tls: url.hasPrefix("https://") ? tls : nil)
-                servers.append(server)
-                clientPorts.append(server.localAddress?.port ?? address.port)
+                let secure = ClientListenAddress.isSecure(url) ? tls : nil
+                switch ClientListenAddress(url: url) {
+                case .tcp(let address)?:
+                    let server = try await grpcServer.listen(host: address.host, port: address.port, tls: secure)
+                    servers.append(server)
+                    clientPorts.append(server.localAddress?.port ?? address.port)
+                case .unix(let path)?:
+                    servers.append(try await grpcServer.listen(unixSocket: path, tls: secure))
+                    clientPorts.append(0)  // (kept in step with the URLs)
+                case nil:
+                    throw ConfigurationError("--listen-client-urls: \(url)")
+                }
             }
             for url in configuration.listenMetricsURLs {
                 guard let address = HostPort(url: url) else { throw ConfigurationError("--listen-metrics-urls: \(url)") }
@@ -326,7 +333,7 @@ public final class EnsembleMember: @unchecked Sendable {
         // Members of a cluster that serves clients over TLS reach each other's
         // client ports over TLS too.
         var forwardTLS: ReloadingTLSContext?
-        if configuration.listenClientURLs.contains(where: { $0.hasPrefix("https://") }) {
+        if configuration.listenClientURLs.contains(where: ClientListenAddress.isSecure) {
             forwardTLS = try? configuration.clientTLSClientContext(logger: logger)
         }
         self.forwarder = LeaderForwarder(

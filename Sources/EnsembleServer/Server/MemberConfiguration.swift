@@ -219,7 +219,9 @@ public struct MemberConfiguration: Sendable {
             ("--listen-peer-urls", listenPeerURLs), ("--initial-advertise-peer-urls", initialAdvertisePeerURLs),
         ] {
             guard !urls.isEmpty else { throw ConfigurationError("\(flag) must not be empty") }
-            for url in urls where HostPort(url: url) == nil {
+            // Client URLs may also be etcd's unix:// and unixs:// (host:port naming a socket file).
+            let clientURLs = flag.contains("client")
+            for url in urls where HostPort(url: url) == nil && !(clientURLs && ClientListenAddress(url: url) != nil) {
                 throw ConfigurationError("\(flag): \(url) is not a valid URL (want http://host:port)")
             }
         }
@@ -242,12 +244,12 @@ public struct MemberConfiguration: Sendable {
         if Set(listenPeerURLs.map { $0.hasPrefix("https://") }).count > 1 {
             throw ConfigurationError("--listen-peer-urls: mixes http:// and https:// (\(listenPeerURLs.joined(separator: ",")))")
         }
-        for url in listenClientURLs + listenMetricsURLs where url.hasPrefix("https://") && (certFile.isEmpty || keyFile.isEmpty) && !autoTLS {
+        for url in listenClientURLs + listenMetricsURLs where ClientListenAddress.isSecure(url) && (certFile.isEmpty || keyFile.isEmpty) && !autoTLS {
             throw ConfigurationError("TLS key/cert (--cert-file, --key-file) must be provided for client url \(url) with HTTPS scheme")
         }
         // (On http:// URLs only, etcd ignores --client-cert-auth with a
         // warning: nothing to check there.)
-        let clientTLS = (listenClientURLs + listenMetricsURLs).contains { $0.hasPrefix("https://") }
+        let clientTLS = (listenClientURLs + listenMetricsURLs).contains(where: ClientListenAddress.isSecure)
         if clientCertAuth && trustedCAFile.isEmpty && clientTLS {
             throw ConfigurationError("--client-cert-auth needs --trusted-ca-file")
         }
@@ -332,4 +334,33 @@ public struct HostPort: Sendable, Hashable {
         self.host = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
         self.port = port
     }
+}
+
+/// A client URL's place to listen: TCP `host:port`, or etcd's `unix://` and
+/// `unixs://` (TLS) URLs, whose `host:port` names a socket file, relative to
+/// the working directory as in etcd (`unix://localhost:2379` is the file
+/// `localhost:2379`).
+public enum ClientListenAddress: Sendable, Hashable {
+    case tcp(HostPort)
+    case unix(path: String)
+
+    public init?(url: String) {
+        if let hostPort = HostPort(url: url) {
+            self = .tcp(hostPort)
+            return
+        }
+        for scheme in ["unix://", "unixs://"] where url.hasPrefix(scheme) {
+            let address = String(url.dropFirst(scheme.count))
+            // etcd's NewURLs: host:port, no path.
+            guard let colon = address.lastIndex(of: ":"), colon != address.startIndex,
+                Int(address[address.index(after: colon)...]) != nil, !address.contains("/")
+            else { return nil }
+            self = .unix(path: address)
+            return
+        }
+        return nil
+    }
+
+    /// Whether a URL's scheme asks for TLS (`https://`, `unixs://`).
+    public static func isSecure(_ url: String) -> Bool { url.hasPrefix("https://") || url.hasPrefix("unixs://") }
 }
