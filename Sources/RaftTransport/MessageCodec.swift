@@ -85,7 +85,7 @@ public enum MessageCodec {
             // Over a chunk without a large snapshot (many entries): split below.
             let frame = Array(out[(start + 4)...])
             out.removeSubrange(start...)
-            return appendChunks(of: frame, chunk: chunk, into: &out)
+            return appendChunks(of: frame[...], chunk: chunk, into: &out)
         }
         // A snapshot: encoded once aside, then copied out in chunks (not
         // encoded in place, copied aside and copied back).
@@ -93,11 +93,11 @@ public enum MessageCodec {
         encode(m, into: &frame)
         guard frame.count - 4 > chunk else { return out.append(contentsOf: frame) }
         out.reserveCapacity(out.count + frame.count + (frame.count / chunk + 1) * 21)
-        appendChunks(of: Array(frame[4...]), chunk: chunk, into: &out)
+        appendChunks(of: frame[4...], chunk: chunk, into: &out)
     }
 
     /// `frame` (a frame body, without its length) as chunk frames.
-    private static func appendChunks(of frame: [UInt8], chunk: Int, into out: inout [UInt8]) {
+    private static func appendChunks(of frame: ArraySlice<UInt8>, chunk: Int, into out: inout [UInt8]) {
         let body = frame.count
         var offset = 0
         while offset < body {
@@ -106,7 +106,8 @@ public enum MessageCodec {
             out.append(chunkVersion)
             put64(UInt64(body), &out)
             put64(UInt64(offset), &out)
-            out.append(contentsOf: frame[offset..<(offset + n)])
+            let from = frame.startIndex + offset
+            out.append(contentsOf: frame[from..<(from + n)])
             offset += n
         }
     }

@@ -97,6 +97,9 @@ public final class NIOPeerTransport: PeerTransport {
         var pinger: RepeatedTask?
         /// Sets up connections that open with the HTTP/2 preface.
         var http2: (@Sendable (ChannelPipeline.SynchronousOperations) throws -> Void)?
+        /// Peers whose snapshot is being encoded off this thread: what else
+        /// is sent to them meanwhile is dropped (it would overtake it).
+        var encoding: Set<NodeID> = []
     }
 
     private struct Link {
@@ -352,22 +355,28 @@ public final class NIOPeerTransport: PeerTransport {
         let observer = self.observer.withLock { $0 }
         var dropped: Set<NodeID> = []
         for (peer, batch) in batches {
-            // Bounded memory per peer: a peer that does not read is not buffered for.
-            guard let channel = connection(to: peer), channel.isWritable else {
+            // Bounded memory per peer: a peer that does not read (or whose
+            // snapshot is still being encoded) is not buffered for.
+            guard let channel = connection(to: peer), channel.isWritable, !state.withLock({ $0.encoding.contains(peer) }) else {
                 observer?.sendFailed(to: peer)
                 dropped.insert(peer)
                 continue
             }
-            // A snapshot is copied several times while encoded: on the
-            // connection's event loop, not on the Raft loop calling here, whose
-            // heartbeats to the other peers would wait behind it. Writes from
-            // other threads run as event-loop tasks in order, so the next
-            // cycle's messages still follow it.
+            // A snapshot is copied several times while encoded: on a pool
+            // thread, not on the Raft loop calling here (whose heartbeats to
+            // the other peers would wait) nor on an event loop (whose clients
+            // would). Until it is handed to the connection, the peer's other
+            // messages are dropped: written sooner, they would overtake it.
+            // (Raft sends a snapshot only to a follower it has paused.)
             if batch.contains(where: { ($0.snapshot?.data.count ?? 0) >= Self.encodeOffLoopBytes }) {
-                channel.eventLoop.execute {
-                    let bytes = Self.encode(batch)
-                    channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
-                    observer?.sent(bytes: bytes.count, to: peer)
+                state.withLock { _ = $0.encoding.insert(peer) }
+                NIOThreadPool.singleton.submit { [weak self] work in
+                    if work == .active, channel.isActive {
+                        let bytes = Self.encode(batch)
+                        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+                        observer?.sent(bytes: bytes.count, to: peer)
+                    }
+                    self?.state.withLock { _ = $0.encoding.remove(peer) }
                 }
                 continue
             }

@@ -91,6 +91,17 @@ import Testing
         #expect(code == 0 && output == "OK\n", "\(output)")
         (code, output) = try await runProcess("/usr/bin/etcdctl", ["--endpoints=127.0.0.1:\(ports[0])", "get", "over", "--print-value-only"])
         #expect(code == 0 && output == "unix\n", "\(output)")
+        // A second member on the same socket path is refused, as Go's listener refuses it.
+        let others = try freePortsForTests(2)
+        let second = [
+            try ProcessCluster.binaryPath(), "serve", "--name", "v", "--data-dir", "data2",
+            "--listen-client-urls", "unix://\(socket)", "--advertise-client-urls", "http://127.0.0.1:\(others[0])",
+            "--listen-peer-urls", "http://127.0.0.1:\(others[1])", "--initial-advertise-peer-urls", "http://127.0.0.1:\(others[1])",
+        ].map { "'\($0)'" }.joined(separator: " ")
+        (code, output) = try await runProcess("/bin/sh", ["-c", "cd '\(directory)' && exec \(second) 2>&1"])
+        #expect(code != 0 && output.contains("listen unix \(socket): bind: address already in use"), "\(output)")
+        (code, output) = try await etcdctl("get over --print-value-only")
+        #expect(code == 0 && output == "unix\n", "the first member still serves its socket: \(output)")
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
         #expect(!FileManager.default.fileExists(atPath: directory + "/" + socket), "the socket file is removed")

@@ -1,4 +1,3 @@
-import Foundation
 import LeanHTTP2
 import NIOCore
 import NIOHTTP1
@@ -62,15 +61,22 @@ public final class GRPCServer: Sendable {
     }
 
     /// Listens on the unix domain socket at `path` (etcd's `unix://` and
-    /// `unixs://` client URLs). A socket file left by a member that was
-    /// killed is replaced; the file is removed when the listener closes.
+    /// `unixs://` client URLs). A path another process serves is refused,
+    /// as Go's listener refuses it; a socket file no one serves any more (a
+    /// killed member's) is replaced. The file is removed when the listener
+    /// closes, if it is still this listener's.
     public func listen(
         unixSocket path: String, tls: ReloadingTLSContext? = nil, router: GRPCRouterBox? = nil
     ) async throws -> any Channel {
+        if UnixSocketFile.isServed(path) {
+            throw ConfigurationError("listen unix \(path): bind: address already in use")
+        }
+        var file = UnixSocketFile(path: path)
         let listener = try await bootstrap(tls: tls, router: router ?? self.router, tcp: false)
             .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
             .get()
-        listener.closeFuture.whenComplete { _ in _ = try? FileManager.default.removeItem(atPath: path) }
+        file.bound()
+        listener.closeFuture.whenComplete { [file] _ in file.remove() }
         channels.withLock { $0.listeners.append(listener) }
         return listener
     }

@@ -243,7 +243,7 @@ public final class EnsembleMember: @unchecked Sendable {
         // A client URL advertised with port 0 names the port actually bound.
         var configuration = configuration
         configuration.advertiseClientURLs = configuration.advertiseClientURLs.enumerated().map { index, url in
-            guard HostPort(url: url)?.port == 0, clientPorts.indices.contains(index) else { return url }
+            guard HostPort(url: url)?.port == 0, clientPorts.indices.contains(index), clientPorts[index] != 0 else { return url }
             return url.replacingOccurrences(of: ":0", with: ":\(clientPorts[index])")
         }
         let member = EnsembleMember(

@@ -239,6 +239,15 @@ public struct MemberConfiguration: Sendable {
             else { continue }
             throw ConfigurationError("expected IP in URL for binding (\(url))")
         }
+        // etcd serves one socket for both unix:// and unixs:// of a path;
+        // here each URL is its own listener, so a path may be given once.
+        var socketPaths: Set<String> = []
+        for url in listenClientURLs {
+            guard case .unix(let path)? = ClientListenAddress(url: url) else { continue }
+            guard socketPaths.insert(path).inserted else {
+                throw ConfigurationError("--listen-client-urls: the unix socket \(path) is given more than once")
+            }
+        }
         // Every peer listener shares one TLS setup (and the connections this
         // member opens use it too): all https:// or all http://.
         if Set(listenPeerURLs.map { $0.hasPrefix("https://") }).count > 1 {

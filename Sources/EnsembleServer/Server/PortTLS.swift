@@ -33,7 +33,12 @@ extension MemberConfiguration {
             logger.warning("\(flag)auto-tls: ignoring \(flag)trusted-ca-file and \(flag)client-cert-auth (self-signed, as etcd)")
         }
         let urls = peer ? listenPeerURLs + initialAdvertisePeerURLs : listenClientURLs + advertiseClientURLs
-        let hosts = Set(urls.compactMap { HostPort(url: $0)?.host }).sorted()
+        // (A unixs:// URL's host too, as etcd's self-signed certificate takes it.)
+        let hosts = Set(urls.compactMap { url -> String? in
+            if let host = HostPort(url: url)?.host { return host }
+            guard case .unix(let path)? = ClientListenAddress(url: url), let colon = path.lastIndex(of: ":") else { return nil }
+            return String(path[..<colon])
+        }).sorted()
         let made = try CertificateFactory.selfSignedFiles(in: dataDirectory + (peer ? "/fixtures/peer" : "/fixtures/client"), hosts: hosts)
         return PortTLS(cert: made.cert, key: made.key, trustedCA: "", selfSigned: true, flag: flag)
     }
