@@ -19,7 +19,12 @@ final class ProcessCluster: @unchecked Sendable {
         var advertisedClientURL: String?
         /// The network namespace the member runs in (``NetworkNamespaces``).
         var namespace: String?
+        /// Started with `--initial-cluster-state existing` (after `member add`).
+        var joining = false
     }
+
+    /// Flags every member gets, after the common ones.
+    var extraArguments: [String] = []
 
     let directory = NSTemporaryDirectory() + "ensemble-processes-\(UUID().uuidString)"
     private(set) var members: [Member]
@@ -43,7 +48,10 @@ final class ProcessCluster: @unchecked Sendable {
     /// members can be cut while clients (here, in the root namespace) still
     /// reach every member. `beforeStart` runs once the members are named and
     /// their directory exists, before any starts.
-    init(network: NetworkNamespaces? = nil, beforeStart: (ProcessCluster) throws -> Void = { _ in }) throws {
+    init(
+        network: NetworkNamespaces? = nil, extraArguments: [String] = [], beforeStart: (ProcessCluster) throws -> Void = { _ in }
+    ) throws {
+        self.extraArguments = extraArguments
         binary = try Self.binaryPath()
         self.network = network
         if let network {
@@ -74,8 +82,11 @@ final class ProcessCluster: @unchecked Sendable {
             "--advertise-client-urls", m.advertisedClientURL ?? "http://\(m.host):\(m.clientPort)",
             "--listen-peer-urls", "http://\(m.host):\(m.peerPort)", "--initial-advertise-peer-urls", "http://\(m.host):\(m.peerPort)",
             "--initial-cluster", initial, "--heartbeat-interval", "50", "--election-timeout", "500",
-        ]
+        ] + (m.joining ? ["--initial-cluster-state", "existing"] : []) + extraArguments
     }
+
+    /// Marks member `i` as one added with `member add`, to start as a joiner.
+    func markJoining(_ i: Int) { members[i].joining = true }
 
     /// Starts member `i` (again) with its command line; output goes to `<name>.log`.
     func start(_ i: Int) throws {

@@ -22,6 +22,75 @@ import Testing
         return request
     }
 
+    /// A follower's disk is lost: it is killed, its data directory wiped,
+    /// removed and added again with `etcdctl member remove/add`, and started
+    /// as a joiner with the `--initial-cluster` that `member add` printed. The
+    /// leader has compacted its log (snapshots every 100 entries), so the new
+    /// member can only catch up from a snapshot; then it serves every key.
+    @Test func aWipedFollowerReAddedCatchesUpBySnapshot() async throws {
+        let cluster = try ProcessCluster(extraArguments: ["--snapshot-count", "100"])
+        defer { cluster.stop() }
+        let leader = try #require(await cluster.leader(), "no leader; log:\n\(cluster.log(0))")
+        let follower = (leader + 1) % 3
+        let leaderClient = try await EtcdClient.connect(host: "127.0.0.1", port: cluster.endpoints[leader], group: cluster.group)
+        for i in 0..<300 {
+            _ = try await leaderClient.call(
+                "/etcdserverpb.KV/Put", Self.put("k-\(i)", "v"), as: Etcdserverpb_PutResponse.self, timeout: .seconds(5))
+        }
+        await leaderClient.connection.close()
+        let name = cluster.members[follower].name
+        let peerURL = "http://127.0.0.1:\(cluster.members[follower].peerPort)"
+        cluster.signal(follower, SIGKILL)
+        try FileManager.default.removeItem(atPath: "\(cluster.directory)/\(name)")
+
+        let endpoint = "--endpoints=127.0.0.1:\(cluster.endpoints[leader])"
+        var (code, output) = try await runProcess("/usr/bin/etcdctl", [endpoint, "member", "list"])
+        let id = try #require(output.split(separator: "\n").first { $0.contains(", \(name), ") }?.split(separator: ",").first, "\(output)")
+        // A cluster up for less than etcd's health interval (5 s), or whose
+        // membership just changed, answers "unhealthy cluster" for a while.
+        for _ in 0..<100 {
+            (code, output) = try await runProcess("/usr/bin/etcdctl", [endpoint, "member", "remove", String(id)])
+            if code == 0 || !output.contains("unhealthy cluster") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(code == 0, "\(output)")
+        for _ in 0..<100 {
+            (code, output) = try await runProcess("/usr/bin/etcdctl", [endpoint, "member", "add", name, "--peer-urls=\(peerURL)"])
+            if code == 0 || !output.contains("unhealthy cluster") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(code == 0 && output.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "\(output)")
+        cluster.markJoining(follower)
+        try cluster.start(follower)
+
+        // Serializable reads on the new member: what it holds itself.
+        var count: Int64 = -1
+        let deadline = ContinuousClock.now + .seconds(30)
+        while count < 300 && ContinuousClock.now < deadline {
+            if let client = try? await EtcdClient.connect(host: "127.0.0.1", port: cluster.endpoints[follower], group: cluster.group) {
+                var range = Etcdserverpb_RangeRequest()
+                range.key = Data("k-".utf8)
+                range.rangeEnd = Data("k.".utf8)
+                range.countOnly = true
+                range.serializable = true
+                count = (try? await client.call("/etcdserverpb.KV/Range", range, as: Etcdserverpb_RangeResponse.self, timeout: .seconds(1)))?.count ?? -1
+                await client.connection.close()
+            }
+            if count < 300 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(count == 300, "the re-added member holds \(count) keys; log:\n\(cluster.log(follower).suffix(3000))")
+        // Nothing was written since: its only snapshot is the leader's.
+        let snapshots = (try? FileManager.default.contentsOfDirectory(atPath: "\(cluster.directory)/\(name)/member/snap")) ?? []
+        #expect(!snapshots.isEmpty, "caught up without a snapshot: \(snapshots)")
+        // It publishes its name through the log once it serves.
+        for _ in 0..<100 {
+            (code, output) = try await runProcess("/usr/bin/etcdctl", [endpoint, "member", "list"])
+            if output.contains(", started, \(name), \(peerURL)") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(output.split(separator: "\n").count == 3 && output.contains(", started, \(name), \(peerURL)"), "\(output)")
+    }
+
     @Test func acknowledgedWritesSurviveLeaderKillsAndAWholeClusterCrash() async throws {
         let cluster = try ProcessCluster()
         defer { cluster.stop() }

@@ -1,3 +1,4 @@
+import CoreFoundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -41,8 +42,13 @@ struct UnixSocketFile: Sendable {
     }
 
     static func fileIdentity(_ path: String) -> (device: UInt64, inode: UInt64)? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
+        #if canImport(Glibc)
+        var info = Glibc.stat()
+        #else
+        var info = Darwin.stat()
+        #endif
+        // (fstatat: `stat` is ambiguous here between the type and the call.)
+        guard fstatat(AT_FDCWD, path, &info, 0) == 0 else { return nil }
         return (UInt64(info.st_dev), UInt64(info.st_ino))
     }
 
