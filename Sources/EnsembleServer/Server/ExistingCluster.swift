@@ -34,7 +34,8 @@ struct ExistingCluster: Sendable, CustomStringConvertible {
     static func fetch(
         from peerURLs: [String], tls: NIOSSLContext?, group: any EventLoopGroup, logger: Logger
     ) async -> ExistingCluster? {
-        for url in peerURLs {
+        // (A member told to stop meanwhile asks no further URL.)
+        for url in peerURLs where !Task.isCancelled {
             guard let address = HostPort(url: url) else { continue }
             var options = GRPCConnection.Options()
             options.waitForServerPreface = true
