@@ -80,7 +80,7 @@ import Testing
         #expect(code == 0 && output == "OK\n", "\(output)")
 
         try serve("second")
-        try await Task.sleep(for: .milliseconds(1_200))
+        try await Task.sleep(for: .milliseconds(2_500))  // past the next once-a-second check
         (code, output) = try await etcdctl(ports[0], ["--cacert=\(path("second-ca.pem"))", "get", "k", "--print-value-only"])
         #expect(code == 0 && output == "v\n", "the renewed certificate is served: \(output)")
         (code, output) = try await etcdctl(ports[0], ["--cacert=\(path("first-ca.pem"))", "get", "k"])
@@ -88,7 +88,7 @@ import Testing
 
         // A half-written certificate: the last good pair stays in use.
         try "-----BEGIN CERTIFICATE-----\nMIIB\n".write(toFile: path("served.pem"), atomically: false, encoding: .utf8)
-        try await Task.sleep(for: .milliseconds(1_200))
+        try await Task.sleep(for: .milliseconds(2_500))  // past the next once-a-second check
         (code, output) = try await etcdctl(ports[0], ["--cacert=\(path("second-ca.pem"))", "get", "k", "--print-value-only"])
         #expect(code == 0 && output == "v\n", "\(output)")
         await member.shutdown()
@@ -126,7 +126,7 @@ import Testing
         var (code, output) = try await etcdctl(ports[0], ["--cacert=\(path("first-ca.pem"))", "put", "k", "v"])
         #expect(code == 0 && output == "OK\n", "\(output)")
         try publish("second")
-        try await Task.sleep(for: .milliseconds(1_200))
+        try await Task.sleep(for: .milliseconds(2_500))  // past the next once-a-second check
         (code, output) = try await etcdctl(ports[0], ["--cacert=\(path("second-ca.pem"))", "get", "k", "--print-value-only"])
         #expect(code == 0 && output == "v\n", "the rotated certificate is served: \(output)")
         await member.shutdown()

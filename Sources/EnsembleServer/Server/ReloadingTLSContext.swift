@@ -16,11 +16,14 @@ import Synchronization
 /// context they started with.
 ///
 /// The files are looked at (`stat`: device, inode, size, modification time;
-/// a Kubernetes secret's symlink swap changes the inode) at most once per
-/// `checkInterval`, when a connection asks for the context. A change that
+/// a Kubernetes secret's symlink swap changes the inode) every
+/// `checkInterval` on a queue of the context's own, which also reads them
+/// when they change: a connection only takes the current context, and no
+/// event loop waits for files or a TLS context being built. A change that
 /// does not load — a file half written, a key that no longer matches its
 /// certificate — keeps the previous context and is logged once per change.
 /// Errors at creation are configuration errors: the member does not start.
+/// The checks stop when the context is released.
 public final class ReloadingTLSContext: Sendable {
     private struct Stamp: Equatable {
         var device: UInt64
@@ -33,7 +36,6 @@ public final class ReloadingTLSContext: Sendable {
     private struct State {
         var context: NIOSSLContext
         var stamps: [Stamp?]
-        var checked: ContinuousClock.Instant
         /// The stamps of a change that failed to load (not retried until the files change again).
         var refused: [Stamp?]?
     }
@@ -43,6 +45,7 @@ public final class ReloadingTLSContext: Sendable {
     private let logger: Logger
     private let checkInterval: Duration
     private let state: Mutex<State>
+    private let queue = DispatchQueue(label: "ensemble-tls-reload")
 
     /// Reads the files once with `make`; `paths` are the files it reads.
     public init(
@@ -54,29 +57,41 @@ public final class ReloadingTLSContext: Sendable {
         self.logger = logger
         self.checkInterval = checkInterval
         let stamps = self.paths.map(Self.stamp)
-        state = Mutex(State(context: try make(), stamps: stamps, checked: .now, refused: nil))
+        state = Mutex(State(context: try make(), stamps: stamps, refused: nil))
+        scheduleCheck()
     }
 
     /// The context for a new connection: the files' latest loadable state.
     public func current() -> NIOSSLContext {
-        let now = ContinuousClock.now
-        return state.withLock { state in
-            guard now - state.checked >= checkInterval else { return state.context }
-            state.checked = now
-            let stamps = paths.map(Self.stamp)
-            guard stamps != state.stamps, stamps != state.refused else { return state.context }
-            do {
-                state.context = try make()
-                state.stamps = stamps
-                state.refused = nil
-                logger.notice("TLS files changed: new connections use them", metadata: ["files": "\(paths.joined(separator: ","))"])
-            } catch {
-                state.refused = stamps
-                logger.error(
-                    "TLS files changed but do not load; keeping the previous ones",
-                    metadata: ["files": "\(paths.joined(separator: ","))", "error": "\(error)"])
+        state.withLock { $0.context }
+    }
+
+    private func scheduleCheck() {
+        queue.asyncAfter(deadline: .now() + checkInterval.inSeconds) { [weak self] in
+            guard let self else { return }
+            self.check()
+            self.scheduleCheck()
+        }
+    }
+
+    /// Loads the files if they changed since they last loaded (or failed to).
+    private func check() {
+        let stamps = paths.map(Self.stamp)
+        let changed = state.withLock { stamps != $0.stamps && stamps != $0.refused }
+        guard changed else { return }
+        do {
+            let context = try make()
+            state.withLock {
+                $0.context = context
+                $0.stamps = stamps
+                $0.refused = nil
             }
-            return state.context
+            logger.notice("TLS files changed: new connections use them", metadata: ["files": "\(paths.joined(separator: ","))"])
+        } catch {
+            state.withLock { $0.refused = stamps }
+            logger.error(
+                "TLS files changed but do not load; keeping the previous ones",
+                metadata: ["files": "\(paths.joined(separator: ","))", "error": "\(error)"])
         }
     }
 
