@@ -180,6 +180,7 @@ let package = Package(
                 "EnsembleServer", "Raft", "RaftStorage", "RaftTransport", "KV", "EnsembleAPI", "Linearizability", "EnsembleClient",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -35,13 +35,14 @@ struct GRPCMessageSplitter {
     /// Adds received bytes; returns every message they complete, in order.
     mutating func append(_ received: ByteBuffer) throws(Failure) -> [[UInt8]] {
         var input: ByteBuffer
-        if var partial, partial.readableBytes > 0 {
-            partial.writeImmutableBuffer(received)
-            input = partial
+        // Taken, not copied: appending to a copy that shares storage with
+        // `partial` would copy all of it for every piece received.
+        if var pending = partial.take(), pending.readableBytes > 0 {
+            pending.writeImmutableBuffer(received)
+            input = pending
         } else {
             input = received
         }
-        partial = nil
         var messages: [[UInt8]] = []
         while let flag = input.getInteger(at: input.readerIndex, as: UInt8.self),
             let length = input.getInteger(at: input.readerIndex + 1, as: UInt32.self)

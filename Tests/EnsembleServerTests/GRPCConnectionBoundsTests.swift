@@ -139,8 +139,8 @@ final class RawConnection: Sendable {
     }
 
     /// Waits up to 10 s for `done` to hold for what was received.
-    func waitFor(_ done: ([UInt8]) -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
+    func waitFor(timeout: Duration = .seconds(10), _ done: ([UInt8]) -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline, !done(bytes) {
             try await Task.sleep(for: .milliseconds(20))
         }

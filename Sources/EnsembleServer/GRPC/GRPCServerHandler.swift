@@ -302,7 +302,12 @@ final class GRPCServerHandler: ChannelInboundHandler {
     }
 
     private func received(context: ChannelHandlerContext, stream: UInt32, _ buffer: ByteBuffer) {
-        guard var call = calls[stream] else { return }
+        // Taken out, not copied: a copy would share the reader's buffer with
+        // the dictionary's, and appending would then copy all that has
+        // arrived of the message, for every read that brings one more DATA
+        // frame of it (quadratic: a client trickling a large message in tiny
+        // frames could pin the event loop). Every path below puts it back.
+        guard var call = calls.removeValue(forKey: stream) else { return }
         let messages: [[UInt8]]
         do {
             messages = try call.reader.append(buffer.readableBytesView)
