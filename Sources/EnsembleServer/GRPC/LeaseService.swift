@@ -208,7 +208,15 @@ public struct LeaseService: Sendable {
                 }
             } catch let NodeError.notLeader(leader) where forwarding && leader != .none {
                 let (answers, failure) = await forward(ids, distinct: distinct, to: leader)
-                if let failure, answers.isEmpty, Self.isLeaderChange(failure), await mayRetry() { continue }
+                if let failure, Self.isLeaderChange(failure), await mayRetry() {
+                    if answers.isEmpty { continue }
+                    // Answered in part (the leader changed between the
+                    // forwarded renewals): the rest is asked again, not
+                    // failed — "no leader" would make clientv3 close a
+                    // require-leader keep-alive for good (review finding).
+                    let rest = await keepAlive(Array(ids.dropFirst(answers.count)), forwarding: forwarding, arrived: arrived)
+                    return (answers + rest.answers, rest.failure)
+                }
                 return (answers, failure)
             } catch where [NodeError.noLeader, .leaderChanged, .notLeader(leader: .none)].contains(error) {
                 if await mayRetry() { continue }
