@@ -73,6 +73,7 @@ extension HTTP2Connection {
         }
         if endStream { streams.values[index].ended = true }
         guard streams.values[index].queue.isEmpty else {
+            queuedDataBytes += data.readableBytes
             streams.values[index].queue.append(.data(data, endStream: endStream, promise))
             return
         }
@@ -85,6 +86,7 @@ extension HTTP2Connection {
             if let promise { written.append(promise) }
             if endStream { localEnded(id) }
         } else {
+            queuedDataBytes += data.readableBytes
             streams.values[index].queue.append(.data(data, endStream: endStream, promise))
             if streams.values[index].sendWindow > 0 { markBlocked(id) }
         }
@@ -158,12 +160,14 @@ extension HTTP2Connection {
                 writeHeaderBlock(stream: id, block, endStream: endStream)
                 if endStream { localEnded(id) }
             case .data(var data, let endStream, let promise):
+                queuedDataBytes -= data.readableBytes
                 let before = output.writerIndex
                 let done = Self.frame(&data, endStream: endStream, stream: id, window: &streams.values[index].sendWindow,
                                       connection: &connectionSendWindow, maxFrame: peerMaxFrameSize, into: &output)
                 // Only frames that went out reset the flood and ping counts.
                 if output.writerIndex != before { sentStreamFrame() }
                 guard done else {
+                    queuedDataBytes += data.readableBytes
                     streams.values[index].queue.prepend(.data(data, endStream: endStream, promise))
                     return streams.values[index].sendWindow > 0
                 }

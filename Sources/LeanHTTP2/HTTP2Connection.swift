@@ -148,6 +148,9 @@ package struct HTTP2Connection {
     /// Promises of DATA that reached ``output`` since the last ``takeOutput()``.
     package var written: [EventLoopPromise<Void>] = []
     package private(set) var failure: HTTP2Wire.ErrorCode?
+    /// DATA bytes queued on streams, held back by flow control: what a peer
+    /// that grants no window makes this side hold (a server bounds it).
+    package internal(set) var queuedDataBytes = 0
 
     var streams: [UInt32: Stream] = [:]
     /// The highest stream opened: by the client (server side), or by this side (client side).
@@ -320,7 +323,10 @@ package struct HTTP2Connection {
     @discardableResult
     mutating func remove(_ id: UInt32) -> Stream? {
         guard let stream = streams.removeValue(forKey: id) else { return nil }
-        for case let .data(_, _, promise?) in stream.queue { written.append(promise) }
+        for case let .data(data, _, promise) in stream.queue {
+            queuedDataBytes -= data.readableBytes
+            if let promise { written.append(promise) }
+        }
         if role == .client {
             if stream.waiting {
                 waitingToOpen.removeAll { $0 == id }
@@ -337,6 +343,7 @@ package struct HTTP2Connection {
             for case let .data(_, _, promise?) in stream.queue { written.append(promise) }
         }
         streams.removeAll()
+        queuedDataBytes = 0
         blocked.removeAll()
         waitingToOpen.removeAll()
         openedStreams = 0

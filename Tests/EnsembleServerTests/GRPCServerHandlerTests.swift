@@ -29,4 +29,33 @@ import Testing
         #expect(elapsed < .seconds(8), "\(size) bytes in 1-byte frames, one per read, took \(elapsed)")
         _ = try? channel.finish()
     }
+
+    /// A client that grants no flow-control window (SETTINGS_INITIAL_WINDOW_SIZE
+    /// 0) leaves every answer queued; past the bound, new calls end with
+    /// RESOURCE_EXHAUSTED instead of queueing more (review finding).
+    @Test func answersAClientDoesNotReadAreBoundedPerConnection() throws {
+        var router = GRPCRouter()
+        router.unary["/t.T/Echo"] = .direct { _, reply in reply(.success(GRPCResponse(bytes: [UInt8](repeating: 1, count: 4096)))) }
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(
+            GRPCServerHandler(router: GRPCRouterBox(router), maxRequestBytes: 1 << 20, keepalive: .etcd, maxQueuedAnswerBytes: 10_000))
+        try channel.writeInbound(ByteBuffer(bytes: Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+            + GRPCConnectionBoundsTests.frame(type: 4, flags: 0, stream: 0, [0, 4, 0, 0, 0, 0])))
+        // One call per read, as calls come from a client over time.
+        for stream in stride(from: UInt32(1), through: 11, by: 2) {
+            try channel.writeInbound(ByteBuffer(bytes:
+                GRPCConnectionBoundsTests.frame(type: 1, flags: 0x4, stream: stream, GRPCConnectionBoundsTests.requestHeaders)
+                + GRPCConnectionBoundsTests.frame(type: 0, flags: 0x1, stream: stream, [0, 0, 0, 0, 1, 9])))
+            channel.embeddedEventLoop.run()
+        }
+        var output: [UInt8] = []
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { output += Array(buffer.readableBytesView) }
+        let refusal = Array("exceed 10000 bytes".utf8)
+        #expect(output.firstRange(of: refusal) != nil, "no call was refused: \(GRPCConnectionBoundsTests.frames(output))")
+        // The first three (12 KiB queued) were taken; the rest refused.
+        let trailers = GRPCConnectionBoundsTests.frames(output).filter { $0.type == 1 }.map(\.stream)
+        #expect(Set(trailers).isSuperset(of: [7, 9, 11]), "\(trailers)")
+        #expect(!GRPCConnectionBoundsTests.frames(output).contains { $0.type == 0 && $0.length > 0 }, "no DATA without a window")
+        _ = try? channel.finish()
+    }
 }

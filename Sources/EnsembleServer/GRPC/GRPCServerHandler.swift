@@ -70,17 +70,24 @@ final class GRPCServerHandler: ChannelInboundHandler {
     /// RESOURCE_EXHAUSTED. 128 requests of the largest size (256 MiB with
     /// etcd's limits) may arrive interleaved on one connection.
     private let maxHeldRequestBytes: Int
+    /// Answer bytes a client may leave waiting for flow-control window on
+    /// one connection (HTTP/2 lets it grant none): past this, new calls end
+    /// with RESOURCE_EXHAUSTED until it reads (review finding: a client that
+    /// set its initial window to 0 could make the server hold an answer on
+    /// each of 4,096 streams for the connection's life).
+    private let maxQueuedAnswerBytes: Int
     private var outbox: GRPCOutbox?
     /// The connection closes once what is being written is out.
     private var closeScheduled = false
 
     init(
         router: GRPCRouterBox, maxRequestBytes: Int, keepalive: GRPCKeepalive = .etcd,
-        configuration: HTTP2Connection.Configuration = .init()
+        configuration: HTTP2Connection.Configuration = .init(), maxQueuedAnswerBytes: Int = 128 << 20
     ) {
         self.router = router
         self.maxRequestBytes = maxRequestBytes
         self.maxHeldRequestBytes = 128 * maxRequestBytes
+        self.maxQueuedAnswerBytes = maxQueuedAnswerBytes
         self.keepalive = keepalive
         var configuration = configuration
         configuration.pingPolicy = .init(minimumInterval: .nanoseconds(keepalive.minimumTime.nanosecondsSaturated))
@@ -281,6 +288,11 @@ final class GRPCServerHandler: ChannelInboundHandler {
             calls[stream] = call
             let message = "invalid gRPC request content-type \"\(contentType)\""
             return end(context: context, stream: stream, GRPCStatus(code: 3, message: message), httpStatus: 415)
+        }
+        guard connection.queuedDataBytes <= maxQueuedAnswerBytes else {
+            calls[stream] = call
+            let message = "answers waiting for this connection's flow-control window exceed \(maxQueuedAnswerBytes) bytes"
+            return end(context: context, stream: stream, GRPCStatus(code: 8, message: message))
         }
         let route = router.route(path)
         call.metrics = route?.metrics
