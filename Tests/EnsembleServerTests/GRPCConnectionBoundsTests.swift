@@ -42,6 +42,25 @@ import Testing
         await server.shutdown(grace: .zero)
     }
 
+    /// A connection that never shows its protocol (nor finishes a TLS
+    /// handshake) is closed after the connection timeout (grpc-go's, 120 s
+    /// by default); one that spoke HTTP/2 in time stays.
+    @Test func aSilentConnectionIsClosedAfterTheConnectionTimeout() async throws {
+        var router = GRPCRouter()
+        router.unary["/t.T/Echo"] = .task { .success($0) }
+        let server = GRPCServer(group: MultiThreadedEventLoopGroup.singleton, router: router, connectionTimeout: .milliseconds(300))
+        let listener = try await server.listen(host: "127.0.0.1", port: 0)
+        let port = try #require(listener.localAddress?.port)
+        let silent = try await RawConnection.connect(port: port)
+        let speaking = try await RawConnection.connect(port: port)
+        try await speaking.send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 4, flags: 0, stream: 0, []))
+        try await silent.channel.closeFuture.get()
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(speaking.channel.isActive)
+        try await speaking.channel.close()
+        await server.shutdown(grace: .zero)
+    }
+
     /// An answer the client grants no window for is dropped when the call's
     /// deadline passes (RST_STREAM CANCEL), not held for the connection's life.
     @Test func anAnswerHeldBackByFlowControlGoesAtTheDeadline() async throws {

@@ -53,6 +53,9 @@ import Testing
         configuration.grpcKeepaliveInterval = "1h30m"
         configuration.grpcKeepaliveTimeout = "5s"
         #expect(try configuration.grpcKeepalive() == GRPCKeepalive(interval: .seconds(5400), timeout: .seconds(5)))
+        // 0: etcd sets no enforcement policy, and grpc-go's own (5 minutes) holds.
+        configuration.grpcKeepaliveMinTime = "0"
+        #expect(try configuration.grpcKeepalive().minimumTime == .seconds(300))
         configuration.grpcKeepaliveTimeout = "soon"
         #expect(throws: ConfigurationError.self) { try configuration.grpcKeepalive() }
     }

@@ -32,12 +32,19 @@ public final class GRPCServer: Sendable {
     /// limit plus 512 KiB; the KV service refuses writes over the limit itself).
     public let maxRequestBytes: Int
     public let keepalive: GRPCKeepalive
+    /// grpc-go's ConnectionTimeout (120 s): how long a connection may take to
+    /// finish its TLS handshake and send its first bytes before it is closed.
+    public let connectionTimeout: TimeAmount
 
-    public init(group: any EventLoopGroup, router: GRPCRouter, maxRequestBytes: Int = 2 << 20, keepalive: GRPCKeepalive = .etcd) {
+    public init(
+        group: any EventLoopGroup, router: GRPCRouter, maxRequestBytes: Int = 2 << 20, keepalive: GRPCKeepalive = .etcd,
+        connectionTimeout: TimeAmount = .seconds(120)
+    ) {
         self.group = group
         self.router = GRPCRouterBox(router)
         self.maxRequestBytes = maxRequestBytes
         self.keepalive = keepalive
+        self.connectionTimeout = connectionTimeout
     }
 
     /// A server whose routes are installed later (the port must be known first).
@@ -46,6 +53,7 @@ public final class GRPCServer: Sendable {
         self.router = router
         self.maxRequestBytes = maxRequestBytes
         self.keepalive = keepalive
+        self.connectionTimeout = .seconds(120)
     }
 
     /// Listens on `host:port` (0 picks a free port), inside TLS when `tls`
@@ -84,17 +92,31 @@ public final class GRPCServer: Sendable {
     private func bootstrap(tls: ReloadingTLSContext?, router: GRPCRouterBox, tcp: Bool) -> ServerBootstrap {
         let limit = maxRequestBytes
         let keepalive = self.keepalive
+        let connectionTimeout = self.connectionTimeout
         var bootstrap = ServerBootstrap(group: group)
         if tcp {
             bootstrap = bootstrap
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                // Go's listeners (etcd's) probe an idle peer after 15 s: a
+                // client whose host vanished before its first call frees its socket.
+                .childChannelOption(.socketOption(.so_keepalive), value: 1)
+            #if os(Linux)
+            for name in [4, 5] {  // TCP_KEEPIDLE, TCP_KEEPINTVL
+                bootstrap = bootstrap.childChannelOption(
+                    ChannelOptions.Types.SocketOption(level: .tcp, name: NIOBSDSocket.Option(rawValue: CInt(name))), value: 15)
+            }
+            #endif
         }
         return bootstrap
             .childChannelInitializer { [self] channel in
                 let key = ObjectIdentifier(channel)
                 channels.withLock { $0.connections[key] = channel }
                 channel.closeFuture.whenComplete { [self] _ in channels.withLock { _ = $0.connections.removeValue(forKey: key) } }
+                // A connection that has not finished its TLS handshake and
+                // shown its protocol within grpc-go's connection timeout is
+                // closed (a socket opened and left silent is not held forever).
+                let undecided = channel.eventLoop.scheduleTask(in: connectionTimeout) { channel.close(promise: nil) }
                 return channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current())) }
                     // gRPC beside HTTP/1.1, as etcd's cmux: decided on the
@@ -104,9 +126,11 @@ public final class GRPCServer: Sendable {
                     let sniffer = PrefaceSniffer(
                         length: 16,
                         http2: { pipeline in
+                            undecided.cancel()
                             try pipeline.addHandler(GRPCServerHandler(router: router, maxRequestBytes: limit, keepalive: keepalive))
                         },
                         other: { pipeline in
+                            undecided.cancel()
                             try pipeline.configureHTTPServerPipeline()
                             try pipeline.addHandler(HTTPEndpointHandler(router: router))
                         },

@@ -153,9 +153,12 @@ public struct MemberConfiguration: Sendable {
         if interval == .zero || timeout == .zero {
             (interval, timeout) = (GRPCKeepalive.etcd.interval, GRPCKeepalive.etcd.timeout)
         }
-        guard let minimum = GoDuration.parse(grpcKeepaliveMinTime), minimum >= .zero else {
+        guard var minimum = GoDuration.parse(grpcKeepaliveMinTime), minimum >= .zero else {
             throw ConfigurationError("--grpc-keepalive-min-time: \"\(grpcKeepaliveMinTime)\" is not a duration such as 5s")
         }
+        // etcd sets no enforcement policy for 0, so grpc-go's default holds:
+        // clients may ping every 5 minutes at most (not: as often as they like).
+        if minimum == .zero { minimum = .seconds(300) }
         return GRPCKeepalive(interval: interval, timeout: timeout, minimumTime: minimum)
     }
 
