@@ -178,6 +178,7 @@ let package = Package(
             name: "EnsembleServerTests",
             dependencies: [
                 "EnsembleServer", "Raft", "RaftStorage", "RaftTransport", "KV", "EnsembleAPI", "Linearizability", "EnsembleClient",
+                "LeanHTTP2",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,6 +1,8 @@
 @testable import EnsembleServer
+import LeanHTTP2
 import NIOCore
 import NIOEmbedded
+import Synchronization
 import Testing
 
 /// The gRPC handler driven directly, one read at a time.
@@ -56,6 +58,49 @@ import Testing
         let trailers = GRPCConnectionBoundsTests.frames(output).filter { $0.type == 1 }.map(\.stream)
         #expect(Set(trailers).isSuperset(of: [7, 9, 11]), "\(trailers)")
         #expect(!GRPCConnectionBoundsTests.frames(output).contains { $0.type == 0 && $0.length > 0 }, "no DATA without a window")
+        _ = try? channel.finish()
+    }
+
+    /// Calls whose client stopped waiting (a deadline) while their work goes
+    /// on still count against the stream limit, as grpc-go's do until their
+    /// handler returns; a new call past it is refused (review finding).
+    @Test func callsStillBeingServedCountAgainstTheStreamLimit() throws {
+        let replies = Mutex<[GRPCUnary.Reply]>([])
+        var router = GRPCRouter()
+        router.unary["/t.T/Echo"] = .direct { _, reply in replies.withLock { $0.append(reply) } }
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(
+            GRPCServerHandler(
+                router: GRPCRouterBox(router), maxRequestBytes: 1 << 20, keepalive: .etcd,
+                configuration: .init(maxConcurrentStreams: 4)))
+        try channel.writeInbound(ByteBuffer(bytes: Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+            + GRPCConnectionBoundsTests.frame(type: 4, flags: 0, stream: 0, [])))
+        // grpc-timeout 1m: one millisecond.
+        let headers = GRPCConnectionBoundsTests.requestHeaders + [0, 12] + Array("grpc-timeout".utf8) + [2] + Array("1m".utf8)
+        func call(_ stream: UInt32) throws {
+            try channel.writeInbound(ByteBuffer(bytes:
+                GRPCConnectionBoundsTests.frame(type: 1, flags: 0x4, stream: stream, headers)
+                + GRPCConnectionBoundsTests.frame(type: 0, flags: 0x1, stream: stream, [0, 0, 0, 0, 1, 9])))
+            channel.embeddedEventLoop.run()
+        }
+        func output() throws -> [UInt8] {
+            var bytes: [UInt8] = []
+            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes += Array(buffer.readableBytesView) }
+            return bytes
+        }
+        for stream in [UInt32(1), 3, 5, 7] { try call(stream) }
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(5))  // every deadline passes
+        _ = try output()
+        #expect(replies.withLock { $0.count } == 4)
+        try call(9)
+        let refusal = Array("calls still being served on this connection reach 4".utf8)
+        #expect(try output().firstRange(of: refusal) != nil)
+        // One handler answers (late): a slot is free again.
+        replies.withLock { $0[0](.success(GRPCResponse(bytes: [1]))) }
+        channel.embeddedEventLoop.run()
+        _ = try output()
+        try call(11)
+        #expect(replies.withLock { $0.count } == 5, "the next call is served")
         _ = try? channel.finish()
     }
 }

@@ -62,6 +62,12 @@ final class GRPCServerHandler: ChannelInboundHandler {
     /// credit them), so without this bound a client could park a nearly
     /// whole message on each of thousands of streams.
     private var heldRequestBytes = 0
+    /// Unary calls handed to their handler and not yet answered by it,
+    /// including those the client stopped waiting for (a deadline, a reset):
+    /// their work goes on, so they count against the stream limit as
+    /// grpc-go's do until their handler returns (review finding: a tiny
+    /// deadline freed the slot at once, so the limit bounded nothing).
+    private var dispatched: Set<UInt32> = []
     /// Deadlines of answered calls whose output still waits for the client's
     /// window: each resets its stream if it passes first, and is cancelled
     /// once the stream is gone (checked at each flush).
@@ -289,6 +295,11 @@ final class GRPCServerHandler: ChannelInboundHandler {
             let message = "invalid gRPC request content-type \"\(contentType)\""
             return end(context: context, stream: stream, GRPCStatus(code: 3, message: message), httpStatus: 415)
         }
+        guard dispatched.count < connection.configuration.maxConcurrentStreams else {
+            calls[stream] = call
+            let message = "calls still being served on this connection reach \(connection.configuration.maxConcurrentStreams)"
+            return end(context: context, stream: stream, GRPCStatus(code: 8, message: message))
+        }
         guard connection.queuedDataBytes <= maxQueuedAnswerBytes else {
             calls[stream] = call
             let message = "answers waiting for this connection's flow-control window exceed \(maxQueuedAnswerBytes) bytes"
@@ -389,6 +400,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
                 return
             }
             let outbox = self.outbox
+            dispatched.insert(stream)
             handler.serve(message) { result in outbox?.push(.reply(stream, result)) }
         case let .streaming(receiver):
             receiver.clientFinished()
@@ -417,6 +429,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
         for item in items {
             switch item {
             case let .reply(stream, result):
+                dispatched.remove(stream)
                 guard calls.index(forKey: stream) != nil else { continue }
                 if case let .success(response) = result, response.weight >= Self.offLoopBytes {
                     encodeOffLoop(response, stream: stream, context: context)
