@@ -117,6 +117,7 @@ public final class GRPCServer: Sendable {
                 // shown its protocol within grpc-go's connection timeout is
                 // closed (a socket opened and left silent is not held forever).
                 let undecided = channel.eventLoop.scheduleTask(in: connectionTimeout) { channel.close(promise: nil) }
+                channel.closeFuture.whenComplete { _ in undecided.cancel() }
                 return channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current())) }
                     // gRPC beside HTTP/1.1, as etcd's cmux: decided on the

@@ -78,7 +78,9 @@ final class GRPCServerHandler: ChannelInboundHandler {
     private let maxHeldRequestBytes: Int
     /// Answer bytes a client may leave waiting for flow-control window on
     /// one connection (HTTP/2 lets it grant none): past this, new calls end
-    /// with RESOURCE_EXHAUSTED until it reads (review finding: a client that
+    /// with RESOURCE_EXHAUSTED until it reads. Well above what a slow but
+    /// reading client holds (a large Range, watch streams at their 16 MiB
+    /// bound), since clientv3 does not retry that code (review finding: a client that
     /// set its initial window to 0 could make the server hold an answer on
     /// each of 4,096 streams for the connection's life).
     private let maxQueuedAnswerBytes: Int
@@ -88,7 +90,7 @@ final class GRPCServerHandler: ChannelInboundHandler {
 
     init(
         router: GRPCRouterBox, maxRequestBytes: Int, keepalive: GRPCKeepalive = .etcd,
-        configuration: HTTP2Connection.Configuration = .init(), maxQueuedAnswerBytes: Int = 128 << 20
+        configuration: HTTP2Connection.Configuration = .init(), maxQueuedAnswerBytes: Int = 512 << 20
     ) {
         self.router = router
         self.maxRequestBytes = maxRequestBytes

@@ -182,10 +182,12 @@ public struct LeaseService: Sendable {
     /// ``renewPatience`` (a keep-alive stream that ended there would make
     /// clientv3 give up a require-leader session for good).
     func keepAlive(
-        _ ids: [LeaseID], forwarding: Bool = true, arrived: SuspendingClock.Instant = .now
+        _ ids: [LeaseID], forwarding: Bool = true, arrived: SuspendingClock.Instant = .now,
+        deadlines: (patience: ContinuousClock.Instant, revocation: ContinuousClock.Instant)? = nil
     ) async -> (answers: [[UInt8]], failure: GRPCStatus?) {
         let distinct = Self.distinct(ids)
-        let deadline = ContinuousClock.now + Self.renewPatience
+        // (A retry of the rest of a round keeps the round's deadlines.)
+        let deadline = deadlines?.patience ?? ContinuousClock.now + Self.renewPatience
         func mayRetry() async -> Bool {
             guard forwarding, ContinuousClock.now < deadline else { return false }
             try? await Task.sleep(for: .milliseconds(50))
@@ -194,7 +196,7 @@ public struct LeaseService: Sendable {
         var renewed: Renewed?
         // Leases alive when the keep-alive came are renewed though it waited
         // behind a long apply (a big delete) past their deadline.
-        let revocationDeadline = ContinuousClock.now + Self.revocationWait
+        let revocationDeadline = deadlines?.revocation ?? ContinuousClock.now + Self.revocationWait
         while renewed == nil {
             do {
                 renewed = try await routing.onLeader(confirmed: true, holding: (distinct, arrived), Self.renewal(distinct, arrived: arrived))
@@ -214,7 +216,9 @@ public struct LeaseService: Sendable {
                     // forwarded renewals): the rest is asked again, not
                     // failed — "no leader" would make clientv3 close a
                     // require-leader keep-alive for good (review finding).
-                    let rest = await keepAlive(Array(ids.dropFirst(answers.count)), forwarding: forwarding, arrived: arrived)
+                    let rest = await keepAlive(
+                        Array(ids.dropFirst(answers.count)), forwarding: forwarding, arrived: arrived,
+                        deadlines: (deadline, revocationDeadline))
                     return (answers + rest.answers, rest.failure)
                 }
                 return (answers, failure)
