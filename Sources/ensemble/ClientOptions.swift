@@ -1,18 +1,26 @@
 import ArgumentParser
 import EnsembleBench
 import EnsembleClient
+import EnsembleServer
 
 /// Options every client command shares, named as etcdctl names them.
 struct ClientOptions: ParsableArguments {
     @Option(help: "Comma-separated endpoints (host:port, http://host:port, https://host:port, [v6]:port); the first that answers is used.")
     var endpoints = "127.0.0.1:2379"
 
-    @Option(name: .customLong("command-timeout"), help: "Seconds a request may take.")
-    var commandTimeout = 5
+    @Option(name: .customLong("command-timeout"), help: "How long a request may take, as etcdctl's: a duration such as 5s or 1m30s.")
+    var commandTimeout = "5s"
 
     @OptionGroup var tls: TLSOptions
 
-    var timeout: Duration { .seconds(commandTimeout) }
+    var timeout: Duration { GoDuration.parse(commandTimeout) ?? Int(commandTimeout).map { .seconds($0) } ?? .seconds(5) }
+
+    func validate() throws {
+        // (A bare number is taken as seconds, as this flag once was.)
+        guard let parsed = GoDuration.parse(commandTimeout) ?? Int(commandTimeout).map({ Duration.seconds($0) }), parsed > .zero else {
+            throw ValidationError("--command-timeout: \"\(commandTimeout)\" is not a positive duration such as 5s")
+        }
+    }
 
     func connect() async throws -> EtcdClient {
         try await Self.connect(endpoints, tls: tls)

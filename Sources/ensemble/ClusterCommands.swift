@@ -39,14 +39,21 @@ struct MemberCommand: AsyncParsableCommand {
             request.isLearner = learner
             let response = try await etcd.call(
                 "/etcdserverpb.Cluster/MemberAdd", request, as: Etcdserverpb_MemberAddResponse.self, timeout: client.timeout)
-            print("added \(name) as member \(String(response.member.id, radix: 16))\(learner ? " (learner)" : "")")
+            // etcdctl's lines: scripts (and operators) take the ETCD_* block
+            // as it is; `ensemble serve` reads those variables as etcd does.
+            func hex16(_ id: UInt64) -> String {
+                let digits = String(id, radix: 16)
+                return String(repeating: " ", count: max(0, 16 - digits.count)) + digits
+            }
             let cluster = response.members.flatMap { m in
                 m.peerUrls.map { "\(m.id == response.member.id ? name : m.name)=\($0)" }
             }.joined(separator: ",")
-            print("start it with:")
-            print("  ensemble serve --name \(name) --initial-cluster-state existing --initial-cluster \(cluster) \\")
-            print("    --listen-peer-urls \(peerURLs) --initial-advertise-peer-urls \(peerURLs) \\")
-            print("    --listen-client-urls http://HOST:2379 --advertise-client-urls http://HOST:2379")
+            print("Member \(hex16(response.member.id)) added to cluster \(hex16(response.header.clusterID))")
+            print("")
+            print("ETCD_NAME=\"\(name)\"")
+            print("ETCD_INITIAL_CLUSTER=\"\(cluster)\"")
+            print("ETCD_INITIAL_ADVERTISE_PEER_URLS=\"\(request.peerUrls.joined(separator: ","))\"")
+            print("ETCD_INITIAL_CLUSTER_STATE=\"existing\"")
             await etcd.connection.close()
         }
     }

@@ -23,6 +23,20 @@ import Testing
         #expect(output == "2\n", "\(output)")
         (code, output) = try await run("member", "list", endpoints)
         #expect(output.split(separator: "\n").count == 3 && output.contains(", started, member-1, "), "\(output)")
+        // etcdctl's lines, the ETCD_* block a joiner is started with.
+        // (A cluster up for less than etcd's health interval, 5 s, answers "unhealthy cluster".)
+        for _ in 0..<100 {
+            (code, output) = try await run("member", "add", endpoints, "--command-timeout=10s", "e", "--learner", "--peer-urls=http://127.0.0.1:1")
+            if code == 0 || !output.contains("unhealthy cluster") { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(code == 0 && lines.first?.hasPrefix("Member ") == true && lines.first?.contains(" added to cluster ") == true, "\(output)")
+        #expect(lines.contains("ETCD_NAME=\"e\"") && lines.contains("ETCD_INITIAL_ADVERTISE_PEER_URLS=\"http://127.0.0.1:1\""), "\(output)")
+        #expect(lines.contains { $0.hasPrefix("ETCD_INITIAL_CLUSTER=\"") && $0.contains("member-1=http://127.0.0.1:") && $0.contains("e=http://127.0.0.1:1") }, "\(output)")
+        #expect(lines.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "\(output)")
+        (code, output) = try await run("kv", "get", endpoints, "--command-timeout=soon", "x")
+        #expect(code != 0 && output.contains("is not a positive duration"), "\(output)")
         (code, output) = try await run("status", endpoints)
         #expect(output.split(separator: "\n").count == 4 && output.contains(" yes "), "\(output)")
         (code, output) = try await run("kv", "get", "--endpoints=127.0.0.1:9", "x")
