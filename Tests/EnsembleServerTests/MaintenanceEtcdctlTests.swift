@@ -7,11 +7,35 @@ import NIOPosix
 import Raft
 import SwiftProtobuf
 import Synchronization
+import NIOCore
 import Testing
 
 /// Maintenance and health through the real etcdctl 3.4: status, hashes,
 /// alarms and the space quota, snapshot, defrag, move-leader.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct MaintenanceEtcdctlTests {
+    /// A Snapshot call whose client ends its side without a request gets
+    /// grpc-go's answer (Unknown "EOF"), not an open call (review finding).
+    @Test func aSnapshotCallWithoutARequestEnds() async throws {
+        let f = try await DevClusterFixture()
+        let client = try await RawConnection.connect(port: f.leaderPort)
+        var block: [UInt8] = []
+        for (name, value) in [
+            (":method", "POST"), (":scheme", "http"), (":path", "/etcdserverpb.Maintenance/Snapshot"), (":authority", "t"),
+            ("content-type", "application/grpc"), ("te", "trailers"),
+        ] {
+            block += [0, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
+        }
+        try await client.send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+            + GRPCConnectionBoundsTests.frame(type: 4, flags: 0, stream: 0, [])
+            + GRPCConnectionBoundsTests.frame(type: 1, flags: 0x5, stream: 1, block))
+        let answer = Array("grpc-status".utf8)
+        try await client.waitFor { $0.firstRange(of: answer) != nil }
+        let bytes = client.bytes
+        #expect(bytes.firstRange(of: Array("EOF".utf8)) != nil && bytes.firstRange(of: Array("grpc-status\u{1}2".utf8)) != nil)
+        try await client.channel.close()
+        await f.close()
+    }
+
     @Test func statusHashesHealthSnapshotDefragAndMoveLeader() async throws {
         let f = try await DevClusterFixture()
         // 100 KB in all: the snapshot below goes out in several 32 KiB chunks.

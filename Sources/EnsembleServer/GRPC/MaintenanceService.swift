@@ -77,7 +77,8 @@ public struct MaintenanceService: Sendable {
         response.raftAppliedIndex = status.appliedIndex
         response.isLearner = status.learners.contains(status.id)
         if status.leader == .none { response.errors.append(NodeError.noLeader.description) }
-        response.errors += state.alarms.map { "memberID:\($0.member) alarm:\($0.kind.name) " }
+        // As etcd formats them (protobuf text: a zero member id is left out).
+        response.errors += state.alarms.map { ($0.member == 0 ? "" : "memberID:\($0.member) ") + "alarm:\($0.kind.name) " }
         return KVService.serialize(response)
     }
 
@@ -311,7 +312,12 @@ final class SnapshotStream: GRPCStreamReceiver {
             }, refused: { sender.stream.finish(KVService.status(NodeError.stopped)) })
     }
 
-    func clientFinished() {}
+    /// A client that ends its side without a request gets what grpc-go's
+    /// generated handler gives it (its RecvMsg's io.EOF, as Unknown), rather
+    /// than an open call (review finding).
+    func clientFinished() {
+        if !started { sender.stream.finish(GRPCStatus(code: 2, message: "EOF")) }
+    }
     func closed() { sender.ended.store(true, ordering: .relaxed) }
 }
 

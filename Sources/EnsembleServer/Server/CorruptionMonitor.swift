@@ -46,7 +46,11 @@ struct CorruptionMonitor: Sendable {
             "corruption check: member \(hex(finding.member)) has inconsistent data: \(finding.reason); raising the CORRUPT alarm")
         var command = Ensemble_V1_Command()
         command.alarm.action = .activate
-        command.alarm.memberID = finding.member
+        // Member 0, as etcd 3.4.23 raises it: a difference does not show
+        // whose data is wrong (the leader's own may be), and an alarm naming
+        // a healthy follower would invite removing it (etcd PR 14828). The
+        // log above names the member that differed.
+        command.alarm.memberID = 0
         command.alarm.alarm = .corrupt
         if case let .failure(status) = await routing.submit(command) {
             logger.error("corruption check: could not raise the CORRUPT alarm: \(status.message)")
