@@ -330,7 +330,8 @@ import Testing
         }
         let directory = NSTemporaryDirectory() + "ensemble-peer-urls-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let ports = try freePortsForTests(5)
+        var ports = try freePortsForTests(5)
+        ports[3] = try freePortsForTests(1, host: "127.0.0.2")[0]
         let cluster = "a=http://127.0.0.2:\(ports[3]),b=http://127.0.0.1:\(ports[4])"
         var a = singleMember("a", directory: directory + "/a", clientPort: ports[0], peerPort: ports[2])
         a.listenPeerURLs = ["http://127.0.0.1:\(ports[2])", "http://127.0.0.2:\(ports[3])"]

@@ -136,9 +136,11 @@ func freePortForTests() throws -> Int {
     try freePortsForTests(1)[0]
 }
 
-/// `count` distinct ports that were free a moment ago: every socket stays
-/// bound until all are chosen, so the kernel cannot hand one out twice.
-func freePortsForTests(_ count: Int) throws -> [Int] {
+/// `count` distinct ports that were free a moment ago on `host`: every
+/// socket stays bound until all are chosen, so the kernel cannot hand one out
+/// twice. (A port free on 127.0.0.1 may be taken on 127.0.0.2: a test that
+/// listens on another loopback address asks for ports there.)
+func freePortsForTests(_ count: Int, host: String = "127.0.0.1") throws -> [Int] {
     var sockets: [Int32] = []
     defer { for socket in sockets { close(socket) } }
     var ports: [Int] = []
@@ -147,7 +149,7 @@ func freePortsForTests(_ count: Int) throws -> [Int] {
         sockets.append(socket)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }

@@ -203,7 +203,10 @@ import Testing
         let certificates = try await Certificates()
         defer { certificates.remove() }
         let b = try await certificates.issue("b", names: names)
-        let ports = try freePortsForTests(4)
+        // b's ports are taken on its own address (one free on 127.0.0.1 may not be there).
+        let first = try freePortsForTests(2)
+        let second = try freePortsForTests(2, host: "127.0.0.2")
+        let ports = [first[0], second[0], first[1], second[1]]
         let hosts = ["127.0.0.1", "127.0.0.2"]
         let initialCluster = "a=https://\(hosts[0]):\(ports[2]),b=https://\(hosts[1]):\(ports[3])"
         var members: [EnsembleMember] = []
