@@ -21,15 +21,25 @@ struct Dev: AsyncParsableCommand {
     var tls = false
 
     func run() async throws {
-        let client = clientPorts.split(separator: ",").compactMap { Int($0) }
-        let peer = peerPorts.split(separator: ",").compactMap { Int($0) }
-        guard client.count == 3, peer.count == 3 else {
-            throw ValidationError("--client-ports and --peer-ports need three ports each")
+        let client = clientPorts.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let peer = peerPorts.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard client.count == 3, peer.count == 3, (client + peer).allSatisfy({ (1...65535).contains($0) }) else {
+            throw ValidationError("--client-ports and --peer-ports need three ports (1–65535) each")
+        }
+        // The members of an existing cluster reach each other at the peer
+        // ports they were made with (kept in their data): other ports would
+        // leave them dialling the old ones, with no leader. Said plainly.
+        let record = dataDir + "/dev-ports"
+        let ports = "client \(client.map(String.init).joined(separator: ",")) peer \(peer.map(String.init).joined(separator: ","))"
+        if let kept = try? String(contentsOfFile: record, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), kept != ports {
+            throw ValidationError(
+                "the cluster in \(dataDir)/ was made with ports \(kept); give those (--client-ports, --peer-ports) or remove \(dataDir)/ to start over")
         }
         // Caught from here on: Ctrl-C during start-up still stops the members cleanly.
         let interrupts = Interrupts()
         say("ensemble dev: starting 3 members, data in \(dataDir)/")
         let cluster = try await DevCluster(dataDirectory: dataDir, clientPorts: client, peerPorts: peer, tls: tls)
+        try? (ports + "\n").write(toFile: record, atomically: true, encoding: .utf8)
         for member in cluster.members {
             say("  \(member.name) (\(String(member.id, radix: 16))): client 127.0.0.1:\(member.clientPort)  peer 127.0.0.1:\(member.peerPort)")
         }

@@ -77,6 +77,18 @@ import Testing
         #expect(output.contains("cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs"), "\(output)")
     }
 
+    /// `ensemble dev` over data made with other ports says so at once (its
+    /// members would dial the old peer ports and never elect a leader).
+    @Test func devRefusesPortsOtherThanItsDataWasMadeWith() async throws {
+        let directory = NSTemporaryDirectory() + "ensemble-dev-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "client 2379,22379,32379 peer 2380,22380,32380\n".write(toFile: directory + "/dev-ports", atomically: true, encoding: .utf8)
+        let (code, output) = try await run(
+            "dev", "--data-dir", directory, "--client-ports", "12379, 22379, 32379", "--peer-ports", "12380,22380,32380")
+        #expect(code != 0 && output.contains("was made with ports client 2379,22379,32379 peer 2380,22380,32380"), "\(output)")
+    }
+
     /// etcd's `unix://host:port` client URLs: a socket file named `host:port`
     /// in the working directory, which etcdctl reaches the same way; it goes
     /// when the member stops.

@@ -137,25 +137,37 @@ func freePortForTests() throws -> Int {
 }
 
 /// `count` distinct ports that were free a moment ago on `host`: every
-/// socket stays bound until all are chosen, so the kernel cannot hand one out
-/// twice. (A port free on 127.0.0.1 may be taken on 127.0.0.2: a test that
-/// listens on another loopback address asks for ports there.)
+/// socket stays bound until all are chosen, so none is handed out twice.
+/// They are drawn at random below Linux's ephemeral range (32768–60999):
+/// the kernel's own choice came from that range, where the outgoing
+/// connections of tests running alongside take their local ports, so a port
+/// chosen here could be taken before the test bound it (seen in CI). (A port
+/// free on 127.0.0.1 may be taken on 127.0.0.2: a test that listens on
+/// another loopback address asks for ports there.)
 func freePortsForTests(_ count: Int, host: String = "127.0.0.1") throws -> [Int] {
     var sockets: [Int32] = []
     defer { for socket in sockets { close(socket) } }
     var ports: [Int] = []
-    for _ in 0..<count {
+    var attempts = 0
+    while ports.count < count {
+        attempts += 1
+        guard attempts < 10_000 else { throw EtcdMissing(reason: "cannot find a free port") }
         let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        sockets.append(socket)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr(host)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let port = Int.random(in: 12_000...32_000)
+        address.sin_port = UInt16(port).bigEndian
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 }
         }
-        guard bound else { throw EtcdMissing(reason: "cannot find a free port") }
-        ports.append(Int(UInt16(bigEndian: address.sin_port)))
+        guard bound, !ports.contains(port) else {
+            close(socket)
+            continue
+        }
+        sockets.append(socket)
+        ports.append(port)
     }
     return ports
 }
