@@ -42,14 +42,7 @@ struct UnixSocketFile: Sendable {
     }
 
     static func fileIdentity(_ path: String) -> (device: UInt64, inode: UInt64)? {
-        #if canImport(Glibc)
-        var info = Glibc.stat()
-        #else
-        var info = Darwin.stat()
-        #endif
-        // (fstatat: `stat` is ambiguous here between the type and the call.)
-        guard fstatat(AT_FDCWD, path, &info, 0) == 0 else { return nil }
-        return (UInt64(info.st_dev), UInt64(info.st_ino))
+        FileStat.of(path).map { (UInt64($0.st_dev), UInt64($0.st_ino)) }
     }
 
     /// Notes the file just bound.

@@ -100,13 +100,7 @@ public final class ReloadingTLSContext: Sendable {
     /// `..data` points to, which the link's own attributes (`lstat`, as
     /// FileManager reads them) never show (review finding).
     private static func stamp(_ path: String) -> Stamp? {
-        #if canImport(Glibc)
-        var info = Glibc.stat()
-        #else
-        var info = Darwin.stat()
-        #endif
-        // (fstatat, flags 0: follows links; `stat` is ambiguous here with Foundation's.)
-        guard fstatat(AT_FDCWD, path, &info, 0) == 0 else { return nil }
+        guard let info = FileStat.of(path) else { return nil }
         return Stamp(
             device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
             modifiedSeconds: Int(modified(info).tv_sec), modifiedNanoseconds: Int(modified(info).tv_nsec))
