@@ -153,12 +153,7 @@ enum ClientCertificateAddress {
         return address
     }
 
-    static func bytes(ofAddress text: String) -> [UInt8]? {
-        var address = [UInt8](repeating: 0, count: 16)
-        if inet_pton(AF_INET, text, &address) == 1 { return Array(address.prefix(4)) }
-        if inet_pton(AF_INET6, text, &address) == 1 { return address }
-        return nil
-    }
+    static func bytes(ofAddress text: String) -> [UInt8]? { CertificateFactory.ipAddressBytes(text) }
 
     static func text(ofAddress bytes: [UInt8]) -> String? {
         let address = canonical(bytes)
