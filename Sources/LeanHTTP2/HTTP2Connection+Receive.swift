@@ -164,7 +164,10 @@ extension HTTP2Connection {
             if isIdle(id) { fail(.protocolError, "HEADERS on idle stream \(id)") }
             return  // a stream already closed: ignored
         }
-        guard id > lastStreamID else { return }  // a stream already closed: ignored
+        // A stream id at or below the last one is closed (implicitly, if it
+        // was skipped): opening it is a connection error (§5.1.1), as in Go's
+        // servers. Ignoring it would leave the client's call hanging.
+        guard id > lastStreamID else { return fail(.protocolError, "HEADERS on closed stream \(id)") }
         lastStreamID = id
         if goingAway { return writeReset(id, .refusedStream) }
         guard streams.count < configuration.maxConcurrentStreams else {

@@ -128,6 +128,20 @@ import Testing
         }
         return frames
     }
+
+    /// The RST_STREAM frames in `bytes`: each stream and its error code.
+    static func resets(_ bytes: [UInt8]) -> [(stream: UInt32, code: UInt32)] {
+        var resets: [(stream: UInt32, code: UInt32)] = []
+        var i = 0
+        for frame in frames(bytes) {
+            if frame.type == 3, frame.length == 4 {
+                let code = bytes[(i + 9)..<(i + 13)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+                resets.append((frame.stream, code))
+            }
+            i += 9 + frame.length
+        }
+        return resets
+    }
 }
 
 /// A TCP connection to a server that tests write raw HTTP/2 bytes to; it

@@ -40,8 +40,8 @@ import Testing
     }
 
     /// A client that grants no flow-control window (SETTINGS_INITIAL_WINDOW_SIZE
-    /// 0) leaves every answer queued; past the bound, new calls end with
-    /// RESOURCE_EXHAUSTED instead of queueing more (review finding).
+    /// 0) leaves every answer queued; past the bound, new calls are refused
+    /// instead of queueing more (review finding).
     @Test func answersAClientDoesNotReadAreBoundedPerConnection() throws {
         var router = GRPCRouter()
         router.unary["/t.T/Echo"] = .direct { _, reply in reply(.success(GRPCResponse(bytes: [UInt8](repeating: 1, count: 4096)))) }
@@ -59,11 +59,10 @@ import Testing
         }
         var output: [UInt8] = []
         while let buffer = try channel.readOutbound(as: ByteBuffer.self) { output += Array(buffer.readableBytesView) }
-        let refusal = Array("exceed 10000 bytes".utf8)
-        #expect(output.firstRange(of: refusal) != nil, "no call was refused: \(GRPCConnectionBoundsTests.frames(output))")
-        // The first three (12 KiB queued) were taken; the rest refused.
-        let trailers = GRPCConnectionBoundsTests.frames(output).filter { $0.type == 1 }.map(\.stream)
-        #expect(Set(trailers).isSuperset(of: [7, 9, 11]), "\(trailers)")
+        // The first three (12 KiB queued) were taken; the rest refused
+        // unprocessed (REFUSED_STREAM: grpc-go retries such a call itself).
+        let refused = GRPCConnectionBoundsTests.resets(output).filter { $0.code == 7 }.map(\.stream)
+        #expect(refused == [7, 9, 11], "\(GRPCConnectionBoundsTests.frames(output))")
         #expect(!GRPCConnectionBoundsTests.frames(output).contains { $0.type == 0 && $0.length > 0 }, "no DATA without a window")
         _ = try? channel.finish()
     }
@@ -100,14 +99,62 @@ import Testing
         _ = try output()
         #expect(replies.withLock { $0.count } == 4)
         try call(9)
-        let refusal = Array("calls still being served on this connection reach 4".utf8)
-        #expect(try output().firstRange(of: refusal) != nil)
+        #expect(GRPCConnectionBoundsTests.resets(try output()).map { [$0.stream, $0.code] } == [[9, 7]], "refused unprocessed")
         // One handler answers (late): a slot is free again.
         replies.withLock { $0[0](.success(GRPCResponse(bytes: [1]))) }
         channel.embeddedEventLoop.run()
         _ = try output()
         try call(11)
         #expect(replies.withLock { $0.count } == 5, "the next call is served")
+        _ = try? channel.finish()
+    }
+
+    /// A large answer encoded off the event loop still counts against the
+    /// stream limit while it encodes (review finding: it stopped counting
+    /// once handed to the encoder).
+    @Test func anAnswerBeingEncodedOffTheLoopCountsAgainstTheStreamLimit() throws {
+        // Encodings wait here until the test runs them (on the loop's thread,
+        // as EmbeddedEventLoop needs).
+        let encodings = Mutex<[@Sendable () -> Void]>([])
+        var router = GRPCRouter()
+        router.unary["/t.T/Echo"] = .direct { _, reply in
+            var response = GRPCResponse(bytes: [1])
+            response.weight = GRPCServerHandler.offLoopBytes
+            reply(.success(response))
+        }
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(
+            GRPCServerHandler(
+                router: GRPCRouterBox(router), maxRequestBytes: 1 << 20, keepalive: .etcd,
+                configuration: .init(maxConcurrentStreams: 1), encoder: { work in encodings.withLock { $0.append(work) } }))
+        try channel.writeInbound(ByteBuffer(bytes: Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+            + GRPCConnectionBoundsTests.frame(type: 4, flags: 0, stream: 0, [])))
+        // grpc-timeout 1m: one millisecond.
+        let headers = GRPCConnectionBoundsTests.requestHeaders + [0, 12] + Array("grpc-timeout".utf8) + [2] + Array("1m".utf8)
+        func call(_ stream: UInt32) throws {
+            try channel.writeInbound(ByteBuffer(bytes:
+                GRPCConnectionBoundsTests.frame(type: 1, flags: 0x4, stream: stream, headers)
+                + GRPCConnectionBoundsTests.frame(type: 0, flags: 0x1, stream: stream, [0, 0, 0, 0, 1, 9])))
+            channel.embeddedEventLoop.run()
+        }
+        func output() throws -> [UInt8] {
+            var bytes: [UInt8] = []
+            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes += Array(buffer.readableBytesView) }
+            return bytes
+        }
+        try call(1)
+        #expect(encodings.withLock { $0.count } == 1)
+        // The client stops waiting (its stream closes); the encoding goes on.
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(5))
+        _ = try output()
+        try call(3)
+        #expect(GRPCConnectionBoundsTests.resets(try output()).map { [$0.stream, $0.code] } == [[3, 7]])
+        // Encoded: the answer comes back to the loop, which drops it.
+        for work in encodings.withLock({ $0 }) { work() }
+        channel.embeddedEventLoop.run()
+        _ = try output()
+        try call(5)
+        #expect(GRPCConnectionBoundsTests.resets(try output()).isEmpty, "the next call is served")
         _ = try? channel.finish()
     }
 }

@@ -77,22 +77,26 @@ final class GRPCServerHandler: ChannelInboundHandler {
     /// etcd's limits) may arrive interleaved on one connection.
     private let maxHeldRequestBytes: Int
     /// Answer bytes a client may leave waiting for flow-control window on
-    /// one connection (HTTP/2 lets it grant none): past this, new calls end
-    /// with RESOURCE_EXHAUSTED until it reads. Well above what a slow but
+    /// one connection (HTTP/2 lets it grant none): past this, new calls are
+    /// refused (REFUSED_STREAM) until it reads. Well above what a slow but
     /// reading client holds (a large Range, watch streams at their 16 MiB
-    /// bound), since clientv3 does not retry that code (review finding: a client that
-    /// set its initial window to 0 could make the server hold an answer on
-    /// each of 4,096 streams for the connection's life).
+    /// bound). Review finding: a client that set its initial window to 0
+    /// could make the server hold an answer on each of 4,096 streams for the
+    /// connection's life.
     private let maxQueuedAnswerBytes: Int
     private var outbox: GRPCOutbox?
     /// The connection closes once what is being written is out.
     private var closeScheduled = false
+    /// Where large answers are encoded (``offLoopBytes``).
+    private let encoder: @Sendable (@escaping @Sendable () -> Void) -> Void
 
     init(
         router: GRPCRouterBox, maxRequestBytes: Int, keepalive: GRPCKeepalive = .etcd,
-        configuration: HTTP2Connection.Configuration = .init(), maxQueuedAnswerBytes: Int = 512 << 20
+        configuration: HTTP2Connection.Configuration = .init(), maxQueuedAnswerBytes: Int = 512 << 20,
+        encoder: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void = { DispatchQueue.global().async(execute: $0) }
     ) {
         self.router = router
+        self.encoder = encoder
         self.maxRequestBytes = maxRequestBytes
         self.maxHeldRequestBytes = 128 * maxRequestBytes
         self.maxQueuedAnswerBytes = maxQueuedAnswerBytes
@@ -297,15 +301,17 @@ final class GRPCServerHandler: ChannelInboundHandler {
             let message = "invalid gRPC request content-type \"\(contentType)\""
             return end(context: context, stream: stream, GRPCStatus(code: 3, message: message), httpStatus: 415)
         }
-        guard dispatched.count < connection.configuration.maxConcurrentStreams else {
-            calls[stream] = call
-            let message = "calls still being served on this connection reach \(connection.configuration.maxConcurrentStreams)"
-            return end(context: context, stream: stream, GRPCStatus(code: 8, message: message))
-        }
-        guard connection.queuedDataBytes <= maxQueuedAnswerBytes else {
-            calls[stream] = call
-            let message = "answers waiting for this connection's flow-control window exceed \(maxQueuedAnswerBytes) bytes"
-            return end(context: context, stream: stream, GRPCStatus(code: 8, message: message))
+        // Past the connection's bounds the call is refused unprocessed, as
+        // grpc-go's server refuses a stream over its limit: REFUSED_STREAM
+        // tells the client nothing ran, so grpc-go retries it by itself
+        // (once, on any connection); RESOURCE_EXHAUSTED it would not retry,
+        // nor would clientv3 for a write.
+        guard dispatched.count < connection.configuration.maxConcurrentStreams,
+            connection.queuedDataBytes <= maxQueuedAnswerBytes
+        else {
+            call.deadline?.cancel()
+            connection.sendReset(stream: stream, .refusedStream)
+            return
         }
         let route = router.route(path)
         call.metrics = route?.metrics
@@ -431,12 +437,16 @@ final class GRPCServerHandler: ChannelInboundHandler {
         for item in items {
             switch item {
             case let .reply(stream, result):
-                dispatched.remove(stream)
-                guard calls.index(forKey: stream) != nil else { continue }
+                guard calls.index(forKey: stream) != nil else {
+                    dispatched.remove(stream)
+                    continue
+                }
                 if case let .success(response) = result, response.weight >= Self.offLoopBytes {
+                    // Counted against the stream limit until encoded: its work goes on.
                     encodeOffLoop(response, stream: stream, context: context)
                     continue
                 }
+                dispatched.remove(stream)
                 switch result.flatMap({ $0.encode() }) {
                 case let .success(bytes):
                     sendMessage(context: context, stream: stream, bytes, promise: nil)
@@ -476,10 +486,11 @@ final class GRPCServerHandler: ChannelInboundHandler {
     private func encodeOffLoop(_ response: GRPCResponse, stream: UInt32, context: ChannelHandlerContext) {
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
-        DispatchQueue.global().async {
+        encoder {
             let encoded = response.encode()
             loop.execute {
                 let (handler, context) = bound.value
+                handler.dispatched.remove(stream)
                 guard handler.calls[stream] != nil else { return }
                 switch encoded {
                 case let .success(bytes):
@@ -493,13 +504,13 @@ final class GRPCServerHandler: ChannelInboundHandler {
         }
     }
 
-    /// Writes everything the connection produced, in one write, and flushes;
-    /// closes the connection after a connection error's GOAWAY.
     private func cancelKeptDeadlines() {
         for deadline in keptDeadlines.values { deadline.cancel() }
         keptDeadlines = [:]
     }
 
+    /// Writes everything the connection produced, in one write, and flushes;
+    /// closes the connection after a connection error's GOAWAY.
     private func flushNow(context: ChannelHandlerContext) {
         if !keptDeadlines.isEmpty {
             for (stream, deadline) in keptDeadlines where !connection.isOpen(stream) {
