@@ -39,15 +39,44 @@ final class GRPCClientHandler: ChannelInboundHandler {
     private var greeting: EventLoopPromise<Void>?
     private let greetingTimeout: TimeAmount
 
+    /// ``GRPCConnection/Options/keepalive``, and when bytes last arrived.
+    private let keepalive: (time: TimeAmount, timeout: TimeAmount)?
+    private var lastRead = NIODeadline.now()
+    private var keepaliveTimer: Scheduled<Void>?
+
     init(
         shared: GRPCConnection.Shared, outbox: GRPCClientOutbox, configuration: HTTP2Connection.Configuration,
-        greeting: (EventLoopPromise<Void>, TimeAmount)? = nil
+        greeting: (EventLoopPromise<Void>, TimeAmount)? = nil, keepalive: (time: Duration, timeout: Duration)? = nil
     ) {
         self.shared = shared
         self.outbox = outbox
         self.connection = HTTP2Connection(role: .client, configuration: configuration)
         self.greeting = greeting?.0
         self.greetingTimeout = greeting?.1 ?? .zero
+        self.keepalive = keepalive.map {
+            (.nanoseconds($0.time.nanosecondsSaturated), .nanoseconds($0.timeout.nanosecondsSaturated))
+        }
+    }
+
+    /// Checks in `delay` whether the connection has been silent for the
+    /// keepalive time with calls open; if so pings, and closes it when the
+    /// timeout passes with still nothing read.
+    private func scheduleKeepalive(context: ChannelHandlerContext, in delay: TimeAmount) {
+        guard let keepalive else { return }
+        keepaliveTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            let silent = NIODeadline.now() - lastRead
+            guard silent >= keepalive.time, !calls.isEmpty else {
+                return scheduleKeepalive(context: context, in: max(keepalive.time - silent, .milliseconds(1)))
+            }
+            let pinged = NIODeadline.now()
+            connection.sendPing(UInt64(pinged.uptimeNanoseconds))
+            flush(context: context)
+            keepaliveTimer = context.eventLoop.assumeIsolated().scheduleTask(in: keepalive.timeout) { [self] in
+                guard lastRead < pinged else { return scheduleKeepalive(context: context, in: keepalive.time) }
+                shared.end(.failed("no answer to a keepalive ping within \(keepalive.timeout.nanoseconds / 1_000_000) ms"))
+                context.close(promise: nil)
+            }
+        }
     }
 
     private func settleGreeting(_ failure: GRPCCallError?) {
@@ -67,9 +96,12 @@ final class GRPCClientHandler: ChannelInboundHandler {
         }
         // The preface and SETTINGS go out as soon as the socket is up.
         if context.channel.isActive { flush(context: context) }
+        if let keepalive { scheduleKeepalive(context: context, in: keepalive.time) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        keepaliveTimer?.cancel()
+        keepaliveTimer = nil
         settleGreeting(.unavailable("connection to \(shared.target) closed before its HTTP/2 preface"))
         failAll(context: context)
         self.context = nil
@@ -89,6 +121,7 @@ final class GRPCClientHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
         settleGreeting(nil)
+        if keepalive != nil { lastRead = .now() }
         events.removeAll(keepingCapacity: true)
         connection.receive(&bytes, into: &events)
         for event in events {

@@ -30,7 +30,7 @@ import Synchronization
 ///   new connection.
 /// - More calls than the server's SETTINGS_MAX_CONCURRENT_STREAMS wait, in
 ///   order, for a free stream (`HTTP2Connection`).
-/// - Not yet: TLS, compression, keepalive pings of our own, reconnection.
+/// - Not yet: compression, reconnection.
 public final class GRPCConnection: Sendable {
     /// Settings for a connection.
     public struct Options: Sendable {
@@ -58,6 +58,13 @@ public final class GRPCConnection: Sendable {
         /// sent stays unacknowledged this long (a link lost silently in the
         /// network would otherwise look open for ~15 min). nil: the kernel's.
         public var userTimeout: Duration?
+        /// Keepalive, as grpc-go clients (etcdctl's `--keepalive-time`,
+        /// `--keepalive-timeout`): after `time` with nothing read while calls
+        /// are open, a PING; when nothing is read for `timeout` after it, the
+        /// connection is closed and its calls fail with 14 UNAVAILABLE — a
+        /// watch on a server that vanished (power, a cut link) ends instead
+        /// of waiting forever. nil: no pings.
+        public var keepalive: (time: Duration, timeout: Duration)?
 
         public init() {}
     }
@@ -170,7 +177,8 @@ public final class GRPCConnection: Sendable {
                         let greeting = channel.eventLoop.makePromise(of: Void.self)
                         let handler = GRPCClientHandler(
                             shared: shared, outbox: outbox, configuration: configuration,
-                            greeting: options.waitForServerPreface ? (greeting, timeout) : nil)
+                            greeting: options.waitForServerPreface ? (greeting, timeout) : nil,
+                            keepalive: options.keepalive)
                         outbox.attach(handler)
                         do {
                             try channel.pipeline.syncOperations.addHandler(handler)

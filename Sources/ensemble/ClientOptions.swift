@@ -11,26 +11,49 @@ struct ClientOptions: ParsableArguments {
     @Option(name: .customLong("command-timeout"), help: "How long a request may take, as etcdctl's: a duration such as 5s or 1m30s.")
     var commandTimeout = "5s"
 
+    @Option(name: .customLong("keepalive-time"), help: "After this long with nothing heard from the server while a call (a watch) is open, ping it; at least 10s, as grpc-go clients.")
+    var keepaliveTime = "10s"
+
+    @Option(name: .customLong("keepalive-timeout"), help: "A ping not answered within this long closes the connection: the command fails instead of waiting forever.")
+    var keepaliveTimeout = "6s"
+
     @OptionGroup var tls: TLSOptions
 
     var timeout: Duration { GoDuration.parse(commandTimeout) ?? Int(commandTimeout).map { .seconds($0) } ?? .seconds(5) }
+
+    /// etcdctl's keepalive flags, with grpc-go's 10 s floor on the time (a
+    /// server allows a ping every 5 s at most).
+    var keepalive: (time: Duration, timeout: Duration) {
+        (max(GoDuration.parse(keepaliveTime) ?? .seconds(10), .seconds(10)), GoDuration.parse(keepaliveTimeout) ?? .seconds(6))
+    }
 
     func validate() throws {
         // (A bare number is taken as seconds, as this flag once was.)
         guard let parsed = GoDuration.parse(commandTimeout) ?? Int(commandTimeout).map({ Duration.seconds($0) }), parsed > .zero else {
             throw ValidationError("--command-timeout: \"\(commandTimeout)\" is not a positive duration such as 5s")
         }
+        for (flag, value) in [("keepalive-time", keepaliveTime), ("keepalive-timeout", keepaliveTimeout)] {
+            guard let parsed = GoDuration.parse(value), parsed > .zero else {
+                throw ValidationError("--\(flag): \"\(value)\" is not a positive duration such as 6s")
+            }
+        }
     }
 
     func connect() async throws -> EtcdClient {
-        try await Self.connect(endpoints, tls: tls)
+        try await Self.connect(endpoints, tls: tls, keepalive: keepalive)
     }
 
-    /// Connects to the first of `list` that answers.
-    static func connect(_ list: String, tls: TLSOptions = TLSOptions()) async throws -> EtcdClient {
+    /// Connects to the first of `list` that answers HTTP/2: a port that
+    /// accepts connections but does not speak it (another service, a member
+    /// still starting its TLS) is passed over for the next.
+    static func connect(
+        _ list: String, tls: TLSOptions = TLSOptions(), keepalive: (time: Duration, timeout: Duration)? = nil
+    ) async throws -> EtcdClient {
         var failures: [String] = []
         let endpoints = try BenchEndpoint.parseList(list)
-        let options = try tls.connectionOptions(for: endpoints)
+        var options = try tls.connectionOptions(for: endpoints)
+        options.waitForServerPreface = true
+        options.keepalive = keepalive
         for endpoint in endpoints {
             do {
                 var settings = options

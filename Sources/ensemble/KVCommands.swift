@@ -89,7 +89,10 @@ struct KV: AsyncParsableCommand {
             try stream.send(request)
             for try await response in stream.responses {
                 if response.canceled {
-                    throw ValidationError("watch canceled: \(response.cancelReason)")
+                    // clientv3's WatchResponse.Err(): a compacted start says so.
+                    let why = response.compactRevision != 0 ? "etcdserver: mvcc: required revision has been compacted" : response.cancelReason
+                    complain("watch was canceled (\(why))")
+                    break
                 }
                 // Written at once (not held back when piped, as print would).
                 for event in response.events {
@@ -98,6 +101,10 @@ struct KV: AsyncParsableCommand {
                     say(String(decoding: event.kv.value, as: UTF8.self))
                 }
             }
+            // Canceled (its start compacted, say) or ended by the server:
+            // etcdctl's words and exit status (5, ExitInterrupted), not a usage error.
+            complain("Error: watch is canceled by the server")
+            throw ExitCode(5)
         }
     }
 }

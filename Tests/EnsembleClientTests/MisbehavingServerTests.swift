@@ -92,6 +92,49 @@ import Testing
         try await server.close()
         try await group.shutdownGracefully()
     }
+
+    /// With keepalive, a call on a server that stops answering (a host gone,
+    /// a process stopped) fails once a PING goes unanswered, instead of
+    /// waiting forever; a server that answers its PINGs keeps the connection.
+    @Test func anUnansweredKeepalivePingClosesTheConnection() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        // Sends its SETTINGS, then reads and answers nothing.
+        let silent = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                let settings = channel.allocator.buffer(bytes: [0, 0, 0, 4, 0, 0, 0, 0, 0])
+                channel.eventLoop.scheduleTask(in: .milliseconds(50)) { channel.writeAndFlush(settings, promise: nil) }
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        var options = GRPCConnection.Options()
+        options.waitForServerPreface = true
+        options.keepalive = (time: .milliseconds(200), timeout: .milliseconds(300))
+        let port = try #require(silent.localAddress?.port)
+        let connection = try await GRPCConnection.connect(host: "127.0.0.1", port: port, group: group, options: options)
+        let started = ContinuousClock.now
+        let failure = await callError { _ = try await connection.unary("/test.Test/Echo", [1]) }
+        #expect(failure?.code == GRPCCallError.unavailableCode)
+        #expect(failure?.message.contains("no answer to a keepalive ping within 300 ms") == true, "\(String(describing: failure))")
+        #expect(ContinuousClock.now - started < .seconds(5))
+        try await silent.close()
+
+        // A server that answers PINGs (NIOHTTP2 does) and holds the call.
+        let answering = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .server))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let kept = try await GRPCConnection.connect(
+            host: "127.0.0.1", port: try #require(answering.localAddress?.port), group: group, options: options)
+        let held = await callError { _ = try await kept.unary("/test.Test/Echo", [1], timeout: .seconds(2)) }
+        #expect(held?.code == 4, "the call's own deadline, not the keepalive: \(String(describing: held))")
+        #expect(kept.isOpen)
+        await kept.close()
+        try await answering.close()
+        try await group.shutdownGracefully()
+    }
 }
 
 /// Holds the first call; when the second arrives, sends GOAWAY naming the

@@ -21,6 +21,13 @@ import Testing
         #expect(code == 0 && output == "app/greeting\nhello\napp/name\nensemble\n", "\(output)")
         (code, output) = try await run("kv", "del", endpoints, "app/", "--prefix")
         #expect(output == "2\n", "\(output)")
+        // A watch whose start is compacted away is canceled by the server:
+        // etcdctl's lines and exit status 5, not a usage error (64).
+        _ = try await etcdctl(endpoints: f.cluster.endpoints, ["compact", "4"])
+        (code, output) = try await run("kv", "watch", endpoints, "app/greeting", "--rev=2")
+        #expect(code == 5, "\(output)")
+        #expect(output.contains("watch was canceled (etcdserver: mvcc: required revision has been compacted)"), "\(output)")
+        #expect(output.contains("Error: watch is canceled by the server"), "\(output)")
         (code, output) = try await run("member", "list", endpoints)
         #expect(output.split(separator: "\n").count == 3 && output.contains(", started, member-1, "), "\(output)")
         // etcdctl's lines, the ETCD_* block a joiner is started with.
