@@ -141,7 +141,7 @@ public final class NIOPeerTransport: PeerTransport {
         let maxFrame = self.maxFrame
         let tls = self.tls?.server
         let checkClient = self.tls?.checkClient
-        let server = try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [weak self] channel in
@@ -171,8 +171,12 @@ public final class NIOPeerTransport: PeerTransport {
                         PrefaceSniffer(length: 4, http2: http2, other: { try $0.addHandler(receiver) }))
                 }
             }
-            .bind(host: host, port: port)
-            .get()
+        let server: any Channel
+        do {
+            server = try await bootstrap.bind(host: host, port: port).get()
+        } catch {
+            throw ListenError(network: "tcp", address: ListenError.address(host: host, port: port), error)
+        }
         state.withLock { $0.servers.append(server) }
         return server.localAddress?.port ?? port
     }

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import RaftTransport
 import Synchronization
 
 /// A gRPC server over HTTP/2 (h2c) on SwiftNIO: each connection gets a
@@ -61,9 +62,12 @@ public final class GRPCServer: Sendable {
     public func listen(
         host: String, port: Int, tls: ReloadingTLSContext? = nil, router: GRPCRouterBox? = nil
     ) async throws -> any Channel {
-        let listener = try await bootstrap(tls: tls, router: router ?? self.router, tcp: true)
-            .bind(host: host, port: port)
-            .get()
+        let listener: any Channel
+        do {
+            listener = try await bootstrap(tls: tls, router: router ?? self.router, tcp: true).bind(host: host, port: port).get()
+        } catch {
+            throw ListenError(network: "tcp", address: ListenError.address(host: host, port: port), error)
+        }
         channels.withLock { $0.listeners.append(listener) }
         return listener
     }
@@ -80,9 +84,13 @@ public final class GRPCServer: Sendable {
             throw ConfigurationError("listen unix \(path): bind: address already in use")
         }
         var file = UnixSocketFile(path: path)
-        let listener = try await bootstrap(tls: tls, router: router ?? self.router, tcp: false)
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
-            .get()
+        let listener: any Channel
+        do {
+            listener = try await bootstrap(tls: tls, router: router ?? self.router, tcp: false)
+                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+        } catch {
+            throw ListenError(network: "unix", address: path, error)
+        }
         file.bound()
         listener.closeFuture.whenComplete { [file] _ in file.remove() }
         channels.withLock { $0.listeners.append(listener) }

@@ -238,6 +238,9 @@ public final class EnsembleMember: @unchecked Sendable {
             }
         } catch {
             await grpcServer.shutdown(grace: .zero)
+            // Never started: this closes its log and releases the data
+            // directory, so a caller may start the member again.
+            node.stop()
             throw error
         }
         // A client URL advertised with port 0 names the port actually bound.
