@@ -119,12 +119,27 @@ public struct MaintenanceService: Sendable {
         await Self.hashKV(node: node, revision: revision)
     }
 
+    /// Hashes run one at a time, on a queue of their own: each reads the
+    /// whole retained history, and on the global dispatch pool (which timers
+    /// use too) any number of them ran at once.
+    private static let hashQueue = DispatchQueue(label: "ensemble-hash")
+    /// Hashes waiting or running in this process. Each waiting one holds a
+    /// frozen copy of the state that writes then stop sharing, so past
+    /// ``maxHashes`` they are refused as etcd refuses an overloaded member.
+    private static let hashes = Atomic<Int>(0)
+    static let maxHashes = 16
+
     /// HashKV of `node`'s applied state: (hash, current revision, compaction
     /// revision). Also the corruption check's own hash; `confirmed` first
     /// applies everything committed when it is called (a ReadIndex round).
     static func hashKV(
         node: NodeLoop<KVReplica>, revision: Int64, confirmed: Bool = false
     ) async -> Result<(UInt32, Int64, Int64), GRPCStatus> {
+        guard hashes.add(1, ordering: .relaxed).newValue <= maxHashes else {
+            hashes.subtract(1, ordering: .relaxed)
+            return .failure(KVService.status(NodeError.tooManyRequests))
+        }
+        defer { hashes.subtract(1, ordering: .relaxed) }
         let frozen: FrozenKVState
         if confirmed {
             do {
@@ -140,7 +155,7 @@ public struct MaintenanceService: Sendable {
         }
         // A long blocking scan: on a dispatch queue, not the cooperative pool.
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<(UInt32, Int64, Int64), KVError>, Never>) in
-            DispatchQueue.global().async {
+            hashQueue.async {
                 continuation.resume(returning: Result { () throws(KVError) in try frozen.hashKV(revision: revision) }
                     .map { ($0.hash, $0.revision, $0.compactRevision) })
             }
@@ -302,14 +317,25 @@ final class SnapshotStream: GRPCStreamReceiver {
         started = true
         let service = self.service
         let sender = self.sender
+        guard SnapshotSender.running.add(1, ordering: .relaxed).newValue <= SnapshotSender.maxRunning else {
+            SnapshotSender.running.subtract(1, ordering: .relaxed)
+            return sender.stream.finish(KVService.status(NodeError.tooManyRequests))
+        }
         service.node.perform(
             { replica in
                 let frozen = replica.freezeSnapshotStream()
                 let header = service.header(revision: replica.machine.store.revision)
                 // A thread of its own, not the shared dispatch pool: a client
                 // that reads slowly holds it for as long as it takes.
-                Thread { sender.send(frozen, header: header) }.start()
-            }, refused: { sender.stream.finish(KVService.status(NodeError.stopped)) })
+                Thread {
+                    sender.send(frozen, header: header)
+                    SnapshotSender.running.subtract(1, ordering: .relaxed)
+                }.start()
+            },
+            refused: {
+                SnapshotSender.running.subtract(1, ordering: .relaxed)
+                sender.stream.finish(KVService.status(NodeError.stopped))
+            })
     }
 
     /// A client that ends its side without a request gets what grpc-go's
@@ -331,6 +357,11 @@ final class SnapshotSender: Sendable {
     /// Set when the call is over: the encoder stops at its next chunk.
     let ended = Atomic<Bool>(false)
     static let maxQueued = 4 << 20
+    /// Snapshot calls being sent in this process. Each holds a thread and a
+    /// frozen copy of the state that writes then stop sharing, so past
+    /// ``maxRunning`` more are refused ("etcdserver: too many requests").
+    static let running = Atomic<Int>(0)
+    static let maxRunning = 8
     let stallTimeout: Duration
 
     init(stream: GRPCServerStream, stallTimeout: Duration = .seconds(120)) {
@@ -343,15 +374,21 @@ final class SnapshotSender: Sendable {
     func waitForRoom() -> Bool {
         var queued = stream.queuedBytes
         var lastProgress = ContinuousClock.now
+        // Looked at every 2 ms while the client reads, backing off to every
+        // 100 ms while it takes nothing.
+        var pause: UInt32 = 2_000
         while queued > Self.maxQueued && !ended.load(ordering: .relaxed) {
-            usleep(2_000)
+            usleep(pause)
             let now = stream.queuedBytes
             if now < queued {
                 lastProgress = .now
+                pause = 2_000
             } else if ContinuousClock.now - lastProgress > stallTimeout {
                 ended.store(true, ordering: .relaxed)
                 stream.finish(GRPCStatus(code: 4, message: "snapshot: the client took nothing for \(stallTimeout)"))
                 return false
+            } else {
+                pause = min(pause * 2, 100_000)
             }
             queued = now
         }
