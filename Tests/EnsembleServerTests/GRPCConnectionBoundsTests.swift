@@ -48,12 +48,14 @@ import Testing
     @Test func aSilentConnectionIsClosedAfterTheConnectionTimeout() async throws {
         var router = GRPCRouter()
         router.unary["/t.T/Echo"] = .task { .success($0) }
-        let server = GRPCServer(group: MultiThreadedEventLoopGroup.singleton, router: router, connectionTimeout: .milliseconds(300))
+        // Long enough for the speaking client to speak even on a loaded
+        // machine (the whole suite runs in parallel; 300 ms was not).
+        let server = GRPCServer(group: MultiThreadedEventLoopGroup.singleton, router: router, connectionTimeout: .seconds(2))
         let listener = try await server.listen(host: "127.0.0.1", port: 0)
         let port = try #require(listener.localAddress?.port)
-        let silent = try await RawConnection.connect(port: port)
         let speaking = try await RawConnection.connect(port: port)
         try await speaking.send(Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + Self.frame(type: 4, flags: 0, stream: 0, []))
+        let silent = try await RawConnection.connect(port: port)
         try await silent.channel.closeFuture.get()
         try await Task.sleep(for: .milliseconds(500))
         #expect(speaking.channel.isActive)
