@@ -95,14 +95,25 @@ import Testing
         let failure = Mutex<String?>(nil)
         let applier = started(machine) { error in failure.withLock { $0 = "\(error)" } }
         defer { applier.stop() }
+        // The writes after it are committed (other members apply them): a
+        // waiter whose entry is there did happen, as far as anyone here can
+        // tell; one whose index another leader's entry took did not.
+        let answers = Mutex<[UInt64: NodeError]>([:])
+        func waiter(_ index: UInt64, term: UInt64) -> Applier<RegisterMachine>.Waiter {
+            .init(index: index, term: term) { result in
+                if case let .failure(error) = result { answers.withLock { $0[index] = error } }
+            }
+        }
         applier.post(.entries(
             [Entry(term: 1, index: 1, kind: .confChange, data: [200] + [UInt8](repeating: 0, count: 8)),
-             Entry(term: 1, index: 2, data: RegisterMachine.put("after", "1"))],
-            conf: ConfState(voters: [1, 2, 3]), waiters: []))
+             Entry(term: 1, index: 2, data: RegisterMachine.put("after", "1")),
+             Entry(term: 2, index: 3, data: RegisterMachine.put("other", "1"))],
+            conf: ConfState(voters: [1, 2, 3]), waiters: [waiter(2, term: 1), waiter(3, term: 1)]))
         let done = DispatchSemaphore(value: 0)
         applier.post(.perform({ _ in done.signal() }, refused: { done.signal() }))
         done.wait()
         #expect(failure.withLock { $0 }?.contains("index 1") == true)
         #expect(machine.read("after") == nil, "nothing after it applies")
+        #expect(answers.withLock { $0 } == [2: .outcomeUnknown, 3: .leaderChanged])
     }
 }

@@ -305,7 +305,14 @@ extension Applier {
                     broken = true
                     self.conf = conf
                     hooks.failed(UnreadableConfChange(index: entry.index))
-                    for waiter in waiters[next...] { waiter.reply(.failure(.stopped)) }
+                    // The rest of the batch is committed: the members that
+                    // read the change apply it. Each waiter's write happened
+                    // unless another leader's entry took its index (review
+                    // finding: all were told "stopped", i.e. never proposed).
+                    for waiter in waiters[next...] {
+                        let taken = entries.first { $0.index == waiter.index }.map { $0.term == waiter.term } ?? true
+                        waiter.reply(.failure(taken ? .outcomeUnknown : .leaderChanged))
+                    }
                     return
                 }
                 let accepted = try? conf.applying(change)

@@ -722,15 +722,20 @@ extension NodeLoop {
         raft.commitIndex > max(applier.appliedIndex.load(ordering: .relaxed), startCommit) + options.maxApplyLag
     }
 
-    /// Makes a proposal and waits for the entry at its index, or answers the refusal.
-    private func track(_ reply: @escaping ProposalReply, _ propose: () throws(ProposalError) -> (index: UInt64, term: UInt64)) {
+    /// Makes a proposal and waits for the entry at its index, or answers the
+    /// refusal. `deadline`: one the request already has (it was forwarded
+    /// before and dropped unsent), else the request timeout from now.
+    private func track(
+        _ reply: @escaping ProposalReply, deadline: ContinuousClock.Instant? = nil,
+        _ propose: () throws(ProposalError) -> (index: UInt64, term: UInt64)
+    ) {
         do {
             let (index, term) = try propose()
             // A proposal still waiting at this index lost its slot here to a
             // newer term's entry; another member may still hold and commit
             // its entry, so its outcome is unknown.
             proposals.removeValue(forKey: index)?.reply(.failure(.outcomeUnknown))
-            proposals[index] = (term, reply, ContinuousClock.now + options.requestTimeout)
+            proposals[index] = (term, reply, deadline ?? ContinuousClock.now + options.requestTimeout)
         } catch let .notLeader(leader) {
             reply(.failure(leader == .none ? .noLeader : .notLeader(leader: leader)))
         } catch {
@@ -820,7 +825,7 @@ extension NodeLoop {
             if item.deadline <= now {
                 item.reply(.failure(.noLeader))
             } else if raft.role == .leader {
-                track(item.reply) { () throws(ProposalError) in try raft.propose(item.data) }
+                track(item.reply, deadline: item.deadline) { () throws(ProposalError) in try raft.propose(item.data) }
             } else if raft.role == .follower && raft.leader != .none && raft.leader != id {
                 toForward.append(item)
             } else {
@@ -838,7 +843,7 @@ extension NodeLoop {
         if raft.role == .leader {
             // This member won an election in this very cycle.
             for item in batch {
-                track(item.reply) { () throws(ProposalError) in try raft.propose(item.data) }
+                track(item.reply, deadline: item.deadline) { () throws(ProposalError) in try raft.propose(item.data) }
             }
             return
         }
