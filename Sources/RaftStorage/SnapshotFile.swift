@@ -170,11 +170,14 @@ enum SnapshotFile {
         let finalPath = FileIO.joined(directory, name.fileName)
         let tempPath = finalPath + tempSuffix
         let fields = try fields(metadata, dataLength: dataLength)
-        let fd = try FileIO.openFile(tempPath, O_WRONLY | O_CREAT | O_TRUNC)
+        // Front to back, bypassing the page cache where it can
+        // (``DirectFileWriter``); the header, whose checksum covers the
+        // data, is patched in last.
+        let file = try DirectFileWriter(path: tempPath)
         do throws(WALError) {
-            try FileIO.pwriteAll(fd, fields, at: headerLength, path: tempPath)
+            try file.append(ArraySlice(repeating: 0, count: headerLength))
+            try file.append(fields[...])
             final class Progress {
-                var offset = 0
                 var written = 0
                 var unsynced = 0
                 var crc: UInt32 = 0
@@ -183,7 +186,6 @@ enum SnapshotFile {
                 var closed = false
             }
             let progress = Progress()
-            progress.offset = headerLength + fields.count
             progress.crc = CRC32C.checksum(fields)
             defer { progress.closed = true }
             let complete = produce { chunk in
@@ -197,10 +199,10 @@ enum SnapshotFile {
                     var start = 0
                     while start < chunk.count {
                         let end = min(start + syncSlice - progress.unsynced, chunk.count)
-                        try FileIO.pwriteAll(fd, chunk[start..<end], at: progress.offset + start, path: tempPath)
+                        try file.append(chunk[start..<end])
                         progress.unsynced += end - start
                         if progress.unsynced >= syncSlice {
-                            try FileIO.dataSync(fd, path: tempPath)
+                            try file.sync()
                             progress.unsynced = 0
                         }
                         start = end
@@ -210,7 +212,6 @@ enum SnapshotFile {
                     return false
                 }
                 progress.crc = CRC32C.update(progress.crc, chunk)
-                progress.offset += chunk.count
                 progress.written += chunk.count
                 return true
             }
@@ -218,14 +219,15 @@ enum SnapshotFile {
             guard complete, progress.written == dataLength else {
                 throw .invalidArgument("snapshot data was \(progress.written) bytes, \(dataLength) announced")
             }
-            try FileIO.pwriteAll(fd, header(crc: progress.crc, bodyLength: fields.count + dataLength), at: 0, path: tempPath)
-            try FileIO.fullSync(fd, path: tempPath)
+            try file.finish()
+            try file.patch(header(crc: progress.crc, bodyLength: fields.count + dataLength), at: 0)
+            try file.fullSync()
         } catch {
-            FileIO.closeFile(fd)
+            file.close()
             try? FileIO.removeFile(tempPath)
             throw error
         }
-        FileIO.closeFile(fd)
+        file.close()
         try FileIO.renameFile(tempPath, finalPath)
         try FileIO.syncDirectory(directory)
         return name
