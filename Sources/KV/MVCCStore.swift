@@ -89,7 +89,9 @@ public final class MVCCStore {
         let pushLimit = request.limit > 0 && request.sortOrder == .none && !filters
         var kvs: [KeyValue] = []
         var count: Int64 = 0
-        // Values are read (some from the history files) only for the keys kept.
+        // Values are read (some from the history files) only for the keys
+        // kept: when the sort decides which a limit keeps, after it.
+        let deferValues = request.limit > 0 && !pushLimit && !request.keysOnly && request.sortTarget != .value
         visit(keys) { key, history in
             guard let version = history.visibleVersion(at: at) else { return true }
             count += 1
@@ -102,7 +104,8 @@ public final class MVCCStore {
             if request.maxCreateRevision != 0 && create > request.maxCreateRevision { return true }
             if request.minCreateRevision != 0 && create < request.minCreateRevision { return true }
             // keys_only still sorts by value (etcd clears values after sorting).
-            if let kv = version.kv(key: key, value: !request.keysOnly || request.sortTarget == .value) { kvs.append(kv) }
+            let value = !deferValues && (!request.keysOnly || request.sortTarget == .value)
+            if let kv = version.kv(key: key, value: value) { kvs.append(kv) }
             return true
         }
         response.count = count
@@ -111,6 +114,11 @@ public final class MVCCStore {
         if request.limit > 0 && Int64(kvs.count) > request.limit {
             kvs.removeSubrange(Int(request.limit)...)
             response.more = true
+        }
+        if deferValues {
+            for i in kvs.indices {
+                if let kv = index.value(for: kvs[i].key)?.visibleVersion(at: at)?.kv(key: kvs[i].key) { kvs[i] = kv }
+            }
         }
         if request.keysOnly {
             for i in kvs.indices { kvs[i].value = [] }

@@ -105,13 +105,18 @@ import Testing
             #expect(try a.store.range(request) == b.store.range(request), "\(context): range at \(revision)")
             // Values are read only for the keys kept: every way of keeping fewer.
             var variants: [RangeRequest] = []
-            for shape in 0..<5 {
+            for shape in 0..<6 {
                 var variant = request
                 switch shape {
                 case 0: variant.keysOnly = true
                 case 1: variant.countOnly = true
                 case 2: variant.limit = 2
                 case 3: variant.minModRevision = max(revision - 10, 1)
+                case 4:
+                    // The sort picks the keys kept; their values are read after.
+                    variant.sortTarget = .mod
+                    variant.sortOrder = .descend
+                    variant.limit = 2
                 default:
                     variant.sortTarget = .value
                     variant.sortOrder = .descend

@@ -212,4 +212,22 @@ import Testing
         #expect(throws: SnapshotDecodeError.self) { try target.restore(Array(bytes.prefix(10))) }
         #expect(target.snapshot() == before)
     }
+
+    /// A version 2 snapshot (an older leader's: no member directory in it)
+    /// restores the keys and leaves the member directory as it was (review
+    /// finding: it emptied it, and the transport then knew no peers).
+    @Test func aSnapshotWithoutADirectoryKeepsTheMembers() throws {
+        let source = randomMachine(seed: 5)
+        // Without members, version 3's directory is its last 24 bytes
+        // (cluster id, member count 0, removed count 0).
+        var bytes = source.snapshot()
+        bytes[4] = 2
+        bytes.removeLast(24)
+        let target = KVStateMachine()
+        let member = Member(id: 9, name: "n9", peerURLs: ["http://10.0.0.9:2380"])
+        target.replaceMembers(clusterID: 77, with: [member])
+        try target.restore(bytes)
+        #expect(target.store.revision == source.store.revision)
+        #expect(target.members.clusterID == 77 && target.members.members[9] == member)
+    }
 }
