@@ -34,8 +34,8 @@ final class DirectFileWriter {
 
     let fd: Int32
     let path: String
-    /// Whether the file was opened with O_DIRECT.
-    let direct: Bool
+    /// Whether the file is written with O_DIRECT.
+    private(set) var direct: Bool
     /// The aligned buffer, `capacity` bytes.
     private let base: UnsafeMutableRawPointer
     private let capacity: Int
@@ -93,7 +93,6 @@ final class DirectFileWriter {
     /// then leaves O_DIRECT, for ``patch(_:at:)``.
     func finish() throws(WALError) {
         precondition(!finished, "finish twice")
-        finished = true
         let total = length
         if filled > 0 {
             if direct {
@@ -104,12 +103,19 @@ final class DirectFileWriter {
                 try writeBuffer(count: filled)
             }
         }
-        guard direct else { return }
-        try FileIO.truncate(fd, to: total, path: path)
+        finished = true
+        // The padding (written even if the last write fell back to the page cache).
+        if flushed != total { try FileIO.truncate(fd, to: total, path: path) }
+        if direct { try leaveDirect() }
+    }
+
+    /// Clears O_DIRECT on the descriptor: later writes go through the page cache.
+    private func leaveDirect() throws(WALError) {
         #if os(Linux)
         let flags = fcntl(fd, F_GETFL)
         if flags < 0 || fcntl(fd, F_SETFL, flags & ~Self.oDirect) != 0 { throw FileIO.error("fcntl(F_SETFL)", path) }
         #endif
+        direct = false
     }
 
     /// Writes `bytes` at `offset`, once finished (through the page cache).
@@ -128,6 +134,12 @@ final class DirectFileWriter {
             let n = pwrite(fd, base + done, count - done, off_t(flushed + done))
             if n < 0 {
                 if errno == EINTR { continue }
+                // A file system that took O_DIRECT at open but refuses the
+                // write (some network and FUSE ones): through the page cache.
+                if errno == EINVAL && direct {
+                    try leaveDirect()
+                    continue
+                }
                 throw FileIO.error("write", path)
             }
             if n == 0 { throw .io(operation: "write (no progress)", path: path, errno: EIO) }
