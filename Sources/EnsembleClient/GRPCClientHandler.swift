@@ -64,9 +64,11 @@ final class GRPCClientHandler: ChannelInboundHandler {
     private func scheduleKeepalive(context: ChannelHandlerContext, in delay: TimeAmount) {
         guard let keepalive else { return }
         keepaliveTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            // With no call open there is nothing to keep alive: look again later.
+            if calls.isEmpty { return scheduleKeepalive(context: context, in: keepalive.time) }
             let silent = NIODeadline.now() - lastRead
-            guard silent >= keepalive.time, !calls.isEmpty else {
-                return scheduleKeepalive(context: context, in: max(keepalive.time - silent, .milliseconds(1)))
+            guard silent >= keepalive.time else {
+                return scheduleKeepalive(context: context, in: keepalive.time - silent)
             }
             let pinged = NIODeadline.now()
             connection.sendPing(UInt64(pinged.uptimeNanoseconds))

@@ -165,9 +165,11 @@ extension HTTP2Connection {
             return  // a stream already closed: ignored
         }
         // A stream id at or below the last one is closed (implicitly, if it
-        // was skipped): opening it is a connection error (§5.1.1), as in Go's
-        // servers. Ignoring it would leave the client's call hanging.
-        guard id > lastStreamID else { return fail(.protocolError, "HEADERS on closed stream \(id)") }
+        // was skipped). Ignoring HEADERS opening it left the client's call
+        // hanging until its deadline; Go's servers end the whole connection.
+        // A reset of that stream alone ends the call and spares the others
+        // (frames on a stream this side reset may still be in flight, §5.1).
+        guard id > lastStreamID else { return writeReset(id, .streamClosed) }
         lastStreamID = id
         if goingAway { return writeReset(id, .refusedStream) }
         guard streams.count < configuration.maxConcurrentStreams else {

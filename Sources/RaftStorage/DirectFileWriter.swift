@@ -22,14 +22,15 @@ final class DirectFileWriter {
     /// logical block; 4 KiB covers every common one.
     static let alignment = 4096
 
-    #if os(Linux)
     /// Glibc exposes O_DIRECT only with _GNU_SOURCE, which Swift's module
-    /// does not define; its value is the kernel's, per architecture.
-    #if arch(arm64)
-    static let oDirect: Int32 = 0o200000
+    /// does not define; its value is the kernel's, per architecture (nil:
+    /// not tried — elsewhere the same bits can mean O_DIRECTORY).
+    #if os(Linux) && arch(x86_64)
+    static let oDirect: Int32? = 0o40000
+    #elseif os(Linux) && arch(arm64)
+    static let oDirect: Int32? = 0o200000
     #else
-    static let oDirect: Int32 = 0o40000
-    #endif
+    static let oDirect: Int32? = nil
     #endif
 
     let fd: Int32
@@ -49,9 +50,9 @@ final class DirectFileWriter {
     init(path: String, capacity: Int = 1 << 20, tryDirect: Bool = true) throws(WALError) {
         let size = max(Self.alignment, (capacity + Self.alignment - 1) / Self.alignment * Self.alignment)
         var opened: Int32?
-        #if os(Linux)
-        if tryDirect { opened = try? FileIO.openFile(path, O_WRONLY | O_CREAT | O_TRUNC | Self.oDirect) }
-        #endif
+        if tryDirect, let oDirect = Self.oDirect {
+            opened = try? FileIO.openFile(path, O_WRONLY | O_CREAT | O_TRUNC | oDirect)
+        }
         direct = opened != nil
         if opened == nil { opened = try FileIO.openFile(path, O_WRONLY | O_CREAT | O_TRUNC) }
         guard let fd = opened else { throw .io(operation: "open", path: path, errno: EIO) }
@@ -111,10 +112,10 @@ final class DirectFileWriter {
 
     /// Clears O_DIRECT on the descriptor: later writes go through the page cache.
     private func leaveDirect() throws(WALError) {
-        #if os(Linux)
-        let flags = fcntl(fd, F_GETFL)
-        if flags < 0 || fcntl(fd, F_SETFL, flags & ~Self.oDirect) != 0 { throw FileIO.error("fcntl(F_SETFL)", path) }
-        #endif
+        if let oDirect = Self.oDirect {
+            let flags = fcntl(fd, F_GETFL)
+            if flags < 0 || fcntl(fd, F_SETFL, flags & ~oDirect) != 0 { throw FileIO.error("fcntl(F_SETFL)", path) }
+        }
         direct = false
     }
 

@@ -15,9 +15,11 @@ public struct ListenError: Error, CustomStringConvertible {
     public init(network: String, address: String, _ error: any Error) {
         let reason: String
         if let io = error as? IOError {
-            // Go's messages are C's, lowercased: "address already in use".
+            // Go's messages are C's, lowercased: "address already in use";
+            // the call is NIO's ("bind(descriptor:ptr:bytes:): …" → bind).
             let text = String(cString: strerror(io.errnoCode))
-            reason = "bind: " + text.prefix(1).lowercased() + text.dropFirst()
+            let call = io.description.prefix { $0 != "(" && $0 != ":" }
+            reason = (call.isEmpty ? "bind" : call) + ": " + text.prefix(1).lowercased() + text.dropFirst()
         } else {
             reason = "\(error)"
         }

@@ -197,6 +197,8 @@ public final class EnsembleMember: @unchecked Sendable {
             logger.warning("\(reason)")
         }
         // Opening the log replays it and restores the snapshot: disk work.
+        // Checked before the log is opened: a failure after it must stop the node.
+        let keepalive = try configuration.grpcKeepalive()
         let machine = Handover(value: replica)
         let node = try await offPool { [raft, bootstrap, contexts, options] in
             try NodeLoop(
@@ -212,7 +214,7 @@ public final class EnsembleMember: @unchecked Sendable {
         let metricsRouter = GRPCRouterBox()
         let grpcServer = GRPCServer(
             group: group, router: router, maxRequestBytes: configuration.maxRequestBytes + MemberConfiguration.grpcOverheadBytes,
-            keepalive: try configuration.grpcKeepalive())
+            keepalive: keepalive)
         do {
             let tls = try configuration.clientTLSServerContext(logger: logger)
             for url in configuration.listenClientURLs {
@@ -238,9 +240,10 @@ public final class EnsembleMember: @unchecked Sendable {
             }
         } catch {
             await grpcServer.shutdown(grace: .zero)
-            // Never started: this closes its log and releases the data
-            // directory, so a caller may start the member again.
-            node.stop()
+            // Never started: this closes its log (a sync: off the
+            // cooperative pool) and releases the data directory, so a
+            // caller may start the member again.
+            await offPool { node.stop() }
             throw error
         }
         // A client URL advertised with port 0 names the port actually bound.
