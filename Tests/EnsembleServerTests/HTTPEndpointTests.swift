@@ -112,9 +112,13 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let ports = try freePortsForTests(3)
         var c = singleMember("m", directory: directory, clientPort: ports[0], peerPort: ports[1])
-        c.listenMetricsURLs = ["http://127.0.0.1:\(ports[2])"]
+        // Also etcd's unix://host:port: a socket file named host:port in the
+        // working directory, removed on stop.
+        let socket = "metrics-\(UUID().uuidString.prefix(8)):1"
+        defer { try? FileManager.default.removeItem(atPath: socket) }
+        c.listenMetricsURLs = ["http://127.0.0.1:\(ports[2])", "unix://\(socket)"]
         let member = try await EnsembleMember.start(c)
-        #expect(member.metricsPorts == [ports[2]])
+        #expect(member.metricsPorts == [ports[2], 0])
         var healthy = false
         for _ in 0..<50 where !healthy {
             healthy = (try? await get(ports[2], "/health"))?.0 == 200
@@ -125,7 +129,10 @@ import Testing
         #expect(code == 200 && metrics.contains("etcd_server_has_leader 1"))
         let (status, output) = try await runProcess("/usr/bin/etcdctl", ["--endpoints=127.0.0.1:\(ports[2])", "--command-timeout=3s", "get", "k"])
         #expect(status != 0 && output.contains("Unimplemented"), "no gRPC on the metrics port: \(output)")
+        let (_, overSocket) = try await runProcess("/usr/bin/curl", ["-sS", "--unix-socket", socket, "http://localhost/metrics"])
+        #expect(overSocket.contains("etcd_server_has_leader 1"), "\(overSocket)")
         await member.shutdown()
+        #expect(!FileManager.default.fileExists(atPath: socket))
     }
 }
 

@@ -232,11 +232,18 @@ public final class EnsembleMember: @unchecked Sendable {
                 }
             }
             for url in configuration.listenMetricsURLs {
-                guard let address = HostPort(url: url) else { throw ConfigurationError("--listen-metrics-urls: \(url)") }
-                let server = try await grpcServer.listen(
-                    host: address.host, port: address.port, tls: url.hasPrefix("https://") ? tls : nil, router: metricsRouter)
-                servers.append(server)
-                metricsPorts.append(server.localAddress?.port ?? address.port)
+                let secure = ClientListenAddress.isSecure(url) ? tls : nil
+                switch ClientListenAddress(url: url) {
+                case .tcp(let address)?:
+                    let server = try await grpcServer.listen(host: address.host, port: address.port, tls: secure, router: metricsRouter)
+                    servers.append(server)
+                    metricsPorts.append(server.localAddress?.port ?? address.port)
+                case .unix(let path)?:
+                    servers.append(try await grpcServer.listen(unixSocket: path, tls: secure, router: metricsRouter))
+                    metricsPorts.append(0)  // (kept in step with the URLs)
+                case nil:
+                    throw ConfigurationError("--listen-metrics-urls: \(url)")
+                }
             }
         } catch {
             await grpcServer.shutdown(grace: .zero)

@@ -228,7 +228,7 @@ public struct MemberConfiguration: Sendable {
                 throw ConfigurationError("\(flag): \(url) is not a valid URL (want http://host:port)")
             }
         }
-        for url in listenMetricsURLs where HostPort(url: url) == nil {
+        for url in listenMetricsURLs where ClientListenAddress(url: url) == nil {
             throw ConfigurationError("--listen-metrics-urls: \(url) is not a valid URL (want http://host:port)")
         }
         // etcd's types.NewURLs and checkBindURLs, in its words.
@@ -245,10 +245,10 @@ public struct MemberConfiguration: Sendable {
         // etcd serves one socket for both unix:// and unixs:// of a path;
         // here each URL is its own listener, so a path may be given once.
         var socketPaths: Set<String> = []
-        for url in listenClientURLs {
+        for url in listenClientURLs + listenMetricsURLs {
             guard case .unix(let path)? = ClientListenAddress(url: url) else { continue }
             guard socketPaths.insert(path).inserted else {
-                throw ConfigurationError("--listen-client-urls: the unix socket \(path) is given more than once")
+                throw ConfigurationError("the unix socket \(path) is given more than once (--listen-client-urls, --listen-metrics-urls)")
             }
         }
         // Every peer listener shares one TLS setup (and the connections this
