@@ -206,10 +206,12 @@ public struct FrozenKVState: @unchecked Sendable {
 
     /// ``KVStateMachine/hashKV(revision:)`` of this state.
     public func hashKV(revision: Int64 = 0) throws(KVError) -> (hash: UInt32, revision: Int64, compactRevision: Int64) {
-        let at = revision > 0 ? revision : self.revision
+        // etcd's HashByRev: 0 is the current revision; a negative one hashes
+        // no version at all (none is at or below it), without an error.
+        let at = revision == 0 ? self.revision : revision
         if at > self.revision { throw .futureRevision }
-        // etcd's HashByRev: a revision asked for at or below the compaction is gone.
-        if revision > 0 ? at <= compacted : at < compacted { throw .compacted }
+        // A revision asked for at or below the compaction is gone.
+        if revision > 0 ? at <= compacted : revision == 0 && at < compacted { throw .compacted }
         var h: UInt32 = 2_166_136_261
         func mix(_ bytes: [UInt8]) {
             for byte in bytes { h = (h ^ UInt32(byte)) &* 16_777_619 }

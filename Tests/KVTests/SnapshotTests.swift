@@ -182,6 +182,11 @@ import Testing
         _ = fresh.apply(.compact(revision: 3))
         #expect(throws: KVError.compacted) { try fresh.hashKV(revision: 3) }
         #expect(try fresh.hashKV().compactRevision == 3)
+        // A negative revision hashes no version (etcd's upper bound is below
+        // every key), and answers with the current revision.
+        let none = try fresh.hashKV(revision: -1)
+        #expect(none.hash == (try KVStateMachine().hashKV(revision: -1).hash) && none.revision == 3)
+        #expect(none.hash != (try fresh.hashKV().hash))
     }
 
     /// Damaged snapshots are refused with an error, never a crash, and leave the
