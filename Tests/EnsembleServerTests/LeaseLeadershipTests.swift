@@ -135,6 +135,9 @@ import Testing
         clock.advance(11)
         let revokes = replica.leaderTick()
         #expect(revokes.count == 1)
+        // Until the revocation applies, TimeToLive reports the negative
+        // remainder, truncated to seconds, as etcd's (1 s overdue: -1).
+        #expect(replica.timeToLive(7)?.remaining == -1)
         #expect(replica.renew(7, waited: 5) == KVReplica.revocationPending)
         _ = replica.apply(try #require(revokes.first), index: 2)
         #expect(replica.renew(7) == 0)

@@ -194,7 +194,10 @@ extension KVReplica {
     public func timeToLive(_ id: LeaseID) -> (remaining: Int64, granted: Int64, keys: [[UInt8]])? {
         guard leading else { return nil }
         guard let lease = machine.leases.leases[id] else { return (-1, 0, []) }
-        let remaining = max(lessor.remaining(id, now: now()), 0)
+        // Past its deadline with the revocation not applied yet: the negative
+        // remainder, truncated to seconds, as etcd's l.Remaining().Seconds()
+        // (-1 a second or more overdue, which etcdctl prints "already expired").
+        let remaining = lessor.deadlines[id] == nil ? 0 : lessor.remaining(id, now: now())
         return (remaining, lease.grantedTTL, lease.keys.sorted { $0.lexicographicallyPrecedes($1) })
     }
 }
