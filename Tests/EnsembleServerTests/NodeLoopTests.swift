@@ -117,6 +117,23 @@ final class TestCluster: @unchecked Sendable {
     }
 
     /// Without forwarding a follower refuses proposals, naming the leader.
+    /// Concurrent and repeated stops all return, each once the data
+    /// directory is released (every caller waits on the loop's end; a second,
+    /// concurrent caller used to return at once: review finding), and the
+    /// directory then opens again.
+    @Test func everyStopReturnsOnceTheDirectoryIsReleased() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        let node = try #require(cluster.nodes[1])
+        cluster.nodes[1] = nil
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<3 { group.addTask { await offThread { node.stop() } } }
+        }
+        await offThread { node.stop() }
+        try cluster.start(1)
+        _ = try await cluster.waitForLeader()
+    }
+
     @Test func withoutForwardingAFollowerRefuses() async throws {
         let cluster = try TestCluster(forwardProposals: false)
         defer { cluster.shutdown() }
@@ -474,5 +491,15 @@ final class HistoryRecorder: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return operations
+    }
+}
+
+/// Runs `work` on a thread of its own (it blocks).
+func offThread(_ work: @escaping @Sendable () -> Void) async {
+    await withCheckedContinuation { continuation in
+        Thread {
+            work()
+            continuation.resume()
+        }.start()
     }
 }

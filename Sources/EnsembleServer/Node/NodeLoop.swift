@@ -189,7 +189,10 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private let options: Options
     private let transport: any PeerTransport
     private let shared: Shared
-    private let finished = DispatchSemaphore(value: 0)
+    /// Left when the loop thread has released the data directory; every
+    /// ``stop()`` waits on it (a second caller returned at once, before the
+    /// directory could be opened again: review finding).
+    private let finished = DispatchGroup()
     private let applier: Applier<Machine>
 
     // Loop-thread state.
@@ -340,6 +343,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         }) else { return }
         transport.register(id) { [weak self] messages in self?.enqueue(.messages(messages, received: .now)) }
         applier.start(name: "ensemble-apply-\(id)")
+        finished.enter()
         let thread = Thread { [self] in
             self.run()
             self.loopEnded.store(true, ordering: .relaxed)
@@ -348,7 +352,7 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
             self.applier.stop()
             // Release the data directory before anyone may reopen it.
             try? self.storage.close()
-            self.finished.signal()
+            self.finished.leave()
         }
         thread.name = "ensemble-node-\(id)"
         thread.start()
@@ -398,9 +402,11 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
             // The data directory's lock goes with it: it may be opened again.
             try? storage.close()
         }
-        guard started, !alreadyStopped else { return }
-        transport.unregister(id)
-        shared.wakeup.signal()
+        guard started else { return }
+        if !alreadyStopped {
+            transport.unregister(id)
+            shared.wakeup.signal()
+        }
         finished.wait()
     }
 
