@@ -81,19 +81,8 @@ import Testing
                 configuration: .init(maxConcurrentStreams: 4)))
         try channel.writeInbound(ByteBuffer(bytes: Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
             + GRPCConnectionBoundsTests.frame(type: 4, flags: 0, stream: 0, [])))
-        // grpc-timeout 1m: one millisecond.
-        let headers = GRPCConnectionBoundsTests.requestHeaders + [0, 12] + Array("grpc-timeout".utf8) + [2] + Array("1m".utf8)
-        func call(_ stream: UInt32) throws {
-            try channel.writeInbound(ByteBuffer(bytes:
-                GRPCConnectionBoundsTests.frame(type: 1, flags: 0x4, stream: stream, headers)
-                + GRPCConnectionBoundsTests.frame(type: 0, flags: 0x1, stream: stream, [0, 0, 0, 0, 1, 9])))
-            channel.embeddedEventLoop.run()
-        }
-        func output() throws -> [UInt8] {
-            var bytes: [UInt8] = []
-            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes += Array(buffer.readableBytesView) }
-            return bytes
-        }
+        func call(_ stream: UInt32) throws { try Self.callWithTinyDeadline(stream, on: channel) }
+        func output() throws -> [UInt8] { try Self.output(of: channel) }
         for stream in [UInt32(1), 3, 5, 7] { try call(stream) }
         channel.embeddedEventLoop.advanceTime(by: .milliseconds(5))  // every deadline passes
         _ = try output()
@@ -129,19 +118,8 @@ import Testing
                 configuration: .init(maxConcurrentStreams: 1), encoder: { work in encodings.withLock { $0.append(work) } }))
         try channel.writeInbound(ByteBuffer(bytes: Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
             + GRPCConnectionBoundsTests.frame(type: 4, flags: 0, stream: 0, [])))
-        // grpc-timeout 1m: one millisecond.
-        let headers = GRPCConnectionBoundsTests.requestHeaders + [0, 12] + Array("grpc-timeout".utf8) + [2] + Array("1m".utf8)
-        func call(_ stream: UInt32) throws {
-            try channel.writeInbound(ByteBuffer(bytes:
-                GRPCConnectionBoundsTests.frame(type: 1, flags: 0x4, stream: stream, headers)
-                + GRPCConnectionBoundsTests.frame(type: 0, flags: 0x1, stream: stream, [0, 0, 0, 0, 1, 9])))
-            channel.embeddedEventLoop.run()
-        }
-        func output() throws -> [UInt8] {
-            var bytes: [UInt8] = []
-            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes += Array(buffer.readableBytesView) }
-            return bytes
-        }
+        func call(_ stream: UInt32) throws { try Self.callWithTinyDeadline(stream, on: channel) }
+        func output() throws -> [UInt8] { try Self.output(of: channel) }
         try call(1)
         #expect(encodings.withLock { $0.count } == 1)
         // The client stops waiting (its stream closes); the encoding goes on.
@@ -156,5 +134,22 @@ import Testing
         try call(5)
         #expect(GRPCConnectionBoundsTests.resets(try output()).isEmpty, "the next call is served")
         _ = try? channel.finish()
+    }
+
+    /// A unary call on `stream` with grpc-timeout 1m (one millisecond), its
+    /// request whole, then the loop run.
+    static func callWithTinyDeadline(_ stream: UInt32, on channel: EmbeddedChannel) throws {
+        let headers = GRPCConnectionBoundsTests.requestHeaders + [0, 12] + Array("grpc-timeout".utf8) + [2] + Array("1m".utf8)
+        try channel.writeInbound(ByteBuffer(bytes:
+            GRPCConnectionBoundsTests.frame(type: 1, flags: 0x4, stream: stream, headers)
+            + GRPCConnectionBoundsTests.frame(type: 0, flags: 0x1, stream: stream, [0, 0, 0, 0, 1, 9])))
+        channel.embeddedEventLoop.run()
+    }
+
+    /// Everything the handler has written so far.
+    static func output(of channel: EmbeddedChannel) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { bytes += Array(buffer.readableBytesView) }
+        return bytes
     }
 }
