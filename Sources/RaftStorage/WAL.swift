@@ -48,6 +48,8 @@ final class WAL {
     /// Set by the first failed write/sync: after it, what is durable is unknown
     /// (a failed fsync may have dropped dirty pages), so nothing more is written.
     private(set) var failure: WALError?
+    /// Why purging stopped (``purge(upTo:)``); appends go on.
+    private(set) var purgeFailure: WALError?
 
     private init(directory: String, segmentSize: Int, preallocate: Bool, segments: [Segment], writer: SegmentWriter?) {
         self.directory = directory
@@ -305,9 +307,16 @@ final class WAL {
     /// Deletes the oldest segments whose entries all have index `<= index`,
     /// stopping at the first that has a later one; never the current segment.
     /// Returns the deleted paths.
+    ///
+    /// A removal that fails stops purging for the life of this WAL (a later
+    /// one could leave a gap behind an unlink that was not made durable) but
+    /// not appending: the log only keeps more segments until a restart
+    /// (review finding: it poisoned the WAL, and the member stopped at its
+    /// next append for want of deleting an old file).
     @discardableResult
     func purge(upTo index: UInt64) throws(WALError) -> [String] {
         _ = try usableWriter()
+        if let purgeFailure { throw purgeFailure }
         var removed: [String] = []
         while segments.count > 1, let first = segments.first, first.maxEntryIndex <= index {
             let path = FileIO.joined(directory, first.name.fileName)
@@ -315,14 +324,22 @@ final class WAL {
             // that a crash keeps unsynced unlinks in order, and a purge that
             // came back with a gap (an old segment, then a missing one) would
             // refuse to open.
-            try guarded { () throws(WALError) in
+            do throws(WALError) {
                 try FileIO.removeFile(path)
-                try FileIO.syncDirectory(directory)
+            } catch {
+                purgeFailure = error
+                throw error
             }
-            stats.directorySyncs += 1
-            stats.segmentsPurged += 1
             segments.removeFirst()
             removed.append(path)
+            stats.segmentsPurged += 1
+            do throws(WALError) {
+                try FileIO.syncDirectory(directory)
+            } catch {
+                purgeFailure = error
+                throw error
+            }
+            stats.directorySyncs += 1
         }
         return removed
     }

@@ -293,3 +293,37 @@ private func expectSameReads(_ disk: DiskStorage, _ mem: MemoryStorage, sourceLo
         #expect(c.description.contains("/d/wal/a.wal") && c.description.contains("offset 123"))
     }
 }
+
+/// A segment that cannot be removed stops purging, not the log: the member
+/// appends on (review finding: the failed unlink poisoned the WAL, and the
+/// member stopped at its next append).
+@Suite struct PurgeFailureTests {
+    @Test func aSegmentThatCannotBeRemovedStopsPurgingNotAppending() throws {
+        try withTempDir { dir in
+            let conf = ConfState(voters: [1])
+            try withStorage(dir.path, options: .init(segmentSize: 512)) { s throws in
+                // A record per five entries: several segments of 512 bytes.
+                for first in stride(from: UInt64(1), through: 36, by: 5) {
+                    try s.append(
+                        hardState: HardState(term: 1, vote: 1, commit: first + 4),
+                        entries: makeEntries(first...(first + 4), term: 1, size: 100))
+                }
+                try s.saveSnapshot(Snapshot(metadata: SnapshotMetadata(index: 30, term: 1, confState: conf), data: [1]))
+                try s.sync()
+                // The oldest segment becomes a directory: unlink fails (EISDIR), also as root.
+                let wal = dir.sub("wal")
+                let oldest = try #require(try FileManager.default.contentsOfDirectory(atPath: wal).filter { $0.hasSuffix(".wal") }.sorted().first)
+                try FileManager.default.removeItem(atPath: wal + "/" + oldest)
+                try FileManager.default.createDirectory(atPath: wal + "/" + oldest, withIntermediateDirectories: false)
+                #expect(walError({ _ = try s.compact(upTo: 30) }) != nil, "the removal fails")
+                // Appending goes on, and later compactions are skipped.
+                try s.append(hardState: HardState(term: 1, vote: 1, commit: 45), entries: makeEntries(41...45, term: 1))
+                try s.sync()
+                #expect(walError({ _ = try s.compact(upTo: 30) }) != nil)
+                try s.append(hardState: HardState(term: 1, vote: 1, commit: 46), entries: makeEntries(46...46, term: 1))
+                try s.sync()
+                #expect(s.lastIndex == 46)
+            }
+        }
+    }
+}

@@ -1166,7 +1166,8 @@ extension NodeLoop {
         let index = snapshot.metadata.index
         guard (try? storage.installSnapshotFile(snapshot)) == true else { return false }
         lastSnapshotIndex = max(lastSnapshotIndex, index)
-        // A failed compaction only leaves more log on disk until the next one.
+        // A failed compaction only leaves more log on disk (a failed segment
+        // removal stops purging until a restart; appends go on).
         if index > options.snapshotKeep { _ = try? storage.compact(upTo: index - options.snapshotKeep) }
         return true
     }
