@@ -186,6 +186,12 @@ enum FileIO {
         defer { closeFile(fd) }
         var st = stat()
         if fstat(fd, &st) != 0 { throw error("fstat", path) }
+        // A size no read could fill (a damaged inode, a huge sparse file) is
+        // an error here, not a failed allocation that stops the process.
+        let memory = Int64(sysconf(Int32(_SC_PHYS_PAGES))) * Int64(sysconf(Int32(_SC_PAGESIZE)))
+        guard st.st_size >= 0, memory <= 0 || Int64(st.st_size) <= memory else {
+            throw .corrupted(file: path, offset: 0, reason: "size \(st.st_size) bytes is more than this machine's memory")
+        }
         var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
         var done = 0
         while done < bytes.count {

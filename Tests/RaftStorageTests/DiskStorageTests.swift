@@ -327,3 +327,23 @@ private func expectSameReads(_ disk: DiskStorage, _ mem: MemoryStorage, sourceLo
         }
     }
 }
+
+/// A file whose size no read could fill (a damaged inode, a huge sparse
+/// file) is an error, not an allocation that stops the process (review
+/// finding).
+@Suite struct HugeFileTests {
+    @Test func aFileLargerThanMemoryIsRefused() throws {
+        try withTempDir { dir in
+            let path = dir.sub("huge")
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+            let handle = try #require(FileHandle(forWritingAtPath: path))
+            try handle.truncate(atOffset: 1 << 40)  // sparse: no blocks used
+            try handle.close()
+            guard case .corrupted(_, _, let reason)? = walError({ _ = try FileIO.readFile(path) }) else {
+                Issue.record("read whole")
+                return
+            }
+            #expect(reason.contains("more than this machine's memory"))
+        }
+    }
+}
