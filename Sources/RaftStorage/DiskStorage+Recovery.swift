@@ -79,6 +79,11 @@ extension DiskStorage {
             // Phase 2: the state is valid; repair, then make what was accepted durable.
             try WAL.applyRepairs(recovered, directory: walDir)
             for path in obsoleteSnapshots { try FileIO.removeFile(path) }
+            // Files that did not verify are set aside, kept for whoever looks
+            // into it: left in place, they counted among the snapshots kept,
+            // and a later compaction could delete a good older one instead
+            // (review finding).
+            for path in report.skippedSnapshots { try FileIO.renameFile(path, path + SnapshotFile.damagedSuffix) }
             let wal = try WAL.open(
                 directory: walDir, segmentSize: options.segmentSize, preallocate: options.preallocate, recovered: recovered,
                 position: LogPosition(
@@ -116,6 +121,8 @@ extension DiskStorage {
                 report.warnings.append("removed leftover temporary snapshot file '\(path)' (interrupted save)")
             } else if let name = SnapshotFile.Name(fileName: file) {
                 names.append(name)
+            } else if file.hasSuffix(SnapshotFile.damagedSuffix) {
+                report.warnings.append("a snapshot file that did not verify is kept aside as '\(path)'")
             } else {
                 report.warnings.append("ignoring unexpected file '\(path)' in the snapshot directory")
             }
@@ -167,7 +174,8 @@ extension DiskStorage {
             } catch {
                 let path = FileIO.joined(directory, name.fileName)
                 report.skippedSnapshots.append(path)
-                report.warnings.append("skipping unreadable snapshot: \(error.description)")
+                report.warnings.append(
+                    "skipping unreadable snapshot (set aside as '\(path)\(SnapshotFile.damagedSuffix)'): \(error.description)")
             }
         }
         if newest.index > 0 {

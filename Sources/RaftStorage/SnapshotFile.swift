@@ -19,6 +19,9 @@ enum SnapshotFile {
     static let version: UInt8 = 1
     static let headerLength = 4 + 1 + 4 + 8
     static let tempSuffix = ".tmp"
+    /// A snapshot file that did not verify at recovery is kept under its name
+    /// plus this, out of the snapshots counted and read.
+    static let damagedSuffix = ".damaged"
 
     struct Name: Equatable {
         var term: UInt64

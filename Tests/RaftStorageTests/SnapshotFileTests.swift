@@ -130,6 +130,18 @@ import Testing
                 #expect(s.recoveryReport.warnings.contains { $0.contains("fell back") })
                 #expect(try LogState(s) == expected)
             }
+            // Set aside, not counted among the snapshots kept: a later
+            // compaction keeps the good one at 10 and the new one.
+            #expect(listFiles(dir.path + "/snap").contains(newest + ".damaged"))
+            #expect(!listFiles(dir.path + "/snap").contains(newest))
+            try withStorage(dir.path) { s throws in
+                #expect(s.recoveryReport.snapshotIndex == 10)
+                try s.saveSnapshot(Snapshot(metadata: SnapshotMetadata(index: 25, term: 2, confState: conf), data: [25]))
+                try s.compact(upTo: 25)
+            }
+            let kept = listFiles(dir.path + "/snap")
+            #expect(kept.contains(SnapshotFile.Name(term: 2, index: 10).fileName), "\(kept)")
+            #expect(kept.contains(SnapshotFile.Name(term: 2, index: 25).fileName), "\(kept)")
         }
     }
 
