@@ -144,7 +144,7 @@ let package = Package(
         .executableTarget(
             name: "ensemble",
             dependencies: [
-                "EnsembleServer", "EnsembleBench", "EnsembleClient", "EnsembleAPI",
+                "EnsembleServer", "EnsembleBench", "EnsembleClient", "EnsembleAPI", "KV",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

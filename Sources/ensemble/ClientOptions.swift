@@ -19,7 +19,11 @@ struct ClientOptions: ParsableArguments {
 
     @OptionGroup var tls: TLSOptions
 
-    var timeout: Duration { GoDuration.parse(commandTimeout) ?? Int(commandTimeout).map { .seconds($0) } ?? .seconds(5) }
+    /// `--command-timeout`: a Go duration (`5s`, `1m30s`) or, as this flag
+    /// once was, a bare number of seconds.
+    private var commandDuration: Duration? { GoDuration.parse(commandTimeout) ?? Int(commandTimeout).map { .seconds($0) } }
+
+    var timeout: Duration { commandDuration ?? .seconds(5) }
 
     /// etcdctl's keepalive flags, with grpc-go's 10 s floor on the time (a
     /// server allows a ping every 5 s at most).
@@ -28,14 +32,12 @@ struct ClientOptions: ParsableArguments {
     }
 
     func validate() throws {
-        // (A bare number is taken as seconds, as this flag once was.)
-        guard let parsed = GoDuration.parse(commandTimeout) ?? Int(commandTimeout).map({ Duration.seconds($0) }), parsed > .zero else {
-            throw ValidationError("--command-timeout: \"\(commandTimeout)\" is not a positive duration such as 5s")
-        }
-        for (flag, value) in [("keepalive-time", keepaliveTime), ("keepalive-timeout", keepaliveTimeout)] {
-            guard let parsed = GoDuration.parse(value), parsed > .zero else {
-                throw ValidationError("--\(flag): \"\(value)\" is not a positive duration such as 6s")
-            }
+        let flags = [
+            ("command-timeout", commandTimeout, commandDuration), ("keepalive-time", keepaliveTime, GoDuration.parse(keepaliveTime)),
+            ("keepalive-timeout", keepaliveTimeout, GoDuration.parse(keepaliveTimeout)),
+        ]
+        for (flag, value, parsed) in flags where (parsed ?? .zero) <= .zero {
+            throw ValidationError("--\(flag): \"\(value)\" is not a positive duration such as 5s")
         }
     }
 

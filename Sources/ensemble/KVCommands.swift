@@ -2,6 +2,7 @@ import ArgumentParser
 import EnsembleAPI
 import EnsembleClient
 import Foundation
+import KV
 
 /// `ensemble kv get|put|del|watch`: the key–value API from the command line
 /// (etcdctl's output: a key line, then a value line).
@@ -90,7 +91,7 @@ struct KV: AsyncParsableCommand {
             for try await response in stream.responses {
                 if response.canceled {
                     // clientv3's WatchResponse.Err(): a compacted start says so.
-                    let why = response.compactRevision != 0 ? "etcdserver: mvcc: required revision has been compacted" : response.cancelReason
+                    let why = response.compactRevision != 0 ? KVError.compacted.description : response.cancelReason
                     complain("watch was canceled (\(why))")
                     break
                 }

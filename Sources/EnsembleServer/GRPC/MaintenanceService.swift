@@ -124,10 +124,9 @@ public struct MaintenanceService: Sendable {
     /// use too) any number of them ran at once.
     private static let hashQueue = DispatchQueue(label: "ensemble-hash")
     /// Hashes waiting or running in this process. Each waiting one holds a
-    /// frozen copy of the state that writes then stop sharing, so past
-    /// ``maxHashes`` they are refused as etcd refuses an overloaded member.
-    private static let hashes = Atomic<Int>(0)
-    static let maxHashes = 16
+    /// frozen copy of the state that writes then stop sharing, so past 16
+    /// they are refused as etcd refuses an overloaded member.
+    private static let hashes = Admission(limit: 16)
 
     /// HashKV of `node`'s applied state: (hash, current revision, compaction
     /// revision). Also the corruption check's own hash; `confirmed` first
@@ -135,11 +134,8 @@ public struct MaintenanceService: Sendable {
     static func hashKV(
         node: NodeLoop<KVReplica>, revision: Int64, confirmed: Bool = false
     ) async -> Result<(UInt32, Int64, Int64), GRPCStatus> {
-        guard hashes.add(1, ordering: .relaxed).newValue <= maxHashes else {
-            hashes.subtract(1, ordering: .relaxed)
-            return .failure(KVService.status(NodeError.tooManyRequests))
-        }
-        defer { hashes.subtract(1, ordering: .relaxed) }
+        guard hashes.enter() else { return .failure(KVService.status(NodeError.tooManyRequests)) }
+        defer { hashes.leave() }
         let frozen: FrozenKVState
         if confirmed {
             do {
@@ -317,10 +313,7 @@ final class SnapshotStream: GRPCStreamReceiver {
         started = true
         let service = self.service
         let sender = self.sender
-        guard SnapshotSender.running.add(1, ordering: .relaxed).newValue <= SnapshotSender.maxRunning else {
-            SnapshotSender.running.subtract(1, ordering: .relaxed)
-            return sender.stream.finish(KVService.status(NodeError.tooManyRequests))
-        }
+        guard SnapshotSender.running.enter() else { return sender.stream.finish(KVService.status(NodeError.tooManyRequests)) }
         service.node.perform(
             { replica in
                 let frozen = replica.freezeSnapshotStream()
@@ -329,11 +322,11 @@ final class SnapshotStream: GRPCStreamReceiver {
                 // that reads slowly holds it for as long as it takes.
                 Thread {
                     sender.send(frozen, header: header)
-                    SnapshotSender.running.subtract(1, ordering: .relaxed)
+                    SnapshotSender.running.leave()
                 }.start()
             },
             refused: {
-                SnapshotSender.running.subtract(1, ordering: .relaxed)
+                SnapshotSender.running.leave()
                 sender.stream.finish(KVService.status(NodeError.stopped))
             })
     }
@@ -358,10 +351,9 @@ final class SnapshotSender: Sendable {
     let ended = Atomic<Bool>(false)
     static let maxQueued = 4 << 20
     /// Snapshot calls being sent in this process. Each holds a thread and a
-    /// frozen copy of the state that writes then stop sharing, so past
-    /// ``maxRunning`` more are refused ("etcdserver: too many requests").
-    static let running = Atomic<Int>(0)
-    static let maxRunning = 8
+    /// frozen copy of the state that writes then stop sharing, so beyond 8
+    /// at once, calls are refused ("etcdserver: too many requests").
+    static let running = Admission(limit: 8)
     let stallTimeout: Duration
 
     init(stream: GRPCServerStream, stallTimeout: Duration = .seconds(120)) {
@@ -461,4 +453,21 @@ extension Etcdserverpb_AlarmMember {
         memberID = alarm.member
         self.alarm = alarm.kind.proto
     }
+}
+
+/// Work admitted up to a limit, from any thread: ``enter()`` is false past
+/// it; each admitted piece calls ``leave()`` once when done.
+final class Admission: Sendable {
+    let limit: Int
+    private let count = Atomic<Int>(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    func enter() -> Bool {
+        if count.add(1, ordering: .relaxed).newValue <= limit { return true }
+        leave()
+        return false
+    }
+
+    func leave() { count.subtract(1, ordering: .relaxed) }
 }
