@@ -54,6 +54,9 @@ public final class DiskStorage: RaftLogStorage {
         public var segmentsPurged = 0
         public var snapshotsSaved = 0
         public var snapshotFilesDeleted = 0
+        /// Bytes open wrote again in place: the last segment after the last
+        /// point proven synced (``WAL/open``).
+        public var bytesRewritten = 0
 
         public init() {}
     }

@@ -36,7 +36,22 @@ final class WAL {
         var tornTail: DiskStorage.TornTail?
         /// A last segment holding no complete record, to delete.
         var emptySegment: String?
+        /// The torn tail's bytes up to its last non-zero one, kept in
+        /// ``tornCopyPath`` before the cut: when the damage was in fact a
+        /// synced group (the known limit in docs/storage.md), they are the
+        /// only copy left on this member.
+        var tornBytes: [UInt8] = []
+        /// The last segment's valid bytes from `unprovenFrom` on: the last
+        /// record's `syncedThrough`, after which nothing proves a sync
+        /// succeeded. ``open`` writes them again before its fdatasync.
+        var unprovenTail: [UInt8] = []
+        var unprovenFrom = 0
     }
+
+    /// Kept WAL bytes a recovery cut off (see ``Recovered/tornBytes``).
+    static let tornSuffix = ".torn"
+
+    static func tornCopyPath(_ tail: DiskStorage.TornTail) -> String { "\(tail.file).\(tail.offset)\(tornSuffix)" }
 
     let directory: String
     let segmentSize: Int
@@ -77,6 +92,8 @@ final class WAL {
         for file in try FileIO.listDirectory(directory) {
             if let name = SegmentName(fileName: file) {
                 names.append(name)
+            } else if file.hasSuffix(tornSuffix) {
+                continue  // bytes an earlier recovery cut, kept for whoever looks into it
             } else {
                 warnings.append("ignoring unexpected file '\(FileIO.joined(directory, file))' in the WAL directory")
             }
@@ -94,14 +111,18 @@ final class WAL {
         for (i, name) in names.enumerated() {
             let path = FileIO.joined(directory, name.fileName)
             let isLast = i == names.count - 1
-            let scan = try SegmentReader.scan(try FileIO.readFile(path), path: path, isLast: isLast)
+            let bytes = try FileIO.readFile(path)
+            let scan = try SegmentReader.scan(bytes, path: path, isLast: isLast)
             let maxIndex = try checkStructure(scan.records, of: name, path: path)
             if let reason = scan.tornReason {
                 let tail = DiskStorage.TornTail(
                     file: path, offset: scan.validLength, droppedBytes: scan.fileLength - scan.validLength, reason: reason)
                 recovered.tornTail = tail
+                let end = (bytes.lastIndex { $0 != 0 } ?? 0) + 1
+                recovered.tornBytes = end > scan.validLength ? Array(bytes[scan.validLength..<end]) : []
+                let kept = recovered.tornBytes.isEmpty ? "" : "; kept in '\(tornCopyPath(tail))'"
                 warnings.append("truncated torn tail of '\(path)' at offset \(tail.offset) "
-                    + "(\(tail.droppedBytes) bytes dropped: \(reason))")
+                    + "(\(tail.droppedBytes) bytes dropped: \(reason)\(kept))")
             }
             if !isLast && scan.records.isEmpty {
                 // Every segment's header is synced before the next one is
@@ -124,6 +145,8 @@ final class WAL {
             recovered.segments.append(Segment(name: name, maxEntryIndex: maxIndex))
             recovered.records.append(contentsOf: scan.records)
             recovered.lastSegmentLength = scan.validLength
+            recovered.unprovenFrom = scan.lastSyncedThrough
+            recovered.unprovenTail = Array(bytes[scan.lastSyncedThrough..<scan.validLength])
         }
         recovered.warnings = warnings
         return recovered
@@ -157,9 +180,19 @@ final class WAL {
         return maxIndex
     }
 
-    /// Second phase of recovery, once replay accepted the state: cuts the torn
-    /// tail (ftruncate + fsync) and deletes an empty last segment.
+    /// Second phase of recovery, once replay accepted the state: keeps the
+    /// torn tail's bytes aside (synced before anything is cut; a copy that
+    /// cannot be made stops the repair), cuts the tail (ftruncate + fsync) and
+    /// deletes an empty last segment.
     static func applyRepairs(_ recovered: Recovered, directory: String) throws(WALError) {
+        if let tail = recovered.tornTail, !recovered.tornBytes.isEmpty {
+            let copy = tornCopyPath(tail)
+            let fd = try FileIO.openFile(copy, O_WRONLY | O_CREAT | O_TRUNC)
+            defer { FileIO.closeFile(fd) }
+            try FileIO.pwriteAll(fd, recovered.tornBytes, at: 0, path: copy)
+            try FileIO.fullSync(fd, path: copy)
+            try FileIO.syncDirectory(directory)
+        }
         if let tail = recovered.tornTail, tail.file != recovered.emptySegment {
             let fd = try FileIO.openFile(tail.file, O_WRONLY)
             defer { FileIO.closeFile(fd) }
@@ -180,6 +213,13 @@ final class WAL {
     /// is served: recovery may have accepted records that reached only the page
     /// cache before the process died, and the node must not acknowledge entries
     /// that a later power loss could still erase.
+    ///
+    /// The bytes after the last point proven synced are first written again
+    /// (the same bytes, in place). After an fdatasync that failed with EIO,
+    /// Linux may mark the pages it could not write clean; a restart in the
+    /// same boot then reads them whole from the page cache, and a plain
+    /// fdatasync, finding nothing dirty, would not write them. Writing them
+    /// makes them dirty, so the fdatasync either makes them durable or fails.
     static func open(
         directory: String, segmentSize: Int, preallocate: Bool, recovered: Recovered, position: LogPosition
     ) throws(WALError) -> WAL {
@@ -189,6 +229,8 @@ final class WAL {
             let path = FileIO.joined(directory, last.name.fileName)
             let fd = try FileIO.openFile(path, O_WRONLY)
             do {
+                try FileIO.pwriteAll(fd, recovered.unprovenTail, at: recovered.unprovenFrom, path: path)
+                wal.stats.bytesRewritten += recovered.unprovenTail.count
                 try FileIO.dataSync(fd, path: path)
             } catch {
                 FileIO.closeFile(fd)

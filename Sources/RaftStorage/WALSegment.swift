@@ -38,6 +38,9 @@ struct SegmentScan {
     var fileLength: Int
     /// Why the tail after `validLength` was judged an interrupted write.
     var tornReason: String?
+    /// The `syncedThrough` of the last valid record: the bytes from here to
+    /// `validLength` were never proven durable (see ``WAL/open``).
+    var lastSyncedThrough = 0
 }
 
 enum SegmentReader {
@@ -57,6 +60,7 @@ enum SegmentReader {
     static func scan(_ bytes: [UInt8], path: String, isLast: Bool) throws(WALError) -> SegmentScan {
         var records: [LocatedRecord] = []
         var pos = 0
+        var lastSynced = 0
         let count = bytes.count
 
         func damaged(_ reason: String) throws(WALError) -> SegmentScan {
@@ -65,7 +69,8 @@ enum SegmentReader {
             }
             switch evidence(after: pos, in: bytes) {
             case .none:
-                return SegmentScan(records: records, validLength: pos, fileLength: count, tornReason: reason)
+                return SegmentScan(
+                    records: records, validLength: pos, fileLength: count, tornReason: reason, lastSyncedThrough: lastSynced)
             case let .writtenAfterSync(offset, syncedThrough):
                 throw .corrupted(
                     file: path, offset: pos,
@@ -90,7 +95,8 @@ enum SegmentReader {
                 // The last segment is preallocated: zeros to the end are its
                 // unused space, where the next record goes.
                 if zeros && isLast {
-                    return SegmentScan(records: records, validLength: pos, fileLength: count, tornReason: nil)
+                    return SegmentScan(
+                        records: records, validLength: pos, fileLength: count, tornReason: nil, lastSyncedThrough: lastSynced)
                 }
                 // Zero padding elsewhere is what a file extended by a crash looks like.
                 return try damaged(zeros ? "\(remaining) zero bytes instead of a record" : "record with zero length")
@@ -123,8 +129,9 @@ enum SegmentReader {
                 throw .corrupted(file: path, offset: pos, reason: "undecodable record with valid checksum: \(error.reason)")
             }
             records.append(LocatedRecord(record: record, file: path, offset: pos))
+            lastSynced = Int(syncedThrough)
             pos = checked.upperBound
         }
-        return SegmentScan(records: records, validLength: pos, fileLength: count, tornReason: nil)
+        return SegmentScan(records: records, validLength: pos, fileLength: count, tornReason: nil, lastSyncedThrough: lastSynced)
     }
 }

@@ -121,6 +121,12 @@ func writeCrashImage(_ h: History, prefix: Int, to dir: String, emptyNext: Bool 
                     if cut > recordStart {
                         #expect(s.recoveryReport.tornTail?.offset == recordStart)
                         #expect(s.recoveryReport.tornTail?.droppedBytes == cut - recordStart)
+                        // The bytes cut are kept aside, up to the last non-zero one.
+                        var cutBytes = Array(full[recordStart..<cut])
+                        while cutBytes.last == 0 { cutBytes.removeLast() }
+                        let kept = target + "/wal/" + segment + ".\(recordStart).torn"
+                        #expect(FileManager.default.fileExists(atPath: kept) == !cutBytes.isEmpty, "cut at \(cut)")
+                        if !cutBytes.isEmpty { #expect(readBytes(kept) == cutBytes, "cut at \(cut)") }
                     } else {
                         #expect(s.recoveryReport.tornTail == nil)
                     }
@@ -129,6 +135,7 @@ func writeCrashImage(_ h: History, prefix: Int, to dir: String, emptyNext: Bool 
                 }
                 try withStorage(target) { s throws in
                     #expect(s.recoveryReport.tornTail == nil)
+                    #expect(s.recoveryReport.warnings.isEmpty, "cut at \(cut)")  // a kept copy is not "unexpected"
                     #expect(s.lastIndex == 8)
                     #expect(try s.term(at: 8) == 3)
                     #expect(s.hardState == HardState(term: 3, vote: 0, commit: 7))
