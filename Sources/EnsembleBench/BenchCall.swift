@@ -37,8 +37,7 @@ extension BenchRunner {
             run.finished = continuation
             for k in 0..<load.clients {
                 let requester = CallbackRequester(
-                    run: run, connection: connections.client(forRequester: k).connection,
-                    random: BenchRandom.forRequester(k, seed: run.seed))
+                    run: run, slot: connections.slot(forRequester: k), random: BenchRandom.forRequester(k, seed: run.seed))
                 requester.connection.eventLoop.execute { requester.next() }
             }
         }
@@ -89,14 +88,17 @@ private final class CallbackRun: @unchecked Sendable {
 /// each step ordered after the last by the answer that triggers it.
 private final class CallbackRequester: @unchecked Sendable {
     let run: CallbackRun
-    let connection: GRPCConnection
+    let slot: BenchConnection
+    /// The slot's connection when last looked at; replaced on its event loop.
+    var connection: GRPCConnection
     var random: BenchRandom
     var latencies: [Double] = []
     var errors: [String: Int] = [:]
 
-    init(run: CallbackRun, connection: GRPCConnection, random: BenchRandom) {
+    init(run: CallbackRun, slot: BenchConnection, random: BenchRandom) {
         self.run = run
-        self.connection = connection
+        self.slot = slot
+        self.connection = slot.current
         self.random = random
         latencies.reserveCapacity(run.load.total / run.load.clients + 1)
     }
@@ -132,9 +134,16 @@ private final class CallbackRequester: @unchecked Sendable {
                 self.errors[BenchRunner.describe(error), default: 0] += 1
             }
             self.run.progress.advance()
+            guard case .failure = result else { return self.next() }
             // A call that fails at once completes on this stack: go on from
             // the event loop's queue, or a dead connection would recurse.
-            if case .failure = result { self.connection.eventLoop.execute { self.next() } } else { self.next() }
+            if self.connection.isOpen { return self.connection.eventLoop.execute { self.next() } }
+            self.slot.whenOpen { dialed in
+                (dialed ?? self.connection).eventLoop.execute {
+                    if let dialed { self.connection = dialed }
+                    self.next()
+                }
+            }
         }
     }
 }

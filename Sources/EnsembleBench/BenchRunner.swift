@@ -62,8 +62,9 @@ public enum BenchRunner {
         let start = clock.now
         let results = await withTaskGroup(of: (latencies: [Double], errors: [String: Int]).self) { group in
             for k in 0..<load.clients {
-                let client = connections.client(forRequester: k)
+                let slot = connections.slot(forRequester: k)
                 group.addTask {
+                    var client = EtcdClient(slot.current)
                     var latencies: [Double] = []
                     latencies.reserveCapacity(load.total / load.clients + 1)
                     var errors: [String: Int] = [:]
@@ -81,6 +82,7 @@ public enum BenchRunner {
                             latencies.append(seconds(clock.now - sent))
                         } catch {
                             errors[describe(error), default: 0] += 1
+                            if !client.connection.isOpen { client = EtcdClient(await slot.open()) }
                         }
                         progress.advance()
                     }

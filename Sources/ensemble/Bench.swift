@@ -41,7 +41,7 @@ struct BenchGlobalOptions: ParsableArguments {
     @Flag(help: "Send every request to the member that leads, found among --endpoints (etcd's flag).")
     var targetLeader = false
 
-    @Option(help: ArgumentHelp("Event-loop threads for the connections.", visibility: .hidden))
+    @Option(help: "Event-loop threads driving the connections (etcd's tool uses every core).")
     var eventLoopThreads = 1
 
     @OptionGroup var tls: TLSOptions
