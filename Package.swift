@@ -161,6 +161,7 @@ let package = Package(
             dependencies: [
                 "RaftTransport", "Raft",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -168,7 +168,10 @@ public final class NIOPeerTransport: PeerTransport {
                     // Read as a frame length, `PRI ` is over 500 MiB: no
                     // Raft connection can open with it.
                     try channel.pipeline.syncOperations.addHandler(
-                        PrefaceSniffer(length: 4, http2: http2, other: { try $0.addHandler(receiver) }))
+                        PrefaceSniffer(length: 4, http2: http2, other: {
+                            try $0.addHandler(IdleStateHandler(readTimeout: Self.inboundReadTimeout))
+                            try $0.addHandler(receiver)
+                        }))
                 }
             }
         let server: any Channel
@@ -428,8 +431,27 @@ public final class NIOPeerTransport: PeerTransport {
             return (address, out.attempt)
         }
         if let (address, number) = attempt { connect(peer, address, attempt: number) }
-        return state.withLock { $0.outbound[peer]?.channel }
+        // Not before its TLS handshake is done: NIOSSL holds what is written
+        // meanwhile in a buffer of its own, which the water mark does not
+        // see, so a peer that never finishes the handshake (stopped, or its
+        // accept queue stuck) would be buffered for without bound (review finding).
+        return state.withLock { state in
+            guard let out = state.outbound[peer], out.upSince != nil else { return nil }
+            return out.channel
+        }
     }
+
+    /// A TLS handshake not done by then is given up (the connection closes,
+    /// and the next is made after the backoff).
+    static let handshakeTimeout: TimeAmount = .seconds(5)
+
+    /// An accepted Raft connection that brings nothing for this long is
+    /// closed: a sender pings every 500 ms, so only a link whose other end is
+    /// gone without a FIN (its host crashed, a partition timed its socket
+    /// out) goes quiet, and it would otherwise keep its descriptor and a
+    /// half-received frame or snapshot until shutdown. (etcd's peer listener
+    /// has a 5 s read timeout for the same reason.)
+    static let inboundReadTimeout: TimeAmount = .seconds(5)
 
     private func connect(_ peer: NodeID, _ address: Peer, attempt: UInt64) {
         let tls = self.tls?.client
@@ -474,6 +496,14 @@ public final class NIOPeerTransport: PeerTransport {
                     }
                     out.channel = channel
                     out.upSince = tls == nil ? .now : nil
+                    if tls != nil {
+                        channel.eventLoop.scheduleTask(in: Self.handshakeTimeout) { [weak self] in
+                            let stuck = self?.state.withLock {
+                                $0.outbound[peer]?.channel === channel && $0.outbound[peer]?.upSince == nil
+                            }
+                            if stuck == true { channel.close(promise: nil) }
+                        }
+                    }
                     if let observer = self.observer.withLock({ $0 }) {
                         observer.connected(to: peer)
                         channel.closeFuture.whenComplete { _ in observer.disconnected(from: peer) }
@@ -552,6 +582,9 @@ final class FrameReceiver: ChannelInboundHandler {
     private var sender: NodeID?
     /// Whether the sender said hello (and so counts as a link).
     private var greeted = false
+    /// Set once a removed member was told so: nothing more it sends is
+    /// delivered while the notice is written and the connection closes.
+    private var refused = false
 
     init(
         maxFrame: Int, deliver: @escaping ([Message]) -> Void, hello: @escaping (Hello, Bool) -> Bool,
@@ -572,7 +605,17 @@ final class FrameReceiver: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    /// The inbound read timeout (``NIOPeerTransport/inboundReadTimeout``).
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
         let buffer = unwrapInboundIn(data)
         do {
             var messages: [Message] = []
@@ -585,6 +628,7 @@ final class FrameReceiver: ChannelInboundHandler {
                 case let .hello(announced):
                     sender = announced.id
                     guard hello(announced, !greeted) else {
+                        refused = true
                         let channel = context.channel
                         let notice = channel.allocator.buffer(bytes: Frame.removedFrame)
                         context.writeAndFlush(NIOAny(notice)).whenComplete { _ in channel.close(promise: nil) }
