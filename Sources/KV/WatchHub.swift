@@ -62,10 +62,17 @@ public final class WatchHub {
     /// stream queues before it counts as slow): values are read back from
     /// files only for what can go out.
     public var catchUpBytesPerWatcher = 4 << 20
+    /// Bytes of history one catch-up round, and the creates' replays between
+    /// two rounds, send at most: with large values the event budget never
+    /// binds, and 512 watchers × 4 MiB read back and encoded on the apply
+    /// thread would stall it for seconds (review finding).
+    public var catchUpBytesPerRound = 32 << 20
     /// The watcher the last catch-up round stopped at: the next starts after it.
     private var catchUpCursor: Key?
     /// Events creates may still replay at once before the next catch-up round.
     private var createBudget = catchUpBudget
+    /// Bytes creates may still replay before the next catch-up round.
+    private var createBytes: Int?
 
     struct Key: Hashable { var stream: WatchStreamID; var id: Int64 }
 
@@ -96,14 +103,14 @@ public final class WatchHub {
             response.cancelReason = reason
             return [WatchDelivery(stream: stream, response: response)]
         }
+        // A start below zero is a client's bug: etcd refuses it as
+        // compacted rather than watch from now (and before it looks at the range).
+        if request.startRevision < 0 {
+            return refused("etcdserver: mvcc: required revision has been compacted")
+        }
         let range = KeyRange(key: request.key, rangeEnd: request.rangeEnd)
         if let end = range.end, ByteKeyTree<Int>.compare(end, range.start) <= 0 {
             return refused("mvcc: watcher range is empty")
-        }
-        // A start below zero is a client's bug: etcd (since 3.5) refuses it
-        // as compacted rather than watch from now.
-        if request.startRevision < 0 {
-            return refused("etcdserver: mvcc: required revision has been compacted")
         }
         var ids = watchers[stream, default: [:]]
         let retired = compactedIDs[stream, default: []]
@@ -137,12 +144,15 @@ public final class WatchHub {
         let out = [WatchDelivery(stream: stream, response: created)]
         let key = Key(stream: stream, id: id)
         guard start <= store.revision else { return out }
-        guard room > 0, createBudget > 0 else {
+        let bytesLeft = createBytes ?? catchUpBytesPerRound
+        guard room > 0, createBudget > 0, bytesLeft > 0 else {
             unsynced.insert(key)
             return out
         }
-        let (replayed, located) = catchUp(key, store: store, budget: createBudget, maxBytes: min(room, catchUpBytesPerWatcher))
+        let (replayed, located) = catchUp(
+            key, store: store, budget: createBudget, maxBytes: min(room, catchUpBytesPerWatcher, bytesLeft))
         createBudget -= max(located, 1)
+        createBytes = bytesLeft - Self.approximateBytes(replayed)
         return out + replayed
     }
 
@@ -289,6 +299,7 @@ public final class WatchHub {
         store: MVCCStore, budget: Int = catchUpBudget, room: (WatchStreamID) -> Int = { _ in .max }
     ) -> [WatchDelivery] {
         createBudget = Self.catchUpBudget
+        createBytes = nil
         guard !unsynced.isEmpty else { return [] }
         let order = unsynced.sorted { ($0.stream, $0.id) < ($1.stream, $1.id) }
         let start = catchUpCursor.flatMap { cursor in
@@ -297,19 +308,23 @@ public final class WatchHub {
         let share = max(budget / max(min(order.count, maxWatchersPerCatchUp), 1), maxEventsPerResponse)
         var out: [WatchDelivery] = []
         var left = budget
+        var bytesLeft = catchUpBytesPerRound
         var visited = 0
         var rooms: [WatchStreamID: Int] = [:]
         for key in order[start...] + order[..<start] {
-            guard left > 0, visited < maxWatchersPerCatchUp else { break }
+            guard left > 0, bytesLeft > 0, visited < maxWatchersPerCatchUp else { break }
             let room = rooms[key.stream] ?? room(key.stream)
+            // Kept when full too: a stream that takes nothing is asked once
+            // per round, not once per watcher.
+            rooms[key.stream] = room
             guard room > 0 else { continue }
             visited += 1
             catchUpCursor = key
             let (delivered, located) = catchUp(
-                key, store: store, budget: min(share, left), maxBytes: min(room, catchUpBytesPerWatcher))
-            rooms[key.stream] = room - delivered.reduce(0) { sum, d in
-                sum + d.response.events.reduce(0) { $0 + Self.approximateBytes($1) }
-            }
+                key, store: store, budget: min(share, left), maxBytes: min(room, catchUpBytesPerWatcher, bytesLeft))
+            let sent = Self.approximateBytes(delivered)
+            rooms[key.stream] = room - sent
+            bytesLeft -= sent
             // Every visit costs: a watcher whose filters drop every event
             // still had its history read.
             left -= max(located, 1)
@@ -489,6 +504,11 @@ public final class WatchHub {
 
     /// About what an event takes in a response: its keys and values, plus a
     /// fixed share for revisions, versions and framing.
+    /// The events' bytes in `deliveries`, as ``approximateBytes(_:)-(Event)`` counts them.
+    static func approximateBytes(_ deliveries: [WatchDelivery]) -> Int {
+        deliveries.reduce(0) { sum, d in sum + d.response.events.reduce(0) { $0 + approximateBytes($1) } }
+    }
+
     public static func approximateBytes(_ event: Event) -> Int {
         var bytes = 48 + event.kv.key.count + event.kv.value.count
         if let previous = event.previous { bytes += 32 + previous.key.count + previous.value.count }

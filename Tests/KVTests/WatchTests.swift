@@ -307,6 +307,43 @@ final class WatchBench {
         }
     }
 
+    /// A round sends at most ``WatchHub/catchUpBytesPerRound`` over all
+    /// its watchers, and so do the creates between two rounds: with large
+    /// values the event budget never binds, and the apply thread would read
+    /// back and encode gigabytes in one go (review finding). Nothing is lost.
+    @Test func aRoundAndTheCreatesBetweenRoundsAreBoundedInBytes() throws {
+        let bench = WatchBench()
+        bench.hub.catchUpBytesPerRound = 10_000
+        let value = [UInt8](repeating: 7, count: 1_000)
+        let ids = try (0..<8).map { i in try #require(bench.watch(WatchRequest(key: b("k\(i)")), stream: WatchStreamID(i + 1))) }
+        for round in 0..<5 {
+            for i in 0..<8 { bench.apply(.put(PutRequest(key: b("k\(i)"), value: value + [UInt8(round)]))) }
+        }
+        bench.received = [:]
+        for (i, id) in ids.enumerated() { bench.hub.markSlow(id, on: WatchStreamID(i + 1), from: 2) }
+        let out = bench.hub.catchUp(store: bench.kv.store)
+        #expect(WatchHub.approximateBytes(out) < 10_000 + 1_200, "the round's bytes, and at most one revision past them")
+        bench.deliver(out)
+        // Creates from the past share the same bound until the next round.
+        var replayed = 0
+        for stream in 20..<30 {
+            let created = bench.hub.create(WatchRequest(key: b("k"), rangeEnd: b("l"), startRevision: 2), on: WatchStreamID(stream), store: bench.kv.store)
+            replayed += WatchHub.approximateBytes(created)
+            bench.deliver(created)
+        }
+        #expect(replayed > 0 && replayed < 10_000 + 1_200, "\(replayed)")
+        for _ in 0..<100 where bench.hub.hasSlowWatchers {
+            bench.deliver(bench.hub.catchUp(store: bench.kv.store))
+        }
+        #expect(!bench.hub.hasSlowWatchers)
+        for (i, id) in ids.enumerated() {
+            #expect(bench.events(WatchStreamID(i + 1), id).map(\.kv.modRevision) == (0..<5).map { Int64(2 + 8 * $0 + i) })
+        }
+        for stream in 20..<30 {
+            #expect(bench.events(WatchStreamID(stream), 0).map(\.kv.modRevision) == Array(2...41), "stream \(stream)")
+        }
+    }
+
     @Test func progressNotifications() throws {
         let bench = WatchBench()
         var request = WatchRequest(key: b("k"))

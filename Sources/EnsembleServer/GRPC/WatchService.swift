@@ -13,7 +13,7 @@ import Synchronization
 /// client is connected to, from its applied state, as in etcd.
 ///
 /// Ordering: every hub operation (create, cancel, publish, catch-up) runs on the
-/// node loop's thread, and so does every send, so each stream receives its
+/// apply thread, and so does every send, so each stream receives its
 /// responses in hub order.
 ///
 /// Back-pressure: when a stream has more than `maxQueuedBytes` waiting for the
