@@ -330,18 +330,35 @@ import Testing
         }
         let directory = NSTemporaryDirectory() + "ensemble-peer-urls-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        var ports = try freePortsForTests(5)
-        ports[3] = try freePortsForTests(1, host: "127.0.0.2")[0]
-        let cluster = "a=http://127.0.0.2:\(ports[3]),b=http://127.0.0.1:\(ports[4])"
-        var a = singleMember("a", directory: directory + "/a", clientPort: ports[0], peerPort: ports[2])
-        a.listenPeerURLs = ["http://127.0.0.1:\(ports[2])", "http://127.0.0.2:\(ports[3])"]
-        a.initialAdvertisePeerURLs = ["http://127.0.0.2:\(ports[3])"]
-        a.initialCluster = cluster
-        var b = singleMember("b", directory: directory + "/b", clientPort: ports[1], peerPort: ports[4])
-        b.initialCluster = cluster
-        let members = try await withThrowingTaskGroup(of: EnsembleMember.self) { group in
-            for c in [a, b] { group.addTask { try await EnsembleMember.start(c) } }
-            return try await group.reduce(into: []) { $0.append($1) }
+        // Ports free a moment ago can be taken by a test running alongside
+        // before the members bind them (seen in CI): then again, with others.
+        var members: [EnsembleMember] = []
+        for attempt in 0..<3 where members.isEmpty {
+            var ports = try freePortsForTests(5)
+            ports[3] = try freePortsForTests(1, host: "127.0.0.2")[0]
+            let cluster = "a=http://127.0.0.2:\(ports[3]),b=http://127.0.0.1:\(ports[4])"
+            var a = singleMember("a", directory: directory + "/\(attempt)/a", clientPort: ports[0], peerPort: ports[2])
+            a.listenPeerURLs = ["http://127.0.0.1:\(ports[2])", "http://127.0.0.2:\(ports[3])"]
+            a.initialAdvertisePeerURLs = ["http://127.0.0.2:\(ports[3])"]
+            a.initialCluster = cluster
+            var b = singleMember("b", directory: directory + "/\(attempt)/b", clientPort: ports[1], peerPort: ports[4])
+            b.initialCluster = cluster
+            let started = await withTaskGroup(of: Result<EnsembleMember, any Error>.self) { group in
+                for c in [a, b] {
+                    group.addTask {
+                        do { return .success(try await EnsembleMember.start(c)) } catch { return .failure(error) }
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            let failures = started.compactMap { if case let .failure(error) = $0 { error } else { nil } }
+            guard failures.isEmpty else {
+                for case let .success(member) in started { await member.shutdown(handOff: false) }
+                let inUse = failures.allSatisfy { "\($0)".contains("address already in use") }
+                if inUse && attempt < 2 { continue }
+                throw failures[0]
+            }
+            members = started.compactMap { try? $0.get() }
         }
         let deadline = ContinuousClock.now + .seconds(15)
         while ContinuousClock.now < deadline && members.contains(where: { $0.node.status.leader == .none }) {
