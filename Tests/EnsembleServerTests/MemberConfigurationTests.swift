@@ -24,6 +24,9 @@ import Testing
         #expect(LeaseService.minimumTTL(electionTicks: 13, heartbeat: .milliseconds(100)) == 2)
         #expect(LeaseService.minimumTTL(electionTicks: 10, heartbeat: .milliseconds(500)) == 8)
         #expect(LeaseService.minimumTTL(electionTicks: 5, heartbeat: .milliseconds(10)) == 2, "the log's floor")
+        // Whole nanoseconds, as Go's Duration (floating point made these 4 and 10).
+        #expect(LeaseService.minimumTTL(electionTicks: 7, heartbeat: .milliseconds(300)) == 3)
+        #expect(LeaseService.minimumTTL(electionTicks: 40, heartbeat: .milliseconds(150)) == 9)
         var c = MemberConfiguration()
         c.heartbeatInterval = .milliseconds(100)
         c.electionTimeout = .milliseconds(1350)

@@ -1,6 +1,7 @@
 import EnsembleServer
 import Foundation
 import Raft
+import Synchronization
 import Testing
 
 /// Membership through the real etcdctl 3.4: a member added with `member add`
@@ -144,6 +145,11 @@ func freePortForTests() throws -> Int {
 /// chosen here could be taken before the test bound it (seen in CI). (A port
 /// free on 127.0.0.1 may be taken on 127.0.0.2: a test that listens on
 /// another loopback address asks for ports there.)
+/// Every port `freePortsForTests` handed out in this process is never handed
+/// out again: between a probe socket's close and the test's own bind, another
+/// test could otherwise draw the same port (a CI run failed so).
+private let portsHandedOut = Mutex<Set<Int>>([])
+
 func freePortsForTests(_ count: Int, host: String = "127.0.0.1") throws -> [Int] {
     var sockets: [Int32] = []
     defer { for socket in sockets { close(socket) } }
@@ -162,7 +168,7 @@ func freePortsForTests(_ count: Int, host: String = "127.0.0.1") throws -> [Int]
         let bound = withUnsafeMutablePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 }
         }
-        guard bound, !ports.contains(port) else {
+        guard bound, !ports.contains(port), portsHandedOut.withLock({ $0.insert(port).inserted }) else {
             close(socket)
             continue
         }

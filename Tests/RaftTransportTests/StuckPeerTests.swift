@@ -32,13 +32,15 @@ import Testing
             #expect(a.send([big]).contains(2), "dropped, not buffered, while the handshake waits")
             try await Task.sleep(for: .milliseconds(20))
         }
-        #expect(accepted.load(ordering: .relaxed) == 1)
+        // (More than one only if a connect timed out on a loaded machine.)
+        let before = accepted.load(ordering: .relaxed)
+        #expect(before >= 1 && before <= 3)
         let start = ContinuousClock.now
-        while accepted.load(ordering: .relaxed) < 2 && ContinuousClock.now - start < .seconds(10) {
+        while accepted.load(ordering: .relaxed) <= before && ContinuousClock.now - start < .seconds(10) {
             _ = a.send([Message(kind: .heartbeat, from: 1, to: 2, term: 1)])
             try await Task.sleep(for: .milliseconds(50))
         }
-        #expect(accepted.load(ordering: .relaxed) >= 2, "the stuck handshake was given up and the peer dialled again")
+        #expect(accepted.load(ordering: .relaxed) > before, "the stuck handshake was given up and the peer dialled again")
         await a.shutdown()
         try await silent.close()
         try await group.shutdownGracefully()

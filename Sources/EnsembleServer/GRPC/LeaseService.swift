@@ -162,6 +162,11 @@ public struct LeaseService: Sendable {
     /// longer than another keep-alive's hold on the lease
     /// (``KVReplica/keepAliveHold``), which may yet renew it.
     static let revocationWait: Duration = .seconds(8)
+    /// The same for a keep-alive a follower forwarded: still past the hold,
+    /// but under the forwarder's own 8 s timeout, which otherwise fired first
+    /// and ended the client's whole keep-alive stream with "request timed
+    /// out" instead of the TTL 0 it is owed (review finding).
+    static let forwardedRevocationWait: Duration = .milliseconds(7_500)
 
     /// A forwarded renewal that failed because leadership moved or the leader
     /// could not be reached: worth asking the (next) leader again.
@@ -196,7 +201,8 @@ public struct LeaseService: Sendable {
         var renewed: Renewed?
         // Leases alive when the keep-alive came are renewed though it waited
         // behind a long apply (a big delete) past their deadline.
-        let revocationDeadline = deadlines?.revocation ?? ContinuousClock.now + Self.revocationWait
+        let revocationDeadline = deadlines?.revocation
+            ?? ContinuousClock.now + (forwarding ? Self.revocationWait : Self.forwardedRevocationWait)
         while renewed == nil {
             do {
                 renewed = try await routing.onLeader(confirmed: true, holding: (distinct, arrived), Self.renewal(distinct, arrived: arrived))
@@ -207,6 +213,18 @@ public struct LeaseService: Sendable {
                 {
                     renewed = nil
                     try? await Task.sleep(for: .milliseconds(50))
+                } else if let done = renewed, !done.clears.isEmpty, let clear = KVReplica.clearingCheckpoints(done.clears) {
+                    // Answered once the clear has applied: proposed in the
+                    // next tick instead, it was lost to a leadership
+                    // transfer (every graceful restart) or a crash, and the
+                    // next leader expired the lease early (review finding).
+                    do {
+                        _ = try await routing.propose(clear)
+                    } catch {
+                        renewed = nil
+                        if await mayRetry() { continue }
+                        return ([], KVService.status(error))
+                    }
                 }
             } catch let NodeError.notLeader(leader) where forwarding && leader != .none {
                 let (answers, failure) = await forward(ids, distinct: distinct, to: leader)
@@ -252,6 +270,9 @@ public struct LeaseService: Sendable {
         guard node.status.role == .leader else { return fullPath() }
         LeaderRouting.confirmedRound(on: node, holding: (distinct, arrived), Self.renewal(distinct, arrived: arrived)) { result in
             switch result {
+            case let .success(renewed?) where !renewed.clears.isEmpty:
+                // A checkpoint to clear first (a task waits for it).
+                fullPath()
             case let .success(renewed?) where !renewed.ttls.contains(KVReplica.revocationPending):
                 reply(.renewed(distinct: distinct, renewed, pending: []))
             case let .success(renewed?) where renewed.ttls.contains { $0 != KVReplica.revocationPending }:
@@ -260,7 +281,7 @@ public struct LeaseService: Sendable {
                 let split = zip(distinct, renewed.ttls)
                 let done = split.filter { $0.1 != KVReplica.revocationPending }
                 let pending = split.filter { $0.1 == KVReplica.revocationPending }.map(\.0)
-                reply(.renewed(distinct: done.map(\.0), (done.map(\.1), renewed.revision), pending: pending))
+                reply(.renewed(distinct: done.map(\.0), (done.map(\.1), renewed.revision, []), pending: pending))
             case let .failure(error) where error == .stopped || error == .outcomeUnknown:
                 reply(.answered(answers: [], failure: KVService.status(error)))
             default:
@@ -279,8 +300,12 @@ public struct LeaseService: Sendable {
         case answered(answers: [[UInt8]], failure: GRPCStatus?)
     }
 
-    /// The TTLs a leader granted again to a round's distinct leases, and its revision.
-    typealias Renewed = (ttls: [Int64], revision: Int64)
+    /// The TTLs a leader granted again to a round's distinct leases, and its
+    /// revision. `clears`: renewed leases whose log still holds a remaining
+    /// TTL from a checkpoint; a new leader would start them from it, so the
+    /// renewal is answered only once a clearing checkpoint has applied (as
+    /// etcd's Renew waits for its checkpoint).
+    typealias Renewed = (ttls: [Int64], revision: Int64, clears: [LeaseID])
 
     /// The answers to `ids` that `round` makes.
     func answers(_ ids: [LeaseID], _ round: KeepAliveRound) -> (answers: [[UInt8]], failure: GRPCStatus?) {
@@ -303,11 +328,13 @@ public struct LeaseService: Sendable {
             var ttls: [Int64] = []
             ttls.reserveCapacity(distinct.count)
             let waited = (SuspendingClock.now - arrived).inSeconds
+            var clears: [LeaseID] = []
             for id in distinct {
                 guard let ttl = replica.renew(id, waited: waited) else { return nil }
                 ttls.append(ttl)
+                if ttl > 0, (replica.machine.leases.leases[id]?.checkpointTTL ?? 0) > 0 { clears.append(id) }
             }
-            return (ttls, replica.machine.store.revision)
+            return (ttls, replica.machine.store.revision, clears)
         }
     }
 
@@ -478,8 +505,15 @@ extension LeaseService {
     /// etcd's minimum lease TTL: `(3 * electionTicks) / 2` heartbeats (whole
     /// ticks, as etcd divides), in seconds rounded up, and never below the
     /// log's floor.
+    /// In whole nanoseconds, as Go's Duration: in floating point, 10 ×
+    /// 0.3 s came to 3.0000000000000004 and rounded up to 4 (etcd: 3).
     public static func minimumTTL(electionTicks: Int, heartbeat: Duration) -> Int64 {
-        let seconds = (Double((3 * electionTicks) / 2) * heartbeat.inSeconds).rounded(.up)
-        return max(LeaseTable.defaultMinimumTTL, seconds < 9e9 ? Int64(seconds) : LeaseTable.maxTTL)
+        let beat = heartbeat.components
+        let (whole, overflowA) = beat.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let (nanoseconds, overflowB) = Int64((3 * electionTicks) / 2)
+            .multipliedReportingOverflow(by: whole + beat.attoseconds / 1_000_000_000)
+        guard !overflowA, !overflowB else { return LeaseTable.maxTTL }
+        let seconds = nanoseconds / 1_000_000_000 + (nanoseconds % 1_000_000_000 > 0 ? 1 : 0)
+        return min(max(LeaseTable.defaultMinimumTTL, seconds), LeaseTable.maxTTL)
     }
 }

@@ -48,9 +48,12 @@ extension KVReplica {
         if revokeTokens >= 1 && expiredQueue.isEmpty {
             // Those proposed < 3 s ago are left out: under CORRUPT, or while
             // nothing commits, they would be sorted again every tick.
-            expiredQueue = lessor.expired(now: time, skipping: { id in
+            // (On a copy: the filter reads the lessor's deadlines.)
+            var scanned = lessor
+            expiredQueue = scanned.expired(now: time, skipping: { id in
                 revoking[id].map { time - $0 < 3 } ?? false || heldByKeepAlive(id, now: time)
             }).reversed()
+            lessor = scanned
         }
         while revokeTokens >= 1, let id = expiredQueue.popLast() {
             // Renewed or revoked since it was queued, proposed < 3 s ago, or
@@ -92,6 +95,18 @@ extension KVReplica {
             if let data = try? Self.encode(command) { out.append(data) }
         }
         return out
+    }
+
+    /// The entry that clears the checkpoints of `ids` (a remaining TTL of
+    /// 0: a new leader starts them from their full TTL).
+    public static func clearingCheckpoints(_ ids: [LeaseID]) -> [UInt8]? {
+        var command = Ensemble_V1_Command()
+        command.leaseCheckpoints.checkpoints = ids.map { id in
+            var checkpoint = Ensemble_V1_LeaseCheckpoint()
+            checkpoint.id = id
+            return checkpoint
+        }
+        return try? encode(command)
     }
 
     private func checkpoint(id: LeaseID, remaining: Int64) -> Ensemble_V1_LeaseCheckpoint {
