@@ -28,7 +28,10 @@ public struct Lessor: Sendable {
             deadlines[id] = now + Double(remaining) + extra
         }
         earliest = deadlines.values.min() ?? .infinity
-        lastCheckpoint = now
+        // The first checkpoint once the grace is spent, not a whole interval
+        // on: leaders that each last less than the interval would otherwise
+        // all restart from the same checkpoint, and no lease would expire.
+        lastCheckpoint = now - checkpointInterval + min(checkpointInterval, max(extra, 1))
     }
 
     /// No longer leader: expiry is someone else's business.

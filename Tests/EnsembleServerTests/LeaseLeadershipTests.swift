@@ -184,8 +184,13 @@ import Testing
         _ = replica.apply(try grant(8, ttl: 5), index: 2)
         _ = replica.apply(try grant(9, ttl: 4), index: 3)
         clock.advance(3)
-        #expect(try decoded(replica.leaderTick()).isEmpty, "no round yet")
+        // The first round once the promotion's grace (2 s) is spent.
+        let first = try decoded(replica.leaderTick()).flatMap { $0.leaseCheckpoints.checkpoints.map(\.id) }
+        #expect(first == [7], "\(first)")
         #expect(replica.renew(8) == 5 && replica.renew(9) == 4)
+        clock.advance(2.5)
+        #expect(try decoded(replica.leaderTick()).isEmpty, "no round yet")
+        #expect(replica.renew(8) == 5)
         clock.advance(2.5)
         let ids = try decoded(replica.leaderTick()).flatMap { $0.leaseCheckpoints.checkpoints.map(\.id) }
         #expect(ids == [7], "\(ids)")
