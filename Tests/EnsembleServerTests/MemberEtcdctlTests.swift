@@ -20,6 +20,10 @@ import Testing
         #expect(code == 0 && output.contains("added to cluster"), "\(output)")
         #expect(output.contains("ETCD_NAME=\"d\"") && output.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "\(output)")
         #expect(output.contains("d=http://127.0.0.1:\(dPort)") && output.contains("member-1=http://127.0.0.1:"), "\(output)")
+        // Answered once applied on the member asked, as etcd's configure:
+        // its member list shows the change at once.
+        (code, output) = try await f.run(f.followerPort, "member", "list")
+        #expect(output.contains(", unstarted, , http://127.0.0.1:\(dPort), , false"), "\(output)")
         let d = try await f.cluster.join(name: "d", peerPort: dPort)
         #expect(d.clusterID == f.cluster.clusterID, "a joiner knows the cluster it joined (its start-up log shows it)")
         let dClient = try #require(d.clientPorts.first)

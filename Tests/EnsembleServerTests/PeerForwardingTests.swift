@@ -31,5 +31,20 @@ import Testing
             added = try await etcdctl(endpoints: follower, ["member", "add", "x", "--learner", "--peer-urls=http://127.0.0.1:\(peerPort)"])
         }
         #expect(added.status == 0 && added.output.contains("added to cluster"), "\(added.output)")
+        // The follower answered once it had applied the change itself (etcd's
+        // configure): its own member list shows it at once, and the answer's
+        // header is the follower's (`-w json`).
+        let listed = try await etcdctl(endpoints: follower, ["member", "list"])
+        #expect(listed.output.contains(", unstarted, , http://127.0.0.1:\(peerPort), , true"), "\(listed.output)")
+        let status = try await etcdctl(endpoints: follower, ["endpoint", "status", "-w", "json"])
+        let again = try await etcdctl(endpoints: follower, ["member", "remove", "-w", "json", try memberID(of: peerPort, in: listed.output)])
+        let followerID = try #require(status.output.firstMatch(of: /"member_id":(\d+)/)?.1, "\(status.output)")
+        #expect(again.output.contains("\"member_id\":\(followerID)"), "the follower's header: \(again.output)")
+    }
+
+    /// The hex id `member list` shows for the member with peer port `port`.
+    func memberID(of port: Int, in list: String) throws -> String {
+        let line = try #require(list.split(separator: "\n").first { $0.contains("127.0.0.1:\(port)") }, "\(list)")
+        return String(line.split(separator: ",")[0])
     }
 }

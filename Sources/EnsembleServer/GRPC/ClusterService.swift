@@ -30,6 +30,38 @@ public struct ClusterService: Sendable {
         router.unary["/etcdserverpb.Cluster/MemberRemove"] = .task { await service.memberRemove($0) }
         router.unary["/etcdserverpb.Cluster/MemberUpdate"] = .task { await service.memberUpdate($0) }
         router.unary["/etcdserverpb.Cluster/MemberPromote"] = .task { await service.memberPromote($0) }
+        // A change a leader in another process made: answered from here too.
+        router.afterForward["/etcdserverpb.Cluster/MemberAdd"] = { await service.settled($0, as: Etcdserverpb_MemberAddResponse.self) }
+        router.afterForward["/etcdserverpb.Cluster/MemberRemove"] = {
+            await service.settled($0, as: Etcdserverpb_MemberRemoveResponse.self)
+        }
+        router.afterForward["/etcdserverpb.Cluster/MemberUpdate"] = {
+            await service.settled($0, as: Etcdserverpb_MemberUpdateResponse.self)
+        }
+        router.afterForward["/etcdserverpb.Cluster/MemberPromote"] = {
+            await service.settled($0, as: Etcdserverpb_MemberPromoteResponse.self)
+        }
+    }
+
+    /// The directory once this member has applied everything committed when
+    /// asked (a ReadIndex round): a change the leader answered for is then
+    /// applied here too, as etcd's `configure` waits for its own member to
+    /// apply it — a `member list` right after `member add` on the same
+    /// endpoint shows the new member, and a joiner that asks this member
+    /// finds itself (review finding). nil if that cannot be known now.
+    func settledDirectory() async -> MemberTable? {
+        guard (try? await node.withMachineConfirmed({ _ in () })) != nil else { return nil }
+        return try? await directory()
+    }
+
+    /// A leader's answer to a forwarded change, with this member's header
+    /// and its directory once it has applied the change (unchanged if it
+    /// cannot tell).
+    func settled<Response: MemberChangeResponse>(_ bytes: [UInt8], as: Response.Type) async -> [UInt8] {
+        guard var response = try? Response(serializedBytes: bytes), let table = await settledDirectory() else { return bytes }
+        response.header = header(table)
+        response.members = table.sorted.map(Etcdserverpb_Member.init)
+        return (try? response.serializedBytes()) ?? bytes
     }
 
     func header(_ directory: MemberTable) -> Etcdserverpb_ResponseHeader {
@@ -223,6 +255,9 @@ public struct ClusterService: Sendable {
         }
         switch result {
         case let .success(.members(members)):
+            // Applied on the leader (maybe another member in this process):
+            // answered once applied here too.
+            if let table = await settledDirectory() { return .success((table.sorted, header(table))) }
             let table = (try? await directory()) ?? MemberTable()
             return .success((members, header(table)))
         case .success: return .failure(.internal("unexpected response"))
@@ -282,3 +317,14 @@ extension Etcdserverpb_Member {
         isLearner = member.isLearner
     }
 }
+
+/// The answers to membership changes: a header and the members after it.
+protocol MemberChangeResponse: SwiftProtobuf.Message {
+    var header: Etcdserverpb_ResponseHeader { get set }
+    var members: [Etcdserverpb_Member] { get set }
+}
+
+extension Etcdserverpb_MemberAddResponse: MemberChangeResponse {}
+extension Etcdserverpb_MemberRemoveResponse: MemberChangeResponse {}
+extension Etcdserverpb_MemberUpdateResponse: MemberChangeResponse {}
+extension Etcdserverpb_MemberPromoteResponse: MemberChangeResponse {}

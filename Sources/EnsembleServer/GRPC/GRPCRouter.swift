@@ -21,6 +21,10 @@ public struct GRPCRouter: Sendable {
     /// unary interceptor answers. Streams check it themselves
     /// (``GRPCServerStream/requiresLeader``).
     public var leaderRequired: LeaderCheck?
+    /// What a route makes of the leader's answer to a call this member
+    /// forwarded (``LeaderForwarder``), by path: membership changes are
+    /// answered once applied here too.
+    public var afterForward: [String: @Sendable ([UInt8]) async -> [UInt8]] = [:]
     public typealias LeaderCheck = @Sendable (_ path: String, _ request: [UInt8]) -> GRPCStatus?
     public init() {}
 }

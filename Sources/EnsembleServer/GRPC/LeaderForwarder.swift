@@ -298,11 +298,13 @@ public final class LeaderForwarder: Sendable {
     public func install(on router: inout GRPCRouter) {
         for (path, handler) in router.unary {
             router.unary[Self.prefix + path] = handler
+            let settle = router.afterForward[path]
             router.unary[path] = .direct { [self] bytes, reply in
                 handler.serve(bytes) { result in
                     guard case let .failure(status) = result, status.leader != .none else { return reply(result) }
                     Task {
-                        let forwarded = await self.forward(path, bytes, to: status.leader)
+                        var forwarded = await self.forward(path, bytes, to: status.leader)
+                        if let settle, case let .success(answer)? = forwarded { forwarded = .success(await settle(answer)) }
                         reply(forwarded.map { $0.map(GRPCResponse.init(bytes:)) } ?? result)
                     }
                 }
