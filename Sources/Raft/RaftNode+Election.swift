@@ -8,6 +8,10 @@ extension RaftNode {
 
     private mutating func tickElection() {
         if restartLeaseTicks > 0 { restartLeaseTicks -= 1 }
+        if let deferred = deferredTransfer {
+            // As long as the leader waits for its transfer, no longer.
+            deferredTransfer = deferred.ticksLeft > 1 ? (deferred.term, deferred.ticksLeft - 1) : nil
+        }
         electionElapsed += 1
         if isPromotable && electionElapsed >= randomizedElectionTimeout {
             electionElapsed = 0
@@ -85,7 +89,7 @@ extension RaftNode {
         }
     }
 
-    private func hasUnappliedConfChanges() -> Bool {
+    func hasUnappliedConfChanges() -> Bool {
         guard log.committed > log.applied else { return false }
         var next = log.applied + 1
         while next <= log.committed {
@@ -165,6 +169,7 @@ extension RaftNode {
         progress = [:]
         leadTransferee = .none
         handOverTried = []
+        deferredTransfer = nil
         needsBroadcast = false
         reads.reset()
     }

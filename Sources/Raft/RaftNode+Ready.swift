@@ -84,6 +84,10 @@ extension RaftNode {
         if let last = ready.committedEntries.last {
             log.appliedTo(last.index)
         }
+        if let deferred = deferredTransfer, role == .follower, !hasUnappliedConfChanges() {
+            deferredTransfer = nil
+            if deferred.term == term { campaign(.transfer) }
+        }
     }
 
     /// Entries that bootstrap a brand-new cluster: one committed `addVoter` per

@@ -139,8 +139,13 @@ extension RaftNode {
             leader = message.from
             handleSnapshot(message)
         case .timeoutNow:
-            // Leader transfer (thesis §3.10): campaign at once, skipping pre-vote.
-            campaign(.transfer)
+            // Leader transfer (thesis §3.10): campaign at once, skipping pre-vote
+            // — or once a committed membership change has applied.
+            if hasUnappliedConfChanges() {
+                deferredTransfer = (term, config.electionTick)
+            } else {
+                campaign(.transfer)
+            }
         case .readIndexResponse:
             readStates.append(ReadState(index: message.index, context: message.context))
         case .propose:

@@ -57,6 +57,12 @@ public struct RaftNode<Storage: RaftLogStorage> {
     /// Leader only, once removed: voters it has tried to hand over to, so a
     /// retry moves on from one that is down (cleared when all were tried).
     var handOverTried: Set<NodeID> = []
+    /// A TimeoutNow that came while a committed membership change was not yet
+    /// applied (the leader's commit and its TimeoutNow are often stepped in
+    /// one batch): its term and the ticks it stays good for. The campaign
+    /// follows once the change has applied (review finding: the TimeoutNow
+    /// was dropped, and a removed leader's hand-over with it).
+    var deferredTransfer: (term: UInt64, ticksLeft: Int)?
     /// Leader only: index of the latest membership change proposed; a new one
     /// waits until it is applied.
     var pendingConfIndex: UInt64 = 0

@@ -94,6 +94,33 @@ import Testing
         #expect(cluster.oracle.violations.isEmpty)
     }
 
+    /// The removed leader's commit of its removal and its TimeoutNow reach
+    /// the chosen voter in one batch (a real node loop steps a whole inbox
+    /// before its next Ready): the voter campaigns once it has applied the
+    /// change, at once, not an election timeout later (review finding: the
+    /// TimeoutNow was dropped because the change was not applied yet).
+    @Test func aTimeoutNowSteppedBeforeTheChangeAppliesStillTransfers() throws {
+        let cluster = try Cluster(voters: 3)
+        cluster.elect(1)
+        let proposed = cluster.on(1) { node in try? node.proposeConfChange(ConfChange(.remove, node: 1)) }
+        let confIndex = try #require(proposed??.index)
+        var held: [Message] = []
+        while !cluster.inbox.isEmpty {
+            let message = cluster.inbox.removeFirst()
+            if message.to == 2 && (message.kind == .timeoutNow || message.commit >= confIndex) {
+                held.append(message)
+            } else {
+                cluster.deliver(message)
+            }
+        }
+        #expect(held.contains { $0.kind == .timeoutNow }, "1 hands over to 2")
+        cluster.on(2) { node in for message in held { node.step(message) } }
+        cluster.stabilize()
+        #expect(cluster.node(2).role == .leader, "no tick needed")
+        #expect(cluster.node(2).confState.voters == [2, 3])
+        #expect(cluster.oracle.violations.isEmpty)
+    }
+
     /// The removed leader's first choice is down: after an election timeout
     /// it hands over to the next voter instead of retrying the same one (a
     /// removed leader refuses writes, so that would be an outage for as long
