@@ -301,8 +301,22 @@ public final class NIOPeerTransport: PeerTransport {
     }
 
     /// The members removed from the cluster (from the replicated directory).
+    ///
+    /// Their addresses and outbound links are forgotten too (ids are never
+    /// reused): a removed member that still runs no longer holds a link open
+    /// for the life of this process (review finding).
     public func setRemoved(_ ids: Set<NodeID>) {
-        state.withLock { $0.removed = ids }
+        let stale = state.withLock { state -> [any Channel] in
+            state.removed = ids
+            var channels: [any Channel] = []
+            for id in ids where state.peers[id] != nil || state.learned[id] != nil || state.outbound[id] != nil {
+                state.peers[id] = nil
+                state.learned[id] = nil
+                if let channel = state.outbound.removeValue(forKey: id)?.channel { channels.append(channel) }
+            }
+            return channels
+        }
+        for channel in stale { channel.close(promise: nil) }
     }
 
     /// Runs `body` when a peer answers this member's hello with the removed

@@ -309,6 +309,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         self.transport = transport
         self.options = options
         let shared = Shared(id: config.id)
+        // Known from the start (the snapshot's configuration), not only from
+        // the loop's first status: a restarted learner is gated at once.
+        shared.learner.store(raft.confState.learners.contains(config.id), ordering: .relaxed)
         self.shared = shared
         self.lastSnapshotIndex = snapshot.metadata.index
         self.startCommit = storage.hardState.commit
