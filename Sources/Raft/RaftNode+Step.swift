@@ -142,7 +142,10 @@ extension RaftNode {
             // Leader transfer (thesis §3.10): campaign at once, skipping pre-vote
             // — or once a committed membership change has applied.
             if hasUnappliedConfChanges() {
-                deferredTransfer = (term, config.electionTick)
+                // Applying takes a cycle or so; kept only briefly (and not
+                // renewed by the leader's resends), so it cannot outlive the
+                // leader's own patience with the transfer.
+                if deferredTransfer?.term != term { deferredTransfer = (term, max(2, config.heartbeatTick)) }
             } else {
                 campaign(.transfer)
             }

@@ -59,7 +59,8 @@ public struct RaftNode<Storage: RaftLogStorage> {
     var handOverTried: Set<NodeID> = []
     /// A TimeoutNow that came while a committed membership change was not yet
     /// applied (the leader's commit and its TimeoutNow are often stepped in
-    /// one batch): its term and the ticks it stays good for. The campaign
+    /// one batch): its term and the ticks it stays good for (a heartbeat
+    /// interval, well inside the leader's election timeout). The campaign
     /// follows once the change has applied (review finding: the TimeoutNow
     /// was dropped, and a removed leader's hand-over with it).
     var deferredTransfer: (term: UInt64, ticksLeft: Int)?

@@ -77,7 +77,7 @@ extension DiskStorage {
             cache.setHardState(replay.hardState)
 
             // Phase 2: the state is valid; repair, then make what was accepted durable.
-            try WAL.applyRepairs(recovered, directory: walDir)
+            report.warnings += try WAL.applyRepairs(recovered, directory: walDir)
             for path in obsoleteSnapshots { try FileIO.removeFile(path) }
             // Files that did not verify are set aside, kept for whoever looks
             // into it: left in place, they counted among the snapshots kept,

@@ -51,7 +51,10 @@ final class WAL {
     /// Kept WAL bytes a recovery cut off (see ``Recovered/tornBytes``).
     static let tornSuffix = ".torn"
 
-    static func tornCopyPath(_ tail: DiskStorage.TornTail) -> String { "\(tail.file).\(tail.offset)\(tornSuffix)" }
+    /// Where the `n`-th copy of a torn tail cut at the same place goes.
+    static func tornCopyPath(_ tail: DiskStorage.TornTail, _ n: Int = 0) -> String {
+        n == 0 ? "\(tail.file).\(tail.offset)\(tornSuffix)" : "\(tail.file).\(tail.offset)-\(n)\(tornSuffix)"
+    }
 
     let directory: String
     let segmentSize: Int
@@ -120,9 +123,8 @@ final class WAL {
                 recovered.tornTail = tail
                 let end = (bytes.lastIndex { $0 != 0 } ?? 0) + 1
                 recovered.tornBytes = end > scan.validLength ? Array(bytes[scan.validLength..<end]) : []
-                let kept = recovered.tornBytes.isEmpty ? "" : "; kept in '\(tornCopyPath(tail))'"
                 warnings.append("truncated torn tail of '\(path)' at offset \(tail.offset) "
-                    + "(\(tail.droppedBytes) bytes dropped: \(reason)\(kept))")
+                    + "(\(tail.droppedBytes) bytes dropped: \(reason))")
             }
             if !isLast && scan.records.isEmpty {
                 // Every segment's header is synced before the next one is
@@ -184,14 +186,17 @@ final class WAL {
     /// torn tail's bytes aside (synced before anything is cut; a copy that
     /// cannot be made stops the repair), cuts the tail (ftruncate + fsync) and
     /// deletes an empty last segment.
-    static func applyRepairs(_ recovered: Recovered, directory: String) throws(WALError) {
+    /// Returns warnings: a copy that could not be made (a full disk) does not
+    /// stop the start, which cutting the tail has never needed space for.
+    static func applyRepairs(_ recovered: Recovered, directory: String) throws(WALError) -> [String] {
+        var warnings: [String] = []
         if let tail = recovered.tornTail, !recovered.tornBytes.isEmpty {
-            let copy = tornCopyPath(tail)
-            let fd = try FileIO.openFile(copy, O_WRONLY | O_CREAT | O_TRUNC)
-            defer { FileIO.closeFile(fd) }
-            try FileIO.pwriteAll(fd, recovered.tornBytes, at: 0, path: copy)
-            try FileIO.fullSync(fd, path: copy)
-            try FileIO.syncDirectory(directory)
+            do throws(WALError) {
+                let kept = try keep(recovered.tornBytes, of: tail, directory: directory)
+                warnings.append("kept the \(recovered.tornBytes.count) bytes cut from '\(tail.file)' in '\(kept)'")
+            } catch {
+                warnings.append("could not keep the torn tail's bytes: \(error)")
+            }
         }
         if let tail = recovered.tornTail, tail.file != recovered.emptySegment {
             let fd = try FileIO.openFile(tail.file, O_WRONLY)
@@ -203,6 +208,30 @@ final class WAL {
             try FileIO.removeFile(path)
             try FileIO.syncDirectory(directory)
         }
+        return warnings
+    }
+
+    /// Writes `bytes` to a new file, ``tornCopyPath(_:_:)`` (numbered if
+    /// taken: an earlier copy is never overwritten), synced with its directory.
+    private static func keep(_ bytes: [UInt8], of tail: DiskStorage.TornTail, directory: String) throws(WALError) -> String {
+        let path = tornCopyPath(tail)
+        var name = path
+        var fd: Int32 = -1
+        for n in 0..<100 {
+            name = tornCopyPath(tail, n)
+            do throws(WALError) {
+                fd = try FileIO.openFile(name, O_WRONLY | O_CREAT | O_EXCL)
+                break
+            } catch let .io(_, _, code) where code == EEXIST {
+                continue
+            }
+        }
+        guard fd >= 0 else { throw .io(operation: "open", path: path, errno: EEXIST) }
+        defer { FileIO.closeFile(fd) }
+        try FileIO.pwriteAll(fd, bytes, at: 0, path: name)
+        try FileIO.fullSync(fd, path: name)
+        try FileIO.syncDirectory(directory)
+        return name
     }
 
     /// Opens the WAL for appending after ``recover(directory:)`` and

@@ -511,6 +511,13 @@ public final class NIOPeerTransport: PeerTransport {
                     out.channel = channel
                     out.upSince = tls == nil ? .now : nil
                     if tls != nil {
+                        // A handshake done before this ran (the thread that
+                        // connected was descheduled meanwhile) found no
+                        // channel to vouch for: look again now.
+                        channel.eventLoop.execute { [weak self] in
+                            let watcher = try? channel.pipeline.syncOperations.handler(type: HandshakeWatcher.self)
+                            if watcher?.isCompleted == true { self?.handshakeCompleted(peer, on: channel) }
+                        }
                         channel.eventLoop.scheduleTask(in: Self.handshakeTimeout) { [weak self] in
                             let stuck = self?.state.withLock {
                                 $0.outbound[peer]?.channel === channel && $0.outbound[peer]?.upSince == nil
@@ -567,11 +574,16 @@ public final class NIOPeerTransport: PeerTransport {
 final class HandshakeWatcher: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     private let completed: () -> Void
+    /// Whether the handshake is done (read on the channel's event loop).
+    private(set) var isCompleted = false
 
     init(_ completed: @escaping () -> Void) { self.completed = completed }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .handshakeCompleted? = event as? TLSUserEvent { completed() }
+        if case .handshakeCompleted? = event as? TLSUserEvent {
+            isCompleted = true
+            completed()
+        }
         context.fireUserInboundEventTriggered(event)
     }
 }

@@ -40,6 +40,14 @@ import Testing
         let again = try await etcdctl(endpoints: follower, ["member", "remove", "-w", "json", try memberID(of: peerPort, in: listed.output)])
         let followerID = try #require(status.output.firstMatch(of: /"member_id":(\d+)/)?.1, "\(status.output)")
         #expect(again.output.contains("\"member_id\":\(followerID)"), "the follower's header: \(again.output)")
+
+        // A member removed through its own endpoint is answered (its leader
+        // no longer answers its ReadIndex, so it does not wait for one).
+        let own = String(try #require(UInt64(String(followerID))), radix: 16)
+        let start = ContinuousClock.now
+        let removed = try await etcdctl(endpoints: follower, ["member", "remove", own])
+        #expect(removed.status == 0 && removed.output.contains("removed from cluster"), "\(removed.output)")
+        #expect(ContinuousClock.now - start < .seconds(3), "answered without waiting out a ReadIndex")
     }
 
     /// The hex id `member list` shows for the member with peer port `port`.

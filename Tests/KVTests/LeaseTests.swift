@@ -76,6 +76,16 @@ import Testing
         #expect(next.expired(now: 1_009).isEmpty, "before the earliest deadline: no scan, nothing")
         #expect(next.expired(now: 1_010.5) == [1])
         #expect(next.expired(now: 1_060.5) == [1, 2])
+        // The bound follows grants and renewals made after a scan.
+        var bound = Lessor()
+        bound.promote(kv.leases, now: 2_000)
+        #expect(bound.expired(now: 2_001).isEmpty)
+        _ = kv.apply(.leaseGrant(id: 3, ttl: 2))
+        if let lease = kv.leases.leases[3] { bound.granted(lease, now: 2_002) }
+        #expect(bound.expired(now: 2_004.5) == [3], "a lease granted after the scan, due before the old bound")
+        bound.revoked(3)
+        #expect(bound.renew(1, in: kv.leases, now: 2_005).ttl == 10)
+        #expect(bound.expired(now: 2_015.5) == [1], "renewed to before the promotion's later deadline")
         #expect(next.remaining(2, now: 1_000) == 60, "not reset to the full 100 s")
         #expect(next.remaining(99, now: 1_000) == -1)
         #expect(next.renew(2, in: kv.leases, now: 1_001).clearCheckpoint)

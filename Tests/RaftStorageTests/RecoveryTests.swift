@@ -95,6 +95,29 @@ func writeCrashImage(_ h: History, prefix: Int, to dir: String, emptyNext: Bool 
 @Suite struct RecoveryTests {
     /// Cutting the last segment anywhere inside its last record recovers the
     /// state before that record, truncates the file, and the storage keeps working.
+    /// A second tear at the same place keeps a second copy; the first stays.
+    @Test func aSecondTearAtTheSamePlaceKeepsBothCopies() throws {
+        try withTempDir { dir in
+            let path = dir.sub("d")
+            var end = 0
+            try withStorage(path, options: .init(preallocate: false)) { s throws in
+                try s.append(hardState: HardState(term: 1, vote: 1, commit: 0), entries: makeEntries(1...3, term: 1))
+                try s.sync()
+                end = totalWALBytes(s)
+            }
+            let segment = try #require(listFiles(path + "/wal").first)
+            for garbage: [UInt8] in [[1, 2, 3, 4, 5, 6, 7, 8, 9], [9, 8, 7, 6, 5, 4, 3, 2, 1]] {
+                writeBytes(path + "/wal/" + segment, readBytes(path + "/wal/" + segment) + garbage)
+                try withStorage(path) { s throws in
+                    #expect(s.recoveryReport.tornTail?.offset == end)
+                    #expect(s.recoveryReport.warnings.contains { $0.contains("kept the 9 bytes") }, "\(s.recoveryReport.warnings)")
+                }
+            }
+            #expect(readBytes(path + "/wal/" + segment + ".\(end).torn") == [1, 2, 3, 4, 5, 6, 7, 8, 9])
+            #expect(readBytes(path + "/wal/" + segment + ".\(end)-1.torn") == [9, 8, 7, 6, 5, 4, 3, 2, 1])
+        }
+    }
+
     @Test func tornTailIsTruncatedAtEveryOffset() throws {
         try withTempDir { dir in
             let source = dir.sub("source")

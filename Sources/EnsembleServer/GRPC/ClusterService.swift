@@ -4,6 +4,7 @@ import Foundation
 import KV
 import Raft
 import SwiftProtobuf
+import Synchronization
 
 /// etcd's Cluster service over the replicated member directory
 /// (``KV/MemberTable``): MemberList, and MemberAdd, MemberRemove, MemberUpdate
@@ -49,16 +50,34 @@ public struct ClusterService: Sendable {
     /// apply it — a `member list` right after `member add` on the same
     /// endpoint shows the new member, and a joiner that asks this member
     /// finds itself (review finding). nil if that cannot be known now.
+    ///
+    /// Bounded by ``settleLimit``: a round that cannot complete soon (a
+    /// leader that lost its quorum to the very change) leaves the answer as
+    /// the leader gave it.
     func settledDirectory() async -> MemberTable? {
-        guard (try? await node.withMachineConfirmed({ _ in () })) != nil else { return nil }
+        let node = self.node
+        let confirmed: Bool = await withCheckedContinuation { continuation in
+            let answered = Atomic<Bool>(false)
+            let answer: @Sendable (Bool) -> Void = { value in
+                if !answered.exchange(true, ordering: .acquiringAndReleasing) { continuation.resume(returning: value) }
+            }
+            node.withMachineConfirmed({ _ in () }) { answer((try? $0.get()) != nil) }
+            DispatchQueue.global().asyncAfter(deadline: .now() + Self.settleLimit.inSeconds) { answer(false) }
+        }
+        guard confirmed else { return nil }
         return try? await directory()
     }
+
+    static let settleLimit: Duration = .seconds(2)
 
     /// A leader's answer to a forwarded change, with this member's header
     /// and its directory once it has applied the change (unchanged if it
     /// cannot tell).
     func settled<Response: MemberChangeResponse>(_ bytes: [UInt8], as: Response.Type) async -> [UInt8] {
-        guard var response = try? Response(serializedBytes: bytes), let table = await settledDirectory() else { return bytes }
+        // This member removed: its leader no longer answers its ReadIndex.
+        guard var response = try? Response(serializedBytes: bytes), response.members.contains(where: { $0.id == node.status.id }),
+            let table = await settledDirectory()
+        else { return bytes }
         response.header = header(table)
         response.members = table.sorted.map(Etcdserverpb_Member.init)
         return (try? response.serializedBytes()) ?? bytes
@@ -255,9 +274,15 @@ public struct ClusterService: Sendable {
         }
         switch result {
         case let .success(.members(members)):
-            // Applied on the leader (maybe another member in this process):
-            // answered once applied here too.
-            if let table = await settledDirectory() { return .success((table.sorted, header(table))) }
+            // Applied on the leader: when that was another member in this
+            // process, answered once applied here too (unless this member
+            // was the one removed: its leader no longer answers it).
+            let status = node.status
+            if status.leader != status.id, members.contains(where: { $0.id == status.id }),
+                let table = await settledDirectory()
+            {
+                return .success((table.sorted, header(table)))
+            }
             let table = (try? await directory()) ?? MemberTable()
             return .success((members, header(table)))
         case .success: return .failure(.internal("unexpected response"))

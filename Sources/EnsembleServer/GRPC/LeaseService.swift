@@ -332,7 +332,7 @@ public struct LeaseService: Sendable {
             for id in distinct {
                 guard let ttl = replica.renew(id, waited: waited) else { return nil }
                 ttls.append(ttl)
-                if ttl > 0, (replica.machine.leases.leases[id]?.checkpointTTL ?? 0) > 0 { clears.append(id) }
+                if ttl > 0, replica.renewalClears(id) { clears.append(id) }
             }
             return (ttls, replica.machine.store.revision, clears)
         }

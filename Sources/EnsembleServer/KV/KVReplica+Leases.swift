@@ -12,6 +12,7 @@ extension KVReplica {
         leading = isLeader
         revoking = [:]
         staleCheckpoints = []
+        checkpointsInFlight = []
         revokeTokens = Self.revokesPerSecond / 2
         lastRevokeTick = now()
         expiredQueue = []
@@ -80,6 +81,7 @@ extension KVReplica {
             guard let lease = machine.leases.leases[due.id] else { return false }
             return max(due.remaining, 1) < lease.grantedTTL && Double(lease.grantedTTL) > interval
         }.map { checkpoint(id: $0.id, remaining: max($0.remaining, 1)) }
+        if !checkpoints.isEmpty { checkpointsInFlight = Set(checkpoints.map(\.id)) }
         // Stale checkpoints are cleared unless a fresh one replaces them (a
         // short lease left with one by an earlier leader is cleared too).
         if !staleCheckpoints.isEmpty {
@@ -99,6 +101,12 @@ extension KVReplica {
 
     /// The entry that clears the checkpoints of `ids` (a remaining TTL of
     /// 0: a new leader starts them from their full TTL).
+    /// Whether a renewal of `id` must clear a checkpoint before it is
+    /// answered: one applied, or one a checkpoint round has proposed.
+    public func renewalClears(_ id: LeaseID) -> Bool {
+        (machine.leases.leases[id]?.checkpointTTL ?? 0) > 0 || checkpointsInFlight.contains(id)
+    }
+
     public static func clearingCheckpoints(_ ids: [LeaseID]) -> [UInt8]? {
         var command = Ensemble_V1_Command()
         command.leaseCheckpoints.checkpoints = ids.map { id in
@@ -131,6 +139,7 @@ extension KVReplica {
             lessor.revoked(id)
             revoking[id] = nil
         case let (.leaseCheckpoint(checkpoints), _):
+            for checkpoint in checkpoints { checkpointsInFlight.remove(checkpoint.id) }
             // A keep-alive between proposing a checkpoint and applying it left
             // a lower remaining TTL in the log than the lease has: cleared in
             // the next tick, so a new leader does not start from it.
