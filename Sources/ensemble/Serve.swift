@@ -242,11 +242,14 @@ struct Serve: AsyncParsableCommand {
         }
         // SIGTERM and SIGINT shut down gracefully: servers close, the log
         // syncs. A shutdown that hangs (a disk that stopped answering) is
-        // cancelled after 30 s, and the process ends 10 s after that at most.
+        // cancelled after 30 s, and the process ends 10 s after that at most
+        // (exit 1, not ServiceLifecycle's trap); a second Ctrl-C ends it at once.
+        let guardRail = ShutdownGuard(limit: .seconds(40))
         var group = ServiceGroupConfiguration(
             services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         group.maximumGracefulShutdownDuration = .seconds(30)
-        group.maximumCancellationDuration = .seconds(10)
+        group.maximumCancellationDuration = nil
         try await ServiceGroup(configuration: group).run()
+        withExtendedLifetime(guardRail) {}
     }
 }

@@ -30,6 +30,13 @@ import Testing
         // Every member applies the puts; the follower received them from its clients.
         let (_, applied) = try await get(f.followerPort, "/metrics")
         #expect(applied.contains("etcd_mvcc_put_total 5"))
+        // Scrapes at once (an HA pair of Prometheus servers) count nothing twice.
+        let port = f.followerPort
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<20 { group.addTask { _ = try? await httpGet(port, "/metrics") } }
+        }
+        let (_, again) = try await get(f.followerPort, "/metrics")
+        #expect(again.contains("etcd_mvcc_put_total 5"), "\(again.split(separator: "\n").filter { $0.hasPrefix("etcd_mvcc_") })")
         let received = #"grpc_server_msg_received_total{grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_type="unary"} 5"#
         let sent = #"grpc_server_msg_sent_total{grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_type="unary"} 5"#
         #expect(applied.contains(received) && applied.contains(sent), "\(applied.prefix(3000))")

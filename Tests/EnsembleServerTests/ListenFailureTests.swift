@@ -24,6 +24,9 @@ import Testing
         } catch {
             #expect("\(error)" == "listen tcp 127.0.0.1:\(takenPort): bind: address already in use")
         }
+        // Nothing of the failed first start stays: no bootstrapped log that
+        // a retry with other flags would not match.
+        #expect(!FileManager.default.fileExists(atPath: directory + "/member"))
         // The peer port.
         do {
             let member = try await EnsembleMember.start(singleMember("a", directory: directory, clientPort: ports[1], peerPort: takenPort))

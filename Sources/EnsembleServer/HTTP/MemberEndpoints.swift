@@ -13,6 +13,9 @@ struct MemberEndpoints: Sendable {
     let summary: AppliedSummary
     var logger: Logger?
 
+    /// How long a scrape waits for the apply thread's levels.
+    static let storeReadLimit: Duration = .seconds(1)
+
     func install(on router: inout GRPCRouter) {
         let endpoints = self
         router.http["/metrics"] = { _ in await endpoints.metricsPage() }
@@ -22,12 +25,29 @@ struct MemberEndpoints: Sendable {
 
     func metricsPage() async -> HTTPResponse {
         // Live keys, as etcd's etcd_debugging_mvcc_keys_total (not deleted ones awaiting compaction).
-        var levels = await node.withMachine { replica in
-            StoreLevels(
-                liveKeys: replica.machine.store.liveKeys, watchers: replica.watches.count,
-                revision: replica.machine.store.revision, compactRevision: replica.machine.store.compactedRevision,
-                operations: replica.machine.store.operations)
-        } ?? StoreLevels()
+        let (node, metrics) = (self.node, self.metrics)
+        let read: @Sendable () async -> StoreLevels? = {
+            await node.withMachine { replica in
+                metrics.advance(to: replica.machine.store.operations)
+                return StoreLevels(
+                    liveKeys: replica.machine.store.liveKeys, watchers: replica.watches.count,
+                    revision: replica.machine.store.revision, compactRevision: replica.machine.store.compactedRevision)
+            }
+        }
+        // Read on the apply thread, but not waited for past a second: a
+        // long apply or a stalled disk must not make the scrape time out
+        // (and the member vanish from monitoring) just when it matters;
+        // the last levels read stand in.
+        let fresh: StoreLevels? = await withCheckedContinuation { continuation in
+            let answered = Atomic<Bool>(false)
+            let answer: @Sendable (StoreLevels?) -> Void = { levels in
+                if !answered.exchange(true, ordering: .acquiringAndReleasing) { continuation.resume(returning: levels) }
+            }
+            Task { answer(await read()) }
+            DispatchQueue.global().asyncAfter(deadline: .now() + Self.storeReadLimit.inSeconds) { answer(nil) }
+        }
+        var levels = fresh ?? metrics.lastLevels.withLock { $0 }
+        if let fresh { metrics.lastLevels.withLock { $0 = fresh } }
         levels.bytes = space.usedBytes
         let body = metrics.scrape(status: node.status, store: levels, quotaBytes: space.limit)
         return HTTPResponse(contentType: "text/plain; version=0.0.4", body: body)

@@ -49,6 +49,8 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
     /// what the store counted since the last scrape.
     let operations: (range: Counter, put: Counter, delete: Counter, txn: Counter)
     private let operationsSeen = Mutex(MVCCStore.OperationCounts())
+    /// The store's levels at the last scrape that could read them.
+    let lastLevels = Mutex(StoreLevels())
     /// This member's id (labels of the peer series).
     let member: NodeID
     private let peers = Mutex<[NodeID: PeerMetrics]>([:])
@@ -176,7 +178,11 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
 
     /// Advances the operation counters by what the store counted since the
     /// last scrape (all of it if the store was replaced, by a snapshot).
-    private func advance(to counts: MVCCStore.OperationCounts) {
+    /// Called on the apply thread, which reads the counts: two scrapes at
+    /// once each advanced from their own read, and an older read after a
+    /// newer one looked like a replaced store and counted everything again
+    /// (review finding).
+    func advance(to counts: MVCCStore.OperationCounts) {
         let delta = operationsSeen.withLock { seen -> MVCCStore.OperationCounts in
             defer { seen = counts }
             return counts.since(seen)
@@ -204,7 +210,6 @@ public final class ServerMetrics: NodeObserver, GRPCCallObserver {
         watchers.set(to: Double(store.watchers))
         revision.set(to: Double(store.revision))
         compactRevision.set(to: Double(store.compactRevision))
-        advance(to: store.operations)
         process.update()
         return registry.emitToBuffer()
     }
@@ -217,5 +222,4 @@ struct StoreLevels: Sendable {
     var watchers = 0
     var revision: Int64 = 0
     var compactRevision: Int64 = 0
-    var operations = MVCCStore.OperationCounts()
 }

@@ -192,7 +192,13 @@ public final class EnsembleMember: @unchecked Sendable {
             promotionGrace: max(2, 2 * configuration.electionTimeout.inSeconds))
         // Superseded values go to files beside the WAL (a cache the snapshot
         // and WAL rebuild on restart), so memory follows the live keys.
-        try FileManager.default.createDirectory(atPath: dataDirectory + "/member", withIntermediateDirectories: true)
+        // Made by this start: removed again if the start fails before the
+        // identity is saved, so a retry with other flags (another port, a
+        // corrected --initial-cluster) founds afresh instead of finding a
+        // bootstrapped log its new identity does not match (review finding).
+        let memberDirectory = dataDirectory + "/member"
+        let createdHere = !FileManager.default.fileExists(atPath: memberDirectory)
+        try FileManager.default.createDirectory(atPath: memberDirectory, withIntermediateDirectories: true)
         replica.machine.store.historyValues = HistoryValueLog(directory: dataDirectory + "/member/history") { [logger] reason in
             logger.warning("\(reason)")
         }
@@ -251,6 +257,7 @@ public final class EnsembleMember: @unchecked Sendable {
             // cooperative pool) and releases the data directory, so a
             // caller may start the member again.
             await offPool { node.stop() }
+            if createdHere { try? FileManager.default.removeItem(atPath: memberDirectory) }
             throw error
         }
         // A client URL advertised with port 0 names the port actually bound.
@@ -304,12 +311,20 @@ public final class EnsembleMember: @unchecked Sendable {
                 }
             } catch {
                 await member.shutdown(handOff: false)
+                if createdHere { try? FileManager.default.removeItem(atPath: memberDirectory) }
                 throw error
             }
             logger.info("caught up", metadata: ["cluster": "\(hex(identity.clusterID))"])
         }
         // A joiner removed before it learned the cluster keeps no identity.
-        if identity.clusterID != 0 { try identity.save(in: dataDirectory) }
+        if identity.clusterID != 0 {
+            do {
+                try identity.save(in: dataDirectory)
+            } catch {
+                await member.shutdown(handOff: false)
+                throw error
+            }
+        }
         if configuration.initialCorruptCheck {
             do {
                 try await member.checkInitialHashes()
