@@ -75,6 +75,10 @@ import Testing
         #expect(version.contains(#""etcdserver":"3.4.0""#), "\(version)")
         let (missing, _) = try await get(f.followerPort, "/nope")
         #expect(missing == 404)
+        // An HTTP/1.0 request (no keep-alive) is answered and the connection closed.
+        let closed = try await runProcess(
+            "/bin/bash", ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(f.followerPort); printf 'GET /version HTTP/1.0\\r\\n\\r\\n' >&3; timeout 3 cat <&3"])
+        #expect(closed.status == 0 && closed.output.contains("Connection: close") && closed.output.contains("etcdserver"), "\(closed)")
         // gRPC on the same port still works.
         let (status, output) = try await f.run(f.leaderPort, "get", "k0", "--print-value-only")
         #expect(status == 0 && output == "v\n")
