@@ -4,7 +4,6 @@ import Foundation
 import KV
 import Raft
 import SwiftProtobuf
-import Synchronization
 
 /// etcd's Cluster service over the replicated member directory
 /// (``KV/MemberTable``): MemberList, and MemberAdd, MemberRemove, MemberUpdate
@@ -56,15 +55,10 @@ public struct ClusterService: Sendable {
     /// the leader gave it.
     func settledDirectory() async -> MemberTable? {
         let node = self.node
-        let confirmed: Bool = await withCheckedContinuation { continuation in
-            let answered = Atomic<Bool>(false)
-            let answer: @Sendable (Bool) -> Void = { value in
-                if !answered.exchange(true, ordering: .acquiringAndReleasing) { continuation.resume(returning: value) }
-            }
+        let confirmed: Bool? = await withinLimit(Self.settleLimit) { answer in
             node.withMachineConfirmed({ _ in () }) { answer((try? $0.get()) != nil) }
-            DispatchQueue.global().asyncAfter(deadline: .now() + Self.settleLimit.inSeconds) { answer(false) }
         }
-        guard confirmed else { return nil }
+        guard confirmed == true else { return nil }
         return try? await directory()
     }
 

@@ -38,14 +38,7 @@ struct MemberEndpoints: Sendable {
         // long apply or a stalled disk must not make the scrape time out
         // (and the member vanish from monitoring) just when it matters;
         // the last levels read stand in.
-        let fresh: StoreLevels? = await withCheckedContinuation { continuation in
-            let answered = Atomic<Bool>(false)
-            let answer: @Sendable (StoreLevels?) -> Void = { levels in
-                if !answered.exchange(true, ordering: .acquiringAndReleasing) { continuation.resume(returning: levels) }
-            }
-            Task { answer(await read()) }
-            DispatchQueue.global().asyncAfter(deadline: .now() + Self.storeReadLimit.inSeconds) { answer(nil) }
-        }
+        let fresh: StoreLevels? = await withinLimit(Self.storeReadLimit) { answer in Task { answer(await read()) } }
         var levels = fresh ?? metrics.lastLevels.withLock { $0 }
         if let fresh { metrics.lastLevels.withLock { $0 = fresh } }
         levels.bytes = space.usedBytes
