@@ -183,11 +183,10 @@ final class WAL {
     }
 
     /// Second phase of recovery, once replay accepted the state: keeps the
-    /// torn tail's bytes aside (synced before anything is cut; a copy that
-    /// cannot be made stops the repair), cuts the tail (ftruncate + fsync) and
-    /// deletes an empty last segment.
-    /// Returns warnings: a copy that could not be made (a full disk) does not
-    /// stop the start, which cutting the tail has never needed space for.
+    /// torn tail's bytes aside (synced before anything is cut), cuts the tail
+    /// (ftruncate + fsync) and deletes an empty last segment. Returns
+    /// warnings: a copy that could not be made (a full disk) does not stop
+    /// the start, which cutting the tail has never needed space for.
     static func applyRepairs(_ recovered: Recovered, directory: String) throws(WALError) -> [String] {
         var warnings: [String] = []
         if let tail = recovered.tornTail, !recovered.tornBytes.isEmpty {

@@ -80,7 +80,7 @@ extension KVReplica {
         var checkpoints = lessor.checkpointsDue(now: time).filter { due in
             guard let lease = machine.leases.leases[due.id] else { return false }
             return max(due.remaining, 1) < lease.grantedTTL && Double(lease.grantedTTL) > interval
-        }.map { checkpoint(id: $0.id, remaining: max($0.remaining, 1)) }
+        }.map { Self.checkpoint(id: $0.id, remaining: max($0.remaining, 1)) }
         if !checkpoints.isEmpty { checkpointsInFlight = Set(checkpoints.map(\.id)) }
         // Stale checkpoints are cleared unless a fresh one replaces them (a
         // short lease left with one by an earlier leader is cleared too).
@@ -88,7 +88,7 @@ extension KVReplica {
             let kept = Set(checkpoints.map(\.id))
             checkpoints += staleCheckpoints.sorted()
                 .filter { !kept.contains($0) && (machine.leases.leases[$0]?.checkpointTTL ?? 0) > 0 }
-                .map { checkpoint(id: $0, remaining: 0) }
+                .map { Self.checkpoint(id: $0, remaining: 0) }
             staleCheckpoints = []
         }
         for start in stride(from: 0, to: checkpoints.count, by: 1_000) {
@@ -99,25 +99,21 @@ extension KVReplica {
         return out
     }
 
-    /// The entry that clears the checkpoints of `ids` (a remaining TTL of
-    /// 0: a new leader starts them from their full TTL).
     /// Whether a renewal of `id` must clear a checkpoint before it is
     /// answered: one applied, or one a checkpoint round has proposed.
     public func renewalClears(_ id: LeaseID) -> Bool {
         (machine.leases.leases[id]?.checkpointTTL ?? 0) > 0 || checkpointsInFlight.contains(id)
     }
 
+    /// The entry that clears the checkpoints of `ids` (a remaining TTL of
+    /// 0: a new leader starts them from their full TTL).
     public static func clearingCheckpoints(_ ids: [LeaseID]) -> [UInt8]? {
         var command = Ensemble_V1_Command()
-        command.leaseCheckpoints.checkpoints = ids.map { id in
-            var checkpoint = Ensemble_V1_LeaseCheckpoint()
-            checkpoint.id = id
-            return checkpoint
-        }
+        command.leaseCheckpoints.checkpoints = ids.map { checkpoint(id: $0, remaining: 0) }
         return try? encode(command)
     }
 
-    private func checkpoint(id: LeaseID, remaining: Int64) -> Ensemble_V1_LeaseCheckpoint {
+    private static func checkpoint(id: LeaseID, remaining: Int64) -> Ensemble_V1_LeaseCheckpoint {
         var checkpoint = Ensemble_V1_LeaseCheckpoint()
         checkpoint.id = id
         checkpoint.remainingTtl = remaining
