@@ -43,11 +43,13 @@ let package = Package(
         .target(name: "CCRC32C"),
         // CRC-32C for the WAL, snapshot files and the KV store's history files.
         .target(name: "Checksum", dependencies: ["CCRC32C"], swiftSettings: swiftSettings),
+        // bbolt's file format (etcd's backend, `etcdctl snapshot` files): a writer and a reader, no I/O.
+        .target(name: "Bolt", swiftSettings: swiftSettings),
         // The multi-version key–value state machine behind the etcd API (no I/O).
         .target(
             name: "KV",
             dependencies: [
-                "Checksum", .product(name: "HeapModule", package: "swift-collections"),
+                "Checksum", "Bolt", .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: swiftSettings),
@@ -78,7 +80,7 @@ let package = Package(
         .target(
             name: "EnsembleServer",
             dependencies: [
-                "Raft", "RaftStorage", "RaftTransport", "KV", "EnsembleAPI", "EnsembleClient", "LeanHTTP2",
+                "Raft", "RaftStorage", "RaftTransport", "KV", "Bolt", "Checksum", "EnsembleAPI", "EnsembleClient", "LeanHTTP2",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -154,7 +156,8 @@ let package = Package(
         ),
         .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftSimulation"], swiftSettings: swiftSettings),
         .testTarget(name: "RaftStorageTests", dependencies: ["RaftStorage", "Raft", "Checksum"], swiftSettings: swiftSettings),
-        .testTarget(name: "KVTests", dependencies: ["KV", "Raft"], swiftSettings: swiftSettings),
+        .testTarget(name: "KVTests", dependencies: ["KV", "Raft", "Bolt"], swiftSettings: swiftSettings),
+        .testTarget(name: "BoltTests", dependencies: ["Bolt"], swiftSettings: swiftSettings),
         .testTarget(name: "ChecksumTests", dependencies: ["Checksum", "Raft"], swiftSettings: swiftSettings),
         .testTarget(
             name: "RaftTransportTests",
@@ -178,7 +181,7 @@ let package = Package(
         .testTarget(
             name: "EnsembleServerTests",
             dependencies: [
-                "EnsembleServer", "Raft", "RaftStorage", "RaftTransport", "KV", "EnsembleAPI", "Linearizability", "EnsembleClient",
+                "EnsembleServer", "Raft", "RaftStorage", "RaftTransport", "KV", "Bolt", "EnsembleAPI", "Linearizability", "EnsembleClient",
                 "LeanHTTP2",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),

@@ -133,16 +133,26 @@ extension KVStateMachine {
             }
         }
         guard r.isAtEnd else { throw SnapshotDecodeError(reason: "trailing bytes", offset: r.position) }
-        // Decoded completely: now replace the state.
+        // A snapshot from before the directory was kept in it (version < 3,
+        // an older leader's) says nothing about members: keep ours.
+        install(
+            revision: revision, compacted: compacted, live: live, entries: entries, leases: table, alarms: raised,
+            members: version >= 3 ? directory : members)
+    }
+
+    /// Replaces the state with one decoded completely (a snapshot's, a backup's).
+    func install(
+        revision: Int64, compacted: Int64, live: Int, entries: [([UInt8], KeyHistory)], leases: LeaseTable,
+        alarms: Set<Alarm>, members: MemberTable
+    ) {
+        var entries = entries
         if let log = store.historyValues {
             for i in entries.indices { entries[i].1.spillAllButLatest(into: log) }
         }
         store.replace(revision: revision, compacted: compacted, live: live, entries: entries)
-        leases = table
-        alarms = raised
-        // A snapshot from before the directory was kept in it (version < 3,
-        // an older leader's) says nothing about members: keep ours.
-        if version >= 3 { members = directory }
+        self.leases = leases
+        self.alarms = alarms
+        self.members = members
     }
 
     /// Replaces the member directory with a new cluster's (a snapshot restored

@@ -3,7 +3,8 @@ import EnsembleServer
 import Foundation
 
 /// `ensemble snapshot restore|status`: backups taken with `etcdctl snapshot
-/// save` (from any member), restored into a new cluster as with etcdctl.
+/// save` from an Ensemble or an etcd 3.4 member (one format, etcd's bbolt
+/// file), restored into a new cluster as with etcdctl.
 struct SnapshotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "snapshot", abstract: "Restore or inspect a snapshot file (`etcdctl snapshot save` takes one).",
@@ -17,7 +18,8 @@ struct SnapshotCommand: AsyncParsableCommand {
                 new --initial-cluster-token, then start each member with `ensemble serve` on its
                 data directory (the --initial-* flags are then ignored). Keys, history,
                 revisions, leases (with their whole TTL again) and alarms come from the
-                snapshot; the members and cluster id are new.
+                snapshot; the members and cluster id are new. Takes backups saved from
+                Ensemble or from etcd 3.4.
                 """)
         @Argument(help: "The snapshot file.") var file: String
         @Option(help: "This member's name in --initial-cluster.") var name = "default"
@@ -65,11 +67,12 @@ struct SnapshotCommand: AsyncParsableCommand {
         func run() async throws {
             let status = try SnapshotRestore.status(file: file)
             let hash = String(status.hash, radix: 16)
+            let size = EtcdBackupFile.humanized(status.totalSize)
             switch writeOut {
             case "json":
                 print("{\"hash\":\(status.hash),\"revision\":\(status.revision),\"totalKey\":\(status.totalKeys),\"totalSize\":\(status.totalSize)}")
             case "table":
-                let rows = [["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], [hash, "\(status.revision)", "\(status.totalKeys)", "\(status.totalSize)"]]
+                let rows = [["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], [hash, "\(status.revision)", "\(status.totalKeys)", size]]
                 let widths = (0..<4).map { column in rows.map { $0[column].count }.max() ?? 0 }
                 let line = "+" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "+") + "+"
                 print(line)
@@ -79,7 +82,7 @@ struct SnapshotCommand: AsyncParsableCommand {
                 }
                 print(line)
             default:
-                print("\(hash), \(status.revision), \(status.totalKeys), \(status.totalSize)")
+                print("\(hash), \(status.revision), \(status.totalKeys), \(size)")
             }
         }
     }

@@ -8,7 +8,9 @@ final class EtcdCluster {
     private var processes: [Process] = []
     let clientPorts: [Int]
 
-    init() async throws {
+    /// `restoring`: a backup file each member's data directory is first
+    /// restored from with the real `etcdctl snapshot restore`.
+    init(restoring backup: String? = nil) async throws {
         guard let etcd = ["/usr/bin/etcd", "/usr/local/bin/etcd"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             throw EtcdMissing()
         }
@@ -18,6 +20,16 @@ final class EtcdCluster {
         clientPorts = clients
         let token = "compat-\(UUID().uuidString)"
         let initial = (0..<3).map { "e\($0)=http://127.0.0.1:\(peers[$0])" }.joined(separator: ",")
+        if let backup {
+            for i in 0..<3 {
+                let (status, output) = try etcdctlBlocking(endpoints: "127.0.0.1:\(clients[i])", [
+                    "snapshot", "restore", backup, "--name", "e\(i)", "--data-dir", "\(directory)/e\(i)",
+                    "--initial-cluster", initial, "--initial-cluster-token", token,
+                    "--initial-advertise-peer-urls", "http://127.0.0.1:\(peers[i])",
+                ])
+                guard status == 0 else { throw EtcdMissing(reason: "etcdctl snapshot restore failed: \(output.suffix(1500))") }
+            }
+        }
         for i in 0..<3 {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: etcd)

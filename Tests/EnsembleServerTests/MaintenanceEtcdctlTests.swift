@@ -1,3 +1,4 @@
+import Bolt
 import EnsembleAPI
 import EnsembleClient
 @testable import EnsembleServer
@@ -61,14 +62,18 @@ import Testing
         #expect(code == 0 && output.contains("Snapshot saved at \(file)"), "\(output)")
         let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
         #expect(size > 20 * 5_000, "the whole state: \(size) bytes")
-        // The file is the state, checked by its SHA-256: it restores a replica.
-        let state = try MaintenanceService.state(inSnapshotFile: Array(try Data(contentsOf: URL(fileURLWithPath: file))))
+        // The file is etcd's format (a bbolt database and its SHA-256): the
+        // real etcdctl reads it, and it restores a replica.
+        (code, output) = try await f.run(f.followerPort, "snapshot", "status", file, "-w", "json")
+        #expect(code == 0 && output.contains("\"revision\":21,"), "\(output)")
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
         let restored = KVReplica()
-        try restored.restore(state)
+        try restored.machine.restore(etcdBackup: BoltFile(EtcdBackupFile.database(in: bytes, verifyHash: true)))
         #expect(restored.machine.store.revision == 21)
-        var damaged = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
+        var damaged = bytes
         damaged[10] ^= 1
-        #expect(throws: (any Error).self) { try MaintenanceService.state(inSnapshotFile: damaged) }
+        #expect(throws: BoltError.self) { try EtcdBackupFile.database(in: damaged, verifyHash: true) }
+        #expect(throws: BoltError.self) { try EtcdBackupFile.database(in: Array(bytes.dropLast()), verifyHash: true) }
 
         (code, output) = try await f.run(f.followerPort, "defrag")
         #expect(code == 0 && output.contains("Finished defragmenting etcd member"), "\(output)")

@@ -1,3 +1,4 @@
+import Bolt
 @testable import EnsembleServer
 import EnsembleAPI
 import Foundation
@@ -20,24 +21,20 @@ import Testing
         // as HTTP/2 flow control holds them for a client that does not read.
         let outbox = GRPCOutbox(eventLoop: group.next()) { batch in written.items.withLock { $0 += batch } }
         let sender = SnapshotSender(stream: GRPCServerStream(outbox: outbox, stream: 1), stallTimeout: .milliseconds(300))
-        let size = 16 << 20
-        let frozen = FrozenSnapshot(
-            count: { size },
-            write: { chunk, sink in
-                var left = size
-                while left > 0 {
-                    let n = min(chunk, left)
-                    guard sink([UInt8](repeating: 7, count: n)) else { return false }
-                    left -= n
-                }
-                return true
-            })
+        // About 16 MiB of pages, values made as they are written.
+        @Sendable func backup() -> BoltWriter {
+            BoltWriter(buckets: [
+                BoltBucketSource(
+                    name: Array("key".utf8), count: 4_096, key: { i in (0..<4).map { UInt8(truncatingIfNeeded: i >> (24 - 8 * $0)) } },
+                    valueCount: { _ in 4_000 }, value: { _ in [UInt8](repeating: 7, count: 4_000) })
+            ])
+        }
         // Timed on the sending thread: the test's own task may wait long for
         // a turn on a loaded machine.
         let took = await withCheckedContinuation { (continuation: CheckedContinuation<Duration, Never>) in
             Thread {
                 let started = ContinuousClock.now
-                sender.send(frozen, header: Etcdserverpb_ResponseHeader())
+                sender.send(backup(), header: Etcdserverpb_ResponseHeader())
                 continuation.resume(returning: ContinuousClock.now - started)
             }.start()
         }

@@ -1,3 +1,4 @@
+import Bolt
 import Crypto
 import EnsembleAPI
 import Foundation
@@ -250,12 +251,12 @@ public struct MaintenanceService: Sendable {
         return .failure(GRPCStatus(code: 2, message: "etcdserver: request timed out, leader transfer took too long"))
     }
 
-    /// A snapshot file, laid out the way etcd's clients check one: a body
-    /// whose size is a multiple of 512 (etcd's is a bbolt file of whole
-    /// pages), then the body's SHA-256, so a truncated or damaged file is
-    /// detected. The body is the state, zero padding, and the state's length
-    /// as a little-endian UInt64 in its last 8 bytes. The Snapshot call
-    /// streams this layout (``SnapshotStream``); this builds it whole (tests).
+    /// The snapshot file the Snapshot call streamed before it streamed etcd's
+    /// format (``EtcdBackupFile``), still read by `ensemble snapshot
+    /// restore|status`: a body whose size is a multiple of 512, then the
+    /// body's SHA-256. The body is the state (``KVStateMachine/snapshot()``),
+    /// zero padding, and the state's length as a little-endian UInt64 in its
+    /// last 8 bytes. This builds one (tests of that reading).
     public static func snapshotFile(state: [UInt8]) -> [UInt8] {
         var body = state
         body += snapshotTrailer(stateCount: state.count)
@@ -275,7 +276,7 @@ public struct MaintenanceService: Sendable {
     public static func state(inSnapshotFile file: [UInt8], verifyHash: Bool = true) throws -> [UInt8] {
         struct Damaged: Error, CustomStringConvertible { var description: String }
         guard file.count >= 512 + 32, (file.count - 32) % 512 == 0 else {
-            throw Damaged(description: "not an Ensemble snapshot file (\(file.count) bytes)")
+            throw Damaged(description: "neither an etcd backup (bbolt) nor an Ensemble snapshot file (\(file.count) bytes)")
         }
         let body = file[..<(file.count - 32)]
         guard !verifyHash || Array(SHA256.hash(data: body)) == Array(file[(file.count - 32)...]) else {
@@ -316,12 +317,13 @@ final class SnapshotStream: GRPCStreamReceiver {
         guard SnapshotSender.running.enter() else { return sender.stream.finish(KVService.status(NodeError.tooManyRequests)) }
         service.node.perform(
             { replica in
-                let frozen = replica.freezeSnapshotStream()
+                let frozen = replica.machine.freeze()
+                let applied = service.node.status.appliedIndex
                 let header = service.header(revision: replica.machine.store.revision)
                 // A thread of its own, not the shared dispatch pool: a client
                 // that reads slowly holds it for as long as it takes.
                 Thread {
-                    sender.send(frozen, header: header)
+                    sender.send(frozen.etcdBackup(consistentIndex: applied), header: header)
                     SnapshotSender.running.leave()
                 }.start()
             },
@@ -387,12 +389,12 @@ final class SnapshotSender: Sendable {
         return !ended.load(ordering: .relaxed)
     }
 
-    func send(_ frozen: FrozenSnapshot, header: Etcdserverpb_ResponseHeader) {
+    /// Streams the backup (planned already: its size is known), then its SHA-256.
+    func send(_ backup: BoltWriter, header: Etcdserverpb_ResponseHeader) {
         let chunk = MaintenanceService.snapshotChunk
-        let stateCount = frozen.count()
-        let trailer = MaintenanceService.snapshotTrailer(stateCount: stateCount)
-        // As etcd counts: the body only; the checksum follows alone, with 0.
-        var remaining = stateCount + trailer.count
+        let size = backup.fileSize
+        // As etcd counts: the database only; the checksum follows alone, with 0.
+        var remaining = size
         var hasher = SHA256()
         var pending: [UInt8] = []
         pending.reserveCapacity(chunk)
@@ -420,21 +422,21 @@ final class SnapshotSender: Sendable {
             }
             return true
         }
-        let complete = frozen.write(chunk) { piece in
+        let complete = backup.write { piece in
+            guard !ended.load(ordering: .relaxed) else { return false }
             encoded += piece.count
-            // More than counted (a bug): stop before a chunk could go out.
-            guard encoded <= stateCount else { return false }
+            // More than planned (a bug): stop before a chunk could go out.
+            guard encoded <= size else { return false }
             hasher.update(data: piece)
             return add(piece)
         }
-        guard complete, encoded == stateCount else {
-            // Stopped by the client, or the state's size differs from its
-            // count (a bug): no file that could pass its checks goes out.
+        guard complete, encoded == size else {
+            // Stopped by the client, or the file's size differs from its
+            // plan (a bug): no file that could pass its checks goes out.
             if !ended.load(ordering: .relaxed) { stream.finish(.internal("the snapshot could not be encoded")) }
             return
         }
-        hasher.update(data: trailer)
-        guard add(trailer), pending.isEmpty || flush() else { return }
+        guard pending.isEmpty || flush() else { return }
         pending = Array(hasher.finalize())
         guard flush() else { return }
         stream.finish(.ok)

@@ -1,3 +1,4 @@
+import Bolt
 import Foundation
 import KV
 import Raft
@@ -21,23 +22,23 @@ import RaftStorage
 /// and elect a leader. It is written beside its place and renamed into it,
 /// so a failed restore leaves nothing.
 public enum SnapshotRestore {
-    /// What a snapshot file holds (`etcdctl snapshot status`'s columns).
+    /// What a snapshot file holds (`etcdctl snapshot status`'s columns). For
+    /// a file in etcd's format (bbolt, what the Snapshot call streams), the
+    /// same figures etcdctl prints for it: a CRC-32C of every bucket's name,
+    /// keys and values, the last revision in the key bucket, the entries of
+    /// every bucket, the database's size. For an older Ensemble file, the
+    /// state's ``KVStateMachine/hashKV(revision:)``, its revision, its keys
+    /// with retained history and the state's bytes.
     public struct Status: Sendable, Equatable {
-        /// ``KVStateMachine/hashKV(revision:)`` of the state.
         public var hash: UInt32
         public var revision: Int64
-        /// Keys with retained history (live or deleted but not compacted).
         public var totalKeys: Int
-        /// Bytes of the state in the file.
         public var totalSize: Int
     }
 
     /// Reads and checks a snapshot file (its SHA-256 and the state's encoding).
     public static func status(file path: String, verifyHash: Bool = true) throws -> Status {
-        let (machine, stateBytes) = try load(path, verifyHash: verifyHash)
-        return Status(
-            hash: try machine.hashKV().hash, revision: machine.store.revision, totalKeys: machine.store.keyCount,
-            totalSize: stateBytes)
+        try load(path, verifyHash: verifyHash).status
     }
 
     /// Writes `configuration.dataDirectory` for member `configuration.name` of
@@ -48,7 +49,7 @@ public enum SnapshotRestore {
     public static func restore(
         file path: String, into configuration: MemberConfiguration, verifyHash: Bool = true
     ) throws -> MemberIdentity {
-        let (machine, _) = try load(path, verifyHash: verifyHash)
+        let machine = try load(path, verifyHash: verifyHash).machine
         let founders = try configuration.parsedInitialCluster().map { founder in
             Member(
                 id: ClusterService.memberID(peerURLs: founder.peerURLs, salt: configuration.initialClusterToken),
@@ -118,22 +119,28 @@ public enum SnapshotRestore {
         }
     }
 
-    /// The file's state, decoded, and its size in bytes (one read of the file).
-    private static func load(_ path: String, verifyHash: Bool) throws -> (KVStateMachine, Int) {
-        let state: [UInt8]
+    /// The file's state, decoded, and its status (one read of the file).
+    private static func load(_ path: String, verifyHash: Bool) throws -> (machine: KVStateMachine, status: Status) {
+        let file = try read(path)
+        let machine = KVStateMachine()
         do {
-            state = try MaintenanceService.state(inSnapshotFile: read(path), verifyHash: verifyHash)
+            if BoltFile.isBolt(file) {
+                let database = try EtcdBackupFile.database(in: file, verifyHash: verifyHash)
+                let bolt = try BoltFile(database)
+                try machine.restore(etcdBackup: bolt)
+                return (machine, try EtcdBackupFile.status(of: bolt))
+            }
+            let state = try MaintenanceService.state(inSnapshotFile: file, verifyHash: verifyHash)
+            try machine.restore(state)
+            let hash = try machine.hashKV().hash
+            return (
+                machine,
+                Status(hash: hash, revision: machine.store.revision, totalKeys: machine.store.keyCount, totalSize: state.count)
+            )
         } catch let error as ConfigurationError {
             throw error
         } catch {
             throw ConfigurationError("\(path): \(error)")
         }
-        let machine = KVStateMachine()
-        do {
-            try machine.restore(state)
-        } catch {
-            throw ConfigurationError("\(path): \(error)")
-        }
-        return (machine, state.count)
     }
 }
