@@ -48,8 +48,11 @@ public struct BoltFile: Sendable {
     /// Whether `bytes` start as a bbolt file does (a meta page's magic),
     /// valid or not.
     public static func isBolt(_ bytes: [UInt8]) -> Bool {
-        let start = BoltFormat.pageHeaderSize
-        return bytes.count >= start + 4 && bytes.loadLE(UInt32.self, at: start) == BoltFormat.magic
+        // Page 0's magic, or page 1's at the usual page size (page 0 damaged).
+        [0, 4096].contains { offset in
+            let start = offset + BoltFormat.pageHeaderSize
+            return bytes.count >= start + 4 && bytes.loadLE(UInt32.self, at: start) == BoltFormat.magic
+        }
     }
 
     struct Meta {
@@ -76,9 +79,8 @@ public struct BoltFile: Sendable {
 
     /// The buckets' names, in order.
     public func bucketNames() throws(BoltError) -> [[UInt8]] {
-        var names: [[UInt8]] = []
-        try walkRoot { name, _ in names.append(Array(name)) }
-        return names
+        var walk = Walk()
+        return try buckets(&walk).map { Array($0.name) }
     }
 
     /// Calls `body` with every key and value of bucket `name`, in key order.
@@ -87,53 +89,64 @@ public struct BoltFile: Sendable {
     public func forEach(
         inBucket name: [UInt8], _ body: (ArraySlice<UInt8>, ArraySlice<UInt8>) throws(BoltError) -> Void
     ) throws(BoltError) -> Bool {
-        var found: ArraySlice<UInt8>?
-        try walkRoot { bucket, value in
-            if found == nil, bucket.elementsEqual(name) { found = value }
-        }
-        guard let value = found else { return false }
-        try walkBucket(value, body)
+        var walk = Walk()
+        guard let bucket = try buckets(&walk).first(where: { $0.name.elementsEqual(name) }) else { return false }
+        try walkBucket(bucket.value, &walk, body)
         return true
     }
 
-    /// Every bucket with its entries, in order (what `etcdctl snapshot status` reads).
+    /// Every bucket with its entries, in order (what `etcdctl snapshot status`
+    /// reads): `body(name, nil, nil)` opens each bucket.
     public func forEachBucket(
         _ body: (_ name: ArraySlice<UInt8>, _ key: ArraySlice<UInt8>?, _ value: ArraySlice<UInt8>?) throws(BoltError) -> Void
     ) throws(BoltError) {
-        var buckets: [(ArraySlice<UInt8>, ArraySlice<UInt8>)] = []
-        try walkRoot { buckets.append(($0, $1)) }
-        for (name, value) in buckets {
+        var walk = Walk()
+        for (name, value) in try buckets(&walk) {
             try body(name, nil, nil)
-            try walkBucket(value) { (key, entry) throws(BoltError) in try body(name, key, entry) }
+            try walkBucket(value, &walk) { (key, entry) throws(BoltError) in try body(name, key, entry) }
         }
     }
 
     // MARK: Trees
 
-    func walkRoot(_ body: (ArraySlice<UInt8>, ArraySlice<UInt8>) throws(BoltError) -> Void) throws(BoltError) {
+    /// What a walk has seen: every page it reached (with its overflow), for
+    /// bbolt's rule that no page is referenced twice, which also bounds a
+    /// walk of a hostile file by the file's size.
+    struct Walk {
         var visited: Set<UInt64> = []
-        let (start, end) = try page(rootPage)
-        try walk(start, end, depth: 0, visited: &visited) { (flags, key, value) throws(BoltError) in
-            if flags & BoltFormat.bucketElement != 0 { try body(key, value) }
+    }
+
+    /// The root bucket's entries that are buckets: names strictly
+    /// increasing, so no bucket (and no tree under it) is listed twice.
+    func buckets(_ walk: inout Walk) throws(BoltError) -> [(name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)] {
+        var buckets: [(name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)] = []
+        let (start, end) = try page(rootPage, &walk)
+        var last: ArraySlice<UInt8>?
+        try self.walk(start, end, depth: 0, &walk, last: &last) { (flags, key, value) throws(BoltError) in
+            if flags & BoltFormat.bucketElement != 0 { buckets.append((key, value)) }
         }
+        return buckets
     }
 
     /// A bucket's entries from its value in the root bucket (a header, and
     /// for an inline bucket its page).
-    func walkBucket(_ value: ArraySlice<UInt8>, _ body: (ArraySlice<UInt8>, ArraySlice<UInt8>) throws(BoltError) -> Void) throws(BoltError) {
+    func walkBucket(
+        _ value: ArraySlice<UInt8>, _ walk: inout Walk, _ body: (ArraySlice<UInt8>, ArraySlice<UInt8>) throws(BoltError) -> Void
+    ) throws(BoltError) {
         guard value.count >= BoltFormat.bucketHeaderSize else {
             throw BoltError("bucket header of \(value.count) bytes at offset \(value.startIndex)")
         }
         let root = bytes.loadLE(UInt64.self, at: value.startIndex)
-        var visited: Set<UInt64> = []
-        let (start, end) = root == 0 ? (value.startIndex + BoltFormat.bucketHeaderSize, value.endIndex) : try page(root)
-        try walk(start, end, depth: 0, visited: &visited) { (flags, key, value) throws(BoltError) in
+        let (start, end) = root == 0 ? (value.startIndex + BoltFormat.bucketHeaderSize, value.endIndex) : try page(root, &walk)
+        var last: ArraySlice<UInt8>?
+        try self.walk(start, end, depth: 0, &walk, last: &last) { (flags, key, value) throws(BoltError) in
             if flags & BoltFormat.bucketElement == 0 { try body(key, value) }
         }
     }
 
-    /// The byte range of page `id` with its overflow pages.
-    func page(_ id: UInt64) throws(BoltError) -> (Int, Int) {
+    /// The byte range of page `id` with its overflow pages, marked visited:
+    /// a page reached twice is refused.
+    func page(_ id: UInt64, _ walk: inout Walk) throws(BoltError) -> (Int, Int) {
         guard id >= 2, id < pageCount else { throw BoltError("page \(id): out of bounds (\(pageCount) pages)") }
         let start = Int(id) * pageSize
         guard start + BoltFormat.pageHeaderSize <= bytes.count else { throw BoltError("page \(id): beyond the file") }
@@ -142,38 +155,45 @@ public struct BoltFile: Sendable {
         }
         let span = UInt64(bytes.loadLE(UInt32.self, at: start + 12)) + 1
         guard id + span <= pageCount else { throw BoltError("page \(id): overflows past the last page") }
+        for covered in id..<(id + span) {
+            guard walk.visited.insert(covered).inserted else { throw BoltError("page \(covered): multiple references") }
+        }
         return (start, start + Int(span) * pageSize)
     }
 
     /// The elements of the page in `start..<end`, leaves reported in order.
+    /// A leaf's keys and values lie after its elements, one after another
+    /// without overlap, and keys strictly increase across the whole tree
+    /// (`last`): each byte of the file is reported at most once.
     func walk(
-        _ start: Int, _ end: Int, depth: Int, visited: inout Set<UInt64>,
+        _ start: Int, _ end: Int, depth: Int, _ walk: inout Walk, last: inout ArraySlice<UInt8>?,
         _ leaf: (UInt32, ArraySlice<UInt8>, ArraySlice<UInt8>) throws(BoltError) -> Void
     ) throws(BoltError) {
         guard depth <= Self.maximumDepth else { throw BoltError("tree deeper than \(Self.maximumDepth) levels at offset \(start)") }
         guard start + BoltFormat.pageHeaderSize <= end else { throw BoltError("page header beyond its page at offset \(start)") }
         let flags = bytes.loadLE(UInt16.self, at: start + 8)
         let count = Int(bytes.loadLE(UInt16.self, at: start + 10))
-        guard start + BoltFormat.pageHeaderSize + count * BoltFormat.elementSize <= end else {
-            throw BoltError("page at offset \(start): \(count) elements do not fit")
-        }
+        var free = start + BoltFormat.pageHeaderSize + count * BoltFormat.elementSize
+        guard free <= end else { throw BoltError("page at offset \(start): \(count) elements do not fit") }
         for j in 0..<count {
             let element = start + BoltFormat.pageHeaderSize + j * BoltFormat.elementSize
             if flags == BoltFormat.leafPage {
                 let position = element + Int(bytes.loadLE(UInt32.self, at: element + 4))
                 let keyCount = Int(bytes.loadLE(UInt32.self, at: element + 8))
                 let valueCount = Int(bytes.loadLE(UInt32.self, at: element + 12))
-                guard position + keyCount + valueCount <= end else {
-                    throw BoltError("element \(j) of the page at offset \(start) points past it")
+                guard position >= free, position + keyCount + valueCount <= end else {
+                    throw BoltError("element \(j) of the page at offset \(start) points outside its data")
                 }
-                try leaf(
-                    bytes.loadLE(UInt32.self, at: element), bytes[position..<(position + keyCount)],
-                    bytes[(position + keyCount)..<(position + keyCount + valueCount)])
+                free = position + keyCount + valueCount
+                let key = bytes[position..<(position + keyCount)]
+                if let previous = last, !previous.lexicographicallyPrecedes(key) {
+                    throw BoltError("element \(j) of the page at offset \(start): keys out of order")
+                }
+                last = key
+                try leaf(bytes.loadLE(UInt32.self, at: element), key, bytes[(position + keyCount)..<free])
             } else if flags == BoltFormat.branchPage {
-                let child = bytes.loadLE(UInt64.self, at: element + 8)
-                guard visited.insert(child).inserted else { throw BoltError("page \(child) is reached twice") }
-                let (childStart, childEnd) = try page(child)
-                try walk(childStart, childEnd, depth: depth + 1, visited: &visited, leaf)
+                let (childStart, childEnd) = try page(bytes.loadLE(UInt64.self, at: element + 8), &walk)
+                try self.walk(childStart, childEnd, depth: depth + 1, &walk, last: &last, leaf)
             } else {
                 throw BoltError("page at offset \(start): flags \(flags), neither a branch nor a leaf")
             }

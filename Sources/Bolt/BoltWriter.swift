@@ -240,8 +240,11 @@ public struct BoltWriter {
         return page
     }
 
+    /// A page grown past its plan (a value longer than its `valueCount`, a
+    /// caller's bug) is returned as it is: the file then differs in size from
+    /// ``fileSize``, which the caller checks, rather than trapping here.
     static func padded(_ page: [UInt8], span: Int) -> [UInt8] {
-        guard span > 0 else { return page }
+        guard span > 0, page.count <= span * pageSize else { return page }
         var page = page
         page += [UInt8](repeating: 0, count: span * pageSize - page.count)
         return page

@@ -13,6 +13,14 @@ extension KVStateMachine {
     /// it opens such a file. On error nothing changes.
     public func restore(etcdBackup file: BoltFile) throws(BoltError) {
         typealias R = EtcdBackupRecords
+        var finished: Int64 = -1
+        var scheduled: Int64 = -1
+        try file.forEach(inBucket: R.metaBucket) { (key, value) throws(BoltError) in
+            guard key.elementsEqual(R.finishedCompactKey) || key.elementsEqual(R.scheduledCompactKey) else { return }
+            guard value.count == 17 else { throw BoltError("meta bucket: a \(value.count)-byte compaction revision") }
+            let main = Int64(bitPattern: R.readBigEndian(value))
+            if key.elementsEqual(R.finishedCompactKey) { finished = main } else { scheduled = main }
+        }
         var histories: [[UInt8]: KeyHistory] = [:]
         var previous = Revision(main: 0, sub: -1)
         let hasKeys = try file.forEach(inBucket: R.keyBucket) { (key, value) throws(BoltError) in
@@ -30,8 +38,12 @@ extension KVStateMachine {
                 throw BoltError("key bucket: revision \(revision.main)_\(revision.sub) does not hold a key-value")
             }
             if tombstone {
-                // A deletion of a generation compaction removed says nothing.
-                if histories[kv.key]?.versions.isEmpty == false {
+                // A deletion of a generation compaction removed says nothing,
+                // unless it is at the compaction point (kept there for
+                // watchers that start at it, as etcd 3.4.34 and Ensemble keep
+                // it); a deletion of a deleted key is none (etcd ignores it).
+                let history = histories[kv.key]
+                if history?.latest != nil || (history == nil && revision.main == finished) {
                     histories[kv.key, default: KeyHistory()].versions.append(.init(revision: revision, kv: nil))
                 }
                 return
@@ -44,14 +56,6 @@ extension KVStateMachine {
         }
         guard hasKeys else { throw BoltError("no \"key\" bucket: not an etcd backup") }
 
-        var finished: Int64 = -1
-        var scheduled: Int64 = -1
-        try file.forEach(inBucket: R.metaBucket) { (key, value) throws(BoltError) in
-            guard key.elementsEqual(R.finishedCompactKey) || key.elementsEqual(R.scheduledCompactKey) else { return }
-            guard value.count == 17 else { throw BoltError("meta bucket: a \(value.count)-byte compaction revision") }
-            let main = Int64(bitPattern: R.readBigEndian(value))
-            if key.elementsEqual(R.finishedCompactKey) { finished = main } else { scheduled = main }
-        }
         // etcd's current revision: the last version's, or the compaction
         // point when compaction removed it; 1 for an empty store.
         let revision = max(previous.main, finished, 1)

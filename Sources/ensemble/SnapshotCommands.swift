@@ -44,6 +44,7 @@ struct SnapshotCommand: AsyncParsableCommand {
             print("restoring \(file) into \(configuration.dataDirectory) as \(name)")
             let identity = try SnapshotRestore.restore(file: file, into: configuration, verifyHash: !skipHashCheck)
             let restored = try SnapshotRestore.status(file: file, verifyHash: !skipHashCheck)
+            for warning in restored.warnings { print("warning: \(warning)") }
             print("restored revision \(restored.revision), \(restored.totalKeys) keys: member \(String(identity.memberID, radix: 16)) of cluster \(String(identity.clusterID, radix: 16))")
             print("start it with:")
             print("  ensemble serve --name \(name) --data-dir \(configuration.dataDirectory) \\")

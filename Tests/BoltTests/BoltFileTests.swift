@@ -67,9 +67,10 @@ import Testing
         let bytes = writer.bytes()
         let file = try BoltFile(bytes)
         var reached: [UInt64: Int] = [0: 1, 1: 1, 2: 1]
+        var walk = BoltFile.Walk()
         var depths: Set<Int> = []
         func visit(_ id: UInt64, depth: Int) throws -> [UInt8] {
-            let (start, end) = try file.page(id)
+            let (start, end) = try file.page(id, &walk)
             for page in id..<(id + UInt64((end - start) / 4096)) { reached[page, default: 0] += 1 }
             #expect(bytes.loadLE(UInt64.self, at: start) == id)
             let flags = bytes.loadLE(UInt16.self, at: start + 8)
@@ -141,5 +142,42 @@ import Testing
             }
         }
         #expect(refused > 0)
+    }
+
+    /// A hostile file cannot make the reader report the same bytes twice:
+    /// elements that overlap, keys out of order, a page referenced twice.
+    @Test func overlapsAndRepeatsAreRefused() throws {
+        let entries = (0..<400).map { i in ([UInt8(i / 256), UInt8(i % 256)], [UInt8](repeating: 1, count: 40)) }
+        let bucket = BoltBucketSource(name: Array("b".utf8), entries: entries)
+        let pristine = BoltWriter(buckets: [bucket]).bytes()
+        _ = try Self.read(try BoltFile(pristine))
+        // The first leaf (page 3): its second element pointed at the first's key.
+        var overlapping = pristine
+        let second = 3 * 4096 + 16 + 16
+        overlapping.storeLE(overlapping.loadLE(UInt32.self, at: second + 4) - 42, at: second + 4)
+        #expect(throws: BoltError.self) { try Self.read(try BoltFile(overlapping)) }
+        // Two keys swapped (same lengths): out of order.
+        var swapped = pristine
+        let first = 3 * 4096 + 16
+        let a = first + Int(swapped.loadLE(UInt32.self, at: first + 4))
+        let b = second + Int(swapped.loadLE(UInt32.self, at: second + 4))
+        swapped.swapAt(a + 1, b + 1)
+        #expect(throws: BoltError.self) { try Self.read(try BoltFile(swapped)) }
+        // The root's branch names one leaf twice.
+        var repeated = pristine
+        let file = try BoltFile(pristine)
+        var scratch = BoltFile.Walk()
+        let bucketRoot = try #require(try Self.bucketRoot(file))
+        let (root, _) = try file.page(bucketRoot, &scratch)
+        #expect(repeated.loadLE(UInt16.self, at: root + 8) == BoltFormat.branchPage)
+        repeated.storeLE(repeated.loadLE(UInt64.self, at: root + 16 + 8), at: root + 16 + 16 + 8)
+        #expect(throws: BoltError.self) { try Self.read(try BoltFile(repeated)) }
+    }
+
+    /// The root page of the file's one bucket.
+    static func bucketRoot(_ file: BoltFile) throws -> UInt64? {
+        var walk = BoltFile.Walk()
+        guard let value = try file.buckets(&walk).first?.value else { return nil }
+        return file.bytes.loadLE(UInt64.self, at: value.startIndex)
     }
 }

@@ -294,11 +294,12 @@ public struct MaintenanceService: Sendable {
 /// One `Snapshot` call: the client sends its request, then gets the snapshot in
 /// chunks, each saying how many bytes remain.
 ///
-/// The state is frozen on the apply thread (cheap, copy-on-write) and encoded
+/// The state is frozen on the apply thread (cheap, copy-on-write) and written
+/// as etcd's backup format (``FrozenKVState/etcdBackup(consistentIndex:)``)
 /// on a thread of its own straight into the stream, a chunk at a time, with
-/// the SHA-256 computed as it goes: memory stays at a few chunks whatever the
-/// store's size (it held the whole state three times over before), and a
-/// client that goes away stops the encoding.
+/// the SHA-256 computed as it goes: memory is the file's plan (about 32 bytes
+/// per retained version) and a few chunks, never the encoded state, and a
+/// client that goes away stops the writing.
 final class SnapshotStream: GRPCStreamReceiver {
     let service: MaintenanceService
     let sender: SnapshotSender

@@ -43,10 +43,14 @@ public enum EtcdBackupFile {
         var revision: Int64 = 0
         var entries = 0
         let keyBucket = Array("key".utf8)
+        var warnings: [String] = []
         try database.forEachBucket { (name, key, value) throws(BoltError) in
             guard let key, let value else {
                 crc = CRC32C.update(crc, database.bytes, range: name.indices)
                 return
+            }
+            if name.elementsEqual("auth".utf8), key.elementsEqual("authEnabled".utf8), value.elementsEqual([1]) {
+                warnings.append("the backup has etcd authentication enabled: its users, roles and permissions are not restored")
             }
             crc = CRC32C.update(crc, database.bytes, range: key.indices)
             crc = CRC32C.update(crc, database.bytes, range: value.indices)
@@ -56,7 +60,8 @@ public enum EtcdBackupFile {
             entries += 1
         }
         return SnapshotRestore.Status(
-            hash: crc, revision: revision, totalKeys: entries, totalSize: Int(database.pageCount) * database.pageSize)
+            hash: crc, revision: revision, totalKeys: entries, totalSize: Int(database.pageCount) * database.pageSize,
+            warnings: warnings)
     }
 
     /// go-humanize's `Bytes`, which etcdctl prints sizes with: SI units, one

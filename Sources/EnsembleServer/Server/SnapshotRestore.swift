@@ -34,6 +34,8 @@ public enum SnapshotRestore {
         public var revision: Int64
         public var totalKeys: Int
         public var totalSize: Int
+        /// What the restore leaves behind (an etcd backup with auth enabled).
+        public var warnings: [String] = []
     }
 
     /// Reads and checks a snapshot file (its SHA-256 and the state's encoding).
