@@ -75,6 +75,15 @@ import Testing
         #expect(version.contains(#""etcdserver":"3.4.0""#), "\(version)")
         let (missing, _) = try await get(f.followerPort, "/nope")
         #expect(missing == 404)
+        // Methods as etcd's handlers take them: GET only for /health and
+        // /version (405 naming GET), any for /metrics, 404 before 405.
+        for (method, path, code) in [("POST", "/health", 405), ("HEAD", "/version", 405), ("POST", "/metrics", 200), ("POST", "/nope", 404)] {
+            let url = "http://127.0.0.1:\(f.followerPort)\(path)"
+            // `-I` for HEAD: curl then expects no body after the headers.
+            let (_, answer) = try await runProcess("/usr/bin/curl", method == "HEAD" ? ["-sS", "-I", url] : ["-sS", "-i", "-X", method, url])
+            #expect(answer.hasPrefix("HTTP/1.1 \(code)"), "\(method) \(path): \(answer.prefix(300))")
+            if code == 405 { #expect(answer.contains("Allow: GET"), "\(answer.prefix(300))") }
+        }
         // An HTTP/1.0 request (no keep-alive) is answered and the connection closed.
         let closed = try await runProcess(
             "/bin/bash", ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(f.followerPort); printf 'GET /version HTTP/1.0\\r\\n\\r\\n' >&3; timeout 3 cat <&3"])

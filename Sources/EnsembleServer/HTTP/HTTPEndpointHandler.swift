@@ -7,11 +7,21 @@ public struct HTTPResponse: Sendable {
     public var status: Int
     public var contentType: String
     public var body: [UInt8]
+    /// More header fields (name, value).
+    public var headers: [(String, String)] = []
 
     public init(status: Int = 200, contentType: String = "application/json", body: [UInt8]) {
         self.status = status
         self.contentType = contentType
         self.body = body
+    }
+
+    /// Go's answer to a method an endpoint does not take (etcd's
+    /// `allowMethod`): 405, the method it takes in `Allow`, `http.Error`'s body.
+    static func methodNotAllowed(allow: String) -> HTTPResponse {
+        var response = HTTPResponse(status: 405, contentType: "text/plain; charset=utf-8", body: Array("Method Not Allowed\n".utf8))
+        response.headers = [("Allow", allow), ("X-Content-Type-Options", "nosniff")]
+        return response
     }
 }
 
@@ -37,7 +47,8 @@ public struct HTTPRequest: Sendable {
 }
 
 /// Serves GET requests on the plain HTTP endpoints of the router (`/metrics`,
-/// `/health`, `/version`); anything else is 404, other methods 405.
+/// `/health`, `/version`); anything else is 404. The endpoints refuse the
+/// methods etcd's refuse.
 final class HTTPEndpointHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -64,10 +75,7 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
             guard let head = request else { return }
             request = nil
             let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
-            guard head.method == .GET || head.method == .HEAD else {
-                write(context: context, head: head, HTTPResponse(status: 405, contentType: "text/plain", body: Array("method not allowed\n".utf8)))
-                return
-            }
+            // Each endpoint takes the methods etcd's does (405 with `Allow`).
             guard let endpoint = router.current.http[path] else {
                 write(context: context, head: head, HTTPResponse(status: 404, contentType: "text/plain", body: Array("404 page not found\n".utf8)))
                 return
@@ -87,6 +95,7 @@ final class HTTPEndpointHandler: ChannelInboundHandler {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: response.contentType)
         headers.add(name: "Content-Length", value: String(response.body.count))
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
         // `Connection: close`, or HTTP/1.0 without keep-alive: closed after
         // the answer, as Go's server does (a client reading to the end
         // would otherwise wait).

@@ -20,7 +20,8 @@ struct MemberEndpoints: Sendable {
         let endpoints = self
         router.http["/metrics"] = { _ in await endpoints.metricsPage() }
         router.http["/health"] = { await endpoints.health($0) }
-        router.http["/version"] = { _ in endpoints.version() }
+        // /metrics is promhttp's handler, which answers any method.
+        router.http["/version"] = { $0.method == "GET" ? endpoints.version() : .methodNotAllowed(allow: "GET") }
     }
 
     func metricsPage() async -> HTTPResponse {
@@ -55,9 +56,7 @@ struct MemberEndpoints: Sendable {
     /// etcd's warnings do.
     func health(_ request: HTTPRequest) async -> HTTPResponse {
         let text = "text/plain; charset=utf-8"
-        guard request.method == "GET" else {
-            return HTTPResponse(status: 405, contentType: text, body: Array("Method Not Allowed\n".utf8))
-        }
+        guard request.method == "GET" else { return .methodNotAllowed(allow: "GET") }
         let metrics = self.metrics
         let logger = self.logger
         func answer(_ healthy: Bool, _ reason: String = "") -> HTTPResponse {
