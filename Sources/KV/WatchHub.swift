@@ -37,6 +37,10 @@ public final class WatchHub {
     public var maxBytesPerResponse = 3 << 19
     private var watchers: [WatchStreamID: [Int64: Watcher]] = [:]
     private var nextID: [WatchStreamID: Int64] = [:]
+    /// Watchers asking for progress notifications that were sent events
+    /// since the last round: the next round skips them (etcd 3.4's
+    /// `sws.progress` flags), since their events already told the revision.
+    private var heardSinceProgress: Set<Key> = []
     /// Watchers cancelled by compaction: their ids stay taken until the
     /// client cancels them, as etcd's do (clientv3 sends that cancel, and it
     /// must not reach a new watcher given the same id meanwhile).
@@ -371,13 +375,16 @@ public final class WatchHub {
     /// each synced watcher that asked for them (etcd sends these every 10 min).
     /// A watcher whose start is still ahead gets none: clients resume after a
     /// notification's revision, which would be before the start they chose
-    /// (etcd 3.4.38's fix).
+    /// (etcd 3.4.38's fix). A watcher sent events since the last round is
+    /// skipped once, as etcd skips it.
     public func progress(revision: Int64) -> [WatchDelivery] {
         var out: [WatchDelivery] = []
+        let heard = heardSinceProgress
+        heardSinceProgress = []
         for stream in watchers.keys.sorted() {
             for (id, watcher) in (watchers[stream] ?? [:]).sorted(by: { $0.key < $1.key })
             where watcher.request.progressNotify && !unsynced.contains(Key(stream: stream, id: id))
-                && watcher.next <= revision + 1 {
+                && !heard.contains(Key(stream: stream, id: id)) && watcher.next <= revision + 1 {
                 out.append(WatchDelivery(stream: stream, response: WatchResponse(watchID: id, revision: revision)))
             }
         }
@@ -445,6 +452,7 @@ public final class WatchHub {
     /// is fragmented when the client allows it (by both bounds, as etcd
     /// splits by size), else sent whole.
     private func responses(for watcher: Watcher, events: [Event], revision: Int64) -> [WatchDelivery] {
+        if watcher.request.progressNotify { heardSinceProgress.insert(Key(stream: watcher.stream, id: watcher.id)) }
         // All in one response (the usual case): the array itself, not a copy.
         // So too one revision past the bounds for a watcher that does not
         // take fragments: it goes whole either way.

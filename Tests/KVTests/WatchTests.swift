@@ -374,6 +374,20 @@ final class WatchBench {
         #expect(bench.hub.progress(revision: 1).allSatisfy { $0.response.watchID != future || $0.stream != 2 })
         #expect(bench.hub.requestProgress(on: 2, revision: 1).isEmpty)
         #expect(bench.hub.progress(revision: 9).contains { $0.stream == 2 && $0.response.watchID == future })
+
+        // A watcher sent events since the last round is skipped once (etcd's
+        // sws.progress flags): its events told it the revision already.
+        var quiet = WatchRequest(key: b("other"))
+        quiet.progressNotify = true
+        let silent = try #require(bench.watch(quiet, stream: 3))
+        var busy = WatchRequest(key: b("k"))
+        busy.progressNotify = true
+        let heard = try #require(bench.watch(busy, stream: 4))
+        bench.apply(.put(PutRequest(key: b("k"), value: b("v"))))
+        let round = bench.hub.progress(revision: 2).filter { $0.stream >= 3 }.map { [Int64($0.stream), $0.response.watchID] }
+        #expect(round == [[3, silent]], "\(round)")
+        let next = bench.hub.progress(revision: 2).filter { $0.stream >= 3 }.map { [Int64($0.stream), $0.response.watchID] }
+        #expect(next == [[3, silent], [4, heard]], "\(next)")
     }
 
     /// Random writes, compactions, slow watchers and catch-ups: every watcher gets
