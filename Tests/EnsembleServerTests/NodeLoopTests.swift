@@ -116,6 +116,59 @@ final class TestCluster: @unchecked Sendable {
         }
     }
 
+    /// Leadership handed over four times (MoveLeader, a rolling restart's
+    /// graceful stop) under writers on every member: the old leader refuses
+    /// proposals while it hands over, and those it refused — its own and
+    /// those followers forwarded — certainly did not happen, so they go to
+    /// the next leader instead of failing with "not leader" (review finding;
+    /// etcd drops them, and its clients wait out the request timeout).
+    @Test func proposalsRefusedDuringAHandoverGoToTheNextLeader() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        _ = try await cluster.waitForLeader()
+        final class Tally: Sendable {
+            let refusals = Mutex<[String]>([])
+            let written = Atomic<Int>(0)
+            let stop = Atomic<Bool>(false)
+        }
+        let tally = Tally()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<6 {
+                let node = try #require(cluster.nodes[cluster.ids[writer % 3]])
+                group.addTask {
+                    var i = 0
+                    while !tally.stop.load(ordering: .relaxed) {
+                        do {
+                            _ = try await node.propose(RegisterMachine.put("w\(writer)-\(i)", "x"))
+                            tally.written.add(1, ordering: .relaxed)
+                        } catch NodeError.outcomeUnknown {
+                            // A batch accepted just before the term changed:
+                            // its answer may cross the new leader's election.
+                        } catch {
+                            tally.refusals.withLock { $0.append("member \(cluster.ids[writer % 3]): \(error)") }
+                        }
+                        i += 1
+                    }
+                }
+            }
+            for _ in 0..<4 {
+                try await Task.sleep(for: .milliseconds(300))
+                let leader = try await cluster.waitForLeader()
+                let next = cluster.ids[((cluster.ids.firstIndex(of: leader) ?? 0) + 1) % cluster.ids.count]
+                cluster.nodes[leader]?.transferLeadership(to: next)
+                let deadline = ContinuousClock.now + .seconds(5)
+                while try await cluster.waitForLeader() == leader, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            tally.stop.store(true, ordering: .relaxed)
+            try await group.waitForAll()
+        }
+        #expect(tally.written.load(ordering: .relaxed) > 100)
+        #expect(tally.refusals.withLock { $0 }.isEmpty, "\(tally.refusals.withLock { $0.prefix(10) })")
+    }
+
     /// Without forwarding a follower refuses proposals, naming the leader.
     /// Concurrent and repeated stops all return, each once the data
     /// directory is released (every caller waits on the loop's end; a second,

@@ -246,6 +246,14 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var unsent: [(data: [UInt8], reply: ProposalReply, deadline: ContinuousClock.Instant)] = []
     /// Forwarded batches waiting for the leader's answer, by context.
     private var forwarded: [UInt64: ForwardedBatch] = [:]
+    /// Proposals a leader refused — it is handing leadership over (a rolling
+    /// restart's graceful stop, MoveLeader) or stepping down — so they
+    /// certainly did not happen. They wait, within their deadline, until the
+    /// leader or term changes (then go to the new leader) or an election
+    /// timeout passes (the hand-over was abandoned: offered again), instead of
+    /// failing with "not leader" mid hand-over. `since`: in ticks.
+    private var awaitingHandover:
+        [(data: [UInt8], reply: ProposalReply, deadline: ContinuousClock.Instant, leader: NodeID, term: UInt64, since: UInt64)] = []
     /// Proposals and linearizable reads made while no leader is known, in
     /// arrival order: an election usually ends within an election timeout,
     /// so they wait up to `noLeaderWait` for one (as etcd's raft node stops
@@ -628,6 +636,7 @@ extension NodeLoop {
             askedOfLeader = ([], [])
             for item in work { handle(item) }
             releaseHeld()
+            releaseAfterHandover()
             redispatchUnsent()
             forwardProposals()
             cycleRead = nil
@@ -685,6 +694,8 @@ extension NodeLoop {
         toForward.removeAll()
         for item in unsent { item.reply(.failure(.stopped)) }
         unsent.removeAll()
+        for item in awaitingHandover { item.reply(.failure(.stopped)) }
+        awaitingHandover.removeAll()
         for item in held { fail(item.work, .stopped) }
         held.removeAll()
         failForwarded(error)
@@ -716,6 +727,13 @@ extension NodeLoop {
         for (context, batch) in forwarded where batch.deadline <= now {
             forwarded.removeValue(forKey: context)
             for reply in batch.replies { reply(.failure(.outcomeUnknown)) }
+        }
+        if awaitingHandover.contains(where: { $0.deadline <= now }) {
+            // Refused each time it was offered: certainly did not happen.
+            for item in awaitingHandover where item.deadline <= now {
+                item.reply(.failure(item.leader == id || item.leader == .none ? .noLeader : .notLeader(leader: item.leader)))
+            }
+            awaitingHandover.removeAll { $0.deadline <= now }
         }
         for (context, pending) in reads where pending.deadline <= now {
             reads.removeValue(forKey: context)
@@ -762,6 +780,8 @@ extension NodeLoop {
         }
         if forward {
             toForward.append((data, reply, nil))
+        } else if raft.role == .leader {
+            proposeHere(data, reply, deadline: nil)
         } else {
             track(reply) { () throws(ProposalError) in try raft.propose(data) }
         }
@@ -820,6 +840,31 @@ extension NodeLoop {
         for item in waiting { handle(item.work) }
     }
 
+    /// Proposals refused during a hand-over go again once the leader or term
+    /// changed, this member's own hand-over ended, or an election timeout
+    /// passed (``awaitingHandover``), through ``redispatchUnsent()``.
+    private func releaseAfterHandover() {
+        guard !awaitingHandover.isEmpty else { return }
+        let ownHandoverOver = raft.role == .leader && raft.transferee == .none
+        awaitingHandover.removeAll { item in
+            guard raft.leader != item.leader || raft.term != item.term || ticks - item.since >= contactBreak
+                || (item.leader == id && ownHandoverOver)
+            else { return false }
+            unsent.append((item.data, item.reply, item.deadline))
+            return true
+        }
+    }
+
+    /// Proposes on this leader, or, while it hands leadership over (Raft
+    /// refuses proposals then), keeps the proposal for the next leader.
+    private func proposeHere(_ data: [UInt8], _ reply: @escaping ProposalReply, deadline: ContinuousClock.Instant?) {
+        guard raft.transferee == .none else {
+            awaitingHandover.append((data, reply, deadline ?? ContinuousClock.now + options.requestTimeout, id, raft.term, ticks))
+            return
+        }
+        track(reply, deadline: deadline) { () throws(ProposalError) in try raft.propose(data) }
+    }
+
     /// Proposals the transport dropped unsent go again: proposed here if this
     /// member now leads, forwarded if it knows a leader, else kept for the
     /// next cycle — each until its first deadline, then "no leader" (none of
@@ -834,7 +879,7 @@ extension NodeLoop {
             if item.deadline <= now {
                 item.reply(.failure(.noLeader))
             } else if raft.role == .leader {
-                track(item.reply, deadline: item.deadline) { () throws(ProposalError) in try raft.propose(item.data) }
+                proposeHere(item.data, item.reply, deadline: item.deadline)
             } else if raft.role == .follower && raft.leader != .none && raft.leader != id {
                 toForward.append(item)
             } else {
@@ -844,16 +889,15 @@ extension NodeLoop {
     }
 
     /// Sends this cycle's proposals to the leader as one batch (Raft
-    /// `.propose`); a refusal answers them with ``NodeError/notLeader(leader:)``.
+    /// `.propose`); a batch the leader refuses waits out its hand-over
+    /// (``awaitingHandover``).
     private func forwardProposals() {
         guard !toForward.isEmpty else { return }
         let batch = toForward
         toForward.removeAll(keepingCapacity: true)
         if raft.role == .leader {
             // This member won an election in this very cycle.
-            for item in batch {
-                track(item.reply, deadline: item.deadline) { () throws(ProposalError) in try raft.propose(item.data) }
-            }
+            for item in batch { proposeHere(item.data, item.reply, deadline: item.deadline) }
             return
         }
         // Proposals sent before (and dropped unsent) go in a batch of their
@@ -900,10 +944,14 @@ extension NodeLoop {
     private func forwardedAnswered(_ answer: ForwardedProposals, applied: UInt64) {
         guard let context = Self.decode(answer.context), let batch = forwarded.removeValue(forKey: context) else { return }
         guard let first = answer.index else {
-            let leader = raft.leader
-            let error: NodeError =
-                answer.outcomeUnknown ? .outcomeUnknown : leader == .none || leader == id ? .noLeader : .notLeader(leader: leader)
-            for reply in batch.replies { reply(.failure(error)) }
+            if answer.outcomeUnknown {
+                for reply in batch.replies { reply(.failure(.outcomeUnknown)) }
+            } else {
+                // Refused: none happened. Offered again after the hand-over.
+                for (data, reply) in zip(batch.data, batch.replies) {
+                    awaitingHandover.append((data, reply, batch.deadline, batch.leader, batch.term, ticks))
+                }
+            }
             return
         }
         for (offset, reply) in batch.replies.enumerated() {
