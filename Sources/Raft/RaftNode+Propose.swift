@@ -37,10 +37,16 @@ extension RaftNode {
         guard forwardedBatches.insert(message.context, from: message.from) else { return }
         let batch = message.entries.map(\.data)
         let taken = message.entries.allSatisfy { $0.kind == .normal && !$0.data.isEmpty }
-        if taken, let (first, term) = try? propose(batch: batch) {
+        do {
+            guard taken else { throw ProposalError.notLeader(leader: leader) }
+            let (first, term) = try propose(batch: batch)
             send(Message(kind: .proposeResponse, to: message.from, logTerm: term, index: first, context: message.context))
-        } else {
-            send(Message(kind: .proposeResponse, to: message.from, reject: true, context: message.context))
+        } catch {
+            // Hint 2: refused only while leadership is handed over (the
+            // follower offers them to the successor); hint 1 is a refusal
+            // whose outcome is unknown (``ForwardedProposals``).
+            let handingOver = taken && (error as? ProposalError) == .leadershipTransferInProgress
+            send(Message(kind: .proposeResponse, to: message.from, reject: true, rejectHint: handingOver ? 2 : 0, context: message.context))
         }
     }
 

@@ -50,7 +50,8 @@ extension RaftNode {
             forwarded.append(
                 ForwardedProposals(
                     context: message.context, index: message.reject ? nil : message.index, term: message.logTerm,
-                    outcomeUnknown: message.reject && message.rejectHint == 1))
+                    outcomeUnknown: message.reject && message.rejectHint == 1,
+                    handingOver: message.reject && message.rejectHint == 2))
         default:
             switch role {
             case .leader: stepLeader(message)

@@ -22,12 +22,14 @@ public struct ReadState: Sendable, Equatable {
 /// has that term, as for ``RaftNode/propose(_:)`` — or, when `index` is nil,
 /// the receiver did not take them: they certainly did not happen, unless
 /// `outcomeUnknown` (the receiver may have led this term and taken an earlier
-/// copy of the same message).
+/// copy of the same message). `handingOver`: refused by a leader handing
+/// leadership over; its successor will take them.
 public struct ForwardedProposals: Sendable, Equatable {
     public var context: [UInt8]
     public var index: UInt64?
     public var term: UInt64
     public var outcomeUnknown = false
+    public var handingOver = false
 }
 
 /// Everything the driver must do after `step`/`tick`/`propose`. Handle the fields

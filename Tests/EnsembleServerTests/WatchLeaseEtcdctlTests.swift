@@ -94,12 +94,15 @@ import Testing
 
     @Test func lockIsMutuallyExclusiveAndFreedWhenTheHolderDies() async throws {
         let f = try await DevClusterFixture()
-        let first = try EtcdctlProcess(port: f.followerPort, ["lock", "--ttl=2", "mutex"])
+        // Sessions of 5 s: a 2 s one lost its lease in full parallel runs
+        // (a starved test process renewed it too late) and the waiter took
+        // the lock from a live holder.
+        let first = try EtcdctlProcess(port: f.followerPort, ["lock", "--ttl=5", "mutex"])
         let holds = await first.waitFor { $0.hasPrefix("mutex/") }
         #expect(holds, "\(first.text)")
-        let second = try EtcdctlProcess(port: f.leaderPort, ["lock", "--ttl=2", "mutex"])
+        let second = try EtcdctlProcess(port: f.leaderPort, ["lock", "--ttl=5", "mutex"])
         try await Task.sleep(for: .seconds(1))
-        #expect(second.text.isEmpty, "the lock is held: \(second.text)")
+        #expect(second.text.isEmpty, "the lock is held: \(second.text); holder: \(first.text)")
         // The holder crashes: its session lease expires and the waiter gets the lock.
         first.kill()
         let acquired = await second.waitFor(timeout: .seconds(15)) { $0.hasPrefix("mutex/") }

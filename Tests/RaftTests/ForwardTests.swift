@@ -49,6 +49,27 @@ import Testing
         #expect(throws: ProposalError.self) { try fresh.on(2) { node in try node.forward([bytes("y")], context: []) } }
     }
 
+    /// A leader handing leadership over refuses a forwarded batch and says
+    /// why (hint 2): the follower offers it to the successor rather than
+    /// failing it. Other refusals carry no such mark.
+    @Test func aRefusalDuringAHandOverSaysSo() throws {
+        let cluster = try Cluster(voters: 3)
+        cluster.elect(1)
+        // Node 3 cut off: the transfer to it waits for its log to catch up.
+        cluster.dropIf = { $0.to == 3 }
+        _ = try cluster.on(1) { node in try node.transferLeadership(to: 3) }
+        cluster.on(2) { node in try? node.forward([bytes("during")], context: bytes("handover")) }
+        cluster.stabilize()
+        let answer = try #require(cluster.forwarded[2]?.last)
+        #expect(answer.index == nil && answer.handingOver && !answer.outcomeUnknown)
+        #expect(!cluster.applied[1, default: []].contains { $0.data == bytes("during") })
+        cluster.dropIf = nil
+        cluster.deliver(Message(kind: .propose, from: 2, to: 3, term: cluster.node(3).term, entries: [Entry(term: 0, index: 0, data: bytes("x"))], context: bytes("stale")))
+        cluster.stabilize()
+        let refused = try #require(cluster.forwarded[2]?.last { $0.context == bytes("stale") })
+        #expect(refused.index == nil && !refused.handingOver)
+    }
+
     /// A leader that took a batch and then stepped down in the same term must
     /// not refuse a duplicate of it as certainly not done: the batch is in its
     /// log and may commit (found in review). Its refusal says "unknown".

@@ -246,9 +246,9 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
     private var unsent: [(data: [UInt8], reply: ProposalReply, deadline: ContinuousClock.Instant)] = []
     /// Forwarded batches waiting for the leader's answer, by context.
     private var forwarded: [UInt64: ForwardedBatch] = [:]
-    /// Proposals a leader refused — it is handing leadership over (a rolling
-    /// restart's graceful stop, MoveLeader) or stepping down — so they
-    /// certainly did not happen. They wait, within their deadline, until the
+    /// Proposals a leader refused while it hands leadership over (a rolling
+    /// restart's graceful stop, MoveLeader) — this member's own, or a batch
+    /// it forwarded that the leader marked so — which certainly did not happen. They wait, within their deadline, until the
     /// leader or term changes (then go to the new leader) or an election
     /// timeout passes (the hand-over was abandoned: offered again), instead of
     /// failing with "not leader" mid hand-over. `since`: in ticks.
@@ -730,9 +730,8 @@ extension NodeLoop {
         }
         if awaitingHandover.contains(where: { $0.deadline <= now }) {
             // Refused each time it was offered: certainly did not happen.
-            for item in awaitingHandover where item.deadline <= now {
-                item.reply(.failure(item.leader == id || item.leader == .none ? .noLeader : .notLeader(leader: item.leader)))
-            }
+            let error: NodeError = raft.leader == id || raft.leader == .none ? .noLeader : .notLeader(leader: raft.leader)
+            for item in awaitingHandover where item.deadline <= now { item.reply(.failure(error)) }
             awaitingHandover.removeAll { $0.deadline <= now }
         }
         for (context, pending) in reads where pending.deadline <= now {
@@ -881,6 +880,14 @@ extension NodeLoop {
             } else if raft.role == .leader {
                 proposeHere(item.data, item.reply, deadline: item.deadline)
             } else if raft.role == .follower && raft.leader != .none && raft.leader != id {
+                // A leader's own proposals kept through its hand-over reach
+                // here too: without forwarding (a rolling upgrade's older
+                // successor would close the link on it) the refusal goes to
+                // the caller, which forwards the request itself.
+                guard options.forwardProposals else {
+                    item.reply(.failure(.notLeader(leader: raft.leader)))
+                    continue
+                }
                 toForward.append(item)
             } else {
                 unsent.append(item)
@@ -944,13 +951,19 @@ extension NodeLoop {
     private func forwardedAnswered(_ answer: ForwardedProposals, applied: UInt64) {
         guard let context = Self.decode(answer.context), let batch = forwarded.removeValue(forKey: context) else { return }
         guard let first = answer.index else {
-            if answer.outcomeUnknown {
-                for reply in batch.replies { reply(.failure(.outcomeUnknown)) }
-            } else {
-                // Refused: none happened. Offered again after the hand-over.
+            if answer.handingOver {
+                // Refused by a leader handing over: none happened, and its
+                // successor will take them.
                 for (data, reply) in zip(batch.data, batch.replies) {
                     awaitingHandover.append((data, reply, batch.deadline, batch.leader, batch.term, ticks))
                 }
+            } else {
+                // Refused for good by this member (removed, no longer
+                // leading): the caller may forward the request itself.
+                let leader = raft.leader
+                let error: NodeError =
+                    answer.outcomeUnknown ? .outcomeUnknown : leader == .none || leader == id ? .noLeader : .notLeader(leader: leader)
+                for reply in batch.replies { reply(.failure(error)) }
             }
             return
         }
