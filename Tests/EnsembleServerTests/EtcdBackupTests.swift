@@ -8,7 +8,9 @@ import Testing
 /// restore` makes an etcd cluster of it; one taken from etcd is restored by
 /// `ensemble snapshot restore`. Either way the restored cluster answers the
 /// same reads as the one backed up: the keys, their history, revisions and
-/// versions, the compaction point, the leases.
+/// versions, the compaction point, the leases. One member each (the format
+/// does not depend on the cluster's size; `SnapshotRestoreTests` restores
+/// into three): these run alongside the whole suite.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct EtcdBackupTests {
     /// Writes a history with overwrites, a deletion, a value larger than a
     /// page, a lease with a key, and a compaction in the middle; returns the
@@ -65,7 +67,7 @@ import Testing
     @Test func anEnsembleBackupRestoresIntoEtcd() async throws {
         let backup = NSTemporaryDirectory() + "ensemble-to-etcd-\(UUID().uuidString).db"
         defer { try? FileManager.default.removeItem(atPath: backup) }
-        let ensemble = try ProcessCluster()
+        let ensemble = try ProcessCluster(size: 1)
         defer { ensemble.stop() }
         let leader = try #require(await ensemble.leader(), "no leader; log:\n\(ensemble.log(0))")
         let endpoint = "127.0.0.1:\(ensemble.members[leader].clientPort)"
@@ -81,7 +83,7 @@ import Testing
             status.contains("{\"hash\":\(ours.hash),\"revision\":\(ours.revision),\"totalKey\":\(ours.totalKeys),\"totalSize\":\(ours.totalSize)}"),
             "etcdctl: \(status), ensemble: \(ours)")
 
-        let etcd = try await EtcdCluster(restoring: backup)
+        let etcd = try await EtcdCluster(size: 1, restoring: backup)
         defer { etcd.stop() }
         let expected = try await Self.answers(reads, on: endpoint)
         let restored = try await Self.answers(reads, on: etcd.endpoints)
@@ -96,7 +98,7 @@ import Testing
     @Test func anEtcdBackupRestoresIntoEnsemble() async throws {
         let backup = NSTemporaryDirectory() + "etcd-to-ensemble-\(UUID().uuidString).db"
         defer { try? FileManager.default.removeItem(atPath: backup) }
-        let etcd = try await EtcdCluster()
+        let etcd = try await EtcdCluster(size: 1)
         defer { etcd.stop() }
         let endpoint = "127.0.0.1:\(etcd.clientPorts[0])"
         let (reads, revision) = try await Self.writeHistory(endpoint)
@@ -109,7 +111,7 @@ import Testing
             "etcdctl: \(status), ensemble: \(ours)")
 
         let binary = try ProcessCluster.binaryPath()
-        let ensemble = try ProcessCluster { cluster in
+        let ensemble = try ProcessCluster(size: 1) { cluster in
             for member in cluster.members {
                 let (code, output) = try runProcessBlocking(binary, [
                     "snapshot", "restore", backup, "--name", member.name, "--data-dir", "\(cluster.directory)/\(member.name)",

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A real etcd 3.4 cluster (Debian's etcd-server) of three processes on
+/// A real etcd 3.4 cluster (Debian's etcd-server) of three processes (or `size`) on
 /// loopback, for comparing Ensemble with the real thing. Missing etcd is a
 /// failure, never a skip: CI installs it.
 final class EtcdCluster {
@@ -10,18 +10,18 @@ final class EtcdCluster {
 
     /// `restoring`: a backup file each member's data directory is first
     /// restored from with the real `etcdctl snapshot restore`.
-    init(restoring backup: String? = nil) async throws {
+    init(size: Int = 3, restoring backup: String? = nil) async throws {
         guard let etcd = ["/usr/bin/etcd", "/usr/local/bin/etcd"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             throw EtcdMissing()
         }
-        let ports = try freePortsForTests(6)
-        let clients = Array(ports[0..<3])
-        let peers = Array(ports[3..<6])
+        let ports = try freePortsForTests(2 * size)
+        let clients = Array(ports[0..<size])
+        let peers = Array(ports[size..<(2 * size)])
         clientPorts = clients
         let token = "compat-\(UUID().uuidString)"
-        let initial = (0..<3).map { "e\($0)=http://127.0.0.1:\(peers[$0])" }.joined(separator: ",")
+        let initial = (0..<size).map { "e\($0)=http://127.0.0.1:\(peers[$0])" }.joined(separator: ",")
         if let backup {
-            for i in 0..<3 {
+            for i in 0..<size {
                 let (status, output) = try etcdctlBlocking(endpoints: "127.0.0.1:\(clients[i])", [
                     "snapshot", "restore", backup, "--name", "e\(i)", "--data-dir", "\(directory)/e\(i)",
                     "--initial-cluster", initial, "--initial-cluster-token", token,
@@ -30,7 +30,7 @@ final class EtcdCluster {
                 guard status == 0 else { throw EtcdMissing(reason: "etcdctl snapshot restore failed: \(output.suffix(1500))") }
             }
         }
-        for i in 0..<3 {
+        for i in 0..<size {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: etcd)
             process.arguments = [

@@ -49,7 +49,8 @@ final class ProcessCluster: @unchecked Sendable {
     /// reach every member. `beforeStart` runs once the members are named and
     /// their directory exists, before any starts.
     init(
-        network: NetworkNamespaces? = nil, extraArguments: [String] = [], beforeStart: (ProcessCluster) throws -> Void = { _ in }
+        network: NetworkNamespaces? = nil, size: Int = 3, extraArguments: [String] = [],
+        beforeStart: (ProcessCluster) throws -> Void = { _ in }
     ) throws {
         self.extraArguments = extraArguments
         binary = try Self.binaryPath()
@@ -59,8 +60,8 @@ final class ProcessCluster: @unchecked Sendable {
                 Member(name: "p\($0)", host: network.address(of: $0), clientPort: 2379, peerPort: 2380, namespace: network.name(of: $0))
             }
         } else {
-            let ports = try freePortsForTests(6)
-            members = (0..<3).map { Member(name: "p\($0)", clientPort: ports[$0], peerPort: ports[3 + $0]) }
+            let ports = try freePortsForTests(2 * size)
+            members = (0..<size).map { Member(name: "p\($0)", clientPort: ports[$0], peerPort: ports[size + $0]) }
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try beforeStart(self)
