@@ -3,19 +3,24 @@ import EnsembleClient
 import Foundation
 import Synchronization
 
-/// `bench watch`, with etcd's `tools/benchmark watch` shape: `streams` Watch
-/// streams (over the run's connections) of `watchersPerStream` watchers
-/// each, every watcher on a key picked at random from a key space of
-/// `keySpaceSize` keys (etcd's keys: `--key-size` bytes starting with the
-/// index as a varint, indexes in order with `--sequential-keys`, else random);
-/// then `total` puts by the run's requesters at the run's rate, put `i` to
-/// key `i % keySpaceSize`. Each event's latency runs from the start of the
-/// put that caused it to its arrival at a watcher, so a put yields one
-/// latency per watcher of its key. The put's number travels in the first 8
-/// bytes of its value.
+/// `bench watch`, etcd's `tools/benchmark watch`: `watchedKeyTotal` keys
+/// (etcd's keys: `keySize` bytes starting with an index of a key space of
+/// `keySpaceSize` as a varint, the indexes in order with `sequentialKeys`,
+/// else random), `streams` Watch streams (over the run's connections) of
+/// `watchersPerStream` watchers each, watcher `w` on key `w % watchedKeyTotal`
+/// (so each key has about watchers / watchedKeyTotal watchers); then `total`
+/// puts by the run's requesters at the run's rate, put `i` to key
+/// `i % watchedKeyTotal`. Reported: each watcher's creation (its create
+/// request to its `created` answer), the puts, and each event's latency from
+/// the start of the put that caused it to its arrival at a watcher (etcd's
+/// tool times an event from its response's arrival, about 0: only its
+/// events/s says anything). The put's number travels in the first 8 bytes of
+/// its value.
 public struct WatchLoad: Sendable {
     public var streams: Int
     public var watchersPerStream: Int
+    /// etcd's `--watched-key-total`: how many keys are watched and put to.
+    public var watchedKeyTotal: Int
     public var keySpaceSize: Int
     public var sequentialKeys: Bool
     public var keySize: Int
@@ -28,11 +33,12 @@ public struct WatchLoad: Sendable {
     public var watchers: Int { streams * watchersPerStream }
 
     public init(
-        streams: Int, watchersPerStream: Int, keySpaceSize: Int = 1, sequentialKeys: Bool = false, keySize: Int,
-        valueSize: Int, eventTimeout: Duration = .seconds(10)
+        streams: Int, watchersPerStream: Int, watchedKeyTotal: Int = 1, keySpaceSize: Int = 1, sequentialKeys: Bool = false,
+        keySize: Int, valueSize: Int, eventTimeout: Duration = .seconds(10)
     ) {
         self.streams = streams
         self.watchersPerStream = watchersPerStream
+        self.watchedKeyTotal = watchedKeyTotal
         self.keySpaceSize = keySpaceSize
         self.sequentialKeys = sequentialKeys
         self.keySize = keySize
@@ -43,6 +49,7 @@ public struct WatchLoad: Sendable {
     public func validate() throws(BenchError) {
         guard streams > 0 else { throw BenchError("--streams must be at least 1") }
         guard watchersPerStream > 0 else { throw BenchError("--watch-per-stream must be at least 1") }
+        guard watchedKeyTotal > 0 else { throw BenchError("--watched-key-total must be at least 1") }
         guard keySpaceSize > 0 else { throw BenchError("--key-space-size must be at least 1") }
         guard keySize >= BenchKeys.minimumKeySize(keySpaceSize: keySpaceSize) else {
             throw BenchError("--key-size must be at least \(BenchKeys.minimumKeySize(keySpaceSize: keySpaceSize)) for \(keySpaceSize) keys")
@@ -50,7 +57,7 @@ public struct WatchLoad: Sendable {
         guard valueSize >= 8 else { throw BenchError("--val-size must be at least 8 (the value carries the put's number)") }
     }
 
-    /// The key space, and each stream's watchers' keys (indexes into it).
+    /// The watched keys, and each stream's watchers' keys (indexes into them).
     public struct Plan: Sendable {
         public var keys: [Data]
         public var watched: [[Int]]
@@ -68,13 +75,15 @@ public struct WatchLoad: Sendable {
         expectedEvents(keys: plan.keys, watched: plan.watched, puts: puts).reduce(0, +)
     }
 
+    /// etcd's `newWatchedKeys` and its round-robin of keys over watchers.
+    /// Random indexes may repeat: two watched keys can be the same key.
     func plan(using generator: inout some RandomNumberGenerator) -> (keys: [Data], watched: [[Int]]) {
         let picker = KeyPicker(keySpaceSize: keySpaceSize, sequential: sequentialKeys)
-        let keys = (0..<keySpaceSize).map { i in
+        let keys = (0..<watchedKeyTotal).map { i in
             Data(BenchKeys.key(index: picker.index(forRequest: i, using: &generator), size: keySize))
         }
-        let watched = (0..<streams).map { _ in
-            (0..<watchersPerStream).map { _ in Int.random(in: 0..<keySpaceSize, using: &generator) }
+        let watched = (0..<streams).map { s in
+            (0..<watchersPerStream).map { j in (s * watchersPerStream + j) % watchedKeyTotal }
         }
         return (keys, watched)
     }
@@ -89,8 +98,9 @@ public struct WatchLoad: Sendable {
 }
 
 public struct WatchBenchResult: Sendable {
-    /// From the first create request to the last `created` answer.
-    public var creation: Duration
+    /// Each watcher's create request to its `created` answer (etcd's "Watch
+    /// creation summary"); its total runs from the first request to the last answer.
+    public var creation: LatencyReport
     public var puts: LatencyReport
     public var events: LatencyReport
 }
@@ -115,14 +125,19 @@ public enum WatchBench {
         let streams = watched.indices.map { s in connections.client(forRequester: s).watch() }
         return try await withThrowingTaskGroup(of: StreamResult.self) { group in
             for (s, stream) in streams.enumerated() {
+                // A stream answers its creates in order: the n-th `created`
+                // is the n-th request's.
+                var requested: [Duration] = []
                 for index in watched[s] {
                     var create = Etcdserverpb_WatchCreateRequest()
                     create.key = keys[index]
+                    requested.append(clock.now - origin)
                     try stream.create(create)
                 }
                 let expecting = expected[s]
+                let sent = requested
                 group.addTask {
-                    await consume(stream, expecting: expecting, clock: clock, origin: origin,
+                    await consume(stream, expecting: expecting, clock: clock, origin: origin, createsSent: sent,
                                   starts: starts, created: created, received: received, progress: progress)
                 }
             }
@@ -159,35 +174,46 @@ public enum WatchBench {
             let eventsEnd = clock.now
 
             var latencies: [Double] = []
+            var creations: [Double] = []
             var errors: [String: Int] = [:]
             for try await result in group {
                 latencies += result.latencies
+                creations += result.creations
                 if let error = result.error { errors[error, default: 0] += 1 }
             }
             let missing = total - latencies.count
             if missing > 0 { errors["event not received within \(watch.eventTimeout) of the last put", default: 0] += missing }
             let events = LatencyReport(latencies: latencies, errors: errors, total: eventsEnd - origin - creation)
-            return WatchBenchResult(creation: creation, puts: puts, events: events)
+            let creationReport = LatencyReport(latencies: creations, errors: [:], total: creation)
+            return WatchBenchResult(creation: creationReport, puts: puts, events: events)
         }
     }
 
     struct StreamResult: Sendable {
         var latencies: [Double]
+        var creations: [Double] = []
         var error: String?
     }
 
     /// Reads one stream until it has `expecting` events, ends, or is cancelled.
     private static func consume(
         _ stream: EtcdWatchStream, expecting: Int, clock: ContinuousClock, origin: ContinuousClock.Instant,
-        starts: PutStarts, created: AtomicCounter, received: AtomicCounter, progress: BenchProgress
+        createsSent: [Duration], starts: PutStarts, created: AtomicCounter, received: AtomicCounter, progress: BenchProgress
     ) async -> StreamResult {
         var latencies: [Double] = []
+        var creations: [Double] = []
         latencies.reserveCapacity(expecting)
         do {
             for try await response in stream.responses {
-                if response.created { created.add() }
+                if response.created {
+                    if creations.count < createsSent.count {
+                        creations.append(BenchRunner.seconds(clock.now - origin - createsSent[creations.count]))
+                    }
+                    created.add()
+                }
                 if response.canceled {
-                    return StreamResult(latencies: latencies, error: "watch canceled by the server: \(response.cancelReason)")
+                    return StreamResult(
+                        latencies: latencies, creations: creations, error: "watch canceled by the server: \(response.cancelReason)")
                 }
                 guard !response.events.isEmpty else { continue }
                 let now = clock.now - origin
@@ -205,9 +231,9 @@ public enum WatchBench {
         } catch let error as GRPCCallError where error.code == GRPCCallError.cancelledCode {
             // Cancelled by the run: done.
         } catch {
-            return StreamResult(latencies: latencies, error: BenchRunner.describe(error))
+            return StreamResult(latencies: latencies, creations: creations, error: BenchRunner.describe(error))
         }
-        return StreamResult(latencies: latencies, error: nil)
+        return StreamResult(latencies: latencies, creations: creations, error: nil)
     }
 
     static func putNumber(_ value: Data) -> Int? {

@@ -1,14 +1,15 @@
 import ArgumentParser
 import EnsembleBench
 
-/// `ensemble bench watch`, with etcd's `benchmark watch` flags: `--streams`
-/// streams of `--watch-per-stream` watchers on keys of a `--key-space-size`
-/// key space, then `--put-total` puts (or the global `--total`) at
-/// `--put-rate` (or `--rate`), and the latency of every event from its put's
-/// start (see ``WatchLoad``).
+/// `ensemble bench watch`, etcd's `benchmark watch` with its flags and
+/// defaults: `--streams` streams of `--watch-per-stream` watchers on
+/// `--watched-key-total` keys of a `--key-space-size` key space (round-robin),
+/// then `--put-total` puts to those keys at `--put-rate` (or the global
+/// `--rate`); reports the watchers' creation, the puts, and every event's
+/// latency from its put's start (see ``WatchLoad``).
 struct BenchWatch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "watch", abstract: "Benchmark watch event latency: watchers on a key space, then puts to it.")
+        commandName: "watch", abstract: "Benchmark watch: watchers on a set of keys, then puts to them.")
 
     @OptionGroup var global: BenchGlobalOptions
 
@@ -18,8 +19,11 @@ struct BenchWatch: AsyncParsableCommand {
     @Option(name: .customLong("watch-per-stream"), help: "Watchers per stream.")
     var watchPerStream = 100
 
-    @Option(name: .customLong("put-total"), help: "Puts in all (default: the global --total).")
-    var putTotal: Int?
+    @Option(name: .customLong("watched-key-total"), help: "Keys watched (watchers take them round-robin) and put to.")
+    var watchedKeyTotal = 1
+
+    @Option(name: .customLong("put-total"), help: "Puts in all (the global --total does not apply, as in etcd's tool).")
+    var putTotal = 1000
 
     @Option(name: .customLong("put-rate"), help: "Puts per second (default: the global --rate; 0: no limit).")
     var putRate: Int?
@@ -27,7 +31,7 @@ struct BenchWatch: AsyncParsableCommand {
     @Option(help: "Key size of the watched keys.")
     var keySize = 32
 
-    @Option(name: .customLong("key-space-size"), help: "Keys watched and put to.")
+    @Option(name: .customLong("key-space-size"), help: "Key space the watched keys are picked from.")
     var keySpaceSize = 1
 
     @Flag(name: .customLong("sequential-keys"), help: "Keys in index order (else random indexes).")
@@ -41,12 +45,12 @@ struct BenchWatch: AsyncParsableCommand {
 
     func run() async throws {
         var load = try await global.load()
-        if let putTotal { load.total = putTotal }
+        load.total = putTotal
         if let putRate { load.rate = putRate }
         try load.validate()
         let watch = WatchLoad(
-            streams: streams, watchersPerStream: watchPerStream, keySpaceSize: keySpaceSize, sequentialKeys: sequentialKeys,
-            keySize: keySize, valueSize: valSize, eventTimeout: .seconds(eventTimeout))
+            streams: streams, watchersPerStream: watchPerStream, watchedKeyTotal: watchedKeyTotal, keySpaceSize: keySpaceSize,
+            sequentialKeys: sequentialKeys, keySize: keySize, valueSize: valSize, eventTimeout: .seconds(eventTimeout))
         try watch.validate()
         let plan = watch.plan()
         let connections = try await global.open(load)
@@ -62,9 +66,8 @@ struct BenchWatch: AsyncParsableCommand {
         }
         await display.stop()
         await connections.close()
-        let seconds = Double(result.creation.components.attoseconds) / 1e18 + Double(result.creation.components.seconds)
-        say("Watch creation: \(watch.watchers) watchers on \(watch.streams) streams in \(Int(seconds * 1000)) ms")
+        say("Watch creation summary (\(watch.watchers) watchers on \(watch.streams) streams):" + result.creation.render())
         say("\nPut summary (\(result.puts.latencies.count) puts):" + result.puts.render())
-        say("Watch event latency (put start to event, \(result.events.latencies.count) events):" + result.events.render())
+        say("Watch events received summary (put start to event, \(result.events.latencies.count) events):" + result.events.render())
     }
 }

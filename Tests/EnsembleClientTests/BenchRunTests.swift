@@ -128,17 +128,26 @@ import Testing
         #expect(result.puts.latencies.count == 40)
         #expect(result.events.latencies.count == 240)
         #expect(result.events.errors.isEmpty, "\(result.events.errors)")
+        #expect(result.creation.latencies.count == 6, "one creation latency per watcher")
     }
 
-    /// etcd's key space: watchers on random keys of it, put i to key i % n;
-    /// every watcher gets exactly the puts to its key.
-    @Test func watchOverAKeySpaceSeesThePutsToEachWatchersKey() async throws {
-        let watch = WatchLoad(streams: 2, watchersPerStream: 5, keySpaceSize: 3, sequentialKeys: true, keySize: 8, valueSize: 12)
+    /// etcd's watched keys: watchers take them round-robin, put i goes to
+    /// key i % watched-key-total; every watcher gets exactly the puts to its
+    /// key, and two watched keys that are one key (random indexes of a
+    /// smaller key space) get each other's puts too.
+    @Test func watchOverWatchedKeysSeesThePutsToEachWatchersKey() async throws {
+        let watch = WatchLoad(
+            streams: 2, watchersPerStream: 5, watchedKeyTotal: 3, keySpaceSize: 3, sequentialKeys: true, keySize: 8, valueSize: 12)
+        let plan = watch.plan()
+        #expect(plan.watched == [[0, 1, 2, 0, 1], [2, 0, 1, 2, 0]])
         let result = try await runWatch(watch, total: 30)
         #expect(result.puts.latencies.count == 30)
         // Ten puts to each of three distinct keys: ten events per watcher.
         #expect(result.events.latencies.count == 100)
         #expect(result.events.errors.isEmpty, "\(result.events.errors)")
         #expect(result.events.fastest > 0)
+
+        let same = WatchLoad(streams: 2, watchersPerStream: 3, watchedKeyTotal: 2, keySpaceSize: 1, keySize: 8, valueSize: 12)
+        #expect(same.expectedEvents(same.plan(), puts: 10) == 60, "both watched keys are key 0: every put reaches all six")
     }
 }
