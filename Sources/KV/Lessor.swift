@@ -9,7 +9,18 @@ public struct Lessor: Sendable {
     /// How often remaining TTLs are checkpointed through the log (the
     /// server sets `--lease-checkpoint-interval`, 5 s by default).
     public var checkpointInterval: Double = 5 * 60
+    /// At most this many checkpoints per second (etcd's leaseCheckpointRate,
+    /// 1,000/s): a round that the rate cannot finish within the interval runs
+    /// on, so every lease is checkpointed once per round, less often when
+    /// there are very many, instead of a burst of them all every interval.
+    public var checkpointRate: Double = 1_000
     private var lastCheckpoint: Double = 0
+    /// The current round's leases not yet checkpointed, next last.
+    private var checkpointRound: [LeaseID] = []
+    /// Checkpoints the rate allows now (up to a second's worth), and when
+    /// that was counted.
+    private var checkpointTokens: Double = 0
+    private var tokensCounted: Double = 0
     /// No deadline is earlier than this (a renewal only moves one later):
     /// ``expired(now:skipping:)`` scans the leases only once it has passed,
     /// not at every tick (review finding: a scan of every lease ten times a
@@ -32,6 +43,9 @@ public struct Lessor: Sendable {
         // on: leaders that each last less than the interval would otherwise
         // all restart from the same checkpoint, and no lease would expire.
         lastCheckpoint = now - checkpointInterval + min(checkpointInterval, max(extra, 1))
+        checkpointRound = []
+        checkpointTokens = checkpointRate
+        tokensCounted = now
     }
 
     /// No longer leader: expiry is someone else's business.
@@ -101,11 +115,30 @@ public struct Lessor: Sendable {
             .map(\.key)
     }
 
-    /// Remaining TTLs to replicate, once per `checkpointInterval` (never
-    /// when it is 0 or less).
-    public mutating func checkpointsDue(now: Double) -> [(id: LeaseID, remaining: Int64)] {
-        guard checkpointInterval > 0, now - lastCheckpoint >= checkpointInterval else { return [] }
-        lastCheckpoint = now
-        return deadlines.keys.sorted().map { ($0, remaining($0, now: now)) }
+    /// Remaining TTLs to replicate: a round over every lease starts once per
+    /// `checkpointInterval` (never when it is 0 or less) and is handed out at
+    /// most `checkpointRate` per second; a round still running when the next
+    /// is due finishes first. `wanted` leaves leases out without spending
+    /// the rate on them (those with nothing worth replicating).
+    public mutating func checkpointsDue(
+        now: Double, wanted: (LeaseID, Int64) -> Bool = { _, _ in true }
+    ) -> [(id: LeaseID, remaining: Int64)] {
+        guard checkpointInterval > 0 else { return [] }
+        if checkpointRound.isEmpty {
+            guard now - lastCheckpoint >= checkpointInterval else { return [] }
+            lastCheckpoint = now
+            checkpointRound = deadlines.keys.sorted(by: >)
+        }
+        checkpointTokens = min(checkpointRate, checkpointTokens + max(0, now - tokensCounted) * checkpointRate)
+        tokensCounted = now
+        var due: [(id: LeaseID, remaining: Int64)] = []
+        while checkpointTokens >= 1, let id = checkpointRound.popLast() {
+            guard deadlines[id] != nil else { continue }
+            let left = remaining(id, now: now)
+            guard wanted(id, left) else { continue }
+            due.append((id, left))
+            checkpointTokens -= 1
+        }
+        return due
     }
 }

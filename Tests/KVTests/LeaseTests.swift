@@ -93,4 +93,36 @@ import Testing
         next.checkpointInterval = 0
         #expect(next.checkpointsDue(now: 5_000).isEmpty)
     }
+
+    /// Checkpoints go out at most `checkpointRate` per second (etcd's
+    /// 1,000/s): a round of more leases than one burst allows runs on over
+    /// the following ticks, every lease once per round, instead of all of
+    /// them in one batch every interval (review finding).
+    @Test func checkpointsAreRateLimitedAndEveryLeaseGetsItsTurn() {
+        let kv = KVStateMachine()
+        for id in 1...2_500 { _ = kv.apply(.leaseGrant(id: Int64(id), ttl: 600)) }
+        var lessor = Lessor()
+        lessor.checkpointInterval = 5
+        lessor.checkpointRate = 1_000
+        lessor.promote(kv.leases, now: 0, extra: 1)
+        var seen: [LeaseID: Int] = [:]
+        var perTick: [Int] = []
+        for tick in 1...100 {
+            let due = lessor.checkpointsDue(now: Double(tick) / 10)
+            perTick.append(due.count)
+            for checkpoint in due { seen[checkpoint.id, default: 0] += 1 }
+        }
+        #expect(seen.count == 2_500 && seen.values.allSatisfy { $0 == 2 }, "two rounds in 10 s, each lease once per round")
+        #expect(perTick.max() == 1_000, "a burst of at most a second's worth")
+        for start in 0..<(perTick.count - 10) {
+            #expect(perTick[start..<(start + 10)].reduce(0, +) <= 2_000, "at most the burst and the rate in any second")
+        }
+        // Leases the caller does not want cost none of the rate.
+        var picky = Lessor()
+        picky.checkpointInterval = 5
+        picky.checkpointRate = 10
+        picky.promote(kv.leases, now: 0, extra: 1)
+        let wanted = picky.checkpointsDue(now: 1) { id, _ in id % 100 == 0 }
+        #expect(wanted.map(\.id) == Array(stride(from: 100, through: 1_000, by: 100)))
+    }
 }

@@ -77,9 +77,10 @@ extension KVReplica {
         // checkpoint keeps anyway — and the many short leases of a registry
         // then cost no checkpoint, nor a clearing one after each renewal.
         let interval = lessor.checkpointInterval
-        var checkpoints = lessor.checkpointsDue(now: time).filter { due in
-            guard let lease = machine.leases.leases[due.id] else { return false }
-            return max(due.remaining, 1) < lease.grantedTTL && Double(lease.grantedTTL) > interval
+        let leases = machine.leases.leases
+        var checkpoints = lessor.checkpointsDue(now: time) { id, remaining in
+            guard let lease = leases[id] else { return false }
+            return max(remaining, 1) < lease.grantedTTL && Double(lease.grantedTTL) > interval
         }.map { Self.checkpoint(id: $0.id, remaining: max($0.remaining, 1)) }
         if !checkpoints.isEmpty { checkpointsInFlight = Set(checkpoints.map(\.id)) }
         // Stale checkpoints are cleared unless a fresh one replaces them (a
