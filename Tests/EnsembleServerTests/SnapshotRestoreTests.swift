@@ -122,6 +122,9 @@ import Testing
         #expect(throws: ConfigurationError.self) { try SnapshotRestore.status(file: directory + "/damaged.db") }
         #expect(try SnapshotRestore.status(file: directory + "/damaged.db", verifyHash: false).revision == 2)
 
+        #expect(throws: ConfigurationError.self, "a file that is not there") {
+            try SnapshotRestore.status(file: directory + "/missing.db")
+        }
         let identity = try SnapshotRestore.restore(file: file, into: configuration)
         #expect(identity.name == "a")
         #expect(try SnapshotRestore.status(file: file).revision == 2)

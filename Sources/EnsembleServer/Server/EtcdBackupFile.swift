@@ -17,21 +17,23 @@ public enum EtcdBackupFile {
     /// checks it: a file whose size is 32 past a multiple of 512 ends with the
     /// hash (a bbolt file is whole pages); one without it is refused unless
     /// `verifyHash` is false (`--skip-hash-check`). etcd's messages.
-    public static func database(in file: [UInt8], verifyHash: Bool) throws(BoltError) -> [UInt8] {
+    /// The file's bytes are reused, not copied (an etcd database may be
+    /// gigabytes): pass the only reference to them.
+    public static func database(in file: consuming [UInt8], verifyHash: Bool) throws(BoltError) -> [UInt8] {
         guard file.count % 512 == 32 else {
             if verifyHash { throw BoltError("snapshot missing hash but --skip-hash-check=false") }
             return file
         }
-        let database = Array(file[..<(file.count - 32)])
+        let expected = Array(file[(file.count - 32)...])
+        file.removeLast(32)
         if verifyHash {
-            let expected = Array(file[(file.count - 32)...])
-            let actual = Array(SHA256.hash(data: database))
+            let actual = Array(SHA256.hash(data: file))
             guard expected == actual else {
                 func go(_ bytes: [UInt8]) -> String { "[" + bytes.map(String.init).joined(separator: " ") + "]" }
                 throw BoltError("expected sha256 \(go(expected)), got \(go(actual))")
             }
         }
-        return database
+        return file
     }
 
     /// What `etcdctl snapshot status` prints for the database: a CRC-32C

@@ -113,21 +113,43 @@ public enum SnapshotRestore {
         return identity
     }
 
-    private static func read(_ path: String) throws -> [UInt8] {
-        do {
-            return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            throw ConfigurationError("cannot read \(path): \(error.localizedDescription)")
+    /// The whole file, read straight into one array (a backup of etcd's can
+    /// be gigabytes: no second copy on the way).
+    private static func readFile(_ path: String) throws -> [UInt8] {
+        func failure(_ what: String) -> ConfigurationError {
+            ConfigurationError("cannot read \(path): \(what): \(String(cString: strerror(errno)))")
         }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw failure("open") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw failure("stat") }
+        let size = Int(info.st_size)
+        var failed = false
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            guard let base = buffer.baseAddress else { return }
+            while count < size {
+                let n = read(fd, base + count, size - count)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else {
+                    failed = n < 0
+                    return
+                }
+                count += n
+            }
+        }
+        if failed { throw failure("read") }
+        guard bytes.count == size else { throw ConfigurationError("cannot read \(path): it shrank while being read") }
+        return bytes
     }
 
     /// The file's state, decoded, and its status (one read of the file).
     private static func load(_ path: String, verifyHash: Bool) throws -> (machine: KVStateMachine, status: Status) {
-        let file = try read(path)
+        let file = try readFile(path)
         let machine = KVStateMachine()
         do {
             if BoltFile.isBolt(file) {
-                let database = try EtcdBackupFile.database(in: file, verifyHash: verifyHash)
+                let database = try EtcdBackupFile.database(in: consume file, verifyHash: verifyHash)
                 let bolt = try BoltFile(database)
                 try machine.restore(etcdBackup: bolt)
                 return (machine, try EtcdBackupFile.status(of: bolt))
