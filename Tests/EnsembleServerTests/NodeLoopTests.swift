@@ -3,6 +3,7 @@ import Foundation
 import Linearizability
 import Raft
 import Synchronization
+import RaftStorage
 import RaftTransport
 import Testing
 
@@ -167,6 +168,25 @@ final class TestCluster: @unchecked Sendable {
         }
         #expect(tally.written.load(ordering: .relaxed) > 100)
         #expect(tally.refusals.withLock { $0 }.isEmpty, "\(tally.refusals.withLock { $0.prefix(10) })")
+    }
+
+    /// A member whose log (after its last snapshot) made it a learner is
+    /// gated as one from its first moment on restart, before its log is
+    /// replayed (review finding: it served as a voter until then).
+    @Test func aRestartedLearnerAddedAfterItsSnapshotIsOneAtOnce() throws {
+        let directory = NSTemporaryDirectory() + "ensemble-learner-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let storage = try DiskStorage.open(directory: directory)
+        let boot = RaftNode<DiskStorage>.bootstrap(voters: [1, 2, 3])
+        let learner = Entry(term: 1, index: 4, kind: .confChange, data: ConfChange(.addLearner, node: 4).encoded())
+        try storage.append(hardState: HardState(term: 1, vote: .none, commit: 4), entries: boot.entries + [learner])
+        try storage.sync()
+        try storage.close()
+        var config = RaftConfig(id: 4)
+        config.seed = 4
+        let node = try NodeLoop(
+            config: config, directory: directory, bootstrap: nil, machine: RegisterMachine(), transport: InMemoryTransport())
+        #expect(node.isLearner)
     }
 
     /// Without forwarding a follower refuses proposals, naming the leader.

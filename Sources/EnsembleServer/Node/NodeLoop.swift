@@ -317,9 +317,12 @@ public final class NodeLoop<Machine: ReplicatedStateMachine>: @unchecked Sendabl
         self.transport = transport
         self.options = options
         let shared = Shared(id: config.id)
-        // Known from the start (the snapshot's configuration), not only from
-        // the loop's first status: a restarted learner is gated at once.
-        shared.learner.store(raft.confState.learners.contains(config.id), ordering: .relaxed)
+        // Known from the start, not only from the loop's first status: a
+        // restarted learner is gated at once, as of its committed log (which
+        // replay is about to apply), so also when it was added after the
+        // last snapshot.
+        let committed = Self.committedConfState(raft.confState, in: storage, after: snapshot.metadata.index)
+        shared.learner.store(committed.learners.contains(config.id), ordering: .relaxed)
         self.shared = shared
         self.lastSnapshotIndex = snapshot.metadata.index
         self.startCommit = storage.hardState.commit
@@ -1282,6 +1285,18 @@ extension NodeLoop {
             appliedIndex: 0, voters: raft.confState.voters, learners: raft.confState.learners,
             running: true, matchIndexes: raft.matchIndexes, activePeers: raft.activePeers, pendingProposals: proposals.count,
             snapshotIndex: lastSnapshotIndex)
+    }
+
+    /// The configuration once the committed membership changes after
+    /// `index` apply (as Raft applies them: one that does not fit is ignored).
+    static func committedConfState(_ start: ConfState, in storage: DiskStorage, after index: UInt64) -> ConfState {
+        let commit = storage.hardState.commit
+        guard commit > index, let entries = try? storage.entries((index + 1)..<(commit + 1), maxBytes: .max) else { return start }
+        var state = start
+        for entry in entries where entry.kind == .confChange {
+            if let change = ConfChange(decoding: entry.data), let next = try? state.applying(change) { state = next }
+        }
+        return state
     }
 
     private func publishStatus() {
