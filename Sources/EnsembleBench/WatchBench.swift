@@ -125,19 +125,14 @@ public enum WatchBench {
         let streams = watched.indices.map { s in connections.client(forRequester: s).watch() }
         return try await withThrowingTaskGroup(of: StreamResult.self) { group in
             for (s, stream) in streams.enumerated() {
-                // A stream answers its creates in order: the n-th `created`
-                // is the n-th request's.
-                var requested: [Duration] = []
-                for index in watched[s] {
+                let creates = watched[s].map { index in
                     var create = Etcdserverpb_WatchCreateRequest()
                     create.key = keys[index]
-                    requested.append(clock.now - origin)
-                    try stream.create(create)
+                    return create
                 }
                 let expecting = expected[s]
-                let sent = requested
                 group.addTask {
-                    await consume(stream, expecting: expecting, clock: clock, origin: origin, createsSent: sent,
+                    await consume(stream, creates: creates, expecting: expecting, clock: clock, origin: origin,
                                   starts: starts, created: created, received: received, progress: progress)
                 }
             }
@@ -195,21 +190,29 @@ public enum WatchBench {
         var error: String?
     }
 
-    /// Reads one stream until it has `expecting` events, ends, or is cancelled.
+    /// Creates the stream's watchers one at a time, each once the last is
+    /// `created` (as clientv3's `Watch` does, so each creation is timed
+    /// alone), then reads the stream until it has `expecting` events, ends,
+    /// or is cancelled.
     private static func consume(
-        _ stream: EtcdWatchStream, expecting: Int, clock: ContinuousClock, origin: ContinuousClock.Instant,
-        createsSent: [Duration], starts: PutStarts, created: AtomicCounter, received: AtomicCounter, progress: BenchProgress
+        _ stream: EtcdWatchStream, creates: [Etcdserverpb_WatchCreateRequest], expecting: Int, clock: ContinuousClock,
+        origin: ContinuousClock.Instant, starts: PutStarts, created: AtomicCounter, received: AtomicCounter,
+        progress: BenchProgress
     ) async -> StreamResult {
         var latencies: [Double] = []
         var creations: [Double] = []
         latencies.reserveCapacity(expecting)
+        var sentAt = clock.now
         do {
+            if let first = creates.first { try stream.create(first) }
             for try await response in stream.responses {
                 if response.created {
-                    if creations.count < createsSent.count {
-                        creations.append(BenchRunner.seconds(clock.now - origin - createsSent[creations.count]))
-                    }
+                    creations.append(BenchRunner.seconds(clock.now - sentAt))
                     created.add()
+                    if creations.count < creates.count {
+                        sentAt = clock.now
+                        try stream.create(creates[creations.count])
+                    }
                 }
                 if response.canceled {
                     return StreamResult(

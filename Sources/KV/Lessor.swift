@@ -9,11 +9,14 @@ public struct Lessor: Sendable {
     /// How often remaining TTLs are checkpointed through the log (the
     /// server sets `--lease-checkpoint-interval`, 5 s by default).
     public var checkpointInterval: Double = 5 * 60
-    /// At most this many checkpoints per second (etcd's leaseCheckpointRate,
-    /// 1,000/s): a round that the rate cannot finish within the interval runs
-    /// on, so every lease is checkpointed once per round, less often when
-    /// there are very many, instead of a burst of them all every interval.
+    /// Checkpoints per second a round goes out at, at least: a round is
+    /// spread over its interval (at `max(checkpointRate, leases / interval)`
+    /// per second, up to a second's worth at once), so many long leases
+    /// are checkpointed every interval still, in entries spread over it
+    /// instead of a burst of them all at once.
     public var checkpointRate: Double = 1_000
+    /// The current round's rate.
+    private var roundRate: Double = 1_000
     private var lastCheckpoint: Double = 0
     /// The current round's leases not yet checkpointed, next last.
     private var checkpointRound: [LeaseID] = []
@@ -44,6 +47,7 @@ public struct Lessor: Sendable {
         // all restart from the same checkpoint, and no lease would expire.
         lastCheckpoint = now - checkpointInterval + min(checkpointInterval, max(extra, 1))
         checkpointRound = []
+        roundRate = checkpointRate
         checkpointTokens = checkpointRate
         tokensCounted = now
     }
@@ -116,9 +120,9 @@ public struct Lessor: Sendable {
     }
 
     /// Remaining TTLs to replicate: a round over every lease starts once per
-    /// `checkpointInterval` (never when it is 0 or less) and is handed out at
-    /// most `checkpointRate` per second; a round still running when the next
-    /// is due finishes first. `wanted` leaves leases out without spending
+    /// `checkpointInterval` (never when it is 0 or less) and is handed out
+    /// spread over the interval (``checkpointRate``); a round still running
+    /// when the next is due finishes first. `wanted` leaves leases out without spending
     /// the rate on them (those with nothing worth replicating).
     public mutating func checkpointsDue(
         now: Double, wanted: (LeaseID, Int64) -> Bool = { _, _ in true }
@@ -128,8 +132,9 @@ public struct Lessor: Sendable {
             guard now - lastCheckpoint >= checkpointInterval else { return [] }
             lastCheckpoint = now
             checkpointRound = deadlines.keys.sorted(by: >)
+            roundRate = max(checkpointRate, Double(checkpointRound.count) / checkpointInterval)
         }
-        checkpointTokens = min(checkpointRate, checkpointTokens + max(0, now - tokensCounted) * checkpointRate)
+        checkpointTokens = min(roundRate, checkpointTokens + max(0, now - tokensCounted) * roundRate)
         tokensCounted = now
         var due: [(id: LeaseID, remaining: Int64)] = []
         while checkpointTokens >= 1, let id = checkpointRound.popLast() {

@@ -82,7 +82,9 @@ extension KVReplica {
             guard let lease = leases[id] else { return false }
             return max(remaining, 1) < lease.grantedTTL && Double(lease.grantedTTL) > interval
         }.map { Self.checkpoint(id: $0.id, remaining: max($0.remaining, 1)) }
-        if !checkpoints.isEmpty { checkpointsInFlight = Set(checkpoints.map(\.id)) }
+        // A round goes out over many ticks: the marks of earlier ticks stay
+        // until their entries apply (leaseApplied) or leadership ends.
+        checkpointsInFlight.formUnion(checkpoints.map(\.id))
         // Stale checkpoints are cleared unless a fresh one replaces them (a
         // short lease left with one by an earlier leader is cleared too).
         if !staleCheckpoints.isEmpty {

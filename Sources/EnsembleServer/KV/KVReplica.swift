@@ -29,8 +29,8 @@ public final class KVReplica: ReplicatedStateMachine {
     var revoking: [LeaseID: Double] = [:]
     /// Leases whose stale checkpoint a keep-alive made obsolete; cleared by the next tick.
     var staleCheckpoints: Set<LeaseID> = []
-    /// Leases the last checkpoint round proposed a remaining TTL for, until
-    /// it applies: a keep-alive meanwhile must clear it too (the round's
+    /// Leases a checkpoint round proposed a remaining TTL for, until that
+    /// entry applies: a keep-alive meanwhile must clear it too (the round's
     /// entry lands after the renewal and would otherwise stand).
     var checkpointsInFlight: Set<LeaseID> = []
     /// Revocations the leader may still propose now, and when it last counted.

@@ -1290,7 +1290,9 @@ extension NodeLoop {
     /// The configuration once the committed membership changes after
     /// `index` apply (as Raft applies them: one that does not fit is ignored).
     static func committedConfState(_ start: ConfState, in storage: DiskStorage, after index: UInt64) -> ConfState {
-        let commit = storage.hardState.commit
+        // (A commit index past the log's end — a torn tail cut at restart —
+        // counts what is there.)
+        let commit = min(storage.hardState.commit, storage.lastIndex)
         guard commit > index, let entries = try? storage.entries((index + 1)..<(commit + 1), maxBytes: .max) else { return start }
         var state = start
         for entry in entries where entry.kind == .confChange {

@@ -116,8 +116,7 @@ public struct MemberConfiguration: Sendable {
     /// checkpoints off (etcd's default, `--experimental-enable-lease-checkpoint`
     /// false). etcd's interval, when enabled, is 5 min; Ensemble checkpoints
     /// every 5 s by default, so a failover costs a lease at most 5 s more
-    /// (more with over 5,000 long leases: checkpoints go out at etcd's rate,
-    /// 1,000 per second).
+    /// (each round's checkpoints are spread over the interval).
     public var leaseCheckpointInterval = "5s"
     /// `--experimental-corrupt-check-time`: how often the leader compares
     /// every member's history hash with its own and raises CORRUPT for a

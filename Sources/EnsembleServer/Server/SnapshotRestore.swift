@@ -114,31 +114,39 @@ public enum SnapshotRestore {
     }
 
     /// The whole file, read straight into one array (a backup of etcd's can
-    /// be gigabytes: no second copy on the way).
+    /// be gigabytes: no second copy on the way). What is not a regular file
+    /// (a pipe, `/dev/stdin`) is read to its end instead.
     private static func readFile(_ path: String) throws -> [UInt8] {
-        func failure(_ what: String) -> ConfigurationError {
-            ConfigurationError("cannot read \(path): \(what): \(String(cString: strerror(errno)))")
+        func failure(_ what: String, _ code: Int32 = errno) -> ConfigurationError {
+            ConfigurationError("cannot read \(path): \(what): \(String(cString: strerror(code)))")
         }
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw failure("open") }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw failure("stat") }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            do {
+                return Array(try FileHandle(fileDescriptor: fd, closeOnDealloc: false).readToEnd() ?? Data())
+            } catch {
+                throw ConfigurationError("cannot read \(path): \(error.localizedDescription)")
+            }
+        }
         let size = Int(info.st_size)
-        var failed = false
+        var readError: Int32 = 0
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             guard let base = buffer.baseAddress else { return }
             while count < size {
                 let n = read(fd, base + count, size - count)
                 if n < 0 && errno == EINTR { continue }
                 guard n > 0 else {
-                    failed = n < 0
+                    if n < 0 { readError = errno }
                     return
                 }
                 count += n
             }
         }
-        if failed { throw failure("read") }
+        if readError != 0 { throw failure("read", readError) }
         guard bytes.count == size else { throw ConfigurationError("cannot read \(path): it shrank while being read") }
         return bytes
     }
