@@ -42,8 +42,7 @@ struct SnapshotCommand: AsyncParsableCommand {
             configuration.initialClusterToken = initialClusterToken
             configuration.initialAdvertisePeerURLs = initialAdvertisePeerURLs.split(separator: ",").map(String.init)
             print("restoring \(file) into \(configuration.dataDirectory) as \(name)")
-            let identity = try SnapshotRestore.restore(file: file, into: configuration, verifyHash: !skipHashCheck)
-            let restored = try SnapshotRestore.status(file: file, verifyHash: !skipHashCheck)
+            let (identity, restored) = try SnapshotRestore.restore(file: file, into: configuration, verifyHash: !skipHashCheck)
             for warning in restored.warnings { print("warning: \(warning)") }
             print("restored revision \(restored.revision), \(restored.totalKeys) keys: member \(String(identity.memberID, radix: 16)) of cluster \(String(identity.clusterID, radix: 16))")
             print("start it with:")

@@ -125,7 +125,7 @@ import Testing
         #expect(throws: ConfigurationError.self, "a file that is not there") {
             try SnapshotRestore.status(file: directory + "/missing.db")
         }
-        let identity = try SnapshotRestore.restore(file: file, into: configuration)
+        let identity = try SnapshotRestore.restore(file: file, into: configuration).identity
         #expect(identity.name == "a")
         #expect(try SnapshotRestore.status(file: file).revision == 2)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == ["backup.db", "damaged.db", "x"],

@@ -47,11 +47,13 @@ public enum SnapshotRestore {
     /// the cluster `configuration.initialCluster` names, from the snapshot in
     /// `file`. Refuses a data directory that exists and is not empty.
     /// `verifyHash` false skips the file's SHA-256 check (`--skip-hash-check`).
+    /// Returns the new member and what the file held (read once: an etcd
+    /// backup may be gigabytes).
     @discardableResult
     public static func restore(
         file path: String, into configuration: MemberConfiguration, verifyHash: Bool = true
-    ) throws -> MemberIdentity {
-        let machine = try load(path, verifyHash: verifyHash).machine
+    ) throws -> (identity: MemberIdentity, status: Status) {
+        let (machine, status) = try load(path, verifyHash: verifyHash)
         let founders = try configuration.parsedInitialCluster().map { founder in
             Member(
                 id: ClusterService.memberID(peerURLs: founder.peerURLs, salt: configuration.initialClusterToken),
@@ -110,7 +112,7 @@ public enum SnapshotRestore {
             try? FileManager.default.removeItem(atPath: staging)
             throw error
         }
-        return identity
+        return (identity, status)
     }
 
     /// The whole file, read straight into one array (a backup of etcd's can
